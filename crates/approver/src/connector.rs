@@ -1,0 +1,285 @@
+//! Stream connectors: one long-lived `GET /v1/stream` per paired gateway, parsed as
+//! Server-Sent Events and fed to [`Engine::ingest`]; reconnection with backoff and
+//! `Last-Event-ID` resume; half-open detection from missing keep-alives. Also the engine's
+//! run loop (connectors plus the outbox flusher) and `sync` (drain each stream until `ready`).
+
+use std::time::Duration;
+
+use countersign_protocol::api::paths;
+use countersign_protocol::sse::{SseItem, SseParser};
+use countersign_protocol::types::Decode;
+use countersign_protocol::{DeviceAuth, StreamEvent};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::events::EngineEvent;
+use crate::gateway::{self, GatewayRecord};
+use crate::outbox::{backoff_delay, FlushReport};
+
+/// Keep-alive interval assumed until the gateway's `ready` event says otherwise.
+const DEFAULT_KEEPALIVE_SECONDS: u64 = 15;
+/// Silence longer than this many keep-alive intervals means a dead (half-open) connection.
+const DEAD_AFTER_KEEPALIVES: f64 = 2.5;
+/// How long `sync` waits for one gateway's backlog.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Deserialize)]
+struct Ready {
+    keepalive_seconds: u64,
+}
+
+/// The result of syncing with one gateway.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyncReport {
+    pub gateway: String,
+    pub name: String,
+    /// Events stored (accepted, rejected or duplicate) during the sync.
+    pub events: u32,
+    /// Why the gateway could not be synced, if it could not.
+    pub error: Option<String>,
+    pub error_code: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Keep the stream open until shut down.
+    Follow,
+    /// Return once the backlog has been replayed (`ready`).
+    UntilReady,
+}
+
+enum End {
+    Ready,
+    Shutdown,
+}
+
+/// One connection: connect, read until the stream ends, dies or (in `UntilReady`) is drained.
+/// `healthy` is set once `ready` arrives, so the caller can reset its backoff.
+async fn connect_once(
+    engine: &Engine,
+    fingerprint: &str,
+    mode: Mode,
+    shutdown: &mut watch::Receiver<bool>,
+    healthy: &mut bool,
+    events: &mut u32,
+) -> Result<End, EngineError> {
+    // Re-read the record every time: the resume point moves as events are stored.
+    let gw: GatewayRecord = engine.gateway(fingerprint)?;
+    let url = gateway::endpoint(&gw.url, paths::STREAM)?;
+    let auth = DeviceAuth::create(
+        &engine.inner.key,
+        &gw.device_id,
+        "GET",
+        paths::STREAM,
+        engine.now(),
+    )?;
+    let mut req = engine
+        .inner
+        .http
+        .get(url.clone())
+        .header(reqwest::header::AUTHORIZATION, auth.to_header())
+        .header(reqwest::header::ACCEPT, "text/event-stream");
+    if gw.last_event_id > 0 {
+        req = req.header("Last-Event-ID", gw.last_event_id.to_string());
+    }
+    let resp = tokio::time::timeout(gateway::CALL_TIMEOUT, req.send())
+        .await
+        .map_err(|_| gateway::unreachable(&url, "no answer within 30 seconds"))?
+        .map_err(|e| gateway::unreachable(&url, e))?;
+    if !resp.status().is_success() {
+        // Reuse the common reading rule for the error body (4xx refused, 5xx transient).
+        return match gateway::read_answer::<countersign_protocol::GatewayInfo>(&url, resp).await {
+            Err(e) => Err(e),
+            Ok(_) => Err(EngineError::BadGatewayResponse(
+                "unexpected stream answer".into(),
+            )),
+        };
+    }
+    engine.emit(EngineEvent::ConnectionUp {
+        gateway: gw.fingerprint.clone(),
+    });
+    let mut resp = resp;
+    let mut parser = SseParser::new();
+    let mut dead_after =
+        Duration::from_secs_f64(DEFAULT_KEEPALIVE_SECONDS as f64 * DEAD_AFTER_KEEPALIVES);
+    loop {
+        let chunk = tokio::select! {
+            _ = shutdown.changed() => return Ok(End::Shutdown),
+            c = tokio::time::timeout(dead_after, resp.chunk()) => c,
+        };
+        let bytes = match chunk {
+            Err(_) => {
+                return Err(gateway::unreachable(
+                    &url,
+                    format!(
+                        "no data for {} seconds (connection presumed dead)",
+                        dead_after.as_secs()
+                    ),
+                ))
+            }
+            Ok(Err(e)) => return Err(gateway::unreachable(&url, e)),
+            Ok(Ok(None)) => {
+                return Err(gateway::unreachable(&url, "the gateway closed the stream"))
+            }
+            Ok(Ok(Some(b))) => b,
+        };
+        let items = parser.feed(&bytes).map_err(|e| {
+            EngineError::BadGatewayResponse(format!("the event stream is broken: {e}"))
+        })?;
+        for item in items {
+            let SseItem::Event { id, event, data } = item else {
+                continue;
+            };
+            match event.as_str() {
+                "ready" => {
+                    let n = serde_json::from_str::<Ready>(&data)
+                        .map(|r| r.keepalive_seconds.clamp(1, 3600))
+                        .unwrap_or(DEFAULT_KEEPALIVE_SECONDS);
+                    dead_after = Duration::from_secs_f64(n as f64 * DEAD_AFTER_KEEPALIVES);
+                    *healthy = true;
+                    if mode == Mode::UntilReady {
+                        return Ok(End::Ready);
+                    }
+                }
+                "request" | "status" => {
+                    let event_id = id.as_deref().and_then(|s| s.parse::<u64>().ok());
+                    *events += 1;
+                    let outcome = match StreamEvent::decode(data.as_bytes()) {
+                        Ok(ev) => engine.ingest(&gw.fingerprint, event_id, ev)?,
+                        Err(e) => {
+                            engine.ingest_malformed(&gw.fingerprint, event_id, e.to_string())?
+                        }
+                    };
+                    tracing::debug!(gateway = %gw.name, ?event_id, ?outcome, "stream event");
+                }
+                // Unknown event names are for newer clients; ignoring them keeps us compatible.
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Follows one gateway's stream until shutdown, reconnecting with backoff.
+async fn follow(engine: Engine, fingerprint: String, mut shutdown: watch::Receiver<bool>) {
+    let o = engine.inner.options.clone();
+    let mut attempt: u32 = 0;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let mut healthy = false;
+        let mut events = 0;
+        let result = connect_once(
+            &engine,
+            &fingerprint,
+            Mode::Follow,
+            &mut shutdown,
+            &mut healthy,
+            &mut events,
+        )
+        .await;
+        match result {
+            Ok(End::Shutdown) => return,
+            Ok(End::Ready) => {}
+            Err(e) => {
+                tracing::warn!(gateway = %fingerprint, error = %e, "stream connection lost");
+                engine.emit(EngineEvent::ConnectionDown {
+                    gateway: fingerprint.clone(),
+                    error: e.to_string(),
+                });
+            }
+        }
+        // A connection that got as far as `ready` was good: start the backoff over.
+        if healthy {
+            attempt = 0;
+        }
+        let delay = backoff_delay(o.backoff_base, o.backoff_cap, attempt);
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+impl Engine {
+    /// Runs every paired gateway's connector and the outbox flusher until `shutdown` becomes
+    /// true. Gateways paired after the call starts are picked up on the next run.
+    pub async fn run(&self, shutdown: watch::Receiver<bool>) -> Result<(), EngineError> {
+        let mut tasks = JoinSet::new();
+        for gw in self.gateways()? {
+            tasks.spawn(follow(self.clone(), gw.fingerprint, shutdown.clone()));
+        }
+        let engine = self.clone();
+        let mut stop = shutdown.clone();
+        tasks.spawn(async move {
+            loop {
+                if *stop.borrow() {
+                    return;
+                }
+                if let Err(e) = engine.flush().await {
+                    tracing::warn!(error = %e, "outbox flush failed");
+                }
+                let now = engine.now();
+                let wait = match engine.next_due() {
+                    Ok(Some(t)) if t > now => Duration::from_secs((t - now).min(60) as u64),
+                    Ok(Some(_)) => Duration::from_secs(1),
+                    _ => Duration::from_secs(60),
+                };
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = engine.inner.outbox_wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        });
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    /// Connects to every gateway, stores its backlog until `ready`, then sends every queued
+    /// decision. Unreachable gateways are reported, not fatal.
+    pub async fn sync(&self) -> Result<(Vec<SyncReport>, FlushReport), EngineError> {
+        let (_tx, rx) = watch::channel(false);
+        let mut reports = Vec::new();
+        for gw in self.gateways()? {
+            let mut shutdown = rx.clone();
+            let mut healthy = false;
+            let mut events = 0;
+            let result = tokio::time::timeout(
+                SYNC_TIMEOUT,
+                connect_once(
+                    self,
+                    &gw.fingerprint,
+                    Mode::UntilReady,
+                    &mut shutdown,
+                    &mut healthy,
+                    &mut events,
+                ),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(EngineError::GatewayUnreachable {
+                    url: gw.url.to_string(),
+                    detail: "the backlog was not replayed within 20 seconds".into(),
+                })
+            });
+            let (error, error_code) = match result {
+                Ok(_) => (None, None),
+                Err(e) => (Some(e.to_string()), Some(e.code().to_owned())),
+            };
+            reports.push(SyncReport {
+                gateway: gw.fingerprint,
+                name: gw.name,
+                events,
+                error,
+                error_code,
+            });
+        }
+        let flushed = self.flush_due(true).await?;
+        Ok((reports, flushed))
+    }
+}

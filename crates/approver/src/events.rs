@@ -1,0 +1,67 @@
+//! What the engine tells its host about: the [`EngineEvent`] broadcast (for a UI that keeps
+//! its own view up to date) and the [`Notifier`] hook (for native notifications).
+
+use countersign_protocol::RequestState;
+use serde::Serialize;
+
+use crate::inbox::InboxItem;
+
+/// Something that changed in the engine. Sent on a broadcast channel; a slow receiver may miss
+/// events (it sees `Lagged`) and should then re-read the inbox.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EngineEvent {
+    RequestReceived {
+        gateway: String,
+        request_id: String,
+    },
+    RequestRejected {
+        gateway: String,
+        request_id: Option<String>,
+        reason: String,
+    },
+    StatusChanged {
+        gateway: String,
+        request_id: String,
+        state: RequestState,
+        approvals: u32,
+        min_approvals: u32,
+    },
+    DecisionQueued {
+        decision_id: String,
+        request_id: String,
+    },
+    DecisionDelivered {
+        decision_id: String,
+        request_id: String,
+        request_state: RequestState,
+    },
+    DecisionRefused {
+        decision_id: String,
+        request_id: String,
+        code: String,
+        message: String,
+    },
+    ConnectionUp {
+        gateway: String,
+    },
+    ConnectionDown {
+        gateway: String,
+        error: String,
+    },
+}
+
+/// Called by the engine when a person should be told something. Implementations must not block
+/// for long (they run on the engine's tasks) and must never decide anything themselves.
+pub trait Notifier: Send + Sync {
+    /// A verified request was stored in the inbox.
+    fn request_arrived(&self, _item: &InboxItem) {}
+    /// A request reached a final state (or was decided here).
+    fn request_resolved(&self, _request_id: &str, _state: RequestState) {}
+}
+
+/// The default notifier: tells nobody.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SilentNotifier;
+
+impl Notifier for SilentNotifier {}

@@ -1,0 +1,131 @@
+//! Paired gateways: the pinned facts stored per gateway ([`GatewayRecord`]) and the HTTP calls
+//! the engine makes to a gateway (info, pairing, decision delivery), with the rule that turns an
+//! HTTP answer into "accepted", "refused for good" or "try again later".
+
+use std::time::Duration;
+
+use countersign_protocol::api::ErrorBody;
+use countersign_protocol::types::Decode;
+use countersign_protocol::PublicKey;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::error::EngineError;
+
+/// Upper bound for a non-streaming call, so a stuck gateway cannot hold a decision forever.
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What this device pinned when it paired with a gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayRecord {
+    /// Fingerprint of `gateway_key`; the gateway's identity in the engine.
+    pub fingerprint: String,
+    /// Base URL (from the pairing link).
+    pub url: Url,
+    /// The pinned signing key: every request, status and receipt must verify with it.
+    pub gateway_key: PublicKey,
+    pub name: String,
+    /// The approver identity this device acts as at this gateway.
+    pub approver: String,
+    /// The id the gateway gave this device.
+    pub device_id: String,
+    /// The WebAuthn origin used for every ceremony with this gateway.
+    pub webauthn_origin: Url,
+    pub paired_at: i64,
+    /// The id of the last stream event stored (resume point).
+    pub last_event_id: u64,
+}
+
+/// `base` joined with an absolute API path, keeping any path prefix of the base URL.
+pub(crate) fn endpoint(base: &Url, path: &str) -> Result<Url, EngineError> {
+    let mut base = base.clone();
+    if !base.path().ends_with('/') {
+        let p = format!("{}/", base.path());
+        base.set_path(&p);
+    }
+    base.join(path.trim_start_matches('/'))
+        .map_err(|e| EngineError::InvalidInput(format!("cannot build a gateway URL: {e}")))
+}
+
+pub(crate) fn unreachable(url: &Url, e: impl std::fmt::Display) -> EngineError {
+    EngineError::GatewayUnreachable {
+        url: url.to_string(),
+        detail: e.to_string(),
+    }
+}
+
+/// Reads a response: 2xx is decoded strictly as `T`; 4xx is a final refusal with the gateway's
+/// code and message; 5xx and anything unreadable are transient.
+pub(crate) async fn read_answer<T: Decode>(
+    url: &Url,
+    resp: reqwest::Response,
+) -> Result<T, EngineError> {
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| unreachable(url, e))?;
+    if status.is_success() {
+        return T::decode(&bytes).map_err(|e| EngineError::BadGatewayResponse(e.to_string()));
+    }
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(b) => (b.error.code, b.error.message),
+        Err(_) => (
+            format!("http_{}", status.as_u16()),
+            String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+        ),
+    };
+    if status.is_client_error() {
+        Err(EngineError::GatewayRefused {
+            status: status.as_u16(),
+            code,
+            message,
+        })
+    } else {
+        Err(unreachable(
+            url,
+            format!("HTTP {} ({code}: {message})", status.as_u16()),
+        ))
+    }
+}
+
+pub(crate) async fn get<T: Decode>(http: &reqwest::Client, url: Url) -> Result<T, EngineError> {
+    let resp = http
+        .get(url.clone())
+        .timeout(CALL_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| unreachable(&url, e))?;
+    read_answer(&url, resp).await
+}
+
+pub(crate) async fn post<B: Serialize, T: Decode>(
+    http: &reqwest::Client,
+    url: Url,
+    body: &B,
+) -> Result<T, EngineError> {
+    let resp = http
+        .post(url.clone())
+        .timeout(CALL_TIMEOUT)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| unreachable(&url, e))?;
+    read_answer(&url, resp).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_keeps_prefix() {
+        let u = Url::parse("http://127.0.0.1:8/gw").unwrap();
+        assert_eq!(
+            endpoint(&u, "/v1/stream").unwrap().as_str(),
+            "http://127.0.0.1:8/gw/v1/stream"
+        );
+        let u = Url::parse("http://127.0.0.1:8/").unwrap();
+        assert_eq!(
+            endpoint(&u, "/v1/info").unwrap().as_str(),
+            "http://127.0.0.1:8/v1/info"
+        );
+    }
+}

@@ -1,0 +1,39 @@
+//! The Countersign approver engine.
+//!
+//! One [`Engine`] owns a data directory: the SQLite store (inbox, outbox, audit log, paired
+//! gateways), the device key and, in development mode, the software authenticator. It pairs
+//! with gateways, keeps a stream open to each, verifies every pushed request before storing
+//! it, runs the passkey ceremony through an [`Authenticator`], signs decisions, delivers them
+//! exactly once through the outbox and writes everything to a hash-chained audit log.
+//!
+//! It knows nothing of windows or notifications: hosts observe it through [`EngineEvent`]s
+//! and a [`Notifier`].
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod authenticator;
+pub mod clock;
+mod connector;
+mod device;
+pub mod display;
+mod engine;
+pub mod error;
+pub mod events;
+pub mod gateway;
+pub mod inbox;
+pub mod outbox;
+mod store;
+
+pub use audit::AuditSummary;
+pub use authenticator::{
+    open_authenticator, Authenticator, AuthenticatorChoice, AuthenticatorKind, SoftAuthenticator,
+};
+pub use clock::Clock;
+pub use connector::SyncReport;
+pub use engine::{DecisionOutcome, Engine, EngineOptions, DATABASE_FILE, DEVICE_KEY_FILE};
+pub use error::EngineError;
+pub use events::{EngineEvent, Notifier, SilentNotifier};
+pub use gateway::GatewayRecord;
+pub use inbox::{DeliveryState, InboxItem, IngestOutcome, ListFilter, LocalDecision, RejectReason};
+pub use outbox::{Delivery, FlushReport, OutboxItem};
+pub use store::SCHEMA_VERSION;

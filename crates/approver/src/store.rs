@@ -1,0 +1,116 @@
+//! The SQLite file `approver.db`: how it is opened (WAL, full sync, busy timeout) and its schema
+//! and migrations. The tables themselves are read and written by the modules that own them.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::error::EngineError;
+
+/// The schema version this build writes, kept in `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = r#"
+CREATE TABLE gateways (
+    fingerprint     TEXT PRIMARY KEY,
+    url             TEXT NOT NULL,
+    gateway_key     TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    approver        TEXT NOT NULL,
+    device_id       TEXT NOT NULL,
+    webauthn_origin TEXT NOT NULL,
+    paired_at       INTEGER NOT NULL,
+    last_event_id   INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE inbox (
+    gateway        TEXT NOT NULL REFERENCES gateways(fingerprint),
+    request_id     TEXT NOT NULL,
+    request        TEXT NOT NULL,
+    digest         TEXT NOT NULL,
+    challenge      TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    approvals      INTEGER NOT NULL DEFAULT 0,
+    min_approvals  INTEGER NOT NULL,
+    votes          TEXT NOT NULL DEFAULT '[]',
+    expires_at     INTEGER NOT NULL,
+    received_at    INTEGER NOT NULL,
+    decision_id    TEXT,
+    PRIMARY KEY (gateway, request_id)
+);
+CREATE INDEX inbox_request_id ON inbox(request_id);
+CREATE TABLE outbox (
+    decision_id     TEXT PRIMARY KEY,
+    gateway         TEXT NOT NULL REFERENCES gateways(fingerprint),
+    request_id      TEXT NOT NULL,
+    verdict         TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('queued', 'delivered', 'refused')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    receipt         TEXT,
+    created_at      INTEGER NOT NULL
+);
+CREATE TABLE audit (
+    seq   INTEGER PRIMARY KEY,
+    entry TEXT NOT NULL,
+    hash  TEXT NOT NULL
+);
+"#;
+
+/// Opens (creating if needed) and migrates the database.
+pub(crate) fn open(path: &Path) -> Result<Connection, EngineError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(EngineError::Corrupt(format!(
+            "the database refused WAL mode (it is in {mode} mode)"
+        )));
+    }
+    // FULL: a committed decision or audit entry survives a power cut, not only a crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), EngineError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(EngineError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < 1 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+        ))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_twice_and_refuses_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("approver.db");
+        drop(open(&p).unwrap());
+        let c = open(&p).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        assert!(matches!(
+            open(&p),
+            Err(EngineError::SchemaTooNew { found: 99, .. })
+        ));
+    }
+}
