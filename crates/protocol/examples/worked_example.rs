@@ -1,0 +1,237 @@
+//! The worked example of `docs/protocol.md`, section "Worked example".
+//!
+//! From fixed key seeds and fixed messages it prints every value an independent implementation
+//! has to reproduce: the JCS bytes, the domain-separated signing messages, the SHA-256 digests,
+//! the public keys and fingerprints, and the Ed25519 signatures (which are deterministic).
+//!
+//! Run it with `cargo run -p countersign-protocol --example worked_example`. The test
+//! `crates/protocol/tests/worked_example.rs` checks that `docs/protocol.md` contains this output
+//! verbatim, so the document cannot drift from the code.
+
+use std::error::Error;
+use std::fmt::Write as _;
+
+use countersign_protocol::audit::{AuditEntry, GENESIS};
+use countersign_protocol::canonical::{domain, signing_message, to_canonical_bytes};
+use countersign_protocol::{
+    ApprovalRequest, Decision, Digest, KeyPair, Receipt, RequestState, Risk, Signed, Verdict,
+    PROTOCOL_VERSION,
+};
+
+/// The gateway's Ed25519 seed: 32 bytes of 0x01.
+pub const GATEWAY_SEED: [u8; 32] = [0x01; 32];
+/// The device's Ed25519 seed: 32 bytes of 0x02.
+pub const DEVICE_SEED: [u8; 32] = [0x02; 32];
+/// How many leading bytes of each signing message are printed in hex.
+pub const HEAD_BYTES: usize = 32;
+
+/// The fixed nonce of the example `Authorization` header (16 bytes, lowercase hex).
+pub const DEVICE_AUTH_NONCE: &str = "00112233445566778899aabbccddeeff";
+
+/// 2026-01-01T00:00:00Z.
+pub const T0: i64 = 1_767_225_600;
+
+/// The fixed approval request, as the gateway with [`GATEWAY_SEED`] would sign it.
+pub fn request(gateway_fingerprint: &str) -> ApprovalRequest {
+    ApprovalRequest {
+        v: PROTOCOL_VERSION,
+        id: "7d0f3c2a-5b1e-4c8a-9f3d-2e6b8a1c4d59".into(),
+        gateway: gateway_fingerprint.into(),
+        action: "sql.exec".into(),
+        resource: "prod-db".into(),
+        risk: Risk::High,
+        summary: "Delete expired sessions".into(),
+        detail: "DELETE FROM sessions WHERE expires_at < now();".into(),
+        requester: "ci-deploy".into(),
+        reason: "Nightly cleanup, ticket OPS-1234".into(),
+        created_at: T0,
+        not_before: T0,
+        expires_at: T0 + 600,
+        approvers: vec!["alice@example.com".into(), "bob@example.com".into()],
+        min_approvals: 2,
+        match_required: true,
+    }
+}
+
+/// The fixed decision of alice's device. The assertion is a small placeholder object that only
+/// shows how a nested JSON value is canonicalised; a gateway would refuse it as a passkey
+/// assertion.
+pub fn decision(
+    gateway_fingerprint: &str,
+    request_digest: Digest,
+) -> Result<Decision, Box<dyn Error>> {
+    Ok(Decision {
+        v: PROTOCOL_VERSION,
+        decision_id: "3f6c1e9a-2b7d-4e0f-8a15-c94d7b2e6f30".into(),
+        request_id: "7d0f3c2a-5b1e-4c8a-9f3d-2e6b8a1c4d59".into(),
+        request_digest,
+        gateway: gateway_fingerprint.into(),
+        approver: "alice@example.com".into(),
+        device_id: "9b2d4f6a-1c3e-4a5b-8d7f-0e1c2b3a4d5e".into(),
+        verdict: Verdict::Approve,
+        reason: None,
+        match_code: Some("482913".into()),
+        decided_at: T0 + 42,
+        assertion: Some(serde_json::from_str(
+            r#"{"type":"public-key","id":"AAECAw","rawId":"AAECAw",
+                "response":{"clientDataJSON":"e30","authenticatorData":"AA","signature":"AA"},
+                "extensions":{}}"#,
+        )?),
+    })
+}
+
+/// The gateway's receipt for [`decision`]: one of two approvals, so the request stays pending.
+pub fn receipt(d: &Decision, decision_digest: Digest) -> Receipt {
+    Receipt {
+        v: PROTOCOL_VERSION,
+        decision_id: d.decision_id.clone(),
+        decision_digest,
+        request_id: d.request_id.clone(),
+        request_digest: d.request_digest,
+        approver: d.approver.clone(),
+        verdict: d.verdict,
+        accepted_at: T0 + 43,
+        request_state: RequestState::Pending,
+        approvals: 1,
+        min_approvals: 2,
+    }
+}
+
+/// The body a device signs for its `Authorization` header (`GET /v1/stream`), with a fixed
+/// nonce. Keys are written in canonical order already; JCS sorts them in any case.
+pub fn device_auth_body(device_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "device": device_id,
+        "method": "GET",
+        "nonce": DEVICE_AUTH_NONCE,
+        "path": "/v1/stream",
+        "ts": T0 + 5,
+    })
+}
+
+/// The first entry of an audit chain, recording the request's arrival.
+pub fn audit_entry(gateway_fingerprint: &str, request_digest: Digest) -> AuditEntry {
+    AuditEntry {
+        v: PROTOCOL_VERSION,
+        seq: 1,
+        at: T0 + 1,
+        kind: "request.received".into(),
+        request_id: Some("7d0f3c2a-5b1e-4c8a-9f3d-2e6b8a1c4d59".into()),
+        detail: serde_json::json!({
+            "gateway": gateway_fingerprint,
+            "request_digest": request_digest,
+        }),
+        prev: GENESIS,
+    }
+}
+
+/// Writes one `key = value` line with the keys aligned.
+fn kv(out: &mut String, key: &str, value: impl std::fmt::Display) -> Result<(), Box<dyn Error>> {
+    writeln!(out, "{key:<24} = {value}")?;
+    Ok(())
+}
+
+fn utf8(bytes: Vec<u8>) -> Result<String, Box<dyn Error>> {
+    Ok(String::from_utf8(bytes)?)
+}
+
+/// Writes the domain, JCS, signing-message length and head, and SHA-256 of one body.
+fn message<T: serde::Serialize>(
+    out: &mut String,
+    label: &str,
+    dom: &str,
+    body: &T,
+) -> Result<Digest, Box<dyn Error>> {
+    let jcs = utf8(to_canonical_bytes(body)?)?;
+    let msg = signing_message(dom, body)?;
+    let digest = Digest::of_bytes(&msg);
+    kv(out, &format!("{label}.domain"), dom)?;
+    kv(out, &format!("{label}.jcs"), &jcs)?;
+    kv(out, &format!("{label}.jcs_len"), jcs.len())?;
+    kv(out, &format!("{label}.message_len"), msg.len())?;
+    kv(
+        out,
+        &format!("{label}.message_head"),
+        hex::encode(&msg[..HEAD_BYTES.min(msg.len())]),
+    )?;
+    kv(out, &format!("{label}.sha256"), digest)?;
+    Ok(digest)
+}
+
+/// The complete output of the example, as printed by `main`.
+pub fn render() -> Result<String, Box<dyn Error>> {
+    let mut out = String::new();
+    let gateway = KeyPair::from_seed(&GATEWAY_SEED);
+    let device = KeyPair::from_seed(&DEVICE_SEED);
+    let gw_fp = gateway.public().fingerprint();
+
+    writeln!(out, "# Keys")?;
+    kv(&mut out, "gateway.seed", hex::encode(GATEWAY_SEED))?;
+    kv(&mut out, "gateway.public_key", gateway.public().to_base64())?;
+    kv(
+        &mut out,
+        "gateway.public_hex",
+        hex::encode(gateway.public().to_bytes()),
+    )?;
+    kv(&mut out, "gateway.fingerprint", &gw_fp)?;
+    kv(&mut out, "device.seed", hex::encode(DEVICE_SEED))?;
+    kv(&mut out, "device.public_key", device.public().to_base64())?;
+    kv(
+        &mut out,
+        "device.public_hex",
+        hex::encode(device.public().to_bytes()),
+    )?;
+    kv(
+        &mut out,
+        "device.fingerprint",
+        device.public().fingerprint(),
+    )?;
+
+    writeln!(out)?;
+    writeln!(out, "# ApprovalRequest, signed by the gateway key")?;
+    let req = Signed::sign(&gateway, request(&gw_fp))?;
+    let request_digest = message(&mut out, "request", domain::REQUEST, &req.body)?;
+    kv(&mut out, "request.signature", req.signature.to_base64())?;
+    kv(&mut out, "request.wire", serde_json::to_string(&req)?)?;
+
+    writeln!(out)?;
+    writeln!(out, "# Decision, signed by the device key")?;
+    let dec = Signed::sign(&device, decision(&gw_fp, request_digest)?)?;
+    let decision_digest = message(&mut out, "decision", domain::DECISION, &dec.body)?;
+    kv(&mut out, "decision.signature", dec.signature.to_base64())?;
+
+    writeln!(out)?;
+    writeln!(out, "# Receipt, signed by the gateway key")?;
+    let rec = Signed::sign(&gateway, receipt(&dec.body, decision_digest))?;
+    message(&mut out, "receipt", domain::RECEIPT, &rec.body)?;
+    kv(&mut out, "receipt.signature", rec.signature.to_base64())?;
+
+    writeln!(out)?;
+    writeln!(out, "# Device Authorization header for GET /v1/stream")?;
+    let auth_body = device_auth_body(&dec.body.device_id);
+    message(&mut out, "device_auth", domain::DEVICE_AUTH, &auth_body)?;
+    let auth_sig = device.sign(domain::DEVICE_AUTH, &auth_body)?;
+    kv(&mut out, "device_auth.signature", auth_sig.to_base64())?;
+    kv(
+        &mut out,
+        "device_auth.header",
+        format!(
+            "Countersign-Device device={}, ts={}, nonce={}, sig={}",
+            dec.body.device_id,
+            T0 + 5,
+            DEVICE_AUTH_NONCE,
+            auth_sig.to_base64()
+        ),
+    )?;
+
+    writeln!(out)?;
+    writeln!(out, "# Audit entry 1 (prev = genesis)")?;
+    let entry = audit_entry(&gw_fp, request_digest);
+    message(&mut out, "audit", domain::AUDIT_ENTRY, &entry)?;
+    Ok(out)
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    print!("{}", render()?);
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! The HTTP API under `/v1`: paths, request and response bodies, and error codes.
+//!
+//! Every error response is `{"error": {"code": "<stable code>", "message": "<sentence>"}}`
+//! with an HTTP status that fits the code.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::Digest;
+use crate::types::{ApprovalRequest, Risk, Signed, StatusUpdate};
+
+pub mod paths {
+    pub const INFO: &str = "/v1/info";
+    pub const PAIR_START: &str = "/v1/pair/start";
+    pub const PAIR_FINISH: &str = "/v1/pair/finish";
+    pub const STREAM: &str = "/v1/stream";
+    pub const REQUESTS: &str = "/v1/requests";
+    pub const DECISIONS: &str = "/v1/decisions";
+    pub const OPENAPI: &str = "/v1/openapi.json";
+}
+
+/// `POST /v1/requests` (bearer token). The requester's identity comes from the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRequest {
+    pub action: String,
+    pub resource: String,
+    #[serde(default)]
+    pub risk: Option<Risk>,
+    pub summary: String,
+    #[serde(default)]
+    pub detail: String,
+    #[serde(default)]
+    pub reason: String,
+    /// Seconds until the request expires.
+    pub ttl_seconds: u32,
+    pub approvers: Vec<String>,
+    pub min_approvals: u32,
+    #[serde(default)]
+    pub require_match: bool,
+}
+
+/// The answer to [`NewRequest`]. `match_code` is shown to the requester only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatedRequest {
+    pub request: Signed<ApprovalRequest>,
+    pub digest: Digest,
+    pub match_code: Option<String>,
+    /// True when an identical pending request from the same requester already existed and
+    /// this answer is that request (duplicates collapse).
+    pub duplicate: bool,
+}
+
+/// `GET /v1/requests/{id}[?wait=SECONDS]` (bearer token): the request and its current state.
+/// With `wait` the answer is held until the state is final or the time is up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestView {
+    pub request: Signed<ApprovalRequest>,
+    pub status: Signed<StatusUpdate>,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}

@@ -1,0 +1,26 @@
+//! Countersign wire protocol.
+//!
+//! This crate owns everything two Countersign parties must agree on byte for byte: the versioned
+//! wire types, the canonical JSON form (RFC 8785), the domain-separated SHA-256 digests and the
+//! Ed25519 signatures over them, the pairing link, the device authentication header, the audit
+//! chain rule and the Server-Sent Events framing. It does no I/O.
+//!
+//! `docs/protocol.md` is the normative description; this crate is its reference implementation.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod audit;
+pub mod canonical;
+pub mod crypto;
+pub mod error;
+pub mod link;
+pub mod sse;
+pub mod types;
+
+pub use crypto::{DeviceAuth, Digest, KeyPair, PublicKey, Signature};
+pub use error::ProtocolError;
+pub use link::PairingLink;
+pub use types::*;
+
+/// The protocol version carried in the `v` field of every message.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,747 @@
+//! Versioned wire types.
+//!
+//! Every message carries `"v": 1`. Decoding is strict: unknown fields, a different version,
+//! oversized fields and bad encodings are typed errors (see [`Decode`]).
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::canonical::domain;
+use crate::crypto::{Digest, KeyPair, PublicKey, Signature};
+use crate::error::ProtocolError;
+use crate::PROTOCOL_VERSION;
+
+/// Largest JSON document any decoder accepts.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Field length limits, in bytes of UTF-8.
+pub mod limits {
+    pub const ID: usize = 64;
+    pub const NAME: usize = 128;
+    pub const ACTION: usize = 128;
+    pub const RESOURCE: usize = 256;
+    pub const SUMMARY: usize = 256;
+    pub const DETAIL: usize = 64 * 1024;
+    pub const REASON: usize = 2048;
+    pub const APPROVERS: usize = 64;
+    pub const MATCH_CODE: usize = 16;
+    pub const URL: usize = 2048;
+}
+
+fn check_version(v: u32) -> Result<(), ProtocolError> {
+    if v != PROTOCOL_VERSION {
+        return Err(ProtocolError::UnsupportedVersion {
+            found: v,
+            supported: PROTOCOL_VERSION,
+        });
+    }
+    Ok(())
+}
+
+fn check_len(field: &'static str, s: &str, limit: usize) -> Result<(), ProtocolError> {
+    if s.len() > limit {
+        return Err(ProtocolError::FieldTooLong {
+            field,
+            len: s.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+fn check_nonempty(field: &'static str, s: &str, limit: usize) -> Result<(), ProtocolError> {
+    check_len(field, s, limit)?;
+    if s.trim().is_empty() {
+        return Err(ProtocolError::InvalidField {
+            field,
+            reason: "must not be empty".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Identifiers (request ids, device ids, approver names) are printable ASCII without spaces
+/// or control characters, so they can never hide anything when displayed.
+fn check_ident(field: &'static str, s: &str, limit: usize) -> Result<(), ProtocolError> {
+    check_nonempty(field, s, limit)?;
+    if !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ProtocolError::InvalidField {
+            field,
+            reason: "must be printable ASCII without spaces".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Strict decoding from bytes: size limit, JSON shape (unknown fields refused), then the
+/// type's own rules (version, lengths, encodings).
+pub trait Decode: DeserializeOwned {
+    fn validate(&self) -> Result<(), ProtocolError>;
+
+    fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(ProtocolError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_MESSAGE_BYTES,
+            });
+        }
+        let value: Self =
+            serde_json::from_slice(bytes).map_err(|e| ProtocolError::Json(e.to_string()))?;
+        value.validate()?;
+        Ok(value)
+    }
+}
+
+/// A message body that is signed, with the domain label its signature uses.
+pub trait SignedBody: Serialize {
+    const DOMAIN: &'static str;
+}
+
+/// A body and an Ed25519 signature over `DOMAIN || 0x00 || JCS(body)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signed<T> {
+    pub body: T,
+    pub signature: Signature,
+}
+
+impl<T: SignedBody> Signed<T> {
+    pub fn sign(key: &KeyPair, body: T) -> Result<Self, ProtocolError> {
+        let signature = key.sign(T::DOMAIN, &body)?;
+        Ok(Signed { body, signature })
+    }
+
+    pub fn verify(&self, key: &PublicKey) -> Result<(), ProtocolError> {
+        key.verify(T::DOMAIN, &self.body, &self.signature)
+    }
+
+    /// SHA-256 over `DOMAIN || 0x00 || JCS(body)`: the bytes the signature covers.
+    pub fn digest(&self) -> Result<Digest, ProtocolError> {
+        Digest::of(T::DOMAIN, &self.body)
+    }
+}
+
+impl<T: Decode + SignedBody> Decode for Signed<T> {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        self.body.validate()
+    }
+}
+
+/// How risky the gateway judges an action. It drives notification urgency and display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    Low,
+    #[default]
+    Medium,
+    High,
+    Critical,
+}
+
+impl Risk {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+            Risk::Critical => "critical",
+        }
+    }
+}
+
+/// An approval request as the gateway signs it. The requester identity is the one the gateway
+/// authenticated (a token's name), never a value the requester typed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRequest {
+    pub v: u32,
+    pub id: String,
+    /// Fingerprint of the gateway key that signs this request.
+    pub gateway: String,
+    pub action: String,
+    pub resource: String,
+    pub risk: Risk,
+    pub summary: String,
+    pub detail: String,
+    pub requester: String,
+    pub reason: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub not_before: i64,
+    pub expires_at: i64,
+    pub approvers: Vec<String>,
+    pub min_approvals: u32,
+    /// When true the approver must type the code the requester was shown.
+    pub match_required: bool,
+}
+
+impl SignedBody for ApprovalRequest {
+    const DOMAIN: &'static str = domain::REQUEST;
+}
+
+impl Decode for ApprovalRequest {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("id", &self.id, limits::ID)?;
+        check_ident("gateway", &self.gateway, limits::ID)?;
+        check_ident("action", &self.action, limits::ACTION)?;
+        check_nonempty("resource", &self.resource, limits::RESOURCE)?;
+        check_nonempty("summary", &self.summary, limits::SUMMARY)?;
+        check_len("detail", &self.detail, limits::DETAIL)?;
+        check_ident("requester", &self.requester, limits::NAME)?;
+        check_len("reason", &self.reason, limits::REASON)?;
+        if self.approvers.is_empty() || self.approvers.len() > limits::APPROVERS {
+            return Err(ProtocolError::InvalidField {
+                field: "approvers",
+                reason: format!("must list 1 to {} approvers", limits::APPROVERS),
+            });
+        }
+        for a in &self.approvers {
+            check_ident("approvers", a, limits::NAME)?;
+        }
+        if self.min_approvals == 0 || self.min_approvals as usize > self.approvers.len() {
+            return Err(ProtocolError::InvalidField {
+                field: "min_approvals",
+                reason: "must be between 1 and the number of approvers".into(),
+            });
+        }
+        if self.not_before > self.expires_at || self.created_at > self.expires_at {
+            return Err(ProtocolError::InvalidField {
+                field: "expires_at",
+                reason: "expires before it becomes valid".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The lifecycle state of a request at the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestState {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    Withdrawn,
+}
+
+impl RequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved",
+            RequestState::Denied => "denied",
+            RequestState::Expired => "expired",
+            RequestState::Withdrawn => "withdrawn",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => RequestState::Pending,
+            "approved" => RequestState::Approved,
+            "denied" => RequestState::Denied,
+            "expired" => RequestState::Expired,
+            "withdrawn" => RequestState::Withdrawn,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, RequestState::Pending)
+    }
+}
+
+/// Approve or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Approve,
+    Deny,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approve",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
+/// One approver's recorded decision, as shown in quorum progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vote {
+    pub approver: String,
+    pub verdict: Verdict,
+    pub at: i64,
+}
+
+/// A gateway-signed change of a request's state, pushed to every eligible approver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusUpdate {
+    pub v: u32,
+    pub request_id: String,
+    pub request_digest: Digest,
+    pub state: RequestState,
+    pub approvals: u32,
+    pub min_approvals: u32,
+    pub votes: Vec<Vote>,
+    pub at: i64,
+}
+
+impl SignedBody for StatusUpdate {
+    const DOMAIN: &'static str = domain::STATUS;
+}
+
+impl Decode for StatusUpdate {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("request_id", &self.request_id, limits::ID)?;
+        if self.votes.len() > limits::APPROVERS {
+            return Err(ProtocolError::InvalidField {
+                field: "votes",
+                reason: "too many votes".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An approver's decision, signed by its device key. It binds the exact request (by digest),
+/// the verdict, the typed match code and the WebAuthn assertion together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    pub v: u32,
+    /// Random UUID chosen by the device; delivery is idempotent on it.
+    pub decision_id: String,
+    pub request_id: String,
+    pub request_digest: Digest,
+    /// Fingerprint of the gateway key the request was signed with.
+    pub gateway: String,
+    pub approver: String,
+    pub device_id: String,
+    pub verdict: Verdict,
+    pub reason: Option<String>,
+    pub match_code: Option<String>,
+    pub decided_at: i64,
+    /// The WebAuthn `PublicKeyCredential` (assertion) JSON, required to approve.
+    pub assertion: Option<serde_json::Value>,
+}
+
+impl SignedBody for Decision {
+    const DOMAIN: &'static str = domain::DECISION;
+}
+
+impl Decode for Decision {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("decision_id", &self.decision_id, limits::ID)?;
+        check_ident("request_id", &self.request_id, limits::ID)?;
+        check_ident("gateway", &self.gateway, limits::ID)?;
+        check_ident("approver", &self.approver, limits::NAME)?;
+        check_ident("device_id", &self.device_id, limits::ID)?;
+        if let Some(r) = &self.reason {
+            check_len("reason", r, limits::REASON)?;
+        }
+        if let Some(c) = &self.match_code {
+            check_len("match_code", c, limits::MATCH_CODE)?;
+        }
+        if self.verdict == Verdict::Approve && self.assertion.is_none() {
+            return Err(ProtocolError::InvalidField {
+                field: "assertion",
+                reason: "an approval must carry a passkey assertion".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The gateway's signed answer to an accepted decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    pub v: u32,
+    pub decision_id: String,
+    /// Digest of the signed decision body (domain `countersign/v1/decision`).
+    pub decision_digest: Digest,
+    pub request_id: String,
+    pub request_digest: Digest,
+    pub approver: String,
+    pub verdict: Verdict,
+    pub accepted_at: i64,
+    /// The request's state after this decision was applied.
+    pub request_state: RequestState,
+    pub approvals: u32,
+    pub min_approvals: u32,
+}
+
+impl SignedBody for Receipt {
+    const DOMAIN: &'static str = domain::RECEIPT;
+}
+
+impl Decode for Receipt {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("decision_id", &self.decision_id, limits::ID)?;
+        check_ident("request_id", &self.request_id, limits::ID)?;
+        check_ident("approver", &self.approver, limits::NAME)?;
+        Ok(())
+    }
+}
+
+/// First pairing step, sent by the device with the one-time code from the link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairStart {
+    pub v: u32,
+    pub code: String,
+    pub device_key: PublicKey,
+    pub device_name: String,
+}
+
+impl Decode for PairStart {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("code", &self.code, limits::ID)?;
+        check_nonempty("device_name", &self.device_name, limits::NAME)?;
+        Ok(())
+    }
+}
+
+/// The gateway's answer to [`PairStart`]: who the code was issued to, the gateway key (the
+/// device checks its fingerprint against the link) and a WebAuthn registration challenge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairChallenge {
+    pub v: u32,
+    pub pairing_id: String,
+    pub approver: String,
+    pub gateway_key: PublicKey,
+    /// The WebAuthn origin the device must use for every ceremony with this gateway.
+    pub webauthn_origin: String,
+    /// WebAuthn `CreationChallengeResponse` JSON.
+    pub creation: serde_json::Value,
+}
+
+impl Decode for PairChallenge {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("pairing_id", &self.pairing_id, limits::ID)?;
+        check_ident("approver", &self.approver, limits::NAME)?;
+        check_nonempty("webauthn_origin", &self.webauthn_origin, limits::URL)?;
+        Ok(())
+    }
+}
+
+/// Second pairing step, signed by the new device key (proof of possession).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairFinish {
+    pub v: u32,
+    pub pairing_id: String,
+    pub device_key: PublicKey,
+    /// WebAuthn `RegisterPublicKeyCredential` JSON.
+    pub credential: serde_json::Value,
+}
+
+impl SignedBody for PairFinish {
+    const DOMAIN: &'static str = domain::PAIRING;
+}
+
+impl Decode for PairFinish {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("pairing_id", &self.pairing_id, limits::ID)?;
+        Ok(())
+    }
+}
+
+/// The gateway's signed confirmation that a device is paired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paired {
+    pub v: u32,
+    pub device_id: String,
+    pub approver: String,
+    pub device_key: PublicKey,
+    pub paired_at: i64,
+}
+
+impl SignedBody for Paired {
+    const DOMAIN: &'static str = domain::PAIRED;
+}
+
+impl Decode for Paired {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("device_id", &self.device_id, limits::ID)?;
+        check_ident("approver", &self.approver, limits::NAME)?;
+        Ok(())
+    }
+}
+
+/// What arrives on a device's event stream (the `data:` of one SSE event).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StreamEvent {
+    /// A new request for this approver, with the WebAuthn challenge bound to it.
+    Request {
+        request: Signed<ApprovalRequest>,
+        /// WebAuthn `RequestChallengeResponse` JSON for this request and approver.
+        challenge: serde_json::Value,
+    },
+    /// A change of state of a request this approver was asked about.
+    Status { status: Signed<StatusUpdate> },
+}
+
+impl StreamEvent {
+    /// The SSE `event:` name used for this event.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StreamEvent::Request { .. } => "request",
+            StreamEvent::Status { .. } => "status",
+        }
+    }
+}
+
+impl Decode for StreamEvent {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        match self {
+            StreamEvent::Request { request, .. } => request.validate(),
+            StreamEvent::Status { status } => status.validate(),
+        }
+    }
+}
+
+/// Public facts about a gateway (`GET /v1/info`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayInfo {
+    pub v: u32,
+    pub name: String,
+    pub gateway_key: PublicKey,
+    pub fingerprint: String,
+    pub webauthn_origin: String,
+}
+
+impl Decode for GatewayInfo {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        if self.gateway_key.fingerprint() != self.fingerprint {
+            return Err(ProtocolError::InvalidField {
+                field: "fingerprint",
+                reason: "does not match gateway_key".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample_request() -> ApprovalRequest {
+        ApprovalRequest {
+            v: 1,
+            id: "0b7c4a52-7d1e-4f0e-9a57-3f1d2c8e9b10".into(),
+            gateway: "ab".repeat(32),
+            action: "sql.exec".into(),
+            resource: "prod-db".into(),
+            risk: Risk::High,
+            summary: "Drop the sessions table".into(),
+            detail: "DROP TABLE sessions;".into(),
+            requester: "ci-bot".into(),
+            reason: "cleanup".into(),
+            created_at: 1_700_000_000,
+            not_before: 1_700_000_000,
+            expires_at: 1_700_000_300,
+            approvers: vec!["alice@example.com".into()],
+            min_approvals: 1,
+            match_required: false,
+        }
+    }
+
+    #[test]
+    fn signed_request_round_trip() {
+        let k = KeyPair::from_seed(&[1; 32]);
+        let s = Signed::sign(&k, sample_request()).unwrap();
+        let bytes = serde_json::to_vec(&s).unwrap();
+        let back = Signed::<ApprovalRequest>::decode(&bytes).unwrap();
+        back.verify(&k.public()).unwrap();
+        assert_eq!(back.digest().unwrap(), s.digest().unwrap());
+    }
+
+    #[test]
+    fn changed_field_breaks_signature() {
+        let k = KeyPair::from_seed(&[1; 32]);
+        let mut s = Signed::sign(&k, sample_request()).unwrap();
+        s.body.detail.push(' ');
+        assert_eq!(s.verify(&k.public()), Err(ProtocolError::BadSignature));
+    }
+
+    /// (mutation of the JSON, predicate on the error)
+    #[test]
+    fn decoding_table() {
+        let k = KeyPair::from_seed(&[1; 32]);
+        let good = serde_json::to_value(Signed::sign(&k, sample_request()).unwrap()).unwrap();
+        type Mutation = fn(&mut serde_json::Value);
+        let cases: Vec<(&str, Mutation, fn(&ProtocolError) -> bool)> = vec![
+            (
+                "version 2",
+                |v| v["body"]["v"] = 2.into(),
+                |e| matches!(e, ProtocolError::UnsupportedVersion { found: 2, .. }),
+            ),
+            (
+                "unknown field",
+                |v| v["body"]["extra"] = 1.into(),
+                |e| matches!(e, ProtocolError::Json(_)),
+            ),
+            (
+                "missing field",
+                |v| {
+                    v["body"].as_object_mut().unwrap().remove("requester");
+                },
+                |e| matches!(e, ProtocolError::Json(_)),
+            ),
+            (
+                "oversized detail",
+                |v| v["body"]["detail"] = "x".repeat(limits::DETAIL + 1).into(),
+                |e| {
+                    matches!(
+                        e,
+                        ProtocolError::FieldTooLong {
+                            field: "detail",
+                            ..
+                        }
+                    )
+                },
+            ),
+            (
+                "bad signature encoding",
+                |v| v["signature"] = "***".into(),
+                |e| matches!(e, ProtocolError::Json(m) if m.contains("base64url")),
+            ),
+            (
+                "zero approvers",
+                |v| v["body"]["approvers"] = serde_json::json!([]),
+                |e| {
+                    matches!(
+                        e,
+                        ProtocolError::InvalidField {
+                            field: "approvers",
+                            ..
+                        }
+                    )
+                },
+            ),
+            (
+                "quorum larger than approvers",
+                |v| v["body"]["min_approvals"] = 2.into(),
+                |e| {
+                    matches!(
+                        e,
+                        ProtocolError::InvalidField {
+                            field: "min_approvals",
+                            ..
+                        }
+                    )
+                },
+            ),
+            (
+                "requester with a space",
+                |v| v["body"]["requester"] = "a b".into(),
+                |e| {
+                    matches!(
+                        e,
+                        ProtocolError::InvalidField {
+                            field: "requester",
+                            ..
+                        }
+                    )
+                },
+            ),
+            (
+                "unknown risk",
+                |v| v["body"]["risk"] = "extreme".into(),
+                |e| matches!(e, ProtocolError::Json(_)),
+            ),
+            (
+                "negative quorum",
+                |v| v["body"]["min_approvals"] = (-1).into(),
+                |e| matches!(e, ProtocolError::Json(_)),
+            ),
+        ];
+        for (name, mutate, expected) in cases {
+            let mut v = good.clone();
+            mutate(&mut v);
+            let bytes = serde_json::to_vec(&v).unwrap();
+            let err = Signed::<ApprovalRequest>::decode(&bytes).unwrap_err();
+            assert!(expected(&err), "{name}: unexpected error {err:?}");
+        }
+    }
+
+    #[test]
+    fn oversized_message_is_refused_before_parsing() {
+        let big = vec![b' '; MAX_MESSAGE_BYTES + 1];
+        assert!(matches!(
+            StreamEvent::decode(&big),
+            Err(ProtocolError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_never_panics_any_decoder() {
+        let inputs: Vec<Vec<u8>> = vec![
+            vec![],
+            b"null".to_vec(),
+            b"[]".to_vec(),
+            b"{\"type\":\"request\"}".to_vec(),
+            vec![0xff, 0xfe, 0x00],
+            b"{\"v\":1}".to_vec(),
+            b"\"\\ud800\"".to_vec(),
+            b"{\"v\":4294967296}".to_vec(),
+        ];
+        for i in &inputs {
+            assert!(StreamEvent::decode(i).is_err());
+            assert!(Signed::<Decision>::decode(i).is_err());
+            assert!(Signed::<Receipt>::decode(i).is_err());
+            assert!(PairStart::decode(i).is_err());
+            assert!(PairChallenge::decode(i).is_err());
+            assert!(Signed::<PairFinish>::decode(i).is_err());
+            assert!(Signed::<Paired>::decode(i).is_err());
+            assert!(GatewayInfo::decode(i).is_err());
+            assert!(Signed::<StatusUpdate>::decode(i).is_err());
+        }
+    }
+
+    #[test]
+    fn approval_without_assertion_is_refused() {
+        let d = Decision {
+            v: 1,
+            decision_id: "d1".into(),
+            request_id: "r1".into(),
+            request_digest: Digest([0; 32]),
+            gateway: "g".into(),
+            approver: "a".into(),
+            device_id: "dev".into(),
+            verdict: Verdict::Approve,
+            reason: None,
+            match_code: None,
+            decided_at: 0,
+            assertion: None,
+        };
+        assert!(matches!(
+            d.validate(),
+            Err(ProtocolError::InvalidField {
+                field: "assertion",
+                ..
+            })
+        ));
+    }
+}
