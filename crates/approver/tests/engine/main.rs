@@ -1,0 +1,590 @@
+//! Engine integration tests: real SQLite files in temporary directories, the software
+//! authenticator, a real WebAuthn relying party (webauthn-rs) standing in for the gateway's,
+//! and a tiny loopback HTTP server for the stream and decision endpoints.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use countersign_approver::audit::kind;
+use countersign_approver::{
+    Authenticator, Clock, Delivery, DeliveryState, Engine, EngineError, EngineOptions,
+    GatewayRecord, IngestOutcome, ListFilter, SoftAuthenticator,
+};
+use countersign_protocol::audit::{verify_chain, AuditEntry, Checkpoint};
+use countersign_protocol::{
+    ApprovalRequest, Digest, KeyPair, PublicKey, RequestState, Risk, Signed, StatusUpdate,
+    StreamEvent, Verdict,
+};
+use url::Url;
+use webauthn_rs::prelude::{Passkey, PasskeyAuthentication, Webauthn, WebauthnBuilder};
+
+mod http;
+
+const APPROVER: &str = "alice@example.com";
+const T0: i64 = 1_800_000_000;
+const ORIGIN: &str = "http://localhost:8080";
+
+/// A gateway played by the test: its signing key, a WebAuthn relying party and the passkey the
+/// engine's soft authenticator registered with it.
+struct Rig {
+    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    now: Arc<AtomicI64>,
+    engine: Engine,
+    gw_key: KeyPair,
+    fp: String,
+    rp: Webauthn,
+    passkey: Passkey,
+    auth: SoftAuthenticator,
+}
+
+fn open_engine(dir: &std::path::Path, now: &Arc<AtomicI64>) -> Engine {
+    let n = now.clone();
+    Engine::open_with(
+        dir,
+        EngineOptions {
+            clock: Clock::from_fn(move || n.load(Ordering::SeqCst)),
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+impl Rig {
+    fn new() -> Rig {
+        Self::with_url("http://127.0.0.1:9/")
+    }
+
+    fn with_url(url: &str) -> Rig {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let now = Arc::new(AtomicI64::new(T0));
+        let engine = open_engine(&dir, &now);
+        let gw_key = KeyPair::generate();
+        let fp = gw_key.public().fingerprint();
+        let origin = Url::parse(ORIGIN).unwrap();
+        let rp = WebauthnBuilder::new("localhost", &origin)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut auth = SoftAuthenticator::open(&dir.join("soft-authenticator.cbor")).unwrap();
+        let (ccr, reg) = rp
+            .start_passkey_registration(uuid::Uuid::new_v4(), APPROVER, APPROVER, None)
+            .unwrap();
+        let cred = auth.register(&origin, ccr).unwrap();
+        let passkey = rp.finish_passkey_registration(&cred, &reg).unwrap();
+        engine
+            .trust_gateway(GatewayRecord {
+                fingerprint: fp.clone(),
+                url: Url::parse(url).unwrap(),
+                gateway_key: gw_key.public(),
+                name: "test-gateway".into(),
+                approver: APPROVER.into(),
+                device_id: "dev-1".into(),
+                webauthn_origin: origin,
+                paired_at: T0,
+                last_event_id: 0,
+            })
+            .unwrap();
+        Rig {
+            _dir: tmp,
+            dir,
+            now,
+            engine,
+            gw_key,
+            fp,
+            rp,
+            passkey,
+            auth,
+        }
+    }
+
+    fn body(&self, id: &str) -> ApprovalRequest {
+        ApprovalRequest {
+            v: 1,
+            id: id.into(),
+            gateway: self.fp.clone(),
+            action: "sql.exec".into(),
+            resource: "prod-db".into(),
+            risk: Risk::High,
+            summary: "Drop the sessions table".into(),
+            detail: "DROP TABLE sessions;".into(),
+            requester: "ci-bot".into(),
+            reason: "cleanup".into(),
+            created_at: T0,
+            not_before: T0,
+            expires_at: T0 + 300,
+            approvers: vec![APPROVER.into(), "bob@example.com".into()],
+            min_approvals: 1,
+            match_required: false,
+        }
+    }
+
+    /// A signed request event with a fresh WebAuthn challenge bound to it.
+    fn event(&self, body: ApprovalRequest) -> (StreamEvent, PasskeyAuthentication) {
+        let request = Signed::sign(&self.gw_key, body).unwrap();
+        self.event_for(request)
+    }
+
+    fn event_for(&self, request: Signed<ApprovalRequest>) -> (StreamEvent, PasskeyAuthentication) {
+        let (rcr, state) = self
+            .rp
+            .start_passkey_authentication(std::slice::from_ref(&self.passkey))
+            .unwrap();
+        (
+            StreamEvent::Request {
+                request,
+                challenge: serde_json::to_value(rcr).unwrap(),
+            },
+            state,
+        )
+    }
+
+    fn accept(&self, id: &str, event_id: u64) -> PasskeyAuthentication {
+        let (ev, state) = self.event(self.body(id));
+        assert_eq!(
+            self.engine.ingest(&self.fp, Some(event_id), ev).unwrap(),
+            IngestOutcome::Accepted
+        );
+        state
+    }
+
+    fn audit_kinds(&self) -> Vec<(String, serde_json::Value)> {
+        self.engine
+            .audit_entries()
+            .unwrap()
+            .into_iter()
+            .map(|(e, _)| (e.kind, e.detail))
+            .collect()
+    }
+}
+
+type Mutation = fn(&Rig, &mut ApprovalRequest) -> Option<Signed<ApprovalRequest>>;
+
+#[test]
+fn rejection_rules_table() {
+    // (case, mutation of the request, expected code, expected words in the reason)
+    let cases: Vec<(&str, Mutation, &str, &str)> = vec![
+        (
+            "signed by another key",
+            |_, b| Some(Signed::sign(&KeyPair::generate(), b.clone()).unwrap()),
+            "bad_signature",
+            "signed by a key other than the pinned gateway key",
+        ),
+        (
+            "changed after signing",
+            |r, b| {
+                let mut s = Signed::sign(&r.gw_key, b.clone()).unwrap();
+                s.body.detail = "DROP TABLE users;".into();
+                Some(s)
+            },
+            "bad_signature",
+            "changed after signing",
+        ),
+        (
+            "expired",
+            |_, b| {
+                b.created_at = T0 - 600;
+                b.not_before = T0 - 600;
+                b.expires_at = T0 - 1;
+                None
+            },
+            "expired",
+            "expired at",
+        ),
+        (
+            "not yet valid",
+            |_, b| {
+                b.not_before = T0 + 120;
+                b.expires_at = T0 + 600;
+                None
+            },
+            "not_yet_valid",
+            "not valid until",
+        ),
+        (
+            "addressed to someone else",
+            |_, b| {
+                b.approvers = vec!["mallory@example.com".into()];
+                None
+            },
+            "not_addressed",
+            "addressed to other approvers",
+        ),
+        (
+            "names another gateway",
+            |_, b| {
+                b.gateway = "ab".repeat(32);
+                None
+            },
+            "wrong_gateway",
+            "not the pinned gateway",
+        ),
+    ];
+    for (i, (name, mutate, code, words)) in cases.into_iter().enumerate() {
+        let rig = Rig::new();
+        let mut body = rig.body(&format!("req-{i}"));
+        let signed = match mutate(&rig, &mut body) {
+            Some(s) => s,
+            None => Signed::sign(&rig.gw_key, body).unwrap(),
+        };
+        let (ev, _) = rig.event_for(signed);
+        let out = rig.engine.ingest(&rig.fp, Some(1), ev).unwrap();
+        let IngestOutcome::Rejected { reason } = out else {
+            panic!("{name}: accepted");
+        };
+        assert_eq!(reason.code(), code, "{name}");
+        assert!(
+            reason.message().contains(words),
+            "{name}: {}",
+            reason.message()
+        );
+        assert!(
+            rig.engine.list(ListFilter::All).unwrap().is_empty(),
+            "{name}"
+        );
+        let audited = rig.audit_kinds();
+        let (k, detail) = audited.last().unwrap();
+        assert_eq!(k, kind::REQUEST_REJECTED, "{name}");
+        assert_eq!(detail["code"], code, "{name}");
+        assert!(detail["reason"].as_str().unwrap().contains(words), "{name}");
+        rig.engine.audit_verify().unwrap();
+    }
+}
+
+#[test]
+fn clock_skew_is_allowed_on_not_before_only() {
+    let rig = Rig::new();
+    let mut b = rig.body("skew");
+    b.not_before = T0 + 30;
+    let (ev, _) = rig.event(b);
+    assert_eq!(
+        rig.engine.ingest(&rig.fp, None, ev).unwrap(),
+        IngestOutcome::Accepted
+    );
+    let mut b = rig.body("late");
+    b.expires_at = T0 - 1;
+    b.created_at = T0 - 10;
+    b.not_before = T0 - 10;
+    let (ev, _) = rig.event(b);
+    assert!(matches!(
+        rig.engine.ingest(&rig.fp, None, ev).unwrap(),
+        IngestOutcome::Rejected { .. }
+    ));
+}
+
+#[test]
+fn duplicates_are_not_stored_twice() {
+    let rig = Rig::new();
+    let (ev, _) = rig.event(rig.body("dup"));
+    assert_eq!(
+        rig.engine.ingest(&rig.fp, Some(5), ev.clone()).unwrap(),
+        IngestOutcome::Accepted
+    );
+    // The same event id again (a resume overlap): ignored silently.
+    let before = rig.audit_kinds().len();
+    assert_eq!(
+        rig.engine.ingest(&rig.fp, Some(5), ev.clone()).unwrap(),
+        IngestOutcome::Duplicate
+    );
+    assert_eq!(rig.audit_kinds().len(), before);
+    // The same request under a new event id (a re-delivery): not stored, but audited.
+    assert_eq!(
+        rig.engine.ingest(&rig.fp, Some(6), ev).unwrap(),
+        IngestOutcome::Duplicate
+    );
+    let (k, d) = rig.audit_kinds().pop().unwrap();
+    assert_eq!(
+        (k.as_str(), d["code"].as_str()),
+        (kind::REQUEST_REJECTED, Some("duplicate"))
+    );
+    // A different request reusing the id is refused outright.
+    let mut other = rig.body("dup");
+    other.summary = "something else".into();
+    let (ev, _) = rig.event(other);
+    let out = rig.engine.ingest(&rig.fp, Some(7), ev).unwrap();
+    assert!(
+        matches!(out, IngestOutcome::Rejected { reason } if reason.code() == "conflicting_duplicate")
+    );
+    assert_eq!(rig.engine.list(ListFilter::All).unwrap().len(), 1);
+    assert_eq!(rig.engine.gateway(&rig.fp).unwrap().last_event_id, 7);
+}
+
+#[test]
+fn inbox_lists_shows_and_expires() {
+    let rig = Rig::new();
+    rig.accept("0b7c4a52-aaaa", 1);
+    rig.accept("0b7c4a52-bbbb", 2);
+    assert_eq!(rig.engine.list(ListFilter::Pending).unwrap().len(), 2);
+    assert!(matches!(
+        rig.engine.show("0b7c4a52"),
+        Err(EngineError::AmbiguousRequest(_))
+    ));
+    let item = rig.engine.show("0b7c4a52-b").unwrap();
+    assert_eq!(item.id(), "0b7c4a52-bbbb");
+    assert_eq!(item.state, RequestState::Pending);
+    assert!(matches!(
+        rig.engine.show("nope"),
+        Err(EngineError::UnknownRequest(_))
+    ));
+    rig.now.store(T0 + 301, Ordering::SeqCst);
+    assert!(rig.engine.list(ListFilter::Pending).unwrap().is_empty());
+    assert_eq!(rig.engine.list(ListFilter::All).unwrap().len(), 2);
+    let err = futures::executor::block_on(rig.engine.deny("0b7c4a52-aaaa", "no")).unwrap_err();
+    assert_eq!(err.code(), "request_expired");
+}
+
+#[test]
+fn status_updates_are_verified_and_applied() {
+    let rig = Rig::new();
+    rig.accept("st-1", 1);
+    let item = rig.engine.show("st-1").unwrap();
+    let status = |digest: Digest, key: &KeyPair| StreamEvent::Status {
+        status: Signed::sign(
+            key,
+            StatusUpdate {
+                v: 1,
+                request_id: "st-1".into(),
+                request_digest: digest,
+                state: RequestState::Approved,
+                approvals: 1,
+                min_approvals: 1,
+                votes: vec![],
+                at: T0 + 5,
+            },
+        )
+        .unwrap(),
+    };
+    let forged = rig
+        .engine
+        .ingest(&rig.fp, Some(2), status(item.digest, &KeyPair::generate()))
+        .unwrap();
+    assert!(
+        matches!(forged, IngestOutcome::Rejected { reason } if reason.code() == "status_bad_signature")
+    );
+    let other = rig
+        .engine
+        .ingest(&rig.fp, Some(3), status(Digest([9; 32]), &rig.gw_key))
+        .unwrap();
+    assert!(
+        matches!(other, IngestOutcome::Rejected { reason } if reason.code() == "status_digest_mismatch")
+    );
+    assert_eq!(
+        rig.engine.show("st-1").unwrap().state,
+        RequestState::Pending
+    );
+    let ok = rig
+        .engine
+        .ingest(&rig.fp, Some(4), status(item.digest, &rig.gw_key))
+        .unwrap();
+    assert_eq!(ok, IngestOutcome::Accepted);
+    assert_eq!(
+        rig.engine.show("st-1").unwrap().state,
+        RequestState::Approved
+    );
+    assert_eq!(rig.audit_kinds().last().unwrap().0, kind::REQUEST_STATUS);
+}
+
+#[test]
+fn assertion_is_bound_to_its_own_request_challenge() {
+    let mut rig = Rig::new();
+    let state_a = rig.accept("req-a", 1);
+    let state_b = rig.accept("req-b", 2);
+    let a = rig.engine.assertion_for("req-a", &mut rig.auth).unwrap();
+    let cred: webauthn_rs::prelude::PublicKeyCredential = serde_json::from_value(a).unwrap();
+    // The relying party accepts A's assertion for A and refuses it for B.
+    rig.rp
+        .finish_passkey_authentication(&cred, &state_a)
+        .unwrap();
+    assert!(rig
+        .rp
+        .finish_passkey_authentication(&cred, &state_b)
+        .is_err());
+    // A decision carrying A's assertion on B is still signed (the gateway must refuse it).
+    let d = rig
+        .engine
+        .sign_decision(
+            "req-b",
+            Verdict::Approve,
+            None,
+            None,
+            Some(serde_json::to_value(&cred).unwrap()),
+        )
+        .unwrap();
+    d.verify(&rig.engine.device_public_key()).unwrap();
+    assert_eq!(d.body.request_id, "req-b");
+    assert_eq!(d.body.gateway, rig.fp);
+    assert_eq!(d.body.device_id, "dev-1");
+}
+
+#[test]
+fn approval_checks_match_code_first() {
+    let mut rig = Rig::new();
+    let mut b = rig.body("mc");
+    b.match_required = true;
+    let (ev, _) = rig.event(b);
+    rig.engine.ingest(&rig.fp, Some(1), ev).unwrap();
+    let err =
+        futures::executor::block_on(rig.engine.approve("mc", None, &mut rig.auth)).unwrap_err();
+    assert_eq!(err.code(), "match_code_required");
+    assert!(rig.engine.outbox().unwrap().is_empty());
+}
+
+#[test]
+fn audit_edit_is_named_by_verify() {
+    let rig = Rig::new();
+    rig.accept("a1", 1);
+    rig.accept("a2", 2);
+    rig.accept("a3", 3);
+    let summary = rig.engine.audit_verify().unwrap();
+    assert_eq!(summary.entries, 4); // gateway.paired + 3 received
+    let conn = rusqlite::Connection::open(rig.dir.join("approver.db")).unwrap();
+    let entry: String = conn
+        .query_row("SELECT entry FROM audit WHERE seq = 3", [], |r| r.get(0))
+        .unwrap();
+    let edited = entry.replace("ci-bot", "ci-bat");
+    assert_ne!(entry, edited);
+    conn.execute("UPDATE audit SET entry = ?1 WHERE seq = 3", [edited])
+        .unwrap();
+    let err = rig.engine.audit_verify().unwrap_err();
+    assert_eq!(err.code(), "audit_chain_broken");
+    assert!(err.to_string().contains("audit entry 3"), "{err}");
+    // Deleting a row is found at the gap.
+    conn.execute("UPDATE audit SET entry = ?1 WHERE seq = 3", [entry])
+        .unwrap();
+    rig.engine.audit_verify().unwrap();
+    conn.execute("DELETE FROM audit WHERE seq = 2", []).unwrap();
+    let err = rig.engine.audit_verify().unwrap_err();
+    assert!(err.to_string().contains("audit entry 2"), "{err}");
+}
+
+#[test]
+fn export_lines_parse_and_checkpoint_verifies() {
+    let rig = Rig::new();
+    rig.accept("e1", 1);
+    let mut out = Vec::new();
+    let s = rig.engine.audit_export(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, s.entries + 1);
+    let chain: Vec<(AuditEntry, Digest)> = lines[..lines.len() - 1]
+        .iter()
+        .map(|l| {
+            (
+                serde_json::from_value(l["entry"].clone()).unwrap(),
+                serde_json::from_value(l["hash"].clone()).unwrap(),
+            )
+        })
+        .collect();
+    let (n, head) = verify_chain(chain).unwrap();
+    let last = lines.last().unwrap();
+    let cp: Signed<Checkpoint> = serde_json::from_value(last["checkpoint"].clone()).unwrap();
+    let key = PublicKey::parse("public_key", last["public_key"].as_str().unwrap()).unwrap();
+    cp.verify(&key).unwrap();
+    assert_eq!((cp.body.seq, cp.body.head), (n, head));
+    assert_eq!(cp.body.signer, key.fingerprint());
+    assert_eq!(key, rig.engine.device_public_key());
+}
+
+#[tokio::test]
+async fn queued_decision_survives_reopen() {
+    let rig = Rig::new(); // its gateway URL points at a closed port
+    rig.accept("q1", 1);
+    let out = rig.engine.deny("q1", "not now").await.unwrap();
+    assert!(
+        matches!(out.delivery, Delivery::Queued { .. }),
+        "{:?}",
+        out.delivery
+    );
+    let id = out.decision.body.decision_id.clone();
+    let Rig {
+        engine,
+        dir,
+        now,
+        _dir,
+        ..
+    } = rig;
+    drop(engine);
+    let engine = open_engine(&dir, &now);
+    let rows = engine.outbox().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].decision_id, id);
+    assert_eq!(rows[0].state, DeliveryState::Queued);
+    assert_eq!(rows[0].attempts, 1);
+    let item = engine.show("q1").unwrap();
+    assert_eq!(item.decision.unwrap().decision_id, id);
+    assert!(matches!(
+        engine.deny("q1", "again").await,
+        Err(EngineError::AlreadyDecided { .. })
+    ));
+    let kinds: Vec<String> = engine
+        .audit_entries()
+        .unwrap()
+        .into_iter()
+        .map(|(e, _)| e.kind)
+        .collect();
+    assert_eq!(kinds.last().unwrap(), kind::DECISION_MADE);
+    engine.audit_verify().unwrap();
+}
+
+#[tokio::test]
+async fn sync_drains_stream_and_delivers_outbox() {
+    let server = http::FakeGateway::start().await;
+    let rig = Rig::with_url(&server.url());
+    server.set_key(KeyPair::from_seed(&rig.gw_key.seed()));
+    // The stream: one request (id 1), a malformed event (id 2), then ready.
+    let (ev, _) = rig.event(rig.body("s1"));
+    server.set_stream(vec![
+        (Some(1), "request", serde_json::to_string(&ev).unwrap()),
+        (Some(2), "request", "{\"type\":\"request\"}".into()),
+        (None, "ready", "{\"keepalive_seconds\":15}".into()),
+    ]);
+    let (reports, _) = rig.engine.sync().await.unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].error, None, "{reports:?}");
+    assert_eq!(rig.engine.show("s1").unwrap().state, RequestState::Pending);
+    assert_eq!(rig.engine.gateway(&rig.fp).unwrap().last_event_id, 2);
+    let auth = server.last_stream_headers();
+    assert!(
+        auth.0.starts_with("Countersign-Device device=dev-1,"),
+        "{auth:?}"
+    );
+    assert_eq!(auth.1, None);
+    // Reconnecting resumes after the last stored event.
+    server.set_stream(vec![(None, "ready", "{\"keepalive_seconds\":15}".into())]);
+    rig.engine.sync().await.unwrap();
+    assert_eq!(server.last_stream_headers().1.as_deref(), Some("2"));
+
+    // Delivery: first a 503 (stays queued), then a receipt (delivered), idempotent on resend.
+    server.set_decision_status(503);
+    let out = rig.engine.deny("s1", "not today").await.unwrap();
+    assert!(matches!(out.delivery, Delivery::Queued { .. }));
+    server.set_decision_status(200);
+    let (_, flushed) = rig.engine.sync().await.unwrap();
+    assert_eq!(flushed.delivered, 1);
+    let item = rig.engine.show("s1").unwrap();
+    let d = item.decision.unwrap();
+    assert_eq!(d.delivery, DeliveryState::Delivered);
+    assert_eq!(item.state, RequestState::Denied);
+    let receipt = rig.engine.submit(&rig.fp, &out.decision).await.unwrap();
+    assert_eq!(Some(receipt), d.receipt);
+    let kinds: Vec<String> = rig.audit_kinds().into_iter().map(|k| k.0).collect();
+    assert!(kinds.ends_with(&[
+        kind::DECISION_MADE.to_string(),
+        kind::DECISION_SENT.to_string(),
+        kind::RECEIPT_RECEIVED.to_string()
+    ]));
+
+    // A 4xx is final: refused and audited with the gateway's code.
+    rig.accept("s2", 10);
+    server.set_decision_status(409);
+    let out = rig.engine.deny("s2", "no").await.unwrap();
+    assert!(matches!(&out.delivery, Delivery::Refused { code, .. } if code == "test_refusal"));
+    let (k, detail) = rig.audit_kinds().pop().unwrap();
+    assert_eq!(k, kind::DECISION_REFUSED);
+    assert_eq!(detail["code"], "test_refusal");
+    rig.engine.audit_verify().unwrap();
+}
