@@ -1,6 +1,8 @@
 //! Engine integration tests: real SQLite files in temporary directories, the software
 //! authenticator, a real WebAuthn relying party (webauthn-rs) standing in for the gateway's,
 //! and a tiny loopback HTTP server for the stream and decision endpoints.
+// A test binary: a failed unwrap is a failed test, which is what we want here, helpers included.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
