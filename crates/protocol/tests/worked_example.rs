@@ -1,0 +1,203 @@
+//! Keeps the worked example of `docs/protocol.md` true.
+//!
+//! Two independent checks:
+//!
+//! 1. the output of `examples/worked_example.rs` appears in the document verbatim;
+//! 2. every value printed there is recomputed here from the document's own strings with the raw
+//!    primitives (SHA-256, Ed25519 from the fixed seeds, the strict decoders), so the example
+//!    program cannot be wrong in a way that the document then repeats.
+
+// The helpers below are test code too; a failed check is a panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use countersign_protocol::audit::{AuditEntry, GENESIS};
+use countersign_protocol::canonical::{domain, to_canonical_bytes};
+use countersign_protocol::types::Decode;
+use countersign_protocol::{ApprovalRequest, Decision, DeviceAuth, Receipt, Signed, Verdict};
+use ed25519_dalek::{Signer as _, SigningKey};
+use sha2::{Digest as _, Sha256};
+
+#[allow(dead_code)]
+#[path = "../examples/worked_example.rs"]
+mod example;
+
+const DOC: &str = include_str!("../../../docs/protocol.md");
+
+/// The value of `key = value` in the document's worked-example block.
+fn doc_value(key: &str) -> &'static str {
+    let prefix = format!("{key:<24} = ");
+    let mut found = DOC.lines().filter_map(|l| l.strip_prefix(prefix.as_str()));
+    let v = found
+        .next()
+        .unwrap_or_else(|| panic!("docs/protocol.md has no line `{key} = ...`"));
+    assert!(
+        found.next().is_none(),
+        "`{key}` appears twice in the document"
+    );
+    v
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn message(dom: &str, jcs: &str) -> Vec<u8> {
+    let mut m = dom.as_bytes().to_vec();
+    m.push(0);
+    m.extend_from_slice(jcs.as_bytes());
+    m
+}
+
+/// Checks the domain, lengths, head, digest of one printed message; returns the message bytes.
+fn check_message(label: &str, dom: &str) -> Vec<u8> {
+    assert_eq!(doc_value(&format!("{label}.domain")), dom);
+    let jcs = doc_value(&format!("{label}.jcs"));
+    let msg = message(dom, jcs);
+    assert_eq!(
+        doc_value(&format!("{label}.jcs_len")),
+        jcs.len().to_string()
+    );
+    assert_eq!(
+        doc_value(&format!("{label}.message_len")),
+        msg.len().to_string()
+    );
+    assert_eq!(
+        doc_value(&format!("{label}.message_head")),
+        hex::encode(&msg[..32])
+    );
+    assert_eq!(doc_value(&format!("{label}.sha256")), sha256_hex(&msg));
+    msg
+}
+
+/// Signs with the raw Ed25519 primitive and checks the document's signature equals it
+/// (Ed25519 is deterministic) and verifies strictly.
+fn check_signature(seed: [u8; 32], msg: &[u8], doc_sig: &str) {
+    let key = SigningKey::from_bytes(&seed);
+    let sig = key.sign(msg);
+    assert_eq!(URL_SAFE_NO_PAD.encode(sig.to_bytes()), doc_sig);
+    key.verifying_key().verify_strict(msg, &sig).unwrap();
+}
+
+#[test]
+fn document_contains_the_example_output_verbatim() {
+    let out = example::render().unwrap();
+    for line in out.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            DOC.contains(line),
+            "docs/protocol.md is out of date; run `cargo run -p countersign-protocol --example \
+             worked_example` and paste its output. Missing line:\n{line}"
+        );
+    }
+    assert!(
+        DOC.contains(&out),
+        "the example block in docs/protocol.md is not verbatim"
+    );
+}
+
+#[test]
+fn keys_and_fingerprints() {
+    for (who, seed) in [
+        ("gateway", example::GATEWAY_SEED),
+        ("device", example::DEVICE_SEED),
+    ] {
+        let public = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+        assert_eq!(doc_value(&format!("{who}.seed")), hex::encode(seed));
+        assert_eq!(
+            doc_value(&format!("{who}.public_key")),
+            URL_SAFE_NO_PAD.encode(public)
+        );
+        assert_eq!(doc_value(&format!("{who}.public_hex")), hex::encode(public));
+        assert_eq!(
+            doc_value(&format!("{who}.fingerprint")),
+            sha256_hex(&public)
+        );
+    }
+}
+
+#[test]
+fn request_signature_and_digest() {
+    let msg = check_message("request", domain::REQUEST);
+    check_signature(example::GATEWAY_SEED, &msg, doc_value("request.signature"));
+
+    // The wire form decodes strictly, its body canonicalises to the printed JCS, and the
+    // crate's own verification and digest agree with the raw computation.
+    let signed = Signed::<ApprovalRequest>::decode(doc_value("request.wire").as_bytes()).unwrap();
+    assert_eq!(
+        String::from_utf8(to_canonical_bytes(&signed.body).unwrap()).unwrap(),
+        doc_value("request.jcs")
+    );
+    let gateway_key =
+        countersign_protocol::PublicKey::parse("k", doc_value("gateway.public_key")).unwrap();
+    signed.verify(&gateway_key).unwrap();
+    assert_eq!(
+        signed.digest().unwrap().to_hex(),
+        doc_value("request.sha256")
+    );
+    assert_eq!(signed.body.gateway, doc_value("gateway.fingerprint"));
+}
+
+#[test]
+fn decision_binds_the_request_digest() {
+    let msg = check_message("decision", domain::DECISION);
+    check_signature(example::DEVICE_SEED, &msg, doc_value("decision.signature"));
+    let d = Decision::decode(doc_value("decision.jcs").as_bytes()).unwrap();
+    assert_eq!(d.request_digest.to_hex(), doc_value("request.sha256"));
+    assert_eq!(d.gateway, doc_value("gateway.fingerprint"));
+    assert_eq!(d.verdict, Verdict::Approve);
+    assert_eq!(
+        String::from_utf8(to_canonical_bytes(&d).unwrap()).unwrap(),
+        doc_value("decision.jcs")
+    );
+}
+
+#[test]
+fn receipt_binds_the_decision_digest() {
+    let msg = check_message("receipt", domain::RECEIPT);
+    check_signature(example::GATEWAY_SEED, &msg, doc_value("receipt.signature"));
+    let r = Receipt::decode(doc_value("receipt.jcs").as_bytes()).unwrap();
+    assert_eq!(r.decision_digest.to_hex(), doc_value("decision.sha256"));
+    assert_eq!(r.request_digest.to_hex(), doc_value("request.sha256"));
+}
+
+#[test]
+fn device_authorization_header() {
+    let msg = check_message("device_auth", domain::DEVICE_AUTH);
+    check_signature(
+        example::DEVICE_SEED,
+        &msg,
+        doc_value("device_auth.signature"),
+    );
+    let auth = DeviceAuth::parse_header(doc_value("device_auth.header")).unwrap();
+    let device_key =
+        countersign_protocol::PublicKey::parse("k", doc_value("device.public_key")).unwrap();
+    auth.verify(&device_key, "GET", "/v1/stream").unwrap();
+    assert!(auth.verify(&device_key, "GET", "/v1/info").is_err());
+    assert_eq!(
+        auth.signature.to_base64(),
+        doc_value("device_auth.signature")
+    );
+}
+
+#[test]
+fn audit_entry_hash() {
+    check_message("audit", domain::AUDIT_ENTRY);
+    let e = AuditEntry::decode(doc_value("audit.jcs").as_bytes()).unwrap();
+    assert_eq!(e.seq, 1);
+    assert_eq!(e.prev, GENESIS);
+    assert_eq!(e.hash().unwrap().to_hex(), doc_value("audit.sha256"));
+}
+
+/// The Python verifier in the document checks the same wire bytes against the same key.
+#[test]
+fn python_verifier_uses_the_example_values() {
+    let start = DOC
+        .find("<!-- verifier.py -->")
+        .expect("the Python verifier is marked in the document");
+    let block = &DOC[start..];
+    let block = &block[..block.find("\n```\n").expect("the code block ends")];
+    assert!(block.contains(doc_value("request.wire")));
+    assert!(block.contains(doc_value("gateway.fingerprint")));
+    assert!(block.contains(doc_value("request.sha256")));
+}
