@@ -44,10 +44,7 @@ impl SseParser {
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<SseItem>, SseError> {
         self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
-        loop {
-            let Some(pos) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') else {
-                break;
-            };
+        while let Some(pos) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') {
             // A CR may be followed by LF; wait for the next byte if the CR ends the buffer.
             let mut consumed = pos + 1;
             if self.buf[pos] == b'\r' {

@@ -591,7 +591,8 @@ mod tests {
         let k = KeyPair::from_seed(&[1; 32]);
         let good = serde_json::to_value(Signed::sign(&k, sample_request()).unwrap()).unwrap();
         type Mutation = fn(&mut serde_json::Value);
-        let cases: Vec<(&str, Mutation, fn(&ProtocolError) -> bool)> = vec![
+        type Expect = fn(&ProtocolError) -> bool;
+        let cases: Vec<(&str, Mutation, Expect)> = vec![
             (
                 "version 2",
                 |v| v["body"]["v"] = 2.into(),

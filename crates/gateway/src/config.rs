@@ -1,0 +1,230 @@
+//! Gateway settings: defaults, then a TOML file, then `COUNTERSIGN_*` environment variables,
+//! then command-line flags (applied by the binary).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("Cannot read the configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("The configuration file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("The environment variable {name} is invalid: {message}")]
+    Env { name: String, message: String },
+}
+
+/// Everything the gateway can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Human name shown to approvers.
+    pub name: String,
+    /// Where the HTTP API listens. Loopback by default.
+    pub listen: SocketAddr,
+    /// The URL approvers reach the gateway at, written into pairing links. Defaults to
+    /// `http://<listen>/`.
+    pub public_url: Option<Url>,
+    /// Where the database and the signing key live.
+    pub data_dir: PathBuf,
+    /// WebAuthn relying party id and origin used in every ceremony with this gateway.
+    pub webauthn_rp_id: String,
+    pub webauthn_origin: Url,
+    /// Seconds between SSE keep-alive comments.
+    pub keepalive_seconds: u64,
+    /// How long a pairing link works.
+    pub invite_ttl_seconds: i64,
+    pub default_ttl_seconds: u32,
+    pub max_ttl_seconds: u32,
+    /// Requests one requester may create per minute.
+    pub rate_limit_per_minute: u32,
+    /// Actions (exact names, or a prefix ending in `*`) that always require number matching.
+    pub match_required_actions: Vec<String>,
+    /// Whether a deny must carry a passkey assertion too.
+    pub deny_requires_passkey: bool,
+    /// Wrong match codes tolerated per request before it is denied.
+    pub max_match_failures: u32,
+    /// How often pending requests are checked for expiry, in milliseconds.
+    pub expiry_sweep_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "Countersign gateway".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8740)),
+            public_url: None,
+            data_dir: default_data_dir(),
+            webauthn_rp_id: "localhost".into(),
+            webauthn_origin: localhost_origin(),
+            keepalive_seconds: 15,
+            invite_ttl_seconds: 24 * 3600,
+            default_ttl_seconds: 600,
+            max_ttl_seconds: 7 * 24 * 3600,
+            rate_limit_per_minute: 30,
+            match_required_actions: Vec::new(),
+            deny_requires_passkey: false,
+            max_match_failures: 3,
+            expiry_sweep_ms: 1000,
+        }
+    }
+}
+
+#[allow(clippy::expect_used)]
+fn localhost_origin() -> Url {
+    // Proven invariant: a constant, well-formed URL.
+    Url::parse("https://localhost").expect("constant URL parses")
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("countersign-gateway");
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        return PathBuf::from(h).join(".local/share/countersign-gateway");
+    }
+    PathBuf::from("countersign-gateway-data")
+}
+
+/// The default configuration file: `$XDG_CONFIG_HOME/countersign/gateway.toml`.
+pub fn default_config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("countersign/gateway.toml"))
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if given, or the default one if it exists), then the
+    /// environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut cfg = match file {
+            Some(p) => Self::from_file(p)?,
+            None => match default_config_path() {
+                Some(p) if p.exists() => Self::from_file(&p)?,
+                _ => Config::default(),
+            },
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        Ok(cfg)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies `COUNTERSIGN_*` variables through `get`, so tests need not touch the process
+    /// environment.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &str, v: String) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.parse::<T>().map_err(|e| ConfigError::Env {
+                name: name.into(),
+                message: e.to_string(),
+            })
+        }
+        if let Some(v) = get("COUNTERSIGN_GATEWAY_NAME") {
+            self.name = v;
+        }
+        if let Some(v) = get("COUNTERSIGN_LISTEN") {
+            self.listen = parse("COUNTERSIGN_LISTEN", v)?;
+        }
+        if let Some(v) = get("COUNTERSIGN_PUBLIC_URL") {
+            self.public_url = Some(parse("COUNTERSIGN_PUBLIC_URL", v)?);
+        }
+        if let Some(v) = get("COUNTERSIGN_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("COUNTERSIGN_WEBAUTHN_RP_ID") {
+            self.webauthn_rp_id = v;
+        }
+        if let Some(v) = get("COUNTERSIGN_WEBAUTHN_ORIGIN") {
+            self.webauthn_origin = parse("COUNTERSIGN_WEBAUTHN_ORIGIN", v)?;
+        }
+        if let Some(v) = get("COUNTERSIGN_KEEPALIVE_SECONDS") {
+            self.keepalive_seconds = parse("COUNTERSIGN_KEEPALIVE_SECONDS", v)?;
+        }
+        if let Some(v) = get("COUNTERSIGN_RATE_LIMIT_PER_MINUTE") {
+            self.rate_limit_per_minute = parse("COUNTERSIGN_RATE_LIMIT_PER_MINUTE", v)?;
+        }
+        Ok(())
+    }
+
+    /// The URL written into pairing links.
+    pub fn public_url(&self) -> Url {
+        if let Some(u) = &self.public_url {
+            return u.clone();
+        }
+        let host = match self.listen.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        Url::parse(&format!("http://{host}:{}/", self.listen.port()))
+            .unwrap_or_else(|_| localhost_origin())
+    }
+
+    /// Whether policy requires number matching for this action.
+    pub fn match_required_for(&self, action: &str) -> bool {
+        self.match_required_actions
+            .iter()
+            .any(|p| match p.strip_suffix('*') {
+                Some(prefix) => action.starts_with(prefix),
+                None => p == action,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.toml");
+        std::fs::write(
+            &p,
+            "listen = \"127.0.0.1:9000\"\nname = \"file\"\nmatch_required_actions = [\"sql.*\"]\n",
+        )
+        .unwrap();
+        let mut c = Config::from_file(&p).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        c.apply_env(|k| (k == "COUNTERSIGN_LISTEN").then(|| "127.0.0.1:9001".to_string()))
+            .unwrap();
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.name, "file");
+        assert!(c.match_required_for("sql.exec"));
+        assert!(!c.match_required_for("deploy"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_env_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.toml");
+        std::fs::write(&p, "lisen = 1\n").unwrap();
+        assert!(matches!(
+            Config::from_file(&p),
+            Err(ConfigError::Parse { .. })
+        ));
+        let mut c = Config::default();
+        assert!(c
+            .apply_env(|k| (k == "COUNTERSIGN_LISTEN").then(|| "nope".to_string()))
+            .is_err());
+    }
+}

@@ -1,0 +1,395 @@
+//! `countersign-gateway`: serve the reference gateway, issue invites and tokens, and create
+//! approval requests (the CI/CD gate).
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use countersign_gateway::client::RequesterClient;
+use countersign_gateway::{pairing, tokens, Config, Gateway};
+use countersign_protocol::api::NewRequest;
+use countersign_protocol::{RequestState, Risk};
+use url::Url;
+
+/// Exit codes of `request --wait`.
+const EXIT_DENIED: u8 = 3;
+const EXIT_EXPIRED: u8 = 4;
+const EXIT_WITHDRAWN: u8 = 5;
+
+#[derive(Parser)]
+#[command(
+    name = "countersign-gateway",
+    version,
+    about = "Countersign reference gateway"
+)]
+struct Cli {
+    /// Configuration file (TOML). Default: $XDG_CONFIG_HOME/countersign/gateway.toml if present.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Where the gateway keeps its database and signing key.
+    #[arg(long, global = true, env = "COUNTERSIGN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API.
+    Serve {
+        /// Address to listen on (loopback by default).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// URL approvers use to reach this gateway, written into pairing links.
+        #[arg(long)]
+        public_url: Option<Url>,
+    },
+    /// Print a one-time pairing link for an approver.
+    Invite {
+        approver: String,
+        #[arg(long)]
+        public_url: Option<Url>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage requester tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Create an approval request on a running gateway; optionally wait and run a command.
+    Request(RequestArgs),
+    /// Verify the gateway's own audit chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create (or replace) the token of a requester and print it once.
+    Create { name: String },
+    /// Revoke a requester's token.
+    Revoke { name: String },
+    /// List requesters.
+    List,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    Verify,
+}
+
+#[derive(clap::Args)]
+struct RequestArgs {
+    /// Gateway URL (or COUNTERSIGN_GATEWAY, or `gateway` in requester.toml).
+    #[arg(long, env = "COUNTERSIGN_GATEWAY")]
+    gateway: Option<Url>,
+    /// Requester token (or COUNTERSIGN_TOKEN, or `token` in requester.toml).
+    #[arg(long, env = "COUNTERSIGN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[arg(long)]
+    action: String,
+    #[arg(long)]
+    resource: String,
+    /// One-line summary; defaults to the command or the action.
+    #[arg(long)]
+    summary: Option<String>,
+    /// Full detail (the exact command, SQL, manifest). Defaults to the command after `--`.
+    #[arg(long)]
+    detail: Option<String>,
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// Time to live in seconds.
+    #[arg(long, default_value_t = 600)]
+    ttl: u32,
+    /// An eligible approver (repeatable).
+    #[arg(long = "approver", required = true)]
+    approvers: Vec<String>,
+    #[arg(long, default_value_t = 1)]
+    min_approvals: u32,
+    /// Require number matching: you are shown a code the approver must type.
+    #[arg(long)]
+    require_match: bool,
+    #[arg(long, value_parser = parse_risk)]
+    risk: Option<Risk>,
+    /// Block until the request is decided (implied by a command).
+    #[arg(long)]
+    wait: bool,
+    #[arg(long)]
+    json: bool,
+    /// Command to run once approved.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+fn parse_risk(s: &str) -> Result<Risk, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| "risk is one of low, medium, high, critical".to_string())
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RequesterFile {
+    gateway: Option<Url>,
+    token: Option<String>,
+}
+
+fn requester_file() -> Result<RequesterFile> {
+    let Some(base) = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+    else {
+        return Ok(RequesterFile::default());
+    };
+    let p = base.join("countersign/requester.toml");
+    if !p.exists() {
+        return Ok(RequesterFile::default());
+    }
+    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    if let Some(d) = &cli.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    Ok(cfg)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Serve { listen, public_url } => {
+            let mut cfg = load_config(&cli)?;
+            if let Some(l) = listen {
+                cfg.listen = *l;
+            }
+            if let Some(u) = public_url {
+                cfg.public_url = Some(u.clone());
+            }
+            let gw = Gateway::open(cfg)?;
+            let running = countersign_gateway::serve(gw).await?;
+            tracing::info!(
+                url = %running.url(),
+                fingerprint = %running.gateway.fingerprint,
+                "countersign gateway listening"
+            );
+            println!("listening on {}", running.url());
+            shutdown_signal().await;
+            running.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Invite {
+            approver,
+            public_url,
+            json,
+        } => {
+            let cfg = load_config(&cli)?;
+            let url = public_url.clone().unwrap_or_else(|| cfg.public_url());
+            let gw = Gateway::open(cfg)?;
+            let link = pairing::invite(&gw, approver, url)?;
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::json!({"link": link.to_string(), "approver": approver, "fingerprint": link.fingerprint, "expires_at": link.expires_at})
+                );
+            } else {
+                println!("{link}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token { command } => {
+            let gw = Gateway::open(load_config(&cli)?)?;
+            match command {
+                TokenCommand::Create { name } => println!("{}", tokens::create(&gw, name)?),
+                TokenCommand::Revoke { name } => {
+                    if !tokens::revoke(&gw, name)? {
+                        bail!("{name} has no active token");
+                    }
+                }
+                TokenCommand::List => {
+                    for (name, created, revoked) in tokens::list(&gw)? {
+                        println!(
+                            "{name}\tcreated {created}\t{}",
+                            if revoked { "revoked" } else { "active" }
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let gw = Gateway::open(load_config(&cli)?)?;
+            let entries = gw.store.read(countersign_gateway::store::audit_entries)?;
+            match countersign_protocol::audit::verify_chain(entries) {
+                Ok((n, head)) => {
+                    println!("audit chain intact: {n} entries, head {head}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(b) => {
+                    println!("audit chain BROKEN: {b}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Request(args) => request(args).await,
+    }
+}
+
+async fn request(args: &RequestArgs) -> Result<ExitCode> {
+    let file = requester_file()?;
+    let gateway = args
+        .gateway
+        .clone()
+        .or(file.gateway)
+        .context("no gateway: pass --gateway URL, set COUNTERSIGN_GATEWAY, or add `gateway` to requester.toml")?;
+    let token = args.token.clone().or(file.token).context(
+        "no requester token: pass --token, set COUNTERSIGN_TOKEN, or add `token` to requester.toml",
+    )?;
+    let command_line = (!args.command.is_empty()).then(|| shell_words(&args.command));
+    let new = NewRequest {
+        action: args.action.clone(),
+        resource: args.resource.clone(),
+        risk: args.risk,
+        summary: args
+            .summary
+            .clone()
+            .or_else(|| command_line.clone())
+            .unwrap_or_else(|| format!("{} on {}", args.action, args.resource)),
+        detail: args
+            .detail
+            .clone()
+            .or_else(|| command_line.clone())
+            .unwrap_or_default(),
+        reason: args.reason.clone(),
+        ttl_seconds: args.ttl,
+        approvers: args.approvers.clone(),
+        min_approvals: args.min_approvals,
+        require_match: args.require_match,
+    };
+    let client = RequesterClient::new(gateway, token)?;
+    let created = client.create(&new).await?;
+    let id = created.request.body.id.clone();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"id": id, "digest": created.digest, "match_code": created.match_code, "duplicate": created.duplicate, "expires_at": created.request.body.expires_at})
+        );
+    } else {
+        eprintln!("request {id} created, waiting for approval");
+        if created.duplicate {
+            eprintln!("(an identical request was already pending; this is that request)");
+        }
+        if let Some(code) = &created.match_code {
+            eprintln!("match code: {code}  (the approver must type this code)");
+        }
+    }
+    if !args.wait && args.command.is_empty() {
+        if !args.json {
+            println!("{id}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let view = client.wait_final(&id).await?;
+    let state = view.status.body.state;
+    let votes: Vec<String> = view
+        .status
+        .body
+        .votes
+        .iter()
+        .map(|v| format!("{} {}", v.approver, v.verdict.as_str()))
+        .collect();
+    eprintln!("request {id} {}: {}", state.as_str(), votes.join(", "));
+    match state {
+        RequestState::Approved => {
+            if args.command.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let status = tokio::process::Command::new(&args.command[0])
+                .args(&args.command[1..])
+                .status()
+                .await
+                .with_context(|| format!("running {}", args.command[0]))?;
+            Ok(ExitCode::from(
+                status.code().map(|c| c.clamp(0, 255) as u8).unwrap_or(1),
+            ))
+        }
+        RequestState::Denied => Ok(ExitCode::from(EXIT_DENIED)),
+        RequestState::Expired => Ok(ExitCode::from(EXIT_EXPIRED)),
+        RequestState::Withdrawn => Ok(ExitCode::from(EXIT_WITHDRAWN)),
+        RequestState::Pending => bail!("the request is still pending"),
+    }
+}
+
+/// Joins a command for display, quoting words that need it.
+fn shell_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            if !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+            {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,85 @@
+//! The OpenAPI 3.1 document served at `/v1/openapi.json`. Message schemas are described in
+//! prose in docs/protocol.md; this document names every endpoint, its authentication and its
+//! answers so that generic tools can drive the API.
+
+use serde_json::{json, Value};
+
+fn error_responses(codes: &[&str]) -> Value {
+    let mut m = serde_json::Map::new();
+    for c in codes {
+        m.insert(
+            (*c).to_string(),
+            json!({"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+        );
+    }
+    Value::Object(m)
+}
+
+fn with_errors(ok: Value, codes: &[&str]) -> Value {
+    let mut r = error_responses(codes);
+    if let (Some(map), Value::Object(okm)) = (r.as_object_mut(), ok) {
+        map.extend(okm);
+    }
+    r
+}
+
+fn json_body(desc: &str) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": {"type": "object", "description": desc}}}})
+}
+
+fn ok(desc: &str) -> Value {
+    json!({"200": {"description": desc, "content": {"application/json": {"schema": {"type": "object"}}}}})
+}
+
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Countersign gateway API",
+            "version": "1",
+            "description": "Messages, canonical form and signatures are specified in docs/protocol.md."
+        },
+        "components": {
+            "securitySchemes": {
+                "requesterToken": {"type": "http", "scheme": "bearer", "description": "A token from `countersign-gateway token create`."},
+                "device": {"type": "apiKey", "in": "header", "name": "Authorization", "description": "Countersign-Device device=<id>, ts=<unix>, nonce=<hex>, sig=<base64url>"}
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}
+                }
+            }
+        },
+        "paths": {
+            "/v1/info": {"get": {"summary": "Gateway name, signing key and WebAuthn origin", "responses": ok("GatewayInfo")}},
+            "/v1/pair/start": {"post": {"summary": "Redeem a one-time pairing code", "requestBody": json_body("PairStart"), "responses": with_errors(ok("PairChallenge"), &["400", "404", "409", "410"])}},
+            "/v1/pair/finish": {"post": {"summary": "Register the device key and passkey", "requestBody": json_body("Signed<PairFinish>"), "responses": with_errors(ok("Signed<Paired>"), &["400", "401", "403", "404", "409", "410"])}},
+            "/v1/stream": {"get": {
+                "summary": "Server-Sent Events stream of requests and status changes for this device's approver",
+                "security": [{"device": []}],
+                "parameters": [{"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "integer"}}],
+                "responses": with_errors(json!({"200": {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}), &["400", "401"])
+            }},
+            "/v1/requests": {"post": {"summary": "Create an approval request", "security": [{"requesterToken": []}], "requestBody": json_body("NewRequest"), "responses": with_errors(json!({"201": {"description": "CreatedRequest", "content": {"application/json": {"schema": {"type": "object"}}}}, "200": {"description": "CreatedRequest (an identical pending request already existed)", "content": {"application/json": {"schema": {"type": "object"}}}}}), &["400", "401", "429"])}},
+            "/v1/requests/{id}": {"get": {
+                "summary": "A request and its signed status; `wait` holds the answer until the state is final",
+                "security": [{"requesterToken": []}],
+                "parameters": [
+                    {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "wait", "in": "query", "required": false, "schema": {"type": "integer", "maximum": 60}}
+                ],
+                "responses": with_errors(ok("RequestView"), &["401", "404"])
+            }},
+            "/v1/requests/{id}/withdraw": {"post": {
+                "summary": "Withdraw a pending request",
+                "security": [{"requesterToken": []}],
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": with_errors(ok("RequestView"), &["401", "409"])
+            }},
+            "/v1/decisions": {"post": {"summary": "Deliver a device-signed decision", "requestBody": json_body("Signed<Decision>"), "responses": with_errors(ok("Signed<Receipt>"), &["400", "401", "403", "404", "409", "410"])}},
+            "/v1/openapi.json": {"get": {"summary": "This document", "responses": ok("OpenAPI document")}}
+        }
+    })
+}

@@ -1,0 +1,272 @@
+//! Push: the in-memory hub that fans committed events out to connected devices, and the SSE
+//! endpoint `GET /v1/stream`.
+//!
+//! Events are stored first (table `events`, one row per approver) and published to the hub
+//! after commit, in commit order. A connecting device gets the stored backlog after its
+//! `Last-Event-ID`, then a `ready` marker, then live events from the hub. The database is read
+//! only at connect time and if a slow client falls behind the hub's buffer; there is no polling
+//! per connection.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use countersign_protocol::api::paths;
+use countersign_protocol::{DeviceAuth, PublicKey};
+use rusqlite::params;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::error::ApiError;
+use crate::store::StoreError;
+use crate::Gateway;
+
+/// One stored event on its way to the devices of `approver`.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub seq: u64,
+    pub approver: String,
+    pub kind: String,
+    pub data: Arc<str>,
+}
+
+pub struct Hub {
+    tx: broadcast::Sender<Arc<Pushed>>,
+    closed: watch::Sender<bool>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(4096);
+        let (closed, _) = watch::channel(false);
+        Hub { tx, closed }
+    }
+
+    pub fn publish(&self, events: &[Pushed]) {
+        for e in events {
+            // No receivers is fine: nobody is connected.
+            let _ = self.tx.send(Arc::new(e.clone()));
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Pushed>> {
+        self.tx.subscribe()
+    }
+
+    /// Ends every open stream (at shutdown).
+    pub fn close(&self) {
+        let _ = self.closed.send(true);
+    }
+
+    /// Number of connected streams, for figures.
+    pub fn receivers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+}
+
+/// Stores one event per approver inside `tx` and returns what to publish after commit.
+pub fn enqueue(
+    tx: &rusqlite::Transaction<'_>,
+    approvers: &[String],
+    kind: &str,
+    data_for: impl Fn(&str) -> Result<String, ApiError>,
+) -> Result<Vec<Pushed>, ApiError> {
+    let mut out = Vec::with_capacity(approvers.len());
+    for a in approvers {
+        let data = data_for(a)?;
+        tx.execute(
+            "INSERT INTO events(approver, kind, data) VALUES (?1, ?2, ?3)",
+            params![a, kind, data],
+        )
+        .map_err(StoreError::from)?;
+        out.push(Pushed {
+            seq: tx.last_insert_rowid() as u64,
+            approver: a.clone(),
+            kind: kind.to_string(),
+            data: data.into(),
+        });
+    }
+    Ok(out)
+}
+
+/// A paired device, as authenticated from its `Authorization` header.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub id: String,
+    pub approver: String,
+}
+
+/// Checks the `Countersign-Device` header for `method` and `path`.
+pub fn authenticate_device(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    method: &str,
+    path: &str,
+) -> Result<Device, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "device_auth_required",
+                "This endpoint needs a Countersign-Device authorization header.",
+            )
+        })?;
+    let auth = DeviceAuth::parse_header(header)
+        .map_err(|e| ApiError::unauthorized("bad_device_auth", e.to_string()))?;
+    let row: Option<(String, String, Option<i64>)> = gw.store.read(|c| {
+        use rusqlite::OptionalExtension;
+        c.query_row(
+            "SELECT approver, public_key, revoked_at FROM devices WHERE id = ?1",
+            params![auth.device],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(|e| ApiError::from(StoreError::from(e)))
+    })?;
+    let (approver, key, revoked) = row.ok_or_else(|| {
+        ApiError::unauthorized(
+            "unknown_device",
+            "This device is not paired with the gateway.",
+        )
+    })?;
+    if revoked.is_some() {
+        return Err(ApiError::unauthorized(
+            "device_revoked",
+            "This device's pairing was revoked.",
+        ));
+    }
+    let key = PublicKey::parse("devices.public_key", &key)
+        .map_err(|e| ApiError::internal("stored device key", e))?;
+    auth.verify(&key, method, path).map_err(|_| {
+        ApiError::unauthorized(
+            "bad_device_signature",
+            "The device authorization signature does not verify.",
+        )
+    })?;
+    let skew = (gw.now() - auth.ts).abs();
+    if skew > 300 {
+        return Err(ApiError::unauthorized(
+            "stale_device_auth",
+            format!(
+                "The device authorization is {skew} s away from the gateway's clock (limit 300 s)."
+            ),
+        ));
+    }
+    Ok(Device {
+        id: auth.device,
+        approver,
+    })
+}
+
+fn backlog(gw: &Gateway, approver: &str, after: u64) -> Result<Vec<Pushed>, ApiError> {
+    gw.store.read(|c| {
+        let mut stmt = c
+            .prepare_cached(
+                "SELECT seq, kind, data FROM events WHERE approver = ?1 AND seq > ?2 ORDER BY seq",
+            )
+            .map_err(StoreError::from)?;
+        let rows = stmt
+            .query_map(params![approver, after as i64], |r| {
+                Ok(Pushed {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    approver: approver.to_string(),
+                    kind: r.get(1)?,
+                    data: r.get::<_, String>(2)?.into(),
+                })
+            })
+            .map_err(StoreError::from)?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::from(StoreError::from(e)))
+    })
+}
+
+fn to_event(p: &Pushed) -> Event {
+    Event::default()
+        .id(p.seq.to_string())
+        .event(&p.kind)
+        .data(&*p.data)
+}
+
+/// `GET /v1/stream`.
+pub async fn handler(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let device = authenticate_device(&gw, &headers, "GET", paths::STREAM)?;
+    let after = match headers.get("last-event-id") {
+        None => 0,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                ApiError::bad_request("bad_last_event_id", "Last-Event-ID must be an integer.")
+            })?,
+    };
+    // Subscribe before reading the backlog so nothing committed in between is missed.
+    let mut live = gw.hub.subscribe();
+    let mut closed = gw.hub.closed.subscribe();
+    let first = backlog(&gw, &device.approver, after)?;
+    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(256);
+    let keepalive = gw.config.keepalive_seconds.max(1);
+    let gw2 = gw.clone();
+    tokio::spawn(async move {
+        let approver = device.approver;
+        let mut last = after;
+        for p in &first {
+            if tx.send(Ok(to_event(p))).await.is_err() {
+                return;
+            }
+            last = p.seq;
+        }
+        drop(first);
+        let ready = Event::default()
+            .event("ready")
+            .data(format!("{{\"keepalive_seconds\":{keepalive}}}"));
+        if tx.send(Ok(ready)).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                r = live.recv() => match r {
+                    Ok(p) => {
+                        if p.approver == approver && p.seq > last {
+                            if tx.send(Ok(to_event(&p))).await.is_err() {
+                                return;
+                            }
+                            last = p.seq;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // This client fell behind the hub's buffer: catch up from the store.
+                        let Ok(missed) = backlog(&gw2, &approver, last) else { return };
+                        for p in &missed {
+                            if tx.send(Ok(to_event(p))).await.is_err() {
+                                return;
+                            }
+                            last = p.seq;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = closed.changed() => return,
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(keepalive))
+            .text("keep-alive"),
+    ))
+}

@@ -1,0 +1,130 @@
+//! Requester tokens: `countersign-gateway token create <name>` issues one; only its SHA-256 is
+//! stored. The token's name is the requester identity approvers see.
+
+use axum::http::HeaderMap;
+use base64::Engine as _;
+use rusqlite::{params, OptionalExtension};
+use sha2::Digest as _;
+
+use crate::error::ApiError;
+use crate::store::{audit_append, StoreError};
+use crate::Gateway;
+
+/// Tokens start with this prefix so they are recognisable in secret scanners.
+pub const TOKEN_PREFIX: &str = "cst_";
+
+fn hash(token: &str) -> String {
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Creates a token for `name` and returns it. The token is shown once.
+pub fn create(gw: &Gateway, name: &str) -> Result<String, ApiError> {
+    if !valid_name(name) {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "A requester name is 1 to 128 printable ASCII characters without spaces.",
+        ));
+    }
+    let raw: [u8; 32] = rand::random();
+    let token = format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    );
+    let now = gw.now();
+    gw.store.write(|tx| -> Result<(), ApiError> {
+        let n = tx
+            .execute(
+                "INSERT INTO tokens(name, hash, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(name) DO UPDATE SET hash = excluded.hash,
+                    created_at = excluded.created_at, revoked_at = NULL",
+                params![name, hash(&token), now],
+            )
+            .map_err(StoreError::from)?;
+        debug_assert_eq!(n, 1);
+        audit_append(
+            tx,
+            now,
+            "token.created",
+            None,
+            serde_json::json!({"name": name}),
+        )?;
+        Ok(())
+    })?;
+    Ok(token)
+}
+
+pub fn revoke(gw: &Gateway, name: &str) -> Result<bool, ApiError> {
+    let now = gw.now();
+    gw.store.write(|tx| -> Result<bool, ApiError> {
+        let n = tx
+            .execute(
+                "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+                params![name, now],
+            )
+            .map_err(StoreError::from)?;
+        if n > 0 {
+            audit_append(
+                tx,
+                now,
+                "token.revoked",
+                None,
+                serde_json::json!({"name": name}),
+            )?;
+        }
+        Ok(n > 0)
+    })
+}
+
+/// `(name, created_at, revoked)` for every token.
+pub fn list(gw: &Gateway) -> Result<Vec<(String, i64, bool)>, ApiError> {
+    gw.store.read(|c| {
+        let mut stmt = c
+            .prepare("SELECT name, created_at, revoked_at IS NOT NULL FROM tokens ORDER BY name")
+            .map_err(StoreError::from)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(StoreError::from)?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::from(StoreError::from(e)))
+    })
+}
+
+/// The requester identity behind a `Bearer` token.
+pub fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<String, ApiError> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "token_required",
+                "This endpoint needs a requester token (Authorization: Bearer cst_...).",
+            )
+        })?;
+    let h = hash(token);
+    let row: Option<(String, Option<i64>)> = gw.store.read(|c| {
+        c.query_row(
+            "SELECT name, revoked_at FROM tokens WHERE hash = ?1",
+            params![h],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(|e| ApiError::from(StoreError::from(e)))
+    })?;
+    match row {
+        Some((name, None)) => Ok(name),
+        Some((_, Some(_))) => Err(ApiError::unauthorized(
+            "token_revoked",
+            "This requester token was revoked.",
+        )),
+        None => Err(ApiError::unauthorized(
+            "unknown_token",
+            "This requester token is not known to the gateway.",
+        )),
+    }
+}

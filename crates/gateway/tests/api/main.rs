@@ -1,0 +1,466 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The gateway's HTTP API driven over real loopback HTTP, with a real SQLite file and the
+//! software authenticator from webauthn-authenticator-rs as the approver's passkey. These tests
+//! speak the protocol directly (no approver engine), so each gateway rule is checked on its own.
+
+mod support;
+
+use countersign_protocol::{RequestState, Verdict};
+use support::*;
+
+#[tokio::test]
+async fn approve_releases_the_request_with_a_signed_receipt() {
+    let h = Harness::start().await;
+    let mut alice = h.pair("alice@example.com").await;
+    let created = h.create(&["alice@example.com"], 1, false).await;
+    let (req, challenge) = alice.request_event(&h, &created.request.body.id).await;
+    let receipt = alice
+        .decide(&h, &req, Some(&challenge), Verdict::Approve, None, Uv::Yes)
+        .await
+        .unwrap();
+    receipt.verify(&h.gateway_key()).unwrap();
+    assert_eq!(receipt.body.request_state, RequestState::Approved);
+    assert_eq!(receipt.body.request_digest, created.digest);
+    let view = h.view(&created.request.body.id).await;
+    assert_eq!(view.status.body.state, RequestState::Approved);
+    // The change is pushed to the approver as a signed status event.
+    let status = alice.status_event(&h, &created.request.body.id).await;
+    status.verify(&h.gateway_key()).unwrap();
+    assert_eq!(status.body.state, RequestState::Approved);
+}
+
+#[tokio::test]
+async fn an_assertion_for_request_a_does_not_approve_request_b() {
+    let h = Harness::start().await;
+    let mut alice = h.pair("alice@example.com").await;
+    let a = h.create_with(|n| n.summary = "A".into()).await;
+    let b = h.create_with(|n| n.summary = "B".into()).await;
+    let (_, challenge_a) = alice.request_event(&h, &a.request.body.id).await;
+    let (req_b, _) = alice.request_event(&h, &b.request.body.id).await;
+    let err = alice
+        .decide(
+            &h,
+            &req_b,
+            Some(&challenge_a),
+            Verdict::Approve,
+            None,
+            Uv::Yes,
+        )
+        .await
+        .unwrap_err();
+    h.expect_rejection(&err, "assertion_not_for_this_request");
+    assert_eq!(
+        h.view(&b.request.body.id).await.status.body.state,
+        RequestState::Pending
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_decision_is_answered_with_its_receipt_and_counted_once() {
+    let h = Harness::start().await;
+    let mut alice = h.pair("alice@example.com").await;
+    let _bob = h.pair("bob@example.com").await;
+    let created = h
+        .create(&["alice@example.com", "bob@example.com"], 2, false)
+        .await;
+    let (req, ch) = alice.request_event(&h, &created.request.body.id).await;
+    let signed = alice
+        .signed_decision(&h, &req, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .unwrap();
+    let first = alice.post_decision(&h, &signed).await.unwrap();
+    let again = alice.post_decision(&h, &signed).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(again.body.approvals, 1);
+    let view = h.view(&created.request.body.id).await;
+    assert_eq!(view.status.body.approvals, 1);
+    assert_eq!(view.status.body.state, RequestState::Pending);
+
+    // The same decision id with different content is refused.
+    let mut altered = signed.body.clone();
+    altered.reason = Some("changed".into());
+    let altered = countersign_protocol::Signed::sign(&alice.key, altered).unwrap();
+    let err = alice.post_decision(&h, &altered).await.unwrap_err();
+    h.expect_rejection(&err, "decision_id_reused");
+}
+
+#[tokio::test]
+async fn a_replayed_assertion_is_refused() {
+    let h = Harness::start().await;
+    let mut alice = h.pair("alice@example.com").await;
+    let _bob = h.pair("bob@example.com").await;
+    let created = h
+        .create(&["alice@example.com", "bob@example.com"], 2, false)
+        .await;
+    let (req, ch) = alice.request_event(&h, &created.request.body.id).await;
+    let signed = alice
+        .signed_decision(&h, &req, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .unwrap();
+    alice.post_decision(&h, &signed).await.unwrap();
+    // A fresh decision id carrying the same assertion.
+    let mut replay = signed.body.clone();
+    replay.decision_id = uuid::Uuid::new_v4().to_string();
+    let replay = countersign_protocol::Signed::sign(&alice.key, replay).unwrap();
+    let err = alice.post_decision(&h, &replay).await.unwrap_err();
+    h.expect_rejection(&err, "assertion_replayed");
+}
+
+#[tokio::test]
+async fn an_assertion_without_user_verification_is_refused() {
+    let h = Harness::start().await;
+    let mut alice = h.pair("alice@example.com").await;
+    let created = h.create(&["alice@example.com"], 1, false).await;
+    let (req, ch) = alice.request_event(&h, &created.request.body.id).await;
+    let err = alice
+        .decide(&h, &req, Some(&ch), Verdict::Approve, None, Uv::No)
+        .await
+        .unwrap_err();
+    h.expect_rejection(&err, "user_not_verified");
+}
+
+#[tokio::test]
+async fn number_matching_requires_the_right_code_and_denies_after_three_misses() {
+    let h = Harness::start().await;
+    let mut alice = h.pair("alice@example.com").await;
+    let created = h.create(&["alice@example.com"], 1, true).await;
+    let code = created.match_code.clone().unwrap();
+    assert_eq!(code.len(), 6);
+    let (req, ch) = alice.request_event(&h, &created.request.body.id).await;
+    assert!(req.body.match_required);
+    let err = alice
+        .decide(&h, &req, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .await
+        .unwrap_err();
+    h.expect_rejection(&err, "match_code_required");
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let err = alice
+        .decide(&h, &req, Some(&ch), Verdict::Approve, Some(wrong), Uv::Yes)
+        .await
+        .unwrap_err();
+    h.expect_rejection(&err, "wrong_match_code");
+    let ok = alice
+        .decide(&h, &req, Some(&ch), Verdict::Approve, Some(&code), Uv::Yes)
+        .await
+        .unwrap();
+    assert_eq!(ok.body.request_state, RequestState::Approved);
+
+    let guessed = h
+        .create_with(|n| {
+            n.require_match = true;
+            n.summary = "guess me".into();
+        })
+        .await;
+    let code = guessed.match_code.clone().unwrap();
+    let (req, ch) = alice.request_event(&h, &guessed.request.body.id).await;
+    for i in 0..3 {
+        let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1 + i) % 1_000_000);
+        let err = alice
+            .decide(&h, &req, Some(&ch), Verdict::Approve, Some(&wrong), Uv::Yes)
+            .await
+            .unwrap_err();
+        h.expect_rejection(&err, "wrong_match_code");
+    }
+    assert_eq!(
+        h.view(&guessed.request.body.id).await.status.body.state,
+        RequestState::Denied
+    );
+}
+
+#[tokio::test]
+async fn an_approver_who_is_not_eligible_is_refused() {
+    let h = Harness::start().await;
+    let mut alice = h.pair("alice@example.com").await;
+    let mut mallory = h.pair("mallory@example.com").await;
+    let created = h.create(&["alice@example.com"], 1, false).await;
+    let (req, _) = alice.request_event(&h, &created.request.body.id).await;
+    // Mallory never receives the request; she decides on what she learned of it elsewhere.
+    assert!(mallory.drain(&h).await.is_empty());
+    let err = mallory
+        .decide(&h, &req, None, Verdict::Deny, None, Uv::Yes)
+        .await
+        .unwrap_err();
+    h.expect_rejection(&err, "not_eligible");
+}
+
+#[tokio::test]
+async fn a_second_decision_by_the_same_approver_is_refused() {
+    let h = Harness::start().await;
+    let mut alice = h.pair("alice@example.com").await;
+    let _bob = h.pair("bob@example.com").await;
+    let created = h
+        .create(&["alice@example.com", "bob@example.com"], 2, false)
+        .await;
+    let (req, ch) = alice.request_event(&h, &created.request.body.id).await;
+    alice
+        .decide(&h, &req, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .await
+        .unwrap();
+    let err = alice
+        .decide(&h, &req, None, Verdict::Deny, None, Uv::Yes)
+        .await
+        .unwrap_err();
+    h.expect_rejection(&err, "already_decided");
+}
+
+#[tokio::test]
+async fn a_decision_for_a_changed_request_is_refused() {
+    let h = Harness::start().await;
+    let mut alice = h.pair("alice@example.com").await;
+    let created = h.create(&["alice@example.com"], 1, false).await;
+    let (mut req, ch) = alice.request_event(&h, &created.request.body.id).await;
+    // The approver was shown a different detail than the gateway signed.
+    req.body.detail = "DROP TABLE users;".into();
+    let err = alice
+        .decide(&h, &req, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .await
+        .unwrap_err();
+    h.expect_rejection(&err, "request_digest_mismatch");
+}
+
+#[tokio::test]
+async fn a_decision_after_expiry_is_refused_by_the_gateway_clock() {
+    let h = Harness::start_with(|c| c.expiry_sweep_ms = 3_600_000).await;
+    let mut alice = h.pair("alice@example.com").await;
+    let created = h.create_with(|n| n.ttl_seconds = 60).await;
+    let (req, ch) = alice.request_event(&h, &created.request.body.id).await;
+    h.running.gateway.clock.shift(61);
+    let err = alice
+        .decide(&h, &req, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .await
+        .unwrap_err();
+    h.expect_rejection(&err, "request_expired");
+    // The sweeper then records the expiry and pushes it.
+    countersign_gateway::approvals::expire_due(&h.running.gateway).unwrap();
+    assert_eq!(
+        h.view(&created.request.body.id).await.status.body.state,
+        RequestState::Expired
+    );
+    let status = alice.status_event(&h, &created.request.body.id).await;
+    assert_eq!(status.body.state, RequestState::Expired);
+}
+
+#[tokio::test]
+async fn quorum_two_of_three_and_one_deny_decides_at_once() {
+    let h = Harness::start().await;
+    let mut a = h.pair("a@example.com").await;
+    let mut b = h.pair("b@example.com").await;
+    let mut c = h.pair("c@example.com").await;
+    let all = ["a@example.com", "b@example.com", "c@example.com"];
+    let created = h.create(&all, 2, false).await;
+    let id = created.request.body.id.clone();
+    let (r, ch) = a.request_event(&h, &id).await;
+    let first = a
+        .decide(&h, &r, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.body.request_state, first.body.approvals),
+        (RequestState::Pending, 1)
+    );
+    let (r, ch) = b.request_event(&h, &id).await;
+    let second = b
+        .decide(&h, &r, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.body.request_state, second.body.approvals),
+        (RequestState::Approved, 2)
+    );
+    let (r, ch) = c.request_event(&h, &id).await;
+    let late = c
+        .decide(&h, &r, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .await
+        .unwrap_err();
+    h.expect_rejection(&late, "request_closed");
+
+    let denied = h
+        .create_with(|n| {
+            n.approvers = all.iter().map(|s| s.to_string()).collect();
+            n.min_approvals = 2;
+            n.summary = "second".into();
+        })
+        .await;
+    let id = denied.request.body.id.clone();
+    let (r, ch) = a.request_event(&h, &id).await;
+    a.decide(&h, &r, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .await
+        .unwrap();
+    let (r, _) = c.request_event(&h, &id).await;
+    let deny = c
+        .decide(&h, &r, None, Verdict::Deny, None, Uv::Yes)
+        .await
+        .unwrap();
+    assert_eq!(deny.body.request_state, RequestState::Denied);
+    let view = h.view(&id).await;
+    assert_eq!(view.status.body.state, RequestState::Denied);
+    assert_eq!(view.status.body.votes.len(), 2);
+}
+
+#[tokio::test]
+async fn a_pairing_code_works_once_and_not_after_it_expires() {
+    let h = Harness::start().await;
+    let link = h.invite("alice@example.com");
+    let first = h.pair_with_link(&link).await;
+    assert!(first.is_ok());
+    let again = h.pair_with_link(&link).await.unwrap_err();
+    h.expect_pairing_rejection(&again, "pairing_code_used");
+
+    let late = h.invite("bob@example.com");
+    h.running
+        .gateway
+        .clock
+        .shift(h.running.gateway.config.invite_ttl_seconds + 1);
+    let err = h.pair_with_link(&late).await.unwrap_err();
+    h.expect_pairing_rejection(&err, "pairing_code_expired");
+}
+
+#[tokio::test]
+async fn the_stream_resumes_after_last_event_id_exactly_once() {
+    let h = Harness::start().await;
+    let mut alice = h.pair("alice@example.com").await;
+    let first = h.create_with(|n| n.summary = "one".into()).await;
+    let seen = alice.drain(&h).await;
+    assert_eq!(seen.len(), 1);
+    // Disconnected: two more requests arrive meanwhile.
+    let two = h.create_with(|n| n.summary = "two".into()).await;
+    let three = h.create_with(|n| n.summary = "three".into()).await;
+    let resumed = alice.drain(&h).await;
+    let ids: Vec<String> = resumed.iter().filter_map(|(_, e)| request_id(e)).collect();
+    assert_eq!(
+        ids,
+        vec![two.request.body.id.clone(), three.request.body.id.clone()]
+    );
+    assert!(!ids.contains(&first.request.body.id));
+    assert!(alice.drain(&h).await.is_empty());
+}
+
+#[tokio::test]
+async fn live_events_arrive_on_an_open_stream() {
+    let h = Harness::start().await;
+    let alice = h.pair("alice@example.com").await;
+    let mut stream = alice.open_stream(&h, 0).await;
+    stream.until_ready().await;
+    let created = h.create(&["alice@example.com"], 1, false).await;
+    let (_, event) = stream.next_event().await;
+    assert_eq!(request_id(&event), Some(created.request.body.id));
+}
+
+#[tokio::test]
+async fn a_burst_of_identical_requests_collapses_and_the_rate_limit_holds() {
+    let h = Harness::start_with(|c| c.rate_limit_per_minute = 3).await;
+    let _alice = h.pair("alice@example.com").await;
+    let first = h.create(&["alice@example.com"], 1, false).await;
+    let dup = h.create(&["alice@example.com"], 1, false).await;
+    assert!(dup.duplicate);
+    assert_eq!(dup.request.body.id, first.request.body.id);
+    h.create_with(|n| n.summary = "b".into()).await;
+    h.create_with(|n| n.summary = "c".into()).await;
+    let err = h.try_create(|n| n.summary = "d".into()).await.unwrap_err();
+    assert_eq!(err.code(), Some("rate_limited"));
+}
+
+#[tokio::test]
+async fn requests_need_a_valid_token_and_report_errors_as_json() {
+    let h = Harness::start().await;
+    let resp = reqwest::Client::new()
+        .post(h.url.join("/v1/requests").unwrap())
+        .bearer_auth("cst_nope")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: countersign_protocol::api::ErrorBody = resp.json().await.unwrap();
+    assert_eq!(body.error.code, "unknown_token");
+    let resp = reqwest::get(h.url.join("/v1/nothing").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let body: countersign_protocol::api::ErrorBody = resp.json().await.unwrap();
+    assert_eq!(body.error.code, "no_such_endpoint");
+}
+
+#[tokio::test]
+async fn a_stream_with_a_forged_device_signature_is_refused() {
+    let h = Harness::start().await;
+    let alice = h.pair("alice@example.com").await;
+    let other = countersign_protocol::KeyPair::generate();
+    let auth =
+        countersign_protocol::DeviceAuth::create(&other, &alice.id, "GET", "/v1/stream", h.now())
+            .unwrap();
+    let resp = reqwest::Client::new()
+        .get(h.url.join("/v1/stream").unwrap())
+        .header("authorization", auth.to_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: countersign_protocol::api::ErrorBody = resp.json().await.unwrap();
+    assert_eq!(body.error.code, "bad_device_signature");
+}
+
+#[tokio::test]
+async fn openapi_names_every_route() {
+    let h = Harness::start().await;
+    let doc: serde_json::Value = reqwest::get(h.url.join("/v1/openapi.json").unwrap())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let src = include_str!("../../src/http.rs");
+    for line in src.lines().filter(|l| l.contains(".route(")) {
+        let p = line
+            .split('"')
+            .nth(1)
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                let name = line
+                    .split("paths::")
+                    .nth(1)
+                    .unwrap()
+                    .split(',')
+                    .next()
+                    .unwrap();
+                match name {
+                    "INFO" => "/v1/info",
+                    "PAIR_START" => "/v1/pair/start",
+                    "PAIR_FINISH" => "/v1/pair/finish",
+                    "STREAM" => "/v1/stream",
+                    "REQUESTS" => "/v1/requests",
+                    "DECISIONS" => "/v1/decisions",
+                    "OPENAPI" => "/v1/openapi.json",
+                    other => panic!("unknown path constant {other}"),
+                }
+                .to_string()
+            });
+        assert!(paths.contains_key(&p), "{p} missing from openapi.json");
+    }
+}
+
+#[tokio::test]
+async fn the_gateway_audit_chain_verifies_after_a_session() {
+    let h = Harness::start().await;
+    let mut alice = h.pair("alice@example.com").await;
+    let created = h.create(&["alice@example.com"], 1, false).await;
+    let (req, ch) = alice.request_event(&h, &created.request.body.id).await;
+    let _ = alice
+        .decide(&h, &req, Some(&ch), Verdict::Approve, None, Uv::No)
+        .await;
+    alice
+        .decide(&h, &req, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .await
+        .unwrap();
+    let entries = h.audit();
+    let kinds: Vec<&str> = entries.iter().map(|(e, _)| e.kind.as_str()).collect();
+    for k in [
+        "pairing.invited",
+        "device.paired",
+        "request.created",
+        "decision.rejected",
+        "decision.accepted",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+    countersign_protocol::audit::verify_chain(entries).unwrap();
+}
