@@ -582,26 +582,6 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
     let decision_digest = signed.digest()?;
     let out = gw.store.write_then(
         |tx| -> Result<(Applied, Vec<Pushed>), ApiError> {
-            let earlier: Option<(String, String)> = tx
-                .query_row(
-                    "SELECT digest, receipt FROM decisions WHERE decision_id = ?1",
-                    params![d.decision_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(sql)?;
-            if let Some((digest, receipt)) = earlier {
-                if digest == decision_digest.to_hex() {
-                    let receipt = serde_json::from_str(&receipt)
-                        .map_err(|e| ApiError::internal("stored receipt", e))?;
-                    return Ok((Applied::Replay(receipt), Vec::new()));
-                }
-                return Err(ApiError::conflict(
-                    "decision_id_reused",
-                    "This decision id was already used for a different decision.",
-                ));
-            }
-
             let device: Option<(String, String, Option<i64>)> = tx
                 .query_row(
                     "SELECT approver, public_key, revoked_at FROM devices WHERE id = ?1",
@@ -633,6 +613,27 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                     "The decision's device signature does not verify.",
                 )
             })?;
+
+            // Idempotency is checked only after the signature, so a copied body earns nothing.
+            let earlier: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT digest, receipt FROM decisions WHERE decision_id = ?1",
+                    params![d.decision_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(sql)?;
+            if let Some((digest, receipt)) = earlier {
+                if digest == decision_digest.to_hex() {
+                    let receipt = serde_json::from_str(&receipt)
+                        .map_err(|e| ApiError::internal("stored receipt", e))?;
+                    return Ok((Applied::Replay(receipt), Vec::new()));
+                }
+                return Err(ApiError::conflict(
+                    "decision_id_reused",
+                    "This decision id was already used for a different decision.",
+                ));
+            }
 
             let row: Option<(String, String, String, i64, Option<String>)> = tx
                 .query_row(
