@@ -204,6 +204,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 fingerprint = %running.gateway.fingerprint,
                 "countersign gateway listening"
             );
+            // `invite`, run separately, reads this to put the live URL into pairing links.
+            let url_file = running.gateway.config.data_dir.join("serving-url");
+            if let Err(e) = std::fs::write(&url_file, running.url().as_str()) {
+                tracing::warn!(%e, "cannot record the serving URL in {}", url_file.display());
+            }
             println!("listening on {}", running.url());
             shutdown_signal().await;
             running.shutdown().await;
@@ -215,7 +220,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => {
             let cfg = load_config(&cli)?;
-            let url = public_url.clone().unwrap_or_else(|| cfg.public_url());
+            let serving = std::fs::read_to_string(cfg.data_dir.join("serving-url"))
+                .ok()
+                .and_then(|s| Url::parse(s.trim()).ok());
+            let url = public_url
+                .clone()
+                .or_else(|| cfg.public_url.clone())
+                .or(serving)
+                .unwrap_or_else(|| cfg.public_url());
             let gw = Gateway::open(cfg)?;
             let link = pairing::invite(&gw, approver, url)?;
             if *json {
