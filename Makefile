@@ -1,0 +1,41 @@
+# The project's front door. On a fresh Debian 12 / Ubuntu machine each of these is one command:
+#
+#   make demo    build, then run the headless approval loop end to end (scripts/demo.sh)
+#   make test    every check CI runs: formatting, clippy, the binaries, all tests
+#   make bench   the benchmarks (release build)
+#   make deps    install missing system packages and Rust (demo, test and bench run it first)
+#
+# `deps` installs only what is missing, so repeated runs stay fast.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+# rustup installs into ~/.cargo/bin; a toolchain installed by `deps` must be found by the
+# recipes that follow it in the same `make` run.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+CARGO ?= cargo
+
+.PHONY: demo test bench deps deps-lints
+
+demo: deps
+	bash scripts/demo.sh
+
+# The end-to-end tests start the real binaries, so those are built before `cargo test`.
+test: deps-lints
+	@echo "== $$(date +%T) cargo fmt --check"
+	$(CARGO) fmt --all -- --check
+	@echo "== $$(date +%T) cargo clippy"
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@echo "== $$(date +%T) cargo build --bins"
+	$(CARGO) build --workspace --bins
+	@echo "== $$(date +%T) cargo test"
+	$(CARGO) test --workspace
+
+bench: deps
+	$(CARGO) run --release -p countersign-bench -- all
+
+deps:
+	bash scripts/deps.sh
+
+deps-lints:
+	bash scripts/deps.sh --with-lints

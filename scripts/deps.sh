@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Installs what building Countersign needs on a fresh Debian 12 / Ubuntu machine, and only what
+# is missing, so that running it again (every `make demo` and `make test` does) takes a moment.
+#
+#   system packages: build-essential (cc, for the bundled SQLite and ring), pkg-config, curl,
+#                    ca-certificates, git
+#   Rust:            a toolchain new enough for the workspace's rust-version, with rustfmt and
+#                    clippy (through rustup; rustup itself is installed if cargo is missing)
+#
+# Uses sudo only when not running as root. Set COUNTERSIGN_SKIP_DEPS=1 to skip every check.
+set -euo pipefail
+
+if [[ "${COUNTERSIGN_SKIP_DEPS:-}" == 1 ]]; then
+    exit 0
+fi
+
+# The rust-version in Cargo.toml; older toolchains cannot build the workspace.
+min_rust="1.89"
+# `make test` needs rustfmt and clippy too; `make demo` does not.
+want_components=0
+[[ "${1:-}" == "--with-lints" ]] && want_components=1
+
+say() { printf 'deps: %s\n' "$*" >&2; }
+
+as_root() {
+    if [[ "$(id -u)" == 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        say "need root for: $*"
+        say "run this script as root, or install sudo"
+        exit 1
+    fi
+}
+
+# ---- system packages -------------------------------------------------------------------------
+packages=(build-essential pkg-config curl ca-certificates git)
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+    for p in "${packages[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+            missing+=("$p")
+        fi
+    done
+    if ((${#missing[@]})); then
+        say "installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        as_root apt-get update -q
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+else
+    # Not Debian: check for the tools themselves and say what is missing.
+    for t in cc make pkg-config curl git; do
+        command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+    done
+    if ((${#missing[@]})); then
+        say "this is not a Debian-like system; please install: ${missing[*]}"
+        exit 1
+    fi
+fi
+
+# ---- Rust ------------------------------------------------------------------------------------
+export PATH="$HOME/.cargo/bin:$PATH"
+
+version_ge() { # version_ge A B: A >= B
+    [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" == "$2" ]]
+}
+
+install_rustup() {
+    say "installing Rust with rustup (stable, minimal profile, rustfmt and clippy)"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+        sh -s -- -y --no-modify-path --profile minimal --default-toolchain stable \
+            --component rustfmt --component clippy
+}
+
+if ! command -v cargo >/dev/null 2>&1; then
+    install_rustup
+fi
+have="$(cargo --version | awk '{print $2}')"
+if ! version_ge "${have%%-*}" "$min_rust"; then
+    if command -v rustup >/dev/null 2>&1; then
+        say "cargo $have is older than $min_rust; updating the stable toolchain"
+        rustup toolchain install stable --profile minimal --component rustfmt --component clippy
+        rustup default stable
+    else
+        # A distribution cargo that is too old: a rustup toolchain in ~/.cargo/bin comes first
+        # on PATH (the Makefile puts it there).
+        say "cargo $have is older than $min_rust"
+        install_rustup
+    fi
+fi
+
+if ((want_components)); then
+    for c in fmt clippy; do
+        if ! cargo "$c" --version >/dev/null 2>&1; then
+            if command -v rustup >/dev/null 2>&1; then
+                say "adding the rust component for cargo $c"
+                rustup component add "$([[ $c == fmt ]] && echo rustfmt || echo clippy)"
+            else
+                say "cargo $c is missing and there is no rustup to add it"
+                exit 1
+            fi
+        fi
+    done
+fi
