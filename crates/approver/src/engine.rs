@@ -206,7 +206,7 @@ impl Engine {
         }
         let now = self.now();
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         upsert_gateway(&tx, &record)?;
         audit::append(
             &tx,
@@ -320,7 +320,7 @@ impl Engine {
             last_event_id: 0,
         };
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         upsert_gateway(&tx, &record)?;
         audit::append(
             &tx,
@@ -353,7 +353,7 @@ impl Engine {
     ) -> Result<IngestOutcome, EngineError> {
         let now = self.now();
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let gw = find_gateway(&tx, gateway)?;
         if let Some(id) = event_id {
             if id <= gw.last_event_id {
@@ -447,7 +447,7 @@ impl Engine {
         let now = self.now();
         let reason = RejectReason::Malformed { error };
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let gw = find_gateway(&tx, gateway)?;
         if matches!(event_id, Some(id) if id <= gw.last_event_id) {
             return Ok(IngestOutcome::Duplicate);
@@ -607,8 +607,18 @@ impl Engine {
         item: &InboxItem,
         signed: Signed<Decision>,
     ) -> Result<DecisionOutcome, EngineError> {
-        self.queue_decision(&signed)?;
-        let delivery = self.deliver(&signed.body.decision_id).await?;
+        self.queue_decision_inner(&signed, false)?;
+        let id = &signed.body.decision_id;
+        let mut delivery = self.deliver(id).await?;
+        // The background flusher may have picked the row up first: wait for its attempt to end
+        // so the person deciding sees the outcome, not "in flight".
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while matches!(delivery, crate::outbox::Delivery::InFlight)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            delivery = self.deliver(id).await?;
+        }
         tracing::debug!(request = item.id(), "decision recorded");
         Ok(DecisionOutcome {
             decision: signed,
@@ -648,12 +658,22 @@ impl Engine {
     /// Records a signed decision: the `decision.made` audit entry, the outbox row and the
     /// inbox link, in one transaction. Delivery happens later ([`Engine::flush`]).
     pub fn queue_decision(&self, signed: &Signed<Decision>) -> Result<(), EngineError> {
+        self.queue_decision_inner(signed, true)
+    }
+
+    /// `wake`: whether to wake the background flusher. The interactive path delivers at once
+    /// itself and does not wake it, so the two do not race for the same row.
+    fn queue_decision_inner(
+        &self,
+        signed: &Signed<Decision>,
+        wake: bool,
+    ) -> Result<(), EngineError> {
         let now = self.now();
         let d = &signed.body;
         let body = serde_json::to_string(signed)
             .map_err(|e| EngineError::Corrupt(format!("cannot encode the decision: {e}")))?;
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let gw = find_gateway(&tx, &d.gateway)?;
         tx.execute(
             "INSERT INTO outbox (decision_id, gateway, request_id, verdict, body, state, attempts, \
@@ -686,7 +706,9 @@ impl Engine {
             decision_id: d.decision_id.clone(),
             request_id: d.request_id.clone(),
         });
-        self.inner.outbox_wake.notify_one();
+        if wake {
+            self.inner.outbox_wake.notify_one();
+        }
         Ok(())
     }
 

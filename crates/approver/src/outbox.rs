@@ -162,7 +162,7 @@ impl Engine {
                     .map_err(|e| EngineError::Corrupt(format!("cannot encode receipt: {e}")))?;
                 let r = &receipt.body;
                 let mut db = self.db();
-                let tx = db.transaction()?;
+                let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let gw = find_gateway(&tx, &gw)?;
                 tx.execute(
                     "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, receipt = ?1, \
@@ -225,7 +225,7 @@ impl Engine {
                 message,
             }) => {
                 let mut db = self.db();
-                let tx = db.transaction()?;
+                let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 tx.execute(
                     "UPDATE outbox SET state = 'refused', attempts = attempts + 1, last_error = ?1 \
                      WHERE decision_id = ?2",

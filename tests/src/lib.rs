@@ -1,0 +1,243 @@
+//! Test support for cross-crate scenarios: a gateway (in process on port 0, or the real binary
+//! as a child process), approver engines in temporary data directories with the software
+//! authenticator, and the paths of the built binaries.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use countersign_approver::{Engine, EngineEvent, SoftAuthenticator};
+use countersign_gateway::client::RequesterClient;
+use countersign_gateway::{Config, Gateway, Running};
+use countersign_protocol::api::NewRequest;
+use countersign_protocol::PairingLink;
+use tokio::sync::{broadcast, watch};
+use url::Url;
+
+/// The path of a binary built from this workspace (`cargo test --workspace` builds the binaries
+/// of every package that has integration tests, which both binary crates have).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins)",
+        p.display()
+    );
+    p
+}
+
+/// A gateway running in this process on a free loopback port.
+pub struct TestGateway {
+    pub running: Running,
+    pub url: Url,
+    pub token: String,
+    /// Holds the gateway's data directory; dropping it deletes the directory.
+    pub dir: tempfile::TempDir,
+}
+
+impl TestGateway {
+    pub async fn start() -> TestGateway {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().join("gateway"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            keepalive_seconds: 1,
+            expiry_sweep_ms: 100,
+            rate_limit_per_minute: 10_000,
+            ..Config::default()
+        };
+        f(&mut config);
+        let gw = Gateway::open(config).unwrap();
+        let token = countersign_gateway::tokens::create(&gw, "ci-bot").unwrap();
+        let running = countersign_gateway::serve(gw).await.unwrap();
+        let url = running.url();
+        TestGateway {
+            running,
+            url,
+            token,
+            dir,
+        }
+    }
+
+    pub fn gw(&self) -> &Arc<Gateway> {
+        &self.running.gateway
+    }
+
+    pub fn invite(&self, approver: &str) -> PairingLink {
+        countersign_gateway::pairing::invite(self.gw(), approver, self.url.clone()).unwrap()
+    }
+
+    pub fn requester(&self) -> RequesterClient {
+        RequesterClient::new(self.url.clone(), self.token.clone()).unwrap()
+    }
+
+    pub fn new_request(&self, approvers: &[&str], summary: &str) -> NewRequest {
+        NewRequest {
+            action: "deploy".into(),
+            resource: "prod/api".into(),
+            risk: None,
+            summary: summary.into(),
+            detail: format!("kubectl rollout restart deploy/api # {summary}"),
+            reason: "release".into(),
+            ttl_seconds: 300,
+            approvers: approvers.iter().map(|s| s.to_string()).collect(),
+            min_approvals: 1,
+            require_match: false,
+        }
+    }
+}
+
+/// An approver engine in its own data directory, with the software authenticator.
+pub struct Approver {
+    pub engine: Engine,
+    pub auth: SoftAuthenticator,
+    pub events: broadcast::Receiver<EngineEvent>,
+    pub dir: tempfile::TempDir,
+    stop: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+}
+
+impl Approver {
+    pub fn new() -> Approver {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path().join("approver")).unwrap();
+        let auth =
+            SoftAuthenticator::open(&dir.path().join("approver/soft-authenticator.cbor")).unwrap();
+        let events = engine.subscribe();
+        Approver {
+            engine,
+            auth,
+            events,
+            dir,
+            stop: None,
+        }
+    }
+
+    pub async fn pair(&mut self, link: &PairingLink) {
+        self.engine
+            .pair(link, "e2e test device", &mut self.auth)
+            .await
+            .unwrap();
+    }
+
+    /// Starts the engine's connectors and outbox in the background.
+    pub fn start(&mut self) {
+        let (tx, rx) = watch::channel(false);
+        let engine = self.engine.clone();
+        let task = tokio::spawn(async move {
+            let _ = engine.run(rx).await;
+        });
+        self.stop = Some((tx, task));
+    }
+
+    /// Stops the connectors and waits for them to end.
+    pub async fn stop(&mut self) {
+        if let Some((tx, task)) = self.stop.take() {
+            let _ = tx.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+
+    /// Waits (up to 20 s) for an event matching `pred`, returning it.
+    pub async fn wait_for(&mut self, mut pred: impl FnMut(&EngineEvent) -> bool) -> EngineEvent {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ev = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .expect("timed out waiting for an engine event")
+                .expect("event channel closed");
+            if pred(&ev) {
+                return ev;
+            }
+        }
+    }
+
+    pub async fn wait_received(&mut self, request_id: &str) {
+        let id = request_id.to_string();
+        self.wait_for(
+            move |e| matches!(e, EngineEvent::RequestReceived { request_id, .. } if *request_id == id),
+        )
+        .await;
+    }
+}
+
+impl Default for Approver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A child process killed when dropped.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The real gateway binary serving on a free loopback port.
+pub struct GatewayProcess {
+    pub child: ChildGuard,
+    pub data_dir: PathBuf,
+    pub url: Url,
+}
+
+impl GatewayProcess {
+    pub fn start(data_dir: &Path) -> GatewayProcess {
+        let child = Command::new(bin("countersign-gateway"))
+            .args(["--data-dir"])
+            .arg(data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("COUNTERSIGN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let child = ChildGuard(child);
+        let url_file = data_dir.join("serving-url");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let url = loop {
+            if let Ok(s) = std::fs::read_to_string(&url_file) {
+                if let Ok(u) = Url::parse(s.trim()) {
+                    break u;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gateway did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        GatewayProcess {
+            child,
+            data_dir: data_dir.to_owned(),
+            url,
+        }
+    }
+
+    /// Runs `countersign-gateway --data-dir <dir> <args>` and returns its stdout.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let out = Command::new(bin("countersign-gateway"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "countersign-gateway {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}

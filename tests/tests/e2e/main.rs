@@ -1,0 +1,354 @@
+//! Cross-crate scenarios: the real gateway and the real approver engine (and their binaries),
+//! the software authenticator as the passkey, real SQLite files and loopback HTTP only.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use countersign_approver::{Delivery, DeliveryState, EngineEvent, ListFilter};
+use countersign_e2e::{bin, Approver, ChildGuard, GatewayProcess, TestGateway};
+use countersign_protocol::RequestState;
+
+/// Reads a child's stdout lines on a thread.
+fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_line(rx: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no line containing {needle}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+fn countersign(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin("countersign"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn wait_exit(child: &mut std::process::Child) -> i32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "request did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// invite -> pair -> `request --wait -- CMD` -> pushed to `watch` -> approve with the passkey
+/// -> the gateway verifies -> the command runs and `request` exits 0; then a denial gives exit
+/// code 3 and the command does not run.
+#[test]
+fn the_full_loop_with_the_real_binaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gw = GatewayProcess::start(&tmp.path().join("gateway"));
+    let token = gw.admin(&["token", "create", "ci-bot"]);
+    let link = gw.admin(&["invite", "alice@example.com"]);
+    assert!(link.starts_with("countersign://pair?"));
+    let alice = tmp.path().join("alice");
+
+    let paired = countersign(&alice, &["--authenticator", "soft", "pair", &link]);
+    assert!(paired.status.success(), "{paired:?}");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&paired.stdout),
+        String::from_utf8_lossy(&paired.stderr)
+    );
+    assert!(
+        all.contains("development mode"),
+        "soft mode is not labelled: {all}"
+    );
+
+    let mut watch = ChildGuard(
+        Command::new(bin("countersign"))
+            .arg("--data-dir")
+            .arg(&alice)
+            .args(["--json", "watch"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let watched = lines_of(&mut watch.0);
+
+    let request = |marker: &std::path::Path, summary: &str| {
+        let mut child = Command::new(bin("countersign-gateway"))
+            .args(["request", "--gateway", gw.url.as_str(), "--token", &token])
+            .args(["--action", "sql.exec", "--resource", "prod-db"])
+            .args(["--summary", summary, "--reason", "nightly cleanup"])
+            .args([
+                "--approver",
+                "alice@example.com",
+                "--require-match",
+                "--json",
+            ])
+            .arg("--")
+            .args(["sh", "-c", &format!("echo ran > '{}'", marker.display())])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = lines_of(&mut child);
+        let first: serde_json::Value = serde_json::from_str(&wait_line(&lines, "\"id\"")).unwrap();
+        (
+            ChildGuard(child),
+            first["id"].as_str().unwrap().to_string(),
+            first["match_code"].as_str().unwrap().to_string(),
+        )
+    };
+
+    // Approve.
+    let marker = tmp.path().join("approved-ran");
+    let (mut req, id, code) = request(&marker, "truncate sessions");
+    wait_line(&watched, &id);
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let refused = countersign(
+        &alice,
+        &[
+            "--authenticator",
+            "soft",
+            "approve",
+            &id,
+            "--match-code",
+            wrong,
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("wrong_match_code"));
+    let approved = countersign(
+        &alice,
+        &[
+            "--authenticator",
+            "soft",
+            "approve",
+            &id,
+            "--match-code",
+            &code,
+        ],
+    );
+    assert!(approved.status.success(), "{approved:?}");
+    assert_eq!(wait_exit(&mut req.0), 0);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "ran");
+
+    // Deny.
+    let marker2 = tmp.path().join("denied-ran");
+    let (mut req2, id2, _) = request(&marker2, "drop sessions");
+    wait_line(&watched, &id2);
+    let denied = countersign(&alice, &["deny", &id2, "--reason", "change freeze"]);
+    assert!(denied.status.success(), "{denied:?}");
+    assert_eq!(wait_exit(&mut req2.0), 3);
+    assert!(
+        !marker2.exists(),
+        "the command ran although the request was denied"
+    );
+
+    // Both sides' audit chains verify.
+    drop(watch);
+    let verify = countersign(&alice, &["audit", "verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+    assert!(gw.admin(&["audit", "verify"]).contains("intact"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_two_of_three_and_one_deny_decides_at_once() {
+    let gw = TestGateway::start().await;
+    let names = ["a@example.com", "b@example.com", "c@example.com"];
+    let mut approvers = Vec::new();
+    for n in names {
+        let mut a = Approver::new();
+        a.pair(&gw.invite(n)).await;
+        a.start();
+        approvers.push(a);
+    }
+    let requester = gw.requester();
+    let mut new = gw.new_request(&names, "two of three");
+    new.min_approvals = 2;
+    let created = requester.create(&new).await.unwrap();
+    let id = created.request.body.id.clone();
+    for a in approvers.iter_mut() {
+        a.wait_received(&id).await;
+    }
+    let [a, b, c] = &mut approvers[..] else {
+        unreachable!()
+    };
+    let first = a.engine.approve(&id, None, &mut a.auth).await.unwrap();
+    assert!(
+        matches!(
+            first.delivery,
+            Delivery::Delivered { .. }
+                | Delivery::Settled {
+                    state: DeliveryState::Delivered
+                }
+        ),
+        "{:?}",
+        first.delivery
+    );
+    assert_eq!(
+        requester
+            .get(&id, Duration::ZERO)
+            .await
+            .unwrap()
+            .status
+            .body
+            .state,
+        RequestState::Pending
+    );
+    b.engine.approve(&id, None, &mut b.auth).await.unwrap();
+    let view = requester.wait_final(&id).await.unwrap();
+    assert_eq!(view.status.body.state, RequestState::Approved);
+    assert_eq!(view.status.body.approvals, 2);
+    // The third approver is told it is settled.
+    c.wait_for(|e| {
+        matches!(e, EngineEvent::StatusChanged { request_id, state: RequestState::Approved, .. } if *request_id == id)
+    })
+    .await;
+
+    let mut new = gw.new_request(&names, "one deny closes it");
+    new.min_approvals = 2;
+    let created = requester.create(&new).await.unwrap();
+    let id = created.request.body.id.clone();
+    a.wait_received(&id).await;
+    c.wait_received(&id).await;
+    a.engine.approve(&id, None, &mut a.auth).await.unwrap();
+    c.engine.deny(&id, "not during the freeze").await.unwrap();
+    let view = requester.wait_final(&id).await.unwrap();
+    assert_eq!(view.status.body.state, RequestState::Denied);
+    for a in approvers.iter_mut() {
+        a.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_created_while_disconnected_arrive_once_after_reconnect() {
+    let gw = TestGateway::start().await;
+    let mut alice = Approver::new();
+    alice.pair(&gw.invite("alice@example.com")).await;
+    alice.start();
+    let requester = gw.requester();
+    let first = requester
+        .create(&gw.new_request(&["alice@example.com"], "before"))
+        .await
+        .unwrap();
+    alice.wait_received(&first.request.body.id).await;
+    alice.stop().await;
+
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let c = requester
+            .create(&gw.new_request(&["alice@example.com"], &format!("while away {i}")))
+            .await
+            .unwrap();
+        ids.push(c.request.body.id);
+    }
+    alice.start();
+    for id in &ids {
+        alice.wait_received(id).await;
+    }
+    // Reconnect once more: nothing is delivered again.
+    alice.stop().await;
+    alice.start();
+    alice
+        .wait_for(|e| matches!(e, EngineEvent::ConnectionUp { .. }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    alice.stop().await;
+
+    let inbox = alice.engine.list(ListFilter::All).unwrap();
+    assert_eq!(inbox.len(), 4);
+    let entries = alice.engine.audit_entries().unwrap();
+    for id in ids.iter().chain(std::iter::once(&first.request.body.id)) {
+        let received = entries
+            .iter()
+            .filter(|(e, _)| e.kind == "request.received" && e.request_id.as_deref() == Some(id))
+            .count();
+        assert_eq!(received, 1, "{id} received {received} times");
+    }
+    alice.engine.audit_verify().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_made_while_the_gateway_is_down_is_delivered_once_when_it_returns() {
+    let gw = TestGateway::start().await;
+    let addr = gw.running.addr;
+    let data_dir = gw.gw().config.data_dir.clone();
+    let token = gw.token.clone();
+    let mut alice = Approver::new();
+    alice.pair(&gw.invite("alice@example.com")).await;
+    let requester = gw.requester();
+    let created = requester
+        .create(&gw.new_request(&["alice@example.com"], "offline approval"))
+        .await
+        .unwrap();
+    let id = created.request.body.id.clone();
+    alice.engine.sync().await.unwrap();
+    assert_eq!(alice.engine.show(&id).unwrap().state, RequestState::Pending);
+
+    // The gateway goes away; the approver still decides from its store.
+    let TestGateway { running, dir, .. } = gw;
+    running.shutdown().await;
+    let outcome = alice
+        .engine
+        .approve(&id, None, &mut alice.auth)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome.delivery, Delivery::Queued { .. }),
+        "{:?}",
+        outcome.delivery
+    );
+
+    // It comes back on the same address and data; the outbox delivers exactly once.
+    let config = countersign_gateway::Config {
+        data_dir,
+        listen: addr,
+        keepalive_seconds: 1,
+        ..Default::default()
+    };
+    let gw2 = countersign_gateway::Gateway::open(config).unwrap();
+    let running = countersign_gateway::serve(gw2).await.unwrap();
+    let report = alice.engine.flush_due(true).await.unwrap();
+    assert_eq!(report.delivered, 1, "{report:?}");
+    let again = alice.engine.flush_due(true).await.unwrap();
+    assert_eq!(again.delivered, 0);
+    let client = countersign_gateway::client::RequesterClient::new(running.url(), token).unwrap();
+    let view = client.wait_final(&id).await.unwrap();
+    assert_eq!(view.status.body.state, RequestState::Approved);
+    let accepted = running
+        .gateway
+        .store
+        .read(countersign_gateway::store::audit_entries)
+        .unwrap()
+        .into_iter()
+        .filter(|(e, _)| e.kind == "decision.accepted")
+        .count();
+    assert_eq!(accepted, 1);
+    running.shutdown().await;
+    dir.close().unwrap();
+}
