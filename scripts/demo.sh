@@ -151,8 +151,9 @@ say "    $link"
 
 # ---- 3. pair and watch -----------------------------------------------------------------------
 section "Pair Alice's approver device"
-note "DEVELOPMENT MODE: --authenticator soft is a software passkey kept in the data directory."
-note "It is for demos and tests only; a real approver uses a security key (--authenticator usb)."
+note "DEVELOPMENT MODE: --authenticator soft is a software passkey kept in a file in the data"
+note "directory. It claims user verification without asking anybody: for demos and tests only."
+note "(Security keys, --authenticator usb, are not supported by this version yet.)"
 show_run "$approver" --data-dir "$ap_dir" --authenticator soft pair "$link" --device-name demo-laptop ||
     fail "pairing failed"
 ok "paired: a device key was created and a passkey registered with the gateway"
