@@ -235,7 +235,7 @@ impl Engine {
         authenticator: &mut dyn Authenticator,
     ) -> Result<GatewayRecord, EngineError> {
         let now = self.now();
-        if now > link.expires_at {
+        if now >= link.expires_at {
             return Err(EngineError::LinkExpired {
                 expires_at: format_time(link.expires_at),
             });

@@ -125,7 +125,7 @@ pub(crate) fn check_request(
             pinned: gateway.fingerprint.clone(),
         });
     }
-    if now > body.expires_at {
+    if now >= body.expires_at {
         return Err(RejectReason::Expired {
             expires_at: body.expires_at,
         });
@@ -223,7 +223,7 @@ impl InboxItem {
     /// The state to show: a request still pending at the gateway but past its expiry by our
     /// clock is expired (the gateway will say so when we next hear from it).
     pub fn effective_state(&self, now: i64) -> RequestState {
-        if self.state == RequestState::Pending && now > self.request.body.expires_at {
+        if self.state == RequestState::Pending && now >= self.request.body.expires_at {
             RequestState::Expired
         } else {
             self.state

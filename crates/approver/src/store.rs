@@ -61,6 +61,9 @@ CREATE TABLE audit (
 
 /// Opens (creating if needed) and migrates the database.
 pub(crate) fn open(path: &Path) -> Result<Connection, EngineError> {
+    // SQLite gives its -wal and -shm files the permissions of the database file, so creating
+    // it owner-only first keeps all three private.
+    create_private_file(path)?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
@@ -90,6 +93,21 @@ fn migrate(conn: &Connection) -> Result<(), EngineError> {
         ))?;
     }
     Ok(())
+}
+
+/// Creates `path` with mode 0600 if it does not exist yet.
+fn create_private_file(path: &Path) -> Result<(), EngineError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(EngineError::Io(e)),
+    }
 }
 
 #[cfg(test)]

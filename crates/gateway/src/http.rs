@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
@@ -29,12 +30,41 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(paths::DECISIONS, post(decide))
         .route(paths::OPENAPI, get(openapi))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
         .with_state(gw)
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found("no_such_endpoint", "There is no such endpoint.")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This endpoint does not accept that HTTP method.",
+    )
+}
+
+/// Turns axum's plain-text extractor rejections into the API's JSON errors.
+fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    b.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("The body is larger than {MAX_MESSAGE_BYTES} bytes."),
+            )
+        } else {
+            ApiError::bad_request("unreadable_body", "The request body could not be read.")
+        }
+    })
+}
+
+fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(id)| id)
+        .map_err(|_| ApiError::bad_request("bad_path", "The request id in the path is invalid."))
 }
 
 async fn info(State(gw): State<Arc<Gateway>>) -> Json<GatewayInfo> {
@@ -53,25 +83,25 @@ async fn openapi() -> Json<serde_json::Value> {
 
 async fn pair_start(
     State(gw): State<Arc<Gateway>>,
-    body: Bytes,
+    b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PairChallenge>, ApiError> {
-    pairing::start(&gw, &body).map(Json)
+    pairing::start(&gw, &body(b)?).map(Json)
 }
 
 async fn pair_finish(
     State(gw): State<Arc<Gateway>>,
-    body: Bytes,
+    b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Signed<Paired>>, ApiError> {
-    pairing::finish(&gw, &body).map(Json)
+    pairing::finish(&gw, &body(b)?).map(Json)
 }
 
 async fn create_request(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
-    body: Bytes,
+    b: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<CreatedRequest>), ApiError> {
     let requester = tokens::authenticate(&gw, &headers)?;
-    let new: NewRequest = serde_json::from_slice(&body).map_err(|e| {
+    let new: NewRequest = serde_json::from_slice(&body(b)?).map_err(|e| {
         ApiError::bad_request(
             "invalid_request",
             format!("The request body is invalid: {e}."),
@@ -94,10 +124,14 @@ struct WaitQuery {
 async fn get_request(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<WaitQuery>,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Json<RequestView>, ApiError> {
     let requester = tokens::authenticate(&gw, &headers)?;
+    let id = path_param(id)?;
+    let Query(q) = q.map_err(|_| {
+        ApiError::bad_request("bad_query", "`wait` must be a whole number of seconds.")
+    })?;
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(60));
     approvals::view_wait(&gw, &requester, &id, wait)
         .await
@@ -107,15 +141,16 @@ async fn get_request(
 async fn withdraw(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RequestView>, ApiError> {
     let requester = tokens::authenticate(&gw, &headers)?;
+    let id = path_param(id)?;
     approvals::withdraw(&gw, &requester, &id).map(Json)
 }
 
 async fn decide(
     State(gw): State<Arc<Gateway>>,
-    body: Bytes,
+    b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Signed<Receipt>>, ApiError> {
-    approvals::decide(&gw, &body).map(|a| Json(a.receipt()))
+    approvals::decide(&gw, &body(b)?).map(|a| Json(a.receipt()))
 }

@@ -76,6 +76,8 @@ pub struct Gateway {
     pub webauthn: Webauthn,
     /// Woken whenever any request changes state, for long-polling requesters.
     pub changes: tokio::sync::Notify,
+    /// Device-auth nonces seen inside the clock window, so a captured header is used once.
+    pub seen_nonces: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 impl Gateway {
@@ -102,6 +104,7 @@ impl Gateway {
             hub: stream::Hub::new(),
             webauthn,
             changes: tokio::sync::Notify::new(),
+            seen_nonces: std::sync::Mutex::new(std::collections::HashMap::new()),
         }))
     }
 

@@ -13,6 +13,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 pub enum StoreError {
     #[error("The gateway database failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("Cannot create the gateway database file: {0}")]
+    Io(std::io::Error),
     #[error("The gateway database has schema version {found}, newer than this build's {supported}; upgrade the gateway.")]
     TooNew { found: i64, supported: i64 },
     #[error("A stored record is corrupt: {0}")]
@@ -122,6 +124,9 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        // SQLite gives its -wal and -shm files the permissions of the database file, so creating
+        // it owner-only first keeps all three private.
+        create_private_file(path)?;
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -251,6 +256,21 @@ pub fn audit_entries(conn: &Connection) -> Result<Vec<(AuditEntry, Digest)>, Sto
         out.push((entry, hash));
     }
     Ok(out)
+}
+
+/// Creates `path` with mode 0600 if it does not exist yet.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Io(e)),
+    }
 }
 
 #[cfg(test)]

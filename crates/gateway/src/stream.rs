@@ -98,6 +98,9 @@ pub fn enqueue(
     Ok(out)
 }
 
+/// How far a device-auth timestamp may be from the gateway's clock.
+pub const AUTH_WINDOW_SECONDS: i64 = 300;
+
 /// A paired device, as authenticated from its `Authorization` header.
 #[derive(Debug, Clone)]
 pub struct Device {
@@ -154,13 +157,32 @@ pub fn authenticate_device(
         )
     })?;
     let skew = (gw.now() - auth.ts).abs();
-    if skew > 300 {
+    if skew > AUTH_WINDOW_SECONDS {
         return Err(ApiError::unauthorized(
             "stale_device_auth",
             format!(
                 "The device authorization is {skew} s away from the gateway's clock (limit 300 s)."
             ),
         ));
+    }
+    {
+        let mut seen = gw
+            .seen_nonces
+            .lock()
+            .map_err(|_| ApiError::internal("nonce cache", "poisoned"))?;
+        if seen.len() > 4096 {
+            let horizon = gw.now() - 2 * AUTH_WINDOW_SECONDS;
+            seen.retain(|_, ts| *ts >= horizon);
+        }
+        if seen
+            .insert(format!("{}:{}", auth.device, auth.nonce), auth.ts)
+            .is_some()
+        {
+            return Err(ApiError::unauthorized(
+                "replayed_device_auth",
+                "This device authorization was already used; each one is single-use.",
+            ));
+        }
     }
     Ok(Device {
         id: auth.device,

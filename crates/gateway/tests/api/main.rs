@@ -464,3 +464,70 @@ async fn the_gateway_audit_chain_verifies_after_a_session() {
     }
     countersign_protocol::audit::verify_chain(entries).unwrap();
 }
+
+#[tokio::test]
+async fn a_captured_device_authorization_works_only_once() {
+    let h = Harness::start().await;
+    let alice = h.pair("alice@example.com").await;
+    let auth = countersign_protocol::DeviceAuth::create(
+        &alice.key,
+        &alice.id,
+        "GET",
+        "/v1/stream",
+        h.now(),
+    )
+    .unwrap();
+    let get = || {
+        reqwest::Client::new()
+            .get(h.url.join("/v1/stream").unwrap())
+            .header("authorization", auth.to_header())
+            .send()
+    };
+    let first = get().await.unwrap();
+    assert_eq!(first.status(), 200);
+    drop(first);
+    let again = get().await.unwrap();
+    assert_eq!(again.status(), 401);
+    let body: countersign_protocol::api::ErrorBody = again.json().await.unwrap();
+    assert_eq!(body.error.code, "replayed_device_auth");
+}
+
+#[tokio::test]
+async fn framework_errors_are_json_with_stable_codes() {
+    let h = Harness::start().await;
+    let client = reqwest::Client::new();
+    let cases = [
+        (
+            client.get(h.url.join("/v1/decisions").unwrap()),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            client.post(h.url.join("/v1/decisions").unwrap()).body(vec![
+                b' ';
+                countersign_protocol::types::MAX_MESSAGE_BYTES
+                    + 1
+            ]),
+            413,
+            "body_too_large",
+        ),
+        (
+            client
+                .get(h.url.join("/v1/requests/x?wait=soon").unwrap())
+                .bearer_auth(&h.token),
+            400,
+            "bad_query",
+        ),
+        (
+            client.post(h.url.join("/v1/decisions").unwrap()).body("{}"),
+            400,
+            "invalid_decision",
+        ),
+    ];
+    for (req, status, code) in cases {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{code}");
+        let body: countersign_protocol::api::ErrorBody = resp.json().await.unwrap();
+        assert_eq!(body.error.code, code);
+    }
+}
