@@ -1,0 +1,67 @@
+import type { DecisionView } from "../bindings/DecisionView";
+import { formatTime } from "../clock";
+
+/** The delivery state in words: what happened to the signed decision. */
+export function deliveryText(decision: DecisionView): string {
+  switch (decision.delivery) {
+    case "queued":
+      return "queued: gateway unreachable";
+    case "delivered":
+      return "delivered";
+    case "refused":
+      return `refused: ${decision.last_error ?? "no reason given"}`;
+    default:
+      return decision.delivery;
+  }
+}
+
+export function DecisionResult({ decision }: { decision: DecisionView }) {
+  const approved = decision.verdict === "approve";
+  const receipt = decision.receipt;
+  return (
+    <div class={`result result-${decision.verdict}`} role="status" aria-live="polite">
+      <h3 class="result-title" tabIndex={-1} id="decision-result">
+        {approved ? "✓ You approved this request" : "✕ You denied this request"}
+      </h3>
+      <dl class="facts-list">
+        <dt>Decided at</dt>
+        <dd>{formatTime(decision.decided_at)}</dd>
+        <dt>Delivery</dt>
+        <dd class={`delivery delivery-${decision.delivery}`}>
+          {deliveryText(decision)}
+          {decision.delivery === "queued" && (
+            <span class="muted small block">Signed and kept; it is sent as soon as the gateway is back.</span>
+          )}
+        </dd>
+        {decision.delivery === "queued" && decision.last_error !== null && (
+          <>
+            <dt>Last attempt</dt>
+            <dd class="muted">{decision.last_error}</dd>
+          </>
+        )}
+      </dl>
+      {receipt ? (
+        <div class="receipt" aria-label="Receipt">
+          <h4>Receipt from the gateway</h4>
+          <dl class="facts-list">
+            <dt>Request state</dt>
+            <dd>
+              <span class={`state state-${receipt.request_state}`}>{receipt.request_state}</span>
+            </dd>
+            <dt>Approvals</dt>
+            <dd>
+              {receipt.approvals} of {receipt.min_approvals}
+            </dd>
+            <dt>Accepted at</dt>
+            <dd>{formatTime(receipt.accepted_at)}</dd>
+            <dt>Receipt digest</dt>
+            <dd class="mono digest">{receipt.digest}</dd>
+          </dl>
+        </div>
+      ) : (
+        <p class="muted small">No receipt yet: the gateway signs one when it accepts the decision.</p>
+      )}
+      <p class="muted small mono">decision {decision.decision_id}</p>
+    </div>
+  );
+}

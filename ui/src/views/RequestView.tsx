@@ -1,0 +1,219 @@
+import { useCallback, useEffect, useState } from "preact/hooks";
+import type { RequestDetail } from "../bindings/RequestDetail";
+import { Countdown } from "../components/Countdown";
+import { RiskBadge } from "../components/RiskBadge";
+import { Escaped, TextWarnings, VisibleText, WarningMark } from "../components/VisibleText";
+import { formatTime, now } from "../clock";
+import { ipc, toIpcFailure, type IpcFailure } from "../ipc";
+import { hrefFor } from "../route";
+import { changes, scheduleReload } from "../store";
+import { visible } from "../text";
+import { DecisionPanel } from "./DecisionPanel";
+
+function Who({ request }: { request: RequestDetail }) {
+  const s = request.summary;
+  return (
+    <section class="fact-block" aria-labelledby="who-title">
+      <h2 id="who-title" class="section-title">Who</h2>
+      <p class="who">
+        <VisibleText text={s.requester} class="requester strong" /> <WarningMark warnings={s.requester.warnings} />
+      </p>
+      <p class="muted small">
+        Identity as authenticated by the gateway <strong>{visible(s.gateway_name)}</strong>, not a name the requester typed.
+      </p>
+      {request.own_request && (
+        <p class="own-request" role="alert">
+          This is your own request. Approving your own action defeats the point of a second pair of eyes.
+        </p>
+      )}
+    </section>
+  );
+}
+
+function What({ request }: { request: RequestDetail }) {
+  const s = request.summary;
+  return (
+    <section class="fact-block" aria-labelledby="what-title">
+      <h2 id="what-title" class="section-title">What will run</h2>
+      <dl class="facts-list">
+        <dt>Action</dt>
+        <dd>
+          <VisibleText text={s.action} class="mono" /> <WarningMark warnings={s.action.warnings} />
+        </dd>
+        <dt>Resource</dt>
+        <dd>
+          <VisibleText text={s.resource} class="mono" /> <WarningMark warnings={s.resource.warnings} />
+        </dd>
+        <dt>Summary</dt>
+        <dd>
+          <VisibleText text={s.summary} /> <WarningMark warnings={s.summary.warnings} />
+        </dd>
+      </dl>
+      <div class="detail-head">
+        <span class="label">Exact detail</span> <WarningMark warnings={request.detail.warnings} />
+      </div>
+      <pre class="detail" aria-label="Exact detail of the action" tabIndex={0}>
+        <Escaped value={request.detail.visible} />
+      </pre>
+    </section>
+  );
+}
+
+function Why({ request }: { request: RequestDetail }) {
+  return (
+    <section class="fact-block" aria-labelledby="why-title">
+      <h2 id="why-title" class="section-title">Why</h2>
+      <p class="muted small">In the requester's own words: untrusted, not checked by anyone.</p>
+      <blockquote class="reason">
+        {request.reason.visible === "" ? <span class="muted">(no reason given)</span> : <Escaped value={request.reason.visible} />}
+      </blockquote>
+    </section>
+  );
+}
+
+function When({ request }: { request: RequestDetail }) {
+  const s = request.summary;
+  const notYet = request.not_before > now.value;
+  return (
+    <section class="fact-block" aria-labelledby="when-title">
+      <h2 id="when-title" class="section-title">When</h2>
+      <dl class="facts-list">
+        <dt>Created</dt>
+        <dd>{formatTime(s.created_at)}</dd>
+        {notYet && (
+          <>
+            <dt>Valid from</dt>
+            <dd>{formatTime(request.not_before)}</dd>
+          </>
+        )}
+        <dt>Expires</dt>
+        <dd>
+          {formatTime(s.expires_at)} · <Countdown expiresAt={s.expires_at} />
+        </dd>
+      </dl>
+    </section>
+  );
+}
+
+function HowMany({ request }: { request: RequestDetail }) {
+  const s = request.summary;
+  const voted = new Set(request.votes.map((v) => v.approver));
+  const waiting = request.approvers.filter((a) => !voted.has(a));
+  const share = s.min_approvals > 0 ? Math.min(1, s.approvals / s.min_approvals) : 0;
+  return (
+    <section class="fact-block" aria-labelledby="quorum-title">
+      <h2 id="quorum-title" class="section-title">How many</h2>
+      <p class="quorum-text">
+        <strong>
+          {s.approvals} of {s.min_approvals}
+        </strong>{" "}
+        approvals
+      </p>
+      <div class="meter" role="meter" aria-valuemin={0} aria-valuemax={s.min_approvals} aria-valuenow={s.approvals} aria-label="Quorum progress">
+        <div class="meter-fill" style={{ width: `${share * 100}%` }} />
+      </div>
+      <ul class="votes">
+        {request.votes.map((v) => (
+          <li key={`${v.approver}-${v.at}`}>
+            <span class={`vote vote-${v.verdict}`}>{v.verdict === "approve" ? "approved" : "denied"}</span>{" "}
+            {visible(v.approver)} <span class="muted small">{formatTime(v.at)}</span>
+          </li>
+        ))}
+        {waiting.map((a) => (
+          <li key={a} class="muted">
+            <span class="vote vote-waiting">waiting</span> {visible(a)}
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+export function RequestView({ id }: { id: string }) {
+  const [request, setRequest] = useState<RequestDetail | null>(null);
+  const [error, setError] = useState<IpcFailure | null>(null);
+  const [reloads, setReloads] = useState(0);
+  const version = changes.value;
+
+  useEffect(() => {
+    let live = true;
+    ipc
+      .getRequest(id)
+      .then((r) => {
+        if (live) {
+          setRequest(r);
+          setError(null);
+        }
+      })
+      .catch((e: unknown) => {
+        if (live) setError(toIpcFailure(e));
+      });
+    return () => {
+      live = false;
+    };
+  }, [id, version, reloads]);
+
+  const onDecided = useCallback(() => {
+    setReloads((n) => n + 1);
+    scheduleReload();
+  }, []);
+
+  if (error !== null && request === null) {
+    return (
+      <section class="request-view">
+        <a class="back" href={hrefFor({ view: "inbox", tab: "pending" })}>
+          ← Requests
+        </a>
+        <div class="notice notice-error" role="alert">
+          <code class="error-code">{error.code}</code> {error.message}
+        </div>
+      </section>
+    );
+  }
+  if (request === null || request.summary.id !== id) return <p class="muted pad">Loading request…</p>;
+
+  const s = request.summary;
+  return (
+    <article class="request-view" aria-labelledby="request-title">
+      <header class="request-head">
+        <a class="back" href={hrefFor({ view: "inbox", tab: "pending" })}>
+          ← Requests
+        </a>
+        <div class="request-title-line">
+          <RiskBadge risk={s.risk} />
+          <h1 id="request-title">
+            <VisibleText text={s.action} class="mono" /> <span class="muted">on</span>{" "}
+            <VisibleText text={s.resource} class="mono" />
+          </h1>
+          <span class={`state state-${s.state}`}>{s.state}</span>
+        </div>
+      </header>
+      <TextWarnings
+        fields={[
+          { name: "Requester", text: s.requester },
+          { name: "Action", text: s.action },
+          { name: "Resource", text: s.resource },
+          { name: "Summary", text: s.summary },
+          { name: "Detail", text: request.detail },
+          { name: "Reason", text: request.reason },
+        ]}
+      />
+      <div class="decision-grid">
+        <div class="decision-main">
+          <Who request={request} />
+          <What request={request} />
+          <Why request={request} />
+        </div>
+        <aside class="decision-side">
+          <DecisionPanel key={s.id} request={request} onDecided={onDecided} />
+          <When request={request} />
+          <HowMany request={request} />
+          <section class="fact-block" aria-labelledby="digest-title">
+            <h2 id="digest-title" class="section-title">Request digest</h2>
+            <p class="mono digest">{request.digest}</p>
+          </section>
+        </aside>
+      </div>
+    </article>
+  );
+}
