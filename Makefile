@@ -1,7 +1,8 @@
 # The project's front door. On a fresh Debian 12 / Ubuntu machine each of these is one command:
 #
 #   make demo    build, then run the headless approval loop end to end (scripts/demo.sh)
-#   make test    every check CI runs: formatting, clippy, the binaries, all tests
+#   make test    every check CI runs: formatting, clippy, the binaries, all Rust tests, and the
+#                UI's type check, lint and tests
 #   make bench   the benchmarks (release build)
 #   make deps    install missing system packages and Rust (demo, test and bench run it first)
 #
@@ -15,7 +16,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 CARGO ?= cargo
 
-.PHONY: demo test bench deps deps-lints
+.PHONY: demo test ui-test bench deps deps-lints
 
 demo: deps
 	bash scripts/demo.sh
@@ -30,6 +31,20 @@ test: deps-lints
 	$(CARGO) build --workspace --bins
 	@echo "== $$(date +%T) cargo test"
 	$(CARGO) test --workspace
+	@$(MAKE) --no-print-directory ui-test
+
+# The desktop UI (TypeScript): type check, lint and unit tests. `npm ci` runs only when
+# package-lock.json changed since the last install.
+ui-test:
+	@if [[ ! -f ui/package.json ]]; then exit 0; fi; \
+	echo "== $$(date +%T) ui: npm ci, typecheck, lint, test"; \
+	cd ui; \
+	if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then \
+	    npm ci --no-audit --no-fund; \
+	fi; \
+	npm run --silent typecheck; \
+	npm run --silent lint; \
+	npm test
 
 bench: deps
 	$(CARGO) run --release -p countersign-bench -- all

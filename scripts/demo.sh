@@ -33,12 +33,13 @@ show_run() {
     return "${PIPESTATUS[0]}"
 }
 # A command line as a user would type it: the binaries by name, the data directories short.
+plain_word='^[-A-Za-z0-9_./:=@%+,$]+$'
 display_cmd() {
     local out="" w
     for w in "$@"; do
         w="${w#"$bin/"}"
         w="${w//"$root/"/}"
-        if [[ "$w" =~ ^[A-Za-z0-9_./:=@%+,$-]+$ ]]; then out+="$w "; else out+="'${w//\'/\'\\\'\'}' "; fi
+        if [[ "$w" =~ $plain_word ]]; then out+="$w "; else out+="'${w//\'/\'\\\'\'}' "; fi
     done
     printf '%s' "${out% }"
 }
@@ -98,7 +99,7 @@ json_field() { sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p" "$1" | head -n1; }
 section "Build the two binaries"
 say "countersign-gateway (the reference gateway and the requester CLI) and countersign (the"
 say "headless approver). The first build takes a few minutes."
-cargo build --quiet -p countersign-gateway -p countersign-approver --bins ||
+cargo build -p countersign-gateway -p countersign-approver --bins ||
     fail "cargo build failed"
 bin="$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug"

@@ -6,6 +6,7 @@
 #                    ca-certificates, git
 #   Rust:            a toolchain new enough for the workspace's rust-version, with rustfmt and
 #                    clippy (through rustup; rustup itself is installed if cargo is missing)
+#   Node.js and npm: for the UI's checks in `make test` (--with-lints), from apt if missing
 #
 # Uses sudo only when not running as root. Set COUNTERSIGN_SKIP_DEPS=1 to skip every check.
 set -euo pipefail
@@ -16,7 +17,7 @@ fi
 
 # The rust-version in Cargo.toml; older toolchains cannot build the workspace.
 min_rust="1.89"
-# `make test` needs rustfmt and clippy too; `make demo` does not.
+# `make test` needs rustfmt, clippy and Node.js too; `make demo` does not.
 want_components=0
 [[ "${1:-}" == "--with-lints" ]] && want_components=1
 
@@ -103,4 +104,28 @@ if ((want_components)); then
             fi
         fi
     done
+fi
+
+# ---- Node.js (the UI's type check, lint and tests) -------------------------------------------
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if ((want_components)) && [[ -f "$root/ui/package.json" ]]; then
+    # Vite 7 and Vitest 3 need Node.js 20.19 or newer.
+    min_node="20.19"
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        if command -v apt-get >/dev/null 2>&1; then
+            say "installing nodejs and npm"
+            as_root apt-get update -q
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm
+        else
+            say "please install Node.js $min_node or newer with npm"
+            exit 1
+        fi
+    fi
+    node_have="$(node --version)"
+    node_have="${node_have#v}"
+    if ! version_ge "$node_have" "$min_node"; then
+        say "Node.js $node_have is older than $min_node, which the UI's tools need;"
+        say "install a newer Node.js (e.g. from your distribution's backports or nodesource)"
+        exit 1
+    fi
 fi
