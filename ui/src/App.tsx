@@ -34,7 +34,8 @@ export async function boot(): Promise<() => void> {
     }),
     ipc.listGateways().then((gateways) => {
       firstRun.value = gateways.length === 0;
-      if (firstRun.value && route.value.view === "inbox") navigate({ view: "pair" });
+      const view = route.value.view;
+      if (firstRun.value && (view === "inbox" || view === "request")) navigate({ view: "pair" });
     }),
     ipc.pendingNavigation().then((id) => {
       if (id !== null) navigate({ view: "request", id });

@@ -26,7 +26,7 @@ export function Escaped({ value }: { value: string }) {
 
 /**
  * A `Text` from the shell: only `.visible` (hidden characters already escaped as `\u{...}`),
- * never `.raw`, never as HTML.
+ * never the raw form, never as HTML.
  */
 export function VisibleText({ text, class: className }: { text: Text; class?: string }) {
   return (

@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { DecisionView } from "../bindings/DecisionView";
 import type { RequestDetail } from "../bindings/RequestDetail";
 import { AuthenticatorNote, PasskeyInstruction } from "../components/AuthenticatorNote";
@@ -60,7 +60,7 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
   const decidable = summary.state === "pending" && summary.decision === null;
 
   // Focus follows the flow: into the form when it opens, back to its button when it closes.
-  useEffect(() => {
+  useLayoutEffect(() => {
     switch (phase.step) {
       case "approve":
         (summary.match_required ? matchInput : confirmApprove).current?.focus();
@@ -86,7 +86,7 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
   }, [phase.step, summary.match_required]);
 
   // `a` opens the approve flow, `d` the deny flow, from anywhere on the screen.
-  useEffect(() => {
+  useLayoutEffect(() => {
     if (!decidable || phase.step !== "choose") return;
     const onKey = (e: KeyboardEvent) => {
       if (e.ctrlKey || e.metaKey || e.altKey || isTyping(e.target)) return;
@@ -349,7 +349,7 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
 /** Shown while the Rust side runs the passkey ceremony. */
 function PasskeyPrompt({ request }: { request: RequestDetail }) {
   const card = useRef<HTMLDivElement>(null);
-  useEffect(() => card.current?.focus(), []);
+  useLayoutEffect(() => card.current?.focus(), []);
   return (
     <div class="overlay">
       <div

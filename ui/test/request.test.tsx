@@ -1,0 +1,231 @@
+import { act, render, screen, waitFor } from "@testing-library/preact";
+import userEvent from "@testing-library/user-event";
+import { beforeEach, describe, expect, it } from "vitest";
+import type { DecisionView } from "../src/bindings/DecisionView";
+import type { RequestDetail } from "../src/bindings/RequestDetail";
+import { now } from "../src/clock";
+import { DEVELOPMENT_LABEL } from "../src/components/AuthenticatorNote";
+import { authenticator } from "../src/store";
+import { RequestView } from "../src/views/RequestView";
+import { backend, deferred } from "./backend";
+import { NOW, decision, detail, text } from "./fixtures";
+
+const HIDDEN_WARNING = "contains control, bidirectional or invisible characters (shown as \\u{...})";
+
+function showRequest(request: RequestDetail, handlers: Record<string, (args: Record<string, unknown>) => unknown> = {}) {
+  const api = backend({ get_request: () => request, list_requests: () => [], ...handlers });
+  const user = userEvent.setup();
+  render(<RequestView id={request.summary.id} />);
+  return { api, user };
+}
+
+beforeEach(() => {
+  now.value = NOW;
+  authenticator.value = { kind: "software", label: "softpasskey", development_mode: true };
+});
+
+describe("the decision screen", () => {
+  it("shows who, what, why, when, how many and the digest", async () => {
+    showRequest(
+      detail(
+        { votes: [{ approver: "bob@example.com", verdict: "approve", at: NOW - 30 }] },
+        { approvals: 1, min_approvals: 2, requester: text("deploy-bot") },
+      ),
+    );
+    expect(await screen.findByRole("heading", { name: "Who" })).toBeInTheDocument();
+    expect(screen.getAllByText("deploy-bot").length).toBeGreaterThan(0);
+    expect(screen.getByRole("heading", { name: "What will run" })).toBeInTheDocument();
+    expect(screen.getByLabelText("Exact detail of the action")).toHaveTextContent(
+      "DELETE FROM sessions WHERE expires_at < now();",
+    );
+    expect(screen.getByText(/requester's own words: untrusted/)).toBeInTheDocument();
+    expect(screen.getByText("Nightly cleanup, ticket OPS-1234")).toBeInTheDocument();
+    expect(screen.getByText("4m 05s")).toBeInTheDocument();
+    expect(screen.getByText(/1 of 2/)).toHaveTextContent("1 of 2");
+    expect(screen.getByText(/approvals$/)).toBeInTheDocument();
+    expect(screen.getByText("bob@example.com")).toBeInTheDocument();
+    expect(screen.getByText("ca6eff9ef57081b7c4482928c1394529f452d62e125be8a89c70b2b196151a1b")).toBeInTheDocument();
+    await act(() => {
+      now.value = NOW + 5;
+    });
+    expect(screen.getByText("4m 00s")).toBeInTheDocument();
+  });
+
+  it("shows escaped hidden characters as they arrive, never interpreted, with the warnings", async () => {
+    // The engine escapes U+202E; the UI shows the visible form only, even though raw has it.
+    const request = detail({
+      detail: {
+        raw: "DROP TABLE users; -- \u202Ecod.txt",
+        visible: "DROP TABLE users; -- \\u{202E}cod.txt",
+        warnings: [HIDDEN_WARNING],
+      },
+      reason: { raw: "pаtch", visible: "pаtch", warnings: ["mixes Latin with other letters (possible look-alike characters)"] },
+    });
+    showRequest(request);
+    const pre = await screen.findByLabelText("Exact detail of the action");
+    expect(pre.textContent).toBe("DROP TABLE users; -- \\u{202E}cod.txt");
+    expect(document.body.textContent).not.toContain("\u202E");
+    expect(screen.getByText("\\u{202E}")).toHaveClass("escape");
+    const warnings = screen.getByText("Look closely: this request contains misleading text").closest("div");
+    expect(warnings).toHaveTextContent(`Detail ${HIDDEN_WARNING}`);
+    expect(warnings).toHaveTextContent("Reason mixes Latin with other letters");
+  });
+
+  it("flags the approver's own request", async () => {
+    showRequest(detail({ own_request: true }));
+    expect(await screen.findByText(/This is your own request/)).toBeInTheDocument();
+  });
+
+  it("does not flag someone else's request", async () => {
+    showRequest(detail());
+    await screen.findByRole("heading", { name: "Who" });
+    expect(screen.queryByText(/This is your own request/)).not.toBeInTheDocument();
+  });
+
+  it("requires the typed match code before approving", async () => {
+    const { api, user } = showRequest(detail({}, { match_required: true }), { approve: () => decision() });
+    await user.click(await screen.findByRole("button", { name: /Approve/ }));
+    const input = screen.getByLabelText("Match code the requester sees");
+    expect(input).toHaveFocus();
+    expect(input.tagName).toBe("INPUT");
+    await user.click(screen.getByRole("button", { name: "Confirm with your passkey" }));
+    expect(screen.getByText("Type the 6-digit code the requester sees.")).toBeInTheDocument();
+    await user.type(input, "12345");
+    await user.click(screen.getByRole("button", { name: "Confirm with your passkey" }));
+    expect(api.calls("approve")).toHaveLength(0);
+    await user.type(input, "6");
+    await user.click(screen.getByRole("button", { name: "Confirm with your passkey" }));
+    await waitFor(() => expect(api.calls("approve")).toEqual([{ id: "req-1", matchCode: "123456" }]));
+  });
+
+  it("approves through the passkey prompt to the receipt", async () => {
+    const ceremony = deferred<DecisionView>();
+    const { api, user } = showRequest(detail(), { approve: () => ceremony.promise });
+    await user.click(await screen.findByRole("button", { name: /Approve/ }));
+    await user.click(screen.getByRole("button", { name: "Confirm with your passkey" }));
+
+    const prompt = await screen.findByRole("alertdialog", { name: "Confirm with your passkey" });
+    expect(prompt).toHaveTextContent(DEVELOPMENT_LABEL);
+    expect(prompt).toHaveTextContent("Approving sql.exec on prod-db");
+    expect(api.calls("approve")).toEqual([{ id: "req-1", matchCode: null }]);
+
+    ceremony.resolve(decision());
+    expect(await screen.findByText("✓ You approved this request")).toBeInTheDocument();
+    expect(screen.queryByRole("alertdialog")).not.toBeInTheDocument();
+    expect(screen.getByText("delivered")).toBeInTheDocument();
+    const receipt = screen.getByLabelText("Receipt");
+    expect(receipt).toHaveTextContent("Request stateapproved");
+    expect(receipt).toHaveTextContent("Approvals2 of 2");
+    expect(receipt).toHaveTextContent("Accepted at");
+    expect(receipt).toHaveTextContent("9d1c0ffee0000000000000000000000000000000000000000000000000000abc");
+  });
+
+  it("tells a security-key user to touch the key", async () => {
+    authenticator.value = { kind: "security-key", label: "YubiKey", development_mode: false };
+    const ceremony = deferred<DecisionView>();
+    const { user } = showRequest(detail(), { approve: () => ceremony.promise });
+    await user.click(await screen.findByRole("button", { name: /Approve/ }));
+    await user.click(screen.getByRole("button", { name: "Confirm with your passkey" }));
+    const prompt = await screen.findByRole("alertdialog");
+    expect(prompt).toHaveTextContent("Touch your security key");
+    expect(prompt).not.toHaveTextContent(DEVELOPMENT_LABEL);
+  });
+
+  it("shows a failed approval with its code and message", async () => {
+    const { user } = showRequest(detail({}, { match_required: true }), {
+      approve: () => Promise.reject({ code: "wrong_match_code", message: "The match code is wrong." }),
+    });
+    await user.click(await screen.findByRole("button", { name: /Approve/ }));
+    await user.type(screen.getByLabelText("Match code the requester sees"), "000000{Enter}");
+    expect(await screen.findByText("wrong_match_code")).toBeInTheDocument();
+    expect(screen.getByText("The match code is wrong.")).toBeInTheDocument();
+    expect(screen.getByText("Approval failed")).toBeInTheDocument();
+  });
+
+  it("requires a reason to deny", async () => {
+    const { api, user } = showRequest(detail(), { deny: () => decision({ verdict: "deny", receipt: null, delivery: "queued" }) });
+    await user.click(await screen.findByRole("button", { name: /Deny/ }));
+    await user.click(screen.getByRole("button", { name: "Deny request" }));
+    expect(screen.getByText("A reason is required to deny.")).toBeInTheDocument();
+    await user.type(screen.getByLabelText(/Reason for denying/), "   ");
+    await user.click(screen.getByRole("button", { name: "Deny request" }));
+    expect(api.calls("deny")).toHaveLength(0);
+    await user.type(screen.getByLabelText(/Reason for denying/), "not during the freeze");
+    await user.click(screen.getByRole("button", { name: "Deny request" }));
+    await waitFor(() => expect(api.calls("deny")).toEqual([{ id: "req-1", reason: "not during the freeze" }]));
+  });
+
+  it("approves with the keyboard alone: a, the code, Enter", async () => {
+    const { api, user } = showRequest(detail({}, { match_required: true }), { approve: () => decision() });
+    await screen.findByRole("button", { name: /Approve/ });
+    await user.keyboard("a");
+    expect(screen.getByLabelText("Match code the requester sees")).toHaveFocus();
+    await user.keyboard("482913{Enter}");
+    await waitFor(() => expect(api.calls("approve")).toEqual([{ id: "req-1", matchCode: "482913" }]));
+    expect(await screen.findByText("✓ You approved this request")).toBeInTheDocument();
+  });
+
+  it("cancels with Escape and denies with the keyboard alone: d, the reason, Enter", async () => {
+    const { api, user } = showRequest(detail(), {
+      deny: () => decision({ verdict: "deny", receipt: null, delivery: "queued" }),
+    });
+    await screen.findByRole("button", { name: /Approve/ });
+    await user.keyboard("a");
+    expect(screen.getByRole("button", { name: "Confirm with your passkey" })).toHaveFocus();
+    await user.keyboard("{Escape}");
+    expect(screen.queryByRole("button", { name: "Confirm with your passkey" })).not.toBeInTheDocument();
+    expect(screen.getByRole("button", { name: /Approve/ })).toHaveFocus();
+    await user.keyboard("d");
+    expect(screen.getByLabelText(/Reason for denying/)).toHaveFocus();
+    await user.keyboard("wrong ticket{Enter}");
+    await waitFor(() => expect(api.calls("deny")).toEqual([{ id: "req-1", reason: "wrong ticket" }]));
+    expect(api.calls("approve")).toHaveLength(0);
+    expect(await screen.findByText("✕ You denied this request")).toBeInTheDocument();
+  });
+
+  it("says a decision is queued while the gateway is unreachable", async () => {
+    const { user } = showRequest(detail(), {
+      deny: () => decision({ verdict: "deny", receipt: null, delivery: "queued", last_error: "connection refused" }),
+    });
+    await user.click(await screen.findByRole("button", { name: /Deny/ }));
+    await user.type(screen.getByLabelText(/Reason for denying/), "no{Enter}");
+    expect(await screen.findByText("queued: gateway unreachable")).toBeInTheDocument();
+    expect(screen.getByText("connection refused")).toBeInTheDocument();
+  });
+
+  it("shows a refused delivery with the gateway's reason", async () => {
+    showRequest(detail({}, { state: "pending", decision: decision({ delivery: "refused", last_error: "request_expired", receipt: null }) }));
+    expect(await screen.findByText("refused: request_expired")).toBeInTheDocument();
+    expect(screen.queryByRole("button", { name: /Approve/ })).not.toBeInTheDocument();
+  });
+
+  it("reports an unexpected request in one confirmed step", async () => {
+    const { api, user } = showRequest(detail(), {
+      report_unexpected: () => decision({ verdict: "deny", receipt: null }),
+    });
+    await user.click(await screen.findByRole("button", { name: "I did not expect this" }));
+    expect(api.calls("report_unexpected")).toHaveLength(0);
+    const confirm = screen.getByRole("button", { name: "Deny and report" });
+    expect(confirm).toHaveFocus();
+    await user.keyboard("{Enter}");
+    await waitFor(() => expect(api.calls("report_unexpected")).toEqual([{ id: "req-1" }]));
+    expect(api.calls("deny")).toHaveLength(0);
+  });
+
+  it("offers no decision on a request that is no longer pending", async () => {
+    showRequest(detail({}, { state: "expired" }));
+    expect(await screen.findByText(/there is nothing/)).toBeInTheDocument();
+    expect(screen.queryByRole("button", { name: /Approve/ })).not.toBeInTheDocument();
+  });
+
+  it("labels every control", async () => {
+    const { user } = showRequest(detail({}, { match_required: true }));
+    await user.click(await screen.findByRole("button", { name: /Approve/ }));
+    for (const input of document.querySelectorAll("input, textarea, select")) {
+      const id = input.getAttribute("id");
+      const labelled = input.getAttribute("aria-label") ?? (id ? document.querySelector(`label[for="${id}"]`) : null);
+      expect(labelled, input.id).toBeTruthy();
+    }
+    for (const button of screen.getAllByRole("button")) expect(button).toHaveAccessibleName();
+  });
+});
