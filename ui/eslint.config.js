@@ -31,9 +31,9 @@ export default tseslint.config(
       "no-implied-eval": "error",
     },
   },
-  { files: ["**/*.js"], ...tseslint.configs.disableTypeChecked },
+  { files: ["**/*.js", "**/*.mjs"], ...tseslint.configs.disableTypeChecked },
   {
-    files: ["test/**", "vite.config.ts", "eslint.config.js"],
+    files: ["test/**", "scripts/**", "vite.config.ts", "eslint.config.js"],
     languageOptions: { globals: { ...globals.node, ...globals.browser } },
     rules: {
       // The shell rejects with a plain IpcError object, not an Error: tests do the same.

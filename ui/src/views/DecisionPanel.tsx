@@ -1,3 +1,4 @@
+import { createPortal } from "preact/compat";
 import { useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { DecisionView } from "../bindings/DecisionView";
 import type { RequestDetail } from "../bindings/RequestDetail";
@@ -350,7 +351,8 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
 function PasskeyPrompt({ request }: { request: RequestDetail }) {
   const card = useRef<HTMLDivElement>(null);
   useLayoutEffect(() => card.current?.focus(), []);
-  return (
+  // On <body>, above the header: nothing else is usable while the ceremony runs.
+  return createPortal(
     <div class="overlay">
       <div
         ref={card}
@@ -370,6 +372,7 @@ function PasskeyPrompt({ request }: { request: RequestDetail }) {
         <PasskeyInstruction info={authenticator.value} />
         <p class="muted small mono digest">request {request.digest}</p>
       </div>
-    </div>
+    </div>,
+    document.body,
   );
 }
