@@ -228,4 +228,41 @@ describe("the decision screen", () => {
     }
     for (const button of screen.getAllByRole("button")) expect(button).toHaveAccessibleName();
   });
+
+  it("stops offering a decision once the countdown reaches expiry", async () => {
+    showRequest(detail({}, { expires_at: NOW + 2 }));
+    expect(await screen.findByRole("button", { name: /Approve/ })).toBeInTheDocument();
+    await act(() => {
+      now.value = NOW + 2;
+    });
+    expect(screen.queryByRole("button", { name: /Approve/ })).not.toBeInTheDocument();
+    expect(screen.getByText(/there is nothing left to decide/)).toBeInTheDocument();
+  });
+
+  it("keeps the passkey prompt while a reload already shows the decision", async () => {
+    const ceremony = deferred<DecisionView>();
+    const { user } = showRequest(detail(), { approve: () => ceremony.promise });
+    await user.click(await screen.findByRole("button", { name: /Approve/ }));
+    await user.click(screen.getByRole("button", { name: "Confirm with your passkey" }));
+    await screen.findByRole("alertdialog");
+    const { changes } = await import("../src/store");
+    backend({ get_request: () => detail({}, { decision: decision(), state: "approved" }) });
+    await act(() => {
+      changes.value++;
+    });
+    await waitFor(() => expect(screen.getByText("approved")).toBeInTheDocument());
+    expect(screen.getByRole("alertdialog")).toBeInTheDocument();
+    ceremony.resolve(decision());
+    expect(await screen.findByText("✓ You approved this request")).toBeInTheDocument();
+  });
+
+  it("goes back to the list with Escape when no form is open", async () => {
+    const { user } = showRequest(detail());
+    await screen.findByRole("button", { name: /Approve/ });
+    await user.keyboard("d");
+    await user.keyboard("{Escape}");
+    expect(location.hash).not.toBe("#/inbox");
+    await user.keyboard("{Escape}");
+    expect(location.hash).toBe("#/inbox");
+  });
 });

@@ -55,6 +55,13 @@ export function VirtualList<T>(props: VirtualListProps<T>) {
     return () => observer.disconnect();
   }, []);
 
+  // Arriving on the list with focus nowhere in particular puts it on the list, so the arrow
+  // keys work at once.
+  useEffect(() => {
+    const current = document.activeElement;
+    if (current === null || current === document.body || current.id === "main") viewportRef.current?.focus();
+  }, []);
+
   // Keep the active row inside the list when the list shrinks.
   useEffect(() => {
     if (active >= items.length) setActive(Math.max(0, items.length - 1));

@@ -5,6 +5,7 @@ import type { RequestDetail } from "../bindings/RequestDetail";
 import { AuthenticatorNote, PasskeyInstruction } from "../components/AuthenticatorNote";
 import { Spinner } from "../components/Spinner";
 import { ipc, toIpcFailure, type IpcFailure } from "../ipc";
+import { now } from "../clock";
 import { authenticator } from "../store";
 import { DecisionResult } from "./DecisionResult";
 
@@ -58,7 +59,10 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
   const resultRef = useRef<HTMLDivElement>(null);
   const returnFocus = useRef<"approve" | "deny" | "report">("approve");
 
-  const decidable = summary.state === "pending" && summary.decision === null;
+  const expired = now.value >= summary.expires_at;
+  const decidable = summary.state === "pending" && summary.decision === null && !expired;
+  // Once a call is in flight its outcome is shown, whatever a reload says meanwhile.
+  const inFlight = phase.step === "passkey" || phase.step === "sending";
 
   // Focus follows the flow: into the form when it opens, back to its button when it closes.
   useLayoutEffect(() => {
@@ -191,15 +195,15 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
     );
   }
 
-  if (!decidable) {
+  if (!decidable && !inFlight) {
     return (
       <section class="decision-panel" aria-label="Decision">
         {summary.decision !== null ? (
           <DecisionResult decision={summary.decision} />
         ) : (
           <p class="closed">
-            This request is <span class={`state state-${summary.state}`}>{summary.state}</span>; there is nothing
-            left to decide.
+            This request is <span class={`state state-${expired ? "expired" : summary.state}`}>{expired ? "expired" : summary.state}</span>;
+            there is nothing left to decide.
           </p>
         )}
       </section>

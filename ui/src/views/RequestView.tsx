@@ -5,7 +5,7 @@ import { RiskBadge } from "../components/RiskBadge";
 import { Escaped, TextWarnings, VisibleText, WarningMark } from "../components/VisibleText";
 import { formatTime, now } from "../clock";
 import { ipc, toIpcFailure, type IpcFailure } from "../ipc";
-import { hrefFor } from "../route";
+import { hrefFor, navigate } from "../route";
 import { changes, scheduleReload } from "../store";
 import { visible } from "../text";
 import { DecisionPanel } from "./DecisionPanel";
@@ -152,6 +152,17 @@ export function RequestView({ id }: { id: string }) {
       live = false;
     };
   }, [id, version, reloads]);
+
+  // Escape, when no decision form is open, goes back to the list.
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key !== "Escape" || e.defaultPrevented) return;
+      if (document.querySelector(".decision-form, .overlay")) return;
+      navigate({ view: "inbox", tab: "pending" });
+    };
+    document.addEventListener("keydown", onKey);
+    return () => document.removeEventListener("keydown", onKey);
+  }, []);
 
   const onDecided = useCallback(() => {
     setReloads((n) => n + 1);
