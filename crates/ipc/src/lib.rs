@@ -353,19 +353,45 @@ pub enum ListKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum UiEvent {
-    RequestReceived { request_id: String },
-    RequestRejected { reason: String },
-    StatusChanged { request_id: String, state: String },
-    DecisionQueued { request_id: String },
-    DecisionDelivered { request_id: String, request_state: String },
-    DecisionRefused { request_id: String, code: String, message: String },
-    Connection { gateway: String, up: bool, error: Option<String> },
+    RequestReceived {
+        request_id: String,
+    },
+    RequestRejected {
+        reason: String,
+    },
+    StatusChanged {
+        request_id: String,
+        state: String,
+    },
+    DecisionQueued {
+        request_id: String,
+    },
+    DecisionDelivered {
+        request_id: String,
+        request_state: String,
+    },
+    DecisionRefused {
+        request_id: String,
+        code: String,
+        message: String,
+    },
+    Connection {
+        gateway: String,
+        up: bool,
+        error: Option<String>,
+    },
     /// Open the detail view of this request (a notification click or a deep link).
-    Navigate { request_id: String },
+    Navigate {
+        request_id: String,
+    },
     /// Start pairing with this link (a deep link); the UI asks before doing anything.
-    PairingLink { link: String },
+    PairingLink {
+        link: String,
+    },
     /// A deep link was refused.
-    LinkRefused { message: String },
+    LinkRefused {
+        message: String,
+    },
 }
 
 /// The Tauri event name every [`UiEvent`] is emitted under.
