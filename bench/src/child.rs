@@ -1,0 +1,153 @@
+//! The gateway in a child process (this binary re-executed with the hidden `gateway-child`
+//! subcommand), so that its CPU time and memory can be read from /proc/<pid> apart from the
+//! load generator's.
+//!
+//! Protocol: the child prints one JSON line `{"url", "token"}` once it serves, then answers each
+//! stdin line `invite <approver> <count>` with `count` pairing links and a line `end`. It shuts
+//! down when stdin closes.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{anyhow, bail, Context, Result};
+use countersign_protocol::PairingLink;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use url::Url;
+
+use crate::common::bench_config;
+
+/// Runs in the child: serve until stdin closes.
+pub async fn run(data_dir: PathBuf) -> Result<()> {
+    let gw = countersign_gateway::Gateway::open(bench_config(data_dir))?;
+    let token = countersign_gateway::tokens::create(&gw, "bench-requester")?;
+    let running = countersign_gateway::serve(gw).await?;
+    let url = running.url();
+    println!(
+        "{}",
+        serde_json::json!({"url": url.as_str(), "token": token})
+    );
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        match parts.as_slice() {
+            ["invite", approver, count] => {
+                let count: usize = count.parse()?;
+                for _ in 0..count {
+                    let link = countersign_gateway::pairing::invite(
+                        &running.gateway,
+                        approver,
+                        url.clone(),
+                    )?;
+                    println!("{link}");
+                }
+                println!("end");
+            }
+            _ => println!("error unknown command"),
+        }
+    }
+    running.shutdown().await;
+    Ok(())
+}
+
+/// The parent's handle on a child gateway.
+pub struct ChildGateway {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Lines<BufReader<ChildStdout>>,
+    pub url: Url,
+    pub token: String,
+    pub pid: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ChildGateway {
+    /// Starts a child gateway whose data directory is a new directory under `parent`
+    /// (the system temporary directory if `None`).
+    pub async fn start(parent: Option<&Path>) -> Result<ChildGateway> {
+        let dir = match parent {
+            Some(p) => tempfile::tempdir_in(p)?,
+            None => tempfile::tempdir()?,
+        };
+        let exe = std::env::current_exe()?;
+        let mut child = tokio::process::Command::new(exe)
+            .arg("gateway-child")
+            .arg("--data-dir")
+            .arg(dir.path().join("gateway"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the child gateway")?;
+        let pid = child
+            .id()
+            .ok_or_else(|| anyhow!("the child gateway exited at once"))?
+            .to_string();
+        let stdin = child.stdin.take();
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no child stdout"))?;
+        let mut stdout = BufReader::new(stdout).lines();
+        let first = stdout
+            .next_line()
+            .await?
+            .ok_or_else(|| anyhow!("the child gateway exited before serving"))?;
+        let v: serde_json::Value = serde_json::from_str(&first)?;
+        let url = Url::parse(v["url"].as_str().unwrap_or_default())?;
+        let token = v["token"].as_str().unwrap_or_default().to_owned();
+        Ok(ChildGateway {
+            child,
+            stdin,
+            stdout,
+            url,
+            token,
+            pid,
+            _dir: dir,
+        })
+    }
+
+    pub async fn invites(&mut self, approver: &str, count: usize) -> Result<Vec<PairingLink>> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| anyhow!("child stdin closed"))?;
+        stdin
+            .write_all(format!("invite {approver} {count}\n").as_bytes())
+            .await?;
+        stdin.flush().await?;
+        let mut out = Vec::with_capacity(count);
+        loop {
+            let line = self
+                .stdout
+                .next_line()
+                .await?
+                .ok_or_else(|| anyhow!("the child gateway exited"))?;
+            if line == "end" {
+                break;
+            }
+            if line.starts_with("error") {
+                bail!("child gateway: {line}");
+            }
+            out.push(PairingLink::parse(&line)?);
+        }
+        Ok(out)
+    }
+
+    /// Closes stdin and waits for the child to shut down.
+    pub async fn stop(mut self) -> Result<()> {
+        drop(self.stdin.take());
+        let status =
+            tokio::time::timeout(std::time::Duration::from_secs(10), self.child.wait()).await;
+        match status {
+            Ok(Ok(s)) if s.success() => Ok(()),
+            Ok(Ok(s)) => bail!("the child gateway exited with {s}"),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                self.child.kill().await?;
+                bail!("the child gateway did not stop within 10 s")
+            }
+        }
+    }
+}

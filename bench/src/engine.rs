@@ -1,0 +1,362 @@
+//! Figures 1 and 2, gateway and approver engine in this process over loopback HTTP:
+//! push latency (POST /v1/requests until the engine has verified and stored the request) and
+//! the decision round trip with the software authenticator (engine approve until the signed
+//! receipt is verified and stored).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use countersign_approver::{Delivery, DeliveryState, Engine, EngineEvent, SoftAuthenticator};
+use countersign_protocol::api::{paths, CreatedRequest};
+use countersign_protocol::Verdict;
+use tokio::sync::{mpsc, watch};
+
+use crate::common::{bench_config, ms, new_request, Figure, Stats};
+
+const APPROVER: &str = "bench-approver";
+
+/// What the event listener saw, stamped when it saw it.
+enum Seen {
+    Received(String, Instant),
+    Rejected(String),
+    Delivered(String, Instant),
+    Refused(String, String),
+}
+
+struct Setup {
+    running: countersign_gateway::Running,
+    token: String,
+    engine: Engine,
+    auth: SoftAuthenticator,
+    http: reqwest::Client,
+    seen: mpsc::UnboundedReceiver<Seen>,
+    stop: watch::Sender<bool>,
+    run_task: tokio::task::JoinHandle<()>,
+    counter: usize,
+    _dirs: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new(data_parent: Option<&Path>) -> Result<Setup> {
+        let dirs = match data_parent {
+            Some(p) => tempfile::tempdir_in(p)?,
+            None => tempfile::tempdir()?,
+        };
+        let gw = countersign_gateway::Gateway::open(bench_config(dirs.path().join("gateway")))?;
+        let token = countersign_gateway::tokens::create(&gw, "bench-requester")?;
+        let running = countersign_gateway::serve(gw).await?;
+        let link = countersign_gateway::pairing::invite(&running.gateway, APPROVER, running.url())?;
+        let approver_dir = dirs.path().join("approver");
+        let engine = Engine::open(&approver_dir)?;
+        let mut auth = SoftAuthenticator::open(
+            &approver_dir.join(countersign_approver::authenticator::SOFT_AUTHENTICATOR_FILE),
+        )?;
+        engine.pair(&link, "bench device", &mut auth).await?;
+
+        let mut events = engine.subscribe();
+        let (tx, seen) = mpsc::unbounded_channel();
+        let (up_tx, up_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let mut up = Some(up_tx);
+            loop {
+                let e = match events.recv().await {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        eprintln!("warning: the event listener lagged by {n} events");
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                let now = Instant::now();
+                let s = match e {
+                    EngineEvent::RequestReceived { request_id, .. } => {
+                        Seen::Received(request_id, now)
+                    }
+                    EngineEvent::RequestRejected { reason, .. } => Seen::Rejected(reason),
+                    EngineEvent::DecisionDelivered { decision_id, .. } => {
+                        Seen::Delivered(decision_id, now)
+                    }
+                    EngineEvent::DecisionRefused {
+                        decision_id, code, ..
+                    } => Seen::Refused(decision_id, code),
+                    EngineEvent::ConnectionUp { .. } => {
+                        if let Some(u) = up.take() {
+                            let _ = u.send(());
+                        }
+                        continue;
+                    }
+                    _ => continue,
+                };
+                if tx.send(s).is_err() {
+                    return;
+                }
+            }
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let e2 = engine.clone();
+        let run_task = tokio::spawn(async move {
+            if let Err(e) = e2.run(stop_rx).await {
+                eprintln!("engine run ended: {e}");
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), up_rx)
+            .await
+            .map_err(|_| anyhow!("the engine did not connect within 10 s"))??;
+        // One client, kept alive, for everything this side sends.
+        let http = reqwest::Client::new();
+        Ok(Setup {
+            running,
+            token,
+            engine,
+            auth,
+            http,
+            seen,
+            stop,
+            run_task,
+            counter: 0,
+            _dirs: dirs,
+        })
+    }
+
+    async fn create(&mut self) -> Result<CreatedRequest> {
+        self.counter += 1;
+        let body = new_request(vec![APPROVER.into()], self.counter);
+        let resp = self
+            .http
+            .post(self.running.url().join(paths::REQUESTS)?)
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await?;
+        let created: CreatedRequest = crate::common::answer(resp).await?;
+        if created.duplicate {
+            bail!("a benchmark request collapsed into an earlier one");
+        }
+        Ok(created)
+    }
+
+    /// Waits for the engine to report `request_id` stored; returns when it did.
+    async fn received(&mut self, request_id: &str) -> Result<Instant> {
+        loop {
+            let s = tokio::time::timeout(Duration::from_secs(10), self.seen.recv())
+                .await
+                .map_err(|_| anyhow!("request {request_id} did not arrive within 10 s"))?
+                .ok_or_else(|| anyhow!("the event listener ended"))?;
+            match s {
+                Seen::Received(id, at) if id == request_id => return Ok(at),
+                Seen::Rejected(reason) => bail!("the engine rejected a request: {reason}"),
+                _ => {}
+            }
+        }
+    }
+
+    async fn delivered(&mut self, decision_id: &str) -> Result<Instant> {
+        loop {
+            let s = tokio::time::timeout(Duration::from_secs(10), self.seen.recv())
+                .await
+                .map_err(|_| anyhow!("decision {decision_id} was not delivered within 10 s"))?
+                .ok_or_else(|| anyhow!("the event listener ended"))?;
+            match s {
+                Seen::Delivered(id, at) if id == decision_id => return Ok(at),
+                Seen::Refused(id, code) if id == decision_id => {
+                    bail!("the gateway refused the decision: {code}")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn info_rtt(&self, n: usize) -> Result<Vec<Duration>> {
+        let url = self.running.url().join(paths::INFO)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t0 = Instant::now();
+            let resp = self.http.get(url.clone()).send().await?;
+            let _ = resp.error_for_status()?.bytes().await?;
+            out.push(t0.elapsed());
+        }
+        Ok(out)
+    }
+
+    async fn close(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.run_task).await;
+        self.running.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Figure 1.
+pub async fn push_latency(
+    requests: usize,
+    warmup: usize,
+    data_parent: Option<&Path>,
+) -> Result<Vec<Figure>> {
+    let mut s = Setup::new(data_parent)
+        .await
+        .context("setting up gateway and engine")?;
+    for _ in 0..warmup {
+        let c = s.create().await?;
+        s.received(&c.request.body.id).await?;
+    }
+    let _ = s.info_rtt(warmup).await?;
+    // Interleave: half the RTT samples before, half after, so drift affects both alike.
+    let mut rtt = s.info_rtt(requests / 2).await?;
+    let mut push = Vec::with_capacity(requests);
+    let mut post = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let t0 = Instant::now();
+        let c = s.create().await?;
+        post.push(t0.elapsed());
+        let at = s.received(&c.request.body.id).await?;
+        push.push(at.duration_since(t0));
+    }
+    rtt.extend(s.info_rtt(requests - requests / 2).await?);
+    let push = Stats::of(&push)?;
+    let rtt = Stats::of(&rtt)?;
+    let post = Stats::of(&post)?;
+    println!(
+        "push-latency: loopback GET /v1/info round trip: {}",
+        rtt.line()
+    );
+    println!(
+        "push-latency: POST /v1/requests answered:      {}",
+        post.line()
+    );
+    println!(
+        "push-latency: request created -> engine stored: {}",
+        push.line()
+    );
+    s.close().await?;
+    let limit = rtt.p50 * 20;
+    Ok(vec![
+        Figure {
+            name: "push p50",
+            value: format!("{} (RTT p50 {})", ms(push.p50), ms(rtt.p50)),
+            target: "informational".into(),
+            pass: None,
+        },
+        Figure {
+            name: "push p99",
+            value: format!(
+                "{} = {:.1} x RTT p50",
+                ms(push.p99),
+                push.p99.as_secs_f64() / rtt.p50.as_secs_f64()
+            ),
+            target: format!("<= 20 x RTT p50 = {}", ms(limit)),
+            pass: Some(push.p99 <= limit),
+        },
+    ])
+}
+
+/// Figure 2.
+pub async fn decision_rtt(
+    decisions: usize,
+    warmup: usize,
+    data_parent: Option<&Path>,
+) -> Result<Vec<Figure>> {
+    let mut s = Setup::new(data_parent)
+        .await
+        .context("setting up gateway and engine")?;
+    let mut samples = Vec::with_capacity(decisions);
+    let mut in_flight = 0usize;
+    for i in 0..warmup + decisions {
+        let c = s.create().await?;
+        let id = c.request.body.id.clone();
+        s.received(&id).await?;
+        let engine = s.engine.clone();
+        let t0 = Instant::now();
+        let outcome = engine.approve(&id, None, &mut s.auth).await?;
+        let done = match outcome.delivery {
+            Delivery::Delivered { receipt } => {
+                if receipt.body.request_id != id {
+                    bail!("the receipt names another request");
+                }
+                Instant::now()
+            }
+            // The background flusher claimed the row first (and may have finished already):
+            // done when it reported delivery.
+            Delivery::InFlight
+            | Delivery::Settled {
+                state: DeliveryState::Delivered,
+            } => {
+                in_flight += 1;
+                s.delivered(&outcome.decision.body.decision_id).await?
+            }
+            other => bail!("the decision was not delivered: {other:?}"),
+        };
+        if i >= warmup {
+            samples.push(done.duration_since(t0));
+        }
+    }
+    // Where the time goes: the same steps approve takes, timed one by one.
+    let parts = breakdown(&mut s, decisions.min(200)).await?;
+    s.close().await?;
+    let st = Stats::of(&samples)?;
+    println!(
+        "decision-rtt: approve -> receipt verified and stored: {}",
+        st.line()
+    );
+    if in_flight > 0 {
+        println!(
+            "decision-rtt: {in_flight} of {} deliveries were taken by the background flusher \
+             (approve returned InFlight or Settled; timed to the DecisionDelivered event)",
+            warmup + decisions
+        );
+    }
+    for (name, st) in &parts {
+        println!("decision-rtt: step {name:<34} {}", st.line());
+    }
+    let limit = Duration::from_millis(25);
+    Ok(vec![
+        Figure {
+            name: "decision p50",
+            value: ms(st.p50),
+            target: "informational".into(),
+            pass: None,
+        },
+        Figure {
+            name: "decision p99",
+            value: ms(st.p99),
+            target: format!("<= {}", ms(limit)),
+            pass: Some(st.p99 <= limit),
+        },
+    ])
+}
+
+async fn breakdown(s: &mut Setup, n: usize) -> Result<Vec<(&'static str, Stats)>> {
+    let (mut ceremony, mut sign, mut queue, mut deliver) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        let c = s.create().await?;
+        let id = c.request.body.id.clone();
+        s.received(&id).await?;
+        let engine = s.engine.clone();
+        let t0 = Instant::now();
+        let assertion = engine.assertion_for(&id, &mut s.auth)?;
+        let t1 = Instant::now();
+        let signed = engine.sign_decision(&id, Verdict::Approve, None, None, Some(assertion))?;
+        let t2 = Instant::now();
+        engine.queue_decision(&signed)?;
+        let t3 = Instant::now();
+        let done = match engine.deliver(&signed.body.decision_id).await? {
+            Delivery::Delivered { .. } => Instant::now(),
+            Delivery::InFlight
+            | Delivery::Settled {
+                state: DeliveryState::Delivered,
+            } => s.delivered(&signed.body.decision_id).await?,
+            other => bail!("the decision was not delivered: {other:?}"),
+        };
+        ceremony.push(t1 - t0);
+        sign.push(t2 - t1);
+        queue.push(t3 - t2);
+        deliver.push(done - t3);
+    }
+    Ok(vec![
+        ("ceremony (soft token, saved)", Stats::of(&ceremony)?),
+        ("sign decision", Stats::of(&sign)?),
+        ("queue (audit + outbox commit)", Stats::of(&queue)?),
+        ("deliver (POST + receipt commit)", Stats::of(&deliver)?),
+    ])
+}

@@ -1,0 +1,177 @@
+//! Figure 4: one request pushed to many open approver streams. The gateway runs in a child
+//! process so its memory per idle stream can be read from /proc/<pid>/status.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use countersign_protocol::api::{paths, CreatedRequest};
+use countersign_protocol::KeyPair;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::child::ChildGateway;
+use crate::common::{answer, ms, new_request, open_files_limit, pair_http, rss_kib, Figure, Stats};
+
+pub struct Options {
+    /// Approvers named in the one request (the protocol allows at most 64).
+    pub approvers: usize,
+    /// Paired devices per approver; streams = approvers x devices.
+    pub devices: usize,
+    pub data_parent: Option<PathBuf>,
+}
+
+pub async fn run(o: Options) -> Result<Vec<Figure>> {
+    let streams = o.approvers * o.devices;
+    if let Some(limit) = open_files_limit() {
+        // Each stream is one socket here; the child has its own limit.
+        if limit < streams as u64 + 256 {
+            bail!(
+                "the open-files limit is {limit}; {streams} streams need more: run `ulimit -n {}` first",
+                streams * 2 + 256
+            );
+        }
+    }
+    let mut gw = ChildGateway::start(o.data_parent.as_deref()).await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+
+    // Pair every device through the public HTTP API, a few at a time.
+    let t0 = Instant::now();
+    let mut links = Vec::with_capacity(streams);
+    let mut names = Vec::with_capacity(o.approvers);
+    for a in 0..o.approvers {
+        let name = format!("bench-f{a}");
+        links.extend(gw.invites(&name, o.devices).await?);
+        names.push(name);
+    }
+    let devices: Vec<(KeyPair, String)> = futures::stream::iter(links)
+        .map(|link| {
+            let http = http.clone();
+            async move {
+                let d = pair_http(&http, &link, "bench").await?;
+                Ok::<_, anyhow::Error>((d.key, d.id))
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    println!(
+        "fanout: paired {} devices ({} approvers x {}) over HTTP in {:.1} s",
+        devices.len(),
+        o.approvers,
+        o.devices,
+        t0.elapsed().as_secs_f64()
+    );
+
+    let rss_before = rss_kib(&gw.pid)?;
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<()>>();
+    let (got_tx, mut got_rx) = mpsc::unbounded_channel::<Result<Instant>>();
+    let base = gw.url.clone();
+    let opener = {
+        let http = http.clone();
+        tokio::spawn(async move {
+            futures::stream::iter(devices)
+                .for_each_concurrent(64, |(key, id)| {
+                    let http = http.clone();
+                    let base = base.clone();
+                    let ready_tx = ready_tx.clone();
+                    let got_tx = got_tx.clone();
+                    async move {
+                        let mut s =
+                            match crate::common::SseStream::open(&http, &base, &key, &id).await {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    let _ = ready_tx.send(Err(e));
+                                    return;
+                                }
+                            };
+                        // Hold the stream in its own task from here on.
+                        tokio::spawn(async move {
+                            loop {
+                                match s.next_event(Duration::from_secs(600)).await {
+                                    Ok((event, _)) if event == "ready" => {
+                                        let _ = ready_tx.send(Ok(()));
+                                    }
+                                    Ok((event, _)) if event == "request" => {
+                                        let _ = got_tx.send(Ok(Instant::now()));
+                                        return;
+                                    }
+                                    Ok(_) => {}
+                                    Err(e) => {
+                                        let _ = got_tx.send(Err(e));
+                                        return;
+                                    }
+                                }
+                            }
+                        });
+                    }
+                })
+                .await;
+        })
+    };
+    let t_open = Instant::now();
+    for _ in 0..streams {
+        tokio::time::timeout(Duration::from_secs(120), ready_rx.recv())
+            .await
+            .map_err(|_| anyhow!("streams did not all open within 120 s"))?
+            .ok_or_else(|| anyhow!("a stream task ended"))??;
+    }
+    opener.await?;
+    let open_time = t_open.elapsed();
+    // Let the allocator settle, then read the gateway's memory with every stream idle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = rss_kib(&gw.pid)?;
+    let per_stream_kib = (rss_after as f64 - rss_before as f64) / streams as f64;
+    println!(
+        "fanout: {streams} streams open and ready in {:.2} s; gateway VmRSS {rss_before} KiB -> \
+         {rss_after} KiB = {per_stream_kib:.1} KiB per idle stream",
+        open_time.as_secs_f64()
+    );
+
+    // One request naming every approver: one stored event per approver, pushed to each of
+    // that approver's devices.
+    let body = new_request(names, 0);
+    let t0 = Instant::now();
+    let resp = http
+        .post(gw.url.join(paths::REQUESTS)?)
+        .bearer_auth(&gw.token)
+        .json(&body)
+        .send()
+        .await?;
+    let created: CreatedRequest = answer(resp).await?;
+    let posted = t0.elapsed();
+    let mut arrivals = Vec::with_capacity(streams);
+    for _ in 0..streams {
+        let at = tokio::time::timeout(Duration::from_secs(60), got_rx.recv())
+            .await
+            .map_err(|_| anyhow!("only {} of {streams} streams got the event", arrivals.len()))?
+            .ok_or_else(|| anyhow!("a stream task ended"))??;
+        arrivals.push(at.duration_since(t0));
+    }
+    let st = Stats::of(&arrivals)?;
+    println!(
+        "fanout: request {} (POST answered in {}): arrival over {streams} streams: {}",
+        created.request.body.id,
+        ms(posted),
+        st.line()
+    );
+    gw.stop().await?;
+    Ok(vec![
+        Figure {
+            name: "fanout last",
+            value: format!("{} to the last of {streams} streams", ms(st.max)),
+            target: "none set (informational)".into(),
+            pass: None,
+        },
+        Figure {
+            name: "fanout memory",
+            value: format!("{per_stream_kib:.1} KiB gateway RSS per idle stream"),
+            target: "none set (informational)".into(),
+            pass: None,
+        },
+    ])
+}

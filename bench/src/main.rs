@@ -1,0 +1,165 @@
+//! `countersign-bench`: the performance figures of docs/performance.md, each printed next to
+//! its target with PASS or FAIL. Run with `--release`:
+//!
+//! ```text
+//! cargo run --release -p countersign-bench -- all
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+mod child;
+mod common;
+mod engine;
+mod fanout;
+mod throughput;
+
+use common::Figure;
+
+#[derive(Parser)]
+#[command(
+    name = "countersign-bench",
+    about = "Countersign benchmarks (build with --release)"
+)]
+struct Cli {
+    /// Exit with status 1 if any figure misses its target.
+    #[arg(long, global = true)]
+    strict: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Request created (POST /v1/requests) until the approver engine has verified and stored it.
+    PushLatency {
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        /// Put the gateway's and the engine's data directories under this directory
+        /// (diagnostic, e.g. /dev/shm; the reported figure uses a real disk).
+        #[arg(long)]
+        data_parent: Option<PathBuf>,
+    },
+    /// Engine approve with the software authenticator until the receipt is verified and stored.
+    DecisionRtt {
+        #[arg(long, default_value_t = 500)]
+        decisions: usize,
+        /// As for push-latency.
+        #[arg(long)]
+        data_parent: Option<PathBuf>,
+    },
+    /// Decisions verified per second by the gateway under concurrent POST /v1/decisions.
+    Throughput {
+        #[arg(long, default_value_t = 4000)]
+        requests: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 8)]
+        approvers: usize,
+        /// Put the gateway's data directory under this directory (e.g. /dev/shm to see what
+        /// fsync costs; the reported figure uses the default, a real disk).
+        #[arg(long)]
+        data_parent: Option<PathBuf>,
+        /// Record a `perf record -g` profile of the gateway during the timed run.
+        #[arg(long)]
+        perf: Option<PathBuf>,
+    },
+    /// One request pushed to approvers x devices open streams; gateway memory per idle stream.
+    Fanout {
+        #[arg(long, default_value_t = 50)]
+        approvers: usize,
+        #[arg(long, default_value_t = 20)]
+        devices: usize,
+    },
+    /// Every benchmark with its defaults, then a summary.
+    All,
+    /// Internal: the gateway child process used by `throughput` and `fanout`.
+    #[command(hide = true)]
+    GatewayChild {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    if let Command::GatewayChild { data_dir } = cli.command {
+        return rt.block_on(child::run(data_dir));
+    }
+    println!("machine: {}", common::machine());
+    let figures = rt.block_on(run(cli.command))?;
+    println!();
+    println!("load average at the end: {}", common::load_average());
+    for f in &figures {
+        f.print();
+    }
+    if cli.strict && figures.iter().any(|f| f.pass == Some(false)) {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn run(command: Command) -> Result<Vec<Figure>> {
+    Ok(match command {
+        Command::PushLatency {
+            requests,
+            data_parent,
+        } => engine::push_latency(requests, 50, data_parent.as_deref()).await?,
+        Command::DecisionRtt {
+            decisions,
+            data_parent,
+        } => engine::decision_rtt(decisions, 20, data_parent.as_deref()).await?,
+        Command::Throughput {
+            requests,
+            concurrency,
+            approvers,
+            data_parent,
+            perf,
+        } => {
+            throughput::run(throughput::Options {
+                requests,
+                concurrency,
+                approvers,
+                data_parent,
+                perf,
+            })
+            .await?
+        }
+        Command::Fanout { approvers, devices } => {
+            fanout::run(fanout::Options {
+                approvers,
+                devices,
+                data_parent: None,
+            })
+            .await?
+        }
+        Command::All => {
+            let mut all = Vec::new();
+            all.extend(engine::push_latency(1000, 50, None).await?);
+            all.extend(engine::decision_rtt(500, 20, None).await?);
+            all.extend(
+                throughput::run(throughput::Options {
+                    requests: 4000,
+                    concurrency: 16,
+                    approvers: 8,
+                    data_parent: None,
+                    perf: None,
+                })
+                .await?,
+            );
+            all.extend(
+                fanout::run(fanout::Options {
+                    approvers: 50,
+                    devices: 20,
+                    data_parent: None,
+                })
+                .await?,
+            );
+            all
+        }
+        Command::GatewayChild { .. } => Vec::new(),
+    })
+}
