@@ -51,7 +51,7 @@ pub enum EngineError {
     NoAuthenticator,
     #[error("`{0}` is not an authenticator; choose `soft` or `usb`.")]
     UnknownAuthenticator(String),
-    #[error("This build has no security-key support; rebuild with --features usb.")]
+    #[error("Security keys are not supported by this version yet (there is no tested CTAP2 path); for development use the software authenticator with --authenticator soft.")]
     SecurityKeyUnsupported,
     #[error("The passkey ceremony failed: {0}")]
     Ceremony(String),

@@ -337,7 +337,7 @@ fn remaining(now: i64, until: i64) -> String {
 fn one_line(item: &InboxItem, now: i64) -> String {
     let b = &item.request.body;
     format!(
-        "{}  {:<8} {:<9} {} on {} by {}: {} (expires {})",
+        "{}  {:<8} {:<9} {} on {} by {}: {}{}",
         b.id,
         b.risk.as_str(),
         item.effective_state(now).as_str(),
@@ -345,7 +345,12 @@ fn one_line(item: &InboxItem, now: i64) -> String {
         visible(&b.resource),
         visible(&b.requester),
         visible(&b.summary),
-        remaining(now, b.expires_at)
+        // Only a pending request has an expiry worth showing.
+        if item.effective_state(now) == countersign_protocol::RequestState::Pending {
+            format!(" (expires {})", remaining(now, b.expires_at))
+        } else {
+            String::new()
+        }
     )
 }
 

@@ -334,7 +334,15 @@ async fn request(args: &RequestArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let view = client.wait_final(&id).await?;
+    // Ctrl-C (or SIGTERM) while waiting withdraws the request, so no approver is left
+    // deciding something nobody waits for.
+    let view = tokio::select! {
+        v = client.wait_final(&id) => v?,
+        _ = shutdown_signal() => {
+            eprintln!("interrupted: withdrawing request {id}");
+            client.withdraw(&id).await?
+        }
+    };
     let state = view.status.body.state;
     let votes: Vec<String> = view
         .status
