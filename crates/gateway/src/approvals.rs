@@ -580,6 +580,64 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
     let now = gw.now();
     let d = &signed.body;
     let decision_digest = signed.digest()?;
+
+    // The expensive checks (the device signature and the WebAuthn assertion) run before the
+    // write transaction, outside the store's lock, so decisions verify in parallel. The
+    // transaction then re-checks everything that could have changed meanwhile: the device
+    // row, and the challenge, which is consumed atomically (`used_at IS NULL`).
+    let (device_key_text, challenge) = gw.store.read(
+        |c| -> Result<(Option<String>, Option<(String, Option<i64>)>), ApiError> {
+            let key: Option<String> = c
+                .prepare_cached("SELECT public_key FROM devices WHERE id = ?1")
+                .and_then(|mut st| st.query_row(params![d.device_id], |r| r.get(0)).optional())
+                .map_err(sql)?;
+            let challenge: Option<(String, Option<i64>)> = c
+                .prepare_cached(
+                    "SELECT state, used_at FROM challenges WHERE request_id = ?1 AND approver = ?2",
+                )
+                .and_then(|mut st| {
+                    st.query_row(params![d.request_id, d.approver], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()
+                })
+                .map_err(sql)?;
+            Ok((key, challenge))
+        },
+    )?;
+    if let Some(text) = &device_key_text {
+        let key = PublicKey::parse("devices.public_key", text)
+            .map_err(|e| ApiError::internal("stored device key", e))?;
+        signed.verify(&key).map_err(|_| {
+            ApiError::unauthorized(
+                "bad_decision_signature",
+                "The decision's device signature does not verify.",
+            )
+        })?;
+    }
+    let needs_passkey =
+        d.verdict == Verdict::Approve || gw.config.deny_requires_passkey || d.assertion.is_some();
+    let mut verified: Option<webauthn_rs::prelude::AuthenticationResult> = None;
+    if let (true, Some(assertion), Some((state, None))) = (
+        needs_passkey && device_key_text.is_some(),
+        &d.assertion,
+        &challenge,
+    ) {
+        let cred: PublicKeyCredential = serde_json::from_value(assertion.clone()).map_err(|e| {
+            ApiError::bad_request(
+                "bad_assertion",
+                format!("The passkey assertion is malformed: {e}."),
+            )
+        })?;
+        let state: PasskeyAuthentication =
+            serde_json::from_str(state).map_err(|e| ApiError::internal("stored challenge", e))?;
+        verified = Some(
+            gw.webauthn
+                .finish_passkey_authentication(&cred, &state)
+                .map_err(passkey_error)?,
+        );
+    }
+
     let out = gw.store.write_then(
         |tx| -> Result<(Applied, Vec<Pushed>), ApiError> {
             let device: Option<(String, String, Option<i64>)> = tx
@@ -605,14 +663,13 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                     format!("The device is paired to {device_approver}, not to {}.", d.approver),
                 ));
             }
-            let device_key = PublicKey::parse("devices.public_key", &device_key)
-                .map_err(|e| ApiError::internal("stored device key", e))?;
-            signed.verify(&device_key).map_err(|_| {
-                ApiError::unauthorized(
-                    "bad_decision_signature",
-                    "The decision's device signature does not verify.",
-                )
-            })?;
+            // The signature was verified above against this same key.
+            if device_key_text.as_deref() != Some(device_key.as_str()) {
+                return Err(ApiError::conflict(
+                    "device_changed",
+                    "The device's pairing changed while the decision was being verified.",
+                ));
+            }
 
             // Idempotency is checked only after the signature, so a copied body earns nothing.
             let earlier: Option<(String, String)> = tx
@@ -705,9 +762,6 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                     }
                 }
             }
-            let needs_passkey = d.verdict == Verdict::Approve
-                || gw.config.deny_requires_passkey
-                || d.assertion.is_some();
             if needs_passkey {
                 let assertion = d.assertion.as_ref().ok_or_else(|| {
                     ApiError::bad_request(
@@ -742,12 +796,14 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                         "The passkey challenge for this request was already used; an assertion is accepted only once.",
                     ));
                 }
-                let state: PasskeyAuthentication = serde_json::from_str(&state)
-                    .map_err(|e| ApiError::internal("stored challenge", e))?;
-                let result = gw
-                    .webauthn
-                    .finish_passkey_authentication(&cred, &state)
-                    .map_err(passkey_error)?;
+                let _ = (&cred, &state);
+                // Verified before the transaction against this challenge while it was unused.
+                let result = verified.as_ref().ok_or_else(|| {
+                    ApiError::conflict(
+                        "assertion_replayed",
+                        "The passkey challenge for this request was already used.",
+                    )
+                })?;
                 let consumed = tx
                     .execute(
                         "UPDATE challenges SET used_at = ?3

@@ -62,6 +62,16 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
+/// Runs SQLite and signature work off the async workers, so a commit's fsync or a wait for
+/// the store's lock never stalls other connections (streams, long polls).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal("blocking task", e))?
+}
+
 fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     p.map(|Path(id)| id)
         .map_err(|_| ApiError::bad_request("bad_path", "The request id in the path is invalid."))
@@ -107,7 +117,7 @@ async fn create_request(
             format!("The request body is invalid: {e}."),
         )
     })?;
-    let created = approvals::create_request(&gw, &requester, new)?;
+    let created = blocking(move || approvals::create_request(&gw, &requester, new)).await?;
     let status = if created.duplicate {
         StatusCode::OK
     } else {
@@ -152,5 +162,8 @@ async fn decide(
     State(gw): State<Arc<Gateway>>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Signed<Receipt>>, ApiError> {
-    approvals::decide(&gw, &body(b)?).map(|a| Json(a.receipt()))
+    let b = body(b)?;
+    blocking(move || approvals::decide(&gw, &b))
+        .await
+        .map(|a| Json(a.receipt()))
 }
