@@ -30,7 +30,8 @@ test: deps-lints
 	@echo "== $$(date +%T) cargo build --bins"
 	$(CARGO) build --workspace --bins
 	@echo "== $$(date +%T) cargo test"
-	$(CARGO) test --workspace
+	# A private session bus for the desktop-notification tests (crates/notifications).
+	dbus-run-session -- $(CARGO) test --workspace
 	@$(MAKE) --no-print-directory ui-test
 
 # The desktop UI (TypeScript): type check, lint and unit tests. `npm ci` runs only when

@@ -36,7 +36,8 @@ as_root() {
 }
 
 # ---- system packages -------------------------------------------------------------------------
-packages=(build-essential pkg-config curl ca-certificates git)
+# dbus-daemon: dbus-run-session, the private session bus the notification tests run on.
+packages=(build-essential pkg-config curl ca-certificates git dbus-daemon)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
     for p in "${packages[@]}"; do

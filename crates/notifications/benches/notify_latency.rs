@@ -1,0 +1,105 @@
+//! Push to `Notify` latency: from `Notifier::request_arrived` to the test notification server
+//! recording the `Notify` call, one request at a time, over a private session bus.
+//!
+//!     dbus-run-session -- cargo bench -p countersign-notifications --bench notify_latency
+//!
+//! `NOTIFY_LATENCY_REQUESTS` sets the number of requests (default 1000, at least 500 are
+//! meaningful for the p99). Prints p50, p90, p99 and max in milliseconds.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use countersign_approver::{InboxItem, Notifier};
+use countersign_notifications::test_server::TestServer;
+use countersign_notifications::{DesktopNotifier, NotifierOptions};
+use countersign_protocol::{ApprovalRequest, KeyPair, RequestState, Risk, Signed};
+
+fn item(key: &KeyPair, i: usize, now: i64) -> InboxItem {
+    let body = ApprovalRequest {
+        v: 1,
+        id: format!("bench-{i}"),
+        gateway: "gw".into(),
+        action: "sql.exec".into(),
+        resource: "prod-db".into(),
+        risk: Risk::High,
+        summary: format!("Benchmark request {i}"),
+        detail: "SELECT 1;".into(),
+        // One requester each: every request raises a notification of its own.
+        requester: format!("requester-{i}"),
+        reason: "bench".into(),
+        created_at: now,
+        not_before: now,
+        expires_at: now + 3600,
+        approvers: vec!["alice@example.com".into()],
+        min_approvals: 1,
+        match_required: false,
+    };
+    let request = Signed::sign(key, body).unwrap();
+    let digest = request.digest().unwrap();
+    InboxItem {
+        gateway: "gw".into(),
+        gateway_name: "gw".into(),
+        request,
+        digest,
+        challenge: serde_json::json!({}),
+        state: RequestState::Pending,
+        approvals: 0,
+        min_approvals: 1,
+        votes: vec![],
+        received_at: now,
+        decision: None,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx].as_secs_f64() * 1e3
+}
+
+fn main() {
+    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
+        eprintln!(
+            "notify_latency needs a private session bus: \
+             dbus-run-session -- cargo bench -p countersign-notifications --bench notify_latency"
+        );
+        std::process::exit(2);
+    }
+    let n: usize = std::env::var("NOTIFY_LATENCY_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let server = TestServer::start().expect("own org.freedesktop.Notifications");
+    let notifier = DesktopNotifier::start(NotifierOptions::default(), Arc::new(|_| {})).unwrap();
+    let key = KeyPair::generate();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let items: Vec<InboxItem> = (0..n).map(|i| item(&key, i, now)).collect();
+
+    // Warm up the connection and the server.
+    for it in items.iter().take(20) {
+        notifier.request_arrived(it);
+    }
+    assert_eq!(server.wait_for_calls(20, Duration::from_secs(10)).len(), 20);
+    server.reset();
+
+    let mut latencies = Vec::with_capacity(n);
+    for (i, it) in items.iter().enumerate().skip(20) {
+        let start = Instant::now();
+        notifier.request_arrived(it);
+        let calls = server.wait_for_calls(i - 19, Duration::from_secs(10));
+        let call = calls.last().expect("a Notify call");
+        latencies.push(call.received_at.duration_since(start));
+    }
+    latencies.sort_unstable();
+    println!(
+        "push to Notify over {} requests: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        latencies.len(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.90),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0),
+    );
+}
