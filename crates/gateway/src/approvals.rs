@@ -576,6 +576,9 @@ fn passkey_error(e: WebauthnError) -> ApiError {
     }
 }
 
+/// A stored WebAuthn ceremony state and when it was used.
+type ChallengeRow = (String, Option<i64>);
+
 fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
     let now = gw.now();
     let d = &signed.body;
@@ -586,12 +589,12 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
     // transaction then re-checks everything that could have changed meanwhile: the device
     // row, and the challenge, which is consumed atomically (`used_at IS NULL`).
     let (device_key_text, challenge) = gw.store.read(
-        |c| -> Result<(Option<String>, Option<(String, Option<i64>)>), ApiError> {
+        |c| -> Result<(Option<String>, Option<ChallengeRow>), ApiError> {
             let key: Option<String> = c
                 .prepare_cached("SELECT public_key FROM devices WHERE id = ?1")
                 .and_then(|mut st| st.query_row(params![d.device_id], |r| r.get(0)).optional())
                 .map_err(sql)?;
-            let challenge: Option<(String, Option<i64>)> = c
+            let challenge: Option<ChallengeRow> = c
                 .prepare_cached(
                     "SELECT state, used_at FROM challenges WHERE request_id = ?1 AND approver = ?2",
                 )
@@ -819,7 +822,7 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                 }
                 if result.needs_update() {
                     for mut pk in passkeys_of(tx, &d.approver)? {
-                        if pk.update_credential(&result) == Some(true) {
+                        if pk.update_credential(result) == Some(true) {
                             let id = base64_cred_id(&pk);
                             tx.execute(
                                 "UPDATE passkeys SET passkey = ?2 WHERE cred_id = ?1",
