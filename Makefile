@@ -16,13 +16,13 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 CARGO ?= cargo
 
-.PHONY: demo test ui-test bench deps deps-lints
+.PHONY: demo test ui-dist ui-test bench deps deps-lints
 
 demo: deps
 	bash scripts/demo.sh
 
 # The end-to-end tests start the real binaries, so those are built before `cargo test`.
-test: deps-lints
+test: deps-lints ui-dist
 	@echo "== $$(date +%T) cargo fmt --check"
 	$(CARGO) fmt --all -- --check
 	@echo "== $$(date +%T) cargo clippy"
@@ -33,6 +33,16 @@ test: deps-lints
 	# A private session bus for the desktop-notification tests (crates/notifications).
 	dbus-run-session -- $(CARGO) test --workspace
 	@$(MAKE) --no-print-directory ui-test
+
+# The desktop shell embeds ui/dist at compile time (tauri::generate_context!), so the UI is
+# built before any cargo step that compiles src-tauri.
+ui-dist:
+	@echo "== $$(date +%T) ui: npm ci, npm run build (ui/dist for src-tauri)"; \
+	cd ui; \
+	if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then \
+	    npm ci --no-audit --no-fund; \
+	fi; \
+	npm run --silent build
 
 # The desktop UI (TypeScript): type check, lint and unit tests. `npm ci` runs only when
 # package-lock.json changed since the last install.

@@ -3,7 +3,7 @@
 # is missing, so that running it again (every `make demo` and `make test` does) takes a moment.
 #
 #   system packages: build-essential (cc, for the bundled SQLite and ring), pkg-config, curl,
-#                    ca-certificates, git
+#                    ca-certificates, git; the WebKitGTK/GTK/tray/D-Bus libraries Tauri needs
 #   Rust:            a toolchain new enough for the workspace's rust-version, with rustfmt and
 #                    clippy (through rustup; rustup itself is installed if cargo is missing)
 #   Node.js and npm: for the UI's checks in `make test` (--with-lints), from apt if missing
@@ -38,6 +38,10 @@ as_root() {
 # ---- system packages -------------------------------------------------------------------------
 # dbus-daemon: dbus-run-session, the private session bus the notification tests run on.
 packages=(build-essential pkg-config curl ca-certificates git dbus-daemon)
+# The desktop shell (src-tauri, a workspace member): Tauri 2's WebKitGTK, GTK, tray and D-Bus
+# libraries, and `file` for bundling.
+packages+=(libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev libgtk-3-dev
+    librsvg2-dev libayatana-appindicator3-dev libssl-dev libdbus-1-dev libxdo-dev file)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
     for p in "${packages[@]}"; do

@@ -1,0 +1,238 @@
+//! The Tauri commands: one per name in `countersign_ipc::COMMANDS`, each a few lines over the
+//! engine and the IPC conversions. Nothing here decides policy; the engine does.
+//!
+//! All commands are `async` so they run on the async runtime, never on the UI thread. The
+//! passkey ceremony blocks (a real key waits for a touch), so it runs on a blocking thread.
+
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
+
+use countersign_approver::{EngineError, ListFilter};
+use countersign_ipc::{
+    AuditEntryView, AuditVerifyView, AuthenticatorView, DecisionView, GatewayView, IpcError,
+    ListKind, RequestDetail, RequestSummary, Settings,
+};
+use tauri::{AppHandle, State};
+use tauri_plugin_autostart::ManagerExt;
+
+use crate::state::{lock, AppState};
+
+type Res<T> = Result<T, IpcError>;
+
+/// The reason recorded when the approver says they did not expect a request.
+pub const UNEXPECTED_REASON: &str = "Reported: I did not expect this request";
+/// The most audit entries one call returns.
+const AUDIT_LIMIT_MAX: usize = 10_000;
+const AUDIT_LIMIT_DEFAULT: usize = 500;
+
+#[tauri::command]
+pub async fn list_requests(state: State<'_, AppState>, kind: ListKind) -> Res<Vec<RequestSummary>> {
+    let filter = match kind {
+        ListKind::Pending => ListFilter::Pending,
+        ListKind::All => ListFilter::All,
+    };
+    let now = state.engine.now();
+    let items = state.engine.list(filter)?;
+    Ok(items
+        .iter()
+        .map(|i| RequestSummary::from_item(i, now))
+        .collect())
+}
+
+#[tauri::command]
+pub async fn get_request(state: State<'_, AppState>, id: String) -> Res<RequestDetail> {
+    let item = state.engine.show(&id)?;
+    let me = state.engine.gateway(&item.gateway).ok().map(|g| g.approver);
+    Ok(RequestDetail::from_item(
+        &item,
+        state.engine.now(),
+        me.as_deref(),
+    ))
+}
+
+#[tauri::command]
+pub async fn approve(
+    state: State<'_, AppState>,
+    id: String,
+    match_code: Option<String>,
+) -> Res<DecisionView> {
+    let engine = state.engine.clone();
+    let slot = state.authenticator_slot();
+    let run = id.clone();
+    // The ceremony blocks its thread and holds the authenticator's lock, so it runs on a
+    // blocking thread that drives the engine's future to completion itself.
+    let e2 = engine.clone();
+    spawn_blocking(move || {
+        slot.with(|a| tauri::async_runtime::block_on(e2.approve(&run, match_code, a)))
+    })
+    .await?;
+    decision_of(&engine, &id)
+}
+
+#[tauri::command]
+pub async fn deny(state: State<'_, AppState>, id: String, reason: String) -> Res<DecisionView> {
+    state.engine.deny(&id, &reason).await?;
+    decision_of(&state.engine, &id)
+}
+
+/// "I did not expect this": denies with a fixed reason in one step. The denial is device-signed
+/// and written to the audit log (`decision.made` with this reason), which is the record of the
+/// report for now. A report endpoint at the gateway (so the security team hears of it) comes in
+/// a later issue.
+#[tauri::command]
+pub async fn report_unexpected(state: State<'_, AppState>, id: String) -> Res<DecisionView> {
+    state.engine.deny(&id, UNEXPECTED_REASON).await?;
+    decision_of(&state.engine, &id)
+}
+
+#[tauri::command]
+pub async fn pair(app: AppHandle, state: State<'_, AppState>, link: String) -> Res<GatewayView> {
+    let record = crate::pair_with(&app, &state, &link).await?;
+    Ok(GatewayView::from(&record))
+}
+
+#[tauri::command]
+pub async fn list_gateways(state: State<'_, AppState>) -> Res<Vec<GatewayView>> {
+    Ok(state
+        .engine
+        .gateways()?
+        .iter()
+        .map(GatewayView::from)
+        .collect())
+}
+
+#[tauri::command]
+pub async fn authenticator_info(state: State<'_, AppState>) -> Res<AuthenticatorView> {
+    Ok(state.authenticator_view())
+}
+
+/// Newest first, filtered by `query` (kind, request id, detail), at most `limit` entries.
+#[tauri::command]
+pub async fn audit_list(
+    state: State<'_, AppState>,
+    query: Option<String>,
+    limit: Option<u32>,
+) -> Res<Vec<AuditEntryView>> {
+    let limit = limit.map_or(AUDIT_LIMIT_DEFAULT, |l| (l as usize).min(AUDIT_LIMIT_MAX));
+    let query = query.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
+    let entries = state.engine.audit_entries()?;
+    Ok(entries
+        .iter()
+        .rev()
+        .map(|(e, h)| AuditEntryView::new(e, h))
+        .filter(|v| query.as_deref().is_none_or(|q| v.matches(q)))
+        .take(limit)
+        .collect())
+}
+
+#[tauri::command]
+pub async fn audit_verify(state: State<'_, AppState>) -> Res<AuditVerifyView> {
+    match state.engine.audit_verify() {
+        Ok(s) => Ok(AuditVerifyView {
+            ok: true,
+            entries: s.entries,
+            head: (s.entries > 0).then(|| s.head.to_hex()),
+            problem: None,
+        }),
+        Err(EngineError::AuditBroken(b)) => Ok(AuditVerifyView {
+            ok: false,
+            entries: 0,
+            head: None,
+            problem: Some(countersign_approver::display::visible(&b.to_string())),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes the audit log as JSON Lines (with a signed checkpoint) to
+/// `<data dir>/exports/audit-<UTC time>.jsonl` and returns the path.
+#[tauri::command]
+pub async fn audit_export(state: State<'_, AppState>) -> Res<String> {
+    let dir = state.data_dir().join("exports");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(EngineError::from)?;
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .map_err(|e| IpcError::new("io", format!("The export time cannot be formatted: {e}.")))?;
+    let path = dir.join(format!("audit-{stamp}.jsonl"));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(EngineError::from)?;
+    let mut out = std::io::BufWriter::new(file);
+    state.engine.audit_export(&mut out)?;
+    out.flush().map_err(EngineError::from)?;
+    out.get_ref().sync_all().map_err(EngineError::from)?;
+    Ok(path.display().to_string())
+}
+
+#[tauri::command]
+pub async fn get_settings(state: State<'_, AppState>) -> Res<Settings> {
+    Ok(lock(&state.settings).clone())
+}
+
+/// Saves the settings and applies them: autostart through the autostart plugin; the
+/// notification pause is read by the notifier on every request.
+#[tauri::command]
+pub async fn set_settings(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    settings: Settings,
+) -> Res<Settings> {
+    crate::settings::validate(&settings)?;
+    let autostart = app.autolaunch();
+    let applied = if settings.autostart {
+        autostart.enable()
+    } else {
+        autostart.disable()
+    };
+    if let Err(e) = applied {
+        // Disabling an autostart entry that does not exist is not an error worth showing.
+        if settings.autostart {
+            return Err(IpcError::new(
+                "autostart_failed",
+                format!("Starting at login could not be turned on: {e}."),
+            ));
+        }
+        tracing::debug!(error = %e, "autostart disable");
+    }
+    crate::settings::save(state.data_dir(), &settings)?;
+    *lock(&state.settings) = settings.clone();
+    crate::tray::refresh(&app);
+    Ok(settings)
+}
+
+/// The request a notification or deep link asked to show before the UI was listening; taken
+/// once.
+#[tauri::command]
+pub async fn pending_navigation(state: State<'_, AppState>) -> Res<Option<String>> {
+    Ok(state.take_pending_navigation())
+}
+
+fn decision_of(engine: &countersign_approver::Engine, id: &str) -> Res<DecisionView> {
+    let item = engine.show(id)?;
+    item.decision
+        .as_ref()
+        .map(DecisionView::from_local)
+        .ok_or_else(|| IpcError::new("internal", "The decision was not recorded."))
+}
+
+pub(crate) async fn spawn_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Res<T> {
+    tauri::async_runtime::spawn_blocking(f)
+        .await
+        .map_err(|e| {
+            IpcError::new(
+                "internal",
+                format!("The passkey ceremony was interrupted: {e}."),
+            )
+        })?
+        .map_err(IpcError::from)
+}

@@ -1,0 +1,348 @@
+//! The Countersign desktop shell: Tauri commands and events over the approver engine, native
+//! notifications, the tray, a single instance and `countersign://` deep links.
+//!
+//! **Architecture Invariant:** this crate is the only one that knows Tauri, and it knows no
+//! SQL, HTTP or cryptography: every operation is an engine call, every value the UI sees is a
+//! `countersign_ipc` type. Engine events arrive on the engine's broadcast channel and are
+//! emitted here as `UiEvent`s under `countersign_ipc::EVENT_NAME`.
+//!
+//! **Architecture Invariant:** nothing that arrives from outside the window (a notification
+//! action, a deep link, a second launch) decides a request. Those can only show the window,
+//! navigate to a request, or offer a pairing the person must confirm.
+#![forbid(unsafe_code)]
+
+pub mod commands;
+pub mod deeplink;
+mod notify;
+pub mod settings;
+pub mod state;
+mod tray;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use countersign_approver::{Engine, EngineError, GatewayRecord};
+use countersign_ipc::{IpcError, UiEvent, EVENT_NAME};
+use countersign_protocol::PairingLink;
+use tauri::webview::PageLoadEvent;
+use tauri::{AppHandle, Emitter, Manager, Runtime, WindowEvent};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::deeplink::LinkAction;
+use crate::state::{lock, AppState, GatedNotifier};
+
+/// The main window's label (also the capability's window).
+pub const MAIN_WINDOW: &str = "main";
+/// Passed by the autostart entry: start in the tray without showing the window.
+pub const HIDDEN_FLAG: &str = "--hidden";
+
+/// Builds and runs the app until it quits.
+pub fn run() -> anyhow::Result<()> {
+    tauri::Builder::default()
+        // First, so a second launch hands its argv over and exits before anything else starts
+        // (in particular before it opens the data directory).
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            show_main(app);
+            handle_args(app, argv.iter().skip(1).map(String::as_str), false);
+        }))
+        .plugin(tauri_plugin_deep_link::init())
+        .plugin(
+            tauri_plugin_autostart::Builder::new()
+                .args([HIDDEN_FLAG])
+                .build(),
+        )
+        .invoke_handler(tauri::generate_handler![
+            commands::list_requests,
+            commands::get_request,
+            commands::approve,
+            commands::deny,
+            commands::report_unexpected,
+            commands::pair,
+            commands::list_gateways,
+            commands::authenticator_info,
+            commands::audit_list,
+            commands::audit_verify,
+            commands::audit_export,
+            commands::get_settings,
+            commands::set_settings,
+            commands::pending_navigation,
+        ])
+        .on_page_load(|webview, payload| {
+            if webview.label() == MAIN_WINDOW && payload.event() == PageLoadEvent::Finished {
+                flush_startup_events(webview.app_handle().clone());
+            }
+        })
+        .on_window_event(|window, event| {
+            // Closing the window keeps the approver running in the tray, so requests still
+            // arrive; Quit (tray menu) ends it.
+            if let WindowEvent::CloseRequested { api, .. } = event {
+                if window.label() == MAIN_WINDOW
+                    && window.app_handle().tray_by_id(tray::TRAY_ID).is_some()
+                {
+                    api.prevent_close();
+                    if let Err(e) = window.hide() {
+                        tracing::warn!(error = %e, "cannot hide the window");
+                    }
+                }
+            }
+        })
+        .setup(|app| setup(app.handle()).map_err(|e| -> Box<dyn std::error::Error> { e.into() }))
+        .build(tauri::generate_context!())?
+        .run(|app, event| {
+            if let tauri::RunEvent::Exit = event {
+                if let Some(state) = app.try_state::<AppState>() {
+                    state.runner.stop();
+                }
+            }
+        });
+    Ok(())
+}
+
+fn setup(app: &AppHandle) -> anyhow::Result<()> {
+    let data_dir = state::data_dir()?;
+    let choice = state::authenticator_choice()?;
+    let engine = Engine::open(&data_dir).map_err(|e| {
+        anyhow::anyhow!("Cannot open the data directory {}: {e}", data_dir.display())
+    })?;
+    tracing::info!(data_dir = %data_dir.display(), authenticator = ?choice, "starting");
+    let state = AppState::new(engine.clone(), choice);
+    engine.set_notifier(Arc::new(GatedNotifier {
+        inner: notify::desktop_notifier(app),
+        settings: state.settings.clone(),
+    }));
+    app.manage(state);
+
+    // Linux: the .deb's desktop entry registers the scheme; a development build registers
+    // itself so links can be tried without installing.
+    #[cfg(all(debug_assertions, target_os = "linux"))]
+    {
+        use tauri_plugin_deep_link::DeepLinkExt;
+        if let Err(e) = app.deep_link().register_all() {
+            tracing::warn!(error = %e, "cannot register the countersign:// scheme");
+        }
+    }
+
+    forward_engine_events(app.clone(), &engine);
+    if let Err(e) = tray::build(app) {
+        tracing::warn!(error = %e, "no tray icon");
+    }
+    let state = app.state::<AppState>();
+    state.runner.restart(&engine);
+    bootstrap_pairing(app.clone());
+
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == HIDDEN_FLAG) {
+        if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
+            let _ = w.hide();
+        }
+    }
+    handle_args(app, args.iter().map(String::as_str), true);
+    Ok(())
+}
+
+/// Every engine event becomes a `UiEvent` for the page and a tray refresh. A timer refreshes
+/// the tray too, as requests also stop being pending by expiring.
+fn forward_engine_events<R: Runtime>(app: AppHandle<R>, engine: &Engine) {
+    let mut rx = engine.subscribe();
+    let events_app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => {
+                    emit(&events_app, UiEvent::from(&event));
+                    tray::refresh(&events_app);
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    // The UI re-reads the inbox on its own schedule; nothing to replay here.
+                    tracing::warn!(missed, "UI event forwarding lagged behind the engine");
+                    tray::refresh(&events_app);
+                }
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
+    tauri::async_runtime::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            tray::refresh(&app);
+        }
+    });
+}
+
+pub(crate) fn emit<R: Runtime>(app: &AppHandle<R>, event: UiEvent) {
+    if let Err(e) = app.emit(EVENT_NAME, &event) {
+        tracing::warn!(error = %e, "cannot emit a UI event");
+    }
+}
+
+/// Shows, unminimizes and focuses the main window.
+pub(crate) fn show_main<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
+        let _ = w.show();
+        let _ = w.unminimize();
+        let _ = w.set_focus();
+    }
+}
+
+/// Brings the window up on `request_id` (a notification click or a deep link). Only
+/// navigates: the person still reads the request and decides in the window.
+pub(crate) fn focus_request<R: Runtime>(app: &AppHandle<R>, request_id: String) {
+    show_main(app);
+    if let Some(state) = app.try_state::<AppState>() {
+        state.set_pending_navigation(Some(request_id.clone()));
+    }
+    emit(app, UiEvent::Navigate { request_id });
+}
+
+/// Handles command-line arguments (this launch's, or a second launch's handed over by the
+/// single-instance plugin). Only arguments that look like links are considered; flags pass.
+fn handle_args<'a, R: Runtime>(
+    app: &AppHandle<R>,
+    args: impl Iterator<Item = &'a str>,
+    at_startup: bool,
+) {
+    for arg in args.filter(|a| deeplink::looks_like_link(a)) {
+        let event = match deeplink::parse(arg) {
+            Ok(LinkAction::Pair { link }) => UiEvent::PairingLink { link },
+            Ok(LinkAction::OpenRequest { request_id }) if !at_startup => {
+                focus_request(app, request_id);
+                continue;
+            }
+            Ok(LinkAction::OpenRequest { request_id }) => {
+                // At start-up the window is shown anyway; the page collects the request with
+                // `pending_navigation` (and the queued event) once it is listening.
+                if let Some(state) = app.try_state::<AppState>() {
+                    state.set_pending_navigation(Some(request_id.clone()));
+                }
+                UiEvent::Navigate { request_id }
+            }
+            Err(refused) => {
+                tracing::warn!(reason = refused.0, "deep link refused");
+                UiEvent::LinkRefused {
+                    message: refused.0.to_owned(),
+                }
+            }
+        };
+        if at_startup {
+            // The page is not listening yet; sent once it has loaded.
+            if let Some(state) = app.try_state::<AppState>() {
+                state.queue_startup_event(event);
+            }
+        } else {
+            emit(app, event);
+        }
+    }
+}
+
+fn flush_startup_events<R: Runtime>(app: AppHandle<R>) {
+    tauri::async_runtime::spawn(async move {
+        // The page registers its listener right after load; give that a moment.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let Some(state) = app.try_state::<AppState>() else {
+            return;
+        };
+        for event in state.take_startup_events() {
+            emit(&app, event);
+        }
+    });
+}
+
+pub(crate) fn pause_notifications<R: Runtime>(app: &AppHandle<R>, seconds: i64) {
+    let Some(state) = app.try_state::<AppState>() else {
+        return;
+    };
+    let snapshot = {
+        let mut s = lock(&state.settings);
+        s.notifications_paused_until = Some(state::now() + seconds);
+        s.clone()
+    };
+    if let Err(e) = settings::save(state.data_dir(), &snapshot) {
+        tracing::warn!(error = %e.message, "cannot save the notification pause");
+    }
+    tray::refresh(app);
+}
+
+pub(crate) fn quit<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(state) = app.try_state::<AppState>() {
+        state.runner.stop();
+    }
+    app.exit(0);
+}
+
+/// This machine's name, for the device name a gateway shows.
+fn device_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "this computer".to_owned());
+    format!("Countersign desktop on {host}")
+}
+
+/// Pairs with `link` (blocking ceremony on a blocking thread), then restarts the run loop so
+/// the new gateway gets its stream.
+pub(crate) async fn pair_with<R: Runtime>(
+    app: &AppHandle<R>,
+    state: &AppState,
+    link: &str,
+) -> Result<GatewayRecord, IpcError> {
+    let link = PairingLink::parse(link).map_err(EngineError::from)?;
+    let engine = state.engine.clone();
+    let slot = state.authenticator_slot();
+    let name = device_name();
+    let record = commands::spawn_blocking(move || {
+        slot.with(|a| tauri::async_runtime::block_on(engine.pair(&link, &name, a)))
+    })
+    .await?;
+    state.runner.restart(&state.engine);
+    tray::refresh(app);
+    Ok(record)
+}
+
+/// Development mode: with `COUNTERSIGN_PAIR_LINK` set and the software authenticator chosen,
+/// pairs at start-up unless that gateway is already paired, so a demo comes up ready.
+fn bootstrap_pairing<R: Runtime>(app: AppHandle<R>) {
+    let Some(link) = std::env::var("COUNTERSIGN_PAIR_LINK")
+        .ok()
+        .filter(|l| !l.is_empty())
+    else {
+        return;
+    };
+    tauri::async_runtime::spawn(async move {
+        let Some(state) = app.try_state::<AppState>() else {
+            return;
+        };
+        if !state.authenticator_slot().is_soft() {
+            tracing::warn!(
+                "COUNTERSIGN_PAIR_LINK is ignored: it only works with COUNTERSIGN_AUTHENTICATOR=soft"
+            );
+            return;
+        }
+        let fingerprint = match PairingLink::parse(&link) {
+            Ok(l) => l.fingerprint,
+            Err(e) => {
+                tracing::warn!(error = %e, "COUNTERSIGN_PAIR_LINK is not a pairing link");
+                return;
+            }
+        };
+        match state.engine.gateways() {
+            Ok(gws) if gws.iter().any(|g| g.fingerprint == fingerprint) => {
+                tracing::info!("development pairing: gateway already paired");
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the paired gateways");
+                return;
+            }
+        }
+        match pair_with(&app, &state, &link).await {
+            Ok(g) => {
+                tracing::info!(gateway = %g.fingerprint, approver = %g.approver, "development pairing done")
+            }
+            Err(e) => {
+                tracing::warn!(code = %e.code, error = %e.message, "development pairing failed")
+            }
+        }
+    });
+}

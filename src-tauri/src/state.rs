@@ -1,0 +1,242 @@
+//! What the shell keeps while it runs: the engine, the chosen authenticator, the settings, the
+//! engine's run loop (restartable, so a newly paired gateway gets a connector) and the
+//! navigation a notification or deep link asked for before the UI was listening.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use countersign_approver::{
+    open_authenticator, Authenticator, AuthenticatorChoice, AuthenticatorKind, Engine, EngineError,
+    InboxItem, Notifier,
+};
+use countersign_ipc::{AuthenticatorView, Settings, UiEvent};
+use countersign_protocol::RequestState;
+use tokio::sync::watch;
+
+use crate::settings;
+
+/// Locks a mutex whose data stays valid even if a holder panicked (plain values, no invariants
+/// spanning several fields).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The data directory: `COUNTERSIGN_DATA_DIR`, else `$XDG_DATA_HOME/countersign`, else
+/// `~/.local/share/countersign`. The same rule as the `countersign` CLI (whose helper is
+/// private to its binary), so both open the same store.
+pub fn data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(d) = std::env::var_os("COUNTERSIGN_DATA_DIR").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(d));
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(x).join("countersign"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!("Neither COUNTERSIGN_DATA_DIR, XDG_DATA_HOME nor HOME is set")
+        })?;
+    Ok(PathBuf::from(home).join(".local/share/countersign"))
+}
+
+/// The authenticator chosen by `COUNTERSIGN_AUTHENTICATOR` (`soft` or `usb`); none otherwise.
+/// There is no default: the software authenticator is never picked implicitly.
+pub fn authenticator_choice() -> Result<Option<AuthenticatorChoice>, EngineError> {
+    match std::env::var("COUNTERSIGN_AUTHENTICATOR") {
+        Ok(v) if !v.is_empty() => v.parse().map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The engine's run loop, restartable. `Engine::run` connects to the gateways paired when it
+/// starts, so after a pairing the loop is stopped (through its watch channel) and started again.
+#[derive(Default)]
+pub struct Runner {
+    stop: Mutex<Option<watch::Sender<bool>>>,
+}
+
+impl Runner {
+    /// Stops the running loop, if any, and starts a new one.
+    pub fn restart(&self, engine: &Engine) {
+        let mut slot = lock(&self.stop);
+        if let Some(old) = slot.take() {
+            let _ = old.send(true);
+        }
+        let (tx, rx) = watch::channel(false);
+        let engine = engine.clone();
+        tauri::async_runtime::spawn(async move {
+            if let Err(e) = engine.run(rx).await {
+                tracing::error!(error = %e, "the engine's run loop stopped");
+            }
+        });
+        *slot = Some(tx);
+    }
+
+    /// Stops the loop (at quit).
+    pub fn stop(&self) {
+        if let Some(old) = lock(&self.stop).take() {
+            let _ = old.send(true);
+        }
+    }
+}
+
+/// Shows notifications only when the settings allow it; closing notifications of resolved
+/// requests always goes through. Wraps the real notifier so the pause works whatever that
+/// notifier is.
+pub struct GatedNotifier {
+    pub inner: Arc<dyn Notifier>,
+    pub settings: Arc<Mutex<Settings>>,
+}
+
+impl Notifier for GatedNotifier {
+    fn request_arrived(&self, item: &InboxItem) {
+        let allowed = settings::notifications_allowed(&lock(&self.settings), now());
+        if allowed {
+            self.inner.request_arrived(item);
+        } else {
+            tracing::debug!(
+                request = item.id(),
+                "notification suppressed by the settings"
+            );
+        }
+    }
+
+    fn request_resolved(&self, request_id: &str, state: RequestState) {
+        self.inner.request_resolved(request_id, state);
+    }
+}
+
+/// Unix seconds by the system clock.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Shared state behind every command.
+pub struct AppState {
+    pub engine: Engine,
+    pub data_dir: PathBuf,
+    pub choice: Option<AuthenticatorChoice>,
+    /// Opened on first use; behind a mutex because a ceremony needs `&mut` and the software
+    /// token's counter must not be used twice at once.
+    authenticator: Arc<Mutex<Option<Box<dyn Authenticator>>>>,
+    pub settings: Arc<Mutex<Settings>>,
+    pub runner: Runner,
+    /// A request a notification or deep link asked to show, kept until the UI collects it.
+    pending_navigation: Mutex<Option<String>>,
+    /// Events raised before the page could listen (a deep link on the command line at start).
+    startup_events: Mutex<Vec<UiEvent>>,
+}
+
+impl AppState {
+    pub fn new(engine: Engine, choice: Option<AuthenticatorChoice>) -> AppState {
+        let data_dir = engine.data_dir().to_path_buf();
+        let settings = settings::load(&data_dir);
+        AppState {
+            engine,
+            data_dir,
+            choice,
+            authenticator: Arc::new(Mutex::new(None)),
+            settings: Arc::new(Mutex::new(settings)),
+            runner: Runner::default(),
+            pending_navigation: Mutex::new(None),
+            startup_events: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// A handle to run a ceremony with from a blocking thread.
+    pub fn authenticator_slot(&self) -> AuthenticatorSlot {
+        AuthenticatorSlot {
+            slot: self.authenticator.clone(),
+            choice: self.choice,
+            data_dir: self.data_dir.clone(),
+        }
+    }
+
+    pub fn authenticator_view(&self) -> AuthenticatorView {
+        let slot = self.authenticator_slot();
+        let guard = slot.open();
+        match guard {
+            Ok(mut g) => match g.as_mut() {
+                Some(a) => AuthenticatorView {
+                    kind: match a.kind() {
+                        AuthenticatorKind::Software => "software",
+                        AuthenticatorKind::SecurityKey => "security-key",
+                    }
+                    .into(),
+                    label: a.label().to_owned(),
+                    development_mode: a.kind() == AuthenticatorKind::Software,
+                },
+                None => none_view(EngineError::NoAuthenticator.to_string()),
+            },
+            Err(e) => none_view(e.to_string()),
+        }
+    }
+
+    pub fn set_pending_navigation(&self, request_id: Option<String>) {
+        *lock(&self.pending_navigation) = request_id;
+    }
+
+    pub fn take_pending_navigation(&self) -> Option<String> {
+        lock(&self.pending_navigation).take()
+    }
+
+    pub fn queue_startup_event(&self, e: UiEvent) {
+        lock(&self.startup_events).push(e);
+    }
+
+    pub fn take_startup_events(&self) -> Vec<UiEvent> {
+        std::mem::take(&mut *lock(&self.startup_events))
+    }
+}
+
+fn none_view(label: String) -> AuthenticatorView {
+    AuthenticatorView {
+        kind: "none".into(),
+        label,
+        development_mode: false,
+    }
+}
+
+/// The authenticator, openable from any thread.
+#[derive(Clone)]
+pub struct AuthenticatorSlot {
+    slot: Arc<Mutex<Option<Box<dyn Authenticator>>>>,
+    choice: Option<AuthenticatorChoice>,
+    data_dir: PathBuf,
+}
+
+type Guard<'a> = MutexGuard<'a, Option<Box<dyn Authenticator>>>;
+
+impl AuthenticatorSlot {
+    /// Locks the slot and opens the chosen authenticator if it is not open yet. With no choice
+    /// the slot stays empty (the caller decides what that means).
+    fn open(&self) -> Result<Guard<'_>, EngineError> {
+        let mut g = lock(&self.slot);
+        if g.is_none() && self.choice.is_some() {
+            *g = Some(open_authenticator(self.choice, &self.data_dir)?);
+        }
+        Ok(g)
+    }
+
+    /// Runs `f` with the authenticator, holding its lock throughout. Blocks: call it from a
+    /// blocking thread. With no authenticator chosen, fails with the engine's
+    /// `no_authenticator` error.
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Authenticator) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let mut g = self.open()?;
+        match g.as_mut() {
+            Some(a) => f(a.as_mut()),
+            None => Err(EngineError::NoAuthenticator),
+        }
+    }
+
+    pub fn is_soft(&self) -> bool {
+        self.choice == Some(AuthenticatorChoice::Soft)
+    }
+}

@@ -1,0 +1,91 @@
+//! The tray icon: the pending count in its tooltip (and title where the platform shows one),
+//! and a menu with Open, Pause notifications for 1 hour, and Quit.
+
+use countersign_approver::ListFilter;
+use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
+use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
+use tauri::{AppHandle, Manager, Runtime};
+
+use crate::state::{lock, now, AppState};
+
+pub const TRAY_ID: &str = "main";
+const OPEN: &str = "open";
+const PAUSE: &str = "pause-1h";
+const QUIT: &str = "quit";
+
+/// Builds the tray. Failing to build it (no tray host, say) is not fatal: the window remains.
+pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
+    let open = MenuItem::with_id(app, OPEN, "Open Countersign", true, None::<&str>)?;
+    let pause = MenuItem::with_id(
+        app,
+        PAUSE,
+        "Pause notifications for 1 hour",
+        true,
+        None::<&str>,
+    )?;
+    let quit = MenuItem::with_id(app, QUIT, "Quit", true, None::<&str>)?;
+    let sep = PredefinedMenuItem::separator(app)?;
+    let menu = Menu::with_items(app, &[&open, &pause, &sep, &quit])?;
+    let mut builder = TrayIconBuilder::with_id(TRAY_ID)
+        .menu(&menu)
+        .tooltip("Countersign")
+        .show_menu_on_left_click(false)
+        .on_menu_event(|app, event| match event.id().as_ref() {
+            OPEN => crate::show_main(app),
+            PAUSE => crate::pause_notifications(app, 3600),
+            QUIT => crate::quit(app),
+            _ => {}
+        })
+        .on_tray_icon_event(|tray, event| {
+            if let TrayIconEvent::Click {
+                button: MouseButton::Left,
+                button_state: MouseButtonState::Up,
+                ..
+            } = event
+            {
+                crate::show_main(tray.app_handle());
+            }
+        });
+    if let Some(icon) = app.default_window_icon() {
+        builder = builder.icon(icon.clone());
+    }
+    builder.build(app)?;
+    refresh(app);
+    Ok(())
+}
+
+/// Recomputes the pending count and shows it. Cheap (one inbox read); called on every engine
+/// event and on a timer, since requests also leave "pending" by expiring.
+pub fn refresh<R: Runtime>(app: &AppHandle<R>) {
+    let Some(tray) = app.tray_by_id(TRAY_ID) else {
+        return;
+    };
+    let Some(state) = app.try_state::<AppState>() else {
+        return;
+    };
+    let pending = match state.engine.list(ListFilter::Pending) {
+        Ok(items) => items.len(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot count pending requests");
+            return;
+        }
+    };
+    let paused = lock(&state.settings)
+        .notifications_paused_until
+        .is_some_and(|t| t > now());
+    let mut tooltip = match pending {
+        0 => "Countersign: no pending requests".to_owned(),
+        1 => "Countersign: 1 pending request".to_owned(),
+        n => format!("Countersign: {n} pending requests"),
+    };
+    if paused {
+        tooltip.push_str(" (notifications paused)");
+    }
+    if let Err(e) = tray.set_tooltip(Some(&tooltip)) {
+        tracing::debug!(error = %e, "tray tooltip not updated");
+    }
+    let title = (pending > 0).then(|| pending.to_string());
+    if let Err(e) = tray.set_title(title.as_deref()) {
+        tracing::debug!(error = %e, "tray title not updated");
+    }
+}
