@@ -62,6 +62,14 @@ pids+=($!)
 sleep 4
 /usr/bin/import -window root "$out/2-request.png"
 
+# The notification's default action ("Review") opens the request in the window; it decides
+# nothing.
+if command -v dunstctl >/dev/null; then
+    dunstctl action 0 >>"$out/dunst.log" 2>&1 || true
+    sleep 2
+    /usr/bin/import -window root "$out/2b-notification-review.png"
+fi
+
 # A second launch with a deep link: the first instance takes it and the second exits.
 COUNTERSIGN_DATA_DIR="$app_dir" "$bin/countersign-desktop" "countersign://request/does-not-exist" \
     >"$out/second.out" 2>"$out/second.log" || true
@@ -70,4 +78,9 @@ COUNTERSIGN_DATA_DIR="$app_dir" "$bin/countersign-desktop" "https://evil.example
 sleep 2
 /usr/bin/import -window root "$out/3-deeplinks.png"
 kill -0 "$app_pid" && echo "app still running after the second launches"
+# DEMO_HOLD=N keeps everything running N more seconds, for driving the window by hand
+# (DISPLAY and XAUTHORITY are in OUT_DIR/display.env).
+printf 'export DISPLAY=%q XAUTHORITY=%q DBUS_SESSION_BUS_ADDRESS=%q\n' \
+    "$DISPLAY" "${XAUTHORITY:-}" "${DBUS_SESSION_BUS_ADDRESS:-}" >"$out/display.env"
+sleep "${DEMO_HOLD:-0}"
 echo "screenshots and logs in $out"

@@ -177,8 +177,8 @@ pub async fn get_settings(state: State<'_, AppState>) -> Res<Settings> {
     Ok(lock(&state.settings).clone())
 }
 
-/// Saves the settings and applies them: autostart through the autostart plugin; the
-/// notification pause is read by the notifier on every request.
+/// Saves the settings and applies them: autostart through the autostart plugin, the
+/// notification switch and pause to the desktop notifier.
 #[tauri::command]
 pub async fn set_settings(
     app: AppHandle,
@@ -202,8 +202,7 @@ pub async fn set_settings(
         }
         tracing::debug!(error = %e, "autostart disable");
     }
-    crate::settings::save(state.data_dir(), &settings)?;
-    *lock(&state.settings) = settings.clone();
+    state.store_settings(settings.clone())?;
     crate::tray::refresh(&app);
     Ok(settings)
 }

@@ -18,7 +18,6 @@ pub mod settings;
 pub mod state;
 mod tray;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use countersign_approver::{Engine, EngineError, GatewayRecord};
@@ -29,7 +28,7 @@ use tauri::{AppHandle, Emitter, Manager, Runtime, WindowEvent};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::deeplink::LinkAction;
-use crate::state::{lock, AppState, GatedNotifier};
+use crate::state::{lock, AppState};
 
 /// The main window's label (also the capability's window).
 pub const MAIN_WINDOW: &str = "main";
@@ -106,10 +105,11 @@ fn setup(app: &AppHandle) -> anyhow::Result<()> {
     })?;
     tracing::info!(data_dir = %data_dir.display(), authenticator = ?choice, "starting");
     let state = AppState::new(engine.clone(), choice);
-    engine.set_notifier(Arc::new(GatedNotifier {
-        inner: notify::desktop_notifier(app),
-        settings: state.settings.clone(),
-    }));
+    let saved = lock(&state.settings).clone();
+    if let Some(n) = notify::start(app, &saved) {
+        engine.set_notifier(n.clone());
+        state.set_notifier(Some(n));
+    }
     app.manage(state);
 
     // Linux: the .deb's desktop entry registers the scheme; a development build registers
@@ -140,7 +140,8 @@ fn setup(app: &AppHandle) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every engine event becomes a `UiEvent` for the page and a tray refresh. A timer refreshes
+/// Every engine event becomes a `UiEvent` for the page and a tray refresh (connection events
+/// are also remembered, for a page that loads later). A timer refreshes
 /// the tray too, as requests also stop being pending by expiring.
 fn forward_engine_events<R: Runtime>(app: AppHandle<R>, engine: &Engine) {
     let mut rx = engine.subscribe();
@@ -149,7 +150,11 @@ fn forward_engine_events<R: Runtime>(app: AppHandle<R>, engine: &Engine) {
         loop {
             match rx.recv().await {
                 Ok(event) => {
-                    emit(&events_app, UiEvent::from(&event));
+                    let event = UiEvent::from(&event);
+                    if let Some(state) = events_app.try_state::<AppState>() {
+                        state.note_connection(&event);
+                    }
+                    emit(&events_app, event);
                     tray::refresh(&events_app);
                 }
                 Err(RecvError::Lagged(missed)) => {
@@ -241,6 +246,10 @@ fn flush_startup_events<R: Runtime>(app: AppHandle<R>) {
         let Some(state) = app.try_state::<AppState>() else {
             return;
         };
+        // The connections came up before the page listened (or before a reload).
+        for event in state.connections() {
+            emit(&app, event);
+        }
         for event in state.take_startup_events() {
             emit(&app, event);
         }
@@ -251,12 +260,9 @@ pub(crate) fn pause_notifications<R: Runtime>(app: &AppHandle<R>, seconds: i64) 
     let Some(state) = app.try_state::<AppState>() else {
         return;
     };
-    let snapshot = {
-        let mut s = lock(&state.settings);
-        s.notifications_paused_until = Some(state::now() + seconds);
-        s.clone()
-    };
-    if let Err(e) = settings::save(state.data_dir(), &snapshot) {
+    let mut snapshot = lock(&state.settings).clone();
+    snapshot.notifications_paused_until = Some(state::now() + seconds);
+    if let Err(e) = state.store_settings(snapshot) {
         tracing::warn!(error = %e.message, "cannot save the notification pause");
     }
     tray::refresh(app);

@@ -7,10 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use countersign_approver::{
     open_authenticator, Authenticator, AuthenticatorChoice, AuthenticatorKind, Engine, EngineError,
-    InboxItem, Notifier,
 };
 use countersign_ipc::{AuthenticatorView, Settings, UiEvent};
-use countersign_protocol::RequestState;
+use countersign_notifications::DesktopNotifier;
 use tokio::sync::watch;
 
 use crate::settings;
@@ -80,32 +79,6 @@ impl Runner {
     }
 }
 
-/// Shows notifications only when the settings allow it; closing notifications of resolved
-/// requests always goes through. Wraps the real notifier so the pause works whatever that
-/// notifier is.
-pub struct GatedNotifier {
-    pub inner: Arc<dyn Notifier>,
-    pub settings: Arc<Mutex<Settings>>,
-}
-
-impl Notifier for GatedNotifier {
-    fn request_arrived(&self, item: &InboxItem) {
-        let allowed = settings::notifications_allowed(&lock(&self.settings), now());
-        if allowed {
-            self.inner.request_arrived(item);
-        } else {
-            tracing::debug!(
-                request = item.id(),
-                "notification suppressed by the settings"
-            );
-        }
-    }
-
-    fn request_resolved(&self, request_id: &str, state: RequestState) {
-        self.inner.request_resolved(request_id, state);
-    }
-}
-
 /// Unix seconds by the system clock.
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -121,8 +94,12 @@ pub struct AppState {
     authenticator: Arc<Mutex<Option<Box<dyn Authenticator>>>>,
     pub settings: Arc<Mutex<Settings>>,
     pub runner: Runner,
+    /// The desktop notifier, when a session bus was there to start it.
+    notifier: Mutex<Option<Arc<DesktopNotifier>>>,
     /// A request a notification or deep link asked to show, kept until the UI collects it.
     pending_navigation: Mutex<Option<String>>,
+    /// The last connection event per gateway, replayed to a page that (re)loads after it.
+    connections: Mutex<std::collections::BTreeMap<String, UiEvent>>,
     /// Events raised before the page could listen (a deep link on the command line at start).
     startup_events: Mutex<Vec<UiEvent>>,
 }
@@ -138,7 +115,9 @@ impl AppState {
             authenticator: Arc::new(Mutex::new(None)),
             settings: Arc::new(Mutex::new(settings)),
             runner: Runner::default(),
+            notifier: Mutex::new(None),
             pending_navigation: Mutex::new(None),
+            connections: Mutex::new(std::collections::BTreeMap::new()),
             startup_events: Mutex::new(Vec::new()),
         }
     }
@@ -176,12 +155,37 @@ impl AppState {
         }
     }
 
+    pub fn set_notifier(&self, n: Option<Arc<DesktopNotifier>>) {
+        *lock(&self.notifier) = n;
+    }
+
+    /// Saves `settings` and applies them to the notifier.
+    pub fn store_settings(&self, settings: Settings) -> Result<(), countersign_ipc::IpcError> {
+        settings::save(&self.data_dir, &settings)?;
+        if let Some(n) = lock(&self.notifier).as_ref() {
+            crate::notify::apply(n, &settings);
+        }
+        *lock(&self.settings) = settings;
+        Ok(())
+    }
+
     pub fn set_pending_navigation(&self, request_id: Option<String>) {
         *lock(&self.pending_navigation) = request_id;
     }
 
     pub fn take_pending_navigation(&self) -> Option<String> {
         lock(&self.pending_navigation).take()
+    }
+
+    /// Remembers a connection event (other events are ignored).
+    pub fn note_connection(&self, e: &UiEvent) {
+        if let UiEvent::Connection { gateway, .. } = e {
+            lock(&self.connections).insert(gateway.clone(), e.clone());
+        }
+    }
+
+    pub fn connections(&self) -> Vec<UiEvent> {
+        lock(&self.connections).values().cloned().collect()
     }
 
     pub fn queue_startup_event(&self, e: UiEvent) {
