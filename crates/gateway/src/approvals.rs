@@ -13,7 +13,7 @@ use countersign_protocol::{
     ApprovalRequest, Decision, Digest, PublicKey, Receipt, RequestState, Risk, Signed,
     StatusUpdate, StreamEvent, Verdict, Vote, PROTOCOL_VERSION,
 };
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 use sha2::Digest as _;
 use webauthn_rs::prelude::{Passkey, PasskeyAuthentication, PublicKeyCredential, WebauthnError};
@@ -126,11 +126,10 @@ pub fn create_request(
         hex::encode(sha2::Sha256::digest(json_text(&key)?.as_bytes()))
     };
 
-    let result = gw.store.write_then(
+    let result = gw.store.write_publish(
         |tx| -> Result<(CreatedRequest, Vec<Pushed>), ApiError> {
             // Collapse an identical pending request from the same requester into the first.
-            let existing: Option<(String, String, Option<String>)> = tx
-                .query_row(
+            let existing: Option<(String, String, Option<String>)> = crate::store::query_row(tx,
                     "SELECT signed, digest, match_code FROM requests
                      WHERE dup_key = ?1 AND state = 'pending' AND expires_at > ?2",
                     params![dup_key, now],
@@ -160,8 +159,7 @@ pub fn create_request(
                     Vec::new(),
                 ));
             }
-            let recent: i64 = tx
-                .query_row(
+            let recent: i64 = crate::store::query_row(tx,
                     "SELECT count(*) FROM requests WHERE requester = ?1 AND created_at > ?2",
                     params![requester, now - 60],
                     |r| r.get(0),
@@ -195,7 +193,7 @@ pub fn create_request(
             let signed = Signed::sign(&gw.key, body.clone())?;
             let digest = signed.digest()?;
             let match_code = match_required.then(random_match_code);
-            tx.execute(
+            crate::store::execute(tx,
                 "INSERT INTO requests(id, signed, digest, requester, state, created_at, expires_at,
                     min_approvals, match_code, dup_key)
                  VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
@@ -214,7 +212,7 @@ pub fn create_request(
             .map_err(sql)?;
             let mut pushed = Vec::new();
             for (a, rcr, state) in challenges {
-                tx.execute(
+                crate::store::execute(tx,
                     "INSERT INTO challenges(request_id, approver, state) VALUES (?1, ?2, ?3)",
                     params![body.id, a, json_text(&state)?],
                 )
@@ -251,11 +249,10 @@ pub fn create_request(
                 },
                 pushed,
             ))
-        },
-        |(_, pushed)| gw.hub.publish(pushed),
+        }
     )?;
     gw.changes.notify_waiters();
-    Ok(result.0)
+    Ok(result)
 }
 
 /// The signed current status of a request, built inside `tx`.
@@ -264,15 +261,32 @@ fn status_of(
     tx: &rusqlite::Connection,
     request_id: &str,
 ) -> Result<(Signed<StatusUpdate>, Vec<String>), ApiError> {
-    let (signed, digest, state, min): (String, String, String, u32) = tx
-        .query_row(
-            "SELECT signed, digest, state, min_approvals FROM requests WHERE id = ?1",
-            params![request_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .map_err(sql)?;
+    let (signed, digest, state, min): (String, String, String, u32) = crate::store::query_row(
+        tx,
+        "SELECT signed, digest, state, min_approvals FROM requests WHERE id = ?1",
+        params![request_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )
+    .map_err(sql)?;
     let request: Signed<ApprovalRequest> =
         serde_json::from_str(&signed).map_err(|e| ApiError::internal("stored request", e))?;
+    let digest = Digest::parse("requests.digest", &digest)
+        .map_err(|e| ApiError::internal("stored digest", e))?;
+    let state =
+        RequestState::parse(&state).ok_or_else(|| ApiError::internal("stored state", &state))?;
+    let status = build_status(gw, tx, request_id, digest, state, min)?;
+    Ok((status, request.body.approvers))
+}
+
+/// The signed status of a request whose digest, state and quorum are known, with its votes.
+fn build_status(
+    gw: &Gateway,
+    tx: &Connection,
+    request_id: &str,
+    request_digest: Digest,
+    state: RequestState,
+    min_approvals: u32,
+) -> Result<Signed<StatusUpdate>, ApiError> {
     let mut stmt = tx
         .prepare_cached(
             "SELECT approver, verdict, at FROM decisions WHERE request_id = ?1 ORDER BY at, approver",
@@ -304,43 +318,46 @@ fn status_of(
     let update = StatusUpdate {
         v: PROTOCOL_VERSION,
         request_id: request_id.to_string(),
-        request_digest: Digest::parse("requests.digest", &digest)
-            .map_err(|e| ApiError::internal("stored digest", e))?,
-        state: RequestState::parse(&state)
-            .ok_or_else(|| ApiError::internal("stored state", &state))?,
+        request_digest,
+        state,
         approvals: votes
             .iter()
             .filter(|v| v.verdict == Verdict::Approve)
             .count() as u32,
-        min_approvals: min,
+        min_approvals,
         votes,
         at: gw.now(),
     };
-    Ok((Signed::sign(&gw.key, update)?, request.body.approvers))
+    Ok(Signed::sign(&gw.key, update)?)
 }
 
 /// Stores and returns a status event for every approver of the request.
-fn push_status(
-    gw: &Gateway,
-    tx: &Transaction<'_>,
-    request_id: &str,
-) -> Result<Vec<Pushed>, ApiError> {
+fn push_status(gw: &Gateway, tx: &Connection, request_id: &str) -> Result<Vec<Pushed>, ApiError> {
     let (status, approvers) = status_of(gw, tx, request_id)?;
+    enqueue_status(tx, status, &approvers)
+}
+
+/// Stores the status event for every approver and returns what to publish after commit.
+fn enqueue_status(
+    tx: &Connection,
+    status: Signed<StatusUpdate>,
+    approvers: &[String],
+) -> Result<Vec<Pushed>, ApiError> {
     let data = json_text(&StreamEvent::Status { status })?;
-    enqueue(tx, &approvers, "status", |_| Ok(data.clone()))
+    enqueue(tx, approvers, "status", |_| Ok(data.clone()))
 }
 
 /// The request and its status, for its requester.
 pub fn view(gw: &Gateway, requester: &str, id: &str) -> Result<RequestView, ApiError> {
     gw.store.read(|c| {
-        let signed: Option<(String, String)> = c
-            .query_row(
-                "SELECT signed, requester FROM requests WHERE id = ?1",
-                params![id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(sql)?;
+        let signed: Option<(String, String)> = crate::store::query_row(
+            c,
+            "SELECT signed, requester FROM requests WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql)?;
         let Some((signed, owner)) = signed.filter(|(_, owner)| owner == requester) else {
             return Err(ApiError::not_found(
                 "unknown_request",
@@ -378,15 +395,15 @@ pub async fn view_wait(
 /// The requester withdraws its own pending request.
 pub fn withdraw(gw: &Gateway, requester: &str, id: &str) -> Result<RequestView, ApiError> {
     let now = gw.now();
-    gw.store.write_then(
-        |tx| -> Result<Vec<Pushed>, ApiError> {
-            let n = tx
-                .execute(
-                    "UPDATE requests SET state = 'withdrawn', closed_at = ?3
+    gw.store
+        .write_publish(|tx| -> Result<((), Vec<Pushed>), ApiError> {
+            let n = crate::store::execute(
+                tx,
+                "UPDATE requests SET state = 'withdrawn', closed_at = ?3
                      WHERE id = ?1 AND requester = ?2 AND state = 'pending'",
-                    params![id, requester, now],
-                )
-                .map_err(sql)?;
+                params![id, requester, now],
+            )
+            .map_err(sql)?;
             if n == 0 {
                 return Err(ApiError::conflict(
                     "not_withdrawable",
@@ -400,10 +417,8 @@ pub fn withdraw(gw: &Gateway, requester: &str, id: &str) -> Result<RequestView, 
                 Some(id),
                 json!({"by": requester}),
             )?;
-            push_status(gw, tx, id)
-        },
-        |p| gw.hub.publish(p),
-    )?;
+            Ok(((), push_status(gw, tx, id)?))
+        })?;
     gw.changes.notify_waiters();
     view(gw, requester, id)
 }
@@ -411,7 +426,7 @@ pub fn withdraw(gw: &Gateway, requester: &str, id: &str) -> Result<RequestView, 
 /// Marks due pending requests expired and pushes the change. Returns how many expired.
 pub fn expire_due(gw: &Gateway) -> Result<usize, ApiError> {
     let now = gw.now();
-    let n = gw.store.write_then(
+    let n = gw.store.write_publish(
         |tx| -> Result<(usize, Vec<Pushed>), ApiError> {
             let ids: Vec<String> = {
                 let mut stmt = tx
@@ -428,7 +443,7 @@ pub fn expire_due(gw: &Gateway) -> Result<usize, ApiError> {
             };
             let mut pushed = Vec::new();
             for id in &ids {
-                tx.execute(
+                crate::store::execute(tx,
                     "UPDATE requests SET state = 'expired', closed_at = ?2 WHERE id = ?1",
                     params![id, now],
                 )
@@ -437,13 +452,12 @@ pub fn expire_due(gw: &Gateway) -> Result<usize, ApiError> {
                 pushed.extend(push_status(gw, tx, id)?);
             }
             Ok((ids.len(), pushed))
-        },
-        |(_, p)| gw.hub.publish(p),
+        }
     )?;
-    if n.0 > 0 {
+    if n > 0 {
         gw.changes.notify_waiters();
     }
-    Ok(n.0)
+    Ok(n)
 }
 
 /// Background task: expires requests on the gateway's clock.
@@ -519,22 +533,23 @@ fn audit_rejection(gw: &Gateway, d: Option<&Decision>, err: &ApiError) {
 fn count_match_failure(gw: &Gateway, request_id: &str) -> Result<(), ApiError> {
     let now = gw.now();
     let limit = gw.config.max_match_failures.max(1);
-    gw.store.write_then(
-        |tx| -> Result<Vec<Pushed>, ApiError> {
-            tx.execute(
+    gw.store
+        .write_publish(|tx| -> Result<((), Vec<Pushed>), ApiError> {
+            crate::store::execute(
+                tx,
                 "UPDATE requests SET match_failures = match_failures + 1 WHERE id = ?1",
                 params![request_id],
             )
             .map_err(sql)?;
-            let n = tx
-                .execute(
-                    "UPDATE requests SET state = 'denied', closed_at = ?3
+            let n = crate::store::execute(
+                tx,
+                "UPDATE requests SET state = 'denied', closed_at = ?3
                      WHERE id = ?1 AND state = 'pending' AND match_failures >= ?2",
-                    params![request_id, limit, now],
-                )
-                .map_err(sql)?;
+                params![request_id, limit, now],
+            )
+            .map_err(sql)?;
             if n == 0 {
-                return Ok(Vec::new());
+                return Ok(((), Vec::new()));
             }
             audit_append(
                 tx,
@@ -543,10 +558,8 @@ fn count_match_failure(gw: &Gateway, request_id: &str) -> Result<(), ApiError> {
                 Some(request_id),
                 json!({"reason": format!("{limit} wrong match codes")}),
             )?;
-            push_status(gw, tx, request_id)
-        },
-        |p| gw.hub.publish(p),
-    )?;
+            Ok(((), push_status(gw, tx, request_id)?))
+        })?;
     gw.changes.notify_waiters();
     Ok(())
 }
@@ -582,14 +595,15 @@ type ChallengeRow = (String, Option<i64>);
 fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
     let now = gw.now();
     let d = &signed.body;
-    let decision_digest = signed.digest()?;
+    // The signed decision as stored, serialised here rather than under the write lock.
+    let signed_text = json_text(signed)?;
 
     // The expensive checks (the device signature and the WebAuthn assertion) run before the
     // write transaction, outside the store's lock, so decisions verify in parallel. The
     // transaction then re-checks everything that could have changed meanwhile: the device
     // row, and the challenge, which is consumed atomically (`used_at IS NULL`).
-    let (device_key_text, challenge) = gw.store.read(
-        |c| -> Result<(Option<String>, Option<ChallengeRow>), ApiError> {
+    let (device_key_text, challenge, stored_request) = gw.store.read(
+        |c| -> Result<(Option<String>, Option<ChallengeRow>, Option<String>), ApiError> {
             let key: Option<String> = c
                 .prepare_cached("SELECT public_key FROM devices WHERE id = ?1")
                 .and_then(|mut st| st.query_row(params![d.device_id], |r| r.get(0)).optional())
@@ -605,19 +619,37 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                     .optional()
                 })
                 .map_err(sql)?;
-            Ok((key, challenge))
+            // A request's signed content never changes after creation; only its state does,
+            // and that is read again inside the transaction.
+            let request: Option<String> = crate::store::query_row(
+                c,
+                "SELECT signed FROM requests WHERE id = ?1",
+                params![d.request_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?;
+            Ok((key, challenge, request))
         },
     )?;
-    if let Some(text) = &device_key_text {
-        let key = PublicKey::parse("devices.public_key", text)
-            .map_err(|e| ApiError::internal("stored device key", e))?;
-        signed.verify(&key).map_err(|_| {
-            ApiError::unauthorized(
-                "bad_decision_signature",
-                "The decision's device signature does not verify.",
-            )
-        })?;
-    }
+    let decision_digest = match &device_key_text {
+        Some(text) => {
+            let key = PublicKey::parse("devices.public_key", text)
+                .map_err(|e| ApiError::internal("stored device key", e))?;
+            signed.verify_and_digest(&key).map_err(|e| match e {
+                countersign_protocol::ProtocolError::BadSignature => ApiError::unauthorized(
+                    "bad_decision_signature",
+                    "The decision's device signature does not verify.",
+                ),
+                other => ApiError::from(other),
+            })?
+        }
+        None => signed.digest()?,
+    };
+    let request: Option<Signed<ApprovalRequest>> = stored_request
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| ApiError::internal("stored request", e))?;
     let needs_passkey =
         d.verdict == Verdict::Approve || gw.config.deny_requires_passkey || d.assertion.is_some();
     let mut verified: Option<webauthn_rs::prelude::AuthenticationResult> = None;
@@ -641,10 +673,9 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
         );
     }
 
-    let out = gw.store.write_then(
+    let out = gw.store.write_publish(
         |tx| -> Result<(Applied, Vec<Pushed>), ApiError> {
-            let device: Option<(String, String, Option<i64>)> = tx
-                .query_row(
+            let device: Option<(String, String, Option<i64>)> = crate::store::query_row(tx,
                     "SELECT approver, public_key, revoked_at FROM devices WHERE id = ?1",
                     params![d.device_id],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -675,8 +706,7 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
             }
 
             // Idempotency is checked only after the signature, so a copied body earns nothing.
-            let earlier: Option<(String, String)> = tx
-                .query_row(
+            let earlier: Option<(String, String)> = crate::store::query_row(tx,
                     "SELECT digest, receipt FROM decisions WHERE decision_id = ?1",
                     params![d.decision_id],
                     |r| Ok((r.get(0)?, r.get(1)?)),
@@ -695,22 +725,22 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                 ));
             }
 
-            let row: Option<(String, String, String, i64, Option<String>)> = tx
-                .query_row(
-                    "SELECT signed, digest, state, expires_at, match_code FROM requests WHERE id = ?1",
-                    params![d.request_id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                )
-                .optional()
-                .map_err(sql)?;
-            let (request, digest, state, expires_at, match_code) = row.ok_or_else(|| {
+            let unknown = || {
                 ApiError::not_found(
                     "unknown_request",
                     format!("There is no request {} on this gateway.", d.request_id),
                 )
-            })?;
-            let request: Signed<ApprovalRequest> = serde_json::from_str(&request)
-                .map_err(|e| ApiError::internal("stored request", e))?;
+            };
+            let row: Option<(String, String, i64, Option<String>)> = crate::store::query_row(
+                tx,
+                "SELECT digest, state, expires_at, match_code FROM requests WHERE id = ?1",
+                params![d.request_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(sql)?;
+            let (digest, state, expires_at, match_code) = row.ok_or_else(unknown)?;
+            let request = request.as_ref().ok_or_else(unknown)?;
             if d.gateway != gw.fingerprint {
                 return Err(ApiError::bad_request(
                     "wrong_gateway",
@@ -772,22 +802,26 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                         "This decision needs a passkey assertion.",
                     )
                 })?;
-                let cred: PublicKeyCredential = serde_json::from_value(assertion.clone())
-                    .map_err(|e| {
-                        ApiError::bad_request(
-                            "bad_assertion",
-                            format!("The passkey assertion is malformed: {e}."),
-                        )
-                    })?;
-                let challenge: Option<(String, Option<i64>)> = tx
-                    .query_row(
-                        "SELECT state, used_at FROM challenges WHERE request_id = ?1 AND approver = ?2",
-                        params![d.request_id, d.approver],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()
-                    .map_err(sql)?;
-                let (state, used) = challenge.ok_or_else(|| {
+                if verified.is_none() {
+                    // Not parsed before the transaction: name a malformed assertion as such.
+                    serde_json::from_value::<PublicKeyCredential>(assertion.clone()).map_err(
+                        |e| {
+                            ApiError::bad_request(
+                                "bad_assertion",
+                                format!("The passkey assertion is malformed: {e}."),
+                            )
+                        },
+                    )?;
+                }
+                let challenge: Option<Option<i64>> = crate::store::query_row(
+                    tx,
+                    "SELECT used_at FROM challenges WHERE request_id = ?1 AND approver = ?2",
+                    params![d.request_id, d.approver],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+                let used = challenge.ok_or_else(|| {
                     ApiError::conflict(
                         "no_challenge",
                         "There is no passkey challenge for this request and approver.",
@@ -799,7 +833,6 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                         "The passkey challenge for this request was already used; an assertion is accepted only once.",
                     ));
                 }
-                let _ = (&cred, &state);
                 // Verified before the transaction against this challenge while it was unused.
                 let result = verified.as_ref().ok_or_else(|| {
                     ApiError::conflict(
@@ -807,8 +840,7 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                         "The passkey challenge for this request was already used.",
                     )
                 })?;
-                let consumed = tx
-                    .execute(
+                let consumed = crate::store::execute(tx,
                         "UPDATE challenges SET used_at = ?3
                          WHERE request_id = ?1 AND approver = ?2 AND used_at IS NULL",
                         params![d.request_id, d.approver, now],
@@ -821,10 +853,24 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                     ));
                 }
                 if result.needs_update() {
-                    for mut pk in passkeys_of(tx, &d.approver)? {
+                    // Only the credential that made the assertion changes (its counter).
+                    use base64::Engine as _;
+                    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .encode(AsRef::<[u8]>::as_ref(result.cred_id()));
+                    let stored: Option<String> = crate::store::query_row(
+                        tx,
+                        "SELECT passkey FROM passkeys WHERE cred_id = ?1 AND approver = ?2",
+                        params![id, d.approver],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(sql)?;
+                    if let Some(text) = stored {
+                        let mut pk: Passkey = serde_json::from_str(&text)
+                            .map_err(|e| ApiError::internal("stored passkey", e))?;
                         if pk.update_credential(result) == Some(true) {
-                            let id = base64_cred_id(&pk);
-                            tx.execute(
+                            crate::store::execute(
+                                tx,
                                 "UPDATE passkeys SET passkey = ?2 WHERE cred_id = ?1",
                                 params![id, json_text(&pk)?],
                             )
@@ -835,8 +881,7 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
             }
 
             // Checked after the passkey so that a replayed assertion is named as such.
-            let already: bool = tx
-                .query_row(
+            let already: bool = crate::store::query_row(tx,
                     "SELECT 1 FROM decisions WHERE request_id = ?1 AND approver = ?2",
                     params![d.request_id, d.approver],
                     |_| Ok(()),
@@ -851,8 +896,14 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                 ));
             }
             // Record the vote, then decide the quorum: one deny closes the request at once.
-            let (before, _) = status_of(gw, tx, &d.request_id)?;
-            let approvals = before.body.approvals + u32::from(d.verdict == Verdict::Approve);
+            let approved_before: u32 = crate::store::query_row(
+                tx,
+                "SELECT COUNT(*) FROM decisions WHERE request_id = ?1 AND verdict = 'approve'",
+                params![d.request_id],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+            let approvals = approved_before + u32::from(d.verdict == Verdict::Approve);
             let new_state = match d.verdict {
                 Verdict::Deny => RequestState::Denied,
                 Verdict::Approve if approvals >= request.body.min_approvals => {
@@ -876,7 +927,7 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                     min_approvals: request.body.min_approvals,
                 },
             )?;
-            tx.execute(
+            crate::store::execute(tx,
                 "INSERT INTO decisions(decision_id, request_id, approver, verdict, digest, signed, receipt, at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
@@ -885,14 +936,14 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                     d.approver,
                     d.verdict.as_str(),
                     decision_digest.to_hex(),
-                    json_text(signed)?,
+                    signed_text,
                     json_text(&receipt)?,
                     now
                 ],
             )
             .map_err(sql)?;
             if new_state != RequestState::Pending {
-                tx.execute(
+                crate::store::execute(tx,
                     "UPDATE requests SET state = ?2, closed_at = ?3 WHERE id = ?1",
                     params![d.request_id, new_state.as_str(), now],
                 )
@@ -912,13 +963,20 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                     "request_state": new_state,
                 }),
             )?;
-            let pushed = push_status(gw, tx, &d.request_id)?;
+            let status = build_status(
+                gw,
+                tx,
+                &d.request_id,
+                d.request_digest,
+                new_state,
+                request.body.min_approvals,
+            )?;
+            let pushed = enqueue_status(tx, status, &request.body.approvers)?;
             Ok((Applied::New(receipt), pushed))
-        },
-        |(_, p)| gw.hub.publish(p),
+        }
     )?;
     gw.changes.notify_waiters();
-    Ok(out.0)
+    Ok(out)
 }
 
 /// The key under which a passkey is stored: its credential id in unpadded base64url.

@@ -72,7 +72,7 @@ pub struct Gateway {
     pub key: KeyPair,
     pub fingerprint: String,
     pub clock: clock::Clock,
-    pub hub: stream::Hub,
+    pub hub: Arc<stream::Hub>,
     pub webauthn: Webauthn,
     /// Woken whenever any request changes state, for long-polling requesters.
     pub changes: tokio::sync::Notify,
@@ -86,7 +86,8 @@ impl Gateway {
         let dir = &config.data_dir;
         create_private_dir(dir)?;
         let key = load_or_create_key(&dir.join("gateway.key"))?;
-        let store = store::Store::open(&dir.join("gateway.db"))?;
+        let hub = Arc::new(stream::Hub::new());
+        let store = store::Store::open(&dir.join("gateway.db"), hub.clone())?;
         let webauthn = WebauthnBuilder::new(&config.webauthn_rp_id, &config.webauthn_origin)
             .and_then(|b| b.rp_name(&config.name).build())
             .map_err(|e| GatewayError::WebAuthn {
@@ -101,7 +102,7 @@ impl Gateway {
             key,
             fingerprint,
             clock: clock::Clock::default(),
-            hub: stream::Hub::new(),
+            hub,
             webauthn,
             changes: tokio::sync::Notify::new(),
             seen_nonces: std::sync::Mutex::new(std::collections::HashMap::new()),

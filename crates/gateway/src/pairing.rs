@@ -43,12 +43,12 @@ pub fn invite(gw: &Gateway, approver: &str, public_url: url::Url) -> Result<Pair
     let now = gw.now();
     let expires_at = now + gw.config.invite_ttl_seconds;
     gw.store.write(|tx| -> Result<(), ApiError> {
-        tx.execute(
+        crate::store::execute(tx,
             "INSERT INTO invites(code_hash, approver, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
             params![code_hash(&code), approver, now, expires_at],
         )
         .map_err(sql)?;
-        tx.execute(
+        crate::store::execute(tx,
             "INSERT OR IGNORE INTO approvers(name, user_id) VALUES (?1, ?2)",
             params![approver, uuid::Uuid::new_v4().to_string()],
         )
@@ -93,14 +93,14 @@ fn start_inner(gw: &Gateway, body: &[u8]) -> Result<PairChallenge, ApiError> {
     let req = PairStart::decode(body)?;
     let now = gw.now();
     gw.store.write(|tx| -> Result<PairChallenge, ApiError> {
-        let invite: Option<(String, i64, Option<i64>)> = tx
-            .query_row(
-                "SELECT approver, expires_at, used_at FROM invites WHERE code_hash = ?1",
-                params![code_hash(&req.code)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(sql)?;
+        let invite: Option<(String, i64, Option<i64>)> = crate::store::query_row(
+            tx,
+            "SELECT approver, expires_at, used_at FROM invites WHERE code_hash = ?1",
+            params![code_hash(&req.code)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(sql)?;
         let (approver, expires_at, used_at) = invite.ok_or_else(|| {
             ApiError::not_found(
                 "unknown_pairing_code",
@@ -119,18 +119,19 @@ fn start_inner(gw: &Gateway, body: &[u8]) -> Result<PairChallenge, ApiError> {
                 "This pairing code has expired; ask for a new invite.",
             ));
         }
-        tx.execute(
+        crate::store::execute(
+            tx,
             "UPDATE invites SET used_at = ?2 WHERE code_hash = ?1",
             params![code_hash(&req.code), now],
         )
         .map_err(sql)?;
-        let user_id: String = tx
-            .query_row(
-                "SELECT user_id FROM approvers WHERE name = ?1",
-                params![approver],
-                |r| r.get(0),
-            )
-            .map_err(sql)?;
+        let user_id: String = crate::store::query_row(
+            tx,
+            "SELECT user_id FROM approvers WHERE name = ?1",
+            params![approver],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
         let user_id =
             uuid::Uuid::parse_str(&user_id).map_err(|e| ApiError::internal("user id", e))?;
         let existing: Vec<_> = passkeys_of(tx, &approver)?
@@ -142,7 +143,8 @@ fn start_inner(gw: &Gateway, body: &[u8]) -> Result<PairChallenge, ApiError> {
             .start_passkey_registration(user_id, &approver, &approver, Some(existing))
             .map_err(|e| ApiError::internal("start passkey registration", e))?;
         let pairing_id = uuid::Uuid::new_v4().to_string();
-        tx.execute(
+        crate::store::execute(
+            tx,
             "INSERT INTO pairings(id, approver, device_key, device_name, state, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
@@ -187,8 +189,7 @@ fn finish_inner(gw: &Gateway, body: &[u8]) -> Result<Signed<Paired>, ApiError> {
     let f = &signed.body;
     let now = gw.now();
     gw.store.write(|tx| -> Result<Signed<Paired>, ApiError> {
-        let row: Option<(String, String, String, String, i64, Option<i64>)> = tx
-            .query_row(
+        let row: Option<(String, String, String, String, i64, Option<i64>)> = crate::store::query_row(tx,
                 "SELECT approver, device_key, device_name, state, expires_at, used_at FROM pairings WHERE id = ?1",
                 params![f.pairing_id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
@@ -220,12 +221,12 @@ fn finish_inner(gw: &Gateway, body: &[u8]) -> Result<Signed<Paired>, ApiError> {
         let passkey = gw.webauthn.finish_passkey_registration(&cred, &state).map_err(|e| {
             ApiError::forbidden("passkey_registration_rejected", format!("The passkey registration does not verify: {e}."))
         })?;
-        tx.execute(
+        crate::store::execute(tx,
             "UPDATE pairings SET used_at = ?2 WHERE id = ?1",
             params![f.pairing_id, now],
         )
         .map_err(sql)?;
-        tx.execute(
+        crate::store::execute(tx,
             "INSERT INTO passkeys(cred_id, approver, passkey, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![
                 base64_cred_id(&passkey),
@@ -241,7 +242,7 @@ fn finish_inner(gw: &Gateway, body: &[u8]) -> Result<Signed<Paired>, ApiError> {
             e => sql(e),
         })?;
         let device_id = uuid::Uuid::new_v4().to_string();
-        tx.execute(
+        crate::store::execute(tx,
             "INSERT INTO devices(id, approver, public_key, name, paired_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![device_id, approver, device_key, device_name, now],
         )

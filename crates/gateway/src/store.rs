@@ -2,12 +2,15 @@
 //! modules it hands a transaction to write SQL.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use countersign_protocol::audit::{AuditEntry, GENESIS};
 use countersign_protocol::canonical::to_canonical_bytes;
 use countersign_protocol::{Digest, PROTOCOL_VERSION};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::stream::{Hub, Pushed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -19,6 +22,8 @@ pub enum StoreError {
     TooNew { found: i64, supported: i64 },
     #[error("A stored record is corrupt: {0}")]
     Corrupt(String),
+    #[error("The gateway database could not commit: {0}")]
+    CommitFailed(String),
     #[error("The gateway's database lock is poisoned by an earlier panic.")]
     Poisoned,
 }
@@ -116,23 +121,56 @@ CREATE TABLE audit(
 );
 "#;
 
-/// One SQLite connection behind a mutex: the gateway is a single writer, and every operation is
-/// a short transaction.
+/// Most writes one commit (one fsync) carries. A cap keeps a single commit's latency bounded.
+const MAX_BATCH: usize = 64;
+
+/// Read connections (WAL readers see the last commit and never wait for the writer).
+const READERS: usize = 4;
+
+/// The gateway's database: one writer connection with group commit, and a few readers.
+///
+/// Every write runs inside a savepoint of a shared transaction. A writer that finishes while
+/// other writers are already queued for the connection leaves the transaction open for them
+/// and waits; the last writer of a batch commits it, so one fsync makes a whole batch durable.
+/// Nobody's write is answered before the commit that contains it returned, and a write that
+/// fails is rolled back to its savepoint without touching the others. Events to push are
+/// collected per batch and published after the commit, in commit order.
 pub struct Store {
-    conn: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    committed: Condvar,
+    queued: AtomicUsize,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    hub: Arc<Hub>,
+}
+
+struct Writer {
+    conn: Connection,
+    batch: Option<Batch>,
+}
+
+struct Batch {
+    writes: usize,
+    pushed: Vec<Pushed>,
+    outcome: Arc<OnceLock<Result<(), String>>>,
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a receipt handed to an approver must survive a power cut of the gateway.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
 }
 
 impl Store {
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, hub: Arc<Hub>) -> Result<Store, StoreError> {
         // SQLite gives its -wal and -shm files the permissions of the database file, so creating
         // it owner-only first keeps all three private.
         create_private_file(path)?;
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: a receipt handed to an approver must survive a power cut of the gateway.
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut conn = open_connection(path)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
@@ -146,73 +184,192 @@ impl Store {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
         }
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = open_connection(path)?;
+            r.pragma_update(None, "query_only", "ON")?;
+            readers.push(Mutex::new(r));
+        }
         Ok(Store {
-            conn: Mutex::new(conn),
+            writer: Mutex::new(Writer { conn, batch: None }),
+            committed: Condvar::new(),
+            queued: AtomicUsize::new(0),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            hub,
         })
     }
 
-    pub fn lock(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
-        self.conn.lock().map_err(|_| StoreError::Poisoned)
-    }
-
     /// Runs `f` in a transaction that commits if `f` returns `Ok`.
-    pub fn write<T, E>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E>
+    pub fn write<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
     {
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(out)
+        self.write_publish(|c| f(c).map(|t| (t, Vec::new())))
     }
 
-    /// Like [`Store::write`], then runs `after` on the result while still holding the lock, so
-    /// that whatever `after` publishes is ordered exactly as the commits were.
-    pub fn write_then<T, E>(
+    /// Like [`Store::write`]; the events `f` returns are published to the hub once the write is
+    /// committed, ordered exactly as the commits were.
+    pub fn write_publish<T, E>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
-        after: impl FnOnce(&T),
+        f: impl FnOnce(&Connection) -> Result<(T, Vec<Pushed>), E>,
     ) -> Result<T, E>
     where
         E: From<StoreError>,
     {
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(StoreError::from)?;
-        after(&out);
-        Ok(out)
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let locked = self.writer.lock();
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        let mut w = locked.map_err(|_| StoreError::Poisoned)?;
+
+        if w.batch.is_none() {
+            w.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(StoreError::from)?;
+            w.batch = Some(Batch {
+                writes: 0,
+                pushed: Vec::new(),
+                outcome: Arc::new(OnceLock::new()),
+            });
+        }
+        let mine = self.run_in_savepoint(&mut w, f);
+        let outcome = match &w.batch {
+            Some(b) => b.outcome.clone(),
+            // The batch was abandoned (a savepoint could not be undone): nothing to wait for.
+            None => return mine,
+        };
+        let writes = w.batch.as_ref().map_or(0, |b| b.writes);
+        if self.queued.load(Ordering::SeqCst) == 0 || writes >= MAX_BATCH {
+            self.commit(&mut w);
+        }
+        let value = mine?;
+        let w = self
+            .committed
+            .wait_while(w, |_| outcome.get().is_none())
+            .map_err(|_| StoreError::Poisoned)?;
+        drop(w);
+        match outcome.get() {
+            Some(Ok(())) => Ok(value),
+            Some(Err(e)) => Err(StoreError::CommitFailed(e.clone()).into()),
+            None => Err(StoreError::Poisoned.into()),
+        }
     }
 
-    /// Runs a read-only `f`.
+    fn run_in_savepoint<T, E>(
+        &self,
+        w: &mut Writer,
+        f: impl FnOnce(&Connection) -> Result<(T, Vec<Pushed>), E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        if let Err(e) = w.conn.execute_batch("SAVEPOINT write") {
+            return Err(StoreError::from(e).into());
+        }
+        match f(&w.conn) {
+            Ok((value, pushed)) => match w.conn.execute_batch("RELEASE write") {
+                Ok(()) => {
+                    if let Some(b) = w.batch.as_mut() {
+                        b.writes += 1;
+                        b.pushed.extend(pushed);
+                    }
+                    Ok(value)
+                }
+                Err(e) => {
+                    self.undo_savepoint(w);
+                    Err(StoreError::from(e).into())
+                }
+            },
+            Err(err) => {
+                self.undo_savepoint(w);
+                Err(err)
+            }
+        }
+    }
+
+    /// Rolls back the current write only. If even that fails, the whole batch is rolled back
+    /// and every writer in it gets the error.
+    fn undo_savepoint(&self, w: &mut Writer) {
+        if let Err(e) = w.conn.execute_batch("ROLLBACK TO write; RELEASE write") {
+            let _ = w.conn.execute_batch("ROLLBACK");
+            if let Some(b) = w.batch.take() {
+                let _ = b
+                    .outcome
+                    .set(Err(format!("rolling back a failed write: {e}")));
+            }
+            self.committed.notify_all();
+        }
+    }
+
+    fn commit(&self, w: &mut Writer) {
+        let Some(batch) = w.batch.take() else {
+            return;
+        };
+        let result = w.conn.execute_batch("COMMIT").map_err(|e| {
+            // A failed COMMIT can leave the transaction open; end it so the next batch starts
+            // clean. Nothing of this batch was made durable.
+            let _ = w.conn.execute_batch("ROLLBACK");
+            e.to_string()
+        });
+        if result.is_ok() {
+            self.hub.publish(&batch.pushed);
+        }
+        let _ = batch.outcome.set(result);
+        self.committed.notify_all();
+    }
+
+    /// Runs a read-only `f` on a reader connection: it sees the last commit.
     pub fn read<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
     {
-        let conn = self.lock()?;
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.readers.len() {
+            if let Some(r) = self.readers.get((start + i) % self.readers.len()) {
+                if let Ok(conn) = r.try_lock() {
+                    return f(&conn);
+                }
+            }
+        }
+        let r = self
+            .readers
+            .get(start % self.readers.len().max(1))
+            .ok_or(StoreError::Poisoned)?;
+        let conn = r.lock().map_err(|_| StoreError::Poisoned)?;
         f(&conn)
     }
 }
 
+/// `Connection::query_row` through the connection's statement cache.
+pub fn query_row<T, P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(params, f)
+}
+
+/// `Connection::execute` through the connection's statement cache.
+pub fn execute<P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(params)
+}
+
 /// Appends one entry to the audit chain inside `tx`.
 pub fn audit_append(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     at: i64,
     kind: &str,
     request_id: Option<&str>,
     detail: serde_json::Value,
 ) -> Result<Digest, StoreError> {
     let last: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (seq, prev) = match last {
         Some((seq, hash)) => (
@@ -235,10 +392,8 @@ pub fn audit_append(
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let text = to_canonical_bytes(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let text = String::from_utf8(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.execute(
-        "INSERT INTO audit(seq, entry, hash) VALUES (?1, ?2, ?3)",
-        params![seq as i64, text, hash.to_hex()],
-    )?;
+    tx.prepare_cached("INSERT INTO audit(seq, entry, hash) VALUES (?1, ?2, ?3)")?
+        .execute(params![seq as i64, text, hash.to_hex()])?;
     Ok(hash)
 }
 
@@ -280,7 +435,7 @@ mod tests {
     #[test]
     fn audit_chain_appends_and_verifies() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("g.db")).unwrap();
+        let store = Store::open(&dir.path().join("g.db"), Arc::default()).unwrap();
         for i in 0..3 {
             store
                 .write(|tx| audit_append(tx, i, "x", None, serde_json::json!({"i": i})))
@@ -296,15 +451,75 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_writes_group_commit_and_failed_writes_roll_back_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Arc::new(Hub::new());
+        let mut live = hub.subscribe();
+        let store = Arc::new(Store::open(&dir.path().join("g.db"), hub).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let mut ok = 0;
+                    for i in 0..40 {
+                        let fail = (t * 40 + i) % 7 == 0;
+                        let r = store.write_publish(|c| -> Result<((), Vec<Pushed>), StoreError> {
+                            audit_append(c, i, "x", None, serde_json::json!({"t": t, "i": i}))?;
+                            let pushed = crate::stream::enqueue(c, &["a".to_string()], "k", |_| {
+                                Ok("{}".to_string())
+                            })
+                            .map_err(|e| StoreError::Corrupt(e.message))?;
+                            if fail {
+                                return Err(StoreError::Corrupt("refused".into()));
+                            }
+                            Ok(((), pushed))
+                        });
+                        assert_eq!(r.is_ok(), !fail);
+                        ok += usize::from(!fail);
+                    }
+                    ok
+                })
+            })
+            .collect();
+        let ok: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(ok, 320 - (0..320).filter(|n| n % 7 == 0).count());
+        // Every acknowledged write is committed, and only those: the chain has no gaps.
+        let entries = store.read(audit_entries).unwrap();
+        assert_eq!(entries.len(), ok);
+        assert_eq!(
+            countersign_protocol::audit::verify_chain(entries)
+                .unwrap()
+                .0,
+            ok as u64
+        );
+        let events: i64 = store
+            .read(|c| -> Result<i64, StoreError> {
+                Ok(c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?)
+            })
+            .unwrap();
+        assert_eq!(events as usize, ok);
+        // Published after commit, in commit order, each committed event exactly once.
+        let mut seqs = Vec::new();
+        while let Ok(p) = live.try_recv() {
+            seqs.push(p.seq);
+        }
+        assert_eq!(seqs.len(), ok);
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "out of order: {seqs:?}"
+        );
+    }
+
+    #[test]
     fn newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("g.db");
-        drop(Store::open(&p).unwrap());
+        drop(Store::open(&p, Arc::default()).unwrap());
         let c = Connection::open(&p).unwrap();
         c.pragma_update(None, "user_version", 99).unwrap();
         drop(c);
         assert!(matches!(
-            Store::open(&p),
+            Store::open(&p, Arc::default()),
             Err(StoreError::TooNew { found: 99, .. })
         ));
     }

@@ -75,7 +75,7 @@ impl Hub {
 
 /// Stores one event per approver inside `tx` and returns what to publish after commit.
 pub fn enqueue(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     approvers: &[String],
     kind: &str,
     data_for: impl Fn(&str) -> Result<String, ApiError>,
@@ -83,11 +83,9 @@ pub fn enqueue(
     let mut out = Vec::with_capacity(approvers.len());
     for a in approvers {
         let data = data_for(a)?;
-        tx.execute(
-            "INSERT INTO events(approver, kind, data) VALUES (?1, ?2, ?3)",
-            params![a, kind, data],
-        )
-        .map_err(StoreError::from)?;
+        tx.prepare_cached("INSERT INTO events(approver, kind, data) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![a, kind, data]))
+            .map_err(StoreError::from)?;
         out.push(Pushed {
             seq: tx.last_insert_rowid() as u64,
             approver: a.clone(),
@@ -128,7 +126,8 @@ pub fn authenticate_device(
         .map_err(|e| ApiError::unauthorized("bad_device_auth", e.to_string()))?;
     let row: Option<(String, String, Option<i64>)> = gw.store.read(|c| {
         use rusqlite::OptionalExtension;
-        c.query_row(
+        crate::store::query_row(
+            c,
             "SELECT approver, public_key, revoked_at FROM devices WHERE id = ?1",
             params![auth.device],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),

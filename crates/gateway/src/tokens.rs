@@ -36,14 +36,14 @@ pub fn create(gw: &Gateway, name: &str) -> Result<String, ApiError> {
     );
     let now = gw.now();
     gw.store.write(|tx| -> Result<(), ApiError> {
-        let n = tx
-            .execute(
-                "INSERT INTO tokens(name, hash, created_at) VALUES (?1, ?2, ?3)
+        let n = crate::store::execute(
+            tx,
+            "INSERT INTO tokens(name, hash, created_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT(name) DO UPDATE SET hash = excluded.hash,
                     created_at = excluded.created_at, revoked_at = NULL",
-                params![name, hash(&token), now],
-            )
-            .map_err(StoreError::from)?;
+            params![name, hash(&token), now],
+        )
+        .map_err(StoreError::from)?;
         debug_assert_eq!(n, 1);
         audit_append(
             tx,
@@ -60,12 +60,12 @@ pub fn create(gw: &Gateway, name: &str) -> Result<String, ApiError> {
 pub fn revoke(gw: &Gateway, name: &str) -> Result<bool, ApiError> {
     let now = gw.now();
     gw.store.write(|tx| -> Result<bool, ApiError> {
-        let n = tx
-            .execute(
-                "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
-                params![name, now],
-            )
-            .map_err(StoreError::from)?;
+        let n = crate::store::execute(
+            tx,
+            "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+            params![name, now],
+        )
+        .map_err(StoreError::from)?;
         if n > 0 {
             audit_append(
                 tx,
@@ -108,7 +108,8 @@ pub fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<String, ApiErro
         })?;
     let h = hash(token);
     let row: Option<(String, Option<i64>)> = gw.store.read(|c| {
-        c.query_row(
+        crate::store::query_row(
+            c,
             "SELECT name, revoked_at FROM tokens WHERE hash = ?1",
             params![h],
             |r| Ok((r.get(0)?, r.get(1)?)),

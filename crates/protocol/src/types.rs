@@ -119,6 +119,13 @@ impl<T: SignedBody> Signed<T> {
     pub fn digest(&self) -> Result<Digest, ProtocolError> {
         Digest::of(T::DOMAIN, &self.body)
     }
+
+    /// Verifies the signature and returns the digest, canonicalising the body only once.
+    pub fn verify_and_digest(&self, key: &PublicKey) -> Result<Digest, ProtocolError> {
+        let msg = crate::canonical::signing_message(T::DOMAIN, &self.body)?;
+        key.verify_raw(&msg, &self.signature)?;
+        Ok(Digest::of_bytes(&msg))
+    }
 }
 
 impl<T: Decode + SignedBody> Decode for Signed<T> {
