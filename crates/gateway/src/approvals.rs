@@ -287,12 +287,26 @@ fn build_status(
     state: RequestState,
     min_approvals: u32,
 ) -> Result<Signed<StatusUpdate>, ApiError> {
-    let mut stmt = tx
+    let votes = votes_of(tx, request_id)?;
+    status_from_votes(
+        gw,
+        request_id,
+        request_digest,
+        state,
+        min_approvals,
+        votes,
+        gw.now(),
+    )
+}
+
+/// The recorded votes on a request, ordered by time, then approver.
+fn votes_of(c: &Connection, request_id: &str) -> Result<Vec<Vote>, ApiError> {
+    let mut stmt = c
         .prepare_cached(
             "SELECT approver, verdict, at FROM decisions WHERE request_id = ?1 ORDER BY at, approver",
         )
         .map_err(sql)?;
-    let votes = stmt
+    let rows = stmt
         .query_map(params![request_id], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -303,7 +317,7 @@ fn build_status(
         .map_err(sql)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(sql)?;
-    let votes: Vec<Vote> = votes
+    Ok(rows
         .into_iter()
         .map(|(approver, verdict, at)| Vote {
             approver,
@@ -314,7 +328,18 @@ fn build_status(
             },
             at,
         })
-        .collect();
+        .collect())
+}
+
+fn status_from_votes(
+    gw: &Gateway,
+    request_id: &str,
+    request_digest: Digest,
+    state: RequestState,
+    min_approvals: u32,
+    votes: Vec<Vote>,
+    at: i64,
+) -> Result<Signed<StatusUpdate>, ApiError> {
     let update = StatusUpdate {
         v: PROTOCOL_VERSION,
         request_id: request_id.to_string(),
@@ -326,9 +351,80 @@ fn build_status(
             .count() as u32,
         min_approvals,
         votes,
-        at: gw.now(),
+        at,
     };
     Ok(Signed::sign(&gw.key, update)?)
+}
+
+/// What accepting a decision produces, given the votes recorded before it: the new state, the
+/// signed receipt and the signed status event.
+struct Outcome {
+    votes_before: Vec<Vote>,
+    new_state: RequestState,
+    receipt: Signed<Receipt>,
+    receipt_text: String,
+    status_data: String,
+}
+
+fn outcome(
+    gw: &Gateway,
+    d: &Decision,
+    request: &Signed<ApprovalRequest>,
+    decision_digest: Digest,
+    now: i64,
+    votes_before: Vec<Vote>,
+) -> Result<Outcome, ApiError> {
+    // One deny closes the request at once; otherwise the quorum decides.
+    let approved_before = votes_before
+        .iter()
+        .filter(|v| v.verdict == Verdict::Approve)
+        .count() as u32;
+    let approvals = approved_before + u32::from(d.verdict == Verdict::Approve);
+    let min = request.body.min_approvals;
+    let new_state = match d.verdict {
+        Verdict::Deny => RequestState::Denied,
+        Verdict::Approve if approvals >= min => RequestState::Approved,
+        Verdict::Approve => RequestState::Pending,
+    };
+    let receipt = Signed::sign(
+        &gw.key,
+        Receipt {
+            v: PROTOCOL_VERSION,
+            decision_id: d.decision_id.clone(),
+            decision_digest,
+            request_id: d.request_id.clone(),
+            request_digest: d.request_digest,
+            approver: d.approver.clone(),
+            verdict: d.verdict,
+            accepted_at: now,
+            request_state: new_state,
+            approvals,
+            min_approvals: min,
+        },
+    )?;
+    let mut votes = votes_before.clone();
+    votes.push(Vote {
+        approver: d.approver.clone(),
+        verdict: d.verdict,
+        at: now,
+    });
+    votes.sort_by(|a, b| (a.at, &a.approver).cmp(&(b.at, &b.approver)));
+    let status = status_from_votes(
+        gw,
+        &d.request_id,
+        d.request_digest,
+        new_state,
+        min,
+        votes,
+        now,
+    )?;
+    Ok(Outcome {
+        votes_before,
+        new_state,
+        receipt_text: json_text(&receipt)?,
+        receipt,
+        status_data: json_text(&StreamEvent::Status { status })?,
+    })
 }
 
 /// Stores and returns a status event for every approver of the request.
@@ -592,6 +688,10 @@ fn passkey_error(e: WebauthnError) -> ApiError {
 /// A stored WebAuthn ceremony state and when it was used.
 type ChallengeRow = (String, Option<i64>);
 
+/// What a decision needs read before the write lock: the device key, the challenge and the
+/// stored request.
+type PreRead = (Option<String>, Option<ChallengeRow>, Option<String>);
+
 fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
     let now = gw.now();
     let d = &signed.body;
@@ -603,7 +703,7 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
     // transaction then re-checks everything that could have changed meanwhile: the device
     // row, and the challenge, which is consumed atomically (`used_at IS NULL`).
     let (device_key_text, challenge, stored_request) = gw.store.read(
-        |c| -> Result<(Option<String>, Option<ChallengeRow>, Option<String>), ApiError> {
+        |c| -> Result<PreRead, ApiError> {
             let key: Option<String> = c
                 .prepare_cached("SELECT public_key FROM devices WHERE id = ?1")
                 .and_then(|mut st| st.query_row(params![d.device_id], |r| r.get(0)).optional())
@@ -650,6 +750,15 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
         .map(|text| serde_json::from_str(&text))
         .transpose()
         .map_err(|e| ApiError::internal("stored request", e))?;
+    // Sign the receipt and the status outside the lock (see `Outcome`), once the device's
+    // signature has verified.
+    let prepared = match (&request, &device_key_text) {
+        (Some(r), Some(_)) => {
+            let before = gw.store.read(|c| votes_of(c, &d.request_id))?;
+            Some(outcome(gw, d, r, decision_digest, now, before)?)
+        }
+        _ => None,
+    };
     let needs_passkey =
         d.verdict == Verdict::Approve || gw.config.deny_requires_passkey || d.assertion.is_some();
     let mut verified: Option<webauthn_rs::prelude::AuthenticationResult> = None;
@@ -895,38 +1004,14 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                     format!("{} has already decided this request.", d.approver),
                 ));
             }
-            // Record the vote, then decide the quorum: one deny closes the request at once.
-            let approved_before: u32 = crate::store::query_row(
-                tx,
-                "SELECT COUNT(*) FROM decisions WHERE request_id = ?1 AND verdict = 'approve'",
-                params![d.request_id],
-                |r| r.get(0),
-            )
-            .map_err(sql)?;
-            let approvals = approved_before + u32::from(d.verdict == Verdict::Approve);
-            let new_state = match d.verdict {
-                Verdict::Deny => RequestState::Denied,
-                Verdict::Approve if approvals >= request.body.min_approvals => {
-                    RequestState::Approved
-                }
-                Verdict::Approve => RequestState::Pending,
+            // The outcome was signed before the lock from the votes then recorded; it is used
+            // only if those votes are still exactly the recorded ones.
+            let before = votes_of(tx, &d.request_id)?;
+            let outcome = match prepared {
+                Some(p) if p.votes_before == before => p,
+                _ => outcome(gw, d, request, decision_digest, now, before)?,
             };
-            let receipt = Signed::sign(
-                &gw.key,
-                Receipt {
-                    v: PROTOCOL_VERSION,
-                    decision_id: d.decision_id.clone(),
-                    decision_digest,
-                    request_id: d.request_id.clone(),
-                    request_digest: d.request_digest,
-                    approver: d.approver.clone(),
-                    verdict: d.verdict,
-                    accepted_at: now,
-                    request_state: new_state,
-                    approvals,
-                    min_approvals: request.body.min_approvals,
-                },
-            )?;
+            let new_state = outcome.new_state;
             crate::store::execute(tx,
                 "INSERT INTO decisions(decision_id, request_id, approver, verdict, digest, signed, receipt, at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -937,7 +1022,7 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                     d.verdict.as_str(),
                     decision_digest.to_hex(),
                     signed_text,
-                    json_text(&receipt)?,
+                    outcome.receipt_text,
                     now
                 ],
             )
@@ -963,16 +1048,9 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                     "request_state": new_state,
                 }),
             )?;
-            let status = build_status(
-                gw,
-                tx,
-                &d.request_id,
-                d.request_digest,
-                new_state,
-                request.body.min_approvals,
-            )?;
-            let pushed = enqueue_status(tx, status, &request.body.approvers)?;
-            Ok((Applied::New(receipt), pushed))
+            let data = outcome.status_data;
+            let pushed = enqueue(tx, &request.body.approvers, "status", |_| Ok(data.clone()))?;
+            Ok((Applied::New(outcome.receipt), pushed))
         }
     )?;
     gw.changes.notify_waiters();
