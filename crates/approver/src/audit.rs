@@ -43,13 +43,13 @@ pub(crate) fn append(
     request_id: Option<&str>,
     detail: serde_json::Value,
 ) -> Result<(u64, Digest), EngineError> {
-    let last: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let last: Option<(i64, String)> = crate::store::query_row(
+        conn,
+        "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?;
     let (seq, prev) = match last {
         Some((seq, hash)) => (
             u64::try_from(seq).map_err(|_| EngineError::Corrupt("negative audit seq".into()))? + 1,
@@ -70,7 +70,8 @@ pub(crate) fn append(
     let hash = entry.hash()?;
     let text = String::from_utf8(to_canonical_bytes(&entry)?)
         .map_err(|_| EngineError::Corrupt("canonical JSON is not UTF-8".into()))?;
-    conn.execute(
+    crate::store::execute(
+        conn,
         "INSERT INTO audit (seq, entry, hash) VALUES (?1, ?2, ?3)",
         params![seq as i64, text, hash.to_hex()],
     )?;
@@ -81,7 +82,7 @@ pub(crate) fn append(
 pub(crate) fn verify(
     conn: &Connection,
 ) -> Result<(AuditSummary, Vec<(AuditEntry, Digest)>), EngineError> {
-    let mut stmt = conn.prepare("SELECT seq, entry, hash FROM audit ORDER BY seq")?;
+    let mut stmt = conn.prepare_cached("SELECT seq, entry, hash FROM audit ORDER BY seq")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, i64>(0)?,
@@ -196,7 +197,8 @@ mod tests {
         }
         let (s, _) = verify(&c).unwrap();
         assert_eq!(s.entries, 4);
-        c.execute(
+        crate::store::execute(
+            &c,
             "UPDATE audit SET entry = replace(entry, '\"i\":2', '\"i\":9') WHERE seq = 3",
             [],
         )

@@ -35,6 +35,15 @@ use crate::store;
 pub const DATABASE_FILE: &str = "approver.db";
 pub const DEVICE_KEY_FILE: &str = "device.key";
 
+/// What one ingest transaction produced: the outcome, the events to emit after commit, the
+/// request that arrived (gateway, id) and the request that was resolved.
+type Ingested = (
+    IngestOutcome,
+    Vec<EngineEvent>,
+    Option<(String, String)>,
+    Option<(String, RequestState)>,
+);
+
 /// How an engine is opened.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -182,7 +191,7 @@ impl Engine {
     /// Every paired gateway.
     pub fn gateways(&self) -> Result<Vec<GatewayRecord>, EngineError> {
         let db = self.db();
-        let mut stmt = db.prepare(&format!(
+        let mut stmt = db.prepare_cached(&format!(
             "SELECT {GATEWAY_COLUMNS} FROM gateways ORDER BY paired_at"
         ))?;
         let rows = stmt.query_map([], gateway_row)?;
@@ -353,13 +362,44 @@ impl Engine {
     ) -> Result<IngestOutcome, EngineError> {
         let now = self.now();
         let mut db = self.db();
+        // Stream events are committed with synchronous=NORMAL: a power cut can roll back only
+        // the last ingested events, always together with the resume point that moves in the
+        // same transaction, so the gateway (which holds them durably) replays them on
+        // reconnect. Decisions, receipts and everything else stay FULL: the next FULL commit
+        // also makes these durable.
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        let ingested = Self::ingest_tx(&mut db, gateway, event_id, event, now);
+        db.pragma_update(None, "synchronous", "FULL")?;
+        let (outcome, after_commit, arrived, resolved) = ingested?;
+        drop(db);
+        for e in after_commit {
+            self.emit(e);
+        }
+        if let Some((gw, id)) = arrived {
+            if let Ok(item) = self.item(&gw, &id) {
+                self.notifier().request_arrived(&item);
+            }
+        }
+        if let Some((id, state)) = resolved {
+            self.notifier().request_resolved(&id, state);
+        }
+        Ok(outcome)
+    }
+
+    fn ingest_tx(
+        db: &mut Connection,
+        gateway: &str,
+        event_id: Option<u64>,
+        event: StreamEvent,
+        now: i64,
+    ) -> Result<Ingested, EngineError> {
         let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let gw = find_gateway(&tx, gateway)?;
         if let Some(id) = event_id {
             if id <= gw.last_event_id {
                 // A resume overlap: the stream replays from our resume point. Not audited, as
                 // the first delivery was.
-                return Ok(IngestOutcome::Duplicate);
+                return Ok((IngestOutcome::Duplicate, Vec::new(), None, None));
             }
         }
         let mut after_commit: Vec<EngineEvent> = Vec::new();
@@ -416,25 +456,14 @@ impl Engine {
             }
         };
         if let Some(id) = event_id {
-            tx.execute(
+            crate::store::execute(
+                &tx,
                 "UPDATE gateways SET last_event_id = ?1 WHERE fingerprint = ?2",
                 params![id as i64, gw.fingerprint],
             )?;
         }
         tx.commit()?;
-        drop(db);
-        for e in after_commit {
-            self.emit(e);
-        }
-        if let Some((gw, id)) = arrived {
-            if let Ok(item) = self.item(&gw, &id) {
-                self.notifier().request_arrived(&item);
-            }
-        }
-        if let Some((id, state)) = resolved {
-            self.notifier().request_resolved(&id, state);
-        }
-        Ok(outcome)
+        Ok((outcome, after_commit, arrived, resolved))
     }
 
     /// Records an event that could not be decoded at all, and moves past it.
@@ -454,7 +483,8 @@ impl Engine {
         }
         audit_rejection(&tx, now, &gw, event_id, None, None, &reason)?;
         if let Some(id) = event_id {
-            tx.execute(
+            crate::store::execute(
+                &tx,
                 "UPDATE gateways SET last_event_id = ?1 WHERE fingerprint = ?2",
                 params![id as i64, gw.fingerprint],
             )?;
@@ -475,7 +505,7 @@ impl Engine {
         let now = self.now();
         let db = self.db();
         let sql = format!("{ITEM_SELECT} ORDER BY i.received_at DESC, i.request_id");
-        let mut stmt = db.prepare(&sql)?;
+        let mut stmt = db.prepare_cached(&sql)?;
         let rows = stmt.query_map([], item_row)?;
         let mut out = Vec::new();
         for r in rows {
@@ -496,7 +526,7 @@ impl Engine {
     fn item(&self, gateway: &str, id: &str) -> Result<InboxItem, EngineError> {
         let db = self.db();
         let sql = format!("{ITEM_SELECT} WHERE i.gateway = ?1 AND i.request_id = ?2");
-        db.query_row(&sql, params![gateway, id], item_row)
+        crate::store::query_row(&db, &sql, params![gateway, id], item_row)
             .optional()?
             .ok_or_else(|| EngineError::UnknownRequest(id.to_owned()))?
     }
@@ -675,12 +705,13 @@ impl Engine {
         let mut db = self.db();
         let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let gw = find_gateway(&tx, &d.gateway)?;
-        tx.execute(
+        crate::store::execute(&tx,
             "INSERT INTO outbox (decision_id, gateway, request_id, verdict, body, state, attempts, \
              next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'queued', 0, ?6, ?6)",
             params![d.decision_id, gw.fingerprint, d.request_id, d.verdict.as_str(), body, now],
         )?;
-        tx.execute(
+        crate::store::execute(
+            &tx,
             "UPDATE inbox SET decision_id = ?1 WHERE gateway = ?2 AND request_id = ?3",
             params![d.decision_id, gw.fingerprint, d.request_id],
         )?;
@@ -769,7 +800,7 @@ pub(crate) fn find_gateway(db: &Connection, selector: &str) -> Result<GatewayRec
         "SELECT {GATEWAY_COLUMNS} FROM gateways WHERE fingerprint = ?1 \
          OR substr(fingerprint, 1, length(?1)) = ?1 ORDER BY fingerprint = ?1 DESC LIMIT 2"
     );
-    let mut stmt = db.prepare(&sql)?;
+    let mut stmt = db.prepare_cached(&sql)?;
     let mut found: Vec<GatewayRecord> = Vec::new();
     for r in stmt.query_map([selector], gateway_row)? {
         found.push(r??);
@@ -784,7 +815,8 @@ pub(crate) fn find_gateway(db: &Connection, selector: &str) -> Result<GatewayRec
 
 fn upsert_gateway(db: &Connection, g: &GatewayRecord) -> Result<(), EngineError> {
     // A re-pairing gets a new device id and so a new event stream: the resume point restarts.
-    db.execute(
+    crate::store::execute(
+        db,
         "INSERT INTO gateways (fingerprint, url, gateway_key, name, approver, device_id, \
          webauthn_origin, paired_at, last_event_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
          ON CONFLICT(fingerprint) DO UPDATE SET url = excluded.url, name = excluded.name, \
@@ -874,7 +906,7 @@ fn find_item(db: &Connection, id: &str) -> Result<InboxItem, EngineError> {
         "{ITEM_SELECT} WHERE i.request_id = ?1 OR substr(i.request_id, 1, length(?1)) = ?1 \
          ORDER BY i.request_id = ?1 DESC LIMIT 3"
     );
-    let mut stmt = db.prepare(&sql)?;
+    let mut stmt = db.prepare_cached(&sql)?;
     let mut found = Vec::new();
     for r in stmt.query_map([id], item_row)? {
         found.push(r??);
@@ -929,13 +961,13 @@ fn ingest_request(
     if let Err(reason) = check_request(request, gw, now) {
         return reject(reason);
     }
-    let existing: Option<String> = db
-        .query_row(
-            "SELECT digest FROM inbox WHERE gateway = ?1 AND request_id = ?2",
-            params![gw.fingerprint, id],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let existing: Option<String> = crate::store::query_row(
+        db,
+        "SELECT digest FROM inbox WHERE gateway = ?1 AND request_id = ?2",
+        params![gw.fingerprint, id],
+        |r| r.get(0),
+    )
+    .optional()?;
     if let Some(stored) = existing {
         let reason = if stored == digest.to_hex() {
             RejectReason::Duplicate
@@ -958,7 +990,8 @@ fn ingest_request(
     let b = &request.body;
     let request_json = serde_json::to_string(request)
         .map_err(|e| EngineError::Corrupt(format!("cannot encode the request: {e}")))?;
-    db.execute(
+    crate::store::execute(
+        db,
         "INSERT INTO inbox (gateway, request_id, request, digest, challenge, state, approvals, \
          min_approvals, votes, expires_at, received_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, '[]', ?7, ?8)",
@@ -1015,13 +1048,13 @@ fn ingest_status(
     if status.verify(&gw.gateway_key).is_err() {
         return reject(RejectReason::StatusBadSignature);
     }
-    let stored: Option<String> = db
-        .query_row(
-            "SELECT digest FROM inbox WHERE gateway = ?1 AND request_id = ?2",
-            params![gw.fingerprint, b.request_id],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let stored: Option<String> = crate::store::query_row(
+        db,
+        "SELECT digest FROM inbox WHERE gateway = ?1 AND request_id = ?2",
+        params![gw.fingerprint, b.request_id],
+        |r| r.get(0),
+    )
+    .optional()?;
     let known = match stored {
         Some(d) if d != b.request_digest.to_hex() => {
             return reject(RejectReason::StatusDigestMismatch)
@@ -1034,7 +1067,8 @@ fn ingest_status(
         let votes: Vec<Vote> = b.votes.clone();
         let votes = serde_json::to_string(&votes)
             .map_err(|e| EngineError::Corrupt(format!("cannot encode votes: {e}")))?;
-        db.execute(
+        crate::store::execute(
+            db,
             "UPDATE inbox SET state = ?1, approvals = ?2, min_approvals = ?3, votes = ?4 \
              WHERE gateway = ?5 AND request_id = ?6",
             params![

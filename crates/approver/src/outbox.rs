@@ -164,12 +164,13 @@ impl Engine {
                 let mut db = self.db();
                 let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let gw = find_gateway(&tx, &gw)?;
-                tx.execute(
+                crate::store::execute(&tx,
                     "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, receipt = ?1, \
                      last_error = NULL WHERE decision_id = ?2",
                     params![receipt_json, decision_id],
                 )?;
-                tx.execute(
+                crate::store::execute(
+                    &tx,
                     "UPDATE inbox SET state = ?1, approvals = ?2, min_approvals = ?3 \
                      WHERE gateway = ?4 AND request_id = ?5",
                     params![
@@ -226,7 +227,7 @@ impl Engine {
             }) => {
                 let mut db = self.db();
                 let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                tx.execute(
+                crate::store::execute(&tx,
                     "UPDATE outbox SET state = 'refused', attempts = attempts + 1, last_error = ?1 \
                      WHERE decision_id = ?2",
                     params![format!("{code}: {message}"), decision_id],
@@ -278,7 +279,7 @@ impl Engine {
         let now = self.now();
         let due: Vec<String> = {
             let db = self.db();
-            let mut stmt = db.prepare(
+            let mut stmt = db.prepare_cached(
                 "SELECT decision_id FROM outbox WHERE state = 'queued' \
                  AND (?1 OR next_attempt_at <= ?2) ORDER BY created_at, decision_id",
             )?;
@@ -305,7 +306,7 @@ impl Engine {
     /// Every outbox row, newest first.
     pub fn outbox(&self) -> Result<Vec<OutboxItem>, EngineError> {
         let db = self.db();
-        let mut stmt = db.prepare(
+        let mut stmt = db.prepare_cached(
             "SELECT decision_id, gateway, request_id, verdict, state, attempts, next_attempt_at, \
              last_error, created_at FROM outbox ORDER BY created_at DESC, decision_id",
         )?;

@@ -59,6 +59,25 @@ CREATE TABLE audit (
 );
 "#;
 
+/// `Connection::query_row` through the connection's statement cache.
+pub(crate) fn query_row<T, P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(params, f)
+}
+
+/// `Connection::execute` through the connection's statement cache.
+pub(crate) fn execute<P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(params)
+}
+
 /// Opens (creating if needed) and migrates the database.
 pub(crate) fn open(path: &Path) -> Result<Connection, EngineError> {
     // SQLite gives its -wal and -shm files the permissions of the database file, so creating

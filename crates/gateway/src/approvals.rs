@@ -702,8 +702,8 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
     // write transaction, outside the store's lock, so decisions verify in parallel. The
     // transaction then re-checks everything that could have changed meanwhile: the device
     // row, and the challenge, which is consumed atomically (`used_at IS NULL`).
-    let (device_key_text, challenge, stored_request) = gw.store.read(
-        |c| -> Result<PreRead, ApiError> {
+    let (device_key_text, challenge, stored_request) =
+        gw.store.read(|c| -> Result<PreRead, ApiError> {
             let key: Option<String> = c
                 .prepare_cached("SELECT public_key FROM devices WHERE id = ?1")
                 .and_then(|mut st| st.query_row(params![d.device_id], |r| r.get(0)).optional())
@@ -730,8 +730,7 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
             .optional()
             .map_err(sql)?;
             Ok((key, challenge, request))
-        },
-    )?;
+        })?;
     let decision_digest = match &device_key_text {
         Some(text) => {
             let key = PublicKey::parse("devices.public_key", text)

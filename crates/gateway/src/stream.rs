@@ -31,6 +31,9 @@ pub struct Pushed {
     pub approver: String,
     pub kind: String,
     pub data: Arc<str>,
+    /// When the hub published it, right after the commit that stored it (None for events read
+    /// back from the store). Streams use it to report how far behind they run.
+    pub published: Option<std::time::Instant>,
 }
 
 pub struct Hub {
@@ -52,9 +55,13 @@ impl Hub {
     }
 
     pub fn publish(&self, events: &[Pushed]) {
+        let now = std::time::Instant::now();
         for e in events {
             // No receivers is fine: nobody is connected.
-            let _ = self.tx.send(Arc::new(e.clone()));
+            let _ = self.tx.send(Arc::new(Pushed {
+                published: Some(now),
+                ..e.clone()
+            }));
         }
     }
 
@@ -91,6 +98,7 @@ pub fn enqueue(
             approver: a.clone(),
             kind: kind.to_string(),
             data: data.into(),
+            published: None,
         });
     }
     Ok(out)
@@ -203,6 +211,7 @@ fn backlog(gw: &Gateway, approver: &str, after: u64) -> Result<Vec<Pushed>, ApiE
                     approver: approver.to_string(),
                     kind: r.get(1)?,
                     data: r.get::<_, String>(2)?.into(),
+                    published: None,
                 })
             })
             .map_err(StoreError::from)?;
@@ -266,6 +275,14 @@ pub async fn handler(
                                 return;
                             }
                             last = p.seq;
+                            if let Some(at) = p.published {
+                                tracing::trace!(
+                                    seq = p.seq,
+                                    %approver,
+                                    behind_us = at.elapsed().as_micros() as u64,
+                                    "event handed to the stream"
+                                );
+                            }
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
