@@ -6,10 +6,12 @@
 
 use std::io::Write;
 
-use countersign_protocol::audit::{verify_chain, AuditEntry, ChainBreak, Checkpoint, GENESIS};
+use countersign_protocol::audit::{
+    verify_checkpoints, verify_slice, AuditEntry, ChainBreak, Checkpoint, Damage, GENESIS,
+};
 use countersign_protocol::canonical::to_canonical_bytes;
 use countersign_protocol::types::Decode;
-use countersign_protocol::{Digest, KeyPair, Signed, PROTOCOL_VERSION};
+use countersign_protocol::{Digest, KeyPair, PublicKey, Signed, PROTOCOL_VERSION};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -27,11 +29,105 @@ pub mod kind {
     pub const DECISION_REFUSED: &str = "decision.refused";
 }
 
-/// A verified chain: how many entries and the hash of the last one.
+/// A checkpoint is signed once this many entries follow the last one.
+pub const CHECKPOINT_EVERY_ENTRIES: u64 = 100;
+/// ... or once this many seconds passed since the last one and new entries exist.
+pub const CHECKPOINT_EVERY_SECONDS: i64 = 60;
+
+/// A verified chain: how many entries, the hash of the last one, and the highest entry a
+/// verified checkpoint covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct AuditSummary {
     pub entries: u64,
     pub head: Digest,
+    pub checkpoints: u64,
+    pub checkpointed_through: Option<u64>,
+}
+
+/// Signs a checkpoint over the current head if one is due: `force` (at shutdown and export),
+/// or [`CHECKPOINT_EVERY_ENTRIES`] new entries, or [`CHECKPOINT_EVERY_SECONDS`] since the last
+/// checkpoint. Returns the checkpoint written, if any.
+pub(crate) fn checkpoint_if_due(
+    conn: &Connection,
+    key: &KeyPair,
+    now: i64,
+    force: bool,
+) -> Result<Option<Signed<Checkpoint>>, EngineError> {
+    let head: Option<(i64, String)> = crate::store::query_row(
+        conn,
+        "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?;
+    let Some((seq, hash)) = head else {
+        return Ok(None);
+    };
+    let last: Option<(i64, i64)> = crate::store::query_row(
+        conn,
+        "SELECT seq, at FROM checkpoints ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?;
+    let (last_seq, last_at) = last.unwrap_or((0, i64::MIN));
+    if seq <= last_seq {
+        return Ok(None);
+    }
+    let due = force
+        || (seq - last_seq) as u64 >= CHECKPOINT_EVERY_ENTRIES
+        || now.saturating_sub(last_at) >= CHECKPOINT_EVERY_SECONDS;
+    if !due {
+        return Ok(None);
+    }
+    let head = Digest::parse("hash", &hash)
+        .map_err(|_| EngineError::Corrupt(format!("audit entry {seq} has a bad hash")))?;
+    let checkpoint = Signed::sign(
+        key,
+        Checkpoint {
+            v: PROTOCOL_VERSION,
+            signer: key.public().fingerprint(),
+            seq: seq as u64,
+            head,
+            at: now,
+        },
+    )?;
+    let text = serde_json::to_string(&checkpoint)
+        .map_err(|e| EngineError::Corrupt(format!("cannot encode a checkpoint: {e}")))?;
+    crate::store::execute(
+        conn,
+        "INSERT INTO checkpoints (seq, signed, at) VALUES (?1, ?2, ?3)",
+        params![seq, text, now],
+    )?;
+    Ok(Some(checkpoint))
+}
+
+/// Every stored checkpoint, in order. A row that does not decode is reported as forged.
+fn checkpoints(conn: &Connection) -> Result<Vec<Signed<Checkpoint>>, EngineError> {
+    let mut stmt = conn.prepare_cached("SELECT seq, signed FROM checkpoints ORDER BY seq")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, text) = row?;
+        let cp = Signed::<Checkpoint>::decode(text.as_bytes()).map_err(|e| ChainBreak {
+            position: seq.max(0) as u64,
+            damage: Damage::CheckpointForged,
+            problem: format!("the checkpoint stored at entry {seq} cannot be read ({e})"),
+        })?;
+        if cp.body.seq as i64 != seq {
+            return Err(ChainBreak {
+                position: seq.max(0) as u64,
+                damage: Damage::CheckpointForged,
+                problem: format!(
+                    "the checkpoint stored at entry {seq} names entry {}",
+                    cp.body.seq
+                ),
+            }
+            .into());
+        }
+        out.push(cp);
+    }
+    Ok(out)
 }
 
 /// Appends one entry. Must run inside a transaction (the caller's), so that reading the
@@ -78,9 +174,11 @@ pub(crate) fn append(
     Ok((seq, hash))
 }
 
-/// Reads every row in order, verifies the chain and names the first bad entry.
+/// Reads every row in order, verifies the chain and the device's checkpoints over it, and names
+/// the first bad entry and the kind of damage.
 pub(crate) fn verify(
     conn: &Connection,
+    device: &PublicKey,
 ) -> Result<(AuditSummary, Vec<(AuditEntry, Digest)>), EngineError> {
     let mut stmt = conn.prepare_cached("SELECT seq, entry, hash FROM audit ORDER BY seq")?;
     let rows = stmt.query_map([], |r| {
@@ -101,6 +199,7 @@ pub(crate) fn verify(
             (Err(e), _) => {
                 unreadable = Some(ChainBreak {
                     position: i as u64 + 1,
+                    damage: Damage::Unreadable,
                     problem: format!("row seq {seq} cannot be read as an audit entry ({e})"),
                 });
                 break;
@@ -108,6 +207,7 @@ pub(crate) fn verify(
             (_, Err(_)) => {
                 unreadable = Some(ChainBreak {
                     position: i as u64 + 1,
+                    damage: Damage::Unreadable,
                     problem: format!("row seq {seq} has a stored hash that is not a digest"),
                 });
                 break;
@@ -115,11 +215,21 @@ pub(crate) fn verify(
         }
     }
     // An earlier break in the readable prefix is the first bad entry, so check it first.
-    let (entries, head) = verify_chain(chain.iter().cloned())?;
+    let (entries, head, hashes) = verify_slice(&chain)?;
     if let Some(b) = unreadable {
         return Err(b.into());
     }
-    Ok((AuditSummary { entries, head }, chain))
+    let cps = checkpoints(conn)?;
+    let checkpointed_through = verify_checkpoints(&hashes, cps.iter(), device)?;
+    Ok((
+        AuditSummary {
+            entries,
+            head,
+            checkpoints: cps.len() as u64,
+            checkpointed_through,
+        },
+        chain,
+    ))
 }
 
 #[derive(Serialize)]
@@ -134,39 +244,35 @@ struct CheckpointLine<'a> {
     public_key: String,
 }
 
-/// Writes the verified chain as JSON Lines followed by a checkpoint signed by the device key.
-/// A broken chain is not exported: signing a checkpoint over it would vouch for the damage.
+/// Writes the verified chain as JSON Lines followed by every checkpoint the device signed over
+/// it, the last one signed now over the head. A broken chain is not exported: signing a
+/// checkpoint over it would vouch for the damage.
 pub(crate) fn export(
     conn: &Connection,
     key: &KeyPair,
     at: i64,
     out: &mut dyn Write,
 ) -> Result<AuditSummary, EngineError> {
-    let (summary, chain) = verify(conn)?;
+    verify(conn, &key.public())?;
+    checkpoint_if_due(conn, key, at, true)?;
+    let (summary, chain) = verify(conn, &key.public())?;
     for (entry, hash) in &chain {
         serde_json::to_writer(&mut *out, &ExportLine { entry, hash })
             .map_err(|e| EngineError::Io(e.into()))?;
         out.write_all(b"\n")?;
     }
-    let checkpoint = Signed::sign(
-        key,
-        Checkpoint {
-            v: PROTOCOL_VERSION,
-            signer: key.public().fingerprint(),
-            seq: summary.entries,
-            head: summary.head,
-            at,
-        },
-    )?;
-    serde_json::to_writer(
-        &mut *out,
-        &CheckpointLine {
-            checkpoint: &checkpoint,
-            public_key: key.public().to_base64(),
-        },
-    )
-    .map_err(|e| EngineError::Io(e.into()))?;
-    out.write_all(b"\n")?;
+    let public_key = key.public().to_base64();
+    for checkpoint in &checkpoints(conn)? {
+        serde_json::to_writer(
+            &mut *out,
+            &CheckpointLine {
+                checkpoint,
+                public_key: public_key.clone(),
+            },
+        )
+        .map_err(|e| EngineError::Io(e.into()))?;
+        out.write_all(b"\n")?;
+    }
     out.flush()?;
     Ok(summary)
 }
@@ -177,8 +283,11 @@ mod tests {
 
     fn db() -> Connection {
         let c = Connection::open_in_memory().unwrap();
-        c.execute_batch("CREATE TABLE audit (seq INTEGER PRIMARY KEY, entry TEXT NOT NULL, hash TEXT NOT NULL);")
-            .unwrap();
+        c.execute_batch(
+            "CREATE TABLE audit (seq INTEGER PRIMARY KEY, entry TEXT NOT NULL, hash TEXT NOT NULL);
+             CREATE TABLE checkpoints (seq INTEGER PRIMARY KEY, signed TEXT NOT NULL, at INTEGER NOT NULL);",
+        )
+        .unwrap();
         c
     }
 
@@ -195,7 +304,8 @@ mod tests {
             )
             .unwrap();
         }
-        let (s, _) = verify(&c).unwrap();
+        let key = KeyPair::generate();
+        let (s, _) = verify(&c, &key.public()).unwrap();
         assert_eq!(s.entries, 4);
         crate::store::execute(
             &c,
@@ -203,7 +313,7 @@ mod tests {
             [],
         )
         .unwrap();
-        match verify(&c) {
+        match verify(&c, &key.public()) {
             Err(EngineError::AuditBroken(b)) => assert_eq!(b.position, 3),
             other => panic!("{other:?}"),
         }
@@ -223,5 +333,96 @@ mod tests {
         let cp: Signed<Checkpoint> = serde_json::from_value(last["checkpoint"].clone()).unwrap();
         cp.verify(&key.public()).unwrap();
         assert_eq!(cp.body.seq, 1);
+    }
+
+    /// A log of 250 entries written within one second, so checkpoints fall every 100 entries
+    /// (1, 101, 201), on a real database file.
+    fn real_log() -> (tempfile::TempDir, std::path::PathBuf, KeyPair) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approver.db");
+        let c = crate::store::open(&path).unwrap();
+        let key = KeyPair::generate();
+        for i in 0..250 {
+            append(
+                &c,
+                1000,
+                kind::REQUEST_RECEIVED,
+                Some("r"),
+                serde_json::json!({"i": i}),
+            )
+            .unwrap();
+            checkpoint_if_due(&c, &key, 1000, false).unwrap();
+        }
+        (dir, path, key)
+    }
+
+    /// Damage done with a plain SQLite connection, as a thief of the database would, is named
+    /// by `verify` with its kind and position.
+    #[test]
+    fn tampering_with_the_file_is_named() {
+        let cases: &[(&str, &str, Damage, u64)] = &[
+            (
+                "edit",
+                "UPDATE audit SET entry = replace(entry, '\"i\":40', '\"i\":41') WHERE seq = 41",
+                Damage::Edit,
+                41,
+            ),
+            ("delete", "DELETE FROM audit WHERE seq = 120", Damage::Deletion, 120),
+            (
+                "insert (a copy of an entry under a new number)",
+                // A copy of entry 150 appended as entry 251: the table's key allows it.
+                "INSERT INTO audit (seq, entry, hash) SELECT 251, entry, hash FROM audit WHERE seq = 150",
+                Damage::Insertion,
+                251,
+            ),
+            (
+                "reorder",
+                "UPDATE audit SET seq = -1 WHERE seq = 60; UPDATE audit SET seq = 60 WHERE seq = 61;
+                 UPDATE audit SET seq = 61 WHERE seq = -1",
+                Damage::Reorder,
+                60,
+            ),
+            ("truncate", "DELETE FROM audit WHERE seq > 150", Damage::Truncation, 151),
+            (
+                "checkpoint forged",
+                "UPDATE checkpoints SET signed = replace(signed, '\"at\":1000', '\"at\":1001') WHERE seq = 101",
+                Damage::CheckpointForged,
+                101,
+            ),
+        ];
+        for (name, sql, damage, position) in cases {
+            let (_dir, path, key) = real_log();
+            let plain = Connection::open(&path).unwrap();
+            plain.execute_batch(sql).unwrap();
+            drop(plain);
+            let c = crate::store::open(&path).unwrap();
+            let err = match verify(&c, &key.public()) {
+                Err(EngineError::AuditBroken(b)) => b,
+                other => panic!("{name}: not detected: {:?}", other.map(|(s, _)| s)),
+            };
+            assert_eq!(err.damage, *damage, "{name}: {err}");
+            assert_eq!(err.position, *position, "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn checkpoints_follow_the_policy() {
+        let (_dir, path, key) = real_log();
+        let c = crate::store::open(&path).unwrap();
+        let (s, _) = verify(&c, &key.public()).unwrap();
+        // The first entry (no checkpoint yet), then every 100 entries.
+        assert_eq!(s.entries, 250);
+        assert_eq!(s.checkpoints, 3);
+        assert_eq!(s.checkpointed_through, Some(201));
+        // Time alone makes one due once new entries exist.
+        assert!(checkpoint_if_due(&c, &key, 1059, false).unwrap().is_none());
+        assert_eq!(
+            checkpoint_if_due(&c, &key, 1000 + CHECKPOINT_EVERY_SECONDS, false)
+                .unwrap()
+                .map(|cp| cp.body.seq),
+            Some(250)
+        );
+        // Nothing new: nothing to sign, even when forced.
+        assert!(checkpoint_if_due(&c, &key, 5000, true).unwrap().is_none());
     }
 }

@@ -236,6 +236,28 @@ impl Engine {
                 }
             }
         });
+        // The audit checkpointer: a checkpoint over new entries at least every
+        // CHECKPOINT_EVERY_SECONDS, and one at shutdown.
+        let engine = self.clone();
+        let mut stop = shutdown.clone();
+        tasks.spawn(async move {
+            let period = Duration::from_secs(crate::audit::CHECKPOINT_EVERY_SECONDS as u64);
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(period) => {}
+                }
+                if *stop.borrow() {
+                    break;
+                }
+                if let Err(e) = engine.audit_checkpoint(false) {
+                    tracing::warn!(error = %e, "audit checkpoint failed");
+                }
+            }
+            if let Err(e) = engine.audit_checkpoint(true) {
+                tracing::warn!(error = %e, "audit checkpoint at shutdown failed");
+            }
+        });
         while tasks.join_next().await.is_some() {}
         Ok(())
     }

@@ -77,6 +77,17 @@ pub(crate) struct Inner {
     pub(crate) outbox_wake: tokio::sync::Notify,
 }
 
+impl Drop for Inner {
+    /// The last handle closing is a shutdown: sign a checkpoint over whatever the log gained.
+    fn drop(&mut self) {
+        let now = self.options.clock.now();
+        let db = self.db.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = audit::checkpoint_if_due(db, &self.key, now, true) {
+            tracing::warn!(error = %e, "audit checkpoint at shutdown failed");
+        }
+    }
+}
+
 /// The approver engine. Cheap to clone; clones share one database connection and key.
 #[derive(Clone)]
 pub struct Engine {
@@ -371,6 +382,9 @@ impl Engine {
         let ingested = Self::ingest_tx(&mut db, gateway, event_id, event, now);
         db.pragma_update(None, "synchronous", "FULL")?;
         let (outcome, after_commit, arrived, resolved) = ingested?;
+        if let Err(e) = audit::checkpoint_if_due(&db, &self.inner.key, now, false) {
+            tracing::warn!(error = %e, "audit checkpoint failed");
+        }
         drop(db);
         for e in after_commit {
             self.emit(e);
@@ -748,16 +762,24 @@ impl Engine {
     /// Verifies the whole audit chain; the error names the first bad entry.
     pub fn audit_verify(&self) -> Result<AuditSummary, EngineError> {
         let db = self.db();
-        Ok(audit::verify(&db)?.0)
+        Ok(audit::verify(&db, &self.inner.key.public())?.0)
     }
 
     /// Every audit entry, in order (verified first).
     pub fn audit_entries(&self) -> Result<Vec<(AuditEntry, Digest)>, EngineError> {
         let db = self.db();
-        Ok(audit::verify(&db)?.1)
+        Ok(audit::verify(&db, &self.inner.key.public())?.1)
     }
 
-    /// Writes the chain as JSON Lines with a final checkpoint signed by the device key.
+    /// Signs a checkpoint over the audit chain's head with the device key if one is due (see
+    /// [`audit::checkpoint_if_due`]), or now if `force`. Returns the entry it covers.
+    pub fn audit_checkpoint(&self, force: bool) -> Result<Option<u64>, EngineError> {
+        let now = self.now();
+        let db = self.db();
+        Ok(audit::checkpoint_if_due(&db, &self.inner.key, now, force)?.map(|c| c.body.seq))
+    }
+
+    /// Writes the chain as JSON Lines followed by the device's checkpoints, the last signed now.
     pub fn audit_export(&self, out: &mut dyn Write) -> Result<AuditSummary, EngineError> {
         let now = self.now();
         let db = self.db();

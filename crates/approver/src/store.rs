@@ -8,8 +8,9 @@ use rusqlite::Connection;
 
 use crate::error::EngineError;
 
-/// The schema version this build writes, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version this build writes, kept in `PRAGMA user_version` and recorded, with the
+/// time each migration ran, in the table `schema_version`.
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE gateways (
@@ -98,6 +99,23 @@ pub(crate) fn open(path: &Path) -> Result<Connection, EngineError> {
     Ok(conn)
 }
 
+/// Version 2: the device's signed audit checkpoints, and the migration record.
+const SCHEMA_V2: &str = r#"
+CREATE TABLE schema_version (
+    version    INTEGER PRIMARY KEY,
+    applied_at INTEGER NOT NULL
+);
+INSERT INTO schema_version (version, applied_at) VALUES (1, 0);
+CREATE TABLE checkpoints (
+    seq    INTEGER PRIMARY KEY,
+    signed TEXT NOT NULL,
+    at     INTEGER NOT NULL
+);
+"#;
+
+/// Every migration, in order: version `n` is applied to a database at version `n - 1`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2)];
+
 fn migrate(conn: &Connection) -> Result<(), EngineError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
@@ -106,10 +124,23 @@ fn migrate(conn: &Connection) -> Result<(), EngineError> {
             supported: SCHEMA_VERSION,
         });
     }
-    if version < 1 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > version) {
+        // Each migration and its record commit together: an interrupted upgrade leaves the
+        // database at the previous version, and the next open retries it.
+        let record = if *v >= 2 {
+            format!("INSERT INTO schema_version (version, applied_at) VALUES ({v}, {now});")
+        } else {
+            String::new()
+        };
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
-        ))?;
+            "BEGIN IMMEDIATE; {sql} {record} PRAGMA user_version = {v}; COMMIT;"
+        ))
+        .inspect_err(|_| {
+            let _ = conn.execute_batch("ROLLBACK");
+        })?;
     }
     Ok(())
 }
@@ -149,5 +180,47 @@ mod tests {
             open(&p),
             Err(EngineError::SchemaTooNew { found: 99, .. })
         ));
+    }
+
+    /// A database written by the first release (version 1, no checkpoints) is upgraded in
+    /// place, keeping its rows, and the upgrade is recorded.
+    #[test]
+    fn version_1_database_upgrades_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("approver.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch(&format!(
+                "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+            ))
+            .unwrap();
+            c.execute(
+                "INSERT INTO audit (seq, entry, hash) VALUES (1, 'e', 'h')",
+                [],
+            )
+            .unwrap();
+        }
+        let c = open(&p).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 2);
+        let kept: i64 = c
+            .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 1);
+        let versions: Vec<i64> = c
+            .prepare("SELECT version FROM schema_version ORDER BY version")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(versions, vec![1, 2]);
+        c.execute(
+            "INSERT INTO checkpoints (seq, signed, at) VALUES (1, 's', 0)",
+            [],
+        )
+        .unwrap();
     }
 }

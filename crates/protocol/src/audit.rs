@@ -76,49 +76,228 @@ impl Decode for Checkpoint {
     }
 }
 
+/// The kind of damage a broken chain shows, as far as the chain and its checkpoints can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Damage {
+    /// An entry's content no longer matches its hash, or it was changed and its hash recomputed
+    /// (then the next entry's `prev` no longer matches).
+    Edit,
+    /// Entries are missing from the middle of the chain: a sequence number is skipped.
+    Deletion,
+    /// An entry was added: a sequence number occurs twice, or an entry links to the wrong
+    /// predecessor without being an edited one.
+    Insertion,
+    /// Entries are out of order: a sequence number appears before its turn.
+    Reorder,
+    /// The chain ends before a checkpoint signed over a longer chain.
+    Truncation,
+    /// The chain is consistent in itself but differs from what the device signed at a
+    /// checkpoint: entries up to it were edited, inserted or deleted and every later hash
+    /// recomputed.
+    Rewritten,
+    /// A checkpoint's signature does not verify under the device key, or it names another key.
+    CheckpointForged,
+    /// A row cannot be read as an audit entry at all.
+    Unreadable,
+}
+
+impl Damage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Damage::Edit => "edit",
+            Damage::Deletion => "deletion",
+            Damage::Insertion => "insertion",
+            Damage::Reorder => "reorder",
+            Damage::Truncation => "truncation",
+            Damage::Rewritten => "rewritten",
+            Damage::CheckpointForged => "checkpoint_forged",
+            Damage::Unreadable => "unreadable",
+        }
+    }
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The first place a chain is broken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("audit entry {position} is bad: {problem}")]
+#[error("audit entry {position} is bad ({damage}): {problem}")]
 pub struct ChainBreak {
     /// 1-based position in the sequence checked.
     pub position: u64,
+    pub damage: Damage,
     pub problem: String,
 }
 
-/// Walks a chain of `(entry, stored hash)` in order and names the first bad entry.
-/// Returns the number of entries and the head hash.
+/// Walks a chain of `(entry, stored hash)` in order and names the first bad entry and the kind
+/// of damage. Returns the number of entries and the head hash.
+///
+/// Classification at the first position `n` that fails, where `e` is the entry found there:
+/// - `e.seq == n` and `e` does not hash to its stored hash: [`Damage::Edit`];
+/// - `e.seq == n`, `e` hashes correctly but `e.prev` is not the previous entry's hash: an
+///   [`Damage::Edit`] of entry `n - 1` (changed and rehashed) if the link after `e` holds,
+///   otherwise [`Damage::Insertion`] (`e` itself is foreign);
+/// - `e.seq > n`: [`Damage::Reorder`] if an entry with sequence `n` comes later, else
+///   [`Damage::Deletion`];
+/// - `e.seq < n`: [`Damage::Insertion`] if that sequence number was already seen, else
+///   [`Damage::Reorder`].
 pub fn verify_chain<I>(entries: I) -> Result<(u64, Digest), ChainBreak>
 where
     I: IntoIterator<Item = (AuditEntry, Digest)>,
 {
+    let chain: Vec<(AuditEntry, Digest)> = entries.into_iter().collect();
+    verify_slice(&chain).map(|(n, head, _)| (n, head))
+}
+
+/// Like [`verify_chain`] over a slice; also returns every entry's hash, in order (for checking
+/// checkpoints against the chain).
+pub fn verify_slice(
+    chain: &[(AuditEntry, Digest)],
+) -> Result<(u64, Digest, Vec<Digest>), ChainBreak> {
     let mut prev = GENESIS;
-    let mut n = 0u64;
-    for (entry, stored) in entries {
-        n += 1;
-        let fail = |problem: String| ChainBreak {
+    let mut hashes = Vec::with_capacity(chain.len());
+    for (i, (entry, stored)) in chain.iter().enumerate() {
+        let n = i as u64 + 1;
+        let fail = |damage: Damage, problem: String| ChainBreak {
             position: n,
+            damage,
             problem,
         };
-        if entry.seq != n {
-            return Err(fail(format!(
-                "sequence number {} where {n} was expected (an entry was deleted, inserted or moved)",
-                entry.seq
-            )));
+        if entry.seq > n {
+            let later = chain[i + 1..].iter().any(|(e, _)| e.seq == n);
+            return Err(if later {
+                fail(
+                    Damage::Reorder,
+                    format!(
+                        "sequence number {} where {n} was expected; {n} comes later",
+                        entry.seq
+                    ),
+                )
+            } else {
+                fail(
+                    Damage::Deletion,
+                    format!(
+                        "sequence number {} where {n} was expected: entries {n} to {} are missing",
+                        entry.seq,
+                        entry.seq - 1
+                    ),
+                )
+            });
         }
-        if entry.prev != prev {
-            return Err(fail(
-                "its `prev` does not match the previous entry's hash".to_string(),
-            ));
+        if entry.seq < n {
+            let seen = chain[..i].iter().any(|(e, _)| e.seq == entry.seq);
+            return Err(if seen {
+                fail(
+                    Damage::Insertion,
+                    format!("sequence number {} occurs a second time", entry.seq),
+                )
+            } else {
+                fail(
+                    Damage::Reorder,
+                    format!("sequence number {} where {n} was expected", entry.seq),
+                )
+            });
         }
-        let computed = entry.hash().map_err(|e| fail(e.to_string()))?;
-        if !computed.ct_eq(&stored) {
+        let computed = entry
+            .hash()
+            .map_err(|e| fail(Damage::Unreadable, e.to_string()))?;
+        if !computed.ct_eq(stored) {
             return Err(fail(
+                Damage::Edit,
                 "its content does not match its stored hash (the entry was edited)".to_string(),
             ));
         }
+        if entry.prev != prev {
+            // The previous entry hashes correctly to its stored hash but is not the one this
+            // entry was chained to: either it was replaced (edited and rehashed) or this entry
+            // was inserted after it.
+            // An attacker who inserts an entry can chain it correctly; a broken link with an
+            // intact entry here means the entry before it was changed and rehashed, unless the
+            // next link is broken too (then this entry itself is foreign).
+            let next_links = chain
+                .get(i + 1)
+                .is_none_or(|(next, _)| next.prev == computed);
+            let (damage, problem, position) = match () {
+                () if next_links && i > 0 => (
+                    Damage::Edit,
+                    format!(
+                        "entry {} was changed and its hash recomputed: entry {n} still links to the original",
+                        n - 1
+                    ),
+                    n - 1,
+                ),
+                _ => (
+                    Damage::Insertion,
+                    "its `prev` does not match the previous entry's hash (an entry was inserted or replaced)"
+                        .to_string(),
+                    n,
+                ),
+            };
+            return Err(ChainBreak {
+                position,
+                damage,
+                problem,
+            });
+        }
+        hashes.push(computed);
         prev = computed;
     }
-    Ok((n, prev))
+    Ok((chain.len() as u64, prev, hashes))
+}
+
+/// Checks signed checkpoints against a chain that verified (`hashes` from [`verify_slice`]):
+/// each must be signed by `key` and name that key, and the chain must still hold the head it
+/// signed. The first failure is reported with the position of the checkpoint's entry.
+pub fn verify_checkpoints<'a>(
+    hashes: &[Digest],
+    checkpoints: impl IntoIterator<Item = &'a crate::types::Signed<Checkpoint>>,
+    key: &crate::crypto::PublicKey,
+) -> Result<Option<u64>, ChainBreak> {
+    let mut highest: Option<u64> = None;
+    for cp in checkpoints {
+        let seq = cp.body.seq;
+        let at = |damage: Damage, problem: String| ChainBreak {
+            position: seq,
+            damage,
+            problem,
+        };
+        if cp.verify(key).is_err() || cp.body.signer != key.fingerprint() {
+            return Err(at(
+                Damage::CheckpointForged,
+                format!("the checkpoint at entry {seq} is not signed by this device's key"),
+            ));
+        }
+        let Some(idx) = usize::try_from(seq).ok().and_then(|s| s.checked_sub(1)) else {
+            // A checkpoint over the empty chain: nothing to compare.
+            continue;
+        };
+        match hashes.get(idx) {
+            None => {
+                return Err(ChainBreak {
+                    position: hashes.len() as u64 + 1,
+                    damage: Damage::Truncation,
+                    problem: format!(
+                        "the chain ends after {} entries, but the device signed a checkpoint at entry {seq}",
+                        hashes.len()
+                    ),
+                })
+            }
+            Some(h) if !h.ct_eq(&cp.body.head) => {
+                return Err(at(
+                    Damage::Rewritten,
+                    format!(
+                        "the chain up to entry {seq} is not the one the device signed a checkpoint over"
+                    ),
+                ))
+            }
+            Some(_) => highest = highest.max(Some(seq)),
+        }
+    }
+    Ok(highest)
 }
 
 #[cfg(test)]
@@ -150,6 +329,167 @@ mod tests {
         let c = chain(5);
         let head = c[4].1;
         assert_eq!(verify_chain(c).unwrap(), (5, head));
+    }
+
+    fn rehash_from(c: &mut [(AuditEntry, Digest)], from: usize) {
+        for i in from..c.len() {
+            if i > 0 {
+                c[i].0.prev = c[i - 1].1;
+            }
+            c[i].1 = c[i].0.hash().unwrap();
+        }
+    }
+
+    fn checkpoint(key: &crate::crypto::KeyPair, seq: u64, head: Digest) -> Signed<Checkpoint> {
+        Signed::sign(
+            key,
+            Checkpoint {
+                v: 1,
+                signer: key.public().fingerprint(),
+                seq,
+                head,
+                at: 0,
+            },
+        )
+        .unwrap()
+    }
+
+    use crate::types::Signed;
+
+    /// Every kind of damage, done the way someone with write access to the table would, is
+    /// named with its position.
+    #[test]
+    fn damage_kinds_are_named() {
+        let key = crate::crypto::KeyPair::generate();
+        type Case = (
+            &'static str,
+            fn(&mut Vec<(AuditEntry, Digest)>),
+            Damage,
+            u64,
+        );
+        let cases: Vec<Case> = vec![
+            ("edit", |c| c[2].0.kind = "x".into(), Damage::Edit, 3),
+            (
+                "edit and rehash one entry",
+                |c| {
+                    c[2].0.detail = serde_json::json!({"n": 99});
+                    c[2].1 = c[2].0.hash().unwrap();
+                },
+                Damage::Edit,
+                3,
+            ),
+            (
+                "edit and rehash the second-to-last",
+                |c| {
+                    c[8].0.detail = serde_json::json!({"n": 99});
+                    c[8].1 = c[8].0.hash().unwrap();
+                },
+                Damage::Edit,
+                9,
+            ),
+            (
+                "delete one",
+                |c| {
+                    c.remove(4);
+                },
+                Damage::Deletion,
+                5,
+            ),
+            (
+                "delete three",
+                |c| {
+                    c.drain(1..4);
+                },
+                Damage::Deletion,
+                2,
+            ),
+            ("swap two", |c| c.swap(3, 4), Damage::Reorder, 4),
+            (
+                "move one back",
+                |c| {
+                    let e = c.remove(2);
+                    c.insert(6, e);
+                },
+                Damage::Reorder,
+                3,
+            ),
+            (
+                "duplicate one",
+                |c| {
+                    let e = c[3].clone();
+                    c.insert(5, e);
+                },
+                Damage::Insertion,
+                6,
+            ),
+            (
+                "insert a forged entry in the middle",
+                |c| {
+                    let mut forged = c[4].0.clone();
+                    forged.kind = "decision.made".into();
+                    forged.prev = c[4].1;
+                    forged.seq = 6;
+                    let h = forged.hash().unwrap();
+                    c.insert(5, (forged, h));
+                },
+                Damage::Insertion,
+                7,
+            ),
+            (
+                "insert and renumber everything after",
+                |c| {
+                    let mut forged = c[4].0.clone();
+                    forged.kind = "decision.made".into();
+                    c.insert(5, (forged, GENESIS));
+                    for (i, e) in c.iter_mut().enumerate() {
+                        e.0.seq = i as u64 + 1;
+                    }
+                    rehash_from(c, 5);
+                },
+                Damage::Rewritten,
+                6,
+            ),
+            (
+                "truncate the tail",
+                |c| c.truncate(6),
+                Damage::Truncation,
+                7,
+            ),
+        ];
+        for (name, damage_fn, damage, position) in cases {
+            let mut c = chain(10);
+            let cps = [checkpoint(&key, 6, c[5].1), checkpoint(&key, 10, c[9].1)];
+            damage_fn(&mut c);
+            let got = verify_slice(&c).and_then(|(_, _, hashes)| {
+                verify_checkpoints(&hashes, cps.iter(), &key.public()).map(|_| ())
+            });
+            let err = got.expect_err(name);
+            assert_eq!(
+                (err.damage, err.position),
+                (damage, position),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn forged_checkpoints_are_named() {
+        let key = crate::crypto::KeyPair::generate();
+        let other = crate::crypto::KeyPair::generate();
+        let c = chain(5);
+        let (_, _, hashes) = verify_slice(&c).unwrap();
+        let good = checkpoint(&key, 5, c[4].1);
+        assert_eq!(
+            verify_checkpoints(&hashes, [&good], &key.public()).unwrap(),
+            Some(5)
+        );
+        let by_other = checkpoint(&other, 5, c[4].1);
+        let mut altered = good.clone();
+        altered.body.seq = 4;
+        for cp in [by_other, altered] {
+            let err = verify_checkpoints(&hashes, [&cp], &key.public()).unwrap_err();
+            assert_eq!(err.damage, Damage::CheckpointForged);
+        }
     }
 
     #[test]
