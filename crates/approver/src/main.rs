@@ -239,10 +239,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if ctx.json {
                 println!(
                     "{}",
-                    serde_json::json!({"ok": true, "entries": s.entries, "head": s.head})
+                    serde_json::json!({
+                        "ok": true,
+                        "entries": s.entries,
+                        "head": s.head,
+                        "checkpoints": s.checkpoints,
+                        "checkpointed_through": s.checkpointed_through,
+                    })
                 );
             } else {
                 println!("audit log intact: {} entries, head {}", s.entries, s.head);
+                match s.checkpointed_through {
+                    Some(n) => println!(
+                        "{} device-signed checkpoints verify; the latest covers entries 1 to {n}",
+                        s.checkpoints
+                    ),
+                    None => println!("no checkpoints yet"),
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
