@@ -491,6 +491,44 @@ fn export_lines_parse_and_checkpoint_verifies() {
     assert_eq!(key, rig.engine.device_public_key());
 }
 
+/// Closing the engine (its last handle dropped) signs a checkpoint over everything the log
+/// gained, so a log truncated while the app was closed is caught at the next start.
+#[tokio::test]
+async fn shutdown_checkpoints_and_a_later_truncation_is_named() {
+    let rig = Rig::new();
+    rig.accept("c1", 1);
+    rig.engine.deny("c1", "not now").await.unwrap();
+    let Rig {
+        engine,
+        dir,
+        now,
+        _dir,
+        ..
+    } = rig;
+    let entries = engine.audit_verify().unwrap().entries;
+    drop(engine);
+    let engine = open_engine(&dir, &now);
+    let s = engine.audit_verify().unwrap();
+    assert_eq!(s.checkpointed_through, Some(entries));
+    drop(engine);
+    let conn = rusqlite::Connection::open(dir.join("approver.db")).unwrap();
+    conn.execute("DELETE FROM audit WHERE seq = ?1", [entries as i64])
+        .unwrap();
+    drop(conn);
+    let engine = open_engine(&dir, &now);
+    match engine.audit_verify() {
+        Err(EngineError::AuditBroken(b)) => {
+            assert_eq!(
+                b.damage,
+                countersign_protocol::audit::Damage::Truncation,
+                "{b}"
+            );
+            assert_eq!(b.position, entries);
+        }
+        other => panic!("truncation not detected: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn queued_decision_survives_reopen() {
     let rig = Rig::new(); // its gateway URL points at a closed port
