@@ -159,25 +159,42 @@ show_run "$approver" --data-dir "$ap_dir" --authenticator soft pair "$link" --de
     fail "pairing failed"
 ok "paired: a device key was created and a passkey registered with the gateway"
 
-say ""
-say "Alice keeps a live stream open to the gateway (Server-Sent Events: push, not polling)."
-printf '%s$ %s &%s\n' "$dim" "$(display_cmd "$approver" --data-dir "$ap_dir" watch)" "$reset"
-"$approver" --data-dir "$ap_dir" watch >"$demo/watch.log" 2>&1 &
-pids+=($!)
-watch_pid=$!
-wait_for "$demo/watch.log" '^connected to ' 30 "countersign watch to connect"
-kill -0 "$watch_pid" 2>/dev/null || fail "countersign watch exited"
-sed 's/^/    [watch] /' "$demo/watch.log"
-watch_seen=$(wc -l <"$demo/watch.log")
+watch_runs=0
+watch_pid=""
+# Starts `countersign watch` in the background with its own log, and waits until it is connected.
+start_watch() {
+    watch_runs=$((watch_runs + 1))
+    watch_log="$demo/watch$watch_runs.log"
+    printf '%s$ %s &%s\n' "$dim" "$(display_cmd "$approver" --data-dir "$ap_dir" watch)" "$reset"
+    "$approver" --data-dir "$ap_dir" watch >"$watch_log" 2>&1 &
+    pids+=($!)
+    watch_pid=$!
+    wait_for "$watch_log" '^connected to ' 30 "countersign watch to connect"
+    kill -0 "$watch_pid" 2>/dev/null || fail "countersign watch exited"
+    sed 's/^/    [watch] /' "$watch_log"
+    watch_seen=$(wc -l <"$watch_log")
+}
+# Stops it as Ctrl-C would: one Countersign instance may use a data directory at a time, so the
+# one-shot commands below run while watch is stopped.
+stop_watch() {
+    [[ -n "$watch_pid" ]] || return 0
+    kill -INT "$watch_pid" 2>/dev/null || true
+    wait "$watch_pid" 2>/dev/null || true
+    watch_pid=""
+}
 # Prints what `watch` has printed since the last call.
 watch_news() {
     local n
-    n=$(wc -l <"$demo/watch.log")
+    n=$(wc -l <"$watch_log")
     if ((n > watch_seen)); then
-        sed -n "$((watch_seen + 1)),${n}p" "$demo/watch.log" | sed 's/^/    [watch] /'
+        sed -n "$((watch_seen + 1)),${n}p" "$watch_log" | sed 's/^/    [watch] /'
     fi
     watch_seen=$n
 }
+
+say ""
+say "Alice keeps a live stream open to the gateway (Server-Sent Events: push, not polling)."
+start_watch
 
 # ---- 4. approved request ---------------------------------------------------------------------
 section "A requester asks to run a command on prod-db (number matching required)"
@@ -198,10 +215,14 @@ code1="$(json_field "$demo/request1.out" match_code)"
 say "    request $id1 created"
 say "    the requester is shown the match code: ${bold}$code1${reset}"
 
-wait_for "$demo/watch.log" "new request $id1" 30 "the request to reach countersign watch"
+wait_for "$watch_log" "new request $id1" 30 "the request to reach countersign watch"
 say ""
 say "Alice's watch received it at once:"
 watch_news
+say ""
+say "She stops watching (Ctrl-C) to decide: one Countersign instance may use a data directory"
+say "at a time, and the desktop app would be that one."
+stop_watch
 
 say ""
 say "Alice reads every field before deciding (untrusted text is shown escaped, never"
@@ -227,11 +248,10 @@ sed '1d; s/^/    /' "$demo/request1.out"
 [[ "$rc1" == 0 ]] || fail "the approved request exited $rc1, expected 0"
 grep -q 'UPDATE 1' "$demo/request1.out" || fail "the approved command did not run"
 ok "approved: the command ran and the requester exited 0"
-sleep 0.3
-watch_news
 
 # ---- 5. denied request -----------------------------------------------------------------------
 section "A second request is denied with a reason"
+start_watch
 req2=(request --gateway "$url" --token "$token" --action sql.exec --resource prod-db
     --reason "Clean up old data" --approver alice@example.com --ttl 300 --json
     -- echo "DROP TABLE invoices -> this must never print")
@@ -243,8 +263,9 @@ wait_for "$demo/request2.out" '"id":' 30 "the second request to be created"
 id2="$(json_field "$demo/request2.out" id)"
 [[ -n "$id2" ]] || fail "could not read the second request id"
 say "    request $id2 created"
-wait_for "$demo/watch.log" "new request $id2" 30 "the second request to reach countersign watch"
+wait_for "$watch_log" "new request $id2" 30 "the second request to reach countersign watch"
 watch_news
+stop_watch
 say ""
 say "Denying is one step and always possible; it is still signed with the device key."
 rc=0
@@ -263,19 +284,17 @@ if grep -q 'must never print' "$demo/request2.out"; then
     fail "the denied command ran"
 fi
 ok "denied: the requester exited 3 and the command did not run"
-sleep 0.3
-watch_news
 
 # ---- 6. audit --------------------------------------------------------------------------------
 section "Verify both audit logs"
-say "Stop watching, settle anything still queued, then list what Alice has seen."
-kill "$watch_pid" 2>/dev/null || true
-wait "$watch_pid" 2>/dev/null || true
+say "Settle anything still queued, then list what Alice has seen."
+stop_watch
 show_run "$approver" --data-dir "$ap_dir" sync || fail "sync failed"
 show_run "$approver" --data-dir "$ap_dir" --offline list --all || fail "list failed"
 say ""
 say "Every request seen and every decision made is in a hash-chained, append-only log;"
-say "verify names the first bad entry if anything was edited, deleted or reordered."
+say "verify names the first bad entry and the kind of damage (edit, deletion, insertion, reorder,"
+say "truncation), checking the checkpoints Alice's device key signed over the log."
 show_run "$approver" --data-dir "$ap_dir" audit verify || fail "the approver's audit log did not verify"
 show_run "$gateway" --data-dir "$gw_dir" audit verify || fail "the gateway's audit chain did not verify"
 ok "both audit logs are intact"

@@ -75,6 +75,43 @@ pub(crate) struct Inner {
     /// deliver the same row concurrently (delivery is idempotent, but audit entries would double).
     pub(crate) in_flight: Mutex<HashSet<String>>,
     pub(crate) outbox_wake: tokio::sync::Notify,
+    /// The data directory's single-writer lock, held until the engine is dropped.
+    _lock: std::fs::File,
+}
+
+/// The lock file in a data directory; it holds the owner's process id, for the message.
+pub const LOCK_FILE: &str = "lock";
+
+/// Takes the data directory's exclusive lock, or says who holds it.
+fn take_lock(data_dir: &Path) -> Result<std::fs::File, EngineError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let pid = holder.trim().parse::<u32>().ok();
+            return Err(EngineError::InUse {
+                dir: data_dir.display().to_string(),
+                pid,
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(EngineError::Io(e)),
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    file.sync_all()?;
+    Ok(file)
 }
 
 impl Drop for Inner {
@@ -125,6 +162,9 @@ impl Engine {
             .recursive(true)
             .mode(0o700)
             .create(&data_dir)?;
+        // Single writer: the lock is held for the engine's lifetime and released by the kernel
+        // when the process ends, however it ends.
+        let lock = take_lock(&data_dir)?;
         let key = device::load_or_create(&data_dir.join(DEVICE_KEY_FILE))?;
         let db = store::open(&data_dir.join(DATABASE_FILE))?;
         let http = reqwest::Client::builder()
@@ -144,6 +184,7 @@ impl Engine {
                 notifier: RwLock::new(Arc::new(SilentNotifier)),
                 in_flight: Mutex::new(HashSet::new()),
                 outbox_wake: tokio::sync::Notify::new(),
+                _lock: lock,
             }),
         })
     }

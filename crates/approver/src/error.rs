@@ -15,6 +15,8 @@ pub enum EngineError {
     Corrupt(String),
     #[error("The local store was written by a newer version (schema {found}; this build knows {supported}).")]
     SchemaTooNew { found: i64, supported: i64 },
+    #[error("Another Countersign instance{} is using the data directory {dir}; only one may run on it at a time. Use that one, or close it first.", pid.map(|p| format!(" (process {p})")).unwrap_or_default())]
+    InUse { dir: String, pid: Option<u32> },
     #[error(
         "The device key file {path} is readable by other users; run `chmod 600 {path}` first."
     )]
@@ -79,6 +81,7 @@ impl EngineError {
             EngineError::Database(_) => "database",
             EngineError::Corrupt(_) => "corrupt_store",
             EngineError::SchemaTooNew { .. } => "schema_too_new",
+            EngineError::InUse { .. } => "data_dir_in_use",
             EngineError::KeyPermissions { .. } => "key_permissions",
             EngineError::Protocol(_) => "protocol",
             EngineError::LinkExpired { .. } => "link_expired",

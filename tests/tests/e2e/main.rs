@@ -86,17 +86,23 @@ fn the_full_loop_with_the_real_binaries() {
         "soft mode is not labelled: {all}"
     );
 
-    let mut watch = ChildGuard(
-        Command::new(bin("countersign"))
-            .arg("--data-dir")
-            .arg(&alice)
-            .args(["--json", "watch"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let watched = lines_of(&mut watch.0);
+    // `watch` receives; it holds the data directory, so it is stopped (SIGKILL) before each
+    // decision is made with the one-shot CLI.
+    let start_watch = || {
+        let mut watch = ChildGuard(
+            Command::new(bin("countersign"))
+                .arg("--data-dir")
+                .arg(&alice)
+                .args(["--json", "watch"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let watched = lines_of(&mut watch.0);
+        (watch, watched)
+    };
+    let (watch, watched) = start_watch();
 
     let request = |marker: &std::path::Path, summary: &str| {
         let mut child = Command::new(bin("countersign-gateway"))
@@ -128,6 +134,15 @@ fn the_full_loop_with_the_real_binaries() {
     let marker = tmp.path().join("approved-ran");
     let (mut req, id, code) = request(&marker, "truncate sessions");
     wait_line(&watched, &id);
+    // Single writer: a second instance on the same data directory is refused, by name.
+    let second = countersign(&alice, &["list"]);
+    assert!(!second.status.success());
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        said.contains("data_dir_in_use") || said.contains("Another Countersign instance"),
+        "{said}"
+    );
+    drop(watch);
     let wrong = if code == "000000" { "000001" } else { "000000" };
     let refused = countersign(
         &alice,
@@ -159,8 +174,10 @@ fn the_full_loop_with_the_real_binaries() {
 
     // Deny.
     let marker2 = tmp.path().join("denied-ran");
+    let (watch, watched) = start_watch();
     let (mut req2, id2, _) = request(&marker2, "drop sessions");
     wait_line(&watched, &id2);
+    drop(watch);
     let denied = countersign(&alice, &["deny", &id2, "--reason", "change freeze"]);
     assert!(denied.status.success(), "{denied:?}");
     assert_eq!(wait_exit(&mut req2.0), 3);
@@ -170,7 +187,6 @@ fn the_full_loop_with_the_real_binaries() {
     );
 
     // Both sides' audit chains verify.
-    drop(watch);
     let verify = countersign(&alice, &["audit", "verify"]);
     assert!(verify.status.success(), "{verify:?}");
     assert!(gw.admin(&["audit", "verify"]).contains("intact"));

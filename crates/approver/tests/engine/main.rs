@@ -628,3 +628,24 @@ async fn sync_drains_stream_and_delivers_outbox() {
     assert_eq!(detail["code"], "test_refusal");
     rig.engine.audit_verify().unwrap();
 }
+
+/// One engine per data directory: a second is refused with a message naming the holder, and the
+/// directory is free again once the first is closed.
+#[test]
+fn a_second_instance_on_the_same_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Engine::open(dir.path()).unwrap();
+    match Engine::open(dir.path()) {
+        Err(e @ EngineError::InUse { .. }) => {
+            assert_eq!(e.code(), "data_dir_in_use");
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("process {}", std::process::id())),
+                "{text}"
+            );
+        }
+        other => panic!("a second instance was not refused: {other:?}"),
+    }
+    drop(first);
+    Engine::open(dir.path()).unwrap();
+}
