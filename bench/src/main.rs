@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod child;
 mod common;
 mod engine;
@@ -72,6 +73,20 @@ enum Command {
         approvers: usize,
         #[arg(long, default_value_t = 20)]
         devices: usize,
+    },
+    /// Audit appends (one transaction each) against a plain insert of the same row.
+    AuditAppend {
+        #[arg(long, default_value_t = 1000)]
+        entries: usize,
+        #[arg(long)]
+        data_parent: Option<PathBuf>,
+    },
+    /// Engine::audit_verify over a chain of this many entries.
+    AuditVerify {
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: usize,
+        #[arg(long)]
+        data_parent: Option<PathBuf>,
     },
     /// Every benchmark with its defaults, then a summary.
     All,
@@ -136,6 +151,14 @@ async fn run(command: Command) -> Result<Vec<Figure>> {
             })
             .await?
         }
+        Command::AuditAppend {
+            entries,
+            data_parent,
+        } => audit::append_rate(entries, data_parent.as_deref())?,
+        Command::AuditVerify {
+            entries,
+            data_parent,
+        } => audit::verify(entries, data_parent.as_deref())?,
         Command::All => {
             let mut all = Vec::new();
             all.extend(engine::push_latency(1000, 50, None).await?);
@@ -158,6 +181,8 @@ async fn run(command: Command) -> Result<Vec<Figure>> {
                 })
                 .await?,
             );
+            all.extend(audit::append_rate(1000, None)?);
+            all.extend(audit::verify(1_000_000, None)?);
             all
         }
         Command::GatewayChild { .. } => Vec::new(),
