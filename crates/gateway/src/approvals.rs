@@ -867,6 +867,12 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
                     format!("{} is not an approver of this request.", d.approver),
                 ));
             }
+            if state == "expired" {
+                return Err(ApiError::gone(
+                    "request_expired",
+                    "The request expired before the decision reached the gateway.",
+                ));
+            }
             if state != "pending" {
                 return Err(ApiError::conflict(
                     "request_closed",

@@ -368,3 +368,82 @@ async fn a_decision_made_while_the_gateway_is_down_is_delivered_once_when_it_ret
     running.shutdown().await;
     dir.close().unwrap();
 }
+
+/// A decision queued while the gateway was down, for a request that expired meanwhile, is
+/// refused as expired: the user sees why (the outbox row and the refusal event), and both audit
+/// logs record it. It is never counted as delivered.
+#[tokio::test]
+async fn a_queued_decision_whose_request_expired_meanwhile_is_reported_as_expired() {
+    let gw = TestGateway::start().await;
+    let addr = gw.running.addr;
+    let data_dir = gw.gw().config.data_dir.clone();
+    let mut alice = Approver::new();
+    alice.pair(&gw.invite("alice@example.com")).await;
+    let created = gw
+        .requester()
+        .create(&gw.new_request(&["alice@example.com"], "expires while queued"))
+        .await
+        .unwrap();
+    let id = created.request.body.id.clone();
+    alice.engine.sync().await.unwrap();
+
+    let TestGateway { running, dir, .. } = gw;
+    running.shutdown().await;
+    let outcome = alice
+        .engine
+        .approve(&id, None, &mut alice.auth)
+        .await
+        .unwrap();
+    assert!(matches!(outcome.delivery, Delivery::Queued { .. }));
+
+    // The gateway returns ten minutes later: past the request's 300 s time to live.
+    let config = countersign_gateway::Config {
+        data_dir,
+        listen: addr,
+        keepalive_seconds: 1,
+        ..Default::default()
+    };
+    let gw2 = countersign_gateway::Gateway::open(config).unwrap();
+    gw2.clock.shift(600);
+    let running = countersign_gateway::serve(gw2).await.unwrap();
+    let mut events = alice.engine.subscribe();
+    let report = alice.engine.flush_due(true).await.unwrap();
+    assert_eq!((report.delivered, report.refused), (0, 1), "{report:?}");
+    let row = alice.engine.outbox().unwrap().remove(0);
+    assert_eq!(row.state, DeliveryState::Refused);
+    assert!(
+        row.last_error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("request_expired"),
+        "{row:?}"
+    );
+    let refused = loop {
+        match events.try_recv() {
+            Ok(countersign_approver::EngineEvent::DecisionRefused { code, .. }) => break code,
+            Ok(_) => continue,
+            Err(e) => panic!("no refusal event: {e:?}"),
+        }
+    };
+    assert_eq!(refused, "request_expired");
+    let audited = alice
+        .engine
+        .audit_entries()
+        .unwrap()
+        .into_iter()
+        .any(|(e, _)| e.kind == "decision.refused" && e.detail["code"] == "request_expired");
+    assert!(audited, "the refusal is not in the approver's audit log");
+    let gateway_audit = running
+        .gateway
+        .store
+        .read(countersign_gateway::store::audit_entries)
+        .unwrap();
+    assert!(gateway_audit
+        .iter()
+        .any(|(e, _)| e.kind == "decision.rejected" && e.detail["code"] == "request_expired"));
+    assert!(!gateway_audit
+        .iter()
+        .any(|(e, _)| e.kind == "decision.accepted"));
+    running.shutdown().await;
+    dir.close().unwrap();
+}
