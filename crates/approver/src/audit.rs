@@ -7,7 +7,7 @@
 use std::io::Write;
 
 use countersign_protocol::audit::{
-    verify_checkpoints, verify_slice, AuditEntry, ChainBreak, Checkpoint, Damage, GENESIS,
+    verify_checkpoints, verify_links, AuditEntry, ChainBreak, Checkpoint, Damage, Link, GENESIS,
 };
 use countersign_protocol::canonical::to_canonical_bytes;
 use countersign_protocol::types::Decode;
@@ -164,8 +164,10 @@ pub fn append(
         detail,
         prev,
     };
-    let hash = entry.hash()?;
-    let text = String::from_utf8(to_canonical_bytes(&entry)?)
+    // Canonicalised once: the stored text and the hash are over the same bytes.
+    let canonical = to_canonical_bytes(&entry)?;
+    let hash = countersign_protocol::audit::hash_canonical(&canonical);
+    let text = String::from_utf8(canonical)
         .map_err(|_| EngineError::Corrupt("canonical JSON is not UTF-8".into()))?;
     crate::store::execute(
         conn,
@@ -175,12 +177,8 @@ pub fn append(
     Ok((seq, hash))
 }
 
-/// Reads every row in order, verifies the chain and the device's checkpoints over it, and names
-/// the first bad entry and the kind of damage.
-pub(crate) fn verify(
-    conn: &Connection,
-    device: &PublicKey,
-) -> Result<(AuditSummary, Vec<(AuditEntry, Digest)>), EngineError> {
+/// Every audit row in order: (seq, canonical text, stored hash).
+fn rows(conn: &Connection) -> Result<Vec<(i64, String, String)>, EngineError> {
     let mut stmt = conn.prepare_cached("SELECT seq, entry, hash FROM audit ORDER BY seq")?;
     let rows = stmt
         .query_map([], |r| {
@@ -191,54 +189,157 @@ pub(crate) fn verify(
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    drop(stmt);
-    // Decoding is the larger part of the work; it runs on every core.
-    let decoded = countersign_protocol::audit::par_map(&rows, |(_, text, hash)| {
-        (
-            AuditEntry::decode(text.as_bytes()),
-            Digest::parse("hash", hash),
-        )
+    Ok(rows)
+}
+
+/// The chain rule's view of every row, in `seq` order. On a database file with a long log, the
+/// `seq` range is split across the cores and each part is read through its own read-only
+/// connection and hashed as it is read, so no row text is kept. The caller holds the engine's
+/// connection and the data directory's single-writer lock, so nothing commits meanwhile.
+fn links(conn: &Connection) -> Result<Vec<Result<Link, String>>, EngineError> {
+    let (lo, hi): (Option<i64>, Option<i64>) =
+        conn.query_row("SELECT MIN(seq), MAX(seq) FROM audit", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let (Some(lo), Some(hi)) = (lo, hi) else {
+        return Ok(Vec::new());
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i128;
+    let span = i128::from(hi) - i128::from(lo) + 1;
+    let path = conn
+        .path()
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from);
+    let (Some(path), true) = (path, threads > 1 && span >= 16_384) else {
+        return read_links(conn, lo, hi);
+    };
+    let step = (span + threads - 1) / threads;
+    let ranges: Vec<(i64, i64)> = (0..threads)
+        .map(|t| {
+            let from = i128::from(lo) + t * step;
+            let to = (from + step - 1).min(i128::from(hi));
+            (from as i64, to as i64)
+        })
+        .filter(|(from, to)| from <= to)
+        .collect();
+    let parts: Vec<Result<Vec<Result<Link, String>>, EngineError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .iter()
+            .map(|&(from, to)| {
+                let path = &path;
+                scope.spawn(move || {
+                    let c = Connection::open_with_flags(
+                        path,
+                        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    c.busy_timeout(std::time::Duration::from_secs(5))?;
+                    read_links(&c, from, to)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(EngineError::Corrupt(
+                        "an audit reader thread panicked".into(),
+                    ))
+                })
+            })
+            .collect()
     });
-    let mut chain = Vec::with_capacity(rows.len());
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+fn read_links(
+    conn: &Connection,
+    from: i64,
+    to: i64,
+) -> Result<Vec<Result<Link, String>>, EngineError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, entry, hash FROM audit WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query(params![from, to])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let seq: i64 = r.get(0)?;
+        let text = r.get_ref(1)?.as_bytes().map_err(rusqlite::Error::from)?;
+        let hash = r.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+        out.push(
+            Digest::parse("hash", hash)
+                .map_err(|_| format!("row seq {seq} has a stored hash that is not a digest"))
+                .and_then(|stored| {
+                    Link::from_canonical_text(text, stored).map_err(|e| {
+                        format!("row seq {seq} cannot be read as an audit entry ({e})")
+                    })
+                }),
+        );
+    }
+    Ok(out)
+}
+
+/// Reads every row in order, verifies the chain and the device's checkpoints over it, and names
+/// the first bad entry and the kind of damage. Each entry is hashed from its stored canonical
+/// bytes and only its `v`, `seq` and `prev` are decoded, on every core.
+pub(crate) fn verify(conn: &Connection, device: &PublicKey) -> Result<AuditSummary, EngineError> {
+    let links = links(conn)?;
+    let mut chain = Vec::with_capacity(links.len());
     let mut unreadable: Option<ChainBreak> = None;
-    for (i, ((seq, _, _), decoded)) in rows.iter().zip(decoded).enumerate() {
-        match decoded {
-            (Ok(e), Ok(h)) => chain.push((e, h)),
-            (Err(e), _) => {
+    for (i, link) in links.into_iter().enumerate() {
+        match link {
+            Ok(l) => chain.push(l),
+            Err(problem) => {
                 unreadable = Some(ChainBreak {
                     position: i as u64 + 1,
                     damage: Damage::Unreadable,
-                    problem: format!("row seq {seq} cannot be read as an audit entry ({e})"),
-                });
-                break;
-            }
-            (_, Err(_)) => {
-                unreadable = Some(ChainBreak {
-                    position: i as u64 + 1,
-                    damage: Damage::Unreadable,
-                    problem: format!("row seq {seq} has a stored hash that is not a digest"),
+                    problem,
                 });
                 break;
             }
         }
     }
-    drop(rows);
     // An earlier break in the readable prefix is the first bad entry, so check it first.
-    let (entries, head, hashes) = verify_slice(&chain)?;
+    let (entries, head, hashes) = verify_links(&chain)?;
     if let Some(b) = unreadable {
         return Err(b.into());
     }
     let cps = checkpoints(conn)?;
     let checkpointed_through = verify_checkpoints(&hashes, cps.iter(), device)?;
-    Ok((
-        AuditSummary {
-            entries,
-            head,
-            checkpoints: cps.len() as u64,
-            checkpointed_through,
-        },
-        chain,
-    ))
+    Ok(AuditSummary {
+        entries,
+        head,
+        checkpoints: cps.len() as u64,
+        checkpointed_through,
+    })
+}
+
+/// Verifies (see [`verify`]), then decodes every entry strictly.
+pub(crate) fn verified_entries(
+    conn: &Connection,
+    device: &PublicKey,
+) -> Result<(AuditSummary, Vec<(AuditEntry, Digest)>), EngineError> {
+    let summary = verify(conn, device)?;
+    let rows = rows(conn)?;
+    let decoded = countersign_protocol::audit::par_map(&rows, |(seq, text, hash)| {
+        let entry = AuditEntry::decode(text.as_bytes()).map_err(|e| ChainBreak {
+            position: *seq as u64,
+            damage: Damage::Unreadable,
+            problem: format!("row seq {seq} cannot be read as an audit entry ({e})"),
+        })?;
+        let hash = Digest::parse("hash", hash).map_err(|_| ChainBreak {
+            position: *seq as u64,
+            damage: Damage::Unreadable,
+            problem: format!("row seq {seq} has a stored hash that is not a digest"),
+        })?;
+        Ok::<_, ChainBreak>((entry, hash))
+    });
+    let chain = decoded.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok((summary, chain))
 }
 
 #[derive(Serialize)]
@@ -264,7 +365,7 @@ pub(crate) fn export(
 ) -> Result<AuditSummary, EngineError> {
     verify(conn, &key.public())?;
     checkpoint_if_due(conn, key, at, true)?;
-    let (summary, chain) = verify(conn, &key.public())?;
+    let (summary, chain) = verified_entries(conn, &key.public())?;
     for (entry, hash) in &chain {
         serde_json::to_writer(&mut *out, &ExportLine { entry, hash })
             .map_err(|e| EngineError::Io(e.into()))?;
@@ -314,7 +415,7 @@ mod tests {
             .unwrap();
         }
         let key = KeyPair::generate();
-        let (s, _) = verify(&c, &key.public()).unwrap();
+        let s = verify(&c, &key.public()).unwrap();
         assert_eq!(s.entries, 4);
         crate::store::execute(
             &c,
@@ -407,10 +508,52 @@ mod tests {
             let c = crate::store::open(&path).unwrap();
             let err = match verify(&c, &key.public()) {
                 Err(EngineError::AuditBroken(b)) => b,
-                other => panic!("{name}: not detected: {:?}", other.map(|(s, _)| s)),
+                other => panic!("{name}: not detected: {other:?}"),
             };
             assert_eq!(err.damage, *damage, "{name}: {err}");
             assert_eq!(err.position, *position, "{name}: {err}");
+        }
+    }
+
+    /// Long logs are read in parallel ranges; damage in any range is still found in place.
+    #[test]
+    fn long_logs_are_verified_in_parallel_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approver.db");
+        let mut c = crate::store::open(&path).unwrap();
+        let key = KeyPair::generate();
+        let tx = c.transaction().unwrap();
+        for i in 0..20_000 {
+            append(
+                &tx,
+                1000,
+                kind::REQUEST_RECEIVED,
+                None,
+                serde_json::json!({"i": i}),
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        checkpoint_if_due(&c, &key, 1000, true).unwrap();
+        assert_eq!(verify(&c, &key.public()).unwrap().entries, 20_000);
+        c.execute("DELETE FROM audit WHERE seq = 14000", [])
+            .unwrap();
+        match verify(&c, &key.public()) {
+            Err(EngineError::AuditBroken(b)) => {
+                assert_eq!((b.damage, b.position), (Damage::Deletion, 14_000), "{b}")
+            }
+            other => panic!("not detected: {other:?}"),
+        }
+        c.execute(
+            "UPDATE audit SET entry = replace(entry, '\"i\":3000', '\"i\":3001') WHERE seq = 3001",
+            [],
+        )
+        .unwrap();
+        match verify(&c, &key.public()) {
+            Err(EngineError::AuditBroken(b)) => {
+                assert_eq!((b.damage, b.position), (Damage::Edit, 3001), "{b}")
+            }
+            other => panic!("not detected: {other:?}"),
         }
     }
 
@@ -418,7 +561,7 @@ mod tests {
     fn checkpoints_follow_the_policy() {
         let (_dir, path, key) = real_log();
         let c = crate::store::open(&path).unwrap();
-        let (s, _) = verify(&c, &key.public()).unwrap();
+        let s = verify(&c, &key.public()).unwrap();
         // The first entry (no checkpoint yet), then every 100 entries.
         assert_eq!(s.entries, 250);
         assert_eq!(s.checkpoints, 3);

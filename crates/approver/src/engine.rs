@@ -803,13 +803,13 @@ impl Engine {
     /// Verifies the whole audit chain; the error names the first bad entry.
     pub fn audit_verify(&self) -> Result<AuditSummary, EngineError> {
         let db = self.db();
-        Ok(audit::verify(&db, &self.inner.key.public())?.0)
+        audit::verify(&db, &self.inner.key.public())
     }
 
     /// Every audit entry, in order (verified first).
     pub fn audit_entries(&self) -> Result<Vec<(AuditEntry, Digest)>, EngineError> {
         let db = self.db();
-        Ok(audit::verify(&db, &self.inner.key.public())?.1)
+        Ok(audit::verified_entries(&db, &self.inner.key.public())?.1)
     }
 
     /// Signs a checkpoint over the audit chain's head with the device key if one is due (see

@@ -159,11 +159,75 @@ pub fn verify_slice(
     chain: &[(AuditEntry, Digest)],
 ) -> Result<(u64, Digest, Vec<Digest>), ChainBreak> {
     // Each entry's hash depends only on the entry, so they are computed on every core first;
-    // the walk below is then sequential and cheap.
-    let computed = par_map(chain, |(e, _)| e.hash());
+    // the walk is then sequential and cheap.
+    let links = par_map(chain, |(e, stored)| Link {
+        seq: e.seq,
+        prev: e.prev,
+        hash: e.hash().map_err(|e| e.to_string()),
+        stored: *stored,
+    });
+    verify_links(&links)
+}
+
+/// The hash of an entry given as its canonical text (JCS): SHA-256 over
+/// `countersign/v1/audit-entry || 0x00 || text`. Equal to [`AuditEntry::hash`] when `text` is
+/// the entry's JCS.
+pub fn hash_canonical(text: &[u8]) -> Digest {
+    let mut msg = Vec::with_capacity(domain::AUDIT_ENTRY.len() + 1 + text.len());
+    msg.extend_from_slice(domain::AUDIT_ENTRY.as_bytes());
+    msg.push(0);
+    msg.extend_from_slice(text);
+    Digest::of_bytes(&msg)
+}
+
+/// What the chain rule needs of one entry: its `seq` and `prev`, its recomputed hash (or why it
+/// could not be computed) and its stored hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub seq: u64,
+    pub prev: Digest,
+    pub hash: Result<Digest, String>,
+    pub stored: Digest,
+}
+
+impl Link {
+    /// From an entry's stored canonical text (JCS, as appended), hashing those bytes directly:
+    /// the same value as [`AuditEntry::hash`] for canonical text, without decoding the entry.
+    /// Text that is not JCS of the entry it encodes can only come from tampering; its hash then
+    /// differs from what an independent verifier computes from an export, so it is caught there.
+    pub fn from_canonical_text(text: &[u8], stored: Digest) -> Result<Link, ProtocolError> {
+        // Unknown fields (the rest of the entry) are skipped without being decoded.
+        #[derive(Deserialize)]
+        struct Head {
+            v: u32,
+            seq: u64,
+            prev: Digest,
+        }
+        let head: Head =
+            serde_json::from_slice(text).map_err(|e| ProtocolError::Json(e.to_string()))?;
+        if head.v != PROTOCOL_VERSION {
+            return Err(ProtocolError::UnsupportedVersion {
+                found: head.v,
+                supported: PROTOCOL_VERSION,
+            });
+        }
+        Ok(Link {
+            seq: head.seq,
+            prev: head.prev,
+            hash: Ok(hash_canonical(text)),
+            stored,
+        })
+    }
+}
+
+/// The chain rule over [`Link`]s; see [`verify_chain`] for the classification.
+pub fn verify_links(chain: &[Link]) -> Result<(u64, Digest, Vec<Digest>), ChainBreak> {
     let mut prev = GENESIS;
     let mut hashes = Vec::with_capacity(chain.len());
-    for (i, ((entry, stored), computed)) in chain.iter().zip(computed).enumerate() {
+    for (i, link) in chain.iter().enumerate() {
+        let entry = link;
+        let stored = &link.stored;
+        let computed = link.hash.clone();
         let n = i as u64 + 1;
         let fail = |damage: Damage, problem: String| ChainBreak {
             position: n,
@@ -171,7 +235,7 @@ pub fn verify_slice(
             problem,
         };
         if entry.seq > n {
-            let later = chain[i + 1..].iter().any(|(e, _)| e.seq == n);
+            let later = chain[i + 1..].iter().any(|e| e.seq == n);
             return Err(if later {
                 fail(
                     Damage::Reorder,
@@ -192,7 +256,7 @@ pub fn verify_slice(
             });
         }
         if entry.seq < n {
-            let seen = chain[..i].iter().any(|(e, _)| e.seq == entry.seq);
+            let seen = chain[..i].iter().any(|e| e.seq == entry.seq);
             return Err(if seen {
                 fail(
                     Damage::Insertion,
@@ -205,7 +269,7 @@ pub fn verify_slice(
                 )
             });
         }
-        let computed = computed.map_err(|e| fail(Damage::Unreadable, e.to_string()))?;
+        let computed = computed.map_err(|e| fail(Damage::Unreadable, e))?;
         if !computed.ct_eq(stored) {
             return Err(fail(
                 Damage::Edit,
@@ -219,9 +283,7 @@ pub fn verify_slice(
             // An attacker who inserts an entry can chain it correctly; a broken link with an
             // intact entry here means the entry before it was changed and rehashed, unless the
             // next link is broken too (then this entry itself is foreign).
-            let next_links = chain
-                .get(i + 1)
-                .is_none_or(|(next, _)| next.prev == computed);
+            let next_links = chain.get(i + 1).is_none_or(|next| next.prev == computed);
             let (damage, problem, position) = match () {
                 () if next_links && i > 0 => (
                     Damage::Edit,
@@ -514,6 +576,26 @@ mod tests {
             .iter()
             .enumerate()
             .all(|(i, s)| *s == (i as u64) * (i as u64)));
+    }
+
+    /// Hashing the stored canonical bytes gives the protocol's entry hash.
+    #[test]
+    fn links_from_canonical_text_hash_like_entries() {
+        for (entry, hash) in chain(20) {
+            let text = crate::canonical::to_canonical_bytes(&entry).unwrap();
+            let link = Link::from_canonical_text(&text, hash).unwrap();
+            assert_eq!(link.hash, Ok(entry.hash().unwrap()));
+            assert_eq!((link.seq, link.prev), (entry.seq, entry.prev));
+        }
+        let mut text = crate::canonical::to_canonical_bytes(&chain(1)[0].0).unwrap();
+        text.insert(1, b' ');
+        let spaced = Link::from_canonical_text(&text, GENESIS).unwrap();
+        assert_ne!(
+            spaced.hash,
+            Ok(chain(1)[0].1),
+            "bytes, not meaning, are hashed"
+        );
+        assert!(Link::from_canonical_text(b"{\"v\":2,\"seq\":1}", GENESIS).is_err());
     }
 
     #[test]
