@@ -96,6 +96,26 @@ impl TestGateway {
     }
 }
 
+/// A gateway opened again over `data_dir` on `addr` (a restart), with the test settings; `tweak`
+/// adjusts the config, `before_serve` the gateway (e.g. to move its clock) before it serves.
+pub async fn reopen_gateway(
+    data_dir: &Path,
+    addr: std::net::SocketAddr,
+    tweak: impl FnOnce(&mut Config),
+    before_serve: impl FnOnce(&Gateway),
+) -> Running {
+    let mut config = Config {
+        data_dir: data_dir.to_path_buf(),
+        listen: addr,
+        keepalive_seconds: 1,
+        ..Config::default()
+    };
+    tweak(&mut config);
+    let gw = Gateway::open(config).unwrap();
+    before_serve(&gw);
+    countersign_gateway::serve(gw).await.unwrap()
+}
+
 /// An approver engine in its own data directory, with the software authenticator.
 pub struct Approver {
     pub engine: Engine,

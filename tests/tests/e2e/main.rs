@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use countersign_approver::{Delivery, DeliveryState, EngineEvent, ListFilter};
-use countersign_e2e::{bin, Approver, ChildGuard, GatewayProcess, TestGateway};
+use countersign_e2e::{bin, reopen_gateway, Approver, ChildGuard, GatewayProcess, TestGateway};
 use countersign_protocol::RequestState;
 
 /// Reads a child's stdout lines on a thread.
@@ -342,14 +342,7 @@ async fn a_decision_made_while_the_gateway_is_down_is_delivered_once_when_it_ret
     );
 
     // It comes back on the same address and data; the outbox delivers exactly once.
-    let config = countersign_gateway::Config {
-        data_dir,
-        listen: addr,
-        keepalive_seconds: 1,
-        ..Default::default()
-    };
-    let gw2 = countersign_gateway::Gateway::open(config).unwrap();
-    let running = countersign_gateway::serve(gw2).await.unwrap();
+    let running = reopen_gateway(&data_dir, addr, |_| {}, |_| {}).await;
     let report = alice.engine.flush_due(true).await.unwrap();
     assert_eq!(report.delivered, 1, "{report:?}");
     let again = alice.engine.flush_due(true).await.unwrap();
@@ -398,15 +391,7 @@ async fn a_queued_decision_whose_request_expired_meanwhile_is_reported_as_expire
     assert!(matches!(outcome.delivery, Delivery::Queued { .. }));
 
     // The gateway returns ten minutes later: past the request's 300 s time to live.
-    let config = countersign_gateway::Config {
-        data_dir,
-        listen: addr,
-        keepalive_seconds: 1,
-        ..Default::default()
-    };
-    let gw2 = countersign_gateway::Gateway::open(config).unwrap();
-    gw2.clock.shift(600);
-    let running = countersign_gateway::serve(gw2).await.unwrap();
+    let running = reopen_gateway(&data_dir, addr, |_| {}, |g| g.clock.shift(600)).await;
     let mut events = alice.engine.subscribe();
     let report = alice.engine.flush_due(true).await.unwrap();
     assert_eq!((report.delivered, report.refused), (0, 1), "{report:?}");
@@ -506,16 +491,13 @@ async fn five_thousand_requests_through_ten_gateway_restarts_arrive_exactly_once
         }
         running.shutdown().await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let config = countersign_gateway::Config {
-            data_dir: data_dir.clone(),
-            listen: addr,
-            keepalive_seconds: 1,
-            rate_limit_per_minute: 1_000_000,
-            ..Default::default()
-        };
-        running = countersign_gateway::serve(countersign_gateway::Gateway::open(config).unwrap())
-            .await
-            .unwrap();
+        running = reopen_gateway(
+            &data_dir,
+            addr,
+            |c| c.rate_limit_per_minute = 1_000_000,
+            |_| {},
+        )
+        .await;
     }
     let (ids, retries) = creator.await.unwrap();
     assert_eq!(ids.len(), REQUESTS, "each summary is one request");
