@@ -10,13 +10,13 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use countersign_protocol::api::{paths, CreatedRequest, NewRequest, RequestView};
+use countersign_protocol::api::{paths, CheckpointState, CreatedRequest, NewRequest, RequestView};
 use countersign_protocol::types::MAX_MESSAGE_BYTES;
 use countersign_protocol::{GatewayInfo, PairChallenge, Paired, Receipt, Signed, PROTOCOL_VERSION};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::{approvals, pairing, stream, tokens, Gateway};
+use crate::{approvals, checkpoints, pairing, stream, tokens, Gateway};
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -28,6 +28,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/requests/{id}", get(get_request))
         .route("/v1/requests/{id}/withdraw", post(withdraw))
         .route(paths::DECISIONS, post(decide))
+        .route(paths::CHECKPOINTS, post(upload_checkpoint))
+        .route(paths::CHECKPOINT_LATEST, get(latest_checkpoint))
         .route(paths::OPENAPI, get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -156,6 +158,32 @@ async fn withdraw(
     let requester = tokens::authenticate(&gw, &headers)?;
     let id = path_param(id)?;
     approvals::withdraw(&gw, &requester, &id).map(Json)
+}
+
+async fn upload_checkpoint(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<CheckpointState>, ApiError> {
+    let b = body(b)?;
+    blocking(move || {
+        let device = stream::authenticate_device(&gw, &headers, "POST", paths::CHECKPOINTS)?;
+        checkpoints::upload(&gw, &device, &b)
+    })
+    .await
+    .map(Json)
+}
+
+async fn latest_checkpoint(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Result<Json<CheckpointState>, ApiError> {
+    blocking(move || {
+        let device = stream::authenticate_device(&gw, &headers, "GET", paths::CHECKPOINT_LATEST)?;
+        checkpoints::latest(&gw, &device)
+    })
+    .await
+    .map(Json)
 }
 
 async fn decide(

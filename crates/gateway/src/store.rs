@@ -28,7 +28,7 @@ pub enum StoreError {
     Poisoned,
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE tokens(
@@ -121,6 +121,21 @@ CREATE TABLE audit(
 );
 "#;
 
+/// Version 2: the latest audit checkpoint each device uploaded (see `checkpoints`).
+const SCHEMA_V2: &str = r#"
+CREATE TABLE device_checkpoints(
+    device TEXT PRIMARY KEY REFERENCES devices(id),
+    seq INTEGER NOT NULL,
+    head TEXT NOT NULL,
+    signed TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+);
+"#;
+
+/// Each schema version's statements, in order: a database at version `n` runs the ones after
+/// it, in one transaction with the new `user_version`.
+const MIGRATIONS: [&str; 2] = [SCHEMA_V1, SCHEMA_V2];
+
 /// Most writes one commit (one fsync) carries. A cap keeps a single commit's latency bounded.
 const MAX_BATCH: usize = 64;
 
@@ -178,9 +193,11 @@ impl Store {
                 supported: SCHEMA_VERSION,
             });
         }
-        if version < 1 {
+        if version < SCHEMA_VERSION {
             let tx = conn.transaction()?;
-            tx.execute_batch(SCHEMA_V1)?;
+            for sql in MIGRATIONS.iter().skip(version.max(0) as usize) {
+                tx.execute_batch(sql)?;
+            }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
         }
@@ -508,6 +525,35 @@ mod tests {
             seqs.windows(2).all(|w| w[0] < w[1]),
             "out of order: {seqs:?}"
         );
+    }
+
+    /// A version-1 database (as the first release created it) gains the checkpoint table in
+    /// place and keeps its rows.
+    #[test]
+    fn version_1_database_upgrades_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch(SCHEMA_V1).unwrap();
+            c.execute(
+                "INSERT INTO tokens(name, hash, created_at) VALUES ('ci', 'h', 1)",
+                [],
+            )
+            .unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let store = Store::open(&p, Arc::default()).unwrap();
+        let (tokens, version, cps): (i64, i64, i64) = store
+            .read(|c| -> Result<_, StoreError> {
+                Ok((
+                    c.query_row("SELECT count(*) FROM tokens", [], |r| r.get(0))?,
+                    c.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+                    c.query_row("SELECT count(*) FROM device_checkpoints", [], |r| r.get(0))?,
+                ))
+            })
+            .unwrap();
+        assert_eq!((tokens, version, cps), (1, SCHEMA_VERSION, 0));
     }
 
     #[test]

@@ -112,6 +112,7 @@ pub const AUTH_WINDOW_SECONDS: i64 = 300;
 pub struct Device {
     pub id: String,
     pub approver: String,
+    pub public_key: PublicKey,
 }
 
 /// Checks the `Countersign-Device` header for `method` and `path`.
@@ -194,6 +195,7 @@ pub fn authenticate_device(
     Ok(Device {
         id: auth.device,
         approver,
+        public_key: key,
     })
 }
 

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::Checkpoint;
 use crate::crypto::Digest;
 use crate::types::{ApprovalRequest, Risk, Signed, StatusUpdate};
 
@@ -16,6 +17,9 @@ pub mod paths {
     pub const REQUESTS: &str = "/v1/requests";
     pub const DECISIONS: &str = "/v1/decisions";
     pub const OPENAPI: &str = "/v1/openapi.json";
+    /// `POST` a device's latest audit checkpoint; `GET .../latest` reads the one held.
+    pub const CHECKPOINTS: &str = "/v1/checkpoints";
+    pub const CHECKPOINT_LATEST: &str = "/v1/checkpoints/latest";
 }
 
 /// `POST /v1/requests` (bearer token). The requester's identity comes from the token.
@@ -58,6 +62,32 @@ pub struct CreatedRequest {
 pub struct RequestView {
     pub request: Signed<ApprovalRequest>,
     pub status: Signed<StatusUpdate>,
+}
+
+/// `POST /v1/checkpoints` and `GET /v1/checkpoints/latest` (device authorization): the latest
+/// audit checkpoint the gateway holds for the calling device, if any. The gateway keeps one per
+/// device and refuses one that goes backwards (`checkpoint_rollback`) or forks at the same
+/// entry (`checkpoint_fork`), so a wiped or rolled-back local log is detectable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointState {
+    pub v: u32,
+    pub checkpoint: Option<Signed<Checkpoint>>,
+}
+
+impl crate::types::Decode for CheckpointState {
+    fn validate(&self) -> Result<(), crate::error::ProtocolError> {
+        if self.v != crate::PROTOCOL_VERSION {
+            return Err(crate::error::ProtocolError::UnsupportedVersion {
+                found: self.v,
+                supported: crate::PROTOCOL_VERSION,
+            });
+        }
+        match &self.checkpoint {
+            Some(c) => c.body.validate(),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The body of every error response.

@@ -100,6 +100,10 @@ pub enum Damage {
     CheckpointForged,
     /// A row cannot be read as an audit entry at all.
     Unreadable,
+    /// The chain is consistent in itself and with its own checkpoints but ends before a
+    /// checkpoint the device uploaded to a gateway: the log was wiped or restored from an older
+    /// copy.
+    RolledBack,
 }
 
 impl Damage {
@@ -113,6 +117,7 @@ impl Damage {
             Damage::Rewritten => "rewritten",
             Damage::CheckpointForged => "checkpoint_forged",
             Damage::Unreadable => "unreadable",
+            Damage::RolledBack => "rolled_back",
         }
     }
 }

@@ -430,6 +430,8 @@ async fn openapi_names_every_route() {
                     "REQUESTS" => "/v1/requests",
                     "DECISIONS" => "/v1/decisions",
                     "OPENAPI" => "/v1/openapi.json",
+                    "CHECKPOINTS" => "/v1/checkpoints",
+                    "CHECKPOINT_LATEST" => "/v1/checkpoints/latest",
                     other => panic!("unknown path constant {other}"),
                 }
                 .to_string()
@@ -530,4 +532,58 @@ async fn framework_errors_are_json_with_stable_codes() {
         let body: countersign_protocol::api::ErrorBody = resp.json().await.unwrap();
         assert_eq!(body.error.code, code);
     }
+}
+
+/// The gateway keeps each device's highest audit checkpoint: it moves forward, a retry of the
+/// same one is accepted, and one that goes backwards, forks at the same entry, is signed by
+/// another key or comes from another device is refused. Refusals are in the gateway's audit
+/// chain.
+#[tokio::test]
+async fn audit_checkpoints_only_move_forward() {
+    let h = Harness::start().await;
+    let alice = h.pair("alice@example.com").await;
+    let bob = h.pair("bob@example.com").await;
+    assert_eq!(alice.held_checkpoint(&h).await, None);
+
+    let cp10 = alice.checkpoint(10, 1);
+    let held = alice.upload_checkpoint(&h, &cp10).await.unwrap();
+    assert_eq!(held.checkpoint.as_ref(), Some(&cp10));
+    alice.upload_checkpoint(&h, &cp10).await.unwrap();
+    let cp20 = alice.checkpoint(20, 2);
+    alice.upload_checkpoint(&h, &cp20).await.unwrap();
+    assert_eq!(alice.held_checkpoint(&h).await, Some(cp20.clone()));
+
+    let refused = alice.upload_checkpoint(&h, &cp10).await.unwrap_err();
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, Some("checkpoint_rollback"))
+    );
+    let fork = alice
+        .upload_checkpoint(&h, &alice.checkpoint(20, 3))
+        .await
+        .unwrap_err();
+    assert_eq!((fork.status, fork.code()), (409, Some("checkpoint_fork")));
+    // Bob's key cannot place a checkpoint under Alice's device, nor Alice's under Bob's.
+    let forged = alice
+        .upload_checkpoint(&h, &alice.checkpoint_by(&bob.key, 30, 4))
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code(), Some("checkpoint_not_signed_by_device"));
+    let foreign = bob
+        .upload_checkpoint(&h, &alice.checkpoint(30, 4))
+        .await
+        .unwrap_err();
+    assert_eq!(foreign.code(), Some("checkpoint_not_signed_by_device"));
+    // Nothing refused changed what is held, and each device has its own.
+    assert_eq!(alice.held_checkpoint(&h).await, Some(cp20));
+    assert_eq!(bob.held_checkpoint(&h).await, None);
+
+    let entries = h.audit();
+    let refusals: Vec<String> = entries
+        .iter()
+        .filter(|(e, _)| e.kind == "checkpoint.refused")
+        .map(|(e, _)| e.detail["code"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(refusals, ["checkpoint_rollback", "checkpoint_fork"]);
+    countersign_protocol::audit::verify_chain(entries).unwrap();
 }

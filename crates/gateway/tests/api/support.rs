@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use countersign_gateway::{Config, Gateway, Running};
-use countersign_protocol::api::{CreatedRequest, ErrorBody, NewRequest, RequestView};
+use countersign_protocol::api::{
+    paths, CheckpointState, CreatedRequest, ErrorBody, NewRequest, RequestView,
+};
+use countersign_protocol::audit::Checkpoint;
 use countersign_protocol::sse::{SseItem, SseParser};
 use countersign_protocol::types::Decode;
 use countersign_protocol::{
@@ -454,6 +457,62 @@ impl TestDevice {
         r.verify(&h.gateway_key()).unwrap();
         assert_eq!(r.body.decision_digest, d.digest().unwrap());
         Ok(r)
+    }
+
+    /// A checkpoint over a chain of `seq` entries ending in `head`, signed by this device.
+    pub fn checkpoint(&self, seq: u64, head: u8) -> Signed<Checkpoint> {
+        self.checkpoint_by(&self.key, seq, head)
+    }
+
+    pub fn checkpoint_by(&self, key: &KeyPair, seq: u64, head: u8) -> Signed<Checkpoint> {
+        Signed::sign(
+            key,
+            Checkpoint {
+                v: countersign_protocol::PROTOCOL_VERSION,
+                signer: key.public().fingerprint(),
+                seq,
+                head: countersign_protocol::Digest([head; 32]),
+                at: 1_700_000_000,
+            },
+        )
+        .unwrap()
+    }
+
+    fn auth(&self, h: &Harness, method: &str, path: &str) -> String {
+        DeviceAuth::create(&self.key, &self.id, method, path, h.now())
+            .unwrap()
+            .to_header()
+    }
+
+    pub async fn upload_checkpoint(
+        &self,
+        h: &Harness,
+        cp: &Signed<Checkpoint>,
+    ) -> Result<CheckpointState, Failure> {
+        let resp = self
+            .http
+            .post(h.url.join(paths::CHECKPOINTS).unwrap())
+            .header("authorization", self.auth(h, "POST", paths::CHECKPOINTS))
+            .json(cp)
+            .send()
+            .await
+            .unwrap();
+        answer(resp).await
+    }
+
+    pub async fn held_checkpoint(&self, h: &Harness) -> Option<Signed<Checkpoint>> {
+        let resp = self
+            .http
+            .get(h.url.join(paths::CHECKPOINT_LATEST).unwrap())
+            .header(
+                "authorization",
+                self.auth(h, "GET", paths::CHECKPOINT_LATEST),
+            )
+            .send()
+            .await
+            .unwrap();
+        let state: CheckpointState = answer(resp).await.unwrap();
+        state.checkpoint
     }
 
     pub async fn decide(

@@ -1,0 +1,133 @@
+//! Audit anchoring: each device uploads the latest checkpoint it signed over its local audit
+//! log, and the gateway keeps the highest one per device (table `device_checkpoints`).
+//!
+//! The gateway refuses a checkpoint that goes backwards (`checkpoint_rollback`) or that names
+//! the same entry with another head (`checkpoint_fork`), and records the refusal in its own
+//! audit chain. A device whose local log was wiped or restored from an older copy cannot
+//! upload past what the gateway holds, and it learns the held checkpoint from
+//! `GET /v1/checkpoints/latest` and reports itself rolled back.
+
+use axum::http::StatusCode;
+use countersign_protocol::api::CheckpointState;
+use countersign_protocol::audit::Checkpoint;
+use countersign_protocol::types::Decode;
+use countersign_protocol::{Signed, PROTOCOL_VERSION};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::store::{audit_append, StoreError};
+use crate::stream::Device;
+use crate::Gateway;
+
+fn held(c: &Connection, device: &str) -> Result<Option<Signed<Checkpoint>>, StoreError> {
+    let text: Option<String> = crate::store::query_row(
+        c,
+        "SELECT signed FROM device_checkpoints WHERE device = ?1",
+        params![device],
+        |r| r.get(0),
+    )
+    .optional()?;
+    text.map(|t| {
+        Signed::<Checkpoint>::decode(t.as_bytes())
+            .map_err(|e| StoreError::Corrupt(format!("a stored device checkpoint: {e}")))
+    })
+    .transpose()
+}
+
+/// The checkpoint held for `device`.
+pub fn latest(gw: &Gateway, device: &Device) -> Result<CheckpointState, ApiError> {
+    let checkpoint = gw.store.read(|c| held(c, &device.id))?;
+    Ok(CheckpointState {
+        v: PROTOCOL_VERSION,
+        checkpoint,
+    })
+}
+
+/// Verifies an uploaded checkpoint against the device's key and keeps it if it moves forward.
+/// Uploading the checkpoint already held is accepted (retries are harmless).
+pub fn upload(gw: &Gateway, device: &Device, body: &[u8]) -> Result<CheckpointState, ApiError> {
+    let cp = Signed::<Checkpoint>::decode(body)
+        .map_err(|e| ApiError::bad_request("invalid_checkpoint", e.to_string()))?;
+    if cp.body.signer != device.public_key.fingerprint() || cp.verify(&device.public_key).is_err() {
+        return Err(ApiError::bad_request(
+            "checkpoint_not_signed_by_device",
+            "The checkpoint is not signed by this device's key.",
+        ));
+    }
+    let text = serde_json::to_string(&cp).map_err(|e| ApiError::internal("checkpoint", e))?;
+    let now = gw.now();
+    let result = gw.store.write(|tx| -> Result<(), ApiError> {
+        if let Some(old) = held(tx, &device.id)? {
+            if old.body.seq > cp.body.seq {
+                return Err(ApiError::conflict(
+                    "checkpoint_rollback",
+                    format!(
+                        "This gateway holds a checkpoint of this device at audit entry {} (head {}); \
+                         the upload names entry {}. The device's audit log was wiped or rolled back.",
+                        old.body.seq, old.body.head, cp.body.seq
+                    ),
+                ));
+            }
+            if old.body.seq == cp.body.seq {
+                if old.body.head.ct_eq(&cp.body.head) {
+                    return Ok(());
+                }
+                return Err(ApiError::conflict(
+                    "checkpoint_fork",
+                    format!(
+                        "This gateway holds a checkpoint of this device at audit entry {} with head {}; \
+                         the upload names the same entry with head {}. The device's audit log was rewritten.",
+                        old.body.seq, old.body.head, cp.body.head
+                    ),
+                ));
+            }
+        }
+        crate::store::execute(
+            tx,
+            "INSERT INTO device_checkpoints (device, seq, head, signed, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(device) DO UPDATE SET seq = ?2, head = ?3, signed = ?4, received_at = ?5",
+            params![
+                device.id,
+                cp.body.seq as i64,
+                cp.body.head.to_hex(),
+                text,
+                now
+            ],
+        )
+        .map_err(StoreError::from)?;
+        Ok(())
+    });
+    match result {
+        Ok(()) => Ok(CheckpointState {
+            v: PROTOCOL_VERSION,
+            checkpoint: Some(cp),
+        }),
+        Err(e) if e.status == StatusCode::CONFLICT => {
+            // The refused write rolled back; the refusal itself goes on record in a write of
+            // its own.
+            tracing::warn!(device = %device.id, approver = %device.approver, code = e.code, "audit checkpoint refused");
+            let audited = gw.store.write(|tx| -> Result<_, StoreError> {
+                audit_append(
+                    tx,
+                    now,
+                    "checkpoint.refused",
+                    None,
+                    json!({
+                        "device": device.id,
+                        "approver": device.approver,
+                        "code": e.code,
+                        "seq": cp.body.seq,
+                        "head": cp.body.head,
+                    }),
+                )
+            });
+            if let Err(a) = audited {
+                tracing::error!(error = %a, "cannot audit a refused checkpoint");
+            }
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
