@@ -148,6 +148,31 @@ impl Approver {
             .unwrap();
     }
 
+    /// The engine's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("approver")
+    }
+
+    /// Closes the engine (it must not be running), lets `between` change the closed data
+    /// directory, and opens it again.
+    pub fn reopen(self, between: impl FnOnce(&Path)) -> Approver {
+        assert!(self.stop.is_none(), "stop the engine before reopening it");
+        let data = self.data_dir();
+        let Approver { engine, dir, .. } = self;
+        drop(engine);
+        between(&data);
+        let engine = Engine::open(&data).unwrap();
+        let auth = SoftAuthenticator::open(&data.join("soft-authenticator.cbor")).unwrap();
+        let events = engine.subscribe();
+        Approver {
+            engine,
+            auth,
+            events,
+            dir,
+            stop: None,
+        }
+    }
+
     /// Starts the engine's connectors and outbox in the background.
     pub fn start(&mut self) {
         let (tx, rx) = watch::channel(false);

@@ -97,6 +97,13 @@ export function handleUiEvent(event: UiEvent): void {
     case "request_rejected":
       showToast({ tone: "warning", title: "A request was rejected", message: event.reason });
       break;
+    case "audit_rolled_back":
+      showToast({
+        tone: "error",
+        title: "Audit log rolled back",
+        message: `${event.damage}: ${event.problem}`,
+      });
+      break;
     case "link_refused":
       showToast({ tone: "error", title: "Link refused", message: event.message });
       break;

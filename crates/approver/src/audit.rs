@@ -27,6 +27,7 @@ pub mod kind {
     pub const DECISION_SENT: &str = "decision.sent";
     pub const RECEIPT_RECEIVED: &str = "receipt.received";
     pub const DECISION_REFUSED: &str = "decision.refused";
+    pub const AUDIT_ROLLED_BACK: &str = "audit.rolled_back";
 }
 
 /// A checkpoint is signed once this many entries follow the last one.
@@ -100,6 +101,47 @@ pub(crate) fn checkpoint_if_due(
         params![seq, text, now],
     )?;
     Ok(Some(checkpoint))
+}
+
+/// The latest stored checkpoint, if any (not verified: callers compare it or send it on).
+pub(crate) fn latest_checkpoint(
+    conn: &Connection,
+) -> Result<Option<Signed<Checkpoint>>, EngineError> {
+    let text: Option<String> = crate::store::query_row(
+        conn,
+        "SELECT signed FROM checkpoints ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| r.get(0),
+    )
+    .optional()?;
+    text.map(|t| {
+        Signed::<Checkpoint>::decode(t.as_bytes())
+            .map_err(|e| EngineError::Corrupt(format!("the latest audit checkpoint: {e}")))
+    })
+    .transpose()
+}
+
+/// The number of entries (the highest seq) and the stored hash of entry `seq`, if present.
+pub(crate) fn head_and_hash_at(
+    conn: &Connection,
+    seq: u64,
+) -> Result<(u64, Option<Digest>), EngineError> {
+    let entries: i64 =
+        crate::store::query_row(conn, "SELECT coalesce(max(seq), 0) FROM audit", [], |r| {
+            r.get(0)
+        })?;
+    let hash: Option<String> = crate::store::query_row(
+        conn,
+        "SELECT hash FROM audit WHERE seq = ?1",
+        params![i64::try_from(seq).unwrap_or(i64::MAX)],
+        |r| r.get(0),
+    )
+    .optional()?;
+    let hash = hash
+        .map(|h| Digest::parse("hash", &h))
+        .transpose()
+        .map_err(|_| EngineError::Corrupt(format!("audit entry {seq} has a bad hash")))?;
+    Ok((u64::try_from(entries).unwrap_or(0), hash))
 }
 
 /// Every stored checkpoint, in order. A row that does not decode is reported as forged.

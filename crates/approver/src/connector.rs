@@ -237,12 +237,26 @@ impl Engine {
             }
         });
         // The audit checkpointer: a checkpoint over new entries at least every
-        // CHECKPOINT_EVERY_SECONDS, and one at shutdown.
+        // CHECKPOINT_EVERY_SECONDS, and one at shutdown. Each round also anchors the log at
+        // every gateway (checks the checkpoint it holds, uploads a newer one), starting now.
         let engine = self.clone();
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
             let period = Duration::from_secs(crate::audit::CHECKPOINT_EVERY_SECONDS as u64);
             loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    reports = engine.anchor_audit() => match reports {
+                        Ok(reports) => {
+                            for r in reports.iter().filter(|r| r.damage.is_none()) {
+                                if let Some(p) = &r.problem {
+                                    tracing::debug!(gateway = %r.name, problem = %p, "audit not anchored this round");
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "audit anchoring failed"),
+                    },
+                }
                 tokio::select! {
                     _ = stop.changed() => break,
                     _ = tokio::time::sleep(period) => {}

@@ -75,6 +75,8 @@ pub(crate) struct Inner {
     /// deliver the same row concurrently (delivery is idempotent, but audit entries would double).
     pub(crate) in_flight: Mutex<HashSet<String>>,
     pub(crate) outbox_wake: tokio::sync::Notify,
+    /// Rollbacks already reported, as `gateway:held seq`, so each is audited once.
+    pub(crate) rollback_alarms: Mutex<HashSet<String>>,
     /// The data directory's single-writer lock, held until the engine is dropped.
     _lock: std::fs::File,
 }
@@ -184,6 +186,7 @@ impl Engine {
                 notifier: RwLock::new(Arc::new(SilentNotifier)),
                 in_flight: Mutex::new(HashSet::new()),
                 outbox_wake: tokio::sync::Notify::new(),
+                rollback_alarms: Mutex::new(HashSet::new()),
                 _lock: lock,
             }),
         })

@@ -49,6 +49,13 @@ pub enum EngineEvent {
         gateway: String,
         error: String,
     },
+    /// The local audit log disagrees with the checkpoint a gateway holds for this device: it
+    /// was wiped, restored from an older copy, or rewritten.
+    AuditRolledBack {
+        gateway: String,
+        damage: String,
+        problem: String,
+    },
 }
 
 /// Called by the engine when a person should be told something. Implementations must not block

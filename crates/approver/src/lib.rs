@@ -10,6 +10,7 @@
 //! and a [`Notifier`].
 #![forbid(unsafe_code)]
 
+mod anchor;
 pub mod audit;
 pub mod authenticator;
 pub mod clock;
@@ -24,6 +25,7 @@ pub mod inbox;
 pub mod outbox;
 mod store;
 
+pub use anchor::AnchorReport;
 pub use audit::AuditSummary;
 pub use authenticator::{
     open_authenticator, Authenticator, AuthenticatorChoice, AuthenticatorKind, SoftAuthenticator,

@@ -15,6 +15,7 @@ use countersign_approver::{
     open_authenticator, Authenticator, AuthenticatorChoice, DecisionOutcome, Delivery, Engine,
     EngineError, EngineEvent, InboxItem, ListFilter, Notifier,
 };
+use countersign_protocol::audit::{ChainBreak, Damage};
 use countersign_protocol::{PairingLink, RequestState};
 
 #[derive(Parser)]
@@ -84,8 +85,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain; exits non-zero naming the first bad entry.
-    Verify,
+    /// Check the hash chain and the device's checkpoints, then compare the log with the
+    /// checkpoint each paired gateway holds (and upload a newer one); exits non-zero naming the
+    /// first bad entry, or the gateway whose checkpoint the log no longer contains.
+    Verify {
+        /// Check only the local log; do not contact the gateways.
+        #[arg(long)]
+        local: bool,
+    },
     /// Write the log as JSON Lines with a signed checkpoint.
     Export {
         #[arg(long, short)]
@@ -233,9 +240,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             decision_result(&ctx, &out, None)
         }
         Command::Audit {
-            command: AuditCommand::Verify,
+            command: AuditCommand::Verify { local },
         } => {
             let s = ctx.engine.audit_verify()?;
+            let anchors = if local {
+                Vec::new()
+            } else {
+                ctx.engine.anchor_audit().await?
+            };
+            if let Some(bad) = anchors.iter().find(|a| a.damage.is_some()) {
+                let damage = bad.damage.unwrap_or(Damage::RolledBack);
+                return Err(EngineError::AuditBroken(ChainBreak {
+                    position: bad.held.unwrap_or(0),
+                    damage,
+                    problem: bad.problem.clone().unwrap_or_default(),
+                })
+                .into());
+            }
             if ctx.json {
                 println!(
                     "{}",
@@ -245,6 +266,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "head": s.head,
                         "checkpoints": s.checkpoints,
                         "checkpointed_through": s.checkpointed_through,
+                        "gateways": anchors,
                     })
                 );
             } else {
@@ -255,6 +277,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         s.checkpoints
                     ),
                     None => println!("no checkpoints yet"),
+                }
+                for a in &anchors {
+                    match (&a.problem, a.held, a.uploaded) {
+                        (Some(p), _, _) => {
+                            println!("not compared with gateway {}: {p}", a.name)
+                        }
+                        (None, held, Some(up)) => println!(
+                            "gateway {}: {}; uploaded the checkpoint at entry {up}",
+                            a.name,
+                            held.map_or("held no checkpoint".to_owned(), |h| format!(
+                                "its checkpoint at entry {h} is in the log"
+                            ))
+                        ),
+                        (None, Some(h), None) => println!(
+                            "gateway {}: its checkpoint at entry {h} is in the log",
+                            a.name
+                        ),
+                        (None, None, None) => {
+                            println!("gateway {}: no checkpoint to compare yet", a.name)
+                        }
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -380,6 +380,12 @@ pub enum UiEvent {
         up: bool,
         error: Option<String>,
     },
+    /// The local audit log disagrees with the checkpoint a gateway holds for this device.
+    AuditRolledBack {
+        gateway: String,
+        damage: String,
+        problem: String,
+    },
     /// Open the detail view of this request (a notification click or a deep link).
     Navigate {
         request_id: String,
@@ -442,6 +448,15 @@ impl From<&EngineEvent> for UiEvent {
                 gateway: gateway.clone(),
                 up: false,
                 error: Some(display::visible(error)),
+            },
+            EngineEvent::AuditRolledBack {
+                gateway,
+                damage,
+                problem,
+            } => UiEvent::AuditRolledBack {
+                gateway: gateway.clone(),
+                damage: damage.clone(),
+                problem: display::visible(problem),
             },
         }
     }

@@ -1,0 +1,263 @@
+//! Anchoring the local audit log at the gateways: each paired gateway keeps the latest
+//! checkpoint this device signed, so a local log that was wiped or restored from an older copy
+//! (which still verifies on its own) is detected against it.
+//!
+//! For each gateway: read the checkpoint it holds, check that the local chain still contains
+//! it (`rolled_back` if the chain ends before it, `rewritten` if the entry differs), then
+//! upload the local latest checkpoint if it is newer. A detection is reported to the host as
+//! [`EngineEvent::AuditRolledBack`] and written to the audit log, once per gateway and held
+//! checkpoint per process.
+
+use countersign_protocol::api::{paths, CheckpointState};
+use countersign_protocol::audit::{ChainBreak, Checkpoint, Damage};
+use countersign_protocol::{DeviceAuth, Signed};
+use rusqlite::Connection;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::audit::{self, kind};
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::events::EngineEvent;
+use crate::gateway::{self, GatewayRecord};
+
+/// What anchoring at one gateway found and did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnchorReport {
+    pub gateway: String,
+    pub name: String,
+    /// The entry the gateway's held checkpoint covers, before any upload.
+    pub held: Option<u64>,
+    /// The entry of the checkpoint uploaded now, if one was.
+    pub uploaded: Option<u64>,
+    /// The local log disagrees with the gateway's checkpoint.
+    pub damage: Option<Damage>,
+    /// Why the gateway could not be checked, or what the damage is.
+    pub problem: Option<String>,
+}
+
+/// Checks the local chain against a checkpoint a gateway holds. The local chain itself is
+/// verified elsewhere; this compares the stored hash at the checkpoint's entry.
+pub(crate) fn check_against(
+    conn: &Connection,
+    device: &countersign_protocol::PublicKey,
+    held: &Signed<Checkpoint>,
+    gateway_name: &str,
+) -> Result<(), ChainBreak> {
+    let seq = held.body.seq;
+    if held.verify(device).is_err() || held.body.signer != device.fingerprint() {
+        return Err(ChainBreak {
+            position: seq,
+            damage: Damage::CheckpointForged,
+            problem: format!(
+                "the gateway {gateway_name} holds a checkpoint at entry {seq} that this device did not sign"
+            ),
+        });
+    }
+    let (entries, hash_at) = audit::head_and_hash_at(conn, seq).map_err(|e| ChainBreak {
+        position: seq,
+        damage: Damage::Unreadable,
+        problem: e.to_string(),
+    })?;
+    if entries < seq {
+        return Err(ChainBreak {
+            position: entries + 1,
+            damage: Damage::RolledBack,
+            problem: format!(
+                "the log ends after {entries} entries, but the gateway {gateway_name} holds a checkpoint \
+                 this device signed at entry {seq}: the log was wiped or restored from an older copy"
+            ),
+        });
+    }
+    match hash_at {
+        Some(h) if h.ct_eq(&held.body.head) => Ok(()),
+        _ => Err(ChainBreak {
+            position: seq,
+            damage: Damage::Rewritten,
+            problem: format!(
+                "entry {seq} differs from the checkpoint this device signed and the gateway {gateway_name} holds"
+            ),
+        }),
+    }
+}
+
+impl Engine {
+    fn device_auth(
+        &self,
+        gw: &GatewayRecord,
+        method: &str,
+        path: &str,
+    ) -> Result<String, EngineError> {
+        Ok(
+            DeviceAuth::create(&self.inner.key, &gw.device_id, method, path, self.now())?
+                .to_header(),
+        )
+    }
+
+    async fn held_checkpoint(&self, gw: &GatewayRecord) -> Result<CheckpointState, EngineError> {
+        let url = gateway::endpoint(&gw.url, paths::CHECKPOINT_LATEST)?;
+        let resp = self
+            .inner
+            .http
+            .get(url.clone())
+            .header(
+                reqwest::header::AUTHORIZATION,
+                self.device_auth(gw, "GET", paths::CHECKPOINT_LATEST)?,
+            )
+            .timeout(gateway::CALL_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| gateway::unreachable(&url, e))?;
+        gateway::read_answer(&url, resp).await
+    }
+
+    async fn upload_checkpoint(
+        &self,
+        gw: &GatewayRecord,
+        cp: &Signed<Checkpoint>,
+    ) -> Result<CheckpointState, EngineError> {
+        let url = gateway::endpoint(&gw.url, paths::CHECKPOINTS)?;
+        let resp = self
+            .inner
+            .http
+            .post(url.clone())
+            .header(
+                reqwest::header::AUTHORIZATION,
+                self.device_auth(gw, "POST", paths::CHECKPOINTS)?,
+            )
+            .json(cp)
+            .timeout(gateway::CALL_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| gateway::unreachable(&url, e))?;
+        gateway::read_answer(&url, resp).await
+    }
+
+    /// Tells the host and the audit log, once per gateway and held checkpoint.
+    fn report_rollback(&self, gw: &GatewayRecord, held: &Checkpoint, b: &ChainBreak) {
+        let first = self
+            .inner
+            .rollback_alarms
+            .lock()
+            .map(|mut s| s.insert(format!("{}:{}", gw.fingerprint, held.seq)))
+            .unwrap_or(true);
+        if !first {
+            return;
+        }
+        tracing::error!(gateway = %gw.name, damage = %b.damage, "{}", b.problem);
+        let now = self.now();
+        let written = (|| -> Result<(), EngineError> {
+            let mut db = self.db();
+            let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            audit::append(
+                &tx,
+                now,
+                kind::AUDIT_ROLLED_BACK,
+                None,
+                json!({
+                    "gateway": gw.fingerprint,
+                    "held_seq": held.seq,
+                    "held_head": held.head,
+                    "damage": b.damage,
+                    "problem": b.problem,
+                }),
+            )?;
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            tracing::error!(error = %e, "cannot audit a detected rollback");
+        }
+        self.emit(EngineEvent::AuditRolledBack {
+            gateway: gw.fingerprint.clone(),
+            damage: b.damage.as_str().to_owned(),
+            problem: b.problem.clone(),
+        });
+    }
+
+    async fn anchor_one(&self, gw: &GatewayRecord) -> AnchorReport {
+        let mut report = AnchorReport {
+            gateway: gw.fingerprint.clone(),
+            name: gw.name.clone(),
+            held: None,
+            uploaded: None,
+            damage: None,
+            problem: None,
+        };
+        let held = match self.held_checkpoint(gw).await {
+            Ok(s) => s.checkpoint,
+            Err(e) => {
+                report.problem = Some(e.to_string());
+                return report;
+            }
+        };
+        report.held = held.as_ref().map(|c| c.body.seq);
+        let local = {
+            let db = self.db();
+            let check = held
+                .as_ref()
+                .map(|h| check_against(&db, &self.inner.key.public(), h, &gw.name));
+            match check {
+                Some(Err(b)) => Err(b),
+                _ => audit::latest_checkpoint(&db).map_err(|e| ChainBreak {
+                    position: 0,
+                    damage: Damage::Unreadable,
+                    problem: e.to_string(),
+                }),
+            }
+        };
+        let local = match (local, &held) {
+            (Ok(l), _) => l,
+            (Err(b), Some(h)) => {
+                self.report_rollback(gw, &h.body, &b);
+                report.damage = Some(b.damage);
+                report.problem = Some(b.problem);
+                return report;
+            }
+            (Err(b), None) => {
+                report.problem = Some(b.problem);
+                return report;
+            }
+        };
+        let Some(local) = local else {
+            return report;
+        };
+        if report.held.is_some_and(|h| h >= local.body.seq) {
+            return report;
+        }
+        match self.upload_checkpoint(gw, &local).await {
+            Ok(_) => report.uploaded = Some(local.body.seq),
+            Err(EngineError::GatewayRefused { code, message, .. })
+                if code == "checkpoint_rollback" || code == "checkpoint_fork" =>
+            {
+                // The gateway moved on between the read and the upload: another copy of this
+                // device's log is ahead of this one.
+                let b = ChainBreak {
+                    position: local.body.seq,
+                    damage: if code == "checkpoint_fork" {
+                        Damage::Rewritten
+                    } else {
+                        Damage::RolledBack
+                    },
+                    problem: message,
+                };
+                self.report_rollback(gw, &local.body, &b);
+                report.damage = Some(b.damage);
+                report.problem = Some(b.problem);
+            }
+            Err(e) => report.problem = Some(e.to_string()),
+        }
+        report
+    }
+
+    /// Checks the local audit log against the checkpoint every paired gateway holds and uploads
+    /// the latest local checkpoint where it is newer. Unreachable gateways are reported, not
+    /// fatal.
+    pub async fn anchor_audit(&self) -> Result<Vec<AnchorReport>, EngineError> {
+        let mut reports = Vec::new();
+        for gw in self.gateways()? {
+            reports.push(self.anchor_one(&gw).await);
+        }
+        Ok(reports)
+    }
+}
