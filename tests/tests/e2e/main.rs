@@ -932,7 +932,7 @@ async fn sigkill_at_seeded_points_loses_no_acknowledged_decision_and_delivers_ea
     for row in &stored {
         assert_eq!(
             accepted[&row.request_id],
-            [row.decision_id.clone()],
+            std::slice::from_ref(&row.decision_id),
             "the gateway accepted another decision than the one stored"
         );
     }
