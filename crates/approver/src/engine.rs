@@ -95,7 +95,8 @@ fn take_lock(data_dir: &Path) -> Result<std::fs::File, EngineError> {
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .open(&path)?;
+        .open(&path)
+        .map_err(|e| EngineError::at_path(&path, e))?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -107,7 +108,7 @@ fn take_lock(data_dir: &Path) -> Result<std::fs::File, EngineError> {
                 pid,
             });
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(EngineError::Io(e)),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
     }
     file.set_len(0)?;
     file.rewind()?;
@@ -163,7 +164,8 @@ impl Engine {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&data_dir)?;
+            .create(&data_dir)
+            .map_err(|e| EngineError::at_path(&data_dir, e))?;
         // Single writer: the lock is held for the engine's lifetime and released by the kernel
         // when the process ends, however it ends.
         let lock = take_lock(&data_dir)?;

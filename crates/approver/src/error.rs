@@ -8,9 +8,13 @@ use countersign_protocol::ProtocolError;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("A file in the data directory could not be read or written: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("The local database failed: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(rusqlite::Error),
+    #[error("The disk holding the data directory is full, so this step stored nothing ({0}). Free some space and try again; nothing stored earlier was lost.")]
+    StorageFull(String),
+    #[error("The data directory cannot be written: it is read-only or this user lacks write permission ({0}). Nothing was changed.")]
+    StorageReadOnly(String),
     #[error("The local store is damaged: {0}")]
     Corrupt(String),
     #[error("The local store was written by a newer version (schema {found}; this build knows {supported}).")]
@@ -73,12 +77,55 @@ pub enum EngineError {
     InvalidInput(String),
 }
 
+impl From<std::io::Error> for EngineError {
+    /// A full disk and a read-only or forbidden data directory get their own errors, so that
+    /// the user is told what to fix.
+    fn from(e: std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => {
+                EngineError::StorageFull(e.to_string())
+            }
+            ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => {
+                EngineError::StorageReadOnly(e.to_string())
+            }
+            _ => EngineError::Io(e),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for EngineError {
+    /// SQLite's full-disk, read-only and corruption results become the errors a user can act
+    /// on; everything else stays a database failure.
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => EngineError::StorageFull(e.to_string()),
+            Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => {
+                EngineError::StorageReadOnly(e.to_string())
+            }
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => EngineError::Corrupt(
+                format!("the database file is not a readable SQLite database ({e})"),
+            ),
+            _ => EngineError::Database(e),
+        }
+    }
+}
+
 impl EngineError {
+    /// An I/O error on `path`, classified as in `From<std::io::Error>`, naming the path.
+    pub fn at_path(path: &std::path::Path, e: std::io::Error) -> Self {
+        let named = std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        EngineError::from(named)
+    }
+
     /// A stable code for scripts and the UI. Codes never change meaning once released.
     pub fn code(&self) -> &'static str {
         match self {
             EngineError::Io(_) => "io",
             EngineError::Database(_) => "database",
+            EngineError::StorageFull(_) => "storage_full",
+            EngineError::StorageReadOnly(_) => "storage_read_only",
             EngineError::Corrupt(_) => "corrupt_store",
             EngineError::SchemaTooNew { .. } => "schema_too_new",
             EngineError::InUse { .. } => "data_dir_in_use",

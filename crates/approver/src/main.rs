@@ -608,7 +608,7 @@ async fn sync(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         } else {
             match &r.error {
                 None => println!("{}: up to date ({} events)", visible(&r.name), r.events),
-                Some(e) => println!("{}: not reached: {e}", visible(&r.name)),
+                Some(e) => println!("{}: {e}", visible(&r.name)),
             }
         }
     }

@@ -156,7 +156,7 @@ fn create_private_file(path: &Path) -> Result<(), EngineError> {
     {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(EngineError::Io(e)),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -66,7 +66,17 @@ impl From<countersign_protocol::ProtocolError> for ApiError {
 }
 
 impl From<crate::store::StoreError> for ApiError {
+    /// A full disk is named (the caller may retry once the operator freed space); any other
+    /// store failure is internal.
     fn from(e: crate::store::StoreError) -> Self {
+        if e.is_disk_full() {
+            tracing::error!(err = %e, "the gateway's disk is full");
+            return Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                "The gateway's disk is full, so nothing was stored; try again once the operator freed space.",
+            );
+        }
         ApiError::internal("store", e)
     }
 }

@@ -22,10 +22,21 @@ pub enum StoreError {
     TooNew { found: i64, supported: i64 },
     #[error("A stored record is corrupt: {0}")]
     Corrupt(String),
-    #[error("The gateway database could not commit: {0}")]
-    CommitFailed(String),
+    #[error("The gateway database could not commit: {message}")]
+    CommitFailed { message: String, disk_full: bool },
     #[error("The gateway's database lock is poisoned by an earlier panic.")]
     Poisoned,
+}
+
+impl StoreError {
+    /// SQLite reported a full disk (directly, or as the reason a group commit failed).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            StoreError::CommitFailed { disk_full, .. } => *disk_full,
+            _ => false,
+        }
+    }
 }
 
 const SCHEMA_VERSION: i64 = 2;
@@ -167,7 +178,8 @@ struct Writer {
 struct Batch {
     writes: usize,
     pushed: Vec<Pushed>,
-    outcome: Arc<OnceLock<Result<(), String>>>,
+    /// The batch's commit result: the error text and whether the disk was full.
+    outcome: Arc<OnceLock<Result<(), (String, bool)>>>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
@@ -267,7 +279,11 @@ impl Store {
         drop(w);
         match outcome.get() {
             Some(Ok(())) => Ok(value),
-            Some(Err(e)) => Err(StoreError::CommitFailed(e.clone()).into()),
+            Some(Err((message, disk_full))) => Err(StoreError::CommitFailed {
+                message: message.clone(),
+                disk_full: *disk_full,
+            }
+            .into()),
             None => Err(StoreError::Poisoned.into()),
         }
     }
@@ -312,7 +328,7 @@ impl Store {
             if let Some(b) = w.batch.take() {
                 let _ = b
                     .outcome
-                    .set(Err(format!("rolling back a failed write: {e}")));
+                    .set(Err((format!("rolling back a failed write: {e}"), false)));
             }
             self.committed.notify_all();
         }
@@ -326,7 +342,10 @@ impl Store {
             // A failed COMMIT can leave the transaction open; end it so the next batch starts
             // clean. Nothing of this batch was made durable.
             let _ = w.conn.execute_batch("ROLLBACK");
-            e.to_string()
+            (
+                e.to_string(),
+                e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            )
         });
         if result.is_ok() {
             self.hub.publish(&batch.pushed);

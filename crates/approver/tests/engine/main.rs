@@ -649,3 +649,35 @@ fn a_second_instance_on_the_same_data_directory_is_refused() {
     drop(first);
     Engine::open(dir.path()).unwrap();
 }
+
+/// A database file that is not SQLite (overwritten header, or garbage from the start) is
+/// refused with `corrupt_store` and left as it was, for the user to restore or inspect.
+#[test]
+fn a_corrupt_database_file_is_refused_clearly_and_left_alone() {
+    for damage in [
+        |b: &mut Vec<u8>| b[..16].copy_from_slice(b"not a database!!"),
+        |b: &mut Vec<u8>| *b = vec![0x5a; 8192],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Engine::open(dir.path()).unwrap());
+        let db = dir.path().join(countersign_approver::DATABASE_FILE);
+        let mut bytes = std::fs::read(&db).unwrap();
+        damage(&mut bytes);
+        std::fs::write(&db, &bytes).unwrap();
+        match Engine::open(dir.path()) {
+            Err(e @ EngineError::Corrupt(_)) => {
+                assert_eq!(e.code(), "corrupt_store");
+                assert!(
+                    e.to_string().contains("not a readable SQLite database"),
+                    "{e}"
+                );
+            }
+            other => panic!("a corrupt database was opened: {other:?}"),
+        }
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            bytes,
+            "the damaged file was changed"
+        );
+    }
+}
