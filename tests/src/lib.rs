@@ -450,22 +450,35 @@ pub fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-fn run(cmd: &str, args: &[&str]) {
-    let status = Command::new(cmd).args(args).status().unwrap();
-    assert!(status.success(), "{cmd} {args:?} failed: {status}");
+/// Runs a mount-type command; its error output is the reason it could not.
+fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 /// A small tmpfs mounted on a fresh directory, so a test can fill the disk for real. Mounting
-/// needs root (CI runs the suite as root); `mount` returns `None` otherwise. Unmounted on drop.
+/// needs root (CI runs the suite as root); otherwise `mount` says why it cannot. Unmounted on
+/// drop.
 pub struct SmallDisk {
     pub path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl SmallDisk {
-    pub fn mount(bytes: u64) -> Option<SmallDisk> {
+    pub fn mount(bytes: u64) -> Result<SmallDisk, String> {
         if !running_as_root() {
-            return None;
+            return Err("mounting a tmpfs needs root".into());
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
@@ -473,8 +486,8 @@ impl SmallDisk {
         run(
             "mount",
             &["-t", "tmpfs", "-o", &size, "tmpfs", path.to_str().unwrap()],
-        );
-        Some(SmallDisk { path, _dir: dir })
+        )?;
+        Ok(SmallDisk { path, _dir: dir })
     }
 
     /// Fills the disk with a file until the kernel says it is full (ENOSPC), then shrinks the
@@ -506,7 +519,8 @@ impl Drop for SmallDisk {
 }
 
 /// Makes a directory read-only until dropped: as root a read-only bind mount over it (root
-/// ignores permission bits), otherwise permission bits (directories 0500, files 0400).
+/// ignores permission bits), otherwise permission bits (directories 0500, files 0400). Says why
+/// when neither is possible (root without the right to mount).
 pub struct ReadOnly {
     path: PathBuf,
     mounted: bool,
@@ -514,17 +528,18 @@ pub struct ReadOnly {
 }
 
 impl ReadOnly {
-    pub fn apply(path: &Path) -> ReadOnly {
+    pub fn apply(path: &Path) -> Result<ReadOnly, String> {
         use std::os::unix::fs::PermissionsExt;
         let p = path.to_str().unwrap();
         if running_as_root() {
-            run("mount", &["--bind", p, p]);
-            run("mount", &["-o", "remount,bind,ro", p]);
-            return ReadOnly {
+            run("mount", &["--bind", p, p])?;
+            let ro = ReadOnly {
                 path: path.to_path_buf(),
                 mounted: true,
                 modes: Vec::new(),
             };
+            run("mount", &["-o", "remount,bind,ro", p])?;
+            return Ok(ro);
         }
         let mut modes = Vec::new();
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
@@ -538,11 +553,11 @@ impl ReadOnly {
             let ro = if meta.is_dir() { 0o500 } else { 0o400 };
             std::fs::set_permissions(&e, std::fs::Permissions::from_mode(ro)).unwrap();
         }
-        ReadOnly {
+        Ok(ReadOnly {
             path: path.to_path_buf(),
             mounted: false,
             modes,
-        }
+        })
     }
 }
 
