@@ -134,6 +134,9 @@ pub fn verify(n: usize, data_parent: Option<&Path>) -> Result<Vec<Figure>> {
         // A log that grew over months lives in the database file, not in the write-ahead log.
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     }
+    // Written long ago: on disk, not still being written back while verification runs.
+    std::fs::File::open(dir.path().join(DATABASE_FILE))?.sync_all()?;
+    std::thread::sleep(Duration::from_secs(2));
     let size = std::fs::metadata(dir.path().join(DATABASE_FILE))?.len();
     println!(
         "audit-verify: wrote {n} entries ({:.0} MiB database) in {:.1} s",

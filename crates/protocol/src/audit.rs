@@ -178,11 +178,7 @@ pub fn verify_slice(
 /// `countersign/v1/audit-entry || 0x00 || text`. Equal to [`AuditEntry::hash`] when `text` is
 /// the entry's JCS.
 pub fn hash_canonical(text: &[u8]) -> Digest {
-    let mut msg = Vec::with_capacity(domain::AUDIT_ENTRY.len() + 1 + text.len());
-    msg.extend_from_slice(domain::AUDIT_ENTRY.as_bytes());
-    msg.push(0);
-    msg.extend_from_slice(text);
-    Digest::of_bytes(&msg)
+    Digest::of_parts(&[domain::AUDIT_ENTRY.as_bytes(), &[0], text])
 }
 
 /// What the chain rule needs of one entry: its `seq` and `prev`, its recomputed hash (or why it

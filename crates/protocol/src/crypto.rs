@@ -9,7 +9,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_dalek::Signer as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest as _, Sha256};
 
 use crate::canonical::{domain, signing_message};
 use crate::error::ProtocolError;
@@ -21,7 +20,20 @@ pub struct Digest(pub [u8; 32]);
 impl Digest {
     /// SHA-256 of raw bytes.
     pub fn of_bytes(bytes: &[u8]) -> Self {
-        Digest(Sha256::digest(bytes).into())
+        Self::of_parts(&[bytes])
+    }
+
+    /// SHA-256 of the concatenation of `parts`, without copying them together. (ring's
+    /// SHA-256 uses the CPU's vector units; on CPUs without SHA extensions it is about twice as
+    /// fast as a portable implementation, which matters when verifying long audit logs.)
+    pub fn of_parts(parts: &[&[u8]]) -> Self {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for p in parts {
+            ctx.update(p);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        Digest(out)
     }
 
     /// SHA-256 of `domain || 0x00 || JCS(value)`.
@@ -41,8 +53,8 @@ impl Digest {
         if s.len() != 64 || s.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(bad());
         }
-        let raw = hex::decode(s).map_err(|_| bad())?;
-        let arr: [u8; 32] = raw.try_into().map_err(|_| bad())?;
+        let mut arr = [0u8; 32];
+        hex::decode_to_slice(s, &mut arr).map_err(|_| bad())?;
         Ok(Digest(arr))
     }
 
@@ -73,8 +85,18 @@ impl Serialize for Digest {
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Digest::parse("digest", &s).map_err(serde::de::Error::custom)
+        // Parsed from the borrowed text where the input allows it: no allocation per digest.
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = Digest;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a lowercase hex SHA-256 digest")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Digest, E> {
+                Digest::parse("digest", s).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Hex)
     }
 }
 
