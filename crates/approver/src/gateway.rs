@@ -15,6 +15,11 @@ use crate::error::EngineError;
 /// Upper bound for a non-streaming call, so a stuck gateway cannot hold a decision forever.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Upper bound for delivering one decision. A gateway answers a decision in milliseconds; a
+/// connection that stays silent (half-open) must not keep the person who decided waiting, so
+/// the decision is reported queued after this and retried (delivery is idempotent).
+pub(crate) const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What this device pinned when it paired with a gateway.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GatewayRecord {
@@ -101,9 +106,18 @@ pub(crate) async fn post<B: Serialize, T: Decode>(
     url: Url,
     body: &B,
 ) -> Result<T, EngineError> {
+    post_within(http, url, body, CALL_TIMEOUT).await
+}
+
+pub(crate) async fn post_within<B: Serialize, T: Decode>(
+    http: &reqwest::Client,
+    url: Url,
+    body: &B,
+    timeout: Duration,
+) -> Result<T, EngineError> {
     let resp = http
         .post(url.clone())
-        .timeout(CALL_TIMEOUT)
+        .timeout(timeout)
         .json(body)
         .send()
         .await
