@@ -44,16 +44,45 @@ pub fn visible(s: &str) -> String {
     visible_text(s, false)
 }
 
-/// Warnings about text that may mislead a reader even when every character is visible.
-pub fn warnings(s: &str) -> Vec<&'static str> {
+/// Warnings about text that may mislead a reader even when every character is visible, using
+/// the Unicode security mechanisms of UTS #39 (`unicode-security`):
+///
+/// - hidden characters (control, bidirectional, invisible), which are shown escaped;
+/// - a word that mixes scripts (`pаypal` with a Cyrillic `а`): each word must resolve to a
+///   single script, as in UTS #39 mixed-script detection;
+/// - a word written with non-ASCII characters whose confusable skeleton is plain ASCII
+///   (`рау` in Cyrillic reads as `pay`): it imitates ASCII text.
+///
+/// Each warning names the word, made visible. Ordinary text in one script (`héllo`, `Grüße`,
+/// `日本語`) gives none.
+pub fn warnings(s: &str) -> Vec<String> {
+    use unicode_security::{skeleton, MixedScript};
     let mut w = Vec::new();
     if s.chars().any(|c| c != '\n' && is_hidden(c)) {
-        w.push("contains control, bidirectional or invisible characters (shown as \\u{...})");
+        w.push(
+            "contains control, bidirectional or invisible characters (shown as \\u{...})"
+                .to_owned(),
+        );
     }
-    let has_ascii_letter = s.chars().any(|c| c.is_ascii_alphabetic());
-    let has_other_letter = s.chars().any(|c| c.is_alphabetic() && !c.is_ascii());
-    if has_ascii_letter && has_other_letter {
-        w.push("mixes Latin with other letters (possible look-alike characters)");
+    let mut seen = std::collections::BTreeSet::new();
+    for word in s.split(|c: char| c.is_whitespace() || is_hidden(c)) {
+        if word.is_ascii() || !seen.insert(word) {
+            continue;
+        }
+        if !word.is_single_script() {
+            w.push(format!(
+                "mixes scripts in \"{}\" (possible look-alike characters)",
+                visible(word)
+            ));
+            continue;
+        }
+        let skel: String = skeleton(word).collect();
+        if skel.is_ascii() && skel.chars().any(|c| c.is_ascii_alphanumeric()) {
+            w.push(format!(
+                "\"{}\" is written in non-Latin characters that look like \"{skel}\"",
+                visible(word)
+            ));
+        }
     }
     w
 }
@@ -89,10 +118,43 @@ mod tests {
         assert_eq!(visible_text("a\nb\u{202E}", true), "a\nb\\u{202E}");
     }
 
+    /// (text, expected warnings as substrings, in order). Empty: no warning.
     #[test]
-    fn warnings_flag_hidden_and_mixed_script() {
-        assert!(warnings("plain").is_empty());
-        assert_eq!(warnings("a\u{202E}b").len(), 1);
-        assert_eq!(warnings("pаypal").len(), 1); // Cyrillic а
+    fn warnings_table() {
+        let cases: &[(&str, &[&str])] = &[
+            ("plain ASCII text; DROP TABLE users;", &[]),
+            ("héllo wörld, Grüße aus Köln", &[]),
+            ("日本語のテキスト", &[]),
+            ("Привет мир", &[]),
+            ("αβγ δέλτα", &[]),
+            ("a\u{202E}b", &["control, bidirectional or invisible"]),
+            ("pay\u{200B}pal", &["control, bidirectional or invisible"]),
+            // Cyrillic а (U+0430) inside a Latin word.
+            ("login at pаypal.com", &["mixes scripts in \"pаypal.com\""]),
+            // Greek ο (U+03BF) inside a Latin word.
+            ("kubectl exec gοogle", &["mixes scripts in \"gοogle\""]),
+            // All Cyrillic, imitating ASCII: р, а, у.
+            (
+                "approve рау",
+                &["\"рау\" is written in non-Latin characters that look like \"pay\""],
+            ),
+            // Fullwidth Latin imitates ASCII too.
+            ("ｄｅｐｌｏｙ prod", &["look like \"deploy\""]),
+            // Both kinds at once; a repeated word is reported once.
+            (
+                "x\u{2066} pаypal pаypal",
+                &[
+                    "control, bidirectional or invisible",
+                    "mixes scripts in \"pаypal\"",
+                ],
+            ),
+        ];
+        for (input, want) in cases {
+            let got = warnings(input);
+            assert_eq!(got.len(), want.len(), "{input:?}: {got:?}");
+            for (g, w) in got.iter().zip(want.iter()) {
+                assert!(g.contains(w), "{input:?}: {g:?} lacks {w:?}");
+            }
+        }
     }
 }

@@ -60,10 +60,7 @@ impl Text {
         Text {
             raw: raw.to_string(),
             visible: display::visible_text(raw, true),
-            warnings: display::warnings(raw)
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
+            warnings: display::warnings(raw),
         }
     }
 }

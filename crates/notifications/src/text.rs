@@ -141,6 +141,15 @@ pub fn expires_in(expires_at: i64, now: i64) -> String {
 ///          Expires in 5 min
 /// ```
 pub fn single(r: &RequestFacts, now: i64) -> Text {
+    let mut body = format!(
+        "{} asks: {}\n{}",
+        field(&r.requester, MAX_REQUESTER),
+        field(&r.summary, MAX_SUMMARY),
+        expires_in(r.expires_at, now)
+    );
+    if looks_deceptive(r) {
+        body.push_str(LOOK_ALIKE);
+    }
     Text {
         summary: format!(
             "Approve {} on {}? ({} risk)",
@@ -148,15 +157,20 @@ pub fn single(r: &RequestFacts, now: i64) -> Text {
             field(&r.resource, MAX_RESOURCE),
             r.risk.as_str()
         ),
-        body: format!(
-            "{} asks: {}\n{}",
-            field(&r.requester, MAX_REQUESTER),
-            field(&r.summary, MAX_SUMMARY),
-            expires_in(r.expires_at, now)
-        ),
+        body,
         urgency: urgency(r.risk),
         resolved: false,
     }
+}
+
+/// Appended to a notification whose shown fields carry hidden characters, mixed scripts or
+/// ASCII look-alikes (UTS #39, see `countersign_approver::display::warnings`).
+pub const LOOK_ALIKE: &str = "\n⚠ Hidden or look-alike characters: check in the app";
+
+fn looks_deceptive(r: &RequestFacts) -> bool {
+    [&r.action, &r.resource, &r.requester, &r.summary]
+        .iter()
+        .any(|f| !display::warnings(f).is_empty())
 }
 
 /// Several waiting requests from one requester, collapsed into one notification (`waiting` in
@@ -364,6 +378,12 @@ mod tests {
             collapsed(&[&r, &r], 1_000).unwrap(),
             resolved(&r, RequestState::Denied).unwrap(),
         ];
+        assert!(texts[0].body.ends_with(LOOK_ALIKE), "{}", texts[0].body);
+        let plain = single(&facts(Risk::High), 1_000);
+        assert!(!plain.body.contains(LOOK_ALIKE), "{}", plain.body);
+        let mut spoof = facts(Risk::High);
+        spoof.resource = "prod-db.pаypal.com".into(); // Cyrillic а
+        assert!(single(&spoof, 1_000).body.ends_with(LOOK_ALIKE));
         for t in texts {
             for s in [&t.summary, &t.body] {
                 assert!(!s.contains('<') && !s.contains('>'), "{s}");

@@ -447,7 +447,16 @@ fn markup_and_hidden_characters_arrive_escaped() {
                 ..Req::default()
             },
             "Approve sql.exec on prod-db\\u{202E}gpj.exe? (high risk)",
-            "ci-bot asks: safe\\u{200B}looking\\u{2066}text\\u{2069}\\u{A}second line\nExpires in 5 min",
+            "ci-bot asks: safe\\u{200B}looking\\u{2066}text\\u{2069}\\u{A}second line\nExpires in 5 min\n⚠ Hidden or look-alike characters: check in the app",
+        ),
+        (
+            Req {
+                // Cyrillic а in a Latin word: flagged (UTS #39 mixed script), not altered.
+                resource: "db.pаypal.com",
+                ..Req::default()
+            },
+            "Approve sql.exec on db.pаypal.com? (high risk)",
+            "ci-bot asks: Drop the sessions table\nExpires in 5 min\n⚠ Hidden or look-alike characters: check in the app",
         ),
         (
             Req {
