@@ -175,6 +175,16 @@ pub fn create_request(
                     ),
                 ));
             }
+            let blocked = crate::reports::blocked_by(tx, requester, &body.approvers)?;
+            if !blocked.is_empty() {
+                return Err(ApiError::forbidden(
+                    "requester_blocked",
+                    format!(
+                        "{} reported an unexpected request from {requester}; the gateway's operator must lift the block (countersign-gateway unblock) before {requester} can ask them again.",
+                        blocked.join(", ")
+                    ),
+                ));
+            }
             let mut challenges = Vec::with_capacity(body.approvers.len());
             for a in &body.approvers {
                 let passkeys = passkeys_of(tx, a)?;
@@ -428,7 +438,11 @@ fn outcome(
 }
 
 /// Stores and returns a status event for every approver of the request.
-fn push_status(gw: &Gateway, tx: &Connection, request_id: &str) -> Result<Vec<Pushed>, ApiError> {
+pub(crate) fn push_status(
+    gw: &Gateway,
+    tx: &Connection,
+    request_id: &str,
+) -> Result<Vec<Pushed>, ApiError> {
     let (status, approvers) = status_of(gw, tx, request_id)?;
     enqueue_status(tx, status, &approvers)
 }

@@ -10,13 +10,15 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use countersign_protocol::api::{paths, CheckpointState, CreatedRequest, NewRequest, RequestView};
+use countersign_protocol::api::{
+    paths, CheckpointState, CreatedRequest, NewRequest, ReportAck, RequestView,
+};
 use countersign_protocol::types::MAX_MESSAGE_BYTES;
 use countersign_protocol::{GatewayInfo, PairChallenge, Paired, Receipt, Signed, PROTOCOL_VERSION};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::{approvals, checkpoints, pairing, stream, tokens, Gateway};
+use crate::{approvals, checkpoints, pairing, reports, stream, tokens, Gateway};
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -30,6 +32,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(paths::DECISIONS, post(decide))
         .route(paths::CHECKPOINTS, post(upload_checkpoint))
         .route(paths::CHECKPOINT_LATEST, get(latest_checkpoint))
+        .route(paths::REPORTS, post(report))
         .route(paths::OPENAPI, get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -184,6 +187,14 @@ async fn latest_checkpoint(
     })
     .await
     .map(Json)
+}
+
+async fn report(
+    State(gw): State<Arc<Gateway>>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<ReportAck>, ApiError> {
+    let b = body(b)?;
+    blocking(move || reports::report(&gw, &b)).await.map(Json)
 }
 
 async fn decide(

@@ -21,6 +21,7 @@ pub mod error;
 pub mod http;
 pub mod openapi;
 pub mod pairing;
+pub mod reports;
 pub mod store;
 pub mod stream;
 pub mod tokens;

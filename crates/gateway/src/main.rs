@@ -67,6 +67,8 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Lift the block an approver's "I did not expect this" report put on a requester.
+    Unblock { requester: String, approver: String },
 }
 
 #[derive(Subcommand)]
@@ -259,6 +261,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Unblock {
+            requester,
+            approver,
+        } => {
+            let gw = Gateway::open(load_config(&cli)?)?;
+            if countersign_gateway::reports::unblock(&gw, requester, approver)? {
+                println!("{requester} may send requests to {approver} again");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("error: {requester} is not blocked for {approver}");
+                Ok(ExitCode::FAILURE)
+            }
         }
         Command::Audit {
             command: AuditCommand::Verify,

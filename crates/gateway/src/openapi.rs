@@ -81,6 +81,7 @@ pub fn document() -> Value {
             "/v1/decisions": {"post": {"summary": "Deliver a device-signed decision", "requestBody": json_body("Signed<Decision>"), "responses": with_errors(ok("Signed<Receipt>"), &["400", "401", "403", "404", "409", "410"])}},
             "/v1/checkpoints": {"post": {"summary": "Upload this device's latest signed audit checkpoint; one that goes backwards or forks is refused", "security": [{"device": []}], "requestBody": json_body("Signed<Checkpoint>"), "responses": with_errors(ok("CheckpointState"), &["400", "401", "409"])}},
             "/v1/checkpoints/latest": {"get": {"summary": "The latest audit checkpoint this gateway holds for this device", "security": [{"device": []}], "responses": with_errors(ok("CheckpointState"), &["401"])}},
+            "/v1/reports": {"post": {"summary": "Report an unexpected request: blocks its requester from this approver and denies their pending requests to them", "requestBody": json_body("Signed<Report>"), "responses": with_errors(ok("ReportAck"), &["400", "401", "403", "404", "409"])}},
             "/v1/openapi.json": {"get": {"summary": "This document", "responses": ok("OpenAPI document")}}
         }
     })

@@ -39,7 +39,7 @@ impl StoreError {
     }
 }
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE tokens(
@@ -143,9 +143,31 @@ CREATE TABLE device_checkpoints(
 );
 "#;
 
+/// Version 3: "I did not expect this" reports and the requester blocks they create (see
+/// `reports`).
+const SCHEMA_V3: &str = r#"
+CREATE TABLE reports(
+    report_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    approver TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    signed TEXT NOT NULL,
+    ack TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE TABLE blocks(
+    requester TEXT NOT NULL,
+    approver TEXT NOT NULL,
+    report_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (requester, approver)
+);
+"#;
+
 /// Each schema version's statements, in order: a database at version `n` runs the ones after
 /// it, in one transaction with the new `user_version`.
-const MIGRATIONS: [&str; 2] = [SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: [&str; 3] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /// Most writes one commit (one fsync) carries. A cap keeps a single commit's latency bounded.
 const MAX_BATCH: usize = 64;

@@ -20,6 +20,8 @@ pub mod paths {
     /// `POST` a device's latest audit checkpoint; `GET .../latest` reads the one held.
     pub const CHECKPOINTS: &str = "/v1/checkpoints";
     pub const CHECKPOINT_LATEST: &str = "/v1/checkpoints/latest";
+    /// `POST` a device-signed [`crate::Report`] ("I did not expect this").
+    pub const REPORTS: &str = "/v1/reports";
 }
 
 /// `POST /v1/requests` (bearer token). The requester's identity comes from the token.
@@ -87,6 +89,31 @@ impl crate::types::Decode for CheckpointState {
             Some(c) => c.body.validate(),
             None => Ok(()),
         }
+    }
+}
+
+/// The answer to `POST /v1/reports`: the requester now blocked from this approver and the
+/// pending requests that were denied because of the report (none when they were already
+/// closed). Repeating the same report answers the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportAck {
+    pub v: u32,
+    pub report_id: String,
+    pub request_id: String,
+    pub requester: String,
+    pub denied: Vec<String>,
+}
+
+impl crate::types::Decode for ReportAck {
+    fn validate(&self) -> Result<(), crate::error::ProtocolError> {
+        if self.v != crate::PROTOCOL_VERSION {
+            return Err(crate::error::ProtocolError::UnsupportedVersion {
+                found: self.v,
+                supported: crate::PROTOCOL_VERSION,
+            });
+        }
+        Ok(())
     }
 }
 

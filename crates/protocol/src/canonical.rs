@@ -19,6 +19,7 @@ pub mod domain {
     pub const DEVICE_AUTH: &str = "countersign/v1/device-auth";
     pub const AUDIT_ENTRY: &str = "countersign/v1/audit-entry";
     pub const CHECKPOINT: &str = "countersign/v1/checkpoint";
+    pub const REPORT: &str = "countersign/v1/report";
 }
 
 /// The RFC 8785 canonical form of `value`.

@@ -432,6 +432,7 @@ async fn openapi_names_every_route() {
                     "OPENAPI" => "/v1/openapi.json",
                     "CHECKPOINTS" => "/v1/checkpoints",
                     "CHECKPOINT_LATEST" => "/v1/checkpoints/latest",
+                    "REPORTS" => "/v1/reports",
                     other => panic!("unknown path constant {other}"),
                 }
                 .to_string()
@@ -585,5 +586,99 @@ async fn audit_checkpoints_only_move_forward() {
         .map(|(e, _)| e.detail["code"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(refusals, ["checkpoint_rollback", "checkpoint_fork"]);
+    countersign_protocol::audit::verify_chain(entries).unwrap();
+}
+
+/// "I did not expect this": Alice reports one of ci-bot's requests. Every pending ci-bot request
+/// addressed to her is denied at once (also one that Bob could still have approved), new ones
+/// naming her are refused until the operator lifts the block, and nothing of other requesters
+/// or of Bob alone is touched. The report is idempotent, must be signed by Alice's device, and
+/// everything is in the gateway's audit chain.
+#[tokio::test]
+async fn an_unexpected_request_report_blocks_its_requester_from_that_approver() {
+    use countersign_gateway::approvals;
+    let h = Harness::start().await;
+    let mut alice = h.pair("alice@example.com").await;
+    let bob = h.pair("bob@example.com").await;
+    let a1 = h.create_with(|n| n.summary = "first".into()).await;
+    let a2 = h.create_with(|n| n.summary = "second".into()).await;
+    let both = h
+        .create(&["alice@example.com", "bob@example.com"], 1, false)
+        .await;
+    let bob_only = h.create(&["bob@example.com"], 1, false).await;
+    let mut other = h.new_request();
+    other.summary = "from another requester".into();
+    let other = approvals::create_request(h.gw(), "other-bot", other).unwrap();
+    let (req, _) = alice.request_event(&h, &a1.request.body.id).await;
+
+    // Signed by another key than Alice's device: refused, nothing happens.
+    let forged = alice.signed_report_by(&h, &bob.key, &req);
+    let f = alice.post_report(&h, &forged).await.unwrap_err();
+    assert_eq!(f.code(), Some("bad_report_signature"));
+    assert_eq!(
+        h.view(&a1.request.body.id).await.status.body.state,
+        RequestState::Pending
+    );
+
+    let report = alice.signed_report(&h, &req);
+    let ack = alice.post_report(&h, &report).await.unwrap();
+    let mut want = vec![
+        a1.request.body.id.clone(),
+        a2.request.body.id.clone(),
+        both.request.body.id.clone(),
+    ];
+    want.sort();
+    let mut denied = ack.denied.clone();
+    denied.sort();
+    assert_eq!(denied, want);
+    assert_eq!(ack.requester, "ci-bot");
+    for id in &want {
+        assert_eq!(
+            h.view(id).await.status.body.state,
+            RequestState::Denied,
+            "{id}"
+        );
+    }
+    assert_eq!(
+        h.view(&bob_only.request.body.id).await.status.body.state,
+        RequestState::Pending
+    );
+    let other_state = approvals::view(h.gw(), "other-bot", &other.request.body.id).unwrap();
+    assert_eq!(other_state.status.body.state, RequestState::Pending);
+    // The same report again: the same answer, nothing new.
+    assert_eq!(alice.post_report(&h, &report).await.unwrap(), ack);
+
+    // ci-bot cannot ask Alice again, alone or with Bob; it can still ask Bob.
+    for approvers in [
+        vec!["alice@example.com"],
+        vec!["alice@example.com", "bob@example.com"],
+    ] {
+        let f = h
+            .try_create(|n| {
+                n.summary = "again".into();
+                n.approvers = approvers.iter().map(|s| s.to_string()).collect();
+            })
+            .await
+            .unwrap_err();
+        assert_eq!((f.status, f.code()), (403, Some("requester_blocked")));
+    }
+    h.try_create(|n| {
+        n.summary = "bob is fine".into();
+        n.approvers = vec!["bob@example.com".into()];
+    })
+    .await
+    .unwrap();
+    // The operator lifts the block.
+    assert!(countersign_gateway::reports::unblock(h.gw(), "ci-bot", "alice@example.com").unwrap());
+    assert!(!countersign_gateway::reports::unblock(h.gw(), "ci-bot", "alice@example.com").unwrap());
+    h.try_create(|n| n.summary = "after the block".into())
+        .await
+        .unwrap();
+
+    let entries = h.audit();
+    let count = |k: &str| entries.iter().filter(|(e, _)| e.kind == k).count();
+    assert_eq!(count("report.unexpected"), 1);
+    assert_eq!(count("request.blocked"), 3);
+    assert_eq!(count("block.lifted"), 1);
     countersign_protocol::audit::verify_chain(entries).unwrap();
 }

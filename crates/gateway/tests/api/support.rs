@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use countersign_gateway::{Config, Gateway, Running};
 use countersign_protocol::api::{
-    paths, CheckpointState, CreatedRequest, ErrorBody, NewRequest, RequestView,
+    paths, CheckpointState, CreatedRequest, ErrorBody, NewRequest, ReportAck, RequestView,
 };
 use countersign_protocol::audit::Checkpoint;
 use countersign_protocol::sse::{SseItem, SseParser};
 use countersign_protocol::types::Decode;
 use countersign_protocol::{
     ApprovalRequest, Decision, DeviceAuth, KeyPair, PairChallenge, PairFinish, PairStart, Paired,
-    PairingLink, PublicKey, Receipt, Signed, StatusUpdate, StreamEvent, Verdict,
+    PairingLink, PublicKey, Receipt, Report, Signed, StatusUpdate, StreamEvent, Verdict,
 };
 use url::Url;
 use webauthn_authenticator_rs::softtoken::SoftToken;
@@ -457,6 +457,45 @@ impl TestDevice {
         r.verify(&h.gateway_key()).unwrap();
         assert_eq!(r.body.decision_digest, d.digest().unwrap());
         Ok(r)
+    }
+
+    /// Signs an "I did not expect this" report on `req` with this device's key.
+    pub fn signed_report(&self, h: &Harness, req: &Signed<ApprovalRequest>) -> Signed<Report> {
+        self.signed_report_by(h, &self.key, req)
+    }
+
+    /// The same, signed with `key` (to forge one).
+    pub fn signed_report_by(
+        &self,
+        h: &Harness,
+        key: &KeyPair,
+        req: &Signed<ApprovalRequest>,
+    ) -> Signed<Report> {
+        Signed::sign(
+            key,
+            Report {
+                v: countersign_protocol::PROTOCOL_VERSION,
+                report_id: uuid::Uuid::new_v4().to_string(),
+                request_id: req.body.id.clone(),
+                request_digest: req.digest().unwrap(),
+                gateway: req.body.gateway.clone(),
+                approver: self.approver.clone(),
+                device_id: self.id.clone(),
+                reported_at: h.now(),
+            },
+        )
+        .unwrap()
+    }
+
+    pub async fn post_report(&self, h: &Harness, r: &Signed<Report>) -> Result<ReportAck, Failure> {
+        let resp = self
+            .http
+            .post(h.url.join(paths::REPORTS).unwrap())
+            .json(r)
+            .send()
+            .await
+            .unwrap();
+        answer(resp).await
     }
 
     /// A checkpoint over a chain of `seq` entries ending in `head`, signed by this device.
