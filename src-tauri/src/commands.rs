@@ -20,7 +20,7 @@ use crate::state::{lock, AppState};
 type Res<T> = Result<T, IpcError>;
 
 /// The reason recorded when the approver says they did not expect a request.
-pub const UNEXPECTED_REASON: &str = "Reported: I did not expect this request";
+pub use countersign_approver::UNEXPECTED_REASON;
 /// The most audit entries one call returns.
 const AUDIT_LIMIT_MAX: usize = 10_000;
 const AUDIT_LIMIT_DEFAULT: usize = 500;
@@ -75,13 +75,12 @@ pub async fn deny(state: State<'_, AppState>, id: String, reason: String) -> Res
     decision_of(&state.engine, &id)
 }
 
-/// "I did not expect this": denies with a fixed reason in one step. The denial is device-signed
-/// and written to the audit log (`decision.made` with this reason), which is the record of the
-/// report for now. A report endpoint at the gateway (so the security team hears of it) comes in
-/// a later issue.
+/// "I did not expect this": denies with a fixed reason and reports the request to its gateway,
+/// which blocks the requester from this approver (see `Engine::report_unexpected`). Both are
+/// device-signed and audited here and at the gateway.
 #[tauri::command]
 pub async fn report_unexpected(state: State<'_, AppState>, id: String) -> Res<DecisionView> {
-    state.engine.deny(&id, UNEXPECTED_REASON).await?;
+    state.engine.report_unexpected(&id).await?;
     decision_of(&state.engine, &id)
 }
 

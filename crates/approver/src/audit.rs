@@ -28,6 +28,7 @@ pub mod kind {
     pub const RECEIPT_RECEIVED: &str = "receipt.received";
     pub const DECISION_REFUSED: &str = "decision.refused";
     pub const AUDIT_ROLLED_BACK: &str = "audit.rolled_back";
+    pub const REPORT_SENT: &str = "report.sent";
 }
 
 /// A checkpoint is signed once this many entries follow the last one.

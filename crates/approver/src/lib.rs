@@ -23,6 +23,7 @@ pub mod events;
 pub mod gateway;
 pub mod inbox;
 pub mod outbox;
+mod report;
 mod store;
 
 pub use anchor::AnchorReport;
@@ -38,4 +39,5 @@ pub use events::{EngineEvent, Notifier, SilentNotifier};
 pub use gateway::GatewayRecord;
 pub use inbox::{DeliveryState, InboxItem, IngestOutcome, ListFilter, LocalDecision, RejectReason};
 pub use outbox::{Delivery, FlushReport, OutboxItem};
+pub use report::{ReportOutcome, UNEXPECTED_REASON};
 pub use store::SCHEMA_VERSION;

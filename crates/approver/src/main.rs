@@ -76,6 +76,9 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// "I did not expect this": deny the request and report it to its gateway, which blocks
+    /// its requester from you (their pending requests to you are denied, new ones refused).
+    Report { id: String },
     /// Verify or export the audit log.
     Audit {
         #[command(subcommand)]
@@ -238,6 +241,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ctx.maybe_sync(cli.offline).await?;
             let out = ctx.engine.deny(&id, &reason).await?;
             decision_result(&ctx, &out, None)
+        }
+        Command::Report { id } => {
+            ctx.maybe_sync(cli.offline).await?;
+            let out = ctx.engine.report_unexpected(&id).await?;
+            if ctx.json {
+                println!("{}", serde_json::to_string(&out.ack)?);
+            } else {
+                if let Some(d) = &out.denial {
+                    decision_result(&ctx, d, None)?;
+                }
+                println!(
+                    "reported: {} can no longer send you requests through this gateway; {} pending request(s) from them denied",
+                    visible(&out.ack.requester),
+                    out.ack.denied.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
             command: AuditCommand::Verify { local },
