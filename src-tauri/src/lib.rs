@@ -12,7 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod commands;
-pub mod deeplink;
+pub use countersign_ipc::deeplink;
 mod notify;
 pub mod settings;
 pub mod state;
@@ -27,7 +27,7 @@ use tauri::webview::PageLoadEvent;
 use tauri::{AppHandle, Emitter, Manager, Runtime, WindowEvent};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::deeplink::LinkAction;
+use countersign_ipc::deeplink::LinkAction;
 use crate::state::{lock, AppState};
 
 /// The main window's label (also the capability's window).

@@ -10,6 +10,8 @@
 //! the warnings the engine's display rules raise. The UI renders only the visible form.
 #![forbid(unsafe_code)]
 
+pub mod deeplink;
+
 use countersign_approver::display;
 use countersign_approver::{
     DeliveryState, EngineError, EngineEvent, GatewayRecord, InboxItem, LocalDecision,
