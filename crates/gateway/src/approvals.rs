@@ -89,7 +89,8 @@ pub fn create_request(
             "An approver is listed more than once.",
         ));
     }
-    let match_required = new.require_match || gw.config.match_required_for(&new.action);
+    let match_required =
+        new.require_match || gw.config.match_required_for(&new.action, &new.resource);
     let body = ApprovalRequest {
         v: PROTOCOL_VERSION,
         id: uuid::Uuid::new_v4().to_string(),

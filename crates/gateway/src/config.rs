@@ -46,6 +46,8 @@ pub struct Config {
     pub rate_limit_per_minute: u32,
     /// Actions (exact names, or a prefix ending in `*`) that always require number matching.
     pub match_required_actions: Vec<String>,
+    /// Resources (exact names, or a prefix ending in `*`) that always require number matching.
+    pub match_required_resources: Vec<String>,
     /// Whether a deny must carry a passkey assertion too.
     pub deny_requires_passkey: bool,
     /// Wrong match codes tolerated per request before it is denied.
@@ -69,6 +71,7 @@ impl Default for Config {
             max_ttl_seconds: 7 * 24 * 3600,
             rate_limit_per_minute: 30,
             match_required_actions: Vec::new(),
+            match_required_resources: Vec::new(),
             deny_requires_passkey: false,
             max_match_failures: 3,
             expiry_sweep_ms: 1000,
@@ -179,14 +182,15 @@ impl Config {
             .unwrap_or_else(|_| localhost_origin())
     }
 
-    /// Whether policy requires number matching for this action.
-    pub fn match_required_for(&self, action: &str) -> bool {
-        self.match_required_actions
-            .iter()
-            .any(|p| match p.strip_suffix('*') {
-                Some(prefix) => action.starts_with(prefix),
-                None => p == action,
+    /// Whether policy requires number matching for this action on this resource.
+    pub fn match_required_for(&self, action: &str, resource: &str) -> bool {
+        let hits = |patterns: &[String], s: &str| {
+            patterns.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => s.starts_with(prefix),
+                None => p == s,
             })
+        };
+        hits(&self.match_required_actions, action) || hits(&self.match_required_resources, resource)
     }
 }
 
@@ -200,7 +204,7 @@ mod tests {
         let p = dir.path().join("g.toml");
         std::fs::write(
             &p,
-            "listen = \"127.0.0.1:9000\"\nname = \"file\"\nmatch_required_actions = [\"sql.*\"]\n",
+            "listen = \"127.0.0.1:9000\"\nname = \"file\"\nmatch_required_actions = [\"sql.*\"]\nmatch_required_resources = [\"prod-*\", \"billing\"]\n",
         )
         .unwrap();
         let mut c = Config::from_file(&p).unwrap();
@@ -209,8 +213,11 @@ mod tests {
             .unwrap();
         assert_eq!(c.listen.port(), 9001);
         assert_eq!(c.name, "file");
-        assert!(c.match_required_for("sql.exec"));
-        assert!(!c.match_required_for("deploy"));
+        assert!(c.match_required_for("sql.exec", "staging-db"));
+        assert!(c.match_required_for("deploy", "prod-api"));
+        assert!(c.match_required_for("deploy", "billing"));
+        assert!(!c.match_required_for("deploy", "billing-eu"));
+        assert!(!c.match_required_for("deploy", "staging-api"));
     }
 
     #[test]

@@ -682,3 +682,33 @@ async fn an_unexpected_request_report_blocks_its_requester_from_that_approver() 
     assert_eq!(count("block.lifted"), 1);
     countersign_protocol::audit::verify_chain(entries).unwrap();
 }
+
+/// Gateway policy requires number matching for chosen actions or resources, whatever the
+/// requester asked for.
+#[tokio::test]
+async fn policy_requires_number_matching_for_chosen_actions_and_resources() {
+    let h = Harness::start_with(|c| {
+        c.match_required_actions = vec!["kubectl.exec".into()];
+        c.match_required_resources = vec!["prod-*".into()];
+    })
+    .await;
+    let _alice = h.pair("alice@example.com").await;
+    for (action, resource, required) in [
+        ("sql.exec", "prod-db", true),
+        ("kubectl.exec", "staging", true),
+        ("sql.exec", "staging-db", false),
+    ] {
+        let c = h
+            .create_with(|n| {
+                n.action = action.into();
+                n.resource = resource.into();
+                n.summary = format!("{action} on {resource}");
+            })
+            .await;
+        assert_eq!(
+            c.request.body.match_required, required,
+            "{action} {resource}"
+        );
+        assert_eq!(c.match_code.is_some(), required, "{action} {resource}");
+    }
+}
