@@ -97,8 +97,7 @@ impl Engine {
     async fn held_checkpoint(&self, gw: &GatewayRecord) -> Result<CheckpointState, EngineError> {
         let url = gateway::endpoint(&gw.url, paths::CHECKPOINT_LATEST)?;
         let resp = self
-            .inner
-            .http
+            .http_for(gw)?
             .get(url.clone())
             .header(
                 reqwest::header::AUTHORIZATION,
@@ -107,7 +106,7 @@ impl Engine {
             .timeout(gateway::CALL_TIMEOUT)
             .send()
             .await
-            .map_err(|e| gateway::unreachable(&url, e))?;
+            .map_err(|e| gateway::send_failed(&url, e))?;
         gateway::read_answer(&url, resp).await
     }
 
@@ -118,8 +117,7 @@ impl Engine {
     ) -> Result<CheckpointState, EngineError> {
         let url = gateway::endpoint(&gw.url, paths::CHECKPOINTS)?;
         let resp = self
-            .inner
-            .http
+            .http_for(gw)?
             .post(url.clone())
             .header(
                 reqwest::header::AUTHORIZATION,
@@ -129,7 +127,7 @@ impl Engine {
             .timeout(gateway::CALL_TIMEOUT)
             .send()
             .await
-            .map_err(|e| gateway::unreachable(&url, e))?;
+            .map_err(|e| gateway::send_failed(&url, e))?;
         gateway::read_answer(&url, resp).await
     }
 

@@ -77,8 +77,7 @@ async fn connect_once(
         engine.now(),
     )?;
     let mut req = engine
-        .inner
-        .http
+        .http_for(&gw)?
         .get(url.clone())
         .header(reqwest::header::AUTHORIZATION, auth.to_header())
         .header(reqwest::header::ACCEPT, "text/event-stream");
@@ -88,7 +87,7 @@ async fn connect_once(
     let resp = tokio::time::timeout(gateway::CALL_TIMEOUT, req.send())
         .await
         .map_err(|_| gateway::unreachable(&url, "no answer within 30 seconds"))?
-        .map_err(|e| gateway::unreachable(&url, e))?;
+        .map_err(|e| gateway::send_failed(&url, e))?;
     if !resp.status().is_success() {
         // Reuse the common reading rule for the error body (4xx refused, 5xx transient).
         return match gateway::read_answer::<countersign_protocol::GatewayInfo>(&url, resp).await {

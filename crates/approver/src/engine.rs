@@ -75,6 +75,8 @@ pub(crate) struct Inner {
     /// deliver the same row concurrently (delivery is idempotent, but audit entries would double).
     pub(crate) in_flight: Mutex<HashSet<String>>,
     pub(crate) outbox_wake: tokio::sync::Notify,
+    /// One HTTP client per pinned TLS certificate.
+    pub(crate) pinned: Mutex<std::collections::HashMap<String, reqwest::Client>>,
     /// Rollbacks already reported, as `gateway:held seq`, so each is audited once.
     pub(crate) rollback_alarms: Mutex<HashSet<String>>,
     /// The data directory's single-writer lock, held until the engine is dropped.
@@ -188,6 +190,7 @@ impl Engine {
                 notifier: RwLock::new(Arc::new(SilentNotifier)),
                 in_flight: Mutex::new(HashSet::new()),
                 outbox_wake: tokio::sync::Notify::new(),
+                pinned: Mutex::new(std::collections::HashMap::new()),
                 rollback_alarms: Mutex::new(HashSet::new()),
                 _lock: lock,
             }),
@@ -306,7 +309,8 @@ impl Engine {
                 expires_at: format_time(link.expires_at),
             });
         }
-        let http = &self.inner.http;
+        let client = self.client_for_pin(link.tls.as_deref())?;
+        let http = &client;
         let info: GatewayInfo =
             gateway::get(http, gateway::endpoint(&link.gateway, paths::INFO)?).await?;
         if info.fingerprint != link.fingerprint {
@@ -384,6 +388,7 @@ impl Engine {
             webauthn_origin: origin,
             paired_at: now,
             last_event_id: 0,
+            tls_pin: link.tls.clone(),
         };
         let mut db = self.db();
         let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -836,7 +841,7 @@ impl Engine {
 // -------------------------------------------------------------------- row helpers
 
 const GATEWAY_COLUMNS: &str = "fingerprint, url, gateway_key, name, approver, device_id, \
-     webauthn_origin, paired_at, last_event_id";
+     webauthn_origin, paired_at, last_event_id, tls_pin";
 
 fn gateway_row(r: &Row<'_>) -> rusqlite::Result<Result<GatewayRecord, EngineError>> {
     let url: String = r.get(1)?;
@@ -855,6 +860,7 @@ fn gateway_row(r: &Row<'_>) -> rusqlite::Result<Result<GatewayRecord, EngineErro
                 .map_err(|e| EngineError::Corrupt(format!("webauthn origin: {e}")))?,
             paired_at: r.get(7)?,
             last_event_id: u64::try_from(last).unwrap_or(0),
+            tls_pin: r.get(9)?,
         })
     };
     Ok(build())
@@ -886,11 +892,12 @@ fn upsert_gateway(db: &Connection, g: &GatewayRecord) -> Result<(), EngineError>
     crate::store::execute(
         db,
         "INSERT INTO gateways (fingerprint, url, gateway_key, name, approver, device_id, \
-         webauthn_origin, paired_at, last_event_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         webauthn_origin, paired_at, last_event_id, tls_pin) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT(fingerprint) DO UPDATE SET url = excluded.url, name = excluded.name, \
          approver = excluded.approver, device_id = excluded.device_id, \
          webauthn_origin = excluded.webauthn_origin, paired_at = excluded.paired_at, \
-         last_event_id = excluded.last_event_id",
+         last_event_id = excluded.last_event_id, tls_pin = excluded.tls_pin",
         params![
             g.fingerprint,
             g.url.as_str(),
@@ -900,7 +907,8 @@ fn upsert_gateway(db: &Connection, g: &GatewayRecord) -> Result<(), EngineError>
             g.device_id,
             g.webauthn_origin.as_str(),
             g.paired_at,
-            g.last_event_id as i64
+            g.last_event_id as i64,
+            g.tls_pin
         ],
     )?;
     Ok(())

@@ -36,6 +36,12 @@ pub struct GatewayRecord {
     pub device_id: String,
     /// The WebAuthn origin used for every ceremony with this gateway.
     pub webauthn_origin: Url,
+    /// Lowercase hex SHA-256 of the gateway's TLS certificate, pinned at pairing (from the
+    /// link): every connection must present exactly this certificate. None for plain-http
+    /// loopback gateways and for https gateways paired without a pin (validated by the system
+    /// roots instead).
+    #[serde(default)]
+    pub tls_pin: Option<String>,
     pub paired_at: i64,
     /// The id of the last stream event stored (resume point).
     pub last_event_id: u64,
@@ -52,11 +58,27 @@ pub(crate) fn endpoint(base: &Url, path: &str) -> Result<Url, EngineError> {
         .map_err(|e| EngineError::InvalidInput(format!("cannot build a gateway URL: {e}")))
 }
 
+/// A transport failure. The detail walks the error's sources, so the reason behind
+/// "error sending request" (refused, reset, a certificate that does not match the pin) shows.
 pub(crate) fn unreachable(url: &Url, e: impl std::fmt::Display) -> EngineError {
     EngineError::GatewayUnreachable {
         url: url.to_string(),
         detail: e.to_string(),
     }
+}
+
+pub(crate) fn send_failed(url: &Url, e: reqwest::Error) -> EngineError {
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !detail.contains(&text) {
+            detail.push_str(": ");
+            detail.push_str(&text);
+        }
+        source = s.source();
+    }
+    unreachable(url, detail)
 }
 
 /// Reads a response: 2xx is decoded strictly as `T`; 4xx is a final refusal with the gateway's
@@ -97,7 +119,7 @@ pub(crate) async fn get<T: Decode>(http: &reqwest::Client, url: Url) -> Result<T
         .timeout(CALL_TIMEOUT)
         .send()
         .await
-        .map_err(|e| unreachable(&url, e))?;
+        .map_err(|e| send_failed(&url, e))?;
     read_answer(&url, resp).await
 }
 
@@ -121,7 +143,7 @@ pub(crate) async fn post_within<B: Serialize, T: Decode>(
         .json(body)
         .send()
         .await
-        .map_err(|e| unreachable(&url, e))?;
+        .map_err(|e| send_failed(&url, e))?;
     read_answer(&url, resp).await
 }
 

@@ -23,6 +23,7 @@ pub mod events;
 pub mod gateway;
 pub mod inbox;
 pub mod outbox;
+mod pin;
 mod report;
 mod store;
 

@@ -96,9 +96,13 @@ impl Engine {
     ) -> Result<Signed<Receipt>, EngineError> {
         let gw = self.gateway(gateway)?;
         let url = gateway::endpoint(&gw.url, paths::DECISIONS)?;
-        let receipt: Signed<Receipt> =
-            gateway::post_within(&self.inner.http, url, decision, gateway::DELIVERY_TIMEOUT)
-                .await?;
+        let receipt: Signed<Receipt> = gateway::post_within(
+            &self.http_for(&gw)?,
+            url,
+            decision,
+            gateway::DELIVERY_TIMEOUT,
+        )
+        .await?;
         receipt.verify(&gw.gateway_key).map_err(|_| {
             EngineError::BadGatewayResponse(
                 "the receipt is not signed by the pinned gateway key".into(),

@@ -54,7 +54,7 @@ impl Engine {
             },
         )?;
         let url = gateway::endpoint(&gw.url, paths::REPORTS)?;
-        let ack: ReportAck = gateway::post(&self.inner.http, url, &report).await?;
+        let ack: ReportAck = gateway::post(&self.http_for(&gw)?, url, &report).await?;
         if ack.report_id != report.body.report_id || ack.request_id != report.body.request_id {
             return Err(EngineError::BadGatewayResponse(
                 "the gateway acknowledged another report".into(),

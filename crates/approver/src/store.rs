@@ -10,7 +10,7 @@ use crate::error::EngineError;
 
 /// The schema version this build writes, kept in `PRAGMA user_version` and recorded, with the
 /// time each migration ran, in the table `schema_version`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE gateways (
@@ -113,8 +113,11 @@ CREATE TABLE checkpoints (
 );
 "#;
 
+/// Version 3: the TLS certificate pinned for each gateway.
+const SCHEMA_V3: &str = "ALTER TABLE gateways ADD COLUMN tls_pin TEXT;";
+
 /// Every migration, in order: version `n` is applied to a database at version `n - 1`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
 
 fn migrate(conn: &Connection) -> Result<(), EngineError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -204,7 +207,7 @@ mod tests {
         let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 2);
+        assert_eq!(v, SCHEMA_VERSION);
         let kept: i64 = c
             .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))
             .unwrap();

@@ -33,6 +33,10 @@ pub struct Config {
     pub public_url: Option<Url>,
     /// Where the database and the signing key live.
     pub data_dir: PathBuf,
+    /// A PEM certificate chain and its PEM private key: when both are set the gateway serves
+    /// HTTPS itself, its URL is `https://`, and pairing links pin the certificate.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// WebAuthn relying party id and origin used in every ceremony with this gateway.
     pub webauthn_rp_id: String,
     pub webauthn_origin: Url,
@@ -63,6 +67,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8740)),
             public_url: None,
             data_dir: default_data_dir(),
+            tls_cert: None,
+            tls_key: None,
             webauthn_rp_id: "localhost".into(),
             webauthn_origin: localhost_origin(),
             keepalive_seconds: 15,
@@ -153,6 +159,12 @@ impl Config {
         if let Some(v) = get("COUNTERSIGN_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
         }
+        if let Some(v) = get("COUNTERSIGN_TLS_CERT") {
+            self.tls_cert = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("COUNTERSIGN_TLS_KEY") {
+            self.tls_key = Some(PathBuf::from(v));
+        }
         if let Some(v) = get("COUNTERSIGN_WEBAUTHN_RP_ID") {
             self.webauthn_rp_id = v;
         }
@@ -178,7 +190,12 @@ impl Config {
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),
             ip => ip.to_string(),
         };
-        Url::parse(&format!("http://{host}:{}/", self.listen.port()))
+        let scheme = if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        Url::parse(&format!("{scheme}://{host}:{}/", self.listen.port()))
             .unwrap_or_else(|_| localhost_origin())
     }
 

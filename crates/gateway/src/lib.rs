@@ -24,6 +24,7 @@ pub mod pairing;
 pub mod reports;
 pub mod store;
 pub mod stream;
+pub mod tls;
 pub mod tokens;
 
 use std::io::Write as _;
@@ -80,6 +81,8 @@ pub struct Gateway {
     pub changes: tokio::sync::Notify,
     /// Device-auth nonces seen inside the clock window, so a captured header is used once.
     pub seen_nonces: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// The certificate, when the gateway serves HTTPS itself.
+    pub tls: Option<tls::Tls>,
 }
 
 impl Gateway {
@@ -98,6 +101,15 @@ impl Gateway {
                 reason: e.to_string(),
             })?;
         let fingerprint = key.public().fingerprint();
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::load(cert, key)?),
+            (None, None) => None,
+            _ => {
+                return Err(GatewayError::Invalid(
+                    "tls_cert and tls_key must be given together.".into(),
+                ))
+            }
+        };
         Ok(Arc::new(Gateway {
             config,
             store,
@@ -108,6 +120,7 @@ impl Gateway {
             webauthn,
             changes: tokio::sync::Notify::new(),
             seen_nonces: std::sync::Mutex::new(std::collections::HashMap::new()),
+            tls,
         }))
     }
 
@@ -177,16 +190,38 @@ pub fn serve_on(
         })?;
     let app = http::router(gateway.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
+    let task = match &gateway.tls {
+        None => tokio::spawn(async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(%e, "the HTTP server stopped");
+            }
+        }),
+        Some(t) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(t.server.clone());
+            let std_listener = listener
+                .into_std()
+                .map_err(|source| GatewayError::Listen { addr, source })?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
                 let _ = rx.await;
+                stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+            });
+            let server = axum_server::from_tcp_rustls(std_listener, config)
+                .map_err(|source| GatewayError::Listen { addr, source })?
+                .handle(handle);
+            tokio::spawn(async move {
+                if let Err(e) = server.serve(app.into_make_service()).await {
+                    tracing::error!(%e, "the HTTPS server stopped");
+                }
             })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(%e, "the HTTP server stopped");
         }
-    });
+    };
     let sweeper = tokio::spawn(approvals::expiry_sweeper(gateway.clone()));
     Ok(Running {
         gateway,

@@ -56,11 +56,19 @@ pub fn invite(gw: &Gateway, approver: &str, public_url: url::Url) -> Result<Pair
         audit_append(tx, now, "pairing.invited", None, json!({"approver": approver, "expires_at": expires_at}))?;
         Ok(())
     })?;
+    // The certificate pin goes with an https URL only (behind a TLS-terminating proxy the
+    // operator sets an https public_url without a certificate here, and no pin is sent).
+    let tls = gw
+        .tls
+        .as_ref()
+        .filter(|_| public_url.scheme() == "https")
+        .map(|t| t.pin.clone());
     Ok(PairingLink {
         gateway: public_url,
         code,
         fingerprint: gw.fingerprint.clone(),
         expires_at,
+        tls,
     })
 }
 

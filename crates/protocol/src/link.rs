@@ -1,8 +1,11 @@
-//! The pairing link: `countersign://pair?gateway=<url>&code=<code>&fp=<fingerprint>&exp=<unix>`.
+//! The pairing link:
+//! `countersign://pair?gateway=<url>&code=<code>&fp=<fingerprint>&exp=<unix>[&tls=<sha256>]`.
 //!
 //! The link is the only thing the approver has to trust out of band: it carries the gateway's
 //! URL, a one-time pairing code and the fingerprint of the gateway's signing key, which the app
-//! pins. Plain `http` gateway URLs are accepted only for loopback hosts.
+//! pins, and for an `https` gateway that serves its own certificate, the SHA-256 of that
+//! certificate, which the app pins for every connection. Plain `http` gateway URLs are accepted
+//! only for loopback hosts.
 
 use std::fmt;
 
@@ -18,6 +21,14 @@ pub struct PairingLink {
     pub fingerprint: String,
     /// When the code stops working, Unix seconds.
     pub expires_at: i64,
+    /// Lowercase hex SHA-256 of the gateway's TLS certificate (DER), to pin. Only with `https`.
+    pub tls: Option<String>,
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn bad(m: impl Into<String>) -> ProtocolError {
@@ -67,13 +78,14 @@ impl PairingLink {
         if url.host_str() != Some("pair") || !(url.path().is_empty() || url.path() == "/") {
             return Err(bad("not a pairing link (expected countersign://pair?...)"));
         }
-        let (mut gateway, mut code, mut fp, mut exp) = (None, None, None, None);
+        let (mut gateway, mut code, mut fp, mut exp, mut tls) = (None, None, None, None, None);
         for (k, v) in url.query_pairs() {
             let slot = match k.as_ref() {
                 "gateway" => &mut gateway,
                 "code" => &mut code,
                 "fp" => &mut fp,
                 "exp" => &mut exp,
+                "tls" => &mut tls,
                 other => return Err(bad(format!("unknown parameter `{other}`"))),
             };
             if slot.replace(v.into_owned()).is_some() {
@@ -89,12 +101,16 @@ impl PairingLink {
             return Err(bad("code must be 1 to 64 ASCII letters and digits"));
         }
         let fingerprint = fp.ok_or_else(|| bad("missing fp"))?;
-        if fingerprint.len() != 64
-            || !fingerprint
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if !is_hex64(&fingerprint) {
             return Err(bad("fp must be 64 lowercase hex characters"));
+        }
+        if let Some(t) = &tls {
+            if !is_hex64(t) {
+                return Err(bad("tls must be 64 lowercase hex characters"));
+            }
+            if gateway.scheme() != "https" {
+                return Err(bad("tls is only meaningful for an https gateway"));
+            }
         }
         let expires_at = exp
             .ok_or_else(|| bad("missing exp"))?
@@ -105,18 +121,22 @@ impl PairingLink {
             code,
             fingerprint,
             expires_at,
+            tls,
         })
     }
 }
 
 impl fmt::Display for PairingLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let q = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("gateway", self.gateway.as_str())
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("gateway", self.gateway.as_str())
             .append_pair("code", &self.code)
             .append_pair("fp", &self.fingerprint)
-            .append_pair("exp", &self.expires_at.to_string())
-            .finish();
+            .append_pair("exp", &self.expires_at.to_string());
+        if let Some(t) = &self.tls {
+            q.append_pair("tls", t);
+        }
+        let q = q.finish();
         write!(f, "countersign://pair?{q}")
     }
 }
@@ -131,6 +151,7 @@ mod tests {
             code: "Ab12".into(),
             fingerprint: "0f".repeat(32),
             expires_at: 1_700_000_000,
+            tls: None,
         }
     }
 
@@ -154,6 +175,11 @@ mod tests {
             format!("countersign://pair?gateway=http://127.0.0.1/&code=a&code=b&fp={fp}&exp=1"),
             format!("countersign://pair?gateway=http://127.0.0.1/&code=a&fp={fp}&exp=1&x=1"),
             format!("countersign://pair?gateway=http://127.0.0.1/&code=a&fp={fp}"),
+            // A certificate pin for plain http, and a pin that is not a digest.
+            format!("countersign://pair?gateway=http://127.0.0.1/&code=a&fp={fp}&exp=1&tls={fp}"),
+            format!(
+                "countersign://pair?gateway=https://gw.example.com/&code=a&fp={fp}&exp=1&tls=zz"
+            ),
         ];
         for c in cases {
             assert!(
@@ -167,6 +193,8 @@ mod tests {
     fn https_remote_is_fine() {
         let mut l = link();
         l.gateway = Url::parse("https://gw.example.com/").unwrap();
+        assert_eq!(PairingLink::parse(&l.to_string()).unwrap(), l);
+        l.tls = Some("ab".repeat(32));
         assert_eq!(PairingLink::parse(&l.to_string()).unwrap(), l);
     }
 }

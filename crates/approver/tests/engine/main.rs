@@ -86,6 +86,7 @@ impl Rig {
                 webauthn_origin: origin,
                 paired_at: T0,
                 last_event_id: 0,
+                tls_pin: None,
             })
             .unwrap();
         Rig {
