@@ -185,8 +185,9 @@ mod tests {
         ));
     }
 
-    /// A database written by the first release (version 1, no checkpoints) is upgraded in
-    /// place, keeping its rows, and the upgrade is recorded.
+    /// A database written by the first release (version 1, no checkpoints, no certificate
+    /// pins) is upgraded in place through every later version, keeping its rows, and each
+    /// upgrade is recorded.
     #[test]
     fn version_1_database_upgrades_in_place() {
         let dir = tempfile::tempdir().unwrap();
@@ -219,11 +220,16 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(versions, vec![1, 2]);
+        assert_eq!(versions, vec![1, 2, 3]);
         c.execute(
             "INSERT INTO checkpoints (seq, signed, at) VALUES (1, 's', 0)",
             [],
         )
         .unwrap();
+        // Version 3's column exists and starts empty.
+        let pins: i64 = c
+            .query_row("SELECT COUNT(tls_pin) FROM gateways", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(pins, 0);
     }
 }
