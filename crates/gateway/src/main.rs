@@ -46,6 +46,12 @@ enum Command {
         /// URL approvers use to reach this gateway, written into pairing links.
         #[arg(long)]
         public_url: Option<Url>,
+        /// Serve HTTPS with this PEM certificate chain (with --tls-key); links pin it.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
     },
     /// Print a one-time pairing link for an approver.
     Invite {
@@ -191,8 +197,17 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
-        Command::Serve { listen, public_url } => {
+        Command::Serve {
+            listen,
+            public_url,
+            tls_cert,
+            tls_key,
+        } => {
             let mut cfg = load_config(&cli)?;
+            if let (Some(c), Some(k)) = (tls_cert, tls_key) {
+                cfg.tls_cert = Some(c.clone());
+                cfg.tls_key = Some(k.clone());
+            }
             if let Some(l) = listen {
                 cfg.listen = *l;
             }
