@@ -4,6 +4,8 @@
 #   make test    every check CI runs: formatting, clippy, the binaries, all Rust tests, and the
 #                UI's type check, lint and tests
 #   make bench   the benchmarks (release build)
+#   make fuzz    every fuzz target for FUZZ_SECONDS each (default 600); `make test` runs each for
+#                FUZZ_SMOKE_SECONDS (default 20)
 #   make deps    install missing system packages and Rust (demo, test and bench run it first)
 #
 # `deps` installs only what is missing, so repeated runs stay fast.
@@ -16,7 +18,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 CARGO ?= cargo
 
-.PHONY: demo test ui-dist ui-test bench deps deps-lints
+.PHONY: demo test ui-dist ui-test bench deps deps-lints fuzz fuzz-smoke
 
 demo: deps
 	bash scripts/demo.sh
@@ -33,6 +35,7 @@ test: deps-lints ui-dist
 	# A private session bus for the desktop-notification tests (crates/notifications).
 	dbus-run-session -- $(CARGO) test --workspace
 	@$(MAKE) --no-print-directory ui-test
+	@$(MAKE) --no-print-directory fuzz-smoke
 
 # The desktop shell embeds ui/dist at compile time (tauri::generate_context!), so the UI is
 # built before any cargo step that compiles src-tauri.
@@ -56,6 +59,39 @@ ui-test:
 	npm run --silent typecheck; \
 	npm run --silent lint; \
 	npm test
+
+# Fuzzing (fuzz/, cargo-fuzz with libFuzzer and AddressSanitizer). cargo-fuzz passes
+# `-Zsanitizer=address`, an unstable flag; the stable toolchain ships the ASan runtime, and
+# RUSTC_BOOTSTRAP=1 lets it accept the flag for this build only. Each run starts from the seed
+# corpus in fuzz/corpus/<target> and writes what it finds to a temporary directory, so the
+# committed corpus changes only by hand; a crash is saved under fuzz/artifacts/ and fails make.
+FUZZ_TARGETS := decode sse deep_link audit_verify
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_SECONDS ?= 600
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_TIME=$(FUZZ_SMOKE_SECONDS)
+
+fuzz: deps-lints
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_TIME=$(FUZZ_SECONDS)
+
+.PHONY: fuzz-run
+fuzz-run:
+	@echo "== $$(date +%T) fuzz: $(FUZZ_TARGETS), $(FUZZ_TIME) s each"
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build -O
+	@cd fuzz; for t in $(FUZZ_TARGETS); do \
+	    work="$$(mktemp -d)"; status=0; \
+	    RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O "$$t" "$$work" "corpus/$$t" -- \
+	        -max_total_time=$(FUZZ_TIME) -rss_limit_mb=2048 -print_final_stats=1 \
+	        > "$$work.log" 2>&1 || status=$$?; \
+	    grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)" \
+	        "$$work.log" | sed "s/^/fuzz $$t: /" || true; \
+	    if [[ $$status -ne 0 ]]; then \
+	        tail -n 40 "$$work.log"; rm -rf "$$work" "$$work.log"; \
+	        echo "fuzz $$t FAILED (the input is in fuzz/artifacts/$$t)"; exit 1; \
+	    fi; \
+	    rm -rf "$$work" "$$work.log"; \
+	done
 
 bench: deps
 	$(CARGO) run --release -p countersign-bench -- all

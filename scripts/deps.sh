@@ -111,6 +111,12 @@ if ((want_components)); then
     done
 fi
 
+# ---- cargo-fuzz (the fuzzing smoke run in `make test`) ----------------------------------------
+if ((want_components)) && ! cargo fuzz --version >/dev/null 2>&1; then
+    say "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+fi
+
 # ---- Node.js (the UI's type check, lint and tests) -------------------------------------------
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if ((want_components)) && [[ -f "$root/ui/package.json" ]]; then

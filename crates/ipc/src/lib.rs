@@ -10,7 +10,8 @@
 //! the warnings the engine's display rules raise. The UI renders only the visible form.
 #![forbid(unsafe_code)]
 
-pub mod deeplink;
+/// The `countersign://` deep-link parser (in the protocol crate, where the fuzzer reaches it).
+pub use countersign_protocol::deeplink;
 
 use countersign_approver::display;
 use countersign_approver::{

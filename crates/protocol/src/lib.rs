@@ -2,7 +2,7 @@
 //!
 //! This crate owns everything two Countersign parties must agree on byte for byte: the versioned
 //! wire types, the canonical JSON form (RFC 8785), the domain-separated SHA-256 digests and the
-//! Ed25519 signatures over them, the pairing link, the device authentication header, the audit
+//! Ed25519 signatures over them, the pairing link and `countersign://` deep links, the device authentication header, the audit
 //! chain rule and the Server-Sent Events framing. It does no I/O.
 //!
 //! `docs/protocol.md` is the normative description; this crate is its reference implementation.
@@ -12,6 +12,7 @@ pub mod api;
 pub mod audit;
 pub mod canonical;
 pub mod crypto;
+pub mod deeplink;
 pub mod error;
 pub mod link;
 pub mod sse;

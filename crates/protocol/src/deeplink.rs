@@ -7,7 +7,7 @@
 //! refused with a fixed sentence that does not echo the link (the link itself might carry
 //! text meant to mislead whoever reads the message).
 
-use countersign_protocol::PairingLink;
+use crate::PairingLink;
 use url::Url;
 
 /// Longer links are refused before parsing. A pairing link is well under this.
