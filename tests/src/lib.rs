@@ -239,13 +239,18 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     pub fn start(data_dir: &Path) -> GatewayProcess {
+        Self::start_with_log(data_dir, "warn", Stdio::inherit())
+    }
+
+    /// Starts the gateway with `COUNTERSIGN_LOG=<filter>`, its log going to `stderr`.
+    pub fn start_with_log(data_dir: &Path, filter: &str, stderr: Stdio) -> GatewayProcess {
         let child = Command::new(bin("countersign-gateway"))
             .args(["--data-dir"])
             .arg(data_dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("COUNTERSIGN_LOG", "warn")
+            .env("COUNTERSIGN_LOG", filter)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let child = ChildGuard(child);
