@@ -327,7 +327,9 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
         <div class="decision-form" role="group" aria-label="Report unexpected request">
           <p>
             <strong>Deny this request and report it as unexpected?</strong> Use this when you did not ask for it
-            and nobody told you it was coming: it may be someone trying their luck.
+            and nobody told you it was coming: it may be someone trying their luck. The gateway then stops this
+            requester from sending you requests (and denies their other pending ones) until its operator lifts
+            the block.
           </p>
           <div class="decision-buttons">
             <button ref={confirmReport} type="button" class="button button-danger" onClick={submitReport}>
