@@ -8,7 +8,7 @@
 
 use countersign_protocol::api::ReportAck;
 use countersign_protocol::types::Decode;
-use countersign_protocol::{Digest, PublicKey, Report, Signed, PROTOCOL_VERSION};
+use countersign_protocol::{Digest, Report, Signed, PROTOCOL_VERSION};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
@@ -32,30 +32,7 @@ pub fn report(gw: &Gateway, body: &[u8]) -> Result<ReportAck, ApiError> {
             "The report names another gateway.",
         ));
     }
-    let device: Option<(String, String, Option<i64>)> = gw.store.read(|c| {
-        crate::store::query_row(
-            c,
-            "SELECT approver, public_key, revoked_at FROM devices WHERE id = ?1",
-            params![r.device_id],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )
-        .optional()
-        .map_err(sql)
-    })?;
-    let (approver, key, revoked) = device.ok_or_else(|| {
-        ApiError::unauthorized(
-            "unknown_device",
-            "This device is not paired with the gateway.",
-        )
-    })?;
-    if revoked.is_some() {
-        return Err(ApiError::unauthorized(
-            "device_revoked",
-            "This device's pairing was revoked.",
-        ));
-    }
-    let key = PublicKey::parse("devices.public_key", &key)
-        .map_err(|e| ApiError::internal("stored device key", e))?;
+    let (approver, key) = crate::stream::paired_device(gw, &r.device_id)?;
     signed.verify(&key).map_err(|_| {
         ApiError::unauthorized(
             "bad_report_signature",

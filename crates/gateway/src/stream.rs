@@ -115,30 +115,14 @@ pub struct Device {
     pub public_key: PublicKey,
 }
 
-/// Checks the `Countersign-Device` header for `method` and `path`.
-pub fn authenticate_device(
-    gw: &Gateway,
-    headers: &HeaderMap,
-    method: &str,
-    path: &str,
-) -> Result<Device, ApiError> {
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::unauthorized(
-                "device_auth_required",
-                "This endpoint needs a Countersign-Device authorization header.",
-            )
-        })?;
-    let auth = DeviceAuth::parse_header(header)
-        .map_err(|e| ApiError::unauthorized("bad_device_auth", e.to_string()))?;
+/// The paired, unrevoked device `id`: the approver it acts for and its public key.
+pub fn paired_device(gw: &Gateway, id: &str) -> Result<(String, PublicKey), ApiError> {
     let row: Option<(String, String, Option<i64>)> = gw.store.read(|c| {
         use rusqlite::OptionalExtension;
         crate::store::query_row(
             c,
             "SELECT approver, public_key, revoked_at FROM devices WHERE id = ?1",
-            params![auth.device],
+            params![id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()
@@ -158,6 +142,28 @@ pub fn authenticate_device(
     }
     let key = PublicKey::parse("devices.public_key", &key)
         .map_err(|e| ApiError::internal("stored device key", e))?;
+    Ok((approver, key))
+}
+
+/// Checks the `Countersign-Device` header for `method` and `path`.
+pub fn authenticate_device(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    method: &str,
+    path: &str,
+) -> Result<Device, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "device_auth_required",
+                "This endpoint needs a Countersign-Device authorization header.",
+            )
+        })?;
+    let auth = DeviceAuth::parse_header(header)
+        .map_err(|e| ApiError::unauthorized("bad_device_auth", e.to_string()))?;
+    let (approver, key) = paired_device(gw, &auth.device)?;
     auth.verify(&key, method, path).map_err(|_| {
         ApiError::unauthorized(
             "bad_device_signature",
