@@ -7,6 +7,8 @@
 #   Rust:            a toolchain new enough for the workspace's rust-version, with rustfmt and
 #                    clippy (through rustup; rustup itself is installed if cargo is missing)
 #   Node.js and npm: for the UI's checks in `make test` (--with-lints), from apt if missing
+#   cargo-fuzz:      for the fuzzing smoke run in `make test` (--with-lints), by cargo install
+#   mount, dbus-daemon: the storage-fault tests' tmpfs and the notification tests' session bus
 #
 # Uses sudo only when not running as root. Set COUNTERSIGN_SKIP_DEPS=1 to skip every check.
 set -euo pipefail
@@ -37,9 +39,11 @@ as_root() {
 
 # ---- system packages -------------------------------------------------------------------------
 # dbus-daemon: dbus-run-session, the private session bus the notification tests run on.
-packages=(build-essential pkg-config curl ca-certificates git dbus-daemon)
-# The desktop shell (src-tauri, a workspace member): Tauri 2's WebKitGTK, GTK, tray and D-Bus
-# libraries, and `file` for bundling.
+# mount: mount/umount, with which the storage-fault tests make a small tmpfs and a read-only
+# bind mount (build-essential also brings g++, which the fuzz targets' libFuzzer needs).
+packages=(build-essential pkg-config curl ca-certificates git dbus-daemon mount)
+# The desktop shell (src-tauri, built on its own outside the workspace): Tauri 2's WebKitGTK,
+# GTK, tray and D-Bus libraries, and `file` for bundling.
 packages+=(libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev libgtk-3-dev
     librsvg2-dev libayatana-appindicator3-dev libssl-dev libdbus-1-dev libxdo-dev file)
 missing=()

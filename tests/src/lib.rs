@@ -127,10 +127,14 @@ pub struct Approver {
 
 impl Approver {
     pub fn new() -> Approver {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(dir.path().join("approver")).unwrap();
-        let auth =
-            SoftAuthenticator::open(&dir.path().join("approver/soft-authenticator.cbor")).unwrap();
+        Self::open_in(tempfile::tempdir().unwrap())
+    }
+
+    /// Opens the engine and the software authenticator in `<dir>/approver`.
+    fn open_in(dir: tempfile::TempDir) -> Approver {
+        let data = dir.path().join("approver");
+        let engine = Engine::open(&data).unwrap();
+        let auth = SoftAuthenticator::open(&data.join("soft-authenticator.cbor")).unwrap();
         let events = engine.subscribe();
         Approver {
             engine,
@@ -161,16 +165,7 @@ impl Approver {
         let Approver { engine, dir, .. } = self;
         drop(engine);
         between(&data);
-        let engine = Engine::open(&data).unwrap();
-        let auth = SoftAuthenticator::open(&data.join("soft-authenticator.cbor")).unwrap();
-        let events = engine.subscribe();
-        Approver {
-            engine,
-            auth,
-            events,
-            dir,
-            stop: None,
-        }
+        Self::open_in(dir)
     }
 
     /// Starts the engine's connectors and outbox in the background.

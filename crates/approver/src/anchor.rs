@@ -94,20 +94,34 @@ impl Engine {
         )
     }
 
-    async fn held_checkpoint(&self, gw: &GatewayRecord) -> Result<CheckpointState, EngineError> {
-        let url = gateway::endpoint(&gw.url, paths::CHECKPOINT_LATEST)?;
-        let resp = self
+    /// One device-authorized call to `path` on `gw`, with `body` as JSON when given.
+    async fn device_call(
+        &self,
+        gw: &GatewayRecord,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Signed<Checkpoint>>,
+    ) -> Result<CheckpointState, EngineError> {
+        let url = gateway::endpoint(&gw.url, path)?;
+        let auth = self.device_auth(gw, method.as_str(), path)?;
+        let mut req = self
             .http_for(gw)?
-            .get(url.clone())
-            .header(
-                reqwest::header::AUTHORIZATION,
-                self.device_auth(gw, "GET", paths::CHECKPOINT_LATEST)?,
-            )
-            .timeout(gateway::CALL_TIMEOUT)
+            .request(method, url.clone())
+            .header(reqwest::header::AUTHORIZATION, auth)
+            .timeout(gateway::CALL_TIMEOUT);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
             .send()
             .await
             .map_err(|e| gateway::send_failed(&url, e))?;
         gateway::read_answer(&url, resp).await
+    }
+
+    async fn held_checkpoint(&self, gw: &GatewayRecord) -> Result<CheckpointState, EngineError> {
+        self.device_call(gw, reqwest::Method::GET, paths::CHECKPOINT_LATEST, None)
+            .await
     }
 
     async fn upload_checkpoint(
@@ -115,20 +129,8 @@ impl Engine {
         gw: &GatewayRecord,
         cp: &Signed<Checkpoint>,
     ) -> Result<CheckpointState, EngineError> {
-        let url = gateway::endpoint(&gw.url, paths::CHECKPOINTS)?;
-        let resp = self
-            .http_for(gw)?
-            .post(url.clone())
-            .header(
-                reqwest::header::AUTHORIZATION,
-                self.device_auth(gw, "POST", paths::CHECKPOINTS)?,
-            )
-            .json(cp)
-            .timeout(gateway::CALL_TIMEOUT)
-            .send()
+        self.device_call(gw, reqwest::Method::POST, paths::CHECKPOINTS, Some(cp))
             .await
-            .map_err(|e| gateway::send_failed(&url, e))?;
-        gateway::read_answer(&url, resp).await
     }
 
     /// Tells the host and the audit log, once per gateway and held checkpoint.
