@@ -4,13 +4,19 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
+use countersign_approver::ceremony::{
+    CreationChallengeResponse, PublicKeyCredential, RegisterPublicKeyCredential,
+    RequestChallengeResponse,
+};
 use countersign_approver::{
     open_authenticator, Authenticator, AuthenticatorChoice, AuthenticatorKind, Engine, EngineError,
 };
 use countersign_ipc::{AuthenticatorView, Settings, UiEvent};
 use countersign_notifications::DesktopNotifier;
 use tokio::sync::watch;
+use url::Url;
 
 use crate::settings;
 
@@ -221,7 +227,12 @@ impl AuthenticatorSlot {
     fn open(&self) -> Result<Guard<'_>, EngineError> {
         let mut g = lock(&self.slot);
         if g.is_none() && self.choice.is_some() {
-            *g = Some(open_authenticator(self.choice, &self.data_dir)?);
+            let opened = open_authenticator(self.choice, &self.data_dir)?;
+            *g = Some(if opened.kind() == AuthenticatorKind::Software {
+                Box::new(SimulatedTouch::new(opened, soft_touch_pause()))
+            } else {
+                opened
+            });
         }
         Ok(g)
     }
@@ -242,5 +253,59 @@ impl AuthenticatorSlot {
 
     pub fn is_soft(&self) -> bool {
         self.choice == Some(AuthenticatorChoice::Soft)
+    }
+}
+
+/// How long the development-mode software authenticator pauses before it "touches": a real key
+/// waits for a person, and without the pause the "Confirm with your passkey" state would flash
+/// by too fast to see. `COUNTERSIGN_SOFT_TOUCH_MS` (milliseconds, at most 10 s) changes it.
+pub const DEFAULT_SOFT_TOUCH: Duration = Duration::from_millis(600);
+
+fn soft_touch_pause() -> Duration {
+    std::env::var("COUNTERSIGN_SOFT_TOUCH_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|ms| Duration::from_millis(ms.min(10_000)))
+        .unwrap_or(DEFAULT_SOFT_TOUCH)
+}
+
+/// The software authenticator with a pause standing in for the touch of a key. Only ever wraps
+/// the development-mode authenticator; it changes nothing in the ceremony itself.
+struct SimulatedTouch {
+    inner: Box<dyn Authenticator>,
+    pause: Duration,
+}
+
+impl SimulatedTouch {
+    fn new(inner: Box<dyn Authenticator>, pause: Duration) -> SimulatedTouch {
+        SimulatedTouch { inner, pause }
+    }
+}
+
+impl Authenticator for SimulatedTouch {
+    fn kind(&self) -> AuthenticatorKind {
+        self.inner.kind()
+    }
+
+    fn label(&self) -> &str {
+        self.inner.label()
+    }
+
+    fn register(
+        &mut self,
+        origin: &Url,
+        creation: CreationChallengeResponse,
+    ) -> Result<RegisterPublicKeyCredential, EngineError> {
+        std::thread::sleep(self.pause);
+        self.inner.register(origin, creation)
+    }
+
+    fn authenticate(
+        &mut self,
+        origin: &Url,
+        challenge: RequestChallengeResponse,
+    ) -> Result<PublicKeyCredential, EngineError> {
+        std::thread::sleep(self.pause);
+        self.inner.authenticate(origin, challenge)
     }
 }

@@ -32,6 +32,14 @@ pub use audit::AuditSummary;
 pub use authenticator::{
     open_authenticator, Authenticator, AuthenticatorChoice, AuthenticatorKind, SoftAuthenticator,
 };
+/// The WebAuthn messages an [`Authenticator`] takes and returns, for implementations outside
+/// this crate (the desktop shell wraps the software authenticator).
+pub mod ceremony {
+    pub use webauthn_rs::prelude::{
+        CreationChallengeResponse, PublicKeyCredential, RegisterPublicKeyCredential,
+        RequestChallengeResponse,
+    };
+}
 pub use clock::Clock;
 pub use connector::SyncReport;
 pub use engine::{DecisionOutcome, Engine, EngineOptions, DATABASE_FILE, DEVICE_KEY_FILE};

@@ -1,0 +1,545 @@
+//! The real desktop app, end to end: the built `countersign-desktop` binary under a virtual
+//! display, driven through WebDriver (`tauri-driver` in front of `WebKitWebDriver`), against a
+//! gateway this test starts, with a recording notification server on a private session bus.
+//!
+//! These tests need the desktop binary, `tauri-driver`, an X display and a session bus, so they
+//! are `#[ignore]`d in a plain `cargo test`; `make desktop-e2e` builds the app and runs them as
+//!
+//! ```text
+//! xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- \
+//!     cargo test -p countersign-e2e --test desktop -- --ignored --test-threads=1
+//! ```
+//!
+//! Screenshots of each step go to `COUNTERSIGN_SCREENSHOTS` (default `target/desktop-e2e`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use countersign_e2e::{bin, Approver, ChildGuard, TestGateway};
+use countersign_gateway::client::RequesterClient;
+use countersign_notifications::test_server::{NotifyCall, Record, TestServer};
+use countersign_protocol::api::NewRequest;
+use countersign_protocol::{RequestState, Risk};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+const ALICE: &str = "alice@example.com";
+const BOB: &str = "bob@example.com";
+/// How long anything the UI or the gateway does may take before the test gives up.
+const PATIENCE: Duration = Duration::from_secs(20);
+/// The development-mode "touch" pause: long enough to photograph the passkey prompt.
+const TOUCH_MS: &str = "2500";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = std::env::var_os("COUNTERSIGN_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            // target/debug/countersign-desktop -> target/desktop-e2e
+            let exe = bin("countersign-desktop");
+            exe.parent().unwrap().parent().unwrap().join("desktop-e2e")
+        });
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The app, started by `tauri-driver` with its own data directory and development mode.
+struct Desktop {
+    client: Client,
+    _driver: ChildGuard,
+    data_dir: PathBuf,
+    shots: PathBuf,
+}
+
+impl Desktop {
+    async fn start(data_dir: &Path) -> Desktop {
+        assert!(
+            std::env::var_os("DISPLAY").is_some(),
+            "no X display: run under xvfb-run (make desktop-e2e)"
+        );
+        assert!(
+            std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
+            "no session bus: run under dbus-run-session (make desktop-e2e)"
+        );
+        let app = bin("countersign-desktop");
+        let port = free_port();
+        let native_port = free_port();
+        let driver_bin = std::env::var_os("TAURI_DRIVER").unwrap_or_else(|| "tauri-driver".into());
+        // The app inherits tauri-driver's environment.
+        let driver = Command::new(&driver_bin)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native_port.to_string(),
+            ])
+            .env("COUNTERSIGN_DATA_DIR", data_dir)
+            .env("COUNTERSIGN_AUTHENTICATOR", "soft")
+            .env("COUNTERSIGN_SOFT_TOUCH_MS", TOUCH_MS)
+            .env("COUNTERSIGN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {driver_bin:?} (cargo install tauri-driver --locked): {e}")
+            });
+        let driver = ChildGuard(driver);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + PATIENCE;
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tauri-driver did not listen on {addr}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("wry"));
+        caps.insert(
+            "tauri:options".into(),
+            json!({ "application": app.to_str().unwrap() }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://{addr}"))
+            .await
+            .expect("a WebDriver session with the app");
+        Desktop {
+            client,
+            _driver: driver,
+            data_dir: data_dir.to_owned(),
+            shots: screenshots_dir(),
+        }
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(PATIENCE)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
+    }
+
+    async fn find_xpath(&self, xpath: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(PATIENCE)
+            .for_element(Locator::XPath(xpath))
+            .await
+            .unwrap_or_else(|e| panic!("{xpath} did not appear: {e}"))
+    }
+
+    /// Clicks the button whose text contains `label`.
+    async fn click_button(&self, label: &str) {
+        self.find_xpath(&format!(
+            "//button[contains(normalize-space(.), '{label}')]"
+        ))
+        .await
+        .click()
+        .await
+        .unwrap();
+    }
+
+    /// Waits until the page's text contains `needle`.
+    async fn wait_text(&self, needle: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let text = self.body_text().await;
+            if text.contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the window never showed {needle:?}; it shows:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What the page renders as text (`innerText`: laid-out text only, nothing hidden). The
+    /// WebDriver "element text" of WebKitWebDriver drops text in some grid cells, so the page's
+    /// own view of itself is asked instead.
+    async fn body_text(&self) -> String {
+        self.client
+            .execute("return document.body.innerText;", vec![])
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    async fn hash(&self) -> String {
+        self.client
+            .execute("return window.location.hash;", vec![])
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    async fn wait_hash(&self, want: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let h = self.hash().await;
+            if h == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the window is at {h:?}, not {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Saves what the window shows now (after a moment for the last change to paint).
+    async fn screenshot(&self, name: &str) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let png = self.client.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a screenshot is a PNG");
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// A second launch of the app with `link`: the running instance takes it over.
+    fn second_launch(&self, link: &str) {
+        let status = Command::new(bin("countersign-desktop"))
+            .arg(link)
+            .env("COUNTERSIGN_DATA_DIR", &self.data_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "the second launch exits once it handed over {link}"
+        );
+    }
+}
+
+fn request(id_hint: &str, approvers: &[&str], risk: Risk) -> NewRequest {
+    let (action, resource, summary, detail) = match id_hint {
+        "rotate" => (
+            "sql.exec",
+            "prod-db",
+            "Rotate the reporting role's password",
+            "ALTER ROLE reporting WITH PASSWORD 'REDACTED';",
+        ),
+        "restart" => (
+            "deploy",
+            "prod/api",
+            "Restart the API after the config change",
+            "kubectl -n prod rollout restart deploy/api",
+        ),
+        _ => (
+            "kubectl.exec",
+            "prod/payments-7f9c",
+            "Open a shell in a payments pod",
+            "kubectl -n prod exec -it payments-7f9c -- /bin/sh",
+        ),
+    };
+    NewRequest {
+        action: action.into(),
+        resource: resource.into(),
+        risk: Some(risk),
+        summary: summary.into(),
+        detail: detail.into(),
+        reason: format!("{summary} (ticket OPS-{})", summary.len()),
+        ttl_seconds: 600,
+        approvers: approvers.iter().map(|s| s.to_string()).collect(),
+        min_approvals: 1,
+        require_match: false,
+    }
+}
+
+/// Waits (on a blocking thread) until the server has a `Notify` matching `pred`.
+async fn notify_matching(
+    server: &TestServer,
+    what: &str,
+    pred: impl Fn(&NotifyCall) -> bool + Send + 'static,
+) -> NotifyCall {
+    let s = server.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        s.wait_until(PATIENCE, |log| {
+            log.iter()
+                .any(|r| matches!(r, Record::Notify(c) if pred(c)))
+        });
+        s.calls()
+    })
+    .await
+    .unwrap();
+    let calls = found;
+    calls
+        .iter()
+        .rev()
+        .find(|c| c.summary.contains(what) || c.body.contains(what))
+        .cloned()
+        .unwrap_or_else(|| panic!("no notification about {what:?}; the server saw {calls:#?}"))
+}
+
+async fn state_at_gateway(requester: &RequesterClient, id: &str) -> RequestState {
+    requester
+        .get(id, Duration::ZERO)
+        .await
+        .unwrap()
+        .status
+        .body
+        .state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the built desktop app, tauri-driver, Xvfb and a session bus: make desktop-e2e"]
+async fn pair_receive_review_approve_deny_and_audit_in_the_real_app() {
+    let notifications = TestServer::start_async()
+        .await
+        .expect("org.freedesktop.Notifications on the private session bus");
+    let gw = TestGateway::start().await;
+    let requester = gw.requester();
+    let mut bob = Approver::new();
+    bob.pair(&gw.invite(BOB)).await;
+    bob.start();
+
+    let app_dir = tempfile::tempdir().unwrap();
+    let app = Desktop::start(app_dir.path()).await;
+
+    // ---- first run: pair by pasting the link, register the development-mode passkey ----
+    app.wait_text("Welcome to Countersign").await;
+    app.wait_text("Development mode").await;
+    let link = gw.invite(ALICE).to_string();
+    app.find("#pair-link").await.send_keys(&link).await.unwrap();
+    app.screenshot("01-pairing").await;
+    app.click_button("Register a passkey").await;
+    app.wait_text("Paired with").await;
+    app.click_button_or_link("Go to requests").await;
+
+    // ---- a pushed request: in the inbox, and one native notification ----
+    let rotate = requester
+        .create(&request("rotate", &[ALICE], Risk::High))
+        .await
+        .unwrap()
+        .request
+        .body
+        .id
+        .clone();
+    let note = notify_matching(&notifications, "prod-db", |c| c.summary.contains("prod-db")).await;
+    assert_eq!(note.summary, "Approve sql.exec on prod-db? (high risk)");
+    assert!(
+        note.body
+            .starts_with("ci-bot asks: Rotate the reporting role's password\nExpires in"),
+        "{}",
+        note.body
+    );
+    assert_eq!(note.urgency, Some(2), "high risk is critical urgency");
+    assert_eq!(note.action_keys(), vec!["default", "review"]);
+    assert_eq!(note.app_name, "Countersign");
+    app.find(".request-row").await;
+    app.wait_text("Rotate the reporting role's password").await;
+    app.screenshot("02-inbox").await;
+
+    // ---- forged actions decide nothing: "approve" is no action of ours, 4242 is no id ----
+    notifications
+        .emit_action_invoked_async(None, note.id, "approve")
+        .await
+        .unwrap();
+    notifications
+        .emit_action_invoked_async(None, 4242, "review")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.hash().await,
+        "#/inbox",
+        "a forged action navigates nowhere"
+    );
+    assert_eq!(
+        state_at_gateway(&requester, &rotate).await,
+        RequestState::Pending
+    );
+
+    // ---- "Review" on the notification opens exactly that request ----
+    notifications
+        .invoke_action_async(note.id, "review")
+        .await
+        .unwrap();
+    app.wait_hash(&format!("#/request/{rotate}")).await;
+    app.wait_text("ALTER ROLE reporting WITH PASSWORD 'REDACTED';")
+        .await;
+    app.screenshot("03-detail").await;
+    assert_eq!(
+        state_at_gateway(&requester, &rotate).await,
+        RequestState::Pending
+    );
+
+    // ---- approve: the keyboard opens the form, the passkey prompt shows, the gateway agrees ----
+    app.find(".decision-panel").await;
+    app.click_button("Approve").await;
+    app.find_xpath("//form[@aria-label='Approve']//button[@type='submit']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    app.find(".passkey-card").await;
+    app.wait_text("Confirm with your passkey").await;
+    app.screenshot("04-passkey").await;
+    app.find(".result-approve").await;
+    app.wait_text("Receipt").await;
+    app.screenshot("05-approved").await;
+    let deadline = Instant::now() + PATIENCE;
+    while state_at_gateway(&requester, &rotate).await != RequestState::Approved {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never marked it approved"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The notification of a request decided here is updated in place, then closed.
+    notify_matching(&notifications, "Approved: sql.exec on prod-db", move |c| {
+        c.replaces_id == note.id && c.summary.starts_with("Approved:")
+    })
+    .await;
+
+    // ---- decided elsewhere: Bob approves; Alice's notification changes in place ----
+    let restart = requester
+        .create(&request("restart", &[ALICE, BOB], Risk::Medium))
+        .await
+        .unwrap()
+        .request
+        .body
+        .id
+        .clone();
+    let first = notify_matching(&notifications, "prod/api", |c| {
+        c.summary == "Approve deploy on prod/api? (medium risk)"
+    })
+    .await;
+    assert_eq!(first.urgency, Some(1), "medium risk is normal urgency");
+    bob.wait_received(&restart).await;
+    bob.engine
+        .approve(&restart, None, &mut bob.auth)
+        .await
+        .unwrap();
+    let first_id = first.id;
+    let updated = notify_matching(&notifications, "Approved: deploy on prod/api", move |c| {
+        c.replaces_id == first_id
+    })
+    .await;
+    assert_eq!(
+        updated.replaces_id, first.id,
+        "updated in place, not a new one"
+    );
+    assert!(
+        updated.body.contains("Nothing left to decide."),
+        "{}",
+        updated.body
+    );
+
+    // ---- a deep link to a request navigates (and decides nothing) ----
+    let exec = requester
+        .create(&request("exec", &[ALICE], Risk::Critical))
+        .await
+        .unwrap()
+        .request
+        .body
+        .id
+        .clone();
+    notify_matching(&notifications, "prod/payments-7f9c", |c| {
+        c.summary.contains("prod/payments-7f9c")
+    })
+    .await;
+    app.second_launch(&format!("countersign://request/{exec}"));
+    app.wait_hash(&format!("#/request/{exec}")).await;
+    app.wait_text("kubectl -n prod exec -it payments-7f9c -- /bin/sh")
+        .await;
+    assert_eq!(
+        state_at_gateway(&requester, &exec).await,
+        RequestState::Pending
+    );
+
+    // ---- hostile deep links are refused with a message ----
+    app.second_launch("countersign://approve/everything");
+    app.wait_text("Link refused").await;
+    app.screenshot("06-link-refused").await;
+    assert_eq!(
+        app.hash().await,
+        format!("#/request/{exec}"),
+        "a refused link navigates nowhere"
+    );
+
+    // ---- deny with a reason ----
+    app.click_button("Deny").await;
+    app.find("#deny-reason")
+        .await
+        .send_keys("Not during the payments freeze")
+        .await
+        .unwrap();
+    app.find_xpath("//form[@aria-label='Deny']//button[@type='submit']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    app.find(".result-deny").await;
+    let deadline = Instant::now() + PATIENCE;
+    while state_at_gateway(&requester, &exec).await != RequestState::Denied {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never marked it denied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.screenshot("07-denied").await;
+
+    // ---- the audit view: both decisions, and a verified chain ----
+    app.find_xpath("//nav[@aria-label='Main']//a[contains(., 'Audit log')]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    app.wait_hash("#/audit").await;
+    app.find(".audit-list").await;
+    app.click_button("Verify chain").await;
+    app.wait_text("Chain intact.").await;
+    let audit = app.body_text().await;
+    assert!(
+        audit.contains(rotate.as_str()),
+        "the audit view names {rotate}"
+    );
+    assert!(audit.contains(exec.as_str()), "the audit view names {exec}");
+    for verdict in ["\"approve\"", "\"deny\""] {
+        assert!(
+            audit.contains(verdict),
+            "the audit view shows the {verdict} decision"
+        );
+    }
+    assert!(
+        audit.contains("Not during the payments freeze"),
+        "the denial's reason is audited"
+    );
+    app.screenshot("08-audit").await;
+
+    app.client.close().await.unwrap();
+    bob.stop().await;
+}
+
+impl Desktop {
+    /// Clicks the button or link whose text contains `label`.
+    async fn click_button_or_link(&self, label: &str) {
+        self.find_xpath(&format!(
+            "//*[self::button or self::a][contains(normalize-space(.), '{label}')]"
+        ))
+        .await
+        .click()
+        .await
+        .unwrap();
+    }
+}
