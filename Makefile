@@ -1,12 +1,16 @@
 # The project's front door. On a fresh Debian 12 / Ubuntu machine each of these is one command:
 #
-#   make demo    build, then run the headless approval loop end to end (scripts/demo.sh)
-#   make test    every check CI runs: formatting, clippy, the binaries, all Rust tests, and the
-#                UI's type check, lint and tests
-#   make bench   the benchmarks (release build)
-#   make fuzz    every fuzz target for FUZZ_SECONDS each (default 600); `make test` runs each for
-#                FUZZ_SMOKE_SECONDS (default 20)
-#   make deps    install missing system packages and Rust (demo, test and bench run it first)
+#   make demo      build, then run the product: the reference gateway, the desktop app paired to
+#                  it (development mode) and a trickle of sample requests (scripts/demo.sh)
+#   make test      every check CI runs: formatting, clippy, the binaries, all Rust tests, the
+#                  desktop app's build and its end-to-end test under Xvfb, the UI's type check,
+#                  lint and tests, and a short fuzzing run
+#   make demo-cli  the headless approval loop, narrated step by step (scripts/demo-cli.sh)
+#   make deb       the .deb package of the desktop app (release build)
+#   make bench     the benchmarks (release build)
+#   make fuzz      every fuzz target for FUZZ_SECONDS each (default 600); `make test` runs each
+#                  for FUZZ_SMOKE_SECONDS (default 20)
+#   make deps      install missing system packages and Rust (demo, test and bench run it first)
 #
 # `deps` installs only what is missing, so repeated runs stay fast.
 
@@ -17,11 +21,21 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 CARGO ?= cargo
+# The desktop shell (src-tauri) is its own Cargo workspace; it builds into the same target
+# directory as the root workspace, where the end-to-end tests look for its binary.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+DESKTOP := --manifest-path src-tauri/Cargo.toml --target-dir $(TARGET_DIR)
+XVFB := xvfb-run -a -s "-screen 0 1280x800x24"
 
-.PHONY: demo test ui-dist ui-test bench deps deps-lints fuzz fuzz-smoke
+.PHONY: demo demo-cli test desktop desktop-e2e deb ui-dist ui-test bench deps deps-lints fuzz fuzz-smoke
 
-demo: deps
-	bash scripts/demo.sh
+demo: deps ui-dist
+	$(CARGO) build -p countersign-gateway -p countersign-approver --bins
+	$(CARGO) build $(DESKTOP)
+	COUNTERSIGN_BIN_DIR=$(TARGET_DIR)/debug bash scripts/demo.sh
+
+demo-cli: deps
+	bash scripts/demo-cli.sh
 
 # The end-to-end tests start the real binaries, so those are built before `cargo test`.
 test: deps-lints ui-dist
@@ -34,8 +48,34 @@ test: deps-lints ui-dist
 	@echo "== $$(date +%T) cargo test"
 	# A private session bus for the desktop-notification tests (crates/notifications).
 	dbus-run-session -- $(CARGO) test --workspace
+	@$(MAKE) --no-print-directory desktop-e2e
 	@$(MAKE) --no-print-directory ui-test
 	@$(MAKE) --no-print-directory fuzz-smoke
+
+# The desktop shell: formatting, clippy, build and its own tests.
+desktop: ui-dist
+	@echo "== $$(date +%T) desktop (src-tauri): fmt, clippy, build, test"
+	$(CARGO) fmt --manifest-path src-tauri/Cargo.toml -- --check
+	$(CARGO) clippy $(DESKTOP) --all-targets -- -D warnings
+	$(CARGO) build $(DESKTOP)
+	dbus-run-session -- $(CARGO) test $(DESKTOP)
+
+# The real app end to end through WebDriver (tauri-driver + WebKitWebDriver) on a virtual
+# display and a private session bus; screenshots land in $(TARGET_DIR)/desktop-e2e.
+desktop-e2e: desktop
+	@echo "== $$(date +%T) desktop end to end (tests/tests/desktop)"
+	$(XVFB) dbus-run-session -- $(CARGO) test -p countersign-e2e --test desktop -- --ignored --test-threads=1
+
+# The .deb package (release build; the Tauri CLI comes from ui/node_modules). Its desktop entry
+# registers countersign:// (x-scheme-handler), which `deb` checks.
+deb: deps ui-dist
+	@echo "== $$(date +%T) deb: tauri build --bundles deb"
+	cd src-tauri && CARGO_TARGET_DIR=$(TARGET_DIR) ../ui/node_modules/.bin/tauri build --bundles deb
+	@deb="$$(ls -t $(TARGET_DIR)/release/bundle/deb/*.deb | head -n1)"; \
+	dpkg-deb --info "$$deb" >/dev/null; \
+	dpkg-deb --fsys-tarfile "$$deb" | tar -xO --wildcards '*.desktop' | grep -q '^MimeType=.*x-scheme-handler/countersign;' \
+	    || { echo "the .deb's desktop entry does not register countersign://"; exit 1; }; \
+	echo "deb: $$deb ($$(du -h "$$deb" | cut -f1)), countersign:// registered"
 
 # The desktop shell embeds ui/dist at compile time (tauri::generate_context!), so the UI is
 # built before any cargo step that compiles src-tauri.

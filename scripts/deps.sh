@@ -6,8 +6,10 @@
 #                    ca-certificates, git; the WebKitGTK/GTK/tray/D-Bus libraries Tauri needs
 #   Rust:            a toolchain new enough for the workspace's rust-version, with rustfmt and
 #                    clippy (through rustup; rustup itself is installed if cargo is missing)
-#   Node.js and npm: for the UI's checks in `make test` (--with-lints), from apt if missing
+#   Node.js and npm: the UI, built into the desktop app (and checked by `make test`), from apt
 #   cargo-fuzz:      for the fuzzing smoke run in `make test` (--with-lints), by cargo install
+#   tauri-driver and webkit2gtk-driver: the desktop end-to-end test (--with-lints)
+#   xvfb, xauth, fonts, imagemagick: the app where there is no screen (demo on a server, tests)
 #   mount, dbus-daemon: the storage-fault tests' tmpfs and the notification tests' session bus
 #
 # Uses sudo only when not running as root. Set COUNTERSIGN_SKIP_DEPS=1 to skip every check.
@@ -46,6 +48,11 @@ packages=(build-essential pkg-config curl ca-certificates git dbus-daemon mount)
 # GTK, tray and D-Bus libraries, and `file` for bundling.
 packages+=(libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev libgtk-3-dev
     librsvg2-dev libayatana-appindicator3-dev libssl-dev libdbus-1-dev libxdo-dev file)
+# A virtual display and fonts, for running the app where there is no screen (the demo on a
+# server, the desktop tests), and ImageMagick's `import` for the demo's screenshots there.
+packages+=(xvfb xauth fonts-dejavu-core imagemagick)
+# The desktop end-to-end test drives the app through WebKitGTK's WebDriver.
+((want_components)) && packages+=(webkit2gtk-driver)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
     for p in "${packages[@]}"; do
@@ -121,9 +128,15 @@ if ((want_components)) && ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-# ---- Node.js (the UI's type check, lint and tests) -------------------------------------------
+# ---- tauri-driver (the desktop end-to-end test's WebDriver front) -----------------------------
+if ((want_components)) && ! command -v tauri-driver >/dev/null 2>&1; then
+    say "installing tauri-driver"
+    cargo install tauri-driver --locked
+fi
+
+# ---- Node.js (the UI: built into the desktop app, and its checks in `make test`) --------------
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if ((want_components)) && [[ -f "$root/ui/package.json" ]]; then
+if [[ -f "$root/ui/package.json" ]]; then
     # Vite 7 and Vitest 3 need Node.js 20.19 or newer.
     min_node="20.19"
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
