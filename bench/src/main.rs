@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 mod audit;
 mod child;
 mod common;
+mod desktop;
 mod engine;
 mod fanout;
 mod throughput;
@@ -88,6 +89,22 @@ enum Command {
         #[arg(long)]
         data_parent: Option<PathBuf>,
     },
+    /// The desktop app: cold start to first paint, idle memory and CPU, push to the
+    /// notification, 10,000 pending requests. Needs a display and a session bus (xvfb-run,
+    /// dbus-run-session), tauri-driver, and the app built (release by default).
+    Desktop {
+        /// The app binary; default: <target>/release/countersign-desktop.
+        #[arg(long)]
+        app: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        starts: usize,
+        #[arg(long, default_value_t = 500)]
+        pushes: usize,
+        #[arg(long, default_value_t = 10_000)]
+        inbox: usize,
+        #[arg(long, default_value_t = 60)]
+        idle_seconds: u64,
+    },
     /// Every benchmark with its defaults, then a summary.
     All,
     /// Internal: the gateway child process used by `throughput` and `fanout`.
@@ -159,6 +176,26 @@ async fn run(command: Command) -> Result<Vec<Figure>> {
             entries,
             data_parent,
         } => audit::verify(entries, data_parent.as_deref())?,
+        Command::Desktop {
+            app,
+            starts,
+            pushes,
+            inbox,
+            idle_seconds,
+        } => {
+            let app = match app {
+                Some(a) => a,
+                None => common::target_dir()?.join("release/countersign-desktop"),
+            };
+            desktop::run(desktop::Options {
+                app,
+                starts,
+                pushes,
+                inbox,
+                idle_seconds,
+            })
+            .await?
+        }
         Command::All => {
             let mut all = Vec::new();
             all.extend(engine::push_latency(1000, 50, None).await?);
