@@ -119,8 +119,13 @@ pub fn machine() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "rustc unknown".into());
+    let build = if cfg!(debug_assertions) {
+        "DEBUG build (figures not representative)"
+    } else {
+        "release build"
+    };
     format!(
-        "nproc {cores}; CPU {model}; {rustc}; release build; load average {}",
+        "nproc {cores}; CPU {model}; {rustc}; {build}; load average {}",
         load_average()
     )
 }

@@ -27,8 +27,8 @@ use tauri::webview::PageLoadEvent;
 use tauri::{AppHandle, Emitter, Manager, Runtime, WindowEvent};
 use tokio::sync::broadcast::error::RecvError;
 
-use countersign_ipc::deeplink::LinkAction;
 use crate::state::{lock, AppState};
+use countersign_ipc::deeplink::LinkAction;
 
 /// The main window's label (also the capability's window).
 pub const MAIN_WINDOW: &str = "main";
