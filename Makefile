@@ -4,7 +4,7 @@
 #                  it (development mode) and a trickle of sample requests (scripts/demo.sh)
 #   make test      every check CI runs: formatting, clippy, the binaries, all Rust tests, the
 #                  desktop app's build and its end-to-end test under Xvfb, the UI's type check,
-#                  lint and tests, and a short fuzzing run
+#                  lint and tests, a short fuzzing run, and the .deb package build
 #   make demo-cli  the headless approval loop, narrated step by step (scripts/demo-cli.sh)
 #   make deb       the .deb package of the desktop app (release build)
 #   make bench     the benchmarks (release build)
@@ -51,6 +51,7 @@ test: deps-lints ui-dist
 	@$(MAKE) --no-print-directory desktop-e2e
 	@$(MAKE) --no-print-directory ui-test
 	@$(MAKE) --no-print-directory fuzz-smoke
+	@$(MAKE) --no-print-directory deb
 
 # The desktop shell: formatting, clippy, build and its own tests.
 desktop: ui-dist
