@@ -46,8 +46,9 @@ test: deps-lints ui-dist
 	@echo "== $$(date +%T) cargo build --bins"
 	$(CARGO) build --workspace --bins
 	@echo "== $$(date +%T) cargo test"
-	# A private session bus for the desktop-notification tests (crates/notifications).
-	dbus-run-session -- $(CARGO) test --workspace
+	# A private session bus for the desktop-notification tests (crates/notifications), with a
+	# throwaway Secret Service on it for the device-key store test.
+	dbus-run-session -- bash scripts/with-secret-service.sh $(CARGO) test --workspace
 	@$(MAKE) --no-print-directory desktop-e2e
 	@$(MAKE) --no-print-directory ui-test
 	@$(MAKE) --no-print-directory fuzz-smoke

@@ -87,7 +87,9 @@ link="$(gw invite alice@example.com)"
 ok "gateway serving at $url; requesters deploy-bot, ci-pipeline and maria.dba have tokens"
 
 # ---- 2. the desktop app, paired in development mode -----------------------------------------
+# The demo's device key goes in a file of .demo (recreated each run), not in your keyring.
 COUNTERSIGN_DATA_DIR="$demo/approver" COUNTERSIGN_AUTHENTICATOR=soft COUNTERSIGN_PAIR_LINK="$link" \
+    COUNTERSIGN_KEY_STORE=file \
     COUNTERSIGN_LOG="${COUNTERSIGN_LOG:-info}" \
     "$bin/countersign-desktop" >"$demo/desktop.out" 2>"$demo/desktop.log" &
 app=$!

@@ -53,6 +53,9 @@ packages+=(libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev li
 packages+=(xvfb xauth fonts-dejavu-core imagemagick)
 # The desktop end-to-end test drives the app through WebKitGTK's WebDriver.
 ((want_components)) && packages+=(webkit2gtk-driver)
+# The device-key store test runs a throwaway Secret Service (gnome-keyring) on its private bus,
+# and waits for it with dbus-send.
+((want_components)) && packages+=(gnome-keyring dbus-bin)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
     for p in "${packages[@]}"; do

@@ -100,10 +100,25 @@ pub fn run() -> anyhow::Result<()> {
 fn setup(app: &AppHandle) -> anyhow::Result<()> {
     let data_dir = state::data_dir()?;
     let choice = state::authenticator_choice()?;
-    let engine = Engine::open(&data_dir).map_err(|e| {
+    // Where a new device key goes: the Secret Service when one answers, else an owner-only
+    // file (COUNTERSIGN_KEY_STORE=secret-service|file to insist on one).
+    let key_store = match std::env::var("COUNTERSIGN_KEY_STORE") {
+        Ok(v) if !v.is_empty() => v.parse()?,
+        _ => countersign_approver::KeyStore::Auto,
+    };
+    let options = countersign_approver::EngineOptions {
+        key_store,
+        ..Default::default()
+    };
+    let engine = Engine::open_with(&data_dir, options).map_err(|e| {
         anyhow::anyhow!("Cannot open the data directory {}: {e}", data_dir.display())
     })?;
-    tracing::info!(data_dir = %data_dir.display(), authenticator = ?choice, "starting");
+    tracing::info!(
+        data_dir = %data_dir.display(),
+        authenticator = ?choice,
+        device_key = %engine.key_location().describe(),
+        "starting"
+    );
     let state = AppState::new(engine.clone(), choice);
     let saved = lock(&state.settings).clone();
     if let Some(n) = notify::start(app, &saved) {

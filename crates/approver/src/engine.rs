@@ -33,7 +33,7 @@ use crate::inbox::{
 use crate::store;
 
 pub const DATABASE_FILE: &str = "approver.db";
-pub const DEVICE_KEY_FILE: &str = "device.key";
+pub use crate::device::DEVICE_KEY_FILE;
 
 /// What one ingest transaction produced: the outcome, the events to emit after commit, the
 /// request that arrived (gateway, id) and the request that was resolved.
@@ -51,6 +51,8 @@ pub struct EngineOptions {
     /// Backoff before the first retry of a connection or delivery; doubles up to `backoff_cap`.
     pub backoff_base: std::time::Duration,
     pub backoff_cap: std::time::Duration,
+    /// Where a new device key is created (an existing one stays where it is).
+    pub key_store: crate::device::KeyStore,
 }
 
 impl Default for EngineOptions {
@@ -59,6 +61,7 @@ impl Default for EngineOptions {
             clock: Clock::system(),
             backoff_base: std::time::Duration::from_secs(1),
             backoff_cap: std::time::Duration::from_secs(30),
+            key_store: crate::device::KeyStore::File,
         }
     }
 }
@@ -67,6 +70,7 @@ pub(crate) struct Inner {
     pub(crate) data_dir: PathBuf,
     db: Mutex<Connection>,
     pub(crate) key: KeyPair,
+    key_location: crate::device::KeyLocation,
     pub(crate) options: EngineOptions,
     pub(crate) http: reqwest::Client,
     pub(crate) events: broadcast::Sender<EngineEvent>,
@@ -171,7 +175,7 @@ impl Engine {
         // Single writer: the lock is held for the engine's lifetime and released by the kernel
         // when the process ends, however it ends.
         let lock = take_lock(&data_dir)?;
-        let key = device::load_or_create(&data_dir.join(DEVICE_KEY_FILE))?;
+        let (key, key_location) = device::load_or_create(&data_dir, options.key_store)?;
         let db = store::open(&data_dir.join(DATABASE_FILE))?;
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
@@ -184,6 +188,7 @@ impl Engine {
                 data_dir,
                 db: Mutex::new(db),
                 key,
+                key_location,
                 options,
                 http,
                 events,
@@ -195,6 +200,11 @@ impl Engine {
                 _lock: lock,
             }),
         })
+    }
+
+    /// Where the device key lives (a file or a Secret Service item); never the key.
+    pub fn key_location(&self) -> &crate::device::KeyLocation {
+        &self.inner.key_location
     }
 
     pub fn data_dir(&self) -> &Path {

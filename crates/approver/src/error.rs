@@ -25,6 +25,8 @@ pub enum EngineError {
         "The device key file {path} is readable by other users; run `chmod 600 {path}` first."
     )]
     KeyPermissions { path: String },
+    #[error("The Secret Service (the desktop keyring) could not keep or give back the device key: {0}. Unlock the keyring, or choose the file store (COUNTERSIGN_KEY_STORE=file) for a new device.")]
+    KeyStore(String),
     #[error("A message could not be encoded, decoded or verified: {0}")]
     Protocol(#[from] ProtocolError),
     #[error("The pairing link expired at {expires_at}; ask for a new invitation.")]
@@ -130,6 +132,7 @@ impl EngineError {
             EngineError::SchemaTooNew { .. } => "schema_too_new",
             EngineError::InUse { .. } => "data_dir_in_use",
             EngineError::KeyPermissions { .. } => "key_permissions",
+            EngineError::KeyStore(_) => "key_store_unavailable",
             EngineError::Protocol(_) => "protocol",
             EngineError::LinkExpired { .. } => "link_expired",
             EngineError::GatewayKeyMismatch { .. } => "gateway_key_mismatch",

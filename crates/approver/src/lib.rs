@@ -42,6 +42,7 @@ pub mod ceremony {
 }
 pub use clock::Clock;
 pub use connector::SyncReport;
+pub use device::{KeyLocation, KeyStore, DEVICE_KEY_REF_FILE, SECRET_SERVICE_NAME};
 pub use engine::{DecisionOutcome, Engine, EngineOptions, DATABASE_FILE, DEVICE_KEY_FILE};
 pub use error::EngineError;
 pub use events::{EngineEvent, Notifier, SilentNotifier};

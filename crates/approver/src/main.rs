@@ -37,6 +37,12 @@ struct Cli {
     /// Do not contact gateways first; use the local store only.
     #[arg(long, global = true)]
     offline: bool,
+    /// Where a new device key is kept: `auto` (the Secret Service when one answers on the
+    /// session bus, else an owner-only file), `secret-service` or `file`. An existing key stays
+    /// where it is.
+    #[arg(long, global = true, env = "COUNTERSIGN_KEY_STORE", default_value = "auto",
+          value_parser = ["auto", "secret-service", "file"])]
+    key_store: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -211,7 +217,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(str::parse::<AuthenticatorChoice>)
         .transpose()?;
-    let engine = Engine::open(&data_dir)
+    let options = countersign_approver::EngineOptions {
+        key_store: cli.key_store.parse()?,
+        ..Default::default()
+    };
+    let engine = Engine::open_with(&data_dir, options)
         .with_context(|| format!("Cannot open the data directory {}", data_dir.display()))?;
     let ctx = Ctx {
         engine,
@@ -385,6 +395,9 @@ async fn pair(ctx: &Ctx, link: &str, device_name: Option<String>) -> anyhow::Res
 }
 
 fn gateways(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    if !ctx.json {
+        println!("device key: {}", ctx.engine.key_location().describe());
+    }
     for g in ctx.engine.gateways()? {
         if ctx.json {
             println!("{}", serde_json::to_string(&g)?);
