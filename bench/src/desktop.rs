@@ -87,6 +87,7 @@ async fn driver(env: &[(&str, &Path)]) -> Result<(GroupGuard, SocketAddr)> {
         &native.to_string(),
     ])
     .env("COUNTERSIGN_AUTHENTICATOR", "soft")
+    .env("COUNTERSIGN_KEY_STORE", "file")
     .stdout(Stdio::null())
     .stderr(Stdio::null())
     .process_group(0);
@@ -244,6 +245,7 @@ impl RunningApp {
         let mut cmd = Command::new(app);
         cmd.env("COUNTERSIGN_DATA_DIR", data_dir)
             .env("COUNTERSIGN_AUTHENTICATOR", "soft")
+            .env("COUNTERSIGN_KEY_STORE", "file")
             .env("COUNTERSIGN_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?);

@@ -43,6 +43,7 @@ link="$("$bin/countersign-gateway" --data-dir "$gw" invite alice@example.com)"
 echo "gateway $url"
 
 COUNTERSIGN_DATA_DIR="$app_dir" COUNTERSIGN_AUTHENTICATOR=soft COUNTERSIGN_PAIR_LINK="$link" \
+    COUNTERSIGN_KEY_STORE=file \
     COUNTERSIGN_LOG="${COUNTERSIGN_LOG:-info}" \
     "$bin/countersign-desktop" >"$out/desktop.out" 2>"$out/desktop.log" &
 app_pid=$!

@@ -5,7 +5,7 @@ import type { DecisionView } from "../src/bindings/DecisionView";
 import type { RequestDetail } from "../src/bindings/RequestDetail";
 import { now } from "../src/clock";
 import { DEVELOPMENT_LABEL } from "../src/components/AuthenticatorNote";
-import { authenticator } from "../src/store";
+import { authenticator, changes } from "../src/store";
 import { RequestView } from "../src/views/RequestView";
 import { backend, deferred } from "./backend";
 import { NOW, decision, detail, text } from "./fixtures";
@@ -191,6 +191,23 @@ describe("the decision screen", () => {
     await user.type(screen.getByLabelText(/Reason for denying/), "no{Enter}");
     expect(await screen.findByText("queued: gateway unreachable")).toBeInTheDocument();
     expect(screen.getByText("connection refused")).toBeInTheDocument();
+  });
+
+  it("shows a queued decision as delivered, with its receipt, once the gateway has it", async () => {
+    const queued = decision({ verdict: "deny", receipt: null, delivery: "queued", last_error: "connection refused" });
+    let current = detail();
+    const { user } = showRequest(current, { get_request: () => current, deny: () => queued });
+    await user.click(await screen.findByRole("button", { name: /Deny/ }));
+    await user.type(screen.getByLabelText(/Reason for denying/), "no{Enter}");
+    expect(await screen.findByText("queued: gateway unreachable")).toBeInTheDocument();
+    // The engine delivered it when the gateway came back; its event reloads the request.
+    current = detail({}, { state: "denied", decision: decision({ verdict: "deny", decision_id: queued.decision_id }) });
+    await act(() => {
+      changes.value++;
+    });
+    expect(await screen.findByText("delivered")).toBeInTheDocument();
+    expect(screen.queryByText("queued: gateway unreachable")).not.toBeInTheDocument();
+    expect(screen.getByLabelText("Receipt")).toBeInTheDocument();
   });
 
   it("shows a refused delivery with the gateway's reason", async () => {

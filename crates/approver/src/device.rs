@@ -177,8 +177,31 @@ fn valid_account(a: &str) -> bool {
         && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-fn entry(account: &str) -> Result<keyring::Entry, EngineError> {
-    keyring::Entry::new(SECRET_SERVICE_NAME, account).map_err(key_store_error)
+/// How long a Secret Service call may take. A locked keyring can wait for its password prompt
+/// forever (or for a prompt nobody can see); the engine does not.
+const SECRET_SERVICE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs one Secret Service operation on its own thread, giving up after
+/// [`SECRET_SERVICE_TIMEOUT`] (the thread is left to finish or block on its own).
+fn secret_service<T: Send + 'static>(
+    account: &str,
+    op: impl FnOnce(&keyring::Entry) -> keyring::Result<T> + Send + 'static,
+) -> Result<keyring::Result<T>, EngineError> {
+    let account = account.to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("secret-service".into())
+        .spawn(move || {
+            let out = keyring::Entry::new(SECRET_SERVICE_NAME, &account).and_then(|e| op(&e));
+            let _ = tx.send(out);
+        })
+        .map_err(EngineError::Io)?;
+    rx.recv_timeout(SECRET_SERVICE_TIMEOUT).map_err(|_| {
+        EngineError::KeyStore(format!(
+            "no answer within {} s (is the keyring locked, waiting for its password?)",
+            SECRET_SERVICE_TIMEOUT.as_secs()
+        ))
+    })
 }
 
 fn key_store_error(e: keyring::Error) -> EngineError {
@@ -190,9 +213,8 @@ fn key_store_error(e: keyring::Error) -> EngineError {
 /// a new one.
 fn store_in_secret_service(reference: &Path, key: &KeyPair) -> Result<String, EngineError> {
     let account = format!("device-{}", uuid::Uuid::new_v4().simple());
-    entry(&account)?
-        .set_secret(&key.seed())
-        .map_err(key_store_error)?;
+    let seed = key.seed();
+    secret_service(&account, move |e| e.set_secret(&seed))?.map_err(key_store_error)?;
     // Read it back: some stores accept a write they cannot serve (a locked collection).
     let back = secret_service_get(&account)?;
     if back.public() != key.public() {
@@ -205,7 +227,7 @@ fn store_in_secret_service(reference: &Path, key: &KeyPair) -> Result<String, En
 }
 
 fn secret_service_get(account: &str) -> Result<KeyPair, EngineError> {
-    match entry(account)?.get_secret() {
+    match secret_service(account, |e| e.get_secret())? {
         Ok(raw) => seed_to_key(
             &raw,
             &format!("the Secret Service item {SECRET_SERVICE_NAME}/{account}"),

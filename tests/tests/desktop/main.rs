@@ -14,11 +14,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use countersign_e2e::{bin, Approver, ChildGuard, TestGateway};
+use countersign_e2e::{bin, reopen_gateway, Approver, TestGateway};
 use countersign_gateway::client::RequesterClient;
 use countersign_notifications::test_server::{NotifyCall, Record, TestServer};
 use countersign_protocol::api::NewRequest;
@@ -53,10 +54,24 @@ fn screenshots_dir() -> PathBuf {
     dir
 }
 
+/// tauri-driver in its own process group: dropping it ends the group, so the WebKitWebDriver
+/// and the app it started go too (one app instance may run per session bus).
+struct DriverGuard(std::process::Child);
+
+impl Drop for DriverGuard {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = self.0.wait();
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    }
+}
+
 /// The app, started by `tauri-driver` with its own data directory and development mode.
 struct Desktop {
     client: Client,
-    _driver: ChildGuard,
+    _driver: DriverGuard,
     data_dir: PathBuf,
     shots: PathBuf,
 }
@@ -86,14 +101,18 @@ impl Desktop {
             .env("COUNTERSIGN_DATA_DIR", data_dir)
             .env("COUNTERSIGN_AUTHENTICATOR", "soft")
             .env("COUNTERSIGN_SOFT_TOUCH_MS", TOUCH_MS)
+            // The key store has its own test (e2e); here a file, so that no Secret Service is
+            // activated on the test bus (it would wait for a password prompt).
+            .env("COUNTERSIGN_KEY_STORE", "file")
             .env("COUNTERSIGN_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start {driver_bin:?} (cargo install tauri-driver --locked): {e}")
             });
-        let driver = ChildGuard(driver);
+        let driver = DriverGuard(driver);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + PATIENCE;
         while TcpStream::connect(addr).is_err() {
@@ -264,27 +283,28 @@ fn request(id_hint: &str, approvers: &[&str], risk: Risk) -> NewRequest {
     }
 }
 
-/// Waits (on a blocking thread) until the server has a `Notify` matching `pred`.
+/// Waits (on a blocking thread) until the server has a `Notify` matching `pred`, and returns the
+/// latest such call; `what` names it in the failure message.
 async fn notify_matching(
     server: &TestServer,
     what: &str,
-    pred: impl Fn(&NotifyCall) -> bool + Send + 'static,
+    pred: impl Fn(&NotifyCall) -> bool + Send + Sync + 'static,
 ) -> NotifyCall {
     let s = server.clone();
-    let found = tokio::task::spawn_blocking(move || {
+    let pred = std::sync::Arc::new(pred);
+    let p = pred.clone();
+    let calls = tokio::task::spawn_blocking(move || {
         s.wait_until(PATIENCE, |log| {
-            log.iter()
-                .any(|r| matches!(r, Record::Notify(c) if pred(c)))
+            log.iter().any(|r| matches!(r, Record::Notify(c) if p(c)))
         });
         s.calls()
     })
     .await
     .unwrap();
-    let calls = found;
     calls
         .iter()
         .rev()
-        .find(|c| c.summary.contains(what) || c.body.contains(what))
+        .find(|c| pred(c))
         .cloned()
         .unwrap_or_else(|| panic!("no notification about {what:?}; the server saw {calls:#?}"))
 }
@@ -315,14 +335,8 @@ async fn pair_receive_review_approve_deny_and_audit_in_the_real_app() {
     let app = Desktop::start(app_dir.path()).await;
 
     // ---- first run: pair by pasting the link, register the development-mode passkey ----
-    app.wait_text("Welcome to Countersign").await;
-    app.wait_text("Development mode").await;
-    let link = gw.invite(ALICE).to_string();
-    app.find("#pair-link").await.send_keys(&link).await.unwrap();
-    app.screenshot("01-pairing").await;
-    app.click_button("Register a passkey").await;
-    app.wait_text("Paired with").await;
-    app.click_button_or_link("Go to requests").await;
+    app.pair(&gw.invite(ALICE).to_string(), Some("01-pairing"))
+        .await;
 
     // ---- a pushed request: in the inbox, and one native notification ----
     let rotate = requester
@@ -430,14 +444,13 @@ async fn pair_receive_review_approve_deny_and_audit_in_the_real_app() {
         .await
         .unwrap();
     let first_id = first.id;
+    // A burst from one requester shares one notification, so the update is recognised by its
+    // text and the id it replaces: the notification that announced the request.
     let updated = notify_matching(&notifications, "Approved: deploy on prod/api", move |c| {
-        c.replaces_id == first_id
+        c.replaces_id == first_id && c.summary == "Approved: deploy on prod/api"
     })
     .await;
-    assert_eq!(
-        updated.replaces_id, first.id,
-        "updated in place, not a new one"
-    );
+    assert_eq!(updated.id, first.id, "updated in place, not a new one");
     assert!(
         updated.body.contains("Nothing left to decide."),
         "{}",
@@ -527,11 +540,37 @@ async fn pair_receive_review_approve_deny_and_audit_in_the_real_app() {
     );
     app.screenshot("08-audit").await;
 
-    app.client.close().await.unwrap();
+    app.quit().await;
     bob.stop().await;
 }
 
 impl Desktop {
+    /// Ends the session and the app (and waits until they are gone).
+    async fn quit(self) {
+        let Desktop {
+            client, _driver, ..
+        } = self;
+        let _ = client.close().await;
+        tokio::task::spawn_blocking(move || drop(_driver))
+            .await
+            .unwrap();
+    }
+
+    /// First run: pastes the pairing link, registers the development-mode passkey and goes to
+    /// the inbox.
+    async fn pair(&self, link: &str, screenshot: Option<&str>) {
+        self.wait_text("Welcome to Countersign").await;
+        self.wait_text("Development mode").await;
+        self.find("#pair-link").await.send_keys(link).await.unwrap();
+        if let Some(name) = screenshot {
+            self.screenshot(name).await;
+        }
+        self.click_button("Register a passkey").await;
+        self.wait_text("Paired with").await;
+        self.click_button_or_link("Go to requests").await;
+        self.wait_hash("#/inbox").await;
+    }
+
     /// Clicks the button or link whose text contains `label`.
     async fn click_button_or_link(&self, label: &str) {
         self.find_xpath(&format!(
@@ -542,4 +581,70 @@ impl Desktop {
         .await
         .unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the built desktop app, tauri-driver, Xvfb and a session bus: make desktop-e2e"]
+async fn the_app_opens_offline_and_sends_a_queued_approval_when_the_gateway_returns() {
+    let gw = TestGateway::start().await;
+    let addr = gw.running.addr;
+    let gw_data = gw.gw().config.data_dir.clone();
+    let token = gw.token.clone();
+    let requester = gw.requester();
+    let app_dir = tempfile::tempdir().unwrap();
+    let app = Desktop::start(app_dir.path()).await;
+    app.pair(&gw.invite(ALICE).to_string(), None).await;
+    let id = requester
+        .create(&request("restart", &[ALICE], Risk::High))
+        .await
+        .unwrap()
+        .request
+        .body
+        .id
+        .clone();
+    app.wait_text("Restart the API after the config change")
+        .await;
+    app.quit().await;
+
+    // The gateway goes away; the app starts again from its own store.
+    let TestGateway { running, dir, .. } = gw;
+    running.shutdown().await;
+    let app = Desktop::start(app_dir.path()).await;
+    app.wait_text("Restart the API after the config change")
+        .await;
+    app.wait_text("Offline").await;
+    app.screenshot("09-offline-inbox").await;
+
+    // Approving still works: signed, kept and shown as queued.
+    app.client
+        .execute(&format!("window.location.hash = '#/request/{id}';"), vec![])
+        .await
+        .unwrap();
+    app.wait_text("kubectl -n prod rollout restart deploy/api")
+        .await;
+    app.click_button("Approve").await;
+    app.find_xpath("//form[@aria-label='Approve']//button[@type='submit']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    app.wait_text("queued: gateway unreachable").await;
+    app.screenshot("10-queued").await;
+
+    // The gateway returns on the same address: the decision goes out once, and the view says so.
+    let running = reopen_gateway(&gw_data, addr, |_| {}, |_| {}).await;
+    let requester = RequesterClient::new(running.url(), token).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while state_at_gateway(&requester, &id).await != RequestState::Approved {
+        assert!(
+            Instant::now() < deadline,
+            "the queued approval never reached the gateway"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.wait_text("Receipt from the gateway").await;
+    app.screenshot("11-delivered").await;
+    app.quit().await;
+    running.shutdown().await;
+    drop(dir);
 }

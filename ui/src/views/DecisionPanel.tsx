@@ -170,9 +170,13 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
   };
 
   if (phase.step === "done") {
+    // The request is reloaded on every engine event: a queued decision that has since been
+    // delivered (or refused) shows its new state and receipt, not the one it had when made.
+    const fresh = summary.decision;
+    const shown = fresh !== null && fresh.decision_id === phase.decision.decision_id ? fresh : phase.decision;
     return (
       <section class="decision-panel" aria-label="Decision" ref={resultRef}>
-        <DecisionResult decision={phase.decision} />
+        <DecisionResult decision={shown} />
       </section>
     );
   }
