@@ -52,7 +52,7 @@ if [[ -z "${DISPLAY:-}" && -z "${WAYLAND_DISPLAY:-}" ]]; then
         note "No screen here (DISPLAY is not set): running the app on a virtual display for ${DEMO_SECONDS:-120} s;"
         note "screenshots go to .demo/screenshots."
         export DEMO_INNER=1
-        exec xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- "$0" "$@"
+        exec xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- bash "$0" "$@"
     fi
 fi
 [[ "${DEMO_INNER:-}" == 1 ]] && headless=1
