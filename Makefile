@@ -7,7 +7,7 @@
 #                  lint and tests, a short fuzzing run, and the .deb package build
 #   make demo-cli  the headless approval loop, narrated step by step (scripts/demo-cli.sh)
 #   make deb       the .deb package of the desktop app (release build)
-#   make bench     the benchmarks (release build)
+#   make bench     the benchmarks (release build); `make bench-desktop` the desktop app's
 #   make fuzz      every fuzz target for FUZZ_SECONDS each (default 600); `make test` runs each
 #                  for FUZZ_SMOKE_SECONDS (default 20)
 #   make deps      install missing system packages and Rust (demo, test and bench run it first)
@@ -27,7 +27,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 DESKTOP := --manifest-path src-tauri/Cargo.toml --target-dir $(TARGET_DIR)
 XVFB := xvfb-run -a -s "-screen 0 1280x800x24"
 
-.PHONY: demo demo-cli test desktop desktop-e2e deb ui-dist ui-test bench deps deps-lints fuzz fuzz-smoke
+.PHONY: demo demo-cli test desktop desktop-e2e deb ui-dist ui-test bench bench-desktop deps deps-lints fuzz fuzz-smoke
 
 demo: deps ui-dist
 	$(CARGO) build -p countersign-gateway -p countersign-approver --bins
@@ -137,6 +137,12 @@ fuzz-run:
 
 bench: deps
 	$(CARGO) run --release -p countersign-bench -- all
+
+# The desktop app's figures (docs/performance.md): the release app (what the .deb ships) on a
+# virtual display and a private session bus, driven through tauri-driver.
+bench-desktop: deb
+	$(CARGO) build --release -p countersign-bench
+	$(XVFB) dbus-run-session -- $(TARGET_DIR)/release/countersign-bench desktop
 
 deps:
 	bash scripts/deps.sh
