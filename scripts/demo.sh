@@ -74,7 +74,10 @@ gw() { "$bin/countersign-gateway" --data-dir "$demo/gateway" "$@"; }
 printf '%s== Countersign demo%s\n' "$bold" "$reset"
 
 # ---- 1. the gateway --------------------------------------------------------------------------
-gw serve --listen 127.0.0.1:0 >"$demo/gateway.out" 2>"$demo/gateway.log" &
+# The binary itself in the background (not the `gw` function, whose subshell would be what
+# `$!` names and what clean-up kills).
+"$bin/countersign-gateway" --data-dir "$demo/gateway" serve --listen 127.0.0.1:0 \
+    >"$demo/gateway.out" 2>"$demo/gateway.log" &
 pids+=($!)
 for _ in $(seq 100); do [[ -s "$demo/gateway/serving-url" ]] && break; sleep 0.1; done
 [[ -s "$demo/gateway/serving-url" ]] || fail "the gateway did not start (see .demo/gateway.log)"
