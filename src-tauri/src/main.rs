@@ -5,7 +5,22 @@
 
 use std::process::ExitCode;
 
+/// WebKitGTK's accelerated compositing renders through OpenGL; where there is no GPU (a VM, a
+/// remote or virtual display) that is Mesa's software rasteriser, and every frame of this UI
+/// then took 200 to 300 ms and about 90 MB more memory (docs/performance.md). The app draws
+/// lists and text, which WebKit's non-composited path renders in a few milliseconds, so it
+/// turns compositing off unless the environment already says otherwise
+/// (`WEBKIT_DISABLE_COMPOSITING_MODE=0` keeps it).
+fn choose_rendering() {
+    const VAR: &str = "WEBKIT_DISABLE_COMPOSITING_MODE";
+    if std::env::var_os(VAR).is_none() {
+        // Before any thread exists: nothing else reads the environment concurrently.
+        std::env::set_var(VAR, "1");
+    }
+}
+
 fn main() -> ExitCode {
+    choose_rendering();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
