@@ -116,12 +116,25 @@ async fn session(addr: SocketAddr, app: &Path) -> Result<Client> {
         "tauri:options".into(),
         json!({ "application": app.to_string_lossy() }),
     );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector)
-        .capabilities(caps)
-        .connect(&format!("http://{addr}"))
-        .await
-        .map_err(|e| anyhow!("a WebDriver session with the app: {e}"))
+    // tauri-driver accepts connections a moment before it can reach WebKitWebDriver behind it;
+    // a refused first session is tried again.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&format!("http://{addr}"))
+            .await
+        {
+            Ok(c) => return Ok(c),
+            Err(e) if attempt < 5 => {
+                eprintln!("WebDriver session attempt {attempt} failed ({e}); trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => bail!("a WebDriver session with the app: {e}"),
+        }
+    }
 }
 
 /// Polls `script` (which returns null until it has its answer) for up to `patience`.

@@ -128,12 +128,25 @@ impl Desktop {
             "tauri:options".into(),
             json!({ "application": app.to_str().unwrap() }),
         );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&format!("http://{addr}"))
-            .await
-            .expect("a WebDriver session with the app");
+        // tauri-driver accepts connections a moment before it can reach the WebKitWebDriver
+        // behind it; a refused first session is tried again.
+        let mut attempt = 0;
+        let client = loop {
+            attempt += 1;
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&format!("http://{addr}"))
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) if attempt < 5 => {
+                    eprintln!("WebDriver session attempt {attempt} failed ({e}); trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => panic!("no WebDriver session with the app: {e}"),
+            }
+        };
         Desktop {
             client,
             _driver: driver,
