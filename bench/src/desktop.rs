@@ -109,7 +109,9 @@ async fn driver(env: &[(&str, &Path)]) -> Result<(GroupGuard, SocketAddr)> {
     Ok((child, addr))
 }
 
-async fn session(addr: SocketAddr, app: &Path) -> Result<Client> {
+/// A WebDriver session, which starts the app; also when (ms since the epoch) the attempt that
+/// started it was sent.
+async fn session(addr: SocketAddr, app: &Path) -> Result<(Client, f64)> {
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), json!("wry"));
     caps.insert(
@@ -122,12 +124,13 @@ async fn session(addr: SocketAddr, app: &Path) -> Result<Client> {
     loop {
         attempt += 1;
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let sent = epoch_ms();
         match ClientBuilder::new(connector)
             .capabilities(caps.clone())
             .connect(&format!("http://{addr}"))
             .await
         {
-            Ok(c) => return Ok(c),
+            Ok(c) => return Ok((c, sent)),
             Err(e) if attempt < 5 => {
                 eprintln!("WebDriver session attempt {attempt} failed ({e}); trying again");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -168,8 +171,8 @@ async fn cold_start(o: &Options) -> Result<Vec<Figure>> {
     for _ in 0..o.starts {
         let dir = tempfile::tempdir()?;
         let (_driver, addr) = driver(&[("COUNTERSIGN_DATA_DIR", dir.path())]).await?;
-        let launched = epoch_ms();
-        let client = session(addr, &o.app).await?;
+        // From the session request that started the app (a refused attempt starts nothing).
+        let (client, launched) = session(addr, &o.app).await?;
         let painted = poll(&client, FIRST_PAINT, Duration::from_secs(30))
             .await?
             .as_f64()
@@ -466,15 +469,14 @@ async fn big_inbox(
     }
     println!("created {} requests in {}", o.inbox, ms(t0.elapsed()));
     let (_driver, addr) = driver(&[("COUNTERSIGN_DATA_DIR", data_dir)]).await?;
-    let started = Instant::now();
-    let client = session(addr, &o.app).await?;
+    let (client, launched) = session(addr, &o.app).await?;
     // The hint under the list says how many there are.
     let want = format!(
         "return document.body.innerText.includes('{} requests') ? true : null;",
         o.inbox + o.pushes
     );
     poll(&client, &want, Duration::from_secs(600)).await?;
-    let loaded = started.elapsed();
+    let loaded = Duration::from_secs_f64(((epoch_ms() - launched) / 1000.0).max(0.0));
     println!("backlog of {} shown after {}", o.inbox, ms(loaded));
     let v = client
         .execute_async(INTERACT, vec![])
