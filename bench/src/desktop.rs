@@ -9,18 +9,16 @@
 //! ```
 
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use countersign_e2e::webdriver::{epoch_ms, Driver};
 use countersign_gateway::client::RequesterClient;
 use countersign_notifications::test_server::{Record, TestServer};
 use countersign_protocol::api::NewRequest;
-use fantoccini::{Client, ClientBuilder};
-use serde_json::json;
+use fantoccini::Client;
 
 use crate::common::{bench_config, cpu_time, ms, rss_kib, Figure, Stats};
 
@@ -49,95 +47,17 @@ impl Drop for Guard {
     }
 }
 
-/// tauri-driver in its own process group: dropping it ends the group, so the WebKitWebDriver
-/// and the app it started go too (one app instance per session bus at a time).
-struct GroupGuard(Child);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let _ = self.0.wait();
-        // Give the app a moment to let go of its single-instance name and data directory.
-        std::thread::sleep(Duration::from_millis(500));
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn epoch_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .unwrap_or(0.0)
-}
-
-/// tauri-driver on a free port, with `env` for the app it starts.
-async fn driver(env: &[(&str, &Path)]) -> Result<(GroupGuard, SocketAddr)> {
-    let port = free_port()?;
-    let native = free_port()?;
-    let mut cmd = Command::new(std::env::var_os("TAURI_DRIVER").unwrap_or("tauri-driver".into()));
-    cmd.args([
-        "--port",
-        &port.to_string(),
-        "--native-port",
-        &native.to_string(),
-    ])
-    .env("COUNTERSIGN_AUTHENTICATOR", "soft")
-    .env("COUNTERSIGN_KEY_STORE", "file")
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .process_group(0);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = GroupGuard(
-        cmd.spawn()
-            .context("starting tauri-driver (cargo install tauri-driver)")?,
-    );
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        if Instant::now() > deadline {
-            bail!("tauri-driver did not listen on {addr}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok((child, addr))
-}
-
-/// A WebDriver session, which starts the app; also when (ms since the epoch) the attempt that
-/// started it was sent.
-async fn session(addr: SocketAddr, app: &Path) -> Result<(Client, f64)> {
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), json!("wry"));
-    caps.insert(
-        "tauri:options".into(),
-        json!({ "application": app.to_string_lossy() }),
-    );
-    // tauri-driver accepts connections a moment before it can reach WebKitWebDriver behind it;
-    // a refused first session is tried again.
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let sent = epoch_ms();
-        match ClientBuilder::new(connector)
-            .capabilities(caps.clone())
-            .connect(&format!("http://{addr}"))
-            .await
-        {
-            Ok(c) => return Ok((c, sent)),
-            Err(e) if attempt < 5 => {
-                eprintln!("WebDriver session attempt {attempt} failed ({e}); trying again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => bail!("a WebDriver session with the app: {e}"),
-        }
-    }
+/// tauri-driver with the development-mode settings (and `data_dir`) for the app it starts.
+async fn driver(data_dir: &Path) -> Result<Driver> {
+    Driver::start(
+        &[
+            ("COUNTERSIGN_DATA_DIR", data_dir.as_os_str()),
+            ("COUNTERSIGN_AUTHENTICATOR", "soft".as_ref()),
+            ("COUNTERSIGN_KEY_STORE", "file".as_ref()),
+        ],
+        false,
+    )
+    .await
 }
 
 /// Polls `script` (which returns null until it has its answer) for up to `patience`.
@@ -170,9 +90,9 @@ async fn cold_start(o: &Options) -> Result<Vec<Figure>> {
     let mut samples = Vec::new();
     for _ in 0..o.starts {
         let dir = tempfile::tempdir()?;
-        let (_driver, addr) = driver(&[("COUNTERSIGN_DATA_DIR", dir.path())]).await?;
+        let driver = driver(dir.path()).await?;
         // From the session request that started the app (a refused attempt starts nothing).
-        let (client, launched) = session(addr, &o.app).await?;
+        let (client, launched) = driver.session(&o.app).await?;
         let painted = poll(&client, FIRST_PAINT, Duration::from_secs(30))
             .await?
             .as_f64()
@@ -468,8 +388,8 @@ async fn big_inbox(
             .await?;
     }
     println!("created {} requests in {}", o.inbox, ms(t0.elapsed()));
-    let (_driver, addr) = driver(&[("COUNTERSIGN_DATA_DIR", data_dir)]).await?;
-    let (client, launched) = session(addr, &o.app).await?;
+    let driver = driver(data_dir).await?;
+    let (client, launched) = driver.session(&o.app).await?;
     // The hint under the list says how many there are.
     let want = format!(
         "return document.body.innerText.includes('{} requests') ? true : null;",

@@ -16,6 +16,8 @@ use countersign_protocol::PairingLink;
 use tokio::sync::{broadcast, watch};
 use url::Url;
 
+pub mod webdriver;
+
 /// The path of a binary built from this workspace (`cargo test --workspace` builds the binaries
 /// of every package that has integration tests, which both binary crates have).
 pub fn bin(name: &str) -> PathBuf {

@@ -13,19 +13,17 @@
 //! Screenshots of each step go to `COUNTERSIGN_SCREENSHOTS` (default `target/desktop-e2e`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use countersign_e2e::webdriver::Driver;
 use countersign_e2e::{bin, reopen_gateway, Approver, TestGateway};
 use countersign_gateway::client::RequesterClient;
 use countersign_notifications::test_server::{NotifyCall, Record, TestServer};
 use countersign_protocol::api::NewRequest;
 use countersign_protocol::{RequestState, Risk};
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
+use fantoccini::{Client, Locator};
 
 const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";
@@ -33,14 +31,6 @@ const BOB: &str = "bob@example.com";
 const PATIENCE: Duration = Duration::from_secs(20);
 /// The development-mode "touch" pause: long enough to photograph the passkey prompt.
 const TOUCH_MS: &str = "2500";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn screenshots_dir() -> PathBuf {
     let dir = std::env::var_os("COUNTERSIGN_SCREENSHOTS")
@@ -54,24 +44,10 @@ fn screenshots_dir() -> PathBuf {
     dir
 }
 
-/// tauri-driver in its own process group: dropping it ends the group, so the WebKitWebDriver
-/// and the app it started go too (one app instance may run per session bus).
-struct DriverGuard(std::process::Child);
-
-impl Drop for DriverGuard {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let _ = self.0.wait();
-        std::thread::sleep(Duration::from_millis(500));
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-    }
-}
-
 /// The app, started by `tauri-driver` with its own data directory and development mode.
 struct Desktop {
     client: Client,
-    _driver: DriverGuard,
+    _driver: Driver,
     data_dir: PathBuf,
     shots: PathBuf,
 }
@@ -87,66 +63,23 @@ impl Desktop {
             "no session bus: run under dbus-run-session (make desktop-e2e)"
         );
         let app = bin("countersign-desktop");
-        let port = free_port();
-        let native_port = free_port();
-        let driver_bin = std::env::var_os("TAURI_DRIVER").unwrap_or_else(|| "tauri-driver".into());
+        let data_dir_os = data_dir.as_os_str();
         // The app inherits tauri-driver's environment.
-        let driver = Command::new(&driver_bin)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--native-port",
-                &native_port.to_string(),
-            ])
-            .env("COUNTERSIGN_DATA_DIR", data_dir)
-            .env("COUNTERSIGN_AUTHENTICATOR", "soft")
-            .env("COUNTERSIGN_SOFT_TOUCH_MS", TOUCH_MS)
-            // The key store has its own test (e2e); here a file, so that no Secret Service is
-            // activated on the test bus (it would wait for a password prompt).
-            .env("COUNTERSIGN_KEY_STORE", "file")
-            .env("COUNTERSIGN_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {driver_bin:?} (cargo install tauri-driver --locked): {e}")
-            });
-        let driver = DriverGuard(driver);
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + PATIENCE;
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tauri-driver did not listen on {addr}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let mut caps = serde_json::Map::new();
-        caps.insert("browserName".into(), json!("wry"));
-        caps.insert(
-            "tauri:options".into(),
-            json!({ "application": app.to_str().unwrap() }),
-        );
-        // tauri-driver accepts connections a moment before it can reach the WebKitWebDriver
-        // behind it; a refused first session is tried again.
-        let mut attempt = 0;
-        let client = loop {
-            attempt += 1;
-            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            match ClientBuilder::new(connector)
-                .capabilities(caps.clone())
-                .connect(&format!("http://{addr}"))
-                .await
-            {
-                Ok(c) => break c,
-                Err(e) if attempt < 5 => {
-                    eprintln!("WebDriver session attempt {attempt} failed ({e}); trying again");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => panic!("no WebDriver session with the app: {e}"),
-            }
-        };
+        let driver = Driver::start(
+            &[
+                ("COUNTERSIGN_DATA_DIR", data_dir_os),
+                ("COUNTERSIGN_AUTHENTICATOR", "soft".as_ref()),
+                ("COUNTERSIGN_SOFT_TOUCH_MS", TOUCH_MS.as_ref()),
+                // The key store has its own test (e2e); here a file, so that no Secret Service
+                // is activated on the test bus (it would wait for a password prompt).
+                ("COUNTERSIGN_KEY_STORE", "file".as_ref()),
+                ("COUNTERSIGN_LOG", "info".as_ref()),
+            ],
+            true,
+        )
+        .await
+        .unwrap();
+        let (client, _) = driver.session(&app).await.unwrap();
         Desktop {
             client,
             _driver: driver,
