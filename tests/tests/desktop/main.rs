@@ -106,15 +106,17 @@ impl Desktop {
             .unwrap_or_else(|e| panic!("{xpath} did not appear: {e}"))
     }
 
+    /// Clicks the element `xpath` finds (waiting for it).
+    async fn click_xpath(&self, xpath: &str) {
+        self.find_xpath(xpath).await.click().await.unwrap();
+    }
+
     /// Clicks the button whose text contains `label`.
     async fn click_button(&self, label: &str) {
-        self.find_xpath(&format!(
+        self.click_xpath(&format!(
             "//button[contains(normalize-space(.), '{label}')]"
         ))
-        .await
-        .click()
-        .await
-        .unwrap();
+        .await;
     }
 
     /// Waits until the page's text contains `needle`.
@@ -255,6 +257,33 @@ async fn notify_matching(
         .unwrap_or_else(|| panic!("no notification about {what:?}; the server saw {calls:#?}"))
 }
 
+/// Creates `new` at the gateway; its id.
+async fn create(requester: &RequesterClient, new: NewRequest) -> String {
+    requester
+        .create(&new)
+        .await
+        .unwrap()
+        .request
+        .body
+        .id
+        .clone()
+}
+
+/// Waits until the gateway says `id` is in `state`; `why` is the failure message.
+async fn wait_state_at_gateway(
+    requester: &RequesterClient,
+    id: &str,
+    state: RequestState,
+    patience: Duration,
+    why: &str,
+) {
+    let deadline = Instant::now() + patience;
+    while state_at_gateway(requester, id).await != state {
+        assert!(Instant::now() < deadline, "{why}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn state_at_gateway(requester: &RequesterClient, id: &str) -> RequestState {
     requester
         .get(id, Duration::ZERO)
@@ -285,14 +314,7 @@ async fn pair_receive_review_approve_deny_and_audit_in_the_real_app() {
         .await;
 
     // ---- a pushed request: in the inbox, and one native notification ----
-    let rotate = requester
-        .create(&request("rotate", &[ALICE], Risk::High))
-        .await
-        .unwrap()
-        .request
-        .body
-        .id
-        .clone();
+    let rotate = create(&requester, request("rotate", &[ALICE], Risk::High)).await;
     let note = notify_matching(&notifications, "prod-db", |c| c.summary.contains("prod-db")).await;
     assert_eq!(note.summary, "Approve sql.exec on prod-db? (high risk)");
     assert!(
@@ -345,25 +367,22 @@ async fn pair_receive_review_approve_deny_and_audit_in_the_real_app() {
     // ---- approve: the keyboard opens the form, the passkey prompt shows, the gateway agrees ----
     app.find(".decision-panel").await;
     app.click_button("Approve").await;
-    app.find_xpath("//form[@aria-label='Approve']//button[@type='submit']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    app.click_xpath("//form[@aria-label='Approve']//button[@type='submit']")
+        .await;
     app.find(".passkey-card").await;
     app.wait_text("Confirm with your passkey").await;
     app.screenshot("04-passkey").await;
     app.find(".result-approve").await;
     app.wait_text("Receipt").await;
     app.screenshot("05-approved").await;
-    let deadline = Instant::now() + PATIENCE;
-    while state_at_gateway(&requester, &rotate).await != RequestState::Approved {
-        assert!(
-            Instant::now() < deadline,
-            "the gateway never marked it approved"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_state_at_gateway(
+        &requester,
+        &rotate,
+        RequestState::Approved,
+        PATIENCE,
+        "the gateway never marked it approved",
+    )
+    .await;
     // The notification of a request decided here is updated in place, then closed.
     notify_matching(&notifications, "Approved: sql.exec on prod-db", move |c| {
         c.replaces_id == note.id && c.summary.starts_with("Approved:")
@@ -371,14 +390,7 @@ async fn pair_receive_review_approve_deny_and_audit_in_the_real_app() {
     .await;
 
     // ---- decided elsewhere: Bob approves; Alice's notification changes in place ----
-    let restart = requester
-        .create(&request("restart", &[ALICE, BOB], Risk::Medium))
-        .await
-        .unwrap()
-        .request
-        .body
-        .id
-        .clone();
+    let restart = create(&requester, request("restart", &[ALICE, BOB], Risk::Medium)).await;
     let first = notify_matching(&notifications, "prod/api", |c| {
         c.summary == "Approve deploy on prod/api? (medium risk)"
     })
@@ -404,14 +416,7 @@ async fn pair_receive_review_approve_deny_and_audit_in_the_real_app() {
     );
 
     // ---- a deep link to a request navigates (and decides nothing) ----
-    let exec = requester
-        .create(&request("exec", &[ALICE], Risk::Critical))
-        .await
-        .unwrap()
-        .request
-        .body
-        .id
-        .clone();
+    let exec = create(&requester, request("exec", &[ALICE], Risk::Critical)).await;
     notify_matching(&notifications, "prod/payments-7f9c", |c| {
         c.summary.contains("prod/payments-7f9c")
     })
@@ -442,28 +447,22 @@ async fn pair_receive_review_approve_deny_and_audit_in_the_real_app() {
         .send_keys("Not during the payments freeze")
         .await
         .unwrap();
-    app.find_xpath("//form[@aria-label='Deny']//button[@type='submit']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    app.click_xpath("//form[@aria-label='Deny']//button[@type='submit']")
+        .await;
     app.find(".result-deny").await;
-    let deadline = Instant::now() + PATIENCE;
-    while state_at_gateway(&requester, &exec).await != RequestState::Denied {
-        assert!(
-            Instant::now() < deadline,
-            "the gateway never marked it denied"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_state_at_gateway(
+        &requester,
+        &exec,
+        RequestState::Denied,
+        PATIENCE,
+        "the gateway never marked it denied",
+    )
+    .await;
     app.screenshot("07-denied").await;
 
     // ---- the audit view: both decisions, and a verified chain ----
-    app.find_xpath("//nav[@aria-label='Main']//a[contains(., 'Audit log')]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    app.click_xpath("//nav[@aria-label='Main']//a[contains(., 'Audit log')]")
+        .await;
     app.wait_hash("#/audit").await;
     app.find(".audit-list").await;
     app.click_button("Verify chain").await;
@@ -519,13 +518,10 @@ impl Desktop {
 
     /// Clicks the button or link whose text contains `label`.
     async fn click_button_or_link(&self, label: &str) {
-        self.find_xpath(&format!(
+        self.click_xpath(&format!(
             "//*[self::button or self::a][contains(normalize-space(.), '{label}')]"
         ))
-        .await
-        .click()
-        .await
-        .unwrap();
+        .await;
     }
 }
 
@@ -540,14 +536,7 @@ async fn the_app_opens_offline_and_sends_a_queued_approval_when_the_gateway_retu
     let app_dir = tempfile::tempdir().unwrap();
     let app = Desktop::start(app_dir.path()).await;
     app.pair(&gw.invite(ALICE).to_string(), None).await;
-    let id = requester
-        .create(&request("restart", &[ALICE], Risk::High))
-        .await
-        .unwrap()
-        .request
-        .body
-        .id
-        .clone();
+    let id = create(&requester, request("restart", &[ALICE], Risk::High)).await;
     app.wait_text("Restart the API after the config change")
         .await;
     app.quit().await;
@@ -569,25 +558,22 @@ async fn the_app_opens_offline_and_sends_a_queued_approval_when_the_gateway_retu
     app.wait_text("kubectl -n prod rollout restart deploy/api")
         .await;
     app.click_button("Approve").await;
-    app.find_xpath("//form[@aria-label='Approve']//button[@type='submit']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    app.click_xpath("//form[@aria-label='Approve']//button[@type='submit']")
+        .await;
     app.wait_text("queued: gateway unreachable").await;
     app.screenshot("10-queued").await;
 
     // The gateway returns on the same address: the decision goes out once, and the view says so.
     let running = reopen_gateway(&gw_data, addr, |_| {}, |_| {}).await;
     let requester = RequesterClient::new(running.url(), token).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while state_at_gateway(&requester, &id).await != RequestState::Approved {
-        assert!(
-            Instant::now() < deadline,
-            "the queued approval never reached the gateway"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_state_at_gateway(
+        &requester,
+        &id,
+        RequestState::Approved,
+        Duration::from_secs(60),
+        "the queued approval never reached the gateway",
+    )
+    .await;
     app.wait_text("Receipt from the gateway").await;
     app.screenshot("11-delivered").await;
     app.quit().await;

@@ -1434,7 +1434,6 @@ fn no_secret_reaches_a_log_and_data_files_are_private() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_device_key_lives_in_the_secret_service_when_there_is_one() {
     use countersign_e2e::{device_seed, secret_service_account, secret_service_available};
-    use std::os::unix::fs::PermissionsExt;
     if !secret_service_available() {
         assert!(
             std::env::var_os("COUNTERSIGN_REQUIRE_SECRET_SERVICE").is_none(),
@@ -1447,26 +1446,15 @@ async fn the_device_key_lives_in_the_secret_service_when_there_is_one() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("approver");
     let link = gw.invite("alice@example.com").to_string();
-    let out = Command::new(bin("countersign"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--authenticator", "soft", "pair", &link])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&countersign(
+        &data,
+        &["--authenticator", "soft", "pair", &link],
+    ));
 
     // In the Secret Service: no device.key, a private reference, the seed nowhere on disk.
     assert!(!data.join("device.key").exists());
     let account = secret_service_account(&data).expect("device-key.ref");
-    let mode = std::fs::metadata(data.join("device-key.ref"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(mode_of(&data.join("device-key.ref")), 0o600);
     let seed = device_seed(&data);
     assert_eq!(seed.len(), 32);
     for (name, bytes) in files_of(&data) {
@@ -1500,33 +1488,39 @@ async fn the_device_key_lives_in_the_secret_service_when_there_is_one() {
     // No Secret Service (no session bus at all): an owner-only file, and `secret-service`
     // insisted on is a clear error.
     let plain = dir.path().join("no-bus");
-    let out = Command::new(bin("countersign"))
+    succeeded(&without_bus(&plain, &["gateways"]));
+    assert!(!plain.join("device-key.ref").exists());
+    assert_eq!(mode_of(&plain.join("device.key")), 0o600);
+    let insist = dir.path().join("insist");
+    let out = without_bus(
+        &insist,
+        &["--json", "--key-store", "secret-service", "gateways"],
+    );
+    assert!(!out.status.success());
+    assert_eq!(error_code(&out), "key_store_unavailable");
+    assert!(!insist.join("device.key").exists(), "no silent fallback");
+}
+
+/// `countersign --data-dir DATA ARGS` with no session bus reachable (so no Secret Service).
+fn without_bus(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin("countersign"))
         .arg("--data-dir")
-        .arg(&plain)
-        .arg("gateways")
+        .arg(data)
+        .args(args)
         .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn succeeded(out: &std::process::Output) {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!plain.join("device-key.ref").exists());
-    let mode = std::fs::metadata(plain.join("device.key"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
-    let insist = dir.path().join("insist");
-    let out = Command::new(bin("countersign"))
-        .arg("--data-dir")
-        .arg(&insist)
-        .args(["--json", "--key-store", "secret-service", "gateways"])
-        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert_eq!(error_code(&out), "key_store_unavailable");
-    assert!(!insist.join("device.key").exists(), "no silent fallback");
+}
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
