@@ -235,6 +235,40 @@ impl Engine {
                 }
             }
         });
+        // The WAL checkpointer: copies the log into the database file on its own connection
+        // and thread, so that arriving requests never wait for that copy and its fsyncs.
+        let path = self.inner.data_dir.join(crate::engine::DATABASE_FILE);
+        let mut stop = shutdown.clone();
+        tasks.spawn(async move {
+            let mut conn = None;
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(crate::store::WAL_CHECKPOINT_INTERVAL) => {}
+                }
+                let path = path.clone();
+                let ran = tokio::task::spawn_blocking(move || {
+                    let c = match conn {
+                        Some(c) => c,
+                        None => crate::store::open_checkpointer(&path)?,
+                    };
+                    crate::store::checkpoint_wal(&c)?;
+                    Ok::<_, EngineError>(c)
+                })
+                .await;
+                conn = match ran {
+                    Ok(Ok(c)) => Some(c),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "WAL checkpoint task failed");
+                        None
+                    }
+                };
+            }
+        });
         // The audit checkpointer: a checkpoint over new entries at least every
         // CHECKPOINT_EVERY_SECONDS, and one at shutdown. Each round also anchors the log at
         // every gateway (checks the checkpoint it holds, uploads a newer one), starting now.

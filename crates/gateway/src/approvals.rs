@@ -703,9 +703,14 @@ fn passkey_error(e: WebauthnError) -> ApiError {
 /// A stored WebAuthn ceremony state and when it was used.
 type ChallengeRow = (String, Option<i64>);
 
-/// What a decision needs read before the write lock: the device key, the challenge and the
-/// stored request.
-type PreRead = (Option<String>, Option<ChallengeRow>, Option<String>);
+/// What a decision needs read before the write lock: the device key, the challenge, the
+/// stored request and the votes recorded so far.
+type PreRead = (
+    Option<String>,
+    Option<ChallengeRow>,
+    Option<String>,
+    Vec<Vote>,
+);
 
 fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
     let now = gw.now();
@@ -717,7 +722,7 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
     // write transaction, outside the store's lock, so decisions verify in parallel. The
     // transaction then re-checks everything that could have changed meanwhile: the device
     // row, and the challenge, which is consumed atomically (`used_at IS NULL`).
-    let (device_key_text, challenge, stored_request) =
+    let (device_key_text, challenge, stored_request, votes_before) =
         gw.store.read(|c| -> Result<PreRead, ApiError> {
             let key: Option<String> = c
                 .prepare_cached("SELECT public_key FROM devices WHERE id = ?1")
@@ -744,7 +749,8 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
             )
             .optional()
             .map_err(sql)?;
-            Ok((key, challenge, request))
+            let votes = votes_of(c, &d.request_id)?;
+            Ok((key, challenge, request, votes))
         })?;
     let decision_digest = match &device_key_text {
         Some(text) => {
@@ -767,10 +773,7 @@ fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
     // Sign the receipt and the status outside the lock (see `Outcome`), once the device's
     // signature has verified.
     let prepared = match (&request, &device_key_text) {
-        (Some(r), Some(_)) => {
-            let before = gw.store.read(|c| votes_of(c, &d.request_id))?;
-            Some(outcome(gw, d, r, decision_digest, now, before)?)
-        }
+        (Some(r), Some(_)) => Some(outcome(gw, d, r, decision_digest, now, votes_before)?),
         _ => None,
     };
     let needs_passkey =

@@ -39,7 +39,7 @@ impl StoreError {
     }
 }
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE tokens(
@@ -165,9 +165,16 @@ CREATE TABLE blocks(
 );
 "#;
 
+/// Version 4: the votes on a request come from an index alone. A decision row holds the signed
+/// decision with its passkey assertion and the receipt, several KiB that spill into overflow
+/// pages; without this index, reading a vote's time (stored after them) walked those pages.
+const SCHEMA_V4: &str = r#"
+CREATE INDEX decisions_votes ON decisions(request_id, at, approver, verdict);
+"#;
+
 /// Each schema version's statements, in order: a database at version `n` runs the ones after
 /// it, in one transaction with the new `user_version`.
-const MIGRATIONS: [&str; 3] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: [&str; 4] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 /// Most writes one commit (one fsync) carries. A cap keeps a single commit's latency bounded.
 const MAX_BATCH: usize = 64;
@@ -274,9 +281,7 @@ impl Store {
         let mut w = locked.map_err(|_| StoreError::Poisoned)?;
 
         if w.batch.is_none() {
-            w.conn
-                .execute_batch("BEGIN IMMEDIATE")
-                .map_err(StoreError::from)?;
+            execute(&w.conn, "BEGIN IMMEDIATE", []).map_err(StoreError::from)?;
             w.batch = Some(Batch {
                 writes: 0,
                 pushed: Vec::new(),
@@ -318,12 +323,12 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        if let Err(e) = w.conn.execute_batch("SAVEPOINT write") {
+        if let Err(e) = execute(&w.conn, "SAVEPOINT write", []) {
             return Err(StoreError::from(e).into());
         }
         match f(&w.conn) {
-            Ok((value, pushed)) => match w.conn.execute_batch("RELEASE write") {
-                Ok(()) => {
+            Ok((value, pushed)) => match execute(&w.conn, "RELEASE write", []) {
+                Ok(_) => {
                     if let Some(b) = w.batch.as_mut() {
                         b.writes += 1;
                         b.pushed.extend(pushed);
@@ -360,7 +365,7 @@ impl Store {
         let Some(batch) = w.batch.take() else {
             return;
         };
-        let result = w.conn.execute_batch("COMMIT").map_err(|e| {
+        let result = execute(&w.conn, "COMMIT", []).map(drop).map_err(|e| {
             // A failed COMMIT can leave the transaction open; end it so the next batch starts
             // clean. Nothing of this batch was made durable.
             let _ = w.conn.execute_batch("ROLLBACK");
