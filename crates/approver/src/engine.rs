@@ -443,9 +443,6 @@ impl Engine {
         let ingested = Self::ingest_tx(&mut db, gateway, event_id, event, now);
         db.pragma_update(None, "synchronous", "FULL")?;
         let (outcome, after_commit, arrived, resolved) = ingested?;
-        if let Err(e) = audit::checkpoint_if_due(&db, &self.inner.key, now, false) {
-            tracing::warn!(error = %e, "audit checkpoint failed");
-        }
         drop(db);
         for e in after_commit {
             self.emit(e);
@@ -457,6 +454,10 @@ impl Engine {
         }
         if let Some((id, state)) = resolved {
             self.notifier().request_resolved(&id, state);
+        }
+        // After the user has been told: signing a checkpoint costs a durable commit.
+        if let Err(e) = audit::checkpoint_if_due(&self.db(), &self.inner.key, now, false) {
+            tracing::warn!(error = %e, "audit checkpoint failed");
         }
         Ok(outcome)
     }
