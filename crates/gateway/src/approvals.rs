@@ -607,7 +607,14 @@ pub fn decide(gw: &Gateway, body: &[u8]) -> Result<Applied, ApiError> {
             return Err(err);
         }
     };
-    match apply(gw, &signed) {
+    // The decision is stored as the device sent it: those are the bytes it signed over (in
+    // canonical form), and keeping them spares serialising the assertion again. A body that
+    // decoded is UTF-8 JSON; the fallback only guards that.
+    let signed_text = match std::str::from_utf8(body) {
+        Ok(text) => text.to_owned(),
+        Err(_) => json_text(&signed)?,
+    };
+    match apply(gw, &signed, signed_text) {
         Ok(a) => Ok(a),
         Err(err) => {
             if err.code == "wrong_match_code" {
@@ -712,11 +719,13 @@ type PreRead = (
     Vec<Vote>,
 );
 
-fn apply(gw: &Gateway, signed: &Signed<Decision>) -> Result<Applied, ApiError> {
+fn apply(
+    gw: &Gateway,
+    signed: &Signed<Decision>,
+    signed_text: String,
+) -> Result<Applied, ApiError> {
     let now = gw.now();
     let d = &signed.body;
-    // The signed decision as stored, serialised here rather than under the write lock.
-    let signed_text = json_text(signed)?;
 
     // The expensive checks (the device signature and the WebAuthn assertion) run before the
     // write transaction, outside the store's lock, so decisions verify in parallel. The
