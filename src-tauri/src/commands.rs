@@ -202,7 +202,7 @@ pub async fn set_settings(
         tracing::debug!(error = %e, "autostart disable");
     }
     state.store_settings(settings.clone())?;
-    crate::tray::refresh(&app);
+    crate::tray::changed(&app);
     Ok(settings)
 }
 

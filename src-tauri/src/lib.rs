@@ -3,8 +3,9 @@
 //!
 //! **Architecture Invariant:** this crate is the only one that knows Tauri, and it knows no
 //! SQL, HTTP or cryptography: every operation is an engine call, every value the UI sees is a
-//! `countersign_ipc` type. Engine events arrive on the engine's broadcast channel and are
-//! emitted here as `UiEvent`s under `countersign_ipc::EVENT_NAME`.
+//! `countersign_ipc` type. Engine events arrive on the engine's broadcast channel (new
+//! requests through the engine's `Notifier` hook, with their inbox row) and are emitted here
+//! as `UiEvent`s under `countersign_ipc::EVENT_NAME`.
 //!
 //! **Architecture Invariant:** nothing that arrives from outside the window (a notification
 //! action, a deep link, a second launch) decides a request. Those can only show the window,
@@ -18,9 +19,10 @@ pub mod settings;
 pub mod state;
 mod tray;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use countersign_approver::{Engine, EngineError, GatewayRecord};
+use countersign_approver::{Engine, EngineError, EngineEvent, GatewayRecord};
 use countersign_ipc::{IpcError, UiEvent, EVENT_NAME};
 use countersign_protocol::PairingLink;
 use tauri::webview::PageLoadEvent;
@@ -121,11 +123,14 @@ fn setup(app: &AppHandle) -> anyhow::Result<()> {
     );
     let state = AppState::new(engine.clone(), choice);
     let saved = lock(&state.settings).clone();
-    if let Some(n) = notify::start(app, &saved) {
-        engine.set_notifier(n.clone());
-        state.set_notifier(Some(n));
-    }
+    let desktop = notify::start(app, &saved);
+    engine.set_notifier(Arc::new(notify::AppNotifier::new(
+        app.clone(),
+        desktop.clone(),
+    )));
+    state.set_notifier(desktop);
     app.manage(state);
+    app.manage(tray::Refresher::default());
 
     // Linux: the .deb's desktop entry registers the scheme; a development build registers
     // itself so links can be tried without installing.
@@ -156,35 +161,40 @@ fn setup(app: &AppHandle) -> anyhow::Result<()> {
 }
 
 /// Every engine event becomes a `UiEvent` for the page and a tray refresh (connection events
-/// are also remembered, for a page that loads later). A timer refreshes
-/// the tray too, as requests also stop being pending by expiring.
+/// are also remembered, for a page that loads later). A timer refreshes the tray too, as
+/// requests also stop being pending by expiring. Arrivals are the exception: the engine's
+/// notifier hook ([`notify::AppNotifier`]) emits them with their inbox row, so the broadcast's
+/// `RequestReceived` is not passed on. Nothing here reads the inbox, so this loop keeps up
+/// with a backlog of thousands; if it still falls behind, the page is told to re-read.
 fn forward_engine_events<R: Runtime>(app: AppHandle<R>, engine: &Engine) {
     let mut rx = engine.subscribe();
     let events_app = app.clone();
     tauri::async_runtime::spawn(async move {
         loop {
             match rx.recv().await {
+                Ok(EngineEvent::RequestReceived { .. }) => {}
                 Ok(event) => {
                     let event = UiEvent::from(&event);
                     if let Some(state) = events_app.try_state::<AppState>() {
                         state.note_connection(&event);
                     }
                     emit(&events_app, event);
-                    tray::refresh(&events_app);
+                    tray::changed(&events_app);
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    // The UI re-reads the inbox on its own schedule; nothing to replay here.
                     tracing::warn!(missed, "UI event forwarding lagged behind the engine");
-                    tray::refresh(&events_app);
+                    emit(&events_app, UiEvent::Resync);
+                    tray::changed(&events_app);
                 }
                 Err(RecvError::Closed) => break,
             }
         }
     });
+    tauri::async_runtime::spawn(tray::run_refresher(app.clone()));
     tauri::async_runtime::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(30)).await;
-            tray::refresh(&app);
+            tray::changed(&app);
         }
     });
 }
@@ -280,7 +290,7 @@ pub(crate) fn pause_notifications<R: Runtime>(app: &AppHandle<R>, seconds: i64) 
     if let Err(e) = state.store_settings(snapshot) {
         tracing::warn!(error = %e.message, "cannot save the notification pause");
     }
-    tray::refresh(app);
+    tray::changed(app);
 }
 
 pub(crate) fn quit<R: Runtime>(app: &AppHandle<R>) {
@@ -316,7 +326,7 @@ pub(crate) async fn pair_with<R: Runtime>(
     })
     .await?;
     state.runner.restart(&state.engine);
-    tray::refresh(app);
+    tray::changed(app);
     Ok(record)
 }
 

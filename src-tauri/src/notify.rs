@@ -5,9 +5,55 @@
 
 use std::sync::Arc;
 
-use countersign_ipc::Settings;
+use countersign_approver::{InboxItem, Notifier};
+use countersign_ipc::{RequestSummary, Settings, UiEvent};
 use countersign_notifications::{DesktopNotifier, NotifierOptions, ReviewCallback};
-use tauri::{AppHandle, Runtime};
+use countersign_protocol::RequestState;
+use tauri::{AppHandle, Manager, Runtime};
+
+use crate::state::AppState;
+
+/// The engine's [`Notifier`] in the app: a new request becomes the page's
+/// `request_received` event carrying its inbox row (the engine hands the stored item to this
+/// hook, so the row costs no inbox read and the page never re-reads thousands of rows for
+/// one arrival), a tray update, and the desktop notification when there is a session bus.
+/// The broadcast's own `RequestReceived` is therefore not forwarded (`forward_engine_events`).
+pub struct AppNotifier<R: Runtime> {
+    app: AppHandle<R>,
+    desktop: Option<Arc<DesktopNotifier>>,
+}
+
+impl<R: Runtime> AppNotifier<R> {
+    pub fn new(app: AppHandle<R>, desktop: Option<Arc<DesktopNotifier>>) -> AppNotifier<R> {
+        AppNotifier { app, desktop }
+    }
+}
+
+impl<R: Runtime> Notifier for AppNotifier<R> {
+    fn request_arrived(&self, item: &InboxItem) {
+        let now = self
+            .app
+            .try_state::<AppState>()
+            .map_or_else(crate::state::now, |s| s.engine.now());
+        crate::emit(
+            &self.app,
+            UiEvent::RequestReceived {
+                request_id: item.id().to_owned(),
+                summary: Some(Box::new(RequestSummary::from_item(item, now))),
+            },
+        );
+        crate::tray::changed(&self.app);
+        if let Some(d) = &self.desktop {
+            d.request_arrived(item);
+        }
+    }
+
+    fn request_resolved(&self, request_id: &str, state: RequestState) {
+        if let Some(d) = &self.desktop {
+            d.request_resolved(request_id, state);
+        }
+    }
+}
 
 /// Starts the desktop notifier with the saved settings applied. `None` when there is no
 /// session bus (logged): the window and the tray still show every request.

@@ -20,7 +20,11 @@ export interface ConnectionState {
   error: string | null;
 }
 
-/** Pending requests, newest state from `list_requests({kind: "pending"})`. */
+/**
+ * Pending requests. Read in full (`list_requests({kind: "pending"})`) at start and when the
+ * shell asks for it; otherwise kept up to date one change at a time from the shell's events
+ * (`pendingChanges`), so an inbox of thousands is never re-read for one arrival.
+ */
 export const pending = signal<RequestSummary[]>([]);
 export const pendingLoaded = signal(false);
 export const pendingError = signal<string | null>(null);
@@ -48,20 +52,155 @@ export function dismissToast(id: number): void {
   toasts.value = toasts.value.filter((t) => t.id !== id);
 }
 
-export async function reloadPending(): Promise<void> {
+/** One change to the pending list, as an event reported it. */
+export type PendingChange =
+  | { kind: "upsert"; row: RequestSummary }
+  | { kind: "status"; id: string; state: string; approvals: number; min_approvals: number }
+  | { kind: "remove"; id: string };
+
+/**
+ * `rows` with `batch` applied in order: a row that is no longer pending leaves, a pending one
+ * is added or replaced. O(rows + batch). `unknown` lists the ids of pending requests that a
+ * status change named but `rows` does not hold (their row must be fetched).
+ */
+export function applyPendingChanges(
+  rows: readonly RequestSummary[],
+  batch: readonly PendingChange[],
+): { rows: RequestSummary[]; unknown: string[] } {
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  const unknown = new Set<string>();
+  for (const c of batch) {
+    switch (c.kind) {
+      case "upsert":
+        if (c.row.state === "pending") byId.set(c.row.id, c.row);
+        else byId.delete(c.row.id);
+        unknown.delete(c.row.id);
+        break;
+      case "status": {
+        const row = byId.get(c.id);
+        if (c.state !== "pending") {
+          byId.delete(c.id);
+          unknown.delete(c.id);
+        } else if (row !== undefined) {
+          byId.set(c.id, { ...row, state: c.state, approvals: c.approvals, min_approvals: c.min_approvals });
+        } else {
+          unknown.add(c.id);
+        }
+        break;
+      }
+      case "remove":
+        byId.delete(c.id);
+        unknown.delete(c.id);
+        break;
+    }
+  }
+  return { rows: [...byId.values()], unknown: [...unknown] };
+}
+
+/** Changes waiting for the next flush. */
+let queued: PendingChange[] = [];
+let flushTimer: ReturnType<typeof setTimeout> | undefined;
+/** While a full read is in flight: every change flushed since it started, to apply on top. */
+let replay: PendingChange[] | null = null;
+let reloading = false;
+let reloadAgain = false;
+
+/** Read through a call, as a read in flight may have asked for another meanwhile. */
+function anotherRead(): boolean {
+  return reloadAgain;
+}
+
+/** How long changes gather before they are applied: one list update per burst. */
+const FLUSH_MS = 100;
+
+function flushPending(): void {
+  if (flushTimer !== undefined) clearTimeout(flushTimer);
+  flushTimer = undefined;
+  if (queued.length === 0) return;
+  const batch = queued;
+  queued = [];
+  replay?.push(...batch);
+  const result = applyPendingChanges(pending.value, batch);
+  pending.value = result.rows;
+  changes.value++;
+  result.unknown.forEach((id) => void refreshRequest(id));
+}
+
+/** Requests whose row is being fetched again, and whether an event named them meanwhile. */
+const refreshing = new Map<string, boolean>();
+
+const changedId = (c: PendingChange) => (c.kind === "upsert" ? c.row.id : c.id);
+
+/** Queues changes for the pending list; they are applied together within `FLUSH_MS`. */
+export function pendingChanges(...batch: PendingChange[]): void {
+  for (const c of batch) if (refreshing.has(changedId(c))) refreshing.set(changedId(c), true);
+  queued.push(...batch);
+  flushTimer ??= setTimeout(flushPending, FLUSH_MS);
+}
+
+/**
+ * Fetches one request's row again (its decision or votes changed). An answer overtaken by a
+ * newer event for the same request is not applied: the row is fetched once more instead.
+ */
+export async function refreshRequest(id: string): Promise<void> {
+  if (refreshing.has(id)) {
+    refreshing.set(id, true);
+    return;
+  }
   try {
-    pending.value = await ipc.listRequests("pending");
-    pendingError.value = null;
-  } catch (error) {
-    pendingError.value = toIpcFailure(error).message;
+    for (;;) {
+      refreshing.set(id, false);
+      let change: PendingChange | null;
+      try {
+        change = { kind: "upsert", row: (await ipc.getRequest(id)).summary };
+      } catch (error) {
+        change = toIpcFailure(error).code === "unknown_request" ? { kind: "remove", id } : null;
+      }
+      if (refreshing.get(id) === true) continue;
+      refreshing.delete(id);
+      if (change === null) scheduleReload();
+      else pendingChanges(change);
+      return;
+    }
   } finally {
-    pendingLoaded.value = true;
+    refreshing.delete(id);
+  }
+}
+
+/**
+ * Reads the whole pending list. Never two at once: a call during a read makes one more read
+ * after it. Changes that arrive during a read are applied on top of its answer.
+ */
+export async function reloadPending(): Promise<void> {
+  if (reloading) {
+    reloadAgain = true;
+    return;
+  }
+  reloading = true;
+  try {
+    do {
+      reloadAgain = false;
+      replay = [];
+      try {
+        const rows = await ipc.listRequests("pending");
+        flushPending();
+        pending.value = applyPendingChanges(rows, replay).rows;
+        pendingError.value = null;
+      } catch (error) {
+        pendingError.value = toIpcFailure(error).message;
+      } finally {
+        replay = null;
+        pendingLoaded.value = true;
+      }
+    } while (anotherRead());
+  } finally {
+    reloading = false;
   }
 }
 
 let reloadTimer: ReturnType<typeof setTimeout> | undefined;
 
-/** Coalesces a burst of events into one reload. */
+/** Coalesces a burst of calls into one full read (and one `changes` bump). */
 export function scheduleReload(delayMs = 150): void {
   if (reloadTimer !== undefined) return;
   reloadTimer = setTimeout(() => {
@@ -80,13 +219,30 @@ export function applyTheme(theme: string): void {
 export function handleUiEvent(event: UiEvent): void {
   switch (event.type) {
     case "request_received":
+      if (event.summary !== null) pendingChanges({ kind: "upsert", row: event.summary });
+      else scheduleReload();
+      break;
     case "status_changed":
-    case "decision_queued":
+      pendingChanges({
+        kind: "status",
+        id: event.request_id,
+        state: event.state,
+        approvals: event.approvals,
+        min_approvals: event.min_approvals,
+      });
+      break;
     case "decision_delivered":
+      if (event.request_state !== "pending") pendingChanges({ kind: "remove", id: event.request_id });
+      else void refreshRequest(event.request_id);
+      break;
+    case "decision_queued":
+      void refreshRequest(event.request_id);
+      break;
+    case "resync":
       scheduleReload();
       break;
     case "decision_refused":
-      scheduleReload();
+      void refreshRequest(event.request_id);
       showToast({
         tone: "error",
         title: "Decision refused by the gateway",

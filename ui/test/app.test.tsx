@@ -97,12 +97,12 @@ describe("the app shell", () => {
     expect(await screen.findByRole("heading", { name: "Welcome to Countersign" })).toBeInTheDocument();
   });
 
-  it("reloads the inbox when a request arrives", async () => {
+  it("reloads the inbox when a request arrives without its row", async () => {
     const api = shell();
     render(<App />);
     const emit = await eventHandler();
     const before = api.calls("list_requests").length;
-    emit({ type: "request_received", request_id: "req-2" });
+    emit({ type: "request_received", request_id: "req-2", summary: null });
     await waitFor(() => expect(api.calls("list_requests").length).toBeGreaterThan(before));
   });
 });

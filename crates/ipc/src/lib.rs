@@ -353,15 +353,21 @@ pub enum ListKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum UiEvent {
+    /// A verified request was stored. `summary` is its inbox row, so the UI adds it without
+    /// re-reading the inbox; without one (`null`) the UI re-reads the pending list.
     RequestReceived {
         request_id: String,
+        summary: Option<Box<RequestSummary>>,
     },
     RequestRejected {
         reason: String,
     },
+    /// The gateway reported a new state or vote count for a request.
     StatusChanged {
         request_id: String,
         state: String,
+        approvals: u32,
+        min_approvals: u32,
     },
     DecisionQueued {
         request_id: String,
@@ -398,6 +404,9 @@ pub enum UiEvent {
     LinkRefused {
         message: String,
     },
+    /// The shell could not pass on every engine event (its receiver lagged behind): the UI
+    /// re-reads what it holds instead of applying changes one by one.
+    Resync,
 }
 
 /// The Tauri event name every [`UiEvent`] is emitted under.
@@ -408,15 +417,22 @@ impl From<&EngineEvent> for UiEvent {
         match e {
             EngineEvent::RequestReceived { request_id, .. } => UiEvent::RequestReceived {
                 request_id: request_id.clone(),
+                summary: None,
             },
             EngineEvent::RequestRejected { reason, .. } => UiEvent::RequestRejected {
                 reason: display::visible(reason),
             },
             EngineEvent::StatusChanged {
-                request_id, state, ..
+                request_id,
+                state,
+                approvals,
+                min_approvals,
+                ..
             } => UiEvent::StatusChanged {
                 request_id: request_id.clone(),
                 state: state_str(*state),
+                approvals: *approvals,
+                min_approvals: *min_approvals,
             },
             EngineEvent::DecisionQueued { request_id, .. } => UiEvent::DecisionQueued {
                 request_id: request_id.clone(),
@@ -530,6 +546,36 @@ mod tests {
                 "ui/src/bindings/{name:?} is stale: run UPDATE_BINDINGS=1 cargo test -p countersign-ipc"
             );
         }
+    }
+
+    /// The page keeps its pending list from events alone, so a status change carries the
+    /// vote count and a lagging shell can tell it to re-read.
+    #[test]
+    fn events_carry_what_the_pending_list_needs() {
+        let e = UiEvent::from(&EngineEvent::StatusChanged {
+            gateway: "fp".into(),
+            request_id: "r1".into(),
+            state: RequestState::Pending,
+            approvals: 1,
+            min_approvals: 2,
+        });
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"type": "status_changed", "request_id": "r1", "state": "pending",
+                "approvals": 1, "min_approvals": 2})
+        );
+        let e = UiEvent::from(&EngineEvent::RequestReceived {
+            gateway: "fp".into(),
+            request_id: "r1".into(),
+        });
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"type": "request_received", "request_id": "r1", "summary": null})
+        );
+        assert_eq!(
+            serde_json::to_value(UiEvent::Resync).unwrap(),
+            serde_json::json!({"type": "resync"})
+        );
     }
 
     #[test]
