@@ -204,6 +204,33 @@ async fn follow(engine: Engine, fingerprint: String, mut shutdown: watch::Receiv
     }
 }
 
+/// How long the stream must be quiet before a checkpoint due by entry count is signed.
+const CHECKPOINT_QUIET: Duration = Duration::from_millis(200);
+/// The longest a checkpoint due by entry count waits for a quiet stream.
+const CHECKPOINT_DEFER: Duration = Duration::from_secs(2);
+
+/// Counts an active [`Engine::run`] for as long as it lives.
+struct RunGuard(Engine);
+
+impl RunGuard {
+    fn new(engine: &Engine) -> RunGuard {
+        engine
+            .inner
+            .runs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        RunGuard(engine.clone())
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.0
+            .inner
+            .runs
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 impl Engine {
     /// Runs every paired gateway's connector and the outbox flusher until `shutdown` becomes
     /// true. Gateways paired after the call starts are picked up on the next run.
@@ -267,6 +294,35 @@ impl Engine {
                         None
                     }
                 };
+            }
+        });
+        // Checkpoints that became due by entry count (see `Engine::ingest`): signed once the
+        // stream has been quiet for CHECKPOINT_QUIET, and at most CHECKPOINT_DEFER after the
+        // first event that asked, so a burst of requests never waits for the fsync.
+        let _running = RunGuard::new(self);
+        let engine = self.clone();
+        let mut stop = shutdown.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = engine.inner.checkpoint_wake.notified() => {}
+                }
+                let latest = tokio::time::Instant::now() + CHECKPOINT_DEFER;
+                loop {
+                    let quiet = (tokio::time::Instant::now() + CHECKPOINT_QUIET).min(latest);
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tokio::time::sleep_until(quiet) => break,
+                        _ = engine.inner.checkpoint_wake.notified() => {}
+                    }
+                }
+                let e = engine.clone();
+                match tokio::task::spawn_blocking(move || e.audit_checkpoint(false)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "audit checkpoint failed"),
+                    Err(e) => tracing::warn!(error = %e, "audit checkpoint task failed"),
+                }
             }
         });
         // The audit checkpointer: a checkpoint over new entries at least every

@@ -79,6 +79,11 @@ pub(crate) struct Inner {
     /// deliver the same row concurrently (delivery is idempotent, but audit entries would double).
     pub(crate) in_flight: Mutex<HashSet<String>>,
     pub(crate) outbox_wake: tokio::sync::Notify,
+    /// Woken by every ingested event while [`Engine::run`] is active: its audit checkpointer
+    /// signs a checkpoint that became due by entry count, off the ingest path.
+    pub(crate) checkpoint_wake: tokio::sync::Notify,
+    /// How many [`Engine::run`] loops are active (their checkpointer takes over from ingest).
+    pub(crate) runs: std::sync::atomic::AtomicUsize,
     /// One HTTP client per pinned TLS certificate.
     pub(crate) pinned: Mutex<std::collections::HashMap<String, reqwest::Client>>,
     /// Rollbacks already reported, as `gateway:held seq`, so each is audited once.
@@ -195,6 +200,8 @@ impl Engine {
                 notifier: RwLock::new(Arc::new(SilentNotifier)),
                 in_flight: Mutex::new(HashSet::new()),
                 outbox_wake: tokio::sync::Notify::new(),
+                checkpoint_wake: tokio::sync::Notify::new(),
+                runs: std::sync::atomic::AtomicUsize::new(0),
                 pinned: Mutex::new(std::collections::HashMap::new()),
                 rollback_alarms: Mutex::new(HashSet::new()),
                 _lock: lock,
@@ -455,8 +462,12 @@ impl Engine {
         if let Some((id, state)) = resolved {
             self.notifier().request_resolved(&id, state);
         }
-        // After the user has been told: signing a checkpoint costs a durable commit.
-        if let Err(e) = audit::checkpoint_if_due(&self.db(), &self.inner.key, now, false) {
+        // A checkpoint that became due costs a signature and a durable commit (an fsync), which
+        // must not delay this event or the next: a running engine's checkpointer signs it once
+        // the stream is quiet. Without one (a one-shot sync), it is signed here.
+        if self.inner.runs.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            self.inner.checkpoint_wake.notify_one();
+        } else if let Err(e) = audit::checkpoint_if_due(&self.db(), &self.inner.key, now, false) {
             tracing::warn!(error = %e, "audit checkpoint failed");
         }
         Ok(outcome)

@@ -682,3 +682,45 @@ fn a_corrupt_database_file_is_refused_clearly_and_left_alone() {
         );
     }
 }
+
+/// While `run` is active, `ingest` leaves a checkpoint that became due by entry count to the
+/// background checkpointer (its fsync would delay the next event), which signs it once the
+/// stream is quiet: nothing more has to arrive, and nothing has to shut down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_due_by_entry_count_is_signed_in_the_background_while_running() {
+    let rig = Rig::new();
+    // A first checkpoint now; the test clock stands still, so only the count can make the
+    // next one due.
+    let base = rig.engine.audit_checkpoint(true).unwrap().unwrap();
+    let mut events = rig.engine.subscribe();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let engine = rig.engine.clone();
+    let run = tokio::spawn(async move { engine.run(rx).await });
+    // The gateway address refuses connections: the first report says the loop is running.
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while !matches!(
+            events.recv().await,
+            Ok(countersign_approver::EngineEvent::ConnectionDown { .. })
+        ) {}
+    })
+    .await
+    .unwrap();
+    let due = countersign_approver::audit::CHECKPOINT_EVERY_ENTRIES;
+    for n in 0..due + 20 {
+        rig.accept(&format!("bg{n}"), n + 1);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let through = loop {
+        let s = rig.engine.audit_verify().unwrap();
+        match s.checkpointed_through {
+            Some(t) if t >= base + due => break t,
+            _ if std::time::Instant::now() > deadline => {
+                panic!("no checkpoint after {due} entries: {s:?}")
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    };
+    assert!(through <= rig.engine.audit_verify().unwrap().entries);
+    stop.send(true).unwrap();
+    run.await.unwrap().unwrap();
+}
