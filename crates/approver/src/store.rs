@@ -106,6 +106,9 @@ pub(crate) fn open(path: &Path) -> Result<Connection, EngineError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+    // Statements are prepared once (`prepare_cached`); SQLite's default cache of 16 is smaller
+    // than the engine's set, and an evicted statement is parsed again on its next use.
+    conn.set_prepared_statement_cache_capacity(128);
     migrate(&conn)?;
     Ok(conn)
 }
