@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use countersign_approver::ListFilter;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
 use tauri::{AppHandle, Manager, Runtime};
@@ -64,8 +63,8 @@ pub struct Refresher {
     wanted: Notify,
 }
 
-/// Counting the pending requests reads the whole inbox (200 to 500 ms at 10,000 rows), so a
-/// burst of events (a backlog of thousands) must not count once per event.
+/// Counting takes the engine's database lock for a scan of the inbox table (a count, no rows
+/// decoded), so a burst of events (a backlog of thousands) must not count once per event.
 const MIN_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Asks for the pending count to be shown again soon. Returns at once.
@@ -91,8 +90,8 @@ pub async fn run_refresher<R: Runtime>(app: AppHandle<R>) {
     }
 }
 
-/// Recomputes the pending count and shows it: one read of the whole inbox, which blocks, so
-/// it runs only from [`run_refresher`]; everything else calls [`changed`].
+/// Recomputes the pending count and shows it. The count blocks on the database, so it runs
+/// only from [`run_refresher`]; everything else calls [`changed`].
 fn refresh<R: Runtime>(app: &AppHandle<R>) {
     let Some(tray) = app.tray_by_id(TRAY_ID) else {
         return;
@@ -100,8 +99,8 @@ fn refresh<R: Runtime>(app: &AppHandle<R>) {
     let Some(state) = app.try_state::<AppState>() else {
         return;
     };
-    let pending = match state.engine.list(ListFilter::Pending) {
-        Ok(items) => items.len(),
+    let pending = match state.engine.pending_count() {
+        Ok(n) => n,
         Err(e) => {
             tracing::warn!(error = %e, "cannot count pending requests");
             return;

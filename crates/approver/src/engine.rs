@@ -591,17 +591,38 @@ impl Engine {
     pub fn list(&self, filter: ListFilter) -> Result<Vec<InboxItem>, EngineError> {
         let now = self.now();
         let db = self.db();
-        let sql = format!("{ITEM_SELECT} ORDER BY i.received_at DESC, i.request_id");
-        let mut stmt = db.prepare_cached(&sql)?;
-        let rows = stmt.query_map([], item_row)?;
         let mut out = Vec::new();
-        for r in rows {
-            let item = r??;
-            if filter == ListFilter::All || item.effective_state(now) == RequestState::Pending {
-                out.push(item);
+        match filter {
+            ListFilter::All => {
+                let mut stmt = db.prepare_cached(&format!("{ITEM_SELECT} {LIST_ORDER}"))?;
+                for r in stmt.query_map([], item_row)? {
+                    out.push(r??);
+                }
+            }
+            ListFilter::Pending => {
+                // `inbox.expires_at` is the request's own `expires_at`, so this is
+                // `effective_state` in SQL: closed requests are not read at all.
+                let sql = format!("{ITEM_SELECT} {PENDING_WHERE} {LIST_ORDER}");
+                let mut stmt = db.prepare_cached(&sql)?;
+                for r in stmt.query_map(params![now], item_row)? {
+                    let item = r??;
+                    if item.effective_state(now) == RequestState::Pending {
+                        out.push(item);
+                    }
+                }
             }
         }
         Ok(out)
+    }
+
+    /// How many requests `list(ListFilter::Pending)` would return, without reading them (for
+    /// a badge or a tray count).
+    pub fn pending_count(&self) -> Result<usize, EngineError> {
+        let now = self.now();
+        let db = self.db();
+        let sql = format!("SELECT count(*) FROM inbox i {PENDING_WHERE}");
+        let n: i64 = crate::store::query_row(&db, &sql, params![now], |r| r.get(0))?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// The request whose id is `id`, or starts with it if that is unique.
@@ -935,6 +956,10 @@ fn upsert_gateway(db: &Connection, g: &GatewayRecord) -> Result<(), EngineError>
     )?;
     Ok(())
 }
+
+/// Pending at the gateway and not past expiry by our clock (`?1`): `effective_state` in SQL.
+const PENDING_WHERE: &str = "WHERE i.state = 'pending' AND i.expires_at > ?1";
+const LIST_ORDER: &str = "ORDER BY i.received_at DESC, i.request_id";
 
 const ITEM_SELECT: &str = "SELECT i.gateway, g.name, i.request, i.digest, i.challenge, i.state, \
      i.approvals, i.min_approvals, i.votes, i.received_at, i.decision_id, o.verdict, o.state, \

@@ -319,6 +319,7 @@ fn inbox_lists_shows_and_expires() {
     rig.accept("0b7c4a52-aaaa", 1);
     rig.accept("0b7c4a52-bbbb", 2);
     assert_eq!(rig.engine.list(ListFilter::Pending).unwrap().len(), 2);
+    assert_eq!(rig.engine.pending_count().unwrap(), 2);
     assert!(matches!(
         rig.engine.show("0b7c4a52"),
         Err(EngineError::AmbiguousRequest(_))
@@ -330,6 +331,13 @@ fn inbox_lists_shows_and_expires() {
         rig.engine.show("nope"),
         Err(EngineError::UnknownRequest(_))
     ));
+    // The last second of validity still counts as pending; at expiry, neither lists it.
+    rig.now.store(T0 + 299, Ordering::SeqCst);
+    assert_eq!(rig.engine.list(ListFilter::Pending).unwrap().len(), 2);
+    assert_eq!(rig.engine.pending_count().unwrap(), 2);
+    rig.now.store(T0 + 300, Ordering::SeqCst);
+    assert!(rig.engine.list(ListFilter::Pending).unwrap().is_empty());
+    assert_eq!(rig.engine.pending_count().unwrap(), 0);
     rig.now.store(T0 + 301, Ordering::SeqCst);
     assert!(rig.engine.list(ListFilter::Pending).unwrap().is_empty());
     assert_eq!(rig.engine.list(ListFilter::All).unwrap().len(), 2);
@@ -385,6 +393,10 @@ fn status_updates_are_verified_and_applied() {
         rig.engine.show("st-1").unwrap().state,
         RequestState::Approved
     );
+    // Closed elsewhere: no longer pending, though still listed under all.
+    assert!(rig.engine.list(ListFilter::Pending).unwrap().is_empty());
+    assert_eq!(rig.engine.pending_count().unwrap(), 0);
+    assert_eq!(rig.engine.list(ListFilter::All).unwrap().len(), 1);
     assert_eq!(rig.audit_kinds().last().unwrap().0, kind::REQUEST_STATUS);
 }
 
