@@ -605,10 +605,7 @@ impl Engine {
                 let sql = format!("{ITEM_SELECT} {PENDING_WHERE} {LIST_ORDER}");
                 let mut stmt = db.prepare_cached(&sql)?;
                 for r in stmt.query_map(params![now], item_row)? {
-                    let item = r??;
-                    if item.effective_state(now) == RequestState::Pending {
-                        out.push(item);
-                    }
+                    out.push(r??);
                 }
             }
         }
