@@ -225,6 +225,14 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     // of 16 is smaller than the set a decision alone uses, so statements were evicted and
     // parsed again on every request.
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // The query planner's stability guarantee: a plan never depends on the values bound to it.
+    // Without it, a statement with `WHERE x = ?` and an `ORDER BY` is marked for re-planning
+    // when its bindings change, and the statement cache clears bindings on every return, so
+    // those statements (the votes, the stream's backlog) were parsed again on every run.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     Ok(conn)
 }
 
@@ -501,6 +509,36 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Statements with `WHERE x = ?` and an `ORDER BY` (the votes, the stream's backlog) stay
+    /// prepared across runs with different bindings instead of being parsed again each time.
+    #[test]
+    fn ordered_statements_are_not_prepared_again_when_rebound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        let _store = Store::open(&path, Arc::default()).unwrap();
+        let c = open_connection(&path).unwrap();
+        for sql in [
+            "SELECT approver, verdict, at FROM decisions WHERE request_id = ?1 ORDER BY at, approver",
+            "SELECT seq, kind, data FROM events WHERE approver = ?1 AND seq > ?2 ORDER BY seq",
+        ] {
+            for i in 0..4 {
+                let mut st = c.prepare_cached(sql).unwrap();
+                let n = st.parameter_count();
+                let values: Vec<String> = (0..n).map(|p| format!("{i}-{p}")).collect();
+                let rows = st
+                    .query_map(rusqlite::params_from_iter(values.iter()), |_| Ok(()))
+                    .unwrap()
+                    .count();
+                assert_eq!(rows, 0);
+                assert_eq!(
+                    st.get_status(rusqlite::StatementStatus::RePrepare),
+                    0,
+                    "{sql} was prepared again on run {i}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn audit_chain_appends_and_verifies() {
