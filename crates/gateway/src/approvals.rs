@@ -14,6 +14,7 @@ use countersign_protocol::{
     StatusUpdate, StreamEvent, Verdict, Vote, PROTOCOL_VERSION,
 };
 use rusqlite::{params, Connection, OptionalExtension};
+use serde::Deserialize as _;
 use serde_json::json;
 use sha2::Digest as _;
 use webauthn_rs::prelude::{Passkey, PasskeyAuthentication, PublicKeyCredential, WebauthnError};
@@ -793,12 +794,13 @@ fn apply(
         &d.assertion,
         &challenge,
     ) {
-        let cred: PublicKeyCredential = serde_json::from_value(assertion.clone()).map_err(|e| {
-            ApiError::bad_request(
-                "bad_assertion",
-                format!("The passkey assertion is malformed: {e}."),
-            )
-        })?;
+        let cred: PublicKeyCredential =
+            PublicKeyCredential::deserialize(assertion).map_err(|e| {
+                ApiError::bad_request(
+                    "bad_assertion",
+                    format!("The passkey assertion is malformed: {e}."),
+                )
+            })?;
         let state: PasskeyAuthentication =
             serde_json::from_str(state).map_err(|e| ApiError::internal("stored challenge", e))?;
         verified = Some(
@@ -945,7 +947,7 @@ fn apply(
                 })?;
                 if verified.is_none() {
                     // Not parsed before the transaction: name a malformed assertion as such.
-                    serde_json::from_value::<PublicKeyCredential>(assertion.clone()).map_err(
+                    PublicKeyCredential::deserialize(assertion).map_err(
                         |e| {
                             ApiError::bad_request(
                                 "bad_assertion",

@@ -465,10 +465,10 @@ pub fn audit_append(
         detail,
         prev,
     };
-    let hash = entry
-        .hash()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // The entry is stored as its canonical text, and its hash is over exactly those bytes
+    // (`AuditEntry::hash`), so it is canonicalised once.
     let text = to_canonical_bytes(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let hash = countersign_protocol::audit::hash_canonical(&text);
     let text = String::from_utf8(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     tx.prepare_cached("INSERT INTO audit(seq, entry, hash) VALUES (?1, ?2, ?3)")?
         .execute(params![seq as i64, text, hash.to_hex()])?;
