@@ -109,13 +109,6 @@ pub(crate) fn open(path: &Path) -> Result<Connection, EngineError> {
     // Statements are prepared once (`prepare_cached`); SQLite's default cache of 16 is smaller
     // than the engine's set, and an evicted statement is parsed again on its next use.
     conn.set_prepared_statement_cache_capacity(128);
-    // Plans never depend on bound values (the query planner's stability guarantee); otherwise a
-    // statement with `WHERE x = ?` and an `ORDER BY` is parsed again whenever the statement
-    // cache hands it out with new bindings.
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-        true,
-    )?;
     migrate(&conn)?;
     Ok(conn)
 }
