@@ -311,13 +311,13 @@ fn build_status(
     )
 }
 
+/// The votes on a request (`?1`), ordered by time, then approver.
+pub(crate) const VOTES_SQL: &str =
+    "SELECT approver, verdict, at FROM decisions WHERE request_id = ?1 ORDER BY at, approver";
+
 /// The recorded votes on a request, ordered by time, then approver.
 fn votes_of(c: &Connection, request_id: &str) -> Result<Vec<Vote>, ApiError> {
-    let mut stmt = c
-        .prepare_cached(
-            "SELECT approver, verdict, at FROM decisions WHERE request_id = ?1 ORDER BY at, approver",
-        )
-        .map_err(sql)?;
+    let mut stmt = c.prepare_cached(VOTES_SQL).map_err(sql)?;
     let rows = stmt
         .query_map(params![request_id], |r| {
             Ok((

@@ -518,10 +518,7 @@ mod tests {
         let path = dir.path().join("g.db");
         let _store = Store::open(&path, Arc::default()).unwrap();
         let c = open_connection(&path).unwrap();
-        for sql in [
-            "SELECT approver, verdict, at FROM decisions WHERE request_id = ?1 ORDER BY at, approver",
-            "SELECT seq, kind, data FROM events WHERE approver = ?1 AND seq > ?2 ORDER BY seq",
-        ] {
+        for sql in [crate::approvals::VOTES_SQL, crate::stream::BACKLOG_SQL] {
             for i in 0..4 {
                 let mut st = c.prepare_cached(sql).unwrap();
                 let n = st.parameter_count();

@@ -205,13 +205,13 @@ pub fn authenticate_device(
     })
 }
 
+/// An approver's (`?1`) stored events after a sequence number (`?2`), in order.
+pub(crate) const BACKLOG_SQL: &str =
+    "SELECT seq, kind, data FROM events WHERE approver = ?1 AND seq > ?2 ORDER BY seq";
+
 fn backlog(gw: &Gateway, approver: &str, after: u64) -> Result<Vec<Pushed>, ApiError> {
     gw.store.read(|c| {
-        let mut stmt = c
-            .prepare_cached(
-                "SELECT seq, kind, data FROM events WHERE approver = ?1 AND seq > ?2 ORDER BY seq",
-            )
-            .map_err(StoreError::from)?;
+        let mut stmt = c.prepare_cached(BACKLOG_SQL).map_err(StoreError::from)?;
         let rows = stmt
             .query_map(params![approver, after as i64], |r| {
                 Ok(Pushed {
