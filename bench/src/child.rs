@@ -43,6 +43,9 @@ pub async fn run(data_dir: PathBuf) -> Result<()> {
                 }
                 println!("end");
             }
+            ["stats"] => {
+                println!("{}", serde_json::to_string(&running.gateway.store.stats())?);
+            }
             _ => println!("error unknown command"),
         }
     }
@@ -136,6 +139,25 @@ impl ChildGateway {
     }
 
     /// Closes stdin and waits for the child to shut down.
+    /// The gateway store's writer counters (see `countersign_gateway::store::StoreStats`).
+    pub async fn store_stats(&mut self) -> Result<countersign_gateway::store::StoreStats> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| anyhow!("child stdin closed"))?;
+        stdin.write_all(b"stats\n").await?;
+        stdin.flush().await?;
+        let line = self
+            .stdout
+            .next_line()
+            .await?
+            .ok_or_else(|| anyhow!("the child gateway exited"))?;
+        if line.starts_with("error") {
+            bail!("child gateway: {line}");
+        }
+        Ok(serde_json::from_str(&line)?)
+    }
+
     pub async fn stop(mut self) -> Result<()> {
         drop(self.stdin.take());
         let status =

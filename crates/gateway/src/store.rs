@@ -2,8 +2,11 @@
 //! modules it hands a transaction to write SQL.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use countersign_protocol::audit::{AuditEntry, GENESIS};
 use countersign_protocol::canonical::to_canonical_bytes;
@@ -185,6 +188,43 @@ const STATEMENT_CACHE: usize = 128;
 /// Read connections (WAL readers see the last commit and never wait for the writer).
 const READERS: usize = 4;
 
+/// How long the checkpointer lets commits accumulate before it copies them into the database.
+const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
+
+/// WAL pages at which the writer checkpoints by itself, inside a commit. Only a backstop: the
+/// background checkpointer normally keeps the WAL far below it.
+const WRITER_AUTOCHECKPOINT_PAGES: u64 = 8000;
+
+/// What the store's writer has done since it opened; see [`Store::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreStats {
+    /// Writes committed or rolled back (each `write` call that got the write lock).
+    pub writes: u64,
+    /// Commits (each one fsync of the WAL).
+    pub commits: u64,
+    /// Pages appended to the WAL by those commits.
+    pub wal_frames: u64,
+    /// Nanoseconds the write lock was held, commits included.
+    pub lock_held_ns: u64,
+    /// Nanoseconds spent in `COMMIT` (writing the WAL and its fsync), under the lock.
+    pub commit_ns: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    writes: AtomicU64,
+    commits: AtomicU64,
+    wal_frames: AtomicU64,
+    lock_held_ns: AtomicU64,
+    commit_ns: AtomicU64,
+    /// The WAL's size in pages after the last commit, to count what each commit added.
+    wal_pages: AtomicU64,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// The gateway's database: one writer connection with group commit, and a few readers.
 ///
 /// Every write runs inside a savepoint of a shared transaction. A writer that finishes while
@@ -200,6 +240,10 @@ pub struct Store {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     hub: Arc<Hub>,
+    /// The background checkpointer. The writer's WAL hook holds the only sender that wakes it;
+    /// removing the hook stops the thread (see `Drop`).
+    checkpointer: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
 }
 
 struct Writer {
@@ -257,6 +301,43 @@ impl Store {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
         }
+        // Checkpoints (copying committed WAL pages into the database file, with its fsync) run
+        // on their own connection and thread, not inside a commit that holds the write lock.
+        // This hook replaces SQLite's automatic checkpoint on the writer: after each commit it
+        // counts the pages the commit appended and wakes the checkpointer; only if the WAL
+        // grew past a backstop (the checkpointer stalled) does the writer checkpoint itself.
+        let counters = Arc::new(Counters::default());
+        let (hook_signal, wakeups) = mpsc::sync_channel::<()>(1);
+        let hook_counters = counters.clone();
+        conn.wal_hook(Some(
+            move |wal: &mut rusqlite::hooks::Wal, pages: std::os::raw::c_int| {
+                let pages = u64::try_from(pages).unwrap_or(0);
+                let before = hook_counters.wal_pages.swap(pages, Ordering::Relaxed);
+                // A smaller WAL means it restarted from its beginning after a checkpoint.
+                let added = if pages >= before {
+                    pages - before
+                } else {
+                    pages
+                };
+                hook_counters.wal_frames.fetch_add(added, Ordering::Relaxed);
+                // A full channel already holds a wakeup the checkpointer has not taken yet.
+                let _ = hook_signal.try_send(());
+                // The commit has succeeded by now: an error returned here would be reported as
+                // the commit's. A busy or failed checkpoint is retried after the next commit,
+                // as SQLite's own automatic checkpoint does.
+                if pages >= WRITER_AUTOCHECKPOINT_PAGES {
+                    if let Err(e) = wal.checkpoint() {
+                        tracing::warn!(%e, "the writer's backstop WAL checkpoint failed");
+                    }
+                }
+                Ok(())
+            },
+        ))?;
+        let checkpoint_conn = open_connection(path)?;
+        let checkpointer = std::thread::Builder::new()
+            .name("gateway-checkpoint".into())
+            .spawn(move || checkpoint_loop(&checkpoint_conn, &wakeups))
+            .map_err(StoreError::Io)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let r = open_connection(path)?;
@@ -270,6 +351,8 @@ impl Store {
             readers,
             next_reader: AtomicUsize::new(0),
             hub,
+            checkpointer: Some(checkpointer),
+            counters,
         })
     }
 
@@ -292,6 +375,7 @@ impl Store {
     {
         self.queued.fetch_add(1, Ordering::SeqCst);
         let locked = self.writer.lock();
+        let held_since = Instant::now();
         self.queued.fetch_sub(1, Ordering::SeqCst);
         let mut w = locked.map_err(|_| StoreError::Poisoned)?;
 
@@ -313,6 +397,10 @@ impl Store {
         if self.queued.load(Ordering::SeqCst) == 0 || writes >= MAX_BATCH {
             self.commit(&mut w);
         }
+        self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .lock_held_ns
+            .fetch_add(nanos(held_since.elapsed()), Ordering::Relaxed);
         let value = mine?;
         let w = self
             .committed
@@ -380,6 +468,7 @@ impl Store {
         let Some(batch) = w.batch.take() else {
             return;
         };
+        let started = Instant::now();
         let result = execute(&w.conn, "COMMIT", []).map(drop).map_err(|e| {
             // A failed COMMIT can leave the transaction open; end it so the next batch starts
             // clean. Nothing of this batch was made durable.
@@ -389,11 +478,27 @@ impl Store {
                 e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
             )
         });
+        self.counters
+            .commit_ns
+            .fetch_add(nanos(started.elapsed()), Ordering::Relaxed);
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
         if result.is_ok() {
             self.hub.publish(&batch.pushed);
         }
         let _ = batch.outcome.set(result);
         self.committed.notify_all();
+    }
+
+    /// Counts of the writer's work since the store opened (for benchmarks and diagnostics).
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.counters;
+        StoreStats {
+            writes: c.writes.load(Ordering::Relaxed),
+            commits: c.commits.load(Ordering::Relaxed),
+            wal_frames: c.wal_frames.load(Ordering::Relaxed),
+            lock_held_ns: c.lock_held_ns.load(Ordering::Relaxed),
+            commit_ns: c.commit_ns.load(Ordering::Relaxed),
+        }
     }
 
     /// Runs a read-only `f` on a reader connection: it sees the last commit.
@@ -415,6 +520,50 @@ impl Store {
             .ok_or(StoreError::Poisoned)?;
         let conn = r.lock().map_err(|_| StoreError::Poisoned)?;
         f(&conn)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Removing the writer's WAL hook drops the only sender of the checkpointer's channel,
+        // which ends its loop; joining it means no connection outlives the store.
+        let writer = match self.writer.get_mut() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        type Hook = fn(&mut rusqlite::hooks::Wal, std::os::raw::c_int) -> rusqlite::Result<()>;
+        if let Err(e) = writer.conn.wal_hook(None::<Hook>) {
+            tracing::error!(%e, "could not remove the gateway's WAL hook");
+            return;
+        }
+        if let Some(thread) = self.checkpointer.take() {
+            if thread.join().is_err() {
+                tracing::error!("the gateway's checkpoint thread panicked");
+            }
+        }
+    }
+}
+
+/// The checkpointer: after commits, waits `CHECKPOINT_DELAY` so that a burst of them is
+/// copied at once, then runs a passive checkpoint (it never blocks the writer or readers, and
+/// copies what no reader still needs). Returns when the store is dropped.
+fn checkpoint_loop(conn: &Connection, wakeups: &Receiver<()>) {
+    while wakeups.recv().is_ok() {
+        let until = Instant::now() + CHECKPOINT_DELAY;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match wakeups.recv_timeout(left) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                // Closing the last connection checkpoints the rest.
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%e, "a background WAL checkpoint failed; the next commit retries");
+        }
     }
 }
 
@@ -553,6 +702,47 @@ mod tests {
                 .0,
             3
         );
+    }
+
+    #[test]
+    fn wal_is_checkpointed_in_the_background_and_the_writer_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        let store = Store::open(&path, Arc::default()).unwrap();
+        let empty = std::fs::metadata(&path).unwrap().len();
+        // 64 audit entries of ~2 KiB: far below the writer's own checkpoint threshold, so only
+        // the background checkpointer can copy them into the database file.
+        for i in 0..64 {
+            store
+                .write(|tx| {
+                    audit_append(
+                        tx,
+                        i,
+                        "x",
+                        None,
+                        serde_json::json!({"pad": "p".repeat(2000)}),
+                    )
+                })
+                .unwrap();
+        }
+        let stats = store.stats();
+        assert_eq!(stats.writes, 64);
+        assert!(stats.commits >= 1 && stats.commits <= 64, "{stats:?}");
+        assert!(stats.wal_frames >= 32, "{stats:?}");
+        assert!(stats.lock_held_ns >= stats.commit_ns, "{stats:?}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&path).unwrap().len() < empty + 64 * 2000 {
+            assert!(
+                Instant::now() < deadline,
+                "the WAL was not checkpointed into the database within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Dropping the store stops and joins the checkpointer; the data is all there.
+        drop(store);
+        let store = Store::open(&path, Arc::default()).unwrap();
+        let entries = store.read(audit_entries).unwrap();
+        assert_eq!(entries.len(), 64);
     }
 
     #[test]
