@@ -810,6 +810,15 @@ fn apply(
         );
     }
 
+    // The signature counter update (parsing and serialising the stored passkey) is prepared
+    // outside the lock too.
+    let passkey_update = match &verified {
+        Some(result) if result.needs_update() => {
+            gw.store.read(|c| updated_passkey(c, &d.approver, result))?
+        }
+        _ => None,
+    };
+
     let out = gw.store.write_publish(
         |tx| -> Result<(Applied, Vec<Pushed>), ApiError> {
             let device: Option<(String, String, Option<i64>)> = crate::store::query_row(tx,
@@ -996,26 +1005,27 @@ fn apply(
                     ));
                 }
                 if result.needs_update() {
-                    // Only the credential that made the assertion changes (its counter).
-                    use base64::Engine as _;
-                    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                        .encode(AsRef::<[u8]>::as_ref(result.cred_id()));
-                    let stored: Option<String> = crate::store::query_row(
-                        tx,
-                        "SELECT passkey FROM passkeys WHERE cred_id = ?1 AND approver = ?2",
-                        params![id, d.approver],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(sql)?;
-                    if let Some(text) = stored {
-                        let mut pk: Passkey = serde_json::from_str(&text)
-                            .map_err(|e| ApiError::internal("stored passkey", e))?;
-                        if pk.update_credential(result) == Some(true) {
+                    // Only the credential that made the assertion changes (its counter). The
+                    // new passkey was computed before the lock from the stored one; it is
+                    // written only if the stored one is still exactly that, else computed
+                    // again here.
+                    let written = match &passkey_update {
+                        Some(u) => crate::store::execute(
+                            tx,
+                            "UPDATE passkeys SET passkey = ?4
+                             WHERE cred_id = ?1 AND approver = ?2 AND passkey = ?3",
+                            params![u.cred_id, d.approver, u.before, u.after],
+                        )
+                        .map_err(sql)?
+                            == 1,
+                        None => false,
+                    };
+                    if !written {
+                        if let Some(u) = updated_passkey(tx, &d.approver, result)? {
                             crate::store::execute(
                                 tx,
                                 "UPDATE passkeys SET passkey = ?2 WHERE cred_id = ?1",
-                                params![id, json_text(&pk)?],
+                                params![u.cred_id, u.after],
                             )
                             .map_err(sql)?;
                         }
@@ -1089,6 +1099,46 @@ fn apply(
     )?;
     gw.changes.notify_waiters();
     Ok(out)
+}
+
+/// A stored passkey and what it becomes after an assertion moved its counter.
+struct PasskeyUpdate {
+    cred_id: String,
+    before: String,
+    after: String,
+}
+
+/// The approver's passkey that made the assertion `result`, as stored and as updated by it;
+/// `None` if it is not stored or the assertion changes nothing.
+fn updated_passkey(
+    c: &Connection,
+    approver: &str,
+    result: &webauthn_rs::prelude::AuthenticationResult,
+) -> Result<Option<PasskeyUpdate>, ApiError> {
+    use base64::Engine as _;
+    let cred_id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(AsRef::<[u8]>::as_ref(result.cred_id()));
+    let stored: Option<String> = crate::store::query_row(
+        c,
+        "SELECT passkey FROM passkeys WHERE cred_id = ?1 AND approver = ?2",
+        params![cred_id, approver],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(sql)?;
+    let Some(before) = stored else {
+        return Ok(None);
+    };
+    let mut pk: Passkey =
+        serde_json::from_str(&before).map_err(|e| ApiError::internal("stored passkey", e))?;
+    if pk.update_credential(result) != Some(true) {
+        return Ok(None);
+    }
+    Ok(Some(PasskeyUpdate {
+        cred_id,
+        before,
+        after: json_text(&pk)?,
+    }))
 }
 
 /// The key under which a passkey is stored: its credential id in unpadded base64url.

@@ -712,3 +712,74 @@ async fn policy_requires_number_matching_for_chosen_actions_and_resources() {
         assert_eq!(c.match_code.is_some(), required, "{action} {resource}");
     }
 }
+
+/// The stored signature counter of the approver's only passkey (webauthn-rs keeps it in the
+/// serialised passkey, at `cred.counter`).
+fn stored_counter(h: &Harness, approver: &str) -> u64 {
+    let texts: Vec<String> = h
+        .gw()
+        .store
+        .read(|c| {
+            let mut st = c.prepare("SELECT passkey FROM passkeys WHERE approver = ?1")?;
+            let rows = st.query_map([approver], |r| r.get(0))?;
+            rows.collect::<Result<Vec<String>, _>>()
+                .map_err(countersign_gateway::store::StoreError::from)
+        })
+        .unwrap();
+    assert_eq!(texts.len(), 1, "{approver} has one passkey");
+    let v: serde_json::Value = serde_json::from_str(&texts[0]).unwrap();
+    v["cred"]["counter"].as_u64().expect("a stored counter")
+}
+
+#[tokio::test]
+async fn each_approval_stores_the_passkeys_new_signature_counter() {
+    let h = Harness::start().await;
+    let mut alice = h.pair("alice@example.com").await;
+    let before = stored_counter(&h, "alice@example.com");
+    let mut last = before;
+    for i in 0..2 {
+        let created = h.create_with(|n| n.summary = format!("deploy {i}")).await;
+        let (req, challenge) = alice.request_event(&h, &created.request.body.id).await;
+        alice
+            .decide(&h, &req, Some(&challenge), Verdict::Approve, None, Uv::Yes)
+            .await
+            .unwrap();
+        let now = stored_counter(&h, "alice@example.com");
+        assert!(now > last, "the counter moved from {last} to {now}");
+        last = now;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_approvals_with_one_passkey_keep_the_highest_counter() {
+    let h = Harness::start().await;
+    let mut alice = h.pair("alice@example.com").await;
+    let mut decisions = Vec::new();
+    for i in 0..6 {
+        // Distinct requests: identical ones from one requester collapse into one.
+        let created = h.create_with(|n| n.summary = format!("deploy {i}")).await;
+        let (req, challenge) = alice.request_event(&h, &created.request.body.id).await;
+        let d = alice
+            .signed_decision(&h, &req, Some(&challenge), Verdict::Approve, None, Uv::Yes)
+            .unwrap();
+        decisions.push(d);
+    }
+    // Every assertion was made before any is posted, so the highest counter is the last one's.
+    // Posted at once, their counter updates race; whatever order they apply in, the stored
+    // counter must end at the highest, never be set back by a slower one.
+    let posts = decisions.iter().map(|d| alice.post_decision(&h, d));
+    for r in futures::future::join_all(posts).await {
+        r.unwrap();
+    }
+    let highest = decisions
+        .iter()
+        .map(|d| {
+            let cred: webauthn_rs::prelude::PublicKeyCredential =
+                serde_json::from_value(d.body.assertion.clone().unwrap()).unwrap();
+            let data: &[u8] = cred.response.authenticator_data.as_ref();
+            u64::from(u32::from_be_bytes([data[33], data[34], data[35], data[36]]))
+        })
+        .max()
+        .unwrap();
+    assert_eq!(stored_counter(&h, "alice@example.com"), highest);
+}
