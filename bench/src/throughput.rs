@@ -177,7 +177,7 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
                 .map_err(|e| anyhow!("assertion: {e:?}"))?;
             let decision = Decision {
                 v: PROTOCOL_VERSION,
-                decision_id: uuid::Uuid::new_v4().to_string(),
+                decision_id: uuid::Uuid::now_v7().to_string(),
                 request_id: request.body.id.clone(),
                 request_digest: request.digest()?,
                 gateway: gateway_fp.clone(),
@@ -219,6 +219,7 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
     }
 
     let url = base.join(paths::DECISIONS)?;
+    let store0 = gw.store_stats().await?;
     let cpu_gw0 = cpu_time(&gw.pid)?;
     let cpu_me0 = cpu_time("self")?;
     let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -262,6 +263,7 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
     let wall = t0.elapsed();
     let cpu_gw = cpu_time(&gw.pid)? - cpu_gw0;
     let cpu_me = cpu_time("self")? - cpu_me0;
+    let store1 = gw.store_stats().await?;
     if let Some(mut p) = perf {
         let pid = p.id().map(|p| p.to_string()).unwrap_or_default();
         let _ = tokio::process::Command::new("kill")
@@ -299,6 +301,22 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
         ms(cpu_gw / latencies.len() as u32),
         cpu_me.as_secs_f64(),
         ms(cpu_me / latencies.len() as u32),
+    );
+    // The store's writer in the timed run: every decision is one write; the lock is the one
+    // thing decisions do one at a time.
+    let writes = store1.writes.saturating_sub(store0.writes).max(1);
+    let commits = store1.commits.saturating_sub(store0.commits).max(1);
+    let held = store1.lock_held_ns.saturating_sub(store0.lock_held_ns);
+    let committing = store1.commit_ns.saturating_sub(store0.commit_ns);
+    println!(
+        "throughput: store writer: {writes} writes in {commits} commits ({:.1} per commit), \
+         {:.1} WAL pages per write; write lock held {:.0}% of the run, {:.3} ms per write, \
+         of which COMMIT {:.3} ms per commit",
+        writes as f64 / commits as f64,
+        store1.wal_frames.saturating_sub(store0.wal_frames) as f64 / writes as f64,
+        100.0 * held as f64 / 1e9 / wall.as_secs_f64(),
+        held as f64 / 1e6 / writes as f64,
+        committing as f64 / 1e6 / commits as f64,
     );
     let data_on = o
         .data_parent

@@ -673,7 +673,7 @@ impl Engine {
         let gw = self.gateway(&item.gateway)?;
         let decision = Decision {
             v: PROTOCOL_VERSION,
-            decision_id: uuid::Uuid::new_v4().to_string(),
+            decision_id: uuid::Uuid::now_v7().to_string(),
             request_id: item.id().to_owned(),
             request_digest: item.digest,
             gateway: gw.fingerprint.clone(),

@@ -94,7 +94,7 @@ pub fn create_request(
         new.require_match || gw.config.match_required_for(&new.action, &new.resource);
     let body = ApprovalRequest {
         v: PROTOCOL_VERSION,
-        id: uuid::Uuid::new_v4().to_string(),
+        id: uuid::Uuid::now_v7().to_string(),
         gateway: gw.fingerprint.clone(),
         action: new.action,
         resource: new.resource,
