@@ -202,7 +202,9 @@ pub struct StoreStats {
     pub writes: u64,
     /// Commits (each one fsync of the WAL).
     pub commits: u64,
-    /// Pages appended to the WAL by those commits.
+    /// Pages appended to the WAL by those commits, from the WAL's size after each one. A commit
+    /// that restarts the WAL after a checkpoint and writes more pages than the WAL held before
+    /// is counted short by the pages the WAL held; under load, commits are far smaller than it.
     pub wal_frames: u64,
     /// Nanoseconds the write lock was held, commits included.
     pub lock_held_ns: u64,
