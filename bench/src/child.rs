@@ -111,42 +111,19 @@ impl ChildGateway {
         })
     }
 
-    pub async fn invites(&mut self, approver: &str, count: usize) -> Result<Vec<PairingLink>> {
+    /// Sends one command line to the child.
+    async fn send(&mut self, command: &str) -> Result<()> {
         let stdin = self
             .stdin
             .as_mut()
             .ok_or_else(|| anyhow!("child stdin closed"))?;
-        stdin
-            .write_all(format!("invite {approver} {count}\n").as_bytes())
-            .await?;
+        stdin.write_all(format!("{command}\n").as_bytes()).await?;
         stdin.flush().await?;
-        let mut out = Vec::with_capacity(count);
-        loop {
-            let line = self
-                .stdout
-                .next_line()
-                .await?
-                .ok_or_else(|| anyhow!("the child gateway exited"))?;
-            if line == "end" {
-                break;
-            }
-            if line.starts_with("error") {
-                bail!("child gateway: {line}");
-            }
-            out.push(PairingLink::parse(&line)?);
-        }
-        Ok(out)
+        Ok(())
     }
 
-    /// Closes stdin and waits for the child to shut down.
-    /// The gateway store's writer counters (see `countersign_gateway::store::StoreStats`).
-    pub async fn store_stats(&mut self) -> Result<countersign_gateway::store::StoreStats> {
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| anyhow!("child stdin closed"))?;
-        stdin.write_all(b"stats\n").await?;
-        stdin.flush().await?;
+    /// The child's next answer line; an `error ...` line is an error.
+    async fn reply(&mut self) -> Result<String> {
         let line = self
             .stdout
             .next_line()
@@ -155,9 +132,29 @@ impl ChildGateway {
         if line.starts_with("error") {
             bail!("child gateway: {line}");
         }
-        Ok(serde_json::from_str(&line)?)
+        Ok(line)
     }
 
+    pub async fn invites(&mut self, approver: &str, count: usize) -> Result<Vec<PairingLink>> {
+        self.send(&format!("invite {approver} {count}")).await?;
+        let mut out = Vec::with_capacity(count);
+        loop {
+            let line = self.reply().await?;
+            if line == "end" {
+                break;
+            }
+            out.push(PairingLink::parse(&line)?);
+        }
+        Ok(out)
+    }
+
+    /// The gateway store's writer counters (see `countersign_gateway::store::StoreStats`).
+    pub async fn store_stats(&mut self) -> Result<countersign_gateway::store::StoreStats> {
+        self.send("stats").await?;
+        Ok(serde_json::from_str(&self.reply().await?)?)
+    }
+
+    /// Closes stdin and waits for the child to shut down.
     pub async fn stop(mut self) -> Result<()> {
         drop(self.stdin.take());
         let status =

@@ -1115,9 +1115,7 @@ fn updated_passkey(
     approver: &str,
     result: &webauthn_rs::prelude::AuthenticationResult,
 ) -> Result<Option<PasskeyUpdate>, ApiError> {
-    use base64::Engine as _;
-    let cred_id = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(AsRef::<[u8]>::as_ref(result.cred_id()));
+    let cred_id = cred_id_text(result.cred_id().as_ref());
     let stored: Option<String> = crate::store::query_row(
         c,
         "SELECT passkey FROM passkeys WHERE cred_id = ?1 AND approver = ?2",
@@ -1143,7 +1141,11 @@ fn updated_passkey(
 
 /// The key under which a passkey is stored: its credential id in unpadded base64url.
 pub fn base64_cred_id(pk: &Passkey) -> String {
+    cred_id_text(pk.cred_id().as_ref())
+}
+
+/// A raw credential id as the passkeys table keys it (unpadded base64url).
+fn cred_id_text(raw: &[u8]) -> String {
     use base64::Engine as _;
-    let raw: &[u8] = pk.cred_id().as_ref();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
