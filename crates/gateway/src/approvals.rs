@@ -17,7 +17,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize as _;
 use serde_json::json;
 use sha2::Digest as _;
-use webauthn_rs::prelude::{Passkey, PasskeyAuthentication, PublicKeyCredential, WebauthnError};
+use webauthn_rs::prelude::{
+    Credential, Passkey, PasskeyAuthentication, PublicKeyCredential, WebauthnError,
+};
 
 use crate::error::ApiError;
 use crate::store::{audit_append, StoreError};
@@ -32,23 +34,44 @@ fn json_text<T: serde::Serialize>(v: &T) -> Result<String, ApiError> {
     serde_json::to_string(v).map_err(|e| ApiError::internal("serialise", e))
 }
 
-/// Loads an approver's registered passkeys.
+/// Loads an approver's registered passkeys, each with the signature counter and backup flags
+/// its latest assertion left (the columns override the registered credential's values).
 pub fn passkeys_of(tx: &rusqlite::Connection, approver: &str) -> Result<Vec<Passkey>, ApiError> {
     let mut stmt = tx
-        .prepare_cached("SELECT passkey FROM passkeys WHERE approver = ?1 ORDER BY created_at")
+        .prepare_cached(
+            "SELECT passkey, counter, backup_eligible, backup_state FROM passkeys
+             WHERE approver = ?1 ORDER BY created_at",
+        )
         .map_err(sql)?;
     let rows = stmt
-        .query_map(params![approver], |r| r.get::<_, String>(0))
+        .query_map(params![approver], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, bool>(3)?,
+            ))
+        })
         .map_err(sql)?;
     let mut out = Vec::new();
     for r in rows {
-        let text = r.map_err(sql)?;
-        out.push(
-            serde_json::from_str::<Passkey>(&text)
-                .map_err(|e| ApiError::internal("stored passkey", e))?,
-        );
+        let (text, counter, backup_eligible, backup_state) = r.map_err(sql)?;
+        let mut cred: Credential = serde_json::from_str::<Passkey>(&text)
+            .map_err(|e| ApiError::internal("stored passkey", e))?
+            .into();
+        cred.counter = counter;
+        cred.backup_eligible = backup_eligible;
+        cred.backup_state = backup_state;
+        out.push(cred.into());
     }
     Ok(out)
+}
+
+/// What the passkeys table keeps of `pk` besides the credential text: its signature counter
+/// and backup flags (eligible, state).
+pub fn passkey_counters(pk: &Passkey) -> (u32, bool, bool) {
+    let cred = Credential::from(pk.clone());
+    (cred.counter, cred.backup_eligible, cred.backup_state)
 }
 
 fn random_match_code() -> String {
@@ -810,15 +833,6 @@ fn apply(
         );
     }
 
-    // The signature counter update (parsing and serialising the stored passkey) is prepared
-    // outside the lock too.
-    let passkey_update = match &verified {
-        Some(result) if result.needs_update() => {
-            gw.store.read(|c| updated_passkey(c, &d.approver, result))?
-        }
-        _ => None,
-    };
-
     let out = gw.store.write_publish(
         |tx| -> Result<(Applied, Vec<Pushed>), ApiError> {
             let device: Option<(String, String, Option<i64>)> = crate::store::query_row(tx,
@@ -1005,31 +1019,26 @@ fn apply(
                     ));
                 }
                 if result.needs_update() {
-                    // Only the credential that made the assertion changes (its counter). The
-                    // new passkey was computed before the lock from the stored one; it is
-                    // written only if the stored one is still exactly that, else computed
-                    // again here.
-                    let written = match &passkey_update {
-                        Some(u) => crate::store::execute(
-                            tx,
-                            "UPDATE passkeys SET passkey = ?4
-                             WHERE cred_id = ?1 AND approver = ?2 AND passkey = ?3",
-                            params![u.cred_id, d.approver, u.before, u.after],
-                        )
-                        .map_err(sql)?
-                            == 1,
-                        None => false,
-                    };
-                    if !written {
-                        if let Some(u) = updated_passkey(tx, &d.approver, result)? {
-                            crate::store::execute(
-                                tx,
-                                "UPDATE passkeys SET passkey = ?2 WHERE cred_id = ?1",
-                                params![u.cred_id, u.after],
-                            )
-                            .map_err(sql)?;
-                        }
-                    }
+                    // Only the credential that made the assertion changes, as
+                    // `Passkey::update_credential` would change it: the counter only forward
+                    // (approvals by one passkey may arrive out of order), backup eligibility
+                    // only from false to true, the backup state to the one of the assertion
+                    // with the highest counter so far (the right-hand side reads old values).
+                    crate::store::execute(
+                        tx,
+                        "UPDATE passkeys SET counter = max(counter, ?3),
+                             backup_eligible = max(backup_eligible, ?4),
+                             backup_state = CASE WHEN ?3 >= counter THEN ?5 ELSE backup_state END
+                         WHERE cred_id = ?1 AND approver = ?2",
+                        params![
+                            cred_id_text(result.cred_id().as_ref()),
+                            d.approver,
+                            result.counter(),
+                            result.backup_eligible(),
+                            result.backup_state()
+                        ],
+                    )
+                    .map_err(sql)?;
                 }
             }
 
@@ -1099,44 +1108,6 @@ fn apply(
     )?;
     gw.changes.notify_waiters();
     Ok(out)
-}
-
-/// A stored passkey and what it becomes after an assertion moved its counter.
-struct PasskeyUpdate {
-    cred_id: String,
-    before: String,
-    after: String,
-}
-
-/// The approver's passkey that made the assertion `result`, as stored and as updated by it;
-/// `None` if it is not stored or the assertion changes nothing.
-fn updated_passkey(
-    c: &Connection,
-    approver: &str,
-    result: &webauthn_rs::prelude::AuthenticationResult,
-) -> Result<Option<PasskeyUpdate>, ApiError> {
-    let cred_id = cred_id_text(result.cred_id().as_ref());
-    let stored: Option<String> = crate::store::query_row(
-        c,
-        "SELECT passkey FROM passkeys WHERE cred_id = ?1 AND approver = ?2",
-        params![cred_id, approver],
-        |r| r.get(0),
-    )
-    .optional()
-    .map_err(sql)?;
-    let Some(before) = stored else {
-        return Ok(None);
-    };
-    let mut pk: Passkey =
-        serde_json::from_str(&before).map_err(|e| ApiError::internal("stored passkey", e))?;
-    if pk.update_credential(result) != Some(true) {
-        return Ok(None);
-    }
-    Ok(Some(PasskeyUpdate {
-        cred_id,
-        before,
-        after: json_text(&pk)?,
-    }))
 }
 
 /// The key under which a passkey is stored: its credential id in unpadded base64url.

@@ -11,7 +11,7 @@ use serde_json::json;
 use sha2::Digest as _;
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
-use crate::approvals::{base64_cred_id, passkeys_of};
+use crate::approvals::{base64_cred_id, passkey_counters, passkeys_of};
 use crate::error::ApiError;
 use crate::store::{audit_append, StoreError};
 use crate::Gateway;
@@ -229,18 +229,23 @@ fn finish_inner(gw: &Gateway, body: &[u8]) -> Result<Signed<Paired>, ApiError> {
         let passkey = gw.webauthn.finish_passkey_registration(&cred, &state).map_err(|e| {
             ApiError::forbidden("passkey_registration_rejected", format!("The passkey registration does not verify: {e}."))
         })?;
+        let (counter, backup_eligible, backup_state) = passkey_counters(&passkey);
         crate::store::execute(tx,
             "UPDATE pairings SET used_at = ?2 WHERE id = ?1",
             params![f.pairing_id, now],
         )
         .map_err(sql)?;
         crate::store::execute(tx,
-            "INSERT INTO passkeys(cred_id, approver, passkey, created_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO passkeys(cred_id, approver, passkey, created_at, counter, backup_eligible, backup_state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 base64_cred_id(&passkey),
                 approver,
                 serde_json::to_string(&passkey).map_err(|e| ApiError::internal("passkey", e))?,
-                now
+                now,
+                counter,
+                backup_eligible,
+                backup_state
             ],
         )
         .map_err(|e| match e {

@@ -42,7 +42,7 @@ impl StoreError {
     }
 }
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE tokens(
@@ -175,9 +175,23 @@ const SCHEMA_V4: &str = r#"
 CREATE INDEX decisions_votes ON decisions(request_id, at, approver, verdict);
 "#;
 
+/// Version 5: a passkey's signature counter and backup flags in columns of their own. The
+/// `passkey` text is the credential as registered; these columns hold the values its latest
+/// assertion left, and override the text's when a passkey is loaded. An approval updates three
+/// integers instead of parsing and rewriting the whole stored credential.
+const SCHEMA_V5: &str = r#"
+ALTER TABLE passkeys ADD COLUMN counter INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE passkeys ADD COLUMN backup_eligible INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE passkeys ADD COLUMN backup_state INTEGER NOT NULL DEFAULT 0;
+UPDATE passkeys SET
+    counter = coalesce(json_extract(passkey, '$.cred.counter'), 0),
+    backup_eligible = coalesce(json_extract(passkey, '$.cred.backup_eligible'), 0),
+    backup_state = coalesce(json_extract(passkey, '$.cred.backup_state'), 0);
+"#;
+
 /// Each schema version's statements, in order: a database at version `n` runs the ones after
 /// it, in one transaction with the new `user_version`.
-const MIGRATIONS: [&str; 4] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+const MIGRATIONS: [&str; 5] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
 /// Most writes one commit (one fsync) carries. A cap keeps a single commit's latency bounded.
 const MAX_BATCH: usize = 64;
@@ -834,6 +848,45 @@ mod tests {
             })
             .unwrap();
         assert_eq!((tokens, version, cps), (1, SCHEMA_VERSION, 0));
+    }
+
+    /// A version-4 database keeps each passkey's counter and backup flags inside the stored
+    /// credential; version 5 copies them into their columns.
+    #[test]
+    fn version_4_passkeys_get_their_counter_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            for sql in &MIGRATIONS[..4] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.execute(
+                "INSERT INTO passkeys(cred_id, approver, passkey, created_at) VALUES
+                 ('a', 'alice', '{\"cred\":{\"counter\":7,\"backup_eligible\":true,\"backup_state\":false}}', 1),
+                 ('b', 'bob', '{\"cred\":{\"counter\":0,\"backup_eligible\":false,\"backup_state\":true}}', 1)",
+                [],
+            )
+            .unwrap();
+            c.pragma_update(None, "user_version", 4).unwrap();
+        }
+        let store = Store::open(&p, Arc::default()).unwrap();
+        let rows: Vec<(String, i64, bool, bool)> = store
+            .read(|c| -> Result<_, StoreError> {
+                let mut st = c.prepare(
+                    "SELECT cred_id, counter, backup_eligible, backup_state FROM passkeys ORDER BY cred_id",
+                )?;
+                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                ("a".to_string(), 7, true, false),
+                ("b".to_string(), 0, false, true)
+            ]
+        );
     }
 
     #[test]

@@ -713,22 +713,17 @@ async fn policy_requires_number_matching_for_chosen_actions_and_resources() {
     }
 }
 
-/// The stored signature counter of the approver's only passkey (webauthn-rs keeps it in the
-/// serialised passkey, at `cred.counter`).
+/// The signature counter of the approver's only passkey, as the gateway loads it to start a
+/// new authentication (from the `counter` column, over the registered credential's value).
 fn stored_counter(h: &Harness, approver: &str) -> u64 {
-    let texts: Vec<String> = h
+    let passkeys = h
         .gw()
         .store
-        .read(|c| {
-            let mut st = c.prepare("SELECT passkey FROM passkeys WHERE approver = ?1")?;
-            let rows = st.query_map([approver], |r| r.get(0))?;
-            rows.collect::<Result<Vec<String>, _>>()
-                .map_err(countersign_gateway::store::StoreError::from)
-        })
+        .read(|c| countersign_gateway::approvals::passkeys_of(c, approver))
         .unwrap();
-    assert_eq!(texts.len(), 1, "{approver} has one passkey");
-    let v: serde_json::Value = serde_json::from_str(&texts[0]).unwrap();
-    v["cred"]["counter"].as_u64().expect("a stored counter")
+    assert_eq!(passkeys.len(), 1, "{approver} has one passkey");
+    let (counter, _, _) = countersign_gateway::approvals::passkey_counters(&passkeys[0]);
+    u64::from(counter)
 }
 
 #[tokio::test]
