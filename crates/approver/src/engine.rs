@@ -1022,13 +1022,12 @@ fn find_item(db: &Connection, id: &str) -> Result<InboxItem, EngineError> {
     if id.is_empty() {
         return Err(EngineError::UnknownRequest(String::new()));
     }
-    let sql = format!(
-        "{ITEM_SELECT} WHERE i.request_id = ?1 OR substr(i.request_id, 1, length(?1)) = ?1 \
-         ORDER BY i.request_id = ?1 DESC LIMIT 3"
-    );
-    let mut stmt = db.prepare_cached(&sql)?;
+    // Request ids are printable ASCII (the protocol refuses others), so the ids that start with
+    // `id` are exactly those in [id, id + DEL): a range of the request-id index, not a scan.
+    // In id order the exact id, if stored, comes first; three rows tell one match from several.
+    let mut stmt = db.prepare_cached(&find_item_sql())?;
     let mut found = Vec::new();
-    for r in stmt.query_map([id], item_row)? {
+    for r in stmt.query_map(params![id, format!("{id}\u{7f}")], item_row)? {
         found.push(r??);
     }
     let exact = found.iter().filter(|i| i.id() == id).count();
@@ -1037,6 +1036,11 @@ fn find_item(db: &Connection, id: &str) -> Result<InboxItem, EngineError> {
         (1, _) | (_, 1) => Ok(found.remove(0)),
         _ => Err(EngineError::AmbiguousRequest(id.to_owned())),
     }
+}
+
+/// The inbox items whose request id is in [?1, ?2), in id order (see `find_item`).
+fn find_item_sql() -> String {
+    format!("{ITEM_SELECT} WHERE i.request_id >= ?1 AND i.request_id < ?2 ORDER BY i.request_id LIMIT 3")
 }
 
 fn audit_rejection(
@@ -1219,4 +1223,32 @@ fn ingest_status(
         }),
     )?;
     Ok(IngestOutcome::Accepted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `show` takes an id prefix; finding it reads a range of the request-id index instead of
+    /// scanning the inbox.
+    #[test]
+    fn an_id_prefix_is_found_in_a_range_of_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::open(&dir.path().join("approver.db")).unwrap();
+        let mut st = db
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", find_item_sql()))
+            .unwrap();
+        let plan: Vec<String> = st
+            .query_map(params!["0b7c", "0b7c\u{7f}"], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(
+                |step| step.starts_with("SEARCH i USING INDEX inbox_request_id")
+                    && step.contains("request_id>? AND request_id<?")
+            ),
+            "{plan:?}"
+        );
+    }
 }

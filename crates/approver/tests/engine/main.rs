@@ -313,6 +313,31 @@ fn duplicates_are_not_stored_twice() {
     assert_eq!(rig.engine.gateway(&rig.fp).unwrap().last_event_id, 7);
 }
 
+/// `show` takes an exact id or a unique prefix; an exact id wins over longer ids it prefixes.
+#[test]
+fn show_finds_exact_ids_and_unique_prefixes() {
+    let rig = Rig::new();
+    rig.accept("0b7c4a52", 1);
+    rig.accept("0b7c4a52-bbbb", 2);
+    rig.accept("0b7c4a53", 3);
+    assert_eq!(rig.engine.show("0b7c4a52").unwrap().id(), "0b7c4a52");
+    assert_eq!(rig.engine.show("0b7c4a52-").unwrap().id(), "0b7c4a52-bbbb");
+    assert_eq!(rig.engine.show("0b7c4a53").unwrap().id(), "0b7c4a53");
+    assert!(matches!(
+        rig.engine.show("0b7c4a5"),
+        Err(EngineError::AmbiguousRequest(_))
+    ));
+    assert!(matches!(
+        rig.engine.show("0b7c4a54"),
+        Err(EngineError::UnknownRequest(_))
+    ));
+    // Past the last stored id, and a prefix whose next character sorts after every id.
+    assert!(matches!(
+        rig.engine.show("~"),
+        Err(EngineError::UnknownRequest(_))
+    ));
+}
+
 #[test]
 fn inbox_lists_shows_and_expires() {
     let rig = Rig::new();
