@@ -21,18 +21,10 @@ use webauthn_rs::prelude::{
     Credential, Passkey, PasskeyAuthentication, PublicKeyCredential, WebauthnError,
 };
 
-use crate::error::ApiError;
-use crate::store::{audit_append, StoreError};
-use crate::stream::{enqueue, Pushed};
+use crate::error::{json_text, sql, ApiError, StoreError};
+use crate::hub::{enqueue, Pushed};
+use crate::store::audit_append;
 use crate::Gateway;
-
-fn sql(e: rusqlite::Error) -> ApiError {
-    ApiError::from(StoreError::from(e))
-}
-
-fn json_text<T: serde::Serialize>(v: &T) -> Result<String, ApiError> {
-    serde_json::to_string(v).map_err(|e| ApiError::internal("serialise", e))
-}
 
 /// Loads an approver's registered passkeys, each with the signature counter and backup flags
 /// its latest assertion left (the columns override the registered credential's values).

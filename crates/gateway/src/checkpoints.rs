@@ -15,8 +15,8 @@ use countersign_protocol::{Signed, PROTOCOL_VERSION};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
-use crate::error::ApiError;
-use crate::store::{audit_append, StoreError};
+use crate::error::{ApiError, StoreError};
+use crate::store::audit_append;
 use crate::stream::Device;
 use crate::Gateway;
 

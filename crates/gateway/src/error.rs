@@ -1,10 +1,73 @@
-//! The one HTTP error type. Every failure a client can see maps to a stable code and a sentence;
-//! internal details (SQL, I/O) are logged, never sent.
+//! The gateway's error types: [`ApiError`], the one error HTTP clients see (a stable code and a
+//! sentence; internal details such as SQL and I/O are logged, never sent), [`StoreError`], what
+//! the database reports, with the one mapping from it to an [`ApiError`], and [`GatewayError`],
+//! why the gateway could not start or run an administrative command.
+//!
+//! This module depends on no other module of the crate, so every module can return these
+//! errors without importing the module that produces them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use countersign_protocol::api::{ErrorBody, ErrorDetail};
+
+/// A failure of the gateway's database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("The gateway database failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("Cannot create the gateway database file: {0}")]
+    Io(std::io::Error),
+    #[error("The gateway database has schema version {found}, newer than this build's {supported}; upgrade the gateway.")]
+    TooNew { found: i64, supported: i64 },
+    #[error("A stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("The gateway database could not commit: {message}")]
+    CommitFailed { message: String, disk_full: bool },
+    #[error("The gateway's database lock is poisoned by an earlier panic.")]
+    Poisoned,
+}
+
+impl StoreError {
+    /// SQLite reported a full disk (directly, or as the reason a group commit failed).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            StoreError::CommitFailed { disk_full, .. } => *disk_full,
+            _ => false,
+        }
+    }
+}
+
+/// Why the gateway could not start or run an administrative command.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("Cannot use the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("The gateway key file {path} is invalid: {reason}")]
+    BadKey { path: PathBuf, reason: String },
+    #[error("The WebAuthn settings are invalid (rp id `{rp_id}`, origin `{origin}`): {reason}")]
+    WebAuthn {
+        rp_id: String,
+        origin: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("Cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
 
 /// A failure answered to an HTTP client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,10 +128,10 @@ impl From<countersign_protocol::ProtocolError> for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
+impl From<StoreError> for ApiError {
     /// A full disk is named (the caller may retry once the operator freed space); any other
     /// store failure is internal.
-    fn from(e: crate::store::StoreError) -> Self {
+    fn from(e: StoreError) -> Self {
         if e.is_disk_full() {
             tracing::error!(err = %e, "the gateway's disk is full");
             return Self::new(
@@ -79,6 +142,16 @@ impl From<crate::store::StoreError> for ApiError {
         }
         ApiError::internal("store", e)
     }
+}
+
+/// A failed SQL statement inside a handler's read or write, as the client sees it.
+pub(crate) fn sql(e: rusqlite::Error) -> ApiError {
+    ApiError::from(StoreError::from(e))
+}
+
+/// `v` as JSON text; failing to serialise is an internal error.
+pub(crate) fn json_text<T: serde::Serialize>(v: &T) -> Result<String, ApiError> {
+    serde_json::to_string(v).map_err(|e| ApiError::internal("serialise", e))
 }
 
 impl IntoResponse for ApiError {

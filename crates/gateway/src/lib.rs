@@ -19,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod hub;
 pub mod openapi;
 pub mod pairing;
 pub mod reports;
@@ -36,37 +37,7 @@ use countersign_protocol::KeyPair;
 use webauthn_rs::prelude::{Webauthn, WebauthnBuilder};
 
 pub use config::Config;
-pub use error::ApiError;
-
-/// Why the gateway could not start or run an administrative command.
-#[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
-    #[error(transparent)]
-    Store(#[from] store::StoreError),
-    #[error("Cannot use the data directory {path}: {source}")]
-    DataDir {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-    #[error("The gateway key file {path} is invalid: {reason}")]
-    BadKey {
-        path: std::path::PathBuf,
-        reason: String,
-    },
-    #[error("The WebAuthn settings are invalid (rp id `{rp_id}`, origin `{origin}`): {reason}")]
-    WebAuthn {
-        rp_id: String,
-        origin: String,
-        reason: String,
-    },
-    #[error("{0}")]
-    Invalid(String),
-    #[error("Cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-}
+pub use error::{ApiError, GatewayError};
 
 /// Everything a request handler needs, shared behind an `Arc`.
 pub struct Gateway {
@@ -75,7 +46,7 @@ pub struct Gateway {
     pub key: KeyPair,
     pub fingerprint: String,
     pub clock: clock::Clock,
-    pub hub: Arc<stream::Hub>,
+    pub hub: Arc<hub::Hub>,
     pub webauthn: Webauthn,
     /// Woken whenever any request changes state, for long-polling requesters.
     pub changes: tokio::sync::Notify,
@@ -91,7 +62,7 @@ impl Gateway {
         let dir = &config.data_dir;
         create_private_dir(dir)?;
         let key = load_or_create_key(&dir.join("gateway.key"))?;
-        let hub = Arc::new(stream::Hub::new());
+        let hub = Arc::new(hub::Hub::new());
         let store = store::Store::open(&dir.join("gateway.db"), hub.clone())?;
         let webauthn = WebauthnBuilder::new(&config.webauthn_rp_id, &config.webauthn_origin)
             .and_then(|b| b.rp_name(&config.name).build())

@@ -12,8 +12,8 @@ use sha2::Digest as _;
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
 use crate::approvals::{base64_cred_id, passkey_counters, passkeys_of};
-use crate::error::ApiError;
-use crate::store::{audit_append, StoreError};
+use crate::error::{sql, ApiError, StoreError};
+use crate::store::audit_append;
 use crate::Gateway;
 
 /// How long a device has between the two pairing steps.
@@ -21,10 +21,6 @@ const PAIRING_WINDOW_SECONDS: i64 = 300;
 
 fn code_hash(code: &str) -> String {
     hex::encode(sha2::Sha256::digest(code.as_bytes()))
-}
-
-fn sql(e: rusqlite::Error) -> ApiError {
-    ApiError::from(StoreError::from(e))
 }
 
 /// Issues a pairing link for `approver`.

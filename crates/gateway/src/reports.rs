@@ -12,14 +12,10 @@ use countersign_protocol::{Digest, Report, Signed, PROTOCOL_VERSION};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
-use crate::error::ApiError;
-use crate::store::{audit_append, StoreError};
-use crate::stream::Pushed;
+use crate::error::{sql, ApiError};
+use crate::hub::Pushed;
+use crate::store::audit_append;
 use crate::Gateway;
-
-fn sql(e: rusqlite::Error) -> ApiError {
-    ApiError::from(StoreError::from(e))
-}
 
 /// Checks a signed report and applies it: block, deny, audit, push. Idempotent on `report_id`.
 pub fn report(gw: &Gateway, body: &[u8]) -> Result<ReportAck, ApiError> {

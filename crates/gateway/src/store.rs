@@ -13,34 +13,9 @@ use countersign_protocol::canonical::to_canonical_bytes;
 use countersign_protocol::{Digest, PROTOCOL_VERSION};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::stream::{Hub, Pushed};
+use crate::hub::{Hub, Pushed};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("The gateway database failed: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("Cannot create the gateway database file: {0}")]
-    Io(std::io::Error),
-    #[error("The gateway database has schema version {found}, newer than this build's {supported}; upgrade the gateway.")]
-    TooNew { found: i64, supported: i64 },
-    #[error("A stored record is corrupt: {0}")]
-    Corrupt(String),
-    #[error("The gateway database could not commit: {message}")]
-    CommitFailed { message: String, disk_full: bool },
-    #[error("The gateway's database lock is poisoned by an earlier panic.")]
-    Poisoned,
-}
-
-impl StoreError {
-    /// SQLite reported a full disk (directly, or as the reason a group commit failed).
-    pub fn is_disk_full(&self) -> bool {
-        match self {
-            StoreError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
-            StoreError::CommitFailed { disk_full, .. } => *disk_full,
-            _ => false,
-        }
-    }
-}
+pub use crate::error::StoreError;
 
 const SCHEMA_VERSION: i64 = 5;
 
@@ -776,7 +751,7 @@ mod tests {
                         let fail = (t * 40 + i) % 7 == 0;
                         let r = store.write_publish(|c| -> Result<((), Vec<Pushed>), StoreError> {
                             audit_append(c, i, "x", None, serde_json::json!({"t": t, "i": i}))?;
-                            let pushed = crate::stream::enqueue(c, &["a".to_string()], "k", |_| {
+                            let pushed = crate::hub::enqueue(c, &["a".to_string()], "k", |_| {
                                 Ok("{}".to_string())
                             })
                             .map_err(|e| StoreError::Corrupt(e.message))?;

@@ -1,11 +1,9 @@
-//! Push: the in-memory hub that fans committed events out to connected devices, and the SSE
-//! endpoint `GET /v1/stream`.
+//! The SSE endpoint `GET /v1/stream`, through which a paired device receives its events.
 //!
-//! Events are stored first (table `events`, one row per approver) and published to the hub
-//! after commit, in commit order. A connecting device gets the stored backlog after its
-//! `Last-Event-ID`, then a `ready` marker, then live events from the hub. The database is read
-//! only at connect time and if a slow client falls behind the hub's buffer; there is no polling
-//! per connection.
+//! A connecting device gets the stored backlog after its `Last-Event-ID`, then a `ready`
+//! marker, then live events from the hub (see `hub`), with keep-alive comments in between.
+//! The database is read only at connect time and if a slow client falls behind the hub's
+//! buffer; there is no polling per connection.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,92 +15,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use countersign_protocol::api::paths;
 use countersign_protocol::{DeviceAuth, PublicKey};
 use rusqlite::params;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::error::ApiError;
-use crate::store::StoreError;
+use crate::error::{ApiError, StoreError};
+use crate::hub::Pushed;
 use crate::Gateway;
-
-/// One stored event on its way to the devices of `approver`.
-#[derive(Debug, Clone)]
-pub struct Pushed {
-    pub seq: u64,
-    pub approver: String,
-    pub kind: String,
-    pub data: Arc<str>,
-    /// When the hub published it, right after the commit that stored it (None for events read
-    /// back from the store). Streams use it to report how far behind they run.
-    pub published: Option<std::time::Instant>,
-}
-
-pub struct Hub {
-    tx: broadcast::Sender<Arc<Pushed>>,
-    closed: watch::Sender<bool>,
-}
-
-impl Default for Hub {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Hub {
-    pub fn new() -> Self {
-        let (tx, _) = broadcast::channel(4096);
-        let (closed, _) = watch::channel(false);
-        Hub { tx, closed }
-    }
-
-    pub fn publish(&self, events: &[Pushed]) {
-        let now = std::time::Instant::now();
-        for e in events {
-            // No receivers is fine: nobody is connected.
-            let _ = self.tx.send(Arc::new(Pushed {
-                published: Some(now),
-                ..e.clone()
-            }));
-        }
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Pushed>> {
-        self.tx.subscribe()
-    }
-
-    /// Ends every open stream (at shutdown).
-    pub fn close(&self) {
-        let _ = self.closed.send(true);
-    }
-
-    /// Number of connected streams, for figures.
-    pub fn receivers(&self) -> usize {
-        self.tx.receiver_count()
-    }
-}
-
-/// Stores one event per approver inside `tx` and returns what to publish after commit.
-pub fn enqueue(
-    tx: &rusqlite::Connection,
-    approvers: &[String],
-    kind: &str,
-    data_for: impl Fn(&str) -> Result<String, ApiError>,
-) -> Result<Vec<Pushed>, ApiError> {
-    let mut out = Vec::with_capacity(approvers.len());
-    for a in approvers {
-        let data = data_for(a)?;
-        tx.prepare_cached("INSERT INTO events(approver, kind, data) VALUES (?1, ?2, ?3)")
-            .and_then(|mut st| st.execute(params![a, kind, data]))
-            .map_err(StoreError::from)?;
-        out.push(Pushed {
-            seq: tx.last_insert_rowid() as u64,
-            approver: a.clone(),
-            kind: kind.to_string(),
-            data: data.into(),
-            published: None,
-        });
-    }
-    Ok(out)
-}
 
 /// How far a device-auth timestamp may be from the gateway's clock.
 pub const AUTH_WINDOW_SECONDS: i64 = 300;
@@ -253,7 +171,7 @@ pub async fn handler(
     };
     // Subscribe before reading the backlog so nothing committed in between is missed.
     let mut live = gw.hub.subscribe();
-    let mut closed = gw.hub.closed.subscribe();
+    let mut closed = gw.hub.closed();
     let first = backlog(&gw, &device.approver, after)?;
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(256);
     let keepalive = gw.config.keepalive_seconds.max(1);

@@ -9,7 +9,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::Digest as _;
 
-use crate::GatewayError;
+use crate::error::GatewayError;
 
 /// A loaded certificate: the server configuration and the pin.
 pub struct Tls {

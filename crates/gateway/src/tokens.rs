@@ -6,8 +6,8 @@ use base64::Engine as _;
 use rusqlite::{params, OptionalExtension};
 use sha2::Digest as _;
 
-use crate::error::ApiError;
-use crate::store::{audit_append, StoreError};
+use crate::error::{ApiError, StoreError};
+use crate::store::audit_append;
 use crate::Gateway;
 
 /// Tokens start with this prefix so they are recognisable in secret scanners.

@@ -1,0 +1,100 @@
+//! The push hub: the in-memory fan-out of committed events to connected devices, and
+//! [`enqueue`], which stores those events inside a write.
+//!
+//! An event is first stored (table `events`, one row per approver) in the write that causes
+//! it, then handed to the hub by the store's committer once that write's batch committed, so
+//! devices see events in commit order and never one that was rolled back. The hub keeps no
+//! history: a device that connects later, or falls behind the hub's buffer, reads the stored
+//! events instead (see `stream`).
+
+use std::sync::Arc;
+
+use rusqlite::params;
+use tokio::sync::{broadcast, watch};
+
+use crate::error::{ApiError, StoreError};
+
+/// One stored event on its way to the devices of `approver`.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub seq: u64,
+    pub approver: String,
+    pub kind: String,
+    pub data: Arc<str>,
+    /// When the hub published it, right after the commit that stored it (None for events read
+    /// back from the store). Streams use it to report how far behind they run.
+    pub published: Option<std::time::Instant>,
+}
+
+pub struct Hub {
+    tx: broadcast::Sender<Arc<Pushed>>,
+    closed: watch::Sender<bool>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(4096);
+        let (closed, _) = watch::channel(false);
+        Hub { tx, closed }
+    }
+
+    pub fn publish(&self, events: &[Pushed]) {
+        let now = std::time::Instant::now();
+        for e in events {
+            // No receivers is fine: nobody is connected.
+            let _ = self.tx.send(Arc::new(Pushed {
+                published: Some(now),
+                ..e.clone()
+            }));
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Pushed>> {
+        self.tx.subscribe()
+    }
+
+    /// A receiver that sees the hub close (at shutdown), so that open streams end.
+    pub fn closed(&self) -> watch::Receiver<bool> {
+        self.closed.subscribe()
+    }
+
+    /// Ends every open stream (at shutdown).
+    pub fn close(&self) {
+        let _ = self.closed.send(true);
+    }
+
+    /// Number of connected streams, for figures.
+    pub fn receivers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+}
+
+/// Stores one event per approver inside `tx` and returns what to publish after commit.
+pub fn enqueue(
+    tx: &rusqlite::Connection,
+    approvers: &[String],
+    kind: &str,
+    data_for: impl Fn(&str) -> Result<String, ApiError>,
+) -> Result<Vec<Pushed>, ApiError> {
+    let mut out = Vec::with_capacity(approvers.len());
+    for a in approvers {
+        let data = data_for(a)?;
+        tx.prepare_cached("INSERT INTO events(approver, kind, data) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![a, kind, data]))
+            .map_err(StoreError::from)?;
+        out.push(Pushed {
+            seq: tx.last_insert_rowid() as u64,
+            approver: a.clone(),
+            kind: kind.to_string(),
+            data: data.into(),
+            published: None,
+        });
+    }
+    Ok(out)
+}
