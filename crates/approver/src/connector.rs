@@ -3,6 +3,7 @@
 //! `Last-Event-ID` resume; half-open detection from missing keep-alives. Also the engine's
 //! run loop (connectors plus the outbox flusher) and `sync` (drain each stream until `ready`).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use countersign_protocol::api::paths;
@@ -11,7 +12,7 @@ use countersign_protocol::types::Decode;
 use countersign_protocol::{DeviceAuth, StreamEvent};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -204,6 +205,49 @@ async fn follow(engine: Engine, fingerprint: String, mut shutdown: watch::Receiv
     }
 }
 
+/// Follows every paired gateway until shutdown: the ones paired now, and each one paired
+/// later, as soon as its pairing commits. A gateway paired again (a new device id) gets a
+/// new connection, since the old one authenticates as a device the gateway no longer has.
+async fn follow_paired(engine: Engine, mut shutdown: watch::Receiver<bool>) {
+    let mut paired = engine.inner.paired.subscribe();
+    let mut followed: HashMap<String, (String, AbortHandle)> = HashMap::new();
+    let mut connectors = JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        paired.borrow_and_update();
+        match engine.gateways() {
+            Ok(gateways) => {
+                for gw in gateways {
+                    if matches!(followed.get(&gw.fingerprint), Some((device, _)) if *device == gw.device_id)
+                    {
+                        continue;
+                    }
+                    if let Some((_, old)) = followed.remove(&gw.fingerprint) {
+                        old.abort();
+                    }
+                    let handle = connectors.spawn(follow(
+                        engine.clone(),
+                        gw.fingerprint.clone(),
+                        shutdown.clone(),
+                    ));
+                    followed.insert(gw.fingerprint, (gw.device_id, handle));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the paired gateways"),
+        }
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            // The sender lives as long as the engine, which this task holds.
+            changed = paired.changed() => if changed.is_err() { break },
+            // Reaps connectors that ended (replaced ones), so the set does not grow.
+            Some(_) = connectors.join_next(), if !connectors.is_empty() => {}
+        }
+    }
+    while connectors.join_next().await.is_some() {}
+}
+
 /// How long the stream must be quiet before a checkpoint due by entry count is signed.
 const CHECKPOINT_QUIET: Duration = Duration::from_millis(200);
 /// The longest a checkpoint due by entry count waits for a quiet stream.
@@ -233,12 +277,12 @@ impl Drop for RunGuard {
 
 impl Engine {
     /// Runs every paired gateway's connector and the outbox flusher until `shutdown` becomes
-    /// true. Gateways paired after the call starts are picked up on the next run.
+    /// true. A gateway paired while it runs is connected at once ([`Engine::pair`] wakes it).
     pub async fn run(&self, shutdown: watch::Receiver<bool>) -> Result<(), EngineError> {
+        // Fails early, as before, when the gateways cannot be read at all.
+        self.gateways()?;
         let mut tasks = JoinSet::new();
-        for gw in self.gateways()? {
-            tasks.spawn(follow(self.clone(), gw.fingerprint, shutdown.clone()));
-        }
+        tasks.spawn(follow_paired(self.clone(), shutdown.clone()));
         let engine = self.clone();
         let mut stop = shutdown.clone();
         tasks.spawn(async move {

@@ -42,6 +42,12 @@ pub enum EngineEvent {
         code: String,
         message: String,
     },
+    /// A gateway was paired (or paired again): its stream connects next.
+    GatewayPaired {
+        gateway: String,
+        name: String,
+        approver: String,
+    },
     ConnectionUp {
         gateway: String,
     },

@@ -1,5 +1,5 @@
-//! Paired gateways: the pinned facts stored per gateway ([`GatewayRecord`]) and the HTTP calls
-//! the engine makes to a gateway (info, pairing, decision delivery), with the rule that turns an
+//! Paired gateways: the pinned facts stored per gateway ([`GatewayRecord`]) in the `gateways`
+//! table, which this module owns, and the HTTP calls the engine makes to a gateway (info, pairing, decision delivery), with the rule that turns an
 //! HTTP answer into "accepted", "refused for good" or "try again later".
 
 use std::time::Duration;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use countersign_protocol::api::ErrorBody;
 use countersign_protocol::types::Decode;
 use countersign_protocol::PublicKey;
+use rusqlite::{params, Connection, Row};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -145,6 +146,107 @@ pub(crate) async fn post_within<B: Serialize, T: Decode>(
         .await
         .map_err(|e| send_failed(&url, e))?;
     read_answer(&url, resp).await
+}
+
+// -------------------------------------------------------------------- the `gateways` table
+//
+// This module owns the table: every statement that reads or writes a gateway row is here.
+
+const GATEWAY_COLUMNS: &str = "fingerprint, url, gateway_key, name, approver, device_id, \
+     webauthn_origin, paired_at, last_event_id, tls_pin";
+
+fn gateway_row(r: &Row<'_>) -> rusqlite::Result<Result<GatewayRecord, EngineError>> {
+    let url: String = r.get(1)?;
+    let key: String = r.get(2)?;
+    let origin: String = r.get(6)?;
+    let last: i64 = r.get(8)?;
+    let build = || -> Result<GatewayRecord, EngineError> {
+        Ok(GatewayRecord {
+            fingerprint: r.get(0)?,
+            url: Url::parse(&url).map_err(|e| EngineError::Corrupt(format!("gateway url: {e}")))?,
+            gateway_key: PublicKey::parse("gateway_key", &key)?,
+            name: r.get(3)?,
+            approver: r.get(4)?,
+            device_id: r.get(5)?,
+            webauthn_origin: Url::parse(&origin)
+                .map_err(|e| EngineError::Corrupt(format!("webauthn origin: {e}")))?,
+            paired_at: r.get(7)?,
+            last_event_id: u64::try_from(last).unwrap_or(0),
+            tls_pin: r.get(9)?,
+        })
+    };
+    Ok(build())
+}
+
+pub(crate) fn find_gateway(db: &Connection, selector: &str) -> Result<GatewayRecord, EngineError> {
+    if selector.is_empty() {
+        return Err(EngineError::UnknownGateway(String::new()));
+    }
+    let sql = format!(
+        "SELECT {GATEWAY_COLUMNS} FROM gateways WHERE fingerprint = ?1 \
+         OR substr(fingerprint, 1, length(?1)) = ?1 ORDER BY fingerprint = ?1 DESC LIMIT 2"
+    );
+    let mut stmt = db.prepare_cached(&sql)?;
+    let mut found: Vec<GatewayRecord> = Vec::new();
+    for r in stmt.query_map([selector], gateway_row)? {
+        found.push(r??);
+    }
+    match found.len() {
+        0 => Err(EngineError::UnknownGateway(selector.to_owned())),
+        1 => Ok(found.remove(0)),
+        _ if found[0].fingerprint == selector => Ok(found.remove(0)),
+        _ => Err(EngineError::AmbiguousGateway(selector.to_owned())),
+    }
+}
+
+pub(crate) fn upsert_gateway(db: &Connection, g: &GatewayRecord) -> Result<(), EngineError> {
+    // A re-pairing gets a new device id and so a new event stream: the resume point restarts.
+    crate::store::execute(
+        db,
+        "INSERT INTO gateways (fingerprint, url, gateway_key, name, approver, device_id, \
+         webauthn_origin, paired_at, last_event_id, tls_pin) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT(fingerprint) DO UPDATE SET url = excluded.url, name = excluded.name, \
+         approver = excluded.approver, device_id = excluded.device_id, \
+         webauthn_origin = excluded.webauthn_origin, paired_at = excluded.paired_at, \
+         last_event_id = excluded.last_event_id, tls_pin = excluded.tls_pin",
+        params![
+            g.fingerprint,
+            g.url.as_str(),
+            g.gateway_key.to_base64(),
+            g.name,
+            g.approver,
+            g.device_id,
+            g.webauthn_origin.as_str(),
+            g.paired_at,
+            g.last_event_id as i64,
+            g.tls_pin
+        ],
+    )?;
+    Ok(())
+}
+
+/// Every paired gateway, in pairing order.
+pub(crate) fn all(db: &Connection) -> Result<Vec<GatewayRecord>, EngineError> {
+    let mut stmt = db.prepare_cached(&format!(
+        "SELECT {GATEWAY_COLUMNS} FROM gateways ORDER BY paired_at"
+    ))?;
+    let rows = stmt.query_map([], gateway_row)?;
+    rows.map(|r| r?).collect()
+}
+
+/// Moves a gateway's stream resume point, inside the transaction that stored the event.
+pub(crate) fn set_resume_point(
+    db: &Connection,
+    fingerprint: &str,
+    event_id: u64,
+) -> Result<(), EngineError> {
+    crate::store::execute(
+        db,
+        "UPDATE gateways SET last_event_id = ?1 WHERE fingerprint = ?2",
+        params![event_id as i64, fingerprint],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,12 +1,14 @@
-//! The inbox: verified requests as stored in the `inbox` table, the rules a request must pass
+//! The inbox: verified requests as stored in the `inbox` table (which this module owns), the rules a request must pass
 //! before it is stored, and the outcome of ingesting one stream event.
 
 use countersign_protocol::{
-    ApprovalRequest, Digest, PublicKey, Receipt, RequestState, Signed, Verdict, Vote,
+    ApprovalRequest, Digest, PublicKey, Receipt, RequestState, Signed, StatusUpdate, Verdict, Vote,
 };
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use crate::clock::format_time;
+use crate::error::EngineError;
 use crate::gateway::GatewayRecord;
 
 /// How far ahead of our clock a gateway's `not_before` may be, for clock skew between hosts.
@@ -228,5 +230,275 @@ impl InboxItem {
         } else {
             self.state
         }
+    }
+}
+
+// -------------------------------------------------------------------- the `inbox` table
+//
+// This module owns the table: every statement that reads or writes an inbox row is here.
+
+/// Pending at the gateway and not past expiry by our clock (`?1`): `effective_state` in SQL.
+const PENDING_WHERE: &str = "WHERE i.state = 'pending' AND i.expires_at > ?1";
+const LIST_ORDER: &str = "ORDER BY i.received_at DESC, i.request_id";
+
+const ITEM_SELECT: &str = "SELECT i.gateway, g.name, i.request, i.digest, i.challenge, i.state, \
+     i.approvals, i.min_approvals, i.votes, i.received_at, i.decision_id, o.verdict, o.state, \
+     o.last_error, o.receipt, o.created_at \
+     FROM inbox i JOIN gateways g ON g.fingerprint = i.gateway \
+     LEFT JOIN outbox o ON o.decision_id = i.decision_id";
+
+fn item_row(r: &Row<'_>) -> rusqlite::Result<Result<InboxItem, EngineError>> {
+    let request: String = r.get(2)?;
+    let digest: String = r.get(3)?;
+    let challenge: String = r.get(4)?;
+    let state: String = r.get(5)?;
+    let votes: String = r.get(8)?;
+    let decision_id: Option<String> = r.get(10)?;
+    let verdict: Option<String> = r.get(11)?;
+    let delivery: Option<String> = r.get(12)?;
+    let last_error: Option<String> = r.get(13)?;
+    let receipt: Option<String> = r.get(14)?;
+    let decided_at: Option<i64> = r.get(15)?;
+    let gateway: String = r.get(0)?;
+    let gateway_name: String = r.get(1)?;
+    let approvals: u32 = r.get(6)?;
+    let min_approvals: u32 = r.get(7)?;
+    let received_at: i64 = r.get(9)?;
+    let build = move || -> Result<InboxItem, EngineError> {
+        let bad = |what: &str| EngineError::Corrupt(format!("inbox column {what} is unreadable"));
+        let decision = match (decision_id, verdict, delivery) {
+            (Some(decision_id), Some(verdict), Some(delivery)) => Some(LocalDecision {
+                decision_id,
+                verdict: match verdict.as_str() {
+                    "approve" => Verdict::Approve,
+                    "deny" => Verdict::Deny,
+                    _ => return Err(bad("verdict")),
+                },
+                decided_at: decided_at.unwrap_or(0),
+                delivery: DeliveryState::parse(&delivery).ok_or_else(|| bad("delivery"))?,
+                last_error,
+                receipt: receipt
+                    .map(|t| serde_json::from_str(&t))
+                    .transpose()
+                    .map_err(|_| bad("receipt"))?,
+            }),
+            _ => None,
+        };
+        Ok(InboxItem {
+            gateway,
+            gateway_name,
+            request: serde_json::from_str(&request).map_err(|_| bad("request"))?,
+            digest: Digest::parse("digest", &digest).map_err(|_| bad("digest"))?,
+            challenge: serde_json::from_str(&challenge).map_err(|_| bad("challenge"))?,
+            state: RequestState::parse(&state).ok_or_else(|| bad("state"))?,
+            approvals,
+            min_approvals,
+            votes: serde_json::from_str(&votes).map_err(|_| bad("votes"))?,
+            received_at,
+            decision,
+        })
+    };
+    Ok(build())
+}
+
+pub(crate) fn find_item(db: &Connection, id: &str) -> Result<InboxItem, EngineError> {
+    if id.is_empty() {
+        return Err(EngineError::UnknownRequest(String::new()));
+    }
+    // Request ids are printable ASCII (the protocol refuses others), so the ids that start with
+    // `id` are exactly those in [id, id + DEL): a range of the request-id index, not a scan.
+    // In id order the exact id, if stored, comes first; three rows tell one match from several.
+    let mut stmt = db.prepare_cached(&find_item_sql())?;
+    let mut found = Vec::new();
+    for r in stmt.query_map(params![id, format!("{id}\u{7f}")], item_row)? {
+        found.push(r??);
+    }
+    let exact = found.iter().filter(|i| i.id() == id).count();
+    match (found.len(), exact) {
+        (0, _) => Err(EngineError::UnknownRequest(id.to_owned())),
+        (1, _) | (_, 1) => Ok(found.remove(0)),
+        _ => Err(EngineError::AmbiguousRequest(id.to_owned())),
+    }
+}
+
+/// The inbox items whose request id is in [?1, ?2), in id order (see `find_item`).
+fn find_item_sql() -> String {
+    format!("{ITEM_SELECT} WHERE i.request_id >= ?1 AND i.request_id < ?2 ORDER BY i.request_id LIMIT 3")
+}
+
+/// The inbox as `list` shows it, newest first.
+pub(crate) fn list(
+    db: &Connection,
+    filter: ListFilter,
+    now: i64,
+) -> Result<Vec<InboxItem>, EngineError> {
+    let mut out = Vec::new();
+    match filter {
+        ListFilter::All => {
+            let mut stmt = db.prepare_cached(&format!("{ITEM_SELECT} {LIST_ORDER}"))?;
+            for r in stmt.query_map([], item_row)? {
+                out.push(r??);
+            }
+        }
+        ListFilter::Pending => {
+            // `inbox.expires_at` is the request's own `expires_at`, so this is
+            // `effective_state` in SQL: closed requests are not read at all.
+            let sql = format!("{ITEM_SELECT} {PENDING_WHERE} {LIST_ORDER}");
+            let mut stmt = db.prepare_cached(&sql)?;
+            for r in stmt.query_map(params![now], item_row)? {
+                out.push(r??);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How many requests `list(ListFilter::Pending)` would return, without reading them.
+pub(crate) fn count_pending(db: &Connection, now: i64) -> Result<usize, EngineError> {
+    let sql = format!("SELECT count(*) FROM inbox i {PENDING_WHERE}");
+    let n: i64 = crate::store::query_row(db, &sql, params![now], |r| r.get(0))?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// The item `id` from `gateway` (a full fingerprint).
+pub(crate) fn get(db: &Connection, gateway: &str, id: &str) -> Result<InboxItem, EngineError> {
+    let sql = format!("{ITEM_SELECT} WHERE i.gateway = ?1 AND i.request_id = ?2");
+    crate::store::query_row(db, &sql, params![gateway, id], item_row)
+        .optional()?
+        .ok_or_else(|| EngineError::UnknownRequest(id.to_owned()))?
+}
+
+/// The digest stored for request `id` from `gateway`, if it is stored.
+pub(crate) fn stored_digest(
+    db: &Connection,
+    gateway: &str,
+    id: &str,
+) -> Result<Option<String>, EngineError> {
+    Ok(crate::store::query_row(
+        db,
+        "SELECT digest FROM inbox WHERE gateway = ?1 AND request_id = ?2",
+        params![gateway, id],
+        |r| r.get(0),
+    )
+    .optional()?)
+}
+
+/// Stores a verified request as pending, with the passkey challenge the gateway bound to it.
+pub(crate) fn insert(
+    db: &Connection,
+    gateway: &str,
+    request: &Signed<ApprovalRequest>,
+    digest: &Digest,
+    challenge: &serde_json::Value,
+    now: i64,
+) -> Result<(), EngineError> {
+    let b = &request.body;
+    let request_json = serde_json::to_string(request)
+        .map_err(|e| EngineError::Corrupt(format!("cannot encode the request: {e}")))?;
+    crate::store::execute(
+        db,
+        "INSERT INTO inbox (gateway, request_id, request, digest, challenge, state, approvals, \
+         min_approvals, votes, expires_at, received_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, '[]', ?7, ?8)",
+        params![
+            gateway,
+            b.id,
+            request_json,
+            digest.to_hex(),
+            challenge.to_string(),
+            b.min_approvals,
+            b.expires_at,
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+/// Applies a verified status update to the stored request it names.
+pub(crate) fn apply_status(
+    db: &Connection,
+    gateway: &str,
+    status: &StatusUpdate,
+) -> Result<(), EngineError> {
+    let votes = serde_json::to_string(&status.votes)
+        .map_err(|e| EngineError::Corrupt(format!("cannot encode votes: {e}")))?;
+    crate::store::execute(
+        db,
+        "UPDATE inbox SET state = ?1, approvals = ?2, min_approvals = ?3, votes = ?4 \
+         WHERE gateway = ?5 AND request_id = ?6",
+        params![
+            status.state.as_str(),
+            status.approvals,
+            status.min_approvals,
+            votes,
+            gateway,
+            status.request_id
+        ],
+    )?;
+    Ok(())
+}
+
+/// Takes the request's state from a verified receipt for a decision made here.
+pub(crate) fn apply_receipt(
+    db: &Connection,
+    gateway: &str,
+    request_id: &str,
+    receipt: &Receipt,
+) -> Result<(), EngineError> {
+    crate::store::execute(
+        db,
+        "UPDATE inbox SET state = ?1, approvals = ?2, min_approvals = ?3 \
+         WHERE gateway = ?4 AND request_id = ?5",
+        params![
+            receipt.request_state.as_str(),
+            receipt.approvals,
+            receipt.min_approvals,
+            gateway,
+            request_id
+        ],
+    )?;
+    Ok(())
+}
+
+/// Links a request to the decision made on it here (the outbox row).
+pub(crate) fn link_decision(
+    db: &Connection,
+    gateway: &str,
+    request_id: &str,
+    decision_id: &str,
+) -> Result<(), EngineError> {
+    crate::store::execute(
+        db,
+        "UPDATE inbox SET decision_id = ?1 WHERE gateway = ?2 AND request_id = ?3",
+        params![decision_id, gateway, request_id],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `show` takes an id prefix; finding it reads a range of the request-id index instead of
+    /// scanning the inbox.
+    #[test]
+    fn an_id_prefix_is_found_in_a_range_of_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::open(&dir.path().join("approver.db")).unwrap();
+        let mut st = db
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", find_item_sql()))
+            .unwrap();
+        let plan: Vec<String> = st
+            .query_map(params!["0b7c", "0b7c\u{7f}"], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(
+                |step| step.starts_with("SEARCH i USING INDEX inbox_request_id")
+                    && step.contains("request_id>? AND request_id<?")
+            ),
+            "{plan:?}"
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod audit;
 pub mod authenticator;
 pub mod clock;
 mod connector;
+mod decide;
 mod device;
 pub mod display;
 mod engine;
@@ -22,7 +23,9 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod inbox;
+mod ingest;
 pub mod outbox;
+mod pairing;
 mod pin;
 mod report;
 mod store;
@@ -42,8 +45,11 @@ pub mod ceremony {
 }
 pub use clock::Clock;
 pub use connector::SyncReport;
+pub use decide::DecisionOutcome;
 pub use device::{KeyLocation, KeyStore, DEVICE_KEY_REF_FILE, SECRET_SERVICE_NAME};
-pub use engine::{DecisionOutcome, Engine, EngineOptions, DATABASE_FILE, DEVICE_KEY_FILE};
+pub use engine::{
+    default_data_dir, device_name, Engine, EngineOptions, Host, DATABASE_FILE, DEVICE_KEY_FILE,
+};
 pub use error::EngineError;
 pub use events::{EngineEvent, Notifier, SilentNotifier};
 pub use gateway::GatewayRecord;

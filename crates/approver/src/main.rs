@@ -164,16 +164,6 @@ fn report_error(json: bool, e: &anyhow::Error) {
     }
 }
 
-fn default_data_dir() -> anyhow::Result<PathBuf> {
-    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(x).join("countersign"));
-    }
-    let home = std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .context("Neither --data-dir, COUNTERSIGN_DATA_DIR, XDG_DATA_HOME nor HOME is set")?;
-    Ok(PathBuf::from(home).join(".local/share/countersign"))
-}
-
 struct Ctx {
     engine: Engine,
     json: bool,
@@ -210,7 +200,8 @@ impl Ctx {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let data_dir = match cli.data_dir {
         Some(d) => d,
-        None => default_data_dir()?,
+        None => countersign_approver::default_data_dir()
+            .context("Neither --data-dir nor COUNTERSIGN_DATA_DIR is set")?,
     };
     let choice = cli
         .authenticator
@@ -363,18 +354,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn host_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "countersign".to_owned())
-}
-
 async fn pair(ctx: &Ctx, link: &str, device_name: Option<String>) -> anyhow::Result<ExitCode> {
     let link = PairingLink::parse(link).map_err(EngineError::from)?;
     let mut auth = ctx.authenticator()?;
-    let name = device_name.unwrap_or_else(host_name);
+    let name = device_name
+        .unwrap_or_else(|| countersign_approver::device_name(countersign_approver::Host::Cli));
     let g = ctx.engine.pair(&link, &name, auth.as_mut()).await?;
     if ctx.json {
         println!(

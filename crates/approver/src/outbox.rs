@@ -14,11 +14,11 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use crate::audit::{self, kind};
-use crate::engine::{find_gateway, Engine};
+use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::events::EngineEvent;
-use crate::gateway;
-use crate::inbox::DeliveryState;
+use crate::gateway::{self, find_gateway};
+use crate::inbox::{self, DeliveryState};
 
 /// What one delivery attempt achieved.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -175,18 +175,7 @@ impl Engine {
                      last_error = NULL WHERE decision_id = ?2",
                     params![receipt_json, decision_id],
                 )?;
-                crate::store::execute(
-                    &tx,
-                    "UPDATE inbox SET state = ?1, approvals = ?2, min_approvals = ?3 \
-                     WHERE gateway = ?4 AND request_id = ?5",
-                    params![
-                        r.request_state.as_str(),
-                        r.approvals,
-                        r.min_approvals,
-                        gw.fingerprint,
-                        d.request_id
-                    ],
-                )?;
+                inbox::apply_receipt(&tx, &gw.fingerprint, &d.request_id, r)?;
                 audit::append(
                     &tx,
                     now,
@@ -350,6 +339,62 @@ impl Engine {
             [],
             |r| r.get(0),
         )?)
+    }
+
+    // ------------------------------------------------------------ queueing
+
+    /// Records a signed decision: the `decision.made` audit entry, the outbox row and the
+    /// inbox link, in one transaction. Delivery happens later ([`Engine::flush`]).
+    pub fn queue_decision(&self, signed: &Signed<Decision>) -> Result<(), EngineError> {
+        self.queue_decision_inner(signed, true)
+    }
+
+    /// `wake`: whether to wake the background flusher. The interactive path delivers at once
+    /// itself and does not wake it, so the two do not race for the same row.
+    pub(crate) fn queue_decision_inner(
+        &self,
+        signed: &Signed<Decision>,
+        wake: bool,
+    ) -> Result<(), EngineError> {
+        let now = self.now();
+        let d = &signed.body;
+        let body = serde_json::to_string(signed)
+            .map_err(|e| EngineError::Corrupt(format!("cannot encode the decision: {e}")))?;
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let gw = find_gateway(&tx, &d.gateway)?;
+        crate::store::execute(&tx,
+            "INSERT INTO outbox (decision_id, gateway, request_id, verdict, body, state, attempts, \
+             next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'queued', 0, ?6, ?6)",
+            params![d.decision_id, gw.fingerprint, d.request_id, d.verdict.as_str(), body, now],
+        )?;
+        inbox::link_decision(&tx, &gw.fingerprint, &d.request_id, &d.decision_id)?;
+        audit::append(
+            &tx,
+            now,
+            kind::DECISION_MADE,
+            Some(&d.request_id),
+            serde_json::json!({
+                "gateway": gw.fingerprint,
+                "decision_id": d.decision_id,
+                "decision_digest": signed.digest()?,
+                "request_digest": d.request_digest,
+                "verdict": d.verdict,
+                "reason": d.reason,
+                "match_code_given": d.match_code.is_some(),
+                "with_assertion": d.assertion.is_some(),
+            }),
+        )?;
+        tx.commit()?;
+        drop(db);
+        self.emit(EngineEvent::DecisionQueued {
+            decision_id: d.decision_id.clone(),
+            request_id: d.request_id.clone(),
+        });
+        if wake {
+            self.inner.outbox_wake.notify_one();
+        }
+        Ok(())
     }
 }
 

@@ -8,7 +8,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::{self, kind};
-use crate::engine::{DecisionOutcome, Engine};
+use crate::decide::DecisionOutcome;
+use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::gateway;
 use crate::inbox::DeliveryState;

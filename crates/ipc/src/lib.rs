@@ -381,6 +381,13 @@ pub enum UiEvent {
         code: String,
         message: String,
     },
+    /// A gateway was paired (from the form, a link or at start-up): the inbox now has a
+    /// source, so a first-run welcome gives way to it.
+    GatewayPaired {
+        gateway: String,
+        name: String,
+        approver: String,
+    },
     Connection {
         gateway: String,
         up: bool,
@@ -454,6 +461,15 @@ impl From<&EngineEvent> for UiEvent {
                 request_id: request_id.clone(),
                 code: code.clone(),
                 message: display::visible(message),
+            },
+            EngineEvent::GatewayPaired {
+                gateway,
+                name,
+                approver,
+            } => UiEvent::GatewayPaired {
+                gateway: gateway.clone(),
+                name: display::visible(name),
+                approver: display::visible(approver),
             },
             EngineEvent::ConnectionUp { gateway } => UiEvent::Connection {
                 gateway: gateway.clone(),

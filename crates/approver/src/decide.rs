@@ -1,0 +1,172 @@
+//! Deciding: the local checks before a person may decide, the passkey ceremony against the
+//! challenge the gateway bound to the request, and the signed [`Decision`]. Recording and
+//! sending it belong to [`crate::outbox`].
+
+use countersign_protocol::{Decision, RequestState, Signed, Verdict, PROTOCOL_VERSION};
+use webauthn_rs::prelude::RequestChallengeResponse;
+
+use crate::authenticator::Authenticator;
+use crate::clock::format_time;
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::inbox::{DeliveryState, InboxItem};
+use crate::outbox::Delivery;
+
+/// What became of a decision made through [`Engine::approve`] or [`Engine::deny`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DecisionOutcome {
+    pub decision: Signed<Decision>,
+    pub delivery: Delivery,
+}
+
+impl Engine {
+    /// Runs the passkey ceremony for `request_id` with the challenge the gateway bound to it
+    /// and returns the assertion JSON. Blocks the calling thread for the ceremony.
+    pub fn assertion_for(
+        &self,
+        request_id: &str,
+        authenticator: &mut dyn Authenticator,
+    ) -> Result<serde_json::Value, EngineError> {
+        let item = self.show(request_id)?;
+        let gw = self.gateway(&item.gateway)?;
+        let challenge: RequestChallengeResponse = serde_json::from_value(item.challenge.clone())
+            .map_err(|e| {
+                EngineError::BadGatewayResponse(format!(
+                    "the passkey challenge stored with request {} is malformed: {e}",
+                    item.id()
+                ))
+            })?;
+        let credential = authenticator.authenticate(&gw.webauthn_origin, challenge)?;
+        serde_json::to_value(&credential)
+            .map_err(|e| EngineError::Ceremony(format!("cannot encode the assertion: {e}")))
+    }
+
+    /// Builds and signs a decision on `request_id` with a fresh decision id. Makes no local
+    /// checks and stores nothing: [`Engine::approve`] and [`Engine::deny`] do both.
+    pub fn sign_decision(
+        &self,
+        request_id: &str,
+        verdict: Verdict,
+        reason: Option<String>,
+        match_code: Option<String>,
+        assertion: Option<serde_json::Value>,
+    ) -> Result<Signed<Decision>, EngineError> {
+        let item = self.show(request_id)?;
+        let gw = self.gateway(&item.gateway)?;
+        let decision = Decision {
+            v: PROTOCOL_VERSION,
+            decision_id: uuid::Uuid::now_v7().to_string(),
+            request_id: item.id().to_owned(),
+            request_digest: item.digest,
+            gateway: gw.fingerprint.clone(),
+            approver: gw.approver.clone(),
+            device_id: gw.device_id.clone(),
+            verdict,
+            reason,
+            match_code,
+            decided_at: self.now(),
+            assertion,
+        };
+        Ok(Signed::sign(&self.inner.key, decision)?)
+    }
+
+    /// Approves `request_id`: local checks, the passkey ceremony (blocking the calling thread),
+    /// signing, the audit entry and outbox row in one transaction, then one delivery attempt.
+    pub async fn approve(
+        &self,
+        request_id: &str,
+        match_code: Option<String>,
+        authenticator: &mut dyn Authenticator,
+    ) -> Result<DecisionOutcome, EngineError> {
+        let item = self.show(request_id)?;
+        self.check_decidable(&item)?;
+        let match_code = match_code
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty());
+        if item.request.body.match_required && match_code.is_none() {
+            return Err(EngineError::MatchCodeRequired(item.id().to_owned()));
+        }
+        let assertion = self.assertion_for(item.id(), authenticator)?;
+        let signed = self.sign_decision(
+            item.id(),
+            Verdict::Approve,
+            None,
+            match_code,
+            Some(assertion),
+        )?;
+        self.decide(&item, signed).await
+    }
+
+    /// Denies `request_id`. No passkey is needed; the decision is still device-signed.
+    pub async fn deny(
+        &self,
+        request_id: &str,
+        reason: &str,
+    ) -> Result<DecisionOutcome, EngineError> {
+        let item = self.show(request_id)?;
+        self.check_decidable(&item)?;
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(EngineError::InvalidInput("a denial needs a reason".into()));
+        }
+        let signed = self.sign_decision(
+            item.id(),
+            Verdict::Deny,
+            Some(reason.to_owned()),
+            None,
+            None,
+        )?;
+        self.decide(&item, signed).await
+    }
+
+    async fn decide(
+        &self,
+        item: &InboxItem,
+        signed: Signed<Decision>,
+    ) -> Result<DecisionOutcome, EngineError> {
+        self.queue_decision_inner(&signed, false)?;
+        let id = &signed.body.decision_id;
+        let mut delivery = self.deliver(id).await?;
+        // The background flusher may have picked the row up first: wait for its attempt to end
+        // so the person deciding sees the outcome, not "in flight".
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while matches!(delivery, Delivery::InFlight) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            delivery = self.deliver(id).await?;
+        }
+        tracing::debug!(request = item.id(), "decision recorded");
+        Ok(DecisionOutcome {
+            decision: signed,
+            delivery,
+        })
+    }
+
+    fn check_decidable(&self, item: &InboxItem) -> Result<(), EngineError> {
+        let now = self.now();
+        match item.effective_state(now) {
+            RequestState::Pending => {}
+            RequestState::Expired => {
+                return Err(EngineError::RequestExpired {
+                    request_id: item.id().to_owned(),
+                    expires_at: format_time(item.request.body.expires_at),
+                })
+            }
+            other => {
+                return Err(EngineError::RequestNotPending {
+                    request_id: item.id().to_owned(),
+                    state: other.as_str().to_owned(),
+                })
+            }
+        }
+        if let Some(d) = &item.decision {
+            // A refused decision (say, a mistyped match code) may be made again.
+            if d.delivery != DeliveryState::Refused {
+                return Err(EngineError::AlreadyDecided {
+                    request_id: item.id().to_owned(),
+                    decision_id: d.decision_id.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,316 @@
+//! Ingest: one stream event from a paired gateway, verified and either stored in the inbox or
+//! recorded as a rejection, with its audit entry and the stream's resume point in the same
+//! transaction. What a request must pass is in [`crate::inbox`]; this module runs the checks
+//! and says what happened.
+
+use countersign_protocol::{
+    ApprovalRequest, Digest, RequestState, Signed, StatusUpdate, StreamEvent,
+};
+use rusqlite::Connection;
+use webauthn_rs::prelude::RequestChallengeResponse;
+
+use crate::audit::{self, kind};
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::events::EngineEvent;
+use crate::gateway::{find_gateway, set_resume_point, GatewayRecord};
+use crate::inbox::{self, check_request, IngestOutcome, RejectReason};
+
+/// What one ingest transaction produced: the outcome, the events to emit after commit, the
+/// request that arrived (gateway, id) and the request that was resolved.
+type Ingested = (
+    IngestOutcome,
+    Vec<EngineEvent>,
+    Option<(String, String)>,
+    Option<(String, RequestState)>,
+);
+
+impl Engine {
+    /// Verifies and stores one stream event from the gateway `gateway` (fingerprint or a
+    /// unique prefix). `event_id` is the SSE id; events not newer than the last stored one are
+    /// ignored. The resume point moves in the same transaction as the stored event.
+    pub fn ingest(
+        &self,
+        gateway: &str,
+        event_id: Option<u64>,
+        event: StreamEvent,
+    ) -> Result<IngestOutcome, EngineError> {
+        let now = self.now();
+        let mut db = self.db();
+        // Stream events are committed with synchronous=NORMAL: a power cut can roll back only
+        // the last ingested events, always together with the resume point that moves in the
+        // same transaction, so the gateway (which holds them durably) replays them on
+        // reconnect. Decisions, receipts and everything else stay FULL: the next FULL commit
+        // also makes these durable.
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        let ingested = Self::ingest_tx(&mut db, gateway, event_id, event, now);
+        db.pragma_update(None, "synchronous", "FULL")?;
+        let (outcome, after_commit, arrived, resolved) = ingested?;
+        drop(db);
+        for e in after_commit {
+            self.emit(e);
+        }
+        if let Some((gw, id)) = arrived {
+            // The lock is released before the notifier runs: it may call back into the engine.
+            let item = inbox::get(&self.db(), &gw, &id);
+            if let Ok(item) = item {
+                self.notifier().request_arrived(&item);
+            }
+        }
+        if let Some((id, state)) = resolved {
+            self.notifier().request_resolved(&id, state);
+        }
+        // A checkpoint that became due costs a signature and a durable commit (an fsync), which
+        // must not delay this event or the next: a running engine's checkpointer signs it once
+        // the stream is quiet. Without one (a one-shot sync), it is signed here.
+        if self.inner.runs.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            self.inner.checkpoint_wake.notify_one();
+        } else if let Err(e) = audit::checkpoint_if_due(&self.db(), &self.inner.key, now, false) {
+            tracing::warn!(error = %e, "audit checkpoint failed");
+        }
+        Ok(outcome)
+    }
+
+    fn ingest_tx(
+        db: &mut Connection,
+        gateway: &str,
+        event_id: Option<u64>,
+        event: StreamEvent,
+        now: i64,
+    ) -> Result<Ingested, EngineError> {
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let gw = find_gateway(&tx, gateway)?;
+        if let Some(id) = event_id {
+            if id <= gw.last_event_id {
+                // A resume overlap: the stream replays from our resume point. Not audited, as
+                // the first delivery was.
+                return Ok((IngestOutcome::Duplicate, Vec::new(), None, None));
+            }
+        }
+        let mut after_commit: Vec<EngineEvent> = Vec::new();
+        let mut arrived: Option<(String, String)> = None;
+        let mut resolved: Option<(String, RequestState)> = None;
+        let outcome = match event {
+            StreamEvent::Request { request, challenge } => {
+                let outcome = ingest_request(&tx, &gw, event_id, now, &request, &challenge)?;
+                match &outcome {
+                    IngestOutcome::Accepted => {
+                        arrived = Some((gw.fingerprint.clone(), request.body.id.clone()));
+                        after_commit.push(EngineEvent::RequestReceived {
+                            gateway: gw.fingerprint.clone(),
+                            request_id: request.body.id.clone(),
+                        });
+                    }
+                    IngestOutcome::Rejected { reason } => {
+                        after_commit.push(EngineEvent::RequestRejected {
+                            gateway: gw.fingerprint.clone(),
+                            request_id: Some(request.body.id.clone()),
+                            reason: reason.message(),
+                        })
+                    }
+                    IngestOutcome::Duplicate => {}
+                }
+                outcome
+            }
+            StreamEvent::Status { status } => {
+                let outcome = ingest_status(&tx, &gw, event_id, now, &status)?;
+                match &outcome {
+                    IngestOutcome::Accepted => {
+                        let b = &status.body;
+                        after_commit.push(EngineEvent::StatusChanged {
+                            gateway: gw.fingerprint.clone(),
+                            request_id: b.request_id.clone(),
+                            state: b.state,
+                            approvals: b.approvals,
+                            min_approvals: b.min_approvals,
+                        });
+                        if b.state.is_final() {
+                            resolved = Some((b.request_id.clone(), b.state));
+                        }
+                    }
+                    IngestOutcome::Rejected { reason } => {
+                        after_commit.push(EngineEvent::RequestRejected {
+                            gateway: gw.fingerprint.clone(),
+                            request_id: Some(status.body.request_id.clone()),
+                            reason: reason.message(),
+                        })
+                    }
+                    IngestOutcome::Duplicate => {}
+                }
+                outcome
+            }
+        };
+        if let Some(id) = event_id {
+            set_resume_point(&tx, &gw.fingerprint, id)?;
+        }
+        tx.commit()?;
+        Ok((outcome, after_commit, arrived, resolved))
+    }
+
+    /// Records an event that could not be decoded at all, and moves past it.
+    pub(crate) fn ingest_malformed(
+        &self,
+        gateway: &str,
+        event_id: Option<u64>,
+        error: String,
+    ) -> Result<IngestOutcome, EngineError> {
+        let now = self.now();
+        let reason = RejectReason::Malformed { error };
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let gw = find_gateway(&tx, gateway)?;
+        if matches!(event_id, Some(id) if id <= gw.last_event_id) {
+            return Ok(IngestOutcome::Duplicate);
+        }
+        audit_rejection(&tx, now, &gw, event_id, None, None, &reason)?;
+        if let Some(id) = event_id {
+            set_resume_point(&tx, &gw.fingerprint, id)?;
+        }
+        tx.commit()?;
+        drop(db);
+        self.emit(EngineEvent::RequestRejected {
+            gateway: gw.fingerprint,
+            request_id: None,
+            reason: reason.message(),
+        });
+        Ok(IngestOutcome::Rejected { reason })
+    }
+}
+
+fn audit_rejection(
+    db: &Connection,
+    now: i64,
+    gw: &GatewayRecord,
+    event_id: Option<u64>,
+    request_id: Option<&str>,
+    request_digest: Option<Digest>,
+    reason: &RejectReason,
+) -> Result<(), EngineError> {
+    audit::append(
+        db,
+        now,
+        kind::REQUEST_REJECTED,
+        request_id,
+        serde_json::json!({
+            "gateway": gw.fingerprint,
+            "event_id": event_id,
+            "request_digest": request_digest,
+            "code": reason.code(),
+            "reason": reason.message(),
+        }),
+    )?;
+    Ok(())
+}
+
+fn ingest_request(
+    db: &Connection,
+    gw: &GatewayRecord,
+    event_id: Option<u64>,
+    now: i64,
+    request: &Signed<ApprovalRequest>,
+    challenge: &serde_json::Value,
+) -> Result<IngestOutcome, EngineError> {
+    let digest = request.digest()?;
+    let id = request.body.id.as_str();
+    let reject = |reason: RejectReason| -> Result<IngestOutcome, EngineError> {
+        audit_rejection(db, now, gw, event_id, Some(id), Some(digest), &reason)?;
+        Ok(IngestOutcome::Rejected { reason })
+    };
+    if let Err(reason) = check_request(request, gw, now) {
+        return reject(reason);
+    }
+    let existing = inbox::stored_digest(db, &gw.fingerprint, id)?;
+    if let Some(stored) = existing {
+        let reason = if stored == digest.to_hex() {
+            RejectReason::Duplicate
+        } else {
+            RejectReason::ConflictingDuplicate
+        };
+        let dup = reason == RejectReason::Duplicate;
+        let outcome = reject(reason)?;
+        return Ok(if dup {
+            IngestOutcome::Duplicate
+        } else {
+            outcome
+        });
+    }
+    if serde_json::from_value::<RequestChallengeResponse>(challenge.clone()).is_err() {
+        return reject(RejectReason::Malformed {
+            error: "the passkey challenge is not a WebAuthn RequestChallengeResponse".into(),
+        });
+    }
+    inbox::insert(db, &gw.fingerprint, request, &digest, challenge, now)?;
+    let b = &request.body;
+    audit::append(
+        db,
+        now,
+        kind::REQUEST_RECEIVED,
+        Some(id),
+        serde_json::json!({
+            "gateway": gw.fingerprint,
+            "event_id": event_id,
+            "request_digest": digest,
+            "requester": b.requester,
+            "action": b.action,
+            "resource": b.resource,
+            "risk": b.risk,
+            "expires_at": b.expires_at,
+        }),
+    )?;
+    Ok(IngestOutcome::Accepted)
+}
+
+fn ingest_status(
+    db: &Connection,
+    gw: &GatewayRecord,
+    event_id: Option<u64>,
+    now: i64,
+    status: &Signed<StatusUpdate>,
+) -> Result<IngestOutcome, EngineError> {
+    let b = &status.body;
+    let reject = |reason: RejectReason| -> Result<IngestOutcome, EngineError> {
+        audit_rejection(
+            db,
+            now,
+            gw,
+            event_id,
+            Some(&b.request_id),
+            Some(b.request_digest),
+            &reason,
+        )?;
+        Ok(IngestOutcome::Rejected { reason })
+    };
+    if status.verify(&gw.gateway_key).is_err() {
+        return reject(RejectReason::StatusBadSignature);
+    }
+    let stored = inbox::stored_digest(db, &gw.fingerprint, &b.request_id)?;
+    let known = match stored {
+        Some(d) if d != b.request_digest.to_hex() => {
+            return reject(RejectReason::StatusDigestMismatch)
+        }
+        Some(_) => true,
+        // A status for a request we rejected or never saw: record it, there is nothing to update.
+        None => false,
+    };
+    if known {
+        inbox::apply_status(db, &gw.fingerprint, b)?;
+    }
+    audit::append(
+        db,
+        now,
+        kind::REQUEST_STATUS,
+        Some(&b.request_id),
+        serde_json::json!({
+            "gateway": gw.fingerprint,
+            "event_id": event_id,
+            "request_digest": b.request_digest,
+            "state": b.state,
+            "approvals": b.approvals,
+            "min_approvals": b.min_approvals,
+            "votes": b.votes.len(),
+            "known": known,
+            "status_digest": status.digest()?,
+        }),
+    )?;
+    Ok(IngestOutcome::Accepted)
+}
