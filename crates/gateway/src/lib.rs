@@ -23,6 +23,7 @@ pub mod hub;
 pub mod openapi;
 pub mod pairing;
 pub mod reports;
+pub mod schema;
 pub mod store;
 pub mod stream;
 pub mod tls;

@@ -1,0 +1,271 @@
+//! The schema of `gateway.db` and its migrations: each version's statements, and
+//! [`migrate`], which brings a database of any older version (`PRAGMA user_version`) up to this
+//! build's and refuses one that is newer.
+
+use rusqlite::Connection;
+
+use crate::error::StoreError;
+
+/// The schema version this build writes; `PRAGMA user_version` holds a database's.
+const SCHEMA_VERSION: i64 = 5;
+
+const SCHEMA_V1: &str = r#"
+CREATE TABLE tokens(
+    name TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE approvers(
+    name TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL
+);
+CREATE TABLE invites(
+    code_hash TEXT PRIMARY KEY,
+    approver TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+);
+CREATE TABLE pairings(
+    id TEXT PRIMARY KEY,
+    approver TEXT NOT NULL,
+    device_key TEXT NOT NULL,
+    device_name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+);
+CREATE TABLE devices(
+    id TEXT PRIMARY KEY,
+    approver TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    paired_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE passkeys(
+    cred_id TEXT PRIMARY KEY,
+    approver TEXT NOT NULL,
+    passkey TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX passkeys_approver ON passkeys(approver);
+CREATE TABLE requests(
+    id TEXT PRIMARY KEY,
+    signed TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    min_approvals INTEGER NOT NULL,
+    match_code TEXT,
+    match_failures INTEGER NOT NULL DEFAULT 0,
+    dup_key TEXT NOT NULL,
+    closed_at INTEGER
+);
+CREATE INDEX requests_pending ON requests(state, expires_at);
+CREATE INDEX requests_dup ON requests(dup_key, state);
+CREATE INDEX requests_requester ON requests(requester, created_at);
+CREATE TABLE challenges(
+    request_id TEXT NOT NULL,
+    approver TEXT NOT NULL,
+    state TEXT NOT NULL,
+    used_at INTEGER,
+    PRIMARY KEY(request_id, approver)
+);
+CREATE TABLE decisions(
+    decision_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    approver TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    signed TEXT NOT NULL,
+    receipt TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    UNIQUE(request_id, approver)
+);
+CREATE TABLE events(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    approver TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX events_approver ON events(approver, seq);
+CREATE TABLE audit(
+    seq INTEGER PRIMARY KEY,
+    entry TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+"#;
+
+/// Version 2: the latest audit checkpoint each device uploaded (see `checkpoints`).
+const SCHEMA_V2: &str = r#"
+CREATE TABLE device_checkpoints(
+    device TEXT PRIMARY KEY REFERENCES devices(id),
+    seq INTEGER NOT NULL,
+    head TEXT NOT NULL,
+    signed TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+);
+"#;
+
+/// Version 3: "I did not expect this" reports and the requester blocks they create (see
+/// `reports`).
+const SCHEMA_V3: &str = r#"
+CREATE TABLE reports(
+    report_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    approver TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    signed TEXT NOT NULL,
+    ack TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE TABLE blocks(
+    requester TEXT NOT NULL,
+    approver TEXT NOT NULL,
+    report_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (requester, approver)
+);
+"#;
+
+/// Version 4: the votes on a request come from an index alone. A decision row holds the signed
+/// decision with its passkey assertion and the receipt, several KiB that spill into overflow
+/// pages; without this index, reading a vote's time (stored after them) walked those pages.
+const SCHEMA_V4: &str = r#"
+CREATE INDEX decisions_votes ON decisions(request_id, at, approver, verdict);
+"#;
+
+/// Version 5: a passkey's signature counter and backup flags in columns of their own. The
+/// `passkey` text is the credential as registered; these columns hold the values its latest
+/// assertion left, and override the text's when a passkey is loaded. An approval updates three
+/// integers instead of parsing and rewriting the whole stored credential.
+const SCHEMA_V5: &str = r#"
+ALTER TABLE passkeys ADD COLUMN counter INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE passkeys ADD COLUMN backup_eligible INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE passkeys ADD COLUMN backup_state INTEGER NOT NULL DEFAULT 0;
+UPDATE passkeys SET
+    counter = coalesce(json_extract(passkey, '$.cred.counter'), 0),
+    backup_eligible = coalesce(json_extract(passkey, '$.cred.backup_eligible'), 0),
+    backup_state = coalesce(json_extract(passkey, '$.cred.backup_state'), 0);
+"#;
+
+/// Each schema version's statements, in order: a database at version `n` runs the ones after
+/// it, in one transaction with the new `user_version`.
+const MIGRATIONS: [&str; 5] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+
+/// Brings the database behind `conn` to [`SCHEMA_VERSION`], all missing versions in one
+/// transaction with the new `user_version`, so a failed upgrade leaves the old version intact.
+/// A database written by a newer build is refused rather than misread.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < SCHEMA_VERSION {
+        let tx = conn.transaction()?;
+        for sql in MIGRATIONS.iter().skip(version.max(0) as usize) {
+            tx.execute_batch(sql)?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::Store;
+
+    /// A version-1 database (as the first release created it) gains the checkpoint table in
+    /// place and keeps its rows.
+    #[test]
+    fn version_1_database_upgrades_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch(SCHEMA_V1).unwrap();
+            c.execute(
+                "INSERT INTO tokens(name, hash, created_at) VALUES ('ci', 'h', 1)",
+                [],
+            )
+            .unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let store = Store::open(&p, Arc::default()).unwrap();
+        let (tokens, version, cps): (i64, i64, i64) = store
+            .read(|c| -> Result<_, StoreError> {
+                Ok((
+                    c.query_row("SELECT count(*) FROM tokens", [], |r| r.get(0))?,
+                    c.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+                    c.query_row("SELECT count(*) FROM device_checkpoints", [], |r| r.get(0))?,
+                ))
+            })
+            .unwrap();
+        assert_eq!((tokens, version, cps), (1, SCHEMA_VERSION, 0));
+    }
+
+    /// A version-4 database keeps each passkey's counter and backup flags inside the stored
+    /// credential; version 5 copies them into their columns.
+    #[test]
+    fn version_4_passkeys_get_their_counter_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            for sql in &MIGRATIONS[..4] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.execute(
+                "INSERT INTO passkeys(cred_id, approver, passkey, created_at) VALUES
+                 ('a', 'alice', '{\"cred\":{\"counter\":7,\"backup_eligible\":true,\"backup_state\":false}}', 1),
+                 ('b', 'bob', '{\"cred\":{\"counter\":0,\"backup_eligible\":false,\"backup_state\":true}}', 1)",
+                [],
+            )
+            .unwrap();
+            c.pragma_update(None, "user_version", 4).unwrap();
+        }
+        let store = Store::open(&p, Arc::default()).unwrap();
+        let rows: Vec<(String, i64, bool, bool)> = store
+            .read(|c| -> Result<_, StoreError> {
+                let mut st = c.prepare(
+                    "SELECT cred_id, counter, backup_eligible, backup_state FROM passkeys ORDER BY cred_id",
+                )?;
+                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                ("a".to_string(), 7, true, false),
+                ("b".to_string(), 0, false, true)
+            ]
+        );
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.db");
+        drop(Store::open(&p, Arc::default()).unwrap());
+        let c = Connection::open(&p).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        assert!(matches!(
+            Store::open(&p, Arc::default()),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+}
