@@ -22,9 +22,9 @@ use webauthn_rs::prelude::{
 };
 
 use crate::error::{json_text, sql, ApiError, StoreError};
+use crate::gateway::Gateway;
 use crate::hub::{enqueue, Pushed};
 use crate::store::audit_append;
-use crate::Gateway;
 
 /// Loads an approver's registered passkeys, each with the signature counter and backup flags
 /// its latest assertion left (the columns override the registered credential's values).

@@ -16,9 +16,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
 use crate::error::{ApiError, StoreError};
+use crate::gateway::Gateway;
 use crate::store::audit_append;
 use crate::stream::Device;
-use crate::Gateway;
 
 fn held(c: &Connection, device: &str) -> Result<Option<Signed<Checkpoint>>, StoreError> {
     let text: Option<String> = crate::store::query_row(

@@ -18,7 +18,8 @@ use countersign_protocol::{GatewayInfo, PairChallenge, Paired, Receipt, Signed, 
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::{approvals, checkpoints, pairing, reports, stream, tokens, Gateway};
+use crate::gateway::Gateway;
+use crate::{approvals, checkpoints, pairing, reports, stream, tokens};
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()

@@ -13,8 +13,8 @@ use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
 use crate::approvals::{base64_cred_id, passkey_counters, passkeys_of};
 use crate::error::{sql, ApiError, StoreError};
+use crate::gateway::Gateway;
 use crate::store::audit_append;
-use crate::Gateway;
 
 /// How long a device has between the two pairing steps.
 const PAIRING_WINDOW_SECONDS: i64 = 300;

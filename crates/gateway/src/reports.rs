@@ -13,9 +13,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
 use crate::error::{sql, ApiError};
+use crate::gateway::Gateway;
 use crate::hub::Pushed;
 use crate::store::audit_append;
-use crate::Gateway;
 
 /// Checks a signed report and applies it: block, deny, audit, push. Idempotent on `report_id`.
 pub fn report(gw: &Gateway, body: &[u8]) -> Result<ReportAck, ApiError> {

@@ -19,8 +19,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::{ApiError, StoreError};
+use crate::gateway::Gateway;
 use crate::hub::Pushed;
-use crate::Gateway;
 
 /// How far a device-auth timestamp may be from the gateway's clock.
 pub const AUTH_WINDOW_SECONDS: i64 = 300;

@@ -7,8 +7,8 @@ use rusqlite::{params, OptionalExtension};
 use sha2::Digest as _;
 
 use crate::error::{ApiError, StoreError};
+use crate::gateway::Gateway;
 use crate::store::audit_append;
-use crate::Gateway;
 
 /// Tokens start with this prefix so they are recognisable in secret scanners.
 pub const TOKEN_PREFIX: &str = "cst_";

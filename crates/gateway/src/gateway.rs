@@ -1,0 +1,135 @@
+//! [`Gateway`]: what every handler shares (settings, store, signing key, clock, push hub,
+//! WebAuthn relying party, the long-poll notifier and the device-auth nonce cache), and
+//! opening it from a data directory (the database and the gateway's key file).
+//!
+//! This module depends only on the modules that build its parts, none of which depends on it,
+//! so every module that takes a `&Gateway` can import it without forming a loop.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use countersign_protocol::KeyPair;
+use webauthn_rs::prelude::{Webauthn, WebauthnBuilder};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::hub::Hub;
+use crate::store::Store;
+use crate::tls;
+
+/// Everything a request handler needs, shared behind an `Arc`.
+pub struct Gateway {
+    pub config: Config,
+    pub store: Store,
+    pub key: KeyPair,
+    pub fingerprint: String,
+    pub clock: Clock,
+    pub hub: Arc<Hub>,
+    pub webauthn: Webauthn,
+    /// Woken whenever any request changes state, for long-polling requesters.
+    pub changes: tokio::sync::Notify,
+    /// Device-auth nonces seen inside the clock window, so a captured header is used once.
+    pub seen_nonces: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// The certificate, when the gateway serves HTTPS itself.
+    pub tls: Option<tls::Tls>,
+}
+
+impl Gateway {
+    /// Opens (creating if needed) the data directory, the database and the signing key.
+    pub fn open(config: Config) -> Result<Arc<Gateway>, GatewayError> {
+        let dir = &config.data_dir;
+        create_private_dir(dir)?;
+        let key = load_or_create_key(&dir.join("gateway.key"))?;
+        let hub = Arc::new(Hub::new());
+        let store = Store::open(&dir.join("gateway.db"), hub.clone())?;
+        let webauthn = WebauthnBuilder::new(&config.webauthn_rp_id, &config.webauthn_origin)
+            .and_then(|b| b.rp_name(&config.name).build())
+            .map_err(|e| GatewayError::WebAuthn {
+                rp_id: config.webauthn_rp_id.clone(),
+                origin: config.webauthn_origin.to_string(),
+                reason: e.to_string(),
+            })?;
+        let fingerprint = key.public().fingerprint();
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::load(cert, key)?),
+            (None, None) => None,
+            _ => {
+                return Err(GatewayError::Invalid(
+                    "tls_cert and tls_key must be given together.".into(),
+                ))
+            }
+        };
+        Ok(Arc::new(Gateway {
+            config,
+            store,
+            key,
+            fingerprint,
+            clock: Clock::default(),
+            hub,
+            webauthn,
+            changes: tokio::sync::Notify::new(),
+            seen_nonces: std::sync::Mutex::new(std::collections::HashMap::new()),
+            tls,
+        }))
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), GatewayError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let err = |source| GatewayError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Loads the gateway's Ed25519 seed, creating it (mode 0600, written then renamed) if absent.
+fn load_or_create_key(path: &Path) -> Result<KeyPair, GatewayError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let bad = |reason: String| GatewayError::BadKey {
+        path: path.to_owned(),
+        reason,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let seed: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| bad(format!("expected 32 bytes, found {}", bytes.len())))?;
+            Ok(KeyPair::from_seed(&seed))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = KeyPair::generate();
+            let tmp = path.with_extension("key.tmp");
+            let io = |source| GatewayError::DataDir {
+                path: path.to_owned(),
+                source,
+            };
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io)?;
+            f.write_all(&key.seed()).map_err(io)?;
+            f.sync_all().map_err(io)?;
+            std::fs::rename(&tmp, path).map_err(io)?;
+            Ok(key)
+        }
+        Err(e) => Err(bad(e.to_string())),
+    }
+}

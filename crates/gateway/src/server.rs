@@ -1,0 +1,112 @@
+//! Serving a [`Gateway`]: [`serve`] and [`serve_on`] start the HTTP or HTTPS server and the
+//! expiry sweeper, and [`Running`] stops them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+use crate::{approvals, http};
+
+/// A gateway serving on a socket, with its background tasks.
+pub struct Running {
+    pub gateway: Arc<Gateway>,
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// The base URL clients use, e.g. `http://127.0.0.1:40123/`.
+    pub fn url(&self) -> url::Url {
+        let mut u = self.gateway.config.public_url();
+        if self.gateway.config.public_url.is_none() {
+            let _ = u.set_port(Some(self.addr.port()));
+        }
+        u
+    }
+
+    /// Stops accepting connections and waits for the server to end.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.sweeper.abort();
+        self.gateway.hub.close();
+        let _ = (&mut self.task).await;
+    }
+
+    /// Ends the server task at once, as a crash would (connections are dropped).
+    pub fn abort(self) {
+        self.task.abort();
+        self.sweeper.abort();
+        self.gateway.hub.close();
+    }
+}
+
+/// Binds `config.listen` (port 0 picks a free port) and serves until shut down.
+pub async fn serve(gateway: Arc<Gateway>) -> Result<Running, GatewayError> {
+    let listener = tokio::net::TcpListener::bind(gateway.config.listen)
+        .await
+        .map_err(|source| GatewayError::Listen {
+            addr: gateway.config.listen,
+            source,
+        })?;
+    serve_on(gateway, listener)
+}
+
+/// Serves on an already bound listener.
+pub fn serve_on(
+    gateway: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+) -> Result<Running, GatewayError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|source| GatewayError::Listen {
+            addr: gateway.config.listen,
+            source,
+        })?;
+    let app = http::router(gateway.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = match &gateway.tls {
+        None => tokio::spawn(async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(%e, "the HTTP server stopped");
+            }
+        }),
+        Some(t) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(t.server.clone());
+            let std_listener = listener
+                .into_std()
+                .map_err(|source| GatewayError::Listen { addr, source })?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                let _ = rx.await;
+                stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+            });
+            let server = axum_server::from_tcp_rustls(std_listener, config)
+                .map_err(|source| GatewayError::Listen { addr, source })?
+                .handle(handle);
+            tokio::spawn(async move {
+                if let Err(e) = server.serve(app.into_make_service()).await {
+                    tracing::error!(%e, "the HTTPS server stopped");
+                }
+            })
+        }
+    };
+    let sweeper = tokio::spawn(approvals::expiry_sweeper(gateway.clone()));
+    Ok(Running {
+        gateway,
+        addr,
+        shutdown: Some(tx),
+        task,
+        sweeper,
+    })
+}
