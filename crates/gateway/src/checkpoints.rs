@@ -15,10 +15,10 @@ use countersign_protocol::{Signed, PROTOCOL_VERSION};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
+use crate::devices::Device;
 use crate::error::{ApiError, StoreError};
 use crate::gateway::Gateway;
 use crate::store::audit_append;
-use crate::stream::Device;
 
 fn held(c: &Connection, device: &str) -> Result<Option<Signed<Checkpoint>>, StoreError> {
     let text: Option<String> = crate::store::query_row(

@@ -19,7 +19,9 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::gateway::Gateway;
-use crate::{approvals, checkpoints, pairing, reports, stream, tokens};
+use crate::{
+    checkpoints, decisions, devices, lifecycle, pairing, reports, requests, stream, tokens,
+};
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -123,7 +125,7 @@ async fn create_request(
             format!("The request body is invalid: {e}."),
         )
     })?;
-    let created = blocking(move || approvals::create_request(&gw, &requester, new)).await?;
+    let created = blocking(move || requests::create_request(&gw, &requester, new)).await?;
     let status = if created.duplicate {
         StatusCode::OK
     } else {
@@ -149,7 +151,7 @@ async fn get_request(
         ApiError::bad_request("bad_query", "`wait` must be a whole number of seconds.")
     })?;
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(60));
-    approvals::view_wait(&gw, &requester, &id, wait)
+    lifecycle::view_wait(&gw, &requester, &id, wait)
         .await
         .map(Json)
 }
@@ -161,7 +163,7 @@ async fn withdraw(
 ) -> Result<Json<RequestView>, ApiError> {
     let requester = tokens::authenticate(&gw, &headers)?;
     let id = path_param(id)?;
-    approvals::withdraw(&gw, &requester, &id).map(Json)
+    lifecycle::withdraw(&gw, &requester, &id).map(Json)
 }
 
 async fn upload_checkpoint(
@@ -171,7 +173,7 @@ async fn upload_checkpoint(
 ) -> Result<Json<CheckpointState>, ApiError> {
     let b = body(b)?;
     blocking(move || {
-        let device = stream::authenticate_device(&gw, &headers, "POST", paths::CHECKPOINTS)?;
+        let device = devices::authenticate_device(&gw, &headers, "POST", paths::CHECKPOINTS)?;
         checkpoints::upload(&gw, &device, &b)
     })
     .await
@@ -183,7 +185,7 @@ async fn latest_checkpoint(
     headers: HeaderMap,
 ) -> Result<Json<CheckpointState>, ApiError> {
     blocking(move || {
-        let device = stream::authenticate_device(&gw, &headers, "GET", paths::CHECKPOINT_LATEST)?;
+        let device = devices::authenticate_device(&gw, &headers, "GET", paths::CHECKPOINT_LATEST)?;
         checkpoints::latest(&gw, &device)
     })
     .await
@@ -203,7 +205,7 @@ async fn decide(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Signed<Receipt>>, ApiError> {
     let b = body(b)?;
-    blocking(move || approvals::decide(&gw, &b))
+    blocking(move || decisions::decide(&gw, &b))
         .await
         .map(|a| Json(a.receipt()))
 }

@@ -11,9 +11,9 @@ use serde_json::json;
 use sha2::Digest as _;
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
-use crate::approvals::{base64_cred_id, passkey_counters, passkeys_of};
 use crate::error::{sql, ApiError, StoreError};
 use crate::gateway::Gateway;
+use crate::passkeys::{base64_cred_id, passkey_counters, passkeys_of};
 use crate::store::audit_append;
 
 /// How long a device has between the two pairing steps.

@@ -28,7 +28,7 @@ pub fn report(gw: &Gateway, body: &[u8]) -> Result<ReportAck, ApiError> {
             "The report names another gateway.",
         ));
     }
-    let (approver, key) = crate::stream::paired_device(gw, &r.device_id)?;
+    let (approver, key) = crate::devices::paired_device(gw, &r.device_id)?;
     signed.verify(&key).map_err(|_| {
         ApiError::unauthorized(
             "bad_report_signature",
@@ -119,7 +119,7 @@ pub fn report(gw: &Gateway, body: &[u8]) -> Result<ReportAck, ApiError> {
                     Some(id),
                     json!({"report_id": r.report_id, "approver": r.approver, "requester": requester}),
                 )?;
-                pushed.extend(crate::approvals::push_status(gw, tx, id)?);
+                pushed.extend(crate::status::push_status(gw, tx, id)?);
             }
             let ack = ReportAck {
                 v: PROTOCOL_VERSION,

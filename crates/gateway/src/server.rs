@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
-use crate::{approvals, http};
+use crate::{http, lifecycle};
 
 /// A gateway serving on a socket, with its background tasks.
 pub struct Running {
@@ -101,7 +101,7 @@ pub fn serve_on(
             })
         }
     };
-    let sweeper = tokio::spawn(approvals::expiry_sweeper(gateway.clone()));
+    let sweeper = tokio::spawn(lifecycle::expiry_sweeper(gateway.clone()));
     Ok(Running {
         gateway,
         addr,

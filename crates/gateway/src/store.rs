@@ -500,7 +500,7 @@ mod tests {
         let path = dir.path().join("g.db");
         let _store = Store::open(&path, Arc::default()).unwrap();
         let c = open_connection(&path).unwrap();
-        for sql in [crate::approvals::VOTES_SQL, crate::stream::BACKLOG_SQL] {
+        for sql in [crate::status::VOTES_SQL, crate::stream::BACKLOG_SQL] {
             for i in 0..4 {
                 let mut st = c.prepare_cached(sql).unwrap();
                 let n = st.parameter_count();

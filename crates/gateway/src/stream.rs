@@ -13,115 +13,14 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use countersign_protocol::api::paths;
-use countersign_protocol::{DeviceAuth, PublicKey};
 use rusqlite::params;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::devices::authenticate_device;
 use crate::error::{ApiError, StoreError};
 use crate::gateway::Gateway;
 use crate::hub::Pushed;
-
-/// How far a device-auth timestamp may be from the gateway's clock.
-pub const AUTH_WINDOW_SECONDS: i64 = 300;
-
-/// A paired device, as authenticated from its `Authorization` header.
-#[derive(Debug, Clone)]
-pub struct Device {
-    pub id: String,
-    pub approver: String,
-    pub public_key: PublicKey,
-}
-
-/// The paired, unrevoked device `id`: the approver it acts for and its public key.
-pub fn paired_device(gw: &Gateway, id: &str) -> Result<(String, PublicKey), ApiError> {
-    let row: Option<(String, String, Option<i64>)> = gw.store.read(|c| {
-        use rusqlite::OptionalExtension;
-        crate::store::query_row(
-            c,
-            "SELECT approver, public_key, revoked_at FROM devices WHERE id = ?1",
-            params![id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .map_err(|e| ApiError::from(StoreError::from(e)))
-    })?;
-    let (approver, key, revoked) = row.ok_or_else(|| {
-        ApiError::unauthorized(
-            "unknown_device",
-            "This device is not paired with the gateway.",
-        )
-    })?;
-    if revoked.is_some() {
-        return Err(ApiError::unauthorized(
-            "device_revoked",
-            "This device's pairing was revoked.",
-        ));
-    }
-    let key = PublicKey::parse("devices.public_key", &key)
-        .map_err(|e| ApiError::internal("stored device key", e))?;
-    Ok((approver, key))
-}
-
-/// Checks the `Countersign-Device` header for `method` and `path`.
-pub fn authenticate_device(
-    gw: &Gateway,
-    headers: &HeaderMap,
-    method: &str,
-    path: &str,
-) -> Result<Device, ApiError> {
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::unauthorized(
-                "device_auth_required",
-                "This endpoint needs a Countersign-Device authorization header.",
-            )
-        })?;
-    let auth = DeviceAuth::parse_header(header)
-        .map_err(|e| ApiError::unauthorized("bad_device_auth", e.to_string()))?;
-    let (approver, key) = paired_device(gw, &auth.device)?;
-    auth.verify(&key, method, path).map_err(|_| {
-        ApiError::unauthorized(
-            "bad_device_signature",
-            "The device authorization signature does not verify.",
-        )
-    })?;
-    let skew = (gw.now() - auth.ts).abs();
-    if skew > AUTH_WINDOW_SECONDS {
-        return Err(ApiError::unauthorized(
-            "stale_device_auth",
-            format!(
-                "The device authorization is {skew} s away from the gateway's clock (limit 300 s)."
-            ),
-        ));
-    }
-    {
-        let mut seen = gw
-            .seen_nonces
-            .lock()
-            .map_err(|_| ApiError::internal("nonce cache", "poisoned"))?;
-        if seen.len() > 4096 {
-            let horizon = gw.now() - 2 * AUTH_WINDOW_SECONDS;
-            seen.retain(|_, ts| *ts >= horizon);
-        }
-        if seen
-            .insert(format!("{}:{}", auth.device, auth.nonce), auth.ts)
-            .is_some()
-        {
-            return Err(ApiError::unauthorized(
-                "replayed_device_auth",
-                "This device authorization was already used; each one is single-use.",
-            ));
-        }
-    }
-    Ok(Device {
-        id: auth.device,
-        approver,
-        public_key: key,
-    })
-}
 
 /// An approver's (`?1`) stored events after a sequence number (`?2`), in order.
 pub(crate) const BACKLOG_SQL: &str =

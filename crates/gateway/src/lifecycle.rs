@@ -1,0 +1,141 @@
+//! A request after its creation: its view for the requester (with the long poll of
+//! `GET /v1/requests/{id}?wait=`), withdrawal by the requester, and expiry on the gateway's
+//! clock by the background sweeper.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use countersign_protocol::api::RequestView;
+use countersign_protocol::{ApprovalRequest, Signed};
+use rusqlite::{params, OptionalExtension};
+use serde_json::json;
+
+use crate::error::{sql, ApiError};
+use crate::gateway::Gateway;
+use crate::hub::Pushed;
+use crate::status::{push_status, status_of};
+use crate::store::audit_append;
+
+/// The request and its status, for its requester.
+pub fn view(gw: &Gateway, requester: &str, id: &str) -> Result<RequestView, ApiError> {
+    gw.store.read(|c| {
+        let signed: Option<(String, String)> = crate::store::query_row(
+            c,
+            "SELECT signed, requester FROM requests WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql)?;
+        let Some((signed, owner)) = signed.filter(|(_, owner)| owner == requester) else {
+            return Err(ApiError::not_found(
+                "unknown_request",
+                format!("There is no request {id} from {requester}."),
+            ));
+        };
+        let _ = owner;
+        let request: Signed<ApprovalRequest> =
+            serde_json::from_str(&signed).map_err(|e| ApiError::internal("stored request", e))?;
+        let (status, _) = status_of(gw, c, id)?;
+        Ok(RequestView { request, status })
+    })
+}
+
+/// Waits up to `wait` for the request to reach a final state, then returns its view.
+pub async fn view_wait(
+    gw: &Gateway,
+    requester: &str,
+    id: &str,
+    wait: Duration,
+) -> Result<RequestView, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let changed = gw.changes.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let v = view(gw, requester, id)?;
+        if v.status.body.state.is_final() || tokio::time::Instant::now() >= deadline {
+            return Ok(v);
+        }
+        let _ = tokio::time::timeout_at(deadline, changed).await;
+    }
+}
+
+/// The requester withdraws its own pending request.
+pub fn withdraw(gw: &Gateway, requester: &str, id: &str) -> Result<RequestView, ApiError> {
+    let now = gw.now();
+    gw.store
+        .write_publish(|tx| -> Result<((), Vec<Pushed>), ApiError> {
+            let n = crate::store::execute(
+                tx,
+                "UPDATE requests SET state = 'withdrawn', closed_at = ?3
+                     WHERE id = ?1 AND requester = ?2 AND state = 'pending'",
+                params![id, requester, now],
+            )
+            .map_err(sql)?;
+            if n == 0 {
+                return Err(ApiError::conflict(
+                    "not_withdrawable",
+                    format!("There is no pending request {id} from {requester} to withdraw."),
+                ));
+            }
+            audit_append(
+                tx,
+                now,
+                "request.withdrawn",
+                Some(id),
+                json!({"by": requester}),
+            )?;
+            Ok(((), push_status(gw, tx, id)?))
+        })?;
+    gw.changes.notify_waiters();
+    view(gw, requester, id)
+}
+
+/// Marks due pending requests expired and pushes the change. Returns how many expired.
+pub fn expire_due(gw: &Gateway) -> Result<usize, ApiError> {
+    let now = gw.now();
+    let n = gw.store.write_publish(
+        |tx| -> Result<(usize, Vec<Pushed>), ApiError> {
+            let ids: Vec<String> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT id FROM requests WHERE state = 'pending' AND expires_at <= ?1 LIMIT 500",
+                    )
+                    .map_err(sql)?;
+                let rows = stmt
+                    .query_map(params![now], |r| r.get(0))
+                    .map_err(sql)?
+                    .collect::<Result<Vec<String>, _>>()
+                    .map_err(sql)?;
+                rows
+            };
+            let mut pushed = Vec::new();
+            for id in &ids {
+                crate::store::execute(tx,
+                    "UPDATE requests SET state = 'expired', closed_at = ?2 WHERE id = ?1",
+                    params![id, now],
+                )
+                .map_err(sql)?;
+                audit_append(tx, now, "request.expired", Some(id), json!({}))?;
+                pushed.extend(push_status(gw, tx, id)?);
+            }
+            Ok((ids.len(), pushed))
+        }
+    )?;
+    if n > 0 {
+        gw.changes.notify_waiters();
+    }
+    Ok(n)
+}
+
+/// Background task: expires requests on the gateway's clock.
+pub async fn expiry_sweeper(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(gw.config.expiry_sweep_ms.max(10)));
+    loop {
+        tick.tick().await;
+        if let Err(e) = expire_due(&gw) {
+            tracing::warn!(%e, "expiry sweep failed");
+        }
+    }
+}

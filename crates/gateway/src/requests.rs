@@ -1,0 +1,238 @@
+//! Creating approval requests (`POST /v1/requests`): the time to live and approver list,
+//! collapsing an identical pending request into the first, the rate limit and reporters'
+//! blocks, the match code, the gateway's signature, one WebAuthn authentication per eligible
+//! approver (its once-only state in table `challenges`) and one stream event per approver, all
+//! in one write.
+
+use std::collections::BTreeSet;
+
+use axum::http::StatusCode;
+use countersign_protocol::api::{CreatedRequest, NewRequest};
+use countersign_protocol::types::Decode as _;
+use countersign_protocol::{ApprovalRequest, Digest, Risk, Signed, StreamEvent, PROTOCOL_VERSION};
+use rusqlite::{params, OptionalExtension};
+use serde_json::json;
+use sha2::Digest as _;
+
+use crate::error::{json_text, sql, ApiError};
+use crate::gateway::Gateway;
+use crate::hub::{enqueue, Pushed};
+use crate::passkeys::passkeys_of;
+use crate::reports::blocked_by;
+use crate::store::audit_append;
+
+fn random_match_code() -> String {
+    use rand::Rng as _;
+    format!("{:06}", rand::thread_rng().gen_range(0..1_000_000u32))
+}
+
+/// Creates, signs, stores and pushes a request from the authenticated `requester`.
+pub fn create_request(
+    gw: &Gateway,
+    requester: &str,
+    new: NewRequest,
+) -> Result<CreatedRequest, ApiError> {
+    let now = gw.now();
+    let ttl = if new.ttl_seconds == 0 {
+        gw.config.default_ttl_seconds
+    } else {
+        new.ttl_seconds
+    };
+    if ttl > gw.config.max_ttl_seconds {
+        return Err(ApiError::bad_request(
+            "ttl_too_long",
+            format!(
+                "The time to live of {ttl} s is longer than this gateway allows ({} s).",
+                gw.config.max_ttl_seconds
+            ),
+        ));
+    }
+    let approvers: Vec<String> = new
+        .approvers
+        .iter()
+        .map(|a| a.trim().to_string())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if approvers.len() != new.approvers.len() {
+        return Err(ApiError::bad_request(
+            "duplicate_approver",
+            "An approver is listed more than once.",
+        ));
+    }
+    let match_required =
+        new.require_match || gw.config.match_required_for(&new.action, &new.resource);
+    let body = ApprovalRequest {
+        v: PROTOCOL_VERSION,
+        id: uuid::Uuid::now_v7().to_string(),
+        gateway: gw.fingerprint.clone(),
+        action: new.action,
+        resource: new.resource,
+        risk: new.risk.unwrap_or(Risk::Medium),
+        summary: new.summary,
+        detail: new.detail,
+        requester: requester.to_string(),
+        reason: new.reason,
+        created_at: now,
+        not_before: now,
+        expires_at: now + i64::from(ttl),
+        approvers,
+        min_approvals: new.min_approvals,
+        match_required,
+    };
+    body.validate()
+        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+    let dup_key = {
+        let key = json!([
+            body.requester,
+            body.action,
+            body.resource,
+            body.risk,
+            body.summary,
+            body.detail,
+            body.reason,
+            body.approvers,
+            body.min_approvals,
+            body.match_required
+        ]);
+        hex::encode(sha2::Sha256::digest(json_text(&key)?.as_bytes()))
+    };
+
+    let result = gw.store.write_publish(
+        |tx| -> Result<(CreatedRequest, Vec<Pushed>), ApiError> {
+            // Collapse an identical pending request from the same requester into the first.
+            let existing: Option<(String, String, Option<String>)> = crate::store::query_row(tx,
+                    "SELECT signed, digest, match_code FROM requests
+                     WHERE dup_key = ?1 AND state = 'pending' AND expires_at > ?2",
+                    params![dup_key, now],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(sql)?;
+            if let Some((signed, digest, match_code)) = existing {
+                let request: Signed<ApprovalRequest> = serde_json::from_str(&signed)
+                    .map_err(|e| ApiError::internal("stored request", e))?;
+                let digest = Digest::parse("requests.digest", &digest)
+                    .map_err(|e| ApiError::internal("stored digest", e))?;
+                audit_append(
+                    tx,
+                    now,
+                    "request.collapsed",
+                    Some(&request.body.id),
+                    json!({"requester": requester}),
+                )?;
+                return Ok((
+                    CreatedRequest {
+                        request,
+                        digest,
+                        match_code,
+                        duplicate: true,
+                    },
+                    Vec::new(),
+                ));
+            }
+            let recent: i64 = crate::store::query_row(tx,
+                    "SELECT count(*) FROM requests WHERE requester = ?1 AND created_at > ?2",
+                    params![requester, now - 60],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?;
+            if recent >= i64::from(gw.config.rate_limit_per_minute) {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "{requester} created {recent} requests in the last minute; the limit is {}.",
+                        gw.config.rate_limit_per_minute
+                    ),
+                ));
+            }
+            let blocked = blocked_by(tx, requester, &body.approvers)?;
+            if !blocked.is_empty() {
+                return Err(ApiError::forbidden(
+                    "requester_blocked",
+                    format!(
+                        "{} reported an unexpected request from {requester}; the gateway's operator must lift the block (countersign-gateway unblock) before {requester} can ask them again.",
+                        blocked.join(", ")
+                    ),
+                ));
+            }
+            let mut challenges = Vec::with_capacity(body.approvers.len());
+            for a in &body.approvers {
+                let passkeys = passkeys_of(tx, a)?;
+                if passkeys.is_empty() {
+                    return Err(ApiError::bad_request(
+                        "unknown_approver",
+                        format!("{a} has no paired device with a passkey on this gateway."),
+                    ));
+                }
+                let (rcr, state) = gw
+                    .webauthn
+                    .start_passkey_authentication(&passkeys)
+                    .map_err(|e| ApiError::internal("start passkey authentication", e))?;
+                challenges.push((a.clone(), rcr, state));
+            }
+            let signed = Signed::sign(&gw.key, body.clone())?;
+            let digest = signed.digest()?;
+            let match_code = match_required.then(random_match_code);
+            crate::store::execute(tx,
+                "INSERT INTO requests(id, signed, digest, requester, state, created_at, expires_at,
+                    min_approvals, match_code, dup_key)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    body.id,
+                    json_text(&signed)?,
+                    digest.to_hex(),
+                    requester,
+                    now,
+                    body.expires_at,
+                    body.min_approvals,
+                    match_code,
+                    dup_key
+                ],
+            )
+            .map_err(sql)?;
+            let mut pushed = Vec::new();
+            for (a, rcr, state) in challenges {
+                crate::store::execute(tx,
+                    "INSERT INTO challenges(request_id, approver, state) VALUES (?1, ?2, ?3)",
+                    params![body.id, a, json_text(&state)?],
+                )
+                .map_err(sql)?;
+                let event = StreamEvent::Request {
+                    request: signed.clone(),
+                    challenge: serde_json::to_value(&rcr)
+                        .map_err(|e| ApiError::internal("challenge", e))?,
+                };
+                let data = json_text(&event)?;
+                pushed.extend(enqueue(tx, std::slice::from_ref(&a), "request", |_| {
+                    Ok(data.clone())
+                })?);
+            }
+            audit_append(
+                tx,
+                now,
+                "request.created",
+                Some(&body.id),
+                json!({
+                    "requester": requester,
+                    "action": body.action,
+                    "resource": body.resource,
+                    "approvers": body.approvers,
+                    "digest": digest,
+                }),
+            )?;
+            Ok((
+                CreatedRequest {
+                    request: signed,
+                    digest,
+                    match_code,
+                    duplicate: false,
+                },
+                pushed,
+            ))
+        }
+    )?;
+    gw.changes.notify_waiters();
+    Ok(result)
+}

@@ -1,0 +1,205 @@
+//! A request's status and its quorum: the recorded votes, the signed [`StatusUpdate`] built from
+//! them, the [`Outcome`] of accepting one more decision (new state, signed receipt, signed
+//! status event), and storing a status event for every approver of a request.
+
+use countersign_protocol::{
+    ApprovalRequest, Decision, Digest, Receipt, RequestState, Signed, StatusUpdate, StreamEvent,
+    Verdict, Vote, PROTOCOL_VERSION,
+};
+use rusqlite::{params, Connection};
+
+use crate::error::{json_text, sql, ApiError};
+use crate::gateway::Gateway;
+use crate::hub::{enqueue, Pushed};
+
+/// The signed current status of a request, built inside `tx`.
+pub(crate) fn status_of(
+    gw: &Gateway,
+    tx: &rusqlite::Connection,
+    request_id: &str,
+) -> Result<(Signed<StatusUpdate>, Vec<String>), ApiError> {
+    let (signed, digest, state, min): (String, String, String, u32) = crate::store::query_row(
+        tx,
+        "SELECT signed, digest, state, min_approvals FROM requests WHERE id = ?1",
+        params![request_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )
+    .map_err(sql)?;
+    let request: Signed<ApprovalRequest> =
+        serde_json::from_str(&signed).map_err(|e| ApiError::internal("stored request", e))?;
+    let digest = Digest::parse("requests.digest", &digest)
+        .map_err(|e| ApiError::internal("stored digest", e))?;
+    let state =
+        RequestState::parse(&state).ok_or_else(|| ApiError::internal("stored state", &state))?;
+    let status = build_status(gw, tx, request_id, digest, state, min)?;
+    Ok((status, request.body.approvers))
+}
+
+/// The signed status of a request whose digest, state and quorum are known, with its votes.
+fn build_status(
+    gw: &Gateway,
+    tx: &Connection,
+    request_id: &str,
+    request_digest: Digest,
+    state: RequestState,
+    min_approvals: u32,
+) -> Result<Signed<StatusUpdate>, ApiError> {
+    let votes = votes_of(tx, request_id)?;
+    status_from_votes(
+        gw,
+        request_id,
+        request_digest,
+        state,
+        min_approvals,
+        votes,
+        gw.now(),
+    )
+}
+
+/// The votes on a request (`?1`), ordered by time, then approver.
+pub(crate) const VOTES_SQL: &str =
+    "SELECT approver, verdict, at FROM decisions WHERE request_id = ?1 ORDER BY at, approver";
+
+/// The recorded votes on a request, ordered by time, then approver.
+pub(crate) fn votes_of(c: &Connection, request_id: &str) -> Result<Vec<Vote>, ApiError> {
+    let mut stmt = c.prepare_cached(VOTES_SQL).map_err(sql)?;
+    let rows = stmt
+        .query_map(params![request_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    Ok(rows
+        .into_iter()
+        .map(|(approver, verdict, at)| Vote {
+            approver,
+            verdict: if verdict == "approve" {
+                Verdict::Approve
+            } else {
+                Verdict::Deny
+            },
+            at,
+        })
+        .collect())
+}
+
+fn status_from_votes(
+    gw: &Gateway,
+    request_id: &str,
+    request_digest: Digest,
+    state: RequestState,
+    min_approvals: u32,
+    votes: Vec<Vote>,
+    at: i64,
+) -> Result<Signed<StatusUpdate>, ApiError> {
+    let update = StatusUpdate {
+        v: PROTOCOL_VERSION,
+        request_id: request_id.to_string(),
+        request_digest,
+        state,
+        approvals: votes
+            .iter()
+            .filter(|v| v.verdict == Verdict::Approve)
+            .count() as u32,
+        min_approvals,
+        votes,
+        at,
+    };
+    Ok(Signed::sign(&gw.key, update)?)
+}
+
+/// What accepting a decision produces, given the votes recorded before it: the new state, the
+/// signed receipt and the signed status event.
+pub(crate) struct Outcome {
+    pub(crate) votes_before: Vec<Vote>,
+    pub(crate) new_state: RequestState,
+    pub(crate) receipt: Signed<Receipt>,
+    pub(crate) receipt_text: String,
+    pub(crate) status_data: String,
+}
+
+pub(crate) fn outcome(
+    gw: &Gateway,
+    d: &Decision,
+    request: &Signed<ApprovalRequest>,
+    decision_digest: Digest,
+    now: i64,
+    votes_before: Vec<Vote>,
+) -> Result<Outcome, ApiError> {
+    // One deny closes the request at once; otherwise the quorum decides.
+    let approved_before = votes_before
+        .iter()
+        .filter(|v| v.verdict == Verdict::Approve)
+        .count() as u32;
+    let approvals = approved_before + u32::from(d.verdict == Verdict::Approve);
+    let min = request.body.min_approvals;
+    let new_state = match d.verdict {
+        Verdict::Deny => RequestState::Denied,
+        Verdict::Approve if approvals >= min => RequestState::Approved,
+        Verdict::Approve => RequestState::Pending,
+    };
+    let receipt = Signed::sign(
+        &gw.key,
+        Receipt {
+            v: PROTOCOL_VERSION,
+            decision_id: d.decision_id.clone(),
+            decision_digest,
+            request_id: d.request_id.clone(),
+            request_digest: d.request_digest,
+            approver: d.approver.clone(),
+            verdict: d.verdict,
+            accepted_at: now,
+            request_state: new_state,
+            approvals,
+            min_approvals: min,
+        },
+    )?;
+    let mut votes = votes_before.clone();
+    votes.push(Vote {
+        approver: d.approver.clone(),
+        verdict: d.verdict,
+        at: now,
+    });
+    votes.sort_by(|a, b| (a.at, &a.approver).cmp(&(b.at, &b.approver)));
+    let status = status_from_votes(
+        gw,
+        &d.request_id,
+        d.request_digest,
+        new_state,
+        min,
+        votes,
+        now,
+    )?;
+    Ok(Outcome {
+        votes_before,
+        new_state,
+        receipt_text: json_text(&receipt)?,
+        receipt,
+        status_data: json_text(&StreamEvent::Status { status })?,
+    })
+}
+
+/// Stores and returns a status event for every approver of the request.
+pub(crate) fn push_status(
+    gw: &Gateway,
+    tx: &Connection,
+    request_id: &str,
+) -> Result<Vec<Pushed>, ApiError> {
+    let (status, approvers) = status_of(gw, tx, request_id)?;
+    enqueue_status(tx, status, &approvers)
+}
+
+/// Stores the status event for every approver and returns what to publish after commit.
+fn enqueue_status(
+    tx: &Connection,
+    status: Signed<StatusUpdate>,
+    approvers: &[String],
+) -> Result<Vec<Pushed>, ApiError> {
+    let data = json_text(&StreamEvent::Status { status })?;
+    enqueue(tx, approvers, "status", |_| Ok(data.clone()))
+}
