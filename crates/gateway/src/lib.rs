@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod approvals;
+pub mod ceremony;
 pub mod checkpoints;
 pub mod client;
 pub mod clock;

@@ -7,8 +7,8 @@
 //! columns override its values when a passkey is loaded, so that an approval updates three
 //! integers instead of parsing and rewriting the whole stored credential.
 
-use rusqlite::params;
-use webauthn_rs::prelude::{Credential, Passkey};
+use rusqlite::{params, Connection};
+use webauthn_rs::prelude::{AuthenticationResult, Credential, Passkey};
 
 use crate::error::{sql, ApiError};
 
@@ -58,7 +58,39 @@ pub fn base64_cred_id(pk: &Passkey) -> String {
 }
 
 /// A raw credential id as the passkeys table keys it (unpadded base64url).
-pub(crate) fn cred_id_text(raw: &[u8]) -> String {
+fn cred_id_text(raw: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// Moves the counter and backup columns of the passkey that made an accepted assertion, inside
+/// the transaction that accepts the decision, if the assertion changed them.
+pub(crate) fn record_assertion(
+    tx: &Connection,
+    approver: &str,
+    result: &AuthenticationResult,
+) -> Result<(), ApiError> {
+    if !result.needs_update() {
+        return Ok(());
+    }
+    // Only the credential that made the assertion changes, as `Passkey::update_credential`
+    // would change it: the counter only forward (approvals by one passkey may arrive out of
+    // order), backup eligibility only from false to true, the backup state to the one of the
+    // assertion with the highest counter so far (the right-hand side reads old values).
+    crate::store::execute(
+        tx,
+        "UPDATE passkeys SET counter = max(counter, ?3),
+                             backup_eligible = max(backup_eligible, ?4),
+                             backup_state = CASE WHEN ?3 >= counter THEN ?5 ELSE backup_state END
+                         WHERE cred_id = ?1 AND approver = ?2",
+        params![
+            cred_id_text(result.cred_id().as_ref()),
+            approver,
+            result.counter(),
+            result.backup_eligible(),
+            result.backup_state()
+        ],
+    )
+    .map_err(sql)?;
+    Ok(())
 }

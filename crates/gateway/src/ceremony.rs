@@ -1,0 +1,147 @@
+//! The once-only WebAuthn ceremony of a decision. Each (request, approver) pair has one stored
+//! ceremony state (table `challenges`, written when the request is created); a decision's
+//! assertion is verified against it before the write lock, and the state is marked used in the
+//! transaction that accepts the decision, so an assertion made for request A never approves B
+//! and none is accepted twice. The webauthn-rs library neither consumes state nor checks time;
+//! this module consumes it, and the decision's checks judge time on the gateway's clock.
+
+use countersign_protocol::{Decision, Verdict};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Deserialize as _;
+use webauthn_rs::prelude::{
+    AuthenticationResult, PasskeyAuthentication, PublicKeyCredential, WebauthnError,
+};
+
+use crate::error::{sql, ApiError};
+use crate::gateway::Gateway;
+use crate::passkeys::record_assertion;
+
+/// A stored WebAuthn ceremony state and when it was used.
+pub(crate) type ChallengeRow = (String, Option<i64>);
+
+/// An approval always needs a passkey assertion; a denial needs one if the gateway is set so,
+/// or if the device sent one anyway (then it must verify).
+pub(crate) fn needs_passkey(gw: &Gateway, d: &Decision) -> bool {
+    d.verdict == Verdict::Approve || gw.config.deny_requires_passkey || d.assertion.is_some()
+}
+
+/// Verifies the WebAuthn assertion against the stored ceremony state, before the lock, when
+/// `wanted` and the decision carries an assertion for a ceremony not used yet. Otherwise it
+/// returns `None`, and the transaction names what is missing or already used.
+pub(crate) fn verify_assertion(
+    gw: &Gateway,
+    d: &Decision,
+    wanted: bool,
+    challenge: Option<&ChallengeRow>,
+) -> Result<Option<AuthenticationResult>, ApiError> {
+    let (true, Some(assertion), Some((state, None))) = (wanted, &d.assertion, challenge) else {
+        return Ok(None);
+    };
+    let cred: PublicKeyCredential = PublicKeyCredential::deserialize(assertion).map_err(|e| {
+        ApiError::bad_request(
+            "bad_assertion",
+            format!("The passkey assertion is malformed: {e}."),
+        )
+    })?;
+    let state: PasskeyAuthentication =
+        serde_json::from_str(state).map_err(|e| ApiError::internal("stored challenge", e))?;
+    let verified = gw
+        .webauthn
+        .finish_passkey_authentication(&cred, &state)
+        .map_err(passkey_error)?;
+    Ok(Some(verified))
+}
+
+/// The once-only ceremony: the decision carries an assertion, verified before the lock against
+/// this request's and approver's ceremony state while it was unused; the state is marked used
+/// here, and the passkey's counter columns take the assertion's values.
+pub(crate) fn consume(
+    tx: &Connection,
+    d: &Decision,
+    verified: Option<&AuthenticationResult>,
+    now: i64,
+) -> Result<(), ApiError> {
+    let assertion = d.assertion.as_ref().ok_or_else(|| {
+        ApiError::bad_request(
+            "passkey_required",
+            "This decision needs a passkey assertion.",
+        )
+    })?;
+    if verified.is_none() {
+        // Not parsed before the transaction: name a malformed assertion as such.
+        PublicKeyCredential::deserialize(assertion).map_err(|e| {
+            ApiError::bad_request(
+                "bad_assertion",
+                format!("The passkey assertion is malformed: {e}."),
+            )
+        })?;
+    }
+    let challenge: Option<Option<i64>> = crate::store::query_row(
+        tx,
+        "SELECT used_at FROM challenges WHERE request_id = ?1 AND approver = ?2",
+        params![d.request_id, d.approver],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(sql)?;
+    let used = challenge.ok_or_else(|| {
+        ApiError::conflict(
+            "no_challenge",
+            "There is no passkey challenge for this request and approver.",
+        )
+    })?;
+    if used.is_some() {
+        return Err(ApiError::conflict(
+            "assertion_replayed",
+            "The passkey challenge for this request was already used; an assertion is accepted only once.",
+        ));
+    }
+    // Verified before the transaction against this challenge while it was unused.
+    let result = verified.ok_or_else(|| {
+        ApiError::conflict(
+            "assertion_replayed",
+            "The passkey challenge for this request was already used.",
+        )
+    })?;
+    let consumed = crate::store::execute(
+        tx,
+        "UPDATE challenges SET used_at = ?3
+                         WHERE request_id = ?1 AND approver = ?2 AND used_at IS NULL",
+        params![d.request_id, d.approver, now],
+    )
+    .map_err(sql)?;
+    if consumed != 1 {
+        return Err(ApiError::conflict(
+            "assertion_replayed",
+            "The passkey challenge for this request was already used.",
+        ));
+    }
+    record_assertion(tx, &d.approver, result)
+}
+
+/// The refusal for an assertion webauthn-rs does not accept. The common reasons get codes of
+/// their own, so the approver's device can tell the person what went wrong.
+fn passkey_error(e: WebauthnError) -> ApiError {
+    match e {
+        WebauthnError::UserNotVerified => ApiError::forbidden(
+            "user_not_verified",
+            "The passkey assertion lacks user verification, which approvals require.",
+        ),
+        WebauthnError::MismatchedChallenge => ApiError::forbidden(
+            "assertion_not_for_this_request",
+            "The passkey assertion was made for a different challenge, not for this request.",
+        ),
+        WebauthnError::CredentialPossibleCompromise => ApiError::forbidden(
+            "passkey_counter_regressed",
+            "The passkey's signature counter went backwards; the credential may be cloned.",
+        ),
+        WebauthnError::InvalidRPOrigin => ApiError::forbidden(
+            "wrong_webauthn_origin",
+            "The passkey assertion names a different WebAuthn origin.",
+        ),
+        other => ApiError::forbidden(
+            "passkey_rejected",
+            format!("The passkey assertion does not verify: {other}."),
+        ),
+    }
+}
