@@ -1,6 +1,7 @@
-//! Device authentication: the paired, unrevoked devices (table `devices`) and the
-//! `Countersign-Device` authorization header a device signs for each request it makes (the
-//! stream, checkpoints), checked against the gateway's clock and used once.
+//! Device authentication: looking up a paired, unrevoked device (table `devices`), which a
+//! device-signed message such as a report names, and the `Countersign-Device` authorization
+//! header a device signs for the endpoints it calls (the stream, checkpoints), checked against
+//! the gateway's clock and accepted once.
 
 use axum::http::HeaderMap;
 use countersign_protocol::{DeviceAuth, PublicKey};

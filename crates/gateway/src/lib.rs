@@ -6,10 +6,23 @@
 //! digest, expiry, the WebAuthn assertion against once-only ceremony state, match code,
 //! eligibility, quorum) before answering with a signed receipt.
 //!
-//! Module map: [`config`] settings, [`store`] SQLite, [`pairing`] invites and device pairing,
-//! [`approvals`] requests, decisions and quorum, [`stream`] the push hub and SSE endpoint,
-//! [`http`] the axum router, [`tokens`] requester tokens, [`client`] the requester-side HTTP
-//! client used by the `request` command.
+//! Module map, roughly from the leaves up (no two modules import each other, directly or
+//! through others):
+//!
+//! - [`error`] the error types, [`clock`] the gateway's clock, [`config`] settings, [`tls`]
+//!   HTTPS and the certificate pin;
+//! - [`hub`] the in-memory push hub and storing events, [`schema`] the database schema and its
+//!   migrations, [`store`] the SQLite store with group commit and the audit chain;
+//! - [`gateway`] the shared [`Gateway`] and opening it;
+//! - [`devices`] device authentication, [`passkeys`] passkey rows, [`status`] a request's
+//!   status and quorum, [`ceremony`] the once-only WebAuthn ceremony of a decision;
+//! - [`pairing`] invites and device pairing, [`tokens`] requester tokens, [`reports`]
+//!   unexpected-request reports and blocks, [`checkpoints`] devices' audit checkpoints,
+//!   [`requests`] creating requests, [`decisions`] verifying and applying decisions,
+//!   [`lifecycle`] viewing, withdrawing and expiring requests, [`stream`] `GET /v1/stream`;
+//! - [`http`] the axum router, [`openapi`] its OpenAPI document, [`server`] serving it;
+//! - [`approvals`] the approval flow's public paths, re-exported from the modules above;
+//!   [`client`] the requester-side HTTP client used by the `request` command.
 #![forbid(unsafe_code)]
 
 pub mod approvals;

@@ -1,5 +1,5 @@
 //! The schema of `gateway.db` and its migrations: each version's statements, and
-//! [`migrate`], which brings a database of any older version (`PRAGMA user_version`) up to this
+//! `migrate`, which brings a database of any older version (`PRAGMA user_version`) up to this
 //! build's and refuses one that is newer.
 
 use rusqlite::Connection;
@@ -158,7 +158,7 @@ UPDATE passkeys SET
 /// it, in one transaction with the new `user_version`.
 const MIGRATIONS: [&str; 5] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
-/// Brings the database behind `conn` to [`SCHEMA_VERSION`], all missing versions in one
+/// Brings the database behind `conn` to `SCHEMA_VERSION`, all missing versions in one
 /// transaction with the new `user_version`, so a failed upgrade leaves the old version intact.
 /// A database written by a newer build is refused rather than misread.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

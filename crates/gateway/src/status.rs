@@ -1,5 +1,5 @@
 //! A request's status and its quorum: the recorded votes, the signed [`StatusUpdate`] built from
-//! them, the [`Outcome`] of accepting one more decision (new state, signed receipt, signed
+//! them, the `Outcome` of accepting one more decision (new state, signed receipt, signed
 //! status event), and storing a status event for every approver of a request.
 
 use countersign_protocol::{
