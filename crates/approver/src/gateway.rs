@@ -1,6 +1,7 @@
 //! Paired gateways: the pinned facts stored per gateway ([`GatewayRecord`]) in the `gateways`
-//! table, which this module owns, and the HTTP calls the engine makes to a gateway (info, pairing, decision delivery), with the rule that turns an
-//! HTTP answer into "accepted", "refused for good" or "try again later".
+//! table, which this module owns, and the HTTP calls the engine makes to a gateway (info,
+//! pairing, decision delivery), with the rule that turns an HTTP answer into "accepted",
+//! "refused for good" or "try again later".
 
 use std::time::Duration;
 

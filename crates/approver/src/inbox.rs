@@ -1,5 +1,6 @@
-//! The inbox: verified requests as stored in the `inbox` table (which this module owns), the rules a request must pass
-//! before it is stored, and the outcome of ingesting one stream event.
+//! The inbox: verified requests as stored in the `inbox` table (which this module owns), the
+//! rules a request must pass before it is stored, and the outcome of ingesting one stream
+//! event.
 
 use countersign_protocol::{
     ApprovalRequest, Digest, PublicKey, Receipt, RequestState, Signed, StatusUpdate, Verdict, Vote,
