@@ -5,13 +5,11 @@
 
 use std::sync::Arc;
 
-use countersign_approver::{InboxItem, Notifier};
+use countersign_approver::{Clock, InboxItem, Notifier};
 use countersign_ipc::{RequestSummary, Settings, UiEvent};
-use countersign_notifications::{DesktopNotifier, NotifierOptions, ReviewCallback};
+use countersign_notifications::{DesktopNotifier, NotifierOptions, RequestFacts, ReviewCallback};
 use countersign_protocol::RequestState;
-use tauri::{AppHandle, Manager, Runtime};
-
-use crate::state::AppState;
+use tauri::{AppHandle, Runtime};
 
 /// The engine's [`Notifier`] in the app: a new request becomes the page's
 /// `request_received` event carrying its inbox row (the engine hands the stored item to this
@@ -21,21 +19,28 @@ use crate::state::AppState;
 pub struct AppNotifier<R: Runtime> {
     app: AppHandle<R>,
     desktop: Option<Arc<DesktopNotifier>>,
+    /// The engine's clock, for the row's countdown.
+    clock: Clock,
 }
 
 impl<R: Runtime> AppNotifier<R> {
-    pub fn new(app: AppHandle<R>, desktop: Option<Arc<DesktopNotifier>>) -> AppNotifier<R> {
-        AppNotifier { app, desktop }
+    pub fn new(
+        app: AppHandle<R>,
+        desktop: Option<Arc<DesktopNotifier>>,
+        clock: Clock,
+    ) -> AppNotifier<R> {
+        AppNotifier {
+            app,
+            desktop,
+            clock,
+        }
     }
 }
 
 impl<R: Runtime> Notifier for AppNotifier<R> {
     fn request_arrived(&self, item: &InboxItem) {
-        let now = self
-            .app
-            .try_state::<AppState>()
-            .map_or_else(crate::state::now, |s| s.engine.now());
-        crate::emit(
+        let now = self.clock.now();
+        crate::window::emit(
             &self.app,
             UiEvent::RequestReceived {
                 request_id: item.id().to_owned(),
@@ -43,8 +48,16 @@ impl<R: Runtime> Notifier for AppNotifier<R> {
             },
         );
         crate::tray::changed(&self.app);
+        // Only a request there is something to decide on raises a notification.
+        if item.state != RequestState::Pending || item.decision.is_some() {
+            tracing::debug!(request = %item.id(), "no notification: nothing to decide");
+            return;
+        }
         if let Some(d) = &self.desktop {
-            d.request_arrived(item);
+            d.request_arrived(RequestFacts::from_request(
+                &item.gateway,
+                &item.request.body,
+            ));
         }
     }
 
@@ -57,21 +70,25 @@ impl<R: Runtime> Notifier for AppNotifier<R> {
 
 /// Starts the desktop notifier with the saved settings applied. `None` when there is no
 /// session bus (logged): the window and the tray still show every request.
-pub fn start<R: Runtime>(app: &AppHandle<R>, settings: &Settings) -> Option<Arc<DesktopNotifier>> {
+pub fn start<R: Runtime>(
+    app: &AppHandle<R>,
+    settings: &Settings,
+    clock: Clock,
+) -> Option<Arc<DesktopNotifier>> {
     let handle = app.clone();
     // Runs on the notifier's thread: showing a window and emitting are thread-safe in Tauri
     // and return at once.
     let on_review: ReviewCallback = Arc::new(move |request_id: String| {
         tracing::info!(request = %request_id, "notification review");
-        crate::focus_request(&handle, request_id);
+        crate::window::focus_request(&handle, request_id);
     });
     let options = NotifierOptions {
         desktop_entry: Some("countersign-desktop".into()),
-        ..NotifierOptions::default()
+        ..NotifierOptions::with_clock(Arc::new(move || clock.now()))
     };
     match DesktopNotifier::start(options, on_review) {
         Ok(n) => {
-            apply(&n, settings);
+            crate::state::apply_settings(&n, settings);
             Some(Arc::new(n))
         }
         Err(e) => {
@@ -79,10 +96,4 @@ pub fn start<R: Runtime>(app: &AppHandle<R>, settings: &Settings) -> Option<Arc<
             None
         }
     }
-}
-
-/// Applies the notification settings (on/off and the pause) to the notifier.
-pub fn apply(n: &DesktopNotifier, settings: &Settings) {
-    n.set_enabled(settings.notifications_enabled);
-    n.set_paused_until(settings.notifications_paused_until);
 }

@@ -210,6 +210,11 @@ impl Engine {
         self.inner.options.clock.now()
     }
 
+    /// The engine's clock, for a host that shows times next to the engine's (notifications).
+    pub fn clock(&self) -> Clock {
+        self.inner.options.clock.clone()
+    }
+
     /// Events for a UI. See [`EngineEvent`].
     pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
         self.inner.events.subscribe()

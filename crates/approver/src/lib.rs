@@ -14,10 +14,11 @@ mod anchor;
 pub mod audit;
 pub mod authenticator;
 pub mod clock;
+/// The display-safety rules (a leaf crate, shared with the notifications and the UI's DTOs).
+pub use countersign_display as display;
 mod connector;
 mod decide;
 mod device;
-pub mod display;
 mod engine;
 pub mod error;
 pub mod events;

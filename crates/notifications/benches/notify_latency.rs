@@ -1,4 +1,4 @@
-//! Push to `Notify` latency: from `Notifier::request_arrived` to the test notification server
+//! Push to `Notify` latency: from `DesktopNotifier::request_arrived` to the test notification server
 //! recording the `Notify` call, one request at a time, over a private session bus.
 //!
 //!     dbus-run-session -- cargo bench -p countersign-notifications --bench notify_latency
@@ -10,12 +10,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use countersign_approver::{InboxItem, Notifier};
 use countersign_notifications::test_server::TestServer;
-use countersign_notifications::{DesktopNotifier, NotifierOptions};
-use countersign_protocol::{ApprovalRequest, KeyPair, RequestState, Risk, Signed};
+use countersign_notifications::{DesktopNotifier, NotifierOptions, RequestFacts};
+use countersign_protocol::{ApprovalRequest, KeyPair, Risk, Signed};
 
-fn item(key: &KeyPair, i: usize, now: i64) -> InboxItem {
+fn item(key: &KeyPair, i: usize, now: i64) -> RequestFacts {
     let body = ApprovalRequest {
         v: 1,
         id: format!("bench-{i}"),
@@ -36,20 +35,7 @@ fn item(key: &KeyPair, i: usize, now: i64) -> InboxItem {
         match_required: false,
     };
     let request = Signed::sign(key, body).unwrap();
-    let digest = request.digest().unwrap();
-    InboxItem {
-        gateway: "gw".into(),
-        gateway_name: "gw".into(),
-        request,
-        digest,
-        challenge: serde_json::json!({}),
-        state: RequestState::Pending,
-        approvals: 0,
-        min_approvals: 1,
-        votes: vec![],
-        received_at: now,
-        decision: None,
-    }
+    RequestFacts::from_request("gw", &request.body)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -70,17 +56,18 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     let server = TestServer::start().expect("own org.freedesktop.Notifications");
-    let notifier = DesktopNotifier::start(NotifierOptions::default(), Arc::new(|_| {})).unwrap();
-    let key = KeyPair::generate();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let items: Vec<InboxItem> = (0..n).map(|i| item(&key, i, now)).collect();
+    let options = NotifierOptions::with_clock(Arc::new(move || now));
+    let notifier = DesktopNotifier::start(options, Arc::new(|_| {})).unwrap();
+    let key = KeyPair::generate();
+    let items: Vec<RequestFacts> = (0..n).map(|i| item(&key, i, now)).collect();
 
     // Warm up the connection and the server.
     for it in items.iter().take(20) {
-        notifier.request_arrived(it);
+        notifier.request_arrived(it.clone());
     }
     assert_eq!(server.wait_for_calls(20, Duration::from_secs(10)).len(), 20);
     server.reset();
@@ -88,7 +75,7 @@ fn main() {
     let mut latencies = Vec::with_capacity(n);
     for (i, it) in items.iter().enumerate().skip(20) {
         let start = Instant::now();
-        notifier.request_arrived(it);
+        notifier.request_arrived(it.clone());
         let calls = server.wait_for_calls(i - 19, Duration::from_secs(10));
         let call = calls.last().expect("a Notify call");
         latencies.push(call.received_at.duration_since(start));

@@ -1,7 +1,9 @@
 //! Native desktop notifications for Countersign.
 //!
-//! [`DesktopNotifier`] implements the engine's [`countersign_approver::Notifier`] over the
-//! freedesktop `org.freedesktop.Notifications` D-Bus interface: notify-rust's `Notification`
+//! [`DesktopNotifier`] shows the requests its host hands it ([`RequestFacts`]) over the
+//! freedesktop `org.freedesktop.Notifications` D-Bus interface. It depends on no engine crate:
+//! the desktop shell adapts the engine's `Notifier` hook to it, and passes its clock in
+//! ([`NotifierOptions::clock`]). notify-rust's `Notification`
 //! builds each notification (urgency, hints, actions) and zbus carries it, on one long-lived
 //! session-bus connection owned by a thread of the notifier's own.
 //!
@@ -12,7 +14,7 @@
 //!   Normal, high and critical: Critical), actions `default` and `review` (both labelled
 //!   "Review"). Exact texts: [`text`].
 //! - **Display safety.** Every field from a request is shown with control, bidi and invisible
-//!   characters escaped (`countersign_approver::display::visible`), cut with `…` past a limit,
+//!   characters escaped (`countersign_display::visible`), cut with `…` past a limit,
 //!   and markup-escaped (`&`, `<`, `>`). Only requester, action, resource, risk, the one-line
 //!   summary and the expiry are shown: never the detail, the reason, the challenge, digests,
 //!   keys or match codes.
@@ -47,11 +49,17 @@
 //! Feature `test-server`: [`test_server::TestServer`], a recording notification server for
 //! tests under `dbus-run-session`.
 
+#![forbid(unsafe_code)]
+
 pub mod notifier;
+pub mod options;
 #[cfg(feature = "test-server")]
 pub mod test_server;
 pub mod text;
+mod worker;
 
-pub use notifier::{
-    DesktopNotifier, NotifierOptions, NotifyError, ReviewCallback, ACTION_DEFAULT, ACTION_REVIEW,
+pub use notifier::DesktopNotifier;
+pub use options::{
+    NotifierOptions, NotifyError, Now, ReviewCallback, ACTION_DEFAULT, ACTION_REVIEW,
 };
+pub use text::RequestFacts;

@@ -24,7 +24,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::Connection;
 use zbus::{OwnedVariant, Variant};
 
-use crate::notifier::{NOTIFICATIONS_NAME, NOTIFICATIONS_PATH};
+use crate::options::{NOTIFICATIONS_NAME, NOTIFICATIONS_PATH};
 
 /// What `GetCapabilities` answers.
 pub const CAPABILITIES: &[&str] = &["actions", "body", "body-markup"];

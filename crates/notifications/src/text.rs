@@ -10,8 +10,8 @@
 //! ever shown. Never the detail (it may hold credentials typed into a command), the reason, the
 //! WebAuthn challenge, digests, keys or match codes.
 
-use countersign_approver::display;
-use countersign_protocol::{RequestState, Risk};
+use countersign_display as display;
+use countersign_protocol::{ApprovalRequest, RequestState, Risk};
 use notify_rust::Urgency;
 
 /// The marker appended to a field that was cut.
@@ -40,11 +40,12 @@ pub struct RequestFacts {
 }
 
 impl RequestFacts {
-    pub fn from_item(item: &countersign_approver::InboxItem) -> RequestFacts {
-        let b = &item.request.body;
+    /// The facts of a verified request from the gateway `gateway` (its fingerprint). Only these
+    /// reach a notification: never the detail, the reason, the challenge or any digest.
+    pub fn from_request(gateway: &str, b: &ApprovalRequest) -> RequestFacts {
         RequestFacts {
             id: b.id.clone(),
-            gateway: item.gateway.clone(),
+            gateway: gateway.to_owned(),
             requester: b.requester.clone(),
             action: b.action.clone(),
             resource: b.resource.clone(),
@@ -164,7 +165,7 @@ pub fn single(r: &RequestFacts, now: i64) -> Text {
 }
 
 /// Appended to a notification whose shown fields carry hidden characters, mixed scripts or
-/// ASCII look-alikes (UTS #39, see `countersign_approver::display::warnings`).
+/// ASCII look-alikes (UTS #39, see `countersign_display::warnings`).
 pub const LOOK_ALIKE: &str = "\n⚠ Hidden or look-alike characters: check in the app";
 
 fn looks_deceptive(r: &RequestFacts) -> bool {

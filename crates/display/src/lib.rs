@@ -1,6 +1,10 @@
 //! Making untrusted text safe to show: what is displayed must be what was signed, so control,
 //! bidirectional-override and invisible characters are written out as `\u{...}` escapes
-//! instead of being interpreted by the terminal or the UI.
+//! instead of being interpreted by the terminal or the UI, and look-alike text is flagged.
+//!
+//! A leaf crate (its only dependency is `unicode-security`): the CLI, the desktop UI's DTOs and
+//! the desktop notifications apply the same rules without depending on each other.
+#![forbid(unsafe_code)]
 
 /// True for characters that can hide, reorder or fake text when rendered.
 fn is_hidden(c: char) -> bool {
