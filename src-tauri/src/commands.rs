@@ -62,7 +62,7 @@ pub async fn approve(
     // The ceremony blocks its thread and holds the authenticator's lock, so it runs on a
     // blocking thread that drives the engine's future to completion itself.
     let e2 = engine.clone();
-    spawn_blocking(move || {
+    crate::state::spawn_blocking(move || {
         slot.with(|a| tauri::async_runtime::block_on(e2.approve(&run, match_code, a)))
     })
     .await?;
@@ -86,7 +86,7 @@ pub async fn report_unexpected(state: State<'_, AppState>, id: String) -> Res<De
 
 #[tauri::command]
 pub async fn pair(app: AppHandle, state: State<'_, AppState>, link: String) -> Res<GatewayView> {
-    let record = crate::pair_with(&app, &state, &link).await?;
+    let record = crate::pairing::pair_with(&app, &state, &link).await?;
     Ok(GatewayView::from(&record))
 }
 
@@ -153,7 +153,8 @@ pub async fn audit_export(state: State<'_, AppState>) -> Res<String> {
         .mode(0o700)
         .create(&dir)
         .map_err(EngineError::from)?;
-    let stamp = time::OffsetDateTime::now_utc()
+    let stamp = time::OffsetDateTime::from_unix_timestamp(state.engine.now())
+        .map_err(|e| IpcError::new("io", format!("The export time is out of range: {e}.")))?
         .format(time::macros::format_description!(
             "[year][month][day]T[hour][minute][second]Z"
         ))
@@ -219,18 +220,4 @@ fn decision_of(engine: &countersign_approver::Engine, id: &str) -> Res<DecisionV
         .as_ref()
         .map(DecisionView::from_local)
         .ok_or_else(|| IpcError::new("internal", "The decision was not recorded."))
-}
-
-pub(crate) async fn spawn_blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
-) -> Res<T> {
-    tauri::async_runtime::spawn_blocking(f)
-        .await
-        .map_err(|e| {
-            IpcError::new(
-                "internal",
-                format!("The passkey ceremony was interrupted: {e}."),
-            )
-        })?
-        .map_err(IpcError::from)
 }

@@ -15,25 +15,28 @@
 pub mod commands;
 pub use countersign_ipc::deeplink;
 mod notify;
+mod pairing;
 pub mod settings;
 pub mod state;
 mod tray;
+pub mod window;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use countersign_approver::{Engine, EngineError, EngineEvent, GatewayRecord};
-use countersign_ipc::{IpcError, UiEvent, EVENT_NAME};
+use countersign_approver::{Engine, EngineEvent};
+use countersign_ipc::UiEvent;
 use countersign_protocol::PairingLink;
 use tauri::webview::PageLoadEvent;
-use tauri::{AppHandle, Emitter, Manager, Runtime, WindowEvent};
+use tauri::{AppHandle, Manager, Runtime, WindowEvent};
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::pairing::pair_with;
 use crate::state::{lock, AppState};
+pub use crate::window::MAIN_WINDOW;
+use crate::window::{emit, focus_request, show_main};
 use countersign_ipc::deeplink::LinkAction;
 
-/// The main window's label (also the capability's window).
-pub const MAIN_WINDOW: &str = "main";
 /// Passed by the autostart entry: start in the tray without showing the window.
 pub const HIDDEN_FLAG: &str = "--hidden";
 
@@ -123,10 +126,11 @@ fn setup(app: &AppHandle) -> anyhow::Result<()> {
     );
     let state = AppState::new(engine.clone(), choice);
     let saved = lock(&state.settings).clone();
-    let desktop = notify::start(app, &saved);
+    let desktop = notify::start(app, &saved, engine.clock());
     engine.set_notifier(Arc::new(notify::AppNotifier::new(
         app.clone(),
         desktop.clone(),
+        engine.clock(),
     )));
     state.set_notifier(desktop);
     app.manage(state);
@@ -147,7 +151,7 @@ fn setup(app: &AppHandle) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "no tray icon");
     }
     let state = app.state::<AppState>();
-    state.runner.restart(&engine);
+    state.runner.start(&engine);
     bootstrap_pairing(app.clone());
 
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -197,31 +201,6 @@ fn forward_engine_events<R: Runtime>(app: AppHandle<R>, engine: &Engine) {
             tray::changed(&app);
         }
     });
-}
-
-pub(crate) fn emit<R: Runtime>(app: &AppHandle<R>, event: UiEvent) {
-    if let Err(e) = app.emit(EVENT_NAME, &event) {
-        tracing::warn!(error = %e, "cannot emit a UI event");
-    }
-}
-
-/// Shows, unminimizes and focuses the main window.
-pub(crate) fn show_main<R: Runtime>(app: &AppHandle<R>) {
-    if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
-        let _ = w.show();
-        let _ = w.unminimize();
-        let _ = w.set_focus();
-    }
-}
-
-/// Brings the window up on `request_id` (a notification click or a deep link). Only
-/// navigates: the person still reads the request and decides in the window.
-pub(crate) fn focus_request<R: Runtime>(app: &AppHandle<R>, request_id: String) {
-    show_main(app);
-    if let Some(state) = app.try_state::<AppState>() {
-        state.set_pending_navigation(Some(request_id.clone()));
-    }
-    emit(app, UiEvent::Navigate { request_id });
 }
 
 /// Handles command-line arguments (this launch's, or a second launch's handed over by the
@@ -279,55 +258,6 @@ fn flush_startup_events<R: Runtime>(app: AppHandle<R>) {
             emit(&app, event);
         }
     });
-}
-
-pub(crate) fn pause_notifications<R: Runtime>(app: &AppHandle<R>, seconds: i64) {
-    let Some(state) = app.try_state::<AppState>() else {
-        return;
-    };
-    let mut snapshot = lock(&state.settings).clone();
-    snapshot.notifications_paused_until = Some(state::now() + seconds);
-    if let Err(e) = state.store_settings(snapshot) {
-        tracing::warn!(error = %e.message, "cannot save the notification pause");
-    }
-    tray::changed(app);
-}
-
-pub(crate) fn quit<R: Runtime>(app: &AppHandle<R>) {
-    if let Some(state) = app.try_state::<AppState>() {
-        state.runner.stop();
-    }
-    app.exit(0);
-}
-
-/// This machine's name, for the device name a gateway shows.
-fn device_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "this computer".to_owned());
-    format!("Countersign desktop on {host}")
-}
-
-/// Pairs with `link` (blocking ceremony on a blocking thread), then restarts the run loop so
-/// the new gateway gets its stream.
-pub(crate) async fn pair_with<R: Runtime>(
-    app: &AppHandle<R>,
-    state: &AppState,
-    link: &str,
-) -> Result<GatewayRecord, IpcError> {
-    let link = PairingLink::parse(link).map_err(EngineError::from)?;
-    let engine = state.engine.clone();
-    let slot = state.authenticator_slot();
-    let name = device_name();
-    let record = commands::spawn_blocking(move || {
-        slot.with(|a| tauri::async_runtime::block_on(engine.pair(&link, &name, a)))
-    })
-    .await?;
-    state.runner.restart(&state.engine);
-    tray::changed(app);
-    Ok(record)
 }
 
 /// Development mode: with `COUNTERSIGN_PAIR_LINK` set and the software authenticator chosen,

@@ -1,5 +1,5 @@
 //! What the shell keeps while it runs: the engine, the chosen authenticator, the settings, the
-//! engine's run loop (restartable, so a newly paired gateway gets a connector) and the
+//! engine's run loop and the
 //! navigation a notification or deep link asked for before the UI was listening.
 
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use countersign_approver::ceremony::{
 use countersign_approver::{
     open_authenticator, Authenticator, AuthenticatorChoice, AuthenticatorKind, Engine, EngineError,
 };
-use countersign_ipc::{AuthenticatorView, Settings, UiEvent};
+use countersign_ipc::{AuthenticatorView, IpcError, Settings, UiEvent};
 use countersign_notifications::DesktopNotifier;
 use tokio::sync::watch;
 use url::Url;
@@ -26,22 +26,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The data directory: `COUNTERSIGN_DATA_DIR`, else `$XDG_DATA_HOME/countersign`, else
-/// `~/.local/share/countersign`. The same rule as the `countersign` CLI (whose helper is
-/// private to its binary), so both open the same store.
+/// The data directory: `COUNTERSIGN_DATA_DIR`, else the engine's default (the same rule as
+/// the `countersign` CLI, so both open the same store).
 pub fn data_dir() -> anyhow::Result<PathBuf> {
     if let Some(d) = std::env::var_os("COUNTERSIGN_DATA_DIR").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(d));
     }
-    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(x).join("countersign"));
-    }
-    let home = std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            anyhow::anyhow!("Neither COUNTERSIGN_DATA_DIR, XDG_DATA_HOME nor HOME is set")
-        })?;
-    Ok(PathBuf::from(home).join(".local/share/countersign"))
+    Ok(countersign_approver::default_data_dir()?)
 }
 
 /// The authenticator chosen by `COUNTERSIGN_AUTHENTICATOR` (`soft` or `usb`); none otherwise.
@@ -53,19 +44,19 @@ pub fn authenticator_choice() -> Result<Option<AuthenticatorChoice>, EngineError
     }
 }
 
-/// The engine's run loop, restartable. `Engine::run` connects to the gateways paired when it
-/// starts, so after a pairing the loop is stopped (through its watch channel) and started again.
+/// The engine's run loop. It runs from start-up to quit; a gateway paired meanwhile is
+/// connected by the loop itself ([`Engine::run`] is woken by the pairing).
 #[derive(Default)]
 pub struct Runner {
     stop: Mutex<Option<watch::Sender<bool>>>,
 }
 
 impl Runner {
-    /// Stops the running loop, if any, and starts a new one.
-    pub fn restart(&self, engine: &Engine) {
+    /// Starts the loop, unless it runs already.
+    pub fn start(&self, engine: &Engine) {
         let mut slot = lock(&self.stop);
-        if let Some(old) = slot.take() {
-            let _ = old.send(true);
+        if slot.is_some() {
+            return;
         }
         let (tx, rx) = watch::channel(false);
         let engine = engine.clone();
@@ -83,11 +74,6 @@ impl Runner {
             let _ = old.send(true);
         }
     }
-}
-
-/// Unix seconds by the system clock.
-pub fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// Shared state behind every command.
@@ -169,7 +155,7 @@ impl AppState {
     pub fn store_settings(&self, settings: Settings) -> Result<(), countersign_ipc::IpcError> {
         settings::save(&self.data_dir, &settings)?;
         if let Some(n) = lock(&self.notifier).as_ref() {
-            crate::notify::apply(n, &settings);
+            apply_settings(n, &settings);
         }
         *lock(&self.settings) = settings;
         Ok(())
@@ -308,4 +294,26 @@ impl Authenticator for SimulatedTouch {
         std::thread::sleep(self.pause);
         self.inner.authenticate(origin, challenge)
     }
+}
+
+/// Applies the notification settings (on/off and the pause) to the notifier.
+pub fn apply_settings(n: &DesktopNotifier, settings: &Settings) {
+    n.set_enabled(settings.notifications_enabled);
+    n.set_paused_until(settings.notifications_paused_until);
+}
+
+/// Runs engine work that blocks (a passkey ceremony, which waits for a touch) on a blocking
+/// thread, and turns its error into the page's.
+pub async fn spawn_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, IpcError> {
+    tauri::async_runtime::spawn_blocking(f)
+        .await
+        .map_err(|e| {
+            IpcError::new(
+                "internal",
+                format!("The passkey ceremony was interrupted: {e}."),
+            )
+        })?
+        .map_err(IpcError::from)
 }

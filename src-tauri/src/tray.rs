@@ -8,7 +8,8 @@ use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent}
 use tauri::{AppHandle, Manager, Runtime};
 use tokio::sync::Notify;
 
-use crate::state::{lock, now, AppState};
+use crate::state::{lock, AppState};
+use crate::window::show_main;
 
 pub const TRAY_ID: &str = "main";
 const OPEN: &str = "open";
@@ -33,9 +34,9 @@ pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
         .tooltip("Countersign")
         .show_menu_on_left_click(false)
         .on_menu_event(|app, event| match event.id().as_ref() {
-            OPEN => crate::show_main(app),
-            PAUSE => crate::pause_notifications(app, 3600),
-            QUIT => crate::quit(app),
+            OPEN => show_main(app),
+            PAUSE => pause_notifications(app, 3600),
+            QUIT => quit_app(app),
             _ => {}
         })
         .on_tray_icon_event(|tray, event| {
@@ -45,7 +46,7 @@ pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
                 ..
             } = event
             {
-                crate::show_main(tray.app_handle());
+                show_main(tray.app_handle());
             }
         });
     if let Some(icon) = app.default_window_icon() {
@@ -108,7 +109,7 @@ fn refresh<R: Runtime>(app: &AppHandle<R>) {
     };
     let paused = lock(&state.settings)
         .notifications_paused_until
-        .is_some_and(|t| t > now());
+        .is_some_and(|t| t > state.engine.now());
     let mut tooltip = match pending {
         0 => "Countersign: no pending requests".to_owned(),
         1 => "Countersign: 1 pending request".to_owned(),
@@ -124,4 +125,25 @@ fn refresh<R: Runtime>(app: &AppHandle<R>) {
     if let Err(e) = tray.set_title(title.as_deref()) {
         tracing::debug!(error = %e, "tray title not updated");
     }
+}
+
+/// Pauses new notifications for `seconds` (the menu's "Pause notifications for 1 hour").
+fn pause_notifications<R: Runtime>(app: &AppHandle<R>, seconds: i64) {
+    let Some(state) = app.try_state::<AppState>() else {
+        return;
+    };
+    let mut snapshot = lock(&state.settings).clone();
+    snapshot.notifications_paused_until = Some(state.engine.now() + seconds);
+    if let Err(e) = state.store_settings(snapshot) {
+        tracing::warn!(error = %e.message, "cannot save the notification pause");
+    }
+    changed(app);
+}
+
+/// Quits the app: the run loop stops, then the process exits.
+fn quit_app<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(state) = app.try_state::<AppState>() {
+        state.runner.stop();
+    }
+    app.exit(0);
 }

@@ -1,19 +1,15 @@
-import { signal } from "@preact/signals";
 import { useEffect } from "preact/hooks";
 import { Header } from "./components/Header";
 import { Toasts } from "./components/Toasts";
 import { startClock } from "./clock";
 import { ipc, onUiEvent } from "./ipc";
 import { followHash, navigate, route } from "./route";
-import { applyTheme, authenticator, handleUiEvent, reloadPending, settings } from "./store";
+import { applyTheme, authenticator, firstRun, handleUiEvent, pairedThisSession, reloadPending, settings } from "./store";
 import { Audit } from "./views/Audit";
 import { Inbox } from "./views/Inbox";
 import { Pairing } from "./views/Pairing";
 import { RequestView } from "./views/RequestView";
 import { SettingsView } from "./views/SettingsView";
-
-/** True until a gateway is paired: the pairing screen is then the welcome screen. */
-export const firstRun = signal(false);
 
 /** Everything that happens once at start: subscriptions first, then the initial loads. */
 export async function boot(): Promise<() => void> {
@@ -33,7 +29,8 @@ export async function boot(): Promise<() => void> {
       applyTheme(s.theme);
     }),
     ipc.listGateways().then((gateways) => {
-      firstRun.value = gateways.length === 0;
+      // A pairing that committed after this list was read has already told the page.
+      firstRun.value = gateways.length === 0 && !pairedThisSession.value;
       const view = route.value.view;
       if (firstRun.value && (view === "inbox" || view === "request")) navigate({ view: "pair" });
     }),

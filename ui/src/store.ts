@@ -5,7 +5,7 @@ import type { RequestSummary } from "./bindings/RequestSummary";
 import type { Settings } from "./bindings/Settings";
 import type { UiEvent } from "./bindings/UiEvent";
 import { ipc, toIpcFailure } from "./ipc";
-import { navigate } from "./route";
+import { navigate, route } from "./route";
 
 export interface Toast {
   id: number;
@@ -37,6 +37,11 @@ export const connections = signal<ReadonlyMap<string, ConnectionState>>(new Map(
 export const authenticator = signal<AuthenticatorView | null>(null);
 export const settings = signal<Settings | null>(null);
 export const toasts = signal<Toast[]>([]);
+/** True until a gateway is paired: the pairing screen is then the welcome screen. */
+export const firstRun = signal(false);
+/** Set by the first `gateway_paired` event, so a gateway list read before it cannot bring the
+ * welcome screen back. */
+export const pairedThisSession = signal(false);
 /** A link from a deep link, waiting for the user to confirm pairing. */
 export const offeredPairingLink = signal<string | null>(null);
 
@@ -275,6 +280,19 @@ export function handleUiEvent(event: UiEvent): void {
     case "pairing_link":
       offeredPairingLink.value = event.link;
       navigate({ view: "pair" });
+      break;
+    case "gateway_paired":
+      // However the pairing happened (this window's form, a link confirmed here, or the
+      // development pairing at start-up), the inbox now has a source: leave the pairing screen.
+      firstRun.value = false;
+      pairedThisSession.value = true;
+      showToast({
+        tone: "info",
+        title: `Paired with ${event.name}`,
+        message: `Requests for ${event.approver} from this gateway now reach this device.`,
+      });
+      scheduleReload();
+      if (route.value.view === "pair") navigate({ view: "inbox", tab: "pending" });
       break;
   }
 }

@@ -6,7 +6,7 @@ import type { UiEvent } from "../src/bindings/UiEvent";
 import { App } from "../src/App";
 import { EVENT_NAME } from "../src/ipc";
 import { route } from "../src/route";
-import { connections, offeredPairingLink, settings, toasts } from "../src/store";
+import { connections, firstRun, offeredPairingLink, pairedThisSession, settings, toasts } from "../src/store";
 import { SettingsView } from "../src/views/SettingsView";
 import { Pairing } from "../src/views/Pairing";
 import { backend } from "./backend";
@@ -52,6 +52,8 @@ beforeEach(() => {
   connections.value = new Map();
   settings.value = null;
   offeredPairingLink.value = null;
+  firstRun.value = false;
+  pairedThisSession.value = false;
   delete document.documentElement.dataset.theme;
 });
 
@@ -97,6 +99,17 @@ describe("the app shell", () => {
     expect(await screen.findByRole("heading", { name: "Welcome to Countersign" })).toBeInTheDocument();
   });
 
+  it("leaves the welcome screen for the inbox when a pairing finishes outside the form", async () => {
+    shell({ list_gateways: () => [] });
+    render(<App />);
+    expect(await screen.findByRole("heading", { name: "Welcome to Countersign" })).toBeInTheDocument();
+    const emit = await eventHandler();
+    emit({ type: "gateway_paired", gateway: "fp-1", name: "prod-gateway", approver: "alice@example.com" });
+    await waitFor(() => expect(route.value).toEqual({ view: "inbox", tab: "pending" }));
+    expect(screen.queryByRole("heading", { name: "Welcome to Countersign" })).not.toBeInTheDocument();
+    expect(screen.getByRole("region", { name: "Notifications" })).toHaveTextContent("Paired with prod-gateway");
+  });
+
   it("reloads the inbox when a request arrives without its row", async () => {
     const api = shell();
     render(<App />);
@@ -119,7 +132,8 @@ describe("pairing", () => {
     expect(api.calls("pair")).toHaveLength(0);
     await user.click(screen.getByRole("button", { name: "Register a passkey" }));
     await waitFor(() => expect(api.calls("pair")).toEqual([{ link: LINK }]));
-    expect(await screen.findByRole("heading", { name: "Paired with prod-gateway" })).toBeInTheDocument();
+    await waitFor(() => expect(route.value).toEqual({ view: "inbox", tab: "pending" }));
+    expect(offeredPairingLink.value).toBeNull();
   });
 
   it("refuses what is not a pairing link", async () => {

@@ -1,10 +1,9 @@
 import { useEffect, useRef, useState } from "preact/hooks";
-import type { GatewayView } from "../bindings/GatewayView";
 import { AuthenticatorNote, PasskeyInstruction } from "../components/AuthenticatorNote";
 import { Spinner } from "../components/Spinner";
 import { formatTime } from "../clock";
 import { ipc, toIpcFailure, type IpcFailure } from "../ipc";
-import { hrefFor } from "../route";
+import { navigate } from "../route";
 import { authenticator, offeredPairingLink, scheduleReload } from "../store";
 import { visible } from "../text";
 
@@ -29,7 +28,6 @@ export function readPairingLink(link: string): PairingLinkParts | null {
 type Phase =
   | { step: "edit" }
   | { step: "registering" }
-  | { step: "paired"; gateway: GatewayView }
   | { step: "failed"; error: IpcFailure };
 
 export function Pairing({ firstRun }: { firstRun: boolean }) {
@@ -58,35 +56,17 @@ export function Pairing({ firstRun }: { firstRun: boolean }) {
     if (parts === null || noAuthenticator) return;
     setPhase({ step: "registering" });
     try {
-      const gateway = await ipc.pair(link.trim());
+      await ipc.pair(link.trim());
       offeredPairingLink.value = null;
-      setPhase({ step: "paired", gateway });
+      // The inbox is where a paired device lives; the engine's `gateway_paired` event says
+      // with which gateway (a toast), whichever way the pairing was started.
+      setPhase({ step: "edit" });
       scheduleReload();
+      navigate({ view: "inbox", tab: "pending" });
     } catch (error) {
       setPhase({ step: "failed", error: toIpcFailure(error) });
     }
   };
-
-  if (phase.step === "paired") {
-    const g = phase.gateway;
-    return (
-      <section class="pairing card narrow" aria-labelledby="pair-title">
-        <h1 id="pair-title">Paired with {visible(g.name)}</h1>
-        <p>
-          Requests for <strong>{visible(g.approver)}</strong> from this gateway now reach this device.
-        </p>
-        <dl class="facts-list compact">
-          <dt>URL</dt>
-          <dd class="mono">{visible(g.url)}</dd>
-          <dt>Key fingerprint</dt>
-          <dd class="mono digest">{visible(g.fingerprint)}</dd>
-        </dl>
-        <a class="button button-primary" href={hrefFor({ view: "inbox", tab: "pending" })}>
-          Go to requests
-        </a>
-      </section>
-    );
-  }
 
   return (
     <section class="pairing card narrow" aria-labelledby="pair-title">

@@ -1,0 +1,37 @@
+//! The main window: showing it, bringing it up on a request, and the events the page hears.
+//! Everything that wants the window (the tray, a notification click, a deep link, a second
+//! launch) goes through here; none of it decides a request.
+
+use countersign_ipc::{UiEvent, EVENT_NAME};
+use tauri::{AppHandle, Emitter, Manager, Runtime};
+
+use crate::state::AppState;
+
+/// The main window's label (also the capability's window).
+pub const MAIN_WINDOW: &str = "main";
+
+/// Sends `event` to the page.
+pub fn emit<R: Runtime>(app: &AppHandle<R>, event: UiEvent) {
+    if let Err(e) = app.emit(EVENT_NAME, &event) {
+        tracing::warn!(error = %e, "cannot emit a UI event");
+    }
+}
+
+/// Shows, unminimizes and focuses the main window.
+pub fn show_main<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
+        let _ = w.show();
+        let _ = w.unminimize();
+        let _ = w.set_focus();
+    }
+}
+
+/// Brings the window up on `request_id` (a notification click or a deep link). Only
+/// navigates: the person still reads the request and decides in the window.
+pub fn focus_request<R: Runtime>(app: &AppHandle<R>, request_id: String) {
+    show_main(app);
+    if let Some(state) = app.try_state::<AppState>() {
+        state.set_pending_navigation(Some(request_id.clone()));
+    }
+    emit(app, UiEvent::Navigate { request_id });
+}
