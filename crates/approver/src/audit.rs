@@ -493,7 +493,7 @@ mod tests {
     fn real_log() -> (tempfile::TempDir, std::path::PathBuf, KeyPair) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("approver.db");
-        let c = crate::store::open(&path).unwrap();
+        let c = crate::store::open(&path, 0).unwrap();
         let key = KeyPair::generate();
         for i in 0..250 {
             append(
@@ -548,7 +548,7 @@ mod tests {
             let plain = Connection::open(&path).unwrap();
             plain.execute_batch(sql).unwrap();
             drop(plain);
-            let c = crate::store::open(&path).unwrap();
+            let c = crate::store::open(&path, 0).unwrap();
             let err = match verify(&c, &key.public()) {
                 Err(EngineError::AuditBroken(b)) => b,
                 other => panic!("{name}: not detected: {other:?}"),
@@ -563,7 +563,7 @@ mod tests {
     fn long_logs_are_verified_in_parallel_ranges() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("approver.db");
-        let mut c = crate::store::open(&path).unwrap();
+        let mut c = crate::store::open(&path, 0).unwrap();
         let key = KeyPair::generate();
         let tx = c.transaction().unwrap();
         for i in 0..20_000 {
@@ -603,7 +603,7 @@ mod tests {
     #[test]
     fn checkpoints_follow_the_policy() {
         let (_dir, path, key) = real_log();
-        let c = crate::store::open(&path).unwrap();
+        let c = crate::store::open(&path, 0).unwrap();
         let s = verify(&c, &key.public()).unwrap();
         // The first entry (no checkpoint yet), then every 100 entries.
         assert_eq!(s.entries, 250);

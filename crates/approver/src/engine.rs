@@ -160,7 +160,7 @@ impl Engine {
         // when the process ends, however it ends.
         let lock = take_lock(&data_dir)?;
         let (key, key_location) = device::load_or_create(&data_dir, options.key_store)?;
-        let db = store::open(&data_dir.join(DATABASE_FILE))?;
+        let db = store::open(&data_dir.join(DATABASE_FILE), options.clock.now())?;
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .user_agent(concat!("countersign/", env!("CARGO_PKG_VERSION")))

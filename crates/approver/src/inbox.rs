@@ -485,7 +485,7 @@ mod tests {
     #[test]
     fn an_id_prefix_is_found_in_a_range_of_the_index() {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::store::open(&dir.path().join("approver.db")).unwrap();
+        let db = crate::store::open(&dir.path().join("approver.db"), 0).unwrap();
         let mut st = db
             .prepare(&format!("EXPLAIN QUERY PLAN {}", find_item_sql()))
             .unwrap();

@@ -90,7 +90,9 @@ pub(crate) const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 pub(crate) const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Opens (creating if needed) and migrates the database.
-pub(crate) fn open(path: &Path) -> Result<Connection, EngineError> {
+/// Opens (creating it owner-only) and migrates the database; `now` (the engine's clock) is
+/// recorded with each migration.
+pub(crate) fn open(path: &Path, now: i64) -> Result<Connection, EngineError> {
     // SQLite gives its -wal and -shm files the permissions of the database file, so creating
     // it owner-only first keeps all three private.
     create_private_file(path)?;
@@ -109,7 +111,7 @@ pub(crate) fn open(path: &Path) -> Result<Connection, EngineError> {
     // Statements are prepared once (`prepare_cached`); SQLite's default cache of 16 is smaller
     // than the engine's set, and an evicted statement is parsed again on its next use.
     conn.set_prepared_statement_cache_capacity(128);
-    migrate(&conn)?;
+    migrate(&conn, now)?;
     Ok(conn)
 }
 
@@ -155,7 +157,7 @@ const SCHEMA_V3: &str = "ALTER TABLE gateways ADD COLUMN tls_pin TEXT;";
 /// Every migration, in order: version `n` is applied to a database at version `n - 1`.
 const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
 
-fn migrate(conn: &Connection) -> Result<(), EngineError> {
+fn migrate(conn: &Connection, now: i64) -> Result<(), EngineError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(EngineError::SchemaTooNew {
@@ -163,9 +165,6 @@ fn migrate(conn: &Connection) -> Result<(), EngineError> {
             supported: SCHEMA_VERSION,
         });
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
     for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > version) {
         // Each migration and its record commit together: an interrupted upgrade leaves the
         // database at the previous version, and the next open retries it.
@@ -207,7 +206,7 @@ mod tests {
     fn checkpoint_wal_copies_every_committed_frame_into_the_database_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("approver.db");
-        let c = open(&p).unwrap();
+        let c = open(&p, 0).unwrap();
         let pages: u32 = c
             .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
             .unwrap();
@@ -236,8 +235,8 @@ mod tests {
     fn opens_twice_and_refuses_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("approver.db");
-        drop(open(&p).unwrap());
-        let c = open(&p).unwrap();
+        drop(open(&p, 0).unwrap());
+        let c = open(&p, 0).unwrap();
         let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
@@ -245,7 +244,7 @@ mod tests {
         c.pragma_update(None, "user_version", 99).unwrap();
         drop(c);
         assert!(matches!(
-            open(&p),
+            open(&p, 0),
             Err(EngineError::SchemaTooNew { found: 99, .. })
         ));
     }
@@ -269,7 +268,7 @@ mod tests {
             )
             .unwrap();
         }
-        let c = open(&p).unwrap();
+        let c = open(&p, 0).unwrap();
         let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
