@@ -4,9 +4,11 @@
 #                  it (development mode) and a trickle of sample requests (scripts/demo.sh)
 #   make test      every check CI runs: formatting, clippy, the binaries, all Rust tests, the
 #                  desktop app's build and its end-to-end test under Xvfb, the UI's type check,
-#                  lint and tests, a short fuzzing run, and the .deb package build
+#                  lint and tests, a short fuzzing run, and the .deb packaging (deb-check)
 #   make demo-cli  the headless approval loop, narrated step by step (scripts/demo-cli.sh)
-#   make deb       the .deb package of the desktop app (release build)
+#   make deb       the .deb package of the desktop app (release build); `make test` builds it
+#                  from the tests' debug build instead (deb-check), to check the packaging
+#                  without a second build of everything
 #   make bench     the benchmarks (release build); `make bench-desktop` the desktop app's
 #   make fuzz      every fuzz target for FUZZ_SECONDS each (default 600); `make test` runs each
 #                  for FUZZ_SMOKE_SECONDS (default 20)
@@ -52,7 +54,7 @@ test: deps-lints ui-dist
 	@$(MAKE) --no-print-directory desktop-e2e
 	@$(MAKE) --no-print-directory ui-test
 	@$(MAKE) --no-print-directory fuzz-smoke
-	@$(MAKE) --no-print-directory deb
+	@$(MAKE) --no-print-directory deb-check
 
 # The desktop shell: formatting, clippy, build and its own tests.
 desktop: ui-dist
@@ -73,7 +75,19 @@ desktop-e2e: desktop
 deb: deps ui-dist
 	@echo "== $$(date +%T) deb: tauri build --bundles deb"
 	cd src-tauri && CARGO_TARGET_DIR=$(TARGET_DIR) ../ui/node_modules/.bin/tauri build --bundles deb
-	@deb="$$(ls -t $(TARGET_DIR)/release/bundle/deb/*.deb | head -n1)"; \
+	@$(MAKE) --no-print-directory deb-verify DEB_DIR=$(TARGET_DIR)/release/bundle/deb
+
+# What `make test` checks of the package: the same bundling from the debug build the tests
+# already made (one build profile for the tests and the package, so CI compiles the desktop
+# app and its dependencies once). The shipped package is `make deb`.
+deb-check: deps ui-dist
+	@echo "== $$(date +%T) deb-check: tauri build --debug --bundles deb"
+	cd src-tauri && CARGO_TARGET_DIR=$(TARGET_DIR) ../ui/node_modules/.bin/tauri build --debug --bundles deb
+	@$(MAKE) --no-print-directory deb-verify DEB_DIR=$(TARGET_DIR)/debug/bundle/deb
+
+.PHONY: deb-check deb-verify
+deb-verify:
+	@deb="$$(ls -t $(DEB_DIR)/*.deb | head -n1)"; \
 	dpkg-deb --info "$$deb" >/dev/null; \
 	dpkg-deb --fsys-tarfile "$$deb" | tar -xO --wildcards '*.desktop' | grep -q '^MimeType=.*x-scheme-handler/countersign;' \
 	    || { echo "the .deb's desktop entry does not register countersign://"; exit 1; }; \
