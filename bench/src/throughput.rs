@@ -324,21 +324,28 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| std::env::temp_dir().display().to_string());
     println!("throughput: gateway data directory under {data_on}");
+    // The "within 2x of the raw signature cost" target was withdrawn (docs/performance.md 3d
+    // says why this design cannot reach it); the raw cost stays beside the gateway's CPU per
+    // decision as information.
+    let cpu_per_decision = cpu_gw / latencies.len() as u32;
     Ok(vec![
         Figure {
             name: "throughput",
-            value: format!("{rate:.0} decisions/s"),
+            value: format!(
+                "{rate:.0} decisions/s, gateway CPU {} ms per decision",
+                ms(cpu_per_decision)
+            ),
             target: ">= 1000/s".into(),
             pass: Some(rate >= 1000.0),
         },
         Figure {
             name: "vs raw crypto",
             value: format!(
-                "{rate:.0}/s vs raw {raw_rate:.0}/s = {:.1}x slower",
+                "{rate:.0}/s vs raw {raw_rate:.0}/s = {:.1}x the raw signature cost",
                 raw_rate / rate
             ),
-            target: "within 2x of raw".into(),
-            pass: Some(rate * 2.0 >= raw_rate),
+            target: "none (information)".into(),
+            pass: None,
         },
     ])
 }
