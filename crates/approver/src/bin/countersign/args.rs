@@ -1,0 +1,97 @@
+//! The command line: the global options and the subcommands, as clap parses them. Nothing here
+//! runs anything.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "countersign",
+    version,
+    about = "Countersign approver (headless)"
+)]
+pub struct Cli {
+    /// Where the database, device key and development authenticator live.
+    #[arg(long, global = true, env = "COUNTERSIGN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Machine-readable output: one JSON object per line.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Passkey authenticator: `usb` (security key) or `soft` (development mode only).
+    #[arg(long, global = true, env = "COUNTERSIGN_AUTHENTICATOR", value_parser = ["soft", "usb"])]
+    pub authenticator: Option<String>,
+    /// Do not contact gateways first; use the local store only.
+    #[arg(long, global = true)]
+    pub offline: bool,
+    /// Where a new device key is kept: `auto` (the Secret Service when one answers on the
+    /// session bus, else an owner-only file), `secret-service` or `file`. An existing key stays
+    /// where it is.
+    #[arg(long, global = true, env = "COUNTERSIGN_KEY_STORE", default_value = "auto",
+          value_parser = ["auto", "secret-service", "file"])]
+    pub key_store: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Pair with a gateway using a countersign://pair link.
+    Pair {
+        link: String,
+        /// How this device is named at the gateway (default: the host name).
+        #[arg(long)]
+        device_name: Option<String>,
+    },
+    /// List paired gateways.
+    Gateways,
+    /// Stay connected to every gateway and print requests as they arrive (Ctrl-C to stop).
+    Watch,
+    /// Fetch every gateway's backlog and send queued decisions, then exit.
+    Sync,
+    /// List pending requests (or all with --all).
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show every field of one request.
+    Show { id: String },
+    /// Approve a request (passkey ceremony).
+    Approve {
+        id: String,
+        /// The code the requester sees, when the request requires number matching.
+        #[arg(long)]
+        match_code: Option<String>,
+    },
+    /// Deny a request.
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// "I did not expect this": deny the request and report it to its gateway, which blocks
+    /// its requester from you (their pending requests to you are denied, new ones refused).
+    Report { id: String },
+    /// Verify or export the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain and the device's checkpoints, then compare the log with the
+    /// checkpoint each paired gateway holds (and upload a newer one); exits non-zero naming the
+    /// first bad entry, or the gateway whose checkpoint the log no longer contains.
+    Verify {
+        /// Check only the local log; do not contact the gateways.
+        #[arg(long)]
+        local: bool,
+    },
+    /// Write the log as JSON Lines with a signed checkpoint.
+    Export {
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}

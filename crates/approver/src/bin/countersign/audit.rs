@@ -1,0 +1,104 @@
+//! `audit verify` and `audit export`: checking the local hash chain and comparing it with the
+//! checkpoint each gateway holds, and writing the log out with a signed checkpoint.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use countersign_approver::EngineError;
+use countersign_protocol::audit::{ChainBreak, Damage};
+
+use crate::ctx::Ctx;
+
+/// Fails (naming the first gateway whose checkpoint the log no longer contains) unless the
+/// chain verifies and every gateway's checkpoint is in it.
+pub async fn verify(ctx: &Ctx, local: bool) -> anyhow::Result<ExitCode> {
+    let s = ctx.engine.audit_verify()?;
+    let anchors = if local {
+        Vec::new()
+    } else {
+        ctx.engine.anchor_audit().await?
+    };
+    if let Some(bad) = anchors.iter().find(|a| a.damage.is_some()) {
+        let damage = bad.damage.unwrap_or(Damage::RolledBack);
+        return Err(EngineError::AuditBroken(ChainBreak {
+            position: bad.held.unwrap_or(0),
+            damage,
+            problem: bad.problem.clone().unwrap_or_default(),
+        })
+        .into());
+    }
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": true,
+                "entries": s.entries,
+                "head": s.head,
+                "checkpoints": s.checkpoints,
+                "checkpointed_through": s.checkpointed_through,
+                "gateways": anchors,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("audit log intact: {} entries, head {}", s.entries, s.head);
+    match s.checkpointed_through {
+        Some(n) => println!(
+            "{} device-signed checkpoints verify; the latest covers entries 1 to {n}",
+            s.checkpoints
+        ),
+        None => println!("no checkpoints yet"),
+    }
+    for a in &anchors {
+        match (&a.problem, a.held, a.uploaded) {
+            (Some(p), _, _) => {
+                println!("not compared with gateway {}: {p}", a.name)
+            }
+            (None, held, Some(up)) => println!(
+                "gateway {}: {}; uploaded the checkpoint at entry {up}",
+                a.name,
+                held.map_or("held no checkpoint".to_owned(), |h| format!(
+                    "its checkpoint at entry {h} is in the log"
+                ))
+            ),
+            (None, Some(h), None) => println!(
+                "gateway {}: its checkpoint at entry {h} is in the log",
+                a.name
+            ),
+            (None, None, None) => {
+                println!("gateway {}: no checkpoint to compare yet", a.name)
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the log (JSON Lines, the engine's export format) to `output` or stdout.
+pub fn export(ctx: &Ctx, output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let s = match &output {
+        Some(path) => {
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("Cannot create {}", path.display()))?,
+            );
+            let s = ctx.engine.audit_export(&mut f)?;
+            f.flush()?;
+            s
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            ctx.engine.audit_export(&mut lock)?
+        }
+    };
+    if let Some(path) = output {
+        eprintln!(
+            "exported {} entries and a signed checkpoint to {}",
+            s.entries,
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

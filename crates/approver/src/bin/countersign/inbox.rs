@@ -1,0 +1,190 @@
+//! `list` and `show`: reading the inbox, as one line per request or every field of one, and
+//! the one-line form `watch` prints for an arriving request.
+
+use std::process::ExitCode;
+
+use countersign_approver::clock::format_time;
+use countersign_approver::display::{visible, visible_text, warnings};
+use countersign_approver::{InboxItem, ListFilter};
+use countersign_protocol::RequestState;
+
+use crate::ctx::Ctx;
+
+fn remaining(now: i64, until: i64) -> String {
+    let s = until - now;
+    if s <= 0 {
+        return "expired".into();
+    }
+    format!("in {}m {:02}s", s / 60, s % 60)
+}
+
+/// One request on one line: id, risk, state, what, and the expiry while it is pending.
+pub fn one_line(item: &InboxItem, now: i64) -> String {
+    let b = &item.request.body;
+    format!(
+        "{}  {:<8} {:<9} {} on {} by {}: {}{}",
+        b.id,
+        b.risk.as_str(),
+        item.effective_state(now).as_str(),
+        visible(&b.action),
+        visible(&b.resource),
+        visible(&b.requester),
+        visible(&b.summary),
+        // Only a pending request has an expiry worth showing.
+        if item.effective_state(now) == RequestState::Pending {
+            format!(" (expires {})", remaining(now, b.expires_at))
+        } else {
+            String::new()
+        }
+    )
+}
+
+pub fn item_json(item: &InboxItem, now: i64) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(item)?;
+    v["effective_state"] = serde_json::json!(item.effective_state(now));
+    Ok(v)
+}
+
+pub async fn list(ctx: &Ctx, all: bool, offline: bool) -> anyhow::Result<ExitCode> {
+    ctx.maybe_sync(offline).await?;
+    let now = ctx.engine.now();
+    let filter = if all {
+        ListFilter::All
+    } else {
+        ListFilter::Pending
+    };
+    let items = ctx.engine.list(filter)?;
+    if ctx.json {
+        for i in &items {
+            println!("{}", item_json(i, now)?);
+        }
+    } else if items.is_empty() {
+        println!("no {}requests", if all { "" } else { "pending " });
+    } else {
+        for i in &items {
+            println!("{}", one_line(i, now));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn show(ctx: &Ctx, id: &str, offline: bool) -> anyhow::Result<ExitCode> {
+    ctx.maybe_sync(offline).await?;
+    let now = ctx.engine.now();
+    let item = ctx.engine.show(id)?;
+    if ctx.json {
+        println!("{}", item_json(&item, now)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", every_field(&item, now));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every field of a request, one per line, then its detail indented.
+fn every_field(item: &InboxItem, now: i64) -> String {
+    let b = &item.request.body;
+    let mut out = String::new();
+    let mut field = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
+    field("request", b.id.clone());
+    field(
+        "gateway",
+        format!("{} ({})", visible(&item.gateway_name), item.gateway),
+    );
+    field(
+        "state",
+        format!(
+            "{} ({} of {} approvals)",
+            item.effective_state(now).as_str(),
+            item.approvals,
+            item.min_approvals
+        ),
+    );
+    field("requester", visible(&b.requester));
+    field("action", visible(&b.action));
+    field("resource", visible(&b.resource));
+    field("risk", b.risk.as_str().to_owned());
+    field("summary", visible(&b.summary));
+    field(
+        "reason",
+        format!("{} (the requester's words, unverified)", visible(&b.reason)),
+    );
+    field("created", format_time(b.created_at));
+    field("valid from", format_time(b.not_before));
+    field(
+        "expires",
+        format!(
+            "{} ({})",
+            format_time(b.expires_at),
+            remaining(now, b.expires_at)
+        ),
+    );
+    field(
+        "approvers",
+        format!(
+            "{} (needs {})",
+            b.approvers
+                .iter()
+                .map(|a| visible(a))
+                .collect::<Vec<_>>()
+                .join(", "),
+            b.min_approvals
+        ),
+    );
+    field(
+        "match code",
+        if b.match_required {
+            "required"
+        } else {
+            "not required"
+        }
+        .into(),
+    );
+    field("digest", item.digest.to_hex());
+    field("received", format_time(item.received_at));
+    for v in &item.votes {
+        field(
+            "vote",
+            format!(
+                "{} {} at {}",
+                visible(&v.approver),
+                v.verdict.as_str(),
+                format_time(v.at)
+            ),
+        );
+    }
+    if let Some(d) = &item.decision {
+        field(
+            "you decided",
+            format!(
+                "{} at {} (decision {}, {}{})",
+                d.verdict.as_str(),
+                format_time(d.decided_at),
+                d.decision_id,
+                d.delivery.as_str(),
+                d.last_error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+    for (name, text) in [
+        ("action", &b.action),
+        ("resource", &b.resource),
+        ("summary", &b.summary),
+        ("detail", &b.detail),
+        ("reason", &b.reason),
+        ("requester", &b.requester),
+    ] {
+        for w in warnings(text) {
+            field("WARNING", format!("{name} {w}"));
+        }
+    }
+    out.push_str("detail:\n");
+    for line in visible_text(&b.detail, true).lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,38 @@
+//! `sync`: fetching every gateway's backlog and sending queued decisions, one report per
+//! gateway and the outbox totals.
+
+use std::process::ExitCode;
+
+use countersign_approver::display::visible;
+
+use crate::ctx::Ctx;
+
+/// Fails (exit 1) when a gateway could not be synced.
+pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let (reports, flushed) = ctx.engine.sync().await?;
+    let mut failed = false;
+    for r in &reports {
+        failed |= r.error.is_some();
+        if ctx.json {
+            println!("{}", serde_json::to_string(r)?);
+        } else {
+            match &r.error {
+                None => println!("{}: up to date ({} events)", visible(&r.name), r.events),
+                Some(e) => println!("{}: {e}", visible(&r.name)),
+            }
+        }
+    }
+    if ctx.json {
+        println!("{}", serde_json::json!({"outbox": flushed}));
+    } else {
+        println!(
+            "outbox: {} delivered, {} refused, {} still queued",
+            flushed.delivered, flushed.refused, flushed.queued
+        );
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
