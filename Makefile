@@ -2,9 +2,10 @@
 #
 #   make demo      build, then run the product: the reference gateway, the desktop app paired to
 #                  it (development mode) and a trickle of sample requests (scripts/demo.sh)
-#   make test      every check CI runs: formatting, clippy, the binaries, all Rust tests, the
-#                  desktop app's build and its end-to-end test under Xvfb, the UI's type check,
-#                  lint and tests, a short fuzzing run, and the .deb packaging (deb-check)
+#   make test      every check CI runs: formatting, clippy, cargo deny, the binaries, all Rust
+#                  tests, the desktop app's build and its end-to-end test under Xvfb, the UI's
+#                  type check, lint and tests, a short fuzzing run, and the .deb packaging
+#                  (deb-check)
 #   make demo-cli  the headless approval loop, narrated step by step (scripts/demo-cli.sh)
 #   make deb       the .deb package of the desktop app (release build); `make test` builds it
 #                  from the tests' debug build instead (deb-check), to check the packaging
@@ -29,7 +30,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 DESKTOP := --manifest-path src-tauri/Cargo.toml --target-dir $(TARGET_DIR)
 XVFB := xvfb-run -a -s "-screen 0 1280x800x24"
 
-.PHONY: demo demo-cli test desktop desktop-e2e deb ui-dist ui-test bench bench-desktop deps deps-lints fuzz fuzz-smoke
+.PHONY: demo demo-cli test desktop desktop-e2e deb ui-dist ui-test bench bench-desktop deps deps-lints fuzz fuzz-smoke deny deny-advisories
 
 demo: deps ui-dist
 	$(CARGO) build -p countersign-gateway -p countersign-approver --bins
@@ -45,6 +46,7 @@ test: deps-lints ui-dist
 	$(CARGO) fmt --all -- --check
 	@echo "== $$(date +%T) cargo clippy"
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@$(MAKE) --no-print-directory deny
 	@echo "== $$(date +%T) cargo build --bins"
 	$(CARGO) build --workspace --bins
 	@echo "== $$(date +%T) cargo test"
@@ -55,6 +57,17 @@ test: deps-lints ui-dist
 	@$(MAKE) --no-print-directory ui-test
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory deb-check
+
+# Licences, duplicate versions and sources of both workspaces' dependency graphs (deny.toml).
+# Advisories need the RustSec database from GitHub: `make deny-advisories` where it is reachable.
+deny:
+	@echo "== $$(date +%T) cargo deny: licences, bans, sources"
+	$(CARGO) deny --log-level error --workspace --locked check licenses bans sources
+	$(CARGO) deny --log-level error --manifest-path src-tauri/Cargo.toml --config deny.toml --locked check licenses bans sources
+
+deny-advisories:
+	$(CARGO) deny --workspace --locked check advisories
+	$(CARGO) deny --manifest-path src-tauri/Cargo.toml --config deny.toml --locked check advisories
 
 # The desktop shell: formatting, clippy, build and its own tests.
 desktop: ui-dist

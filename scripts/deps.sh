@@ -9,6 +9,7 @@
 #   Node.js and npm: the UI, built into the desktop app (and checked by `make test`), from apt
 #   cargo-fuzz:      for the fuzzing smoke run in `make test` (--with-lints), by cargo install
 #   tauri-driver and webkit2gtk-driver: the desktop end-to-end test (--with-lints)
+#   cargo-deny:      licences, bans and sources of the dependency graph (--with-lints)
 #   xvfb, xauth, fonts, imagemagick: the app where there is no screen (demo on a server, tests)
 #   mount, dbus-daemon: the storage-fault tests' tmpfs and the notification tests' session bus
 #
@@ -129,6 +130,12 @@ fi
 if ((want_components)) && ! cargo fuzz --version >/dev/null 2>&1; then
     say "installing cargo-fuzz"
     cargo install cargo-fuzz --locked
+fi
+
+# ---- cargo-deny (licences, bans and sources in `make test`; deny.toml) -------------------------
+if ((want_components)) && ! command -v cargo-deny >/dev/null 2>&1; then
+    say "installing cargo-deny"
+    cargo install cargo-deny --locked
 fi
 
 # ---- tauri-driver (the desktop end-to-end test's WebDriver front) -----------------------------
