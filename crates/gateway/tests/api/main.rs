@@ -3,14 +3,17 @@
 //! software authenticator from webauthn-authenticator-rs as the approver's passkey. These tests
 //! speak the protocol directly (no approver engine), so each gateway rule is checked on its own.
 
-mod support;
+mod refusals;
+mod requests;
 
 use countersign_protocol::{RequestState, Verdict};
-use support::*;
+use countersign_test_support::{request_id, PairedGateway, TestGateway, Uv};
+use refusals::Refusals;
+use requests::Requests;
 
 #[tokio::test]
 async fn approve_releases_the_request_with_a_signed_receipt() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let mut alice = h.pair("alice@example.com").await;
     let created = h.create(&["alice@example.com"], 1, false).await;
     let (req, challenge) = alice.request_event(&h, &created.request.body.id).await;
@@ -31,7 +34,7 @@ async fn approve_releases_the_request_with_a_signed_receipt() {
 
 #[tokio::test]
 async fn an_assertion_for_request_a_does_not_approve_request_b() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let mut alice = h.pair("alice@example.com").await;
     let a = h.create_with(|n| n.summary = "A".into()).await;
     let b = h.create_with(|n| n.summary = "B".into()).await;
@@ -57,7 +60,7 @@ async fn an_assertion_for_request_a_does_not_approve_request_b() {
 
 #[tokio::test]
 async fn a_replayed_decision_is_answered_with_its_receipt_and_counted_once() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let mut alice = h.pair("alice@example.com").await;
     let _bob = h.pair("bob@example.com").await;
     let created = h
@@ -85,7 +88,7 @@ async fn a_replayed_decision_is_answered_with_its_receipt_and_counted_once() {
 
 #[tokio::test]
 async fn a_replayed_assertion_is_refused() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let mut alice = h.pair("alice@example.com").await;
     let _bob = h.pair("bob@example.com").await;
     let created = h
@@ -106,7 +109,7 @@ async fn a_replayed_assertion_is_refused() {
 
 #[tokio::test]
 async fn an_assertion_without_user_verification_is_refused() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let mut alice = h.pair("alice@example.com").await;
     let created = h.create(&["alice@example.com"], 1, false).await;
     let (req, ch) = alice.request_event(&h, &created.request.body.id).await;
@@ -119,7 +122,7 @@ async fn an_assertion_without_user_verification_is_refused() {
 
 #[tokio::test]
 async fn number_matching_requires_the_right_code_and_denies_after_three_misses() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let mut alice = h.pair("alice@example.com").await;
     let created = h.create(&["alice@example.com"], 1, true).await;
     let code = created.match_code.clone().unwrap();
@@ -167,7 +170,7 @@ async fn number_matching_requires_the_right_code_and_denies_after_three_misses()
 
 #[tokio::test]
 async fn an_approver_who_is_not_eligible_is_refused() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let mut alice = h.pair("alice@example.com").await;
     let mut mallory = h.pair("mallory@example.com").await;
     let created = h.create(&["alice@example.com"], 1, false).await;
@@ -183,7 +186,7 @@ async fn an_approver_who_is_not_eligible_is_refused() {
 
 #[tokio::test]
 async fn a_second_decision_by_the_same_approver_is_refused() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let mut alice = h.pair("alice@example.com").await;
     let _bob = h.pair("bob@example.com").await;
     let created = h
@@ -203,7 +206,7 @@ async fn a_second_decision_by_the_same_approver_is_refused() {
 
 #[tokio::test]
 async fn a_decision_for_a_changed_request_is_refused() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let mut alice = h.pair("alice@example.com").await;
     let created = h.create(&["alice@example.com"], 1, false).await;
     let (mut req, ch) = alice.request_event(&h, &created.request.body.id).await;
@@ -218,7 +221,7 @@ async fn a_decision_for_a_changed_request_is_refused() {
 
 #[tokio::test]
 async fn a_decision_after_expiry_is_refused_by_the_gateway_clock() {
-    let h = Harness::start_with(|c| c.expiry_sweep_ms = 3_600_000).await;
+    let h = TestGateway::start_with(|c| c.expiry_sweep_ms = 3_600_000).await;
     let mut alice = h.pair("alice@example.com").await;
     let created = h.create_with(|n| n.ttl_seconds = 60).await;
     let (req, ch) = alice.request_event(&h, &created.request.body.id).await;
@@ -240,7 +243,7 @@ async fn a_decision_after_expiry_is_refused_by_the_gateway_clock() {
 
 #[tokio::test]
 async fn quorum_two_of_three_and_one_deny_decides_at_once() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let mut a = h.pair("a@example.com").await;
     let mut b = h.pair("b@example.com").await;
     let mut c = h.pair("c@example.com").await;
@@ -297,7 +300,7 @@ async fn quorum_two_of_three_and_one_deny_decides_at_once() {
 
 #[tokio::test]
 async fn a_pairing_code_works_once_and_not_after_it_expires() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let link = h.invite("alice@example.com");
     let first = h.pair_with_link(&link).await;
     assert!(first.is_ok());
@@ -315,7 +318,7 @@ async fn a_pairing_code_works_once_and_not_after_it_expires() {
 
 #[tokio::test]
 async fn the_stream_resumes_after_last_event_id_exactly_once() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let mut alice = h.pair("alice@example.com").await;
     let first = h.create_with(|n| n.summary = "one".into()).await;
     let seen = alice.drain(&h).await;
@@ -335,7 +338,7 @@ async fn the_stream_resumes_after_last_event_id_exactly_once() {
 
 #[tokio::test]
 async fn live_events_arrive_on_an_open_stream() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let alice = h.pair("alice@example.com").await;
     let mut stream = alice.open_stream(&h, 0).await;
     stream.until_ready().await;
@@ -346,7 +349,7 @@ async fn live_events_arrive_on_an_open_stream() {
 
 #[tokio::test]
 async fn a_burst_of_identical_requests_collapses_and_the_rate_limit_holds() {
-    let h = Harness::start_with(|c| c.rate_limit_per_minute = 3).await;
+    let h = TestGateway::start_with(|c| c.rate_limit_per_minute = 3).await;
     let _alice = h.pair("alice@example.com").await;
     let first = h.create(&["alice@example.com"], 1, false).await;
     let dup = h.create(&["alice@example.com"], 1, false).await;
@@ -360,7 +363,7 @@ async fn a_burst_of_identical_requests_collapses_and_the_rate_limit_holds() {
 
 #[tokio::test]
 async fn requests_need_a_valid_token_and_report_errors_as_json() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let resp = reqwest::Client::new()
         .post(h.url.join("/v1/requests").unwrap())
         .bearer_auth("cst_nope")
@@ -381,7 +384,7 @@ async fn requests_need_a_valid_token_and_report_errors_as_json() {
 
 #[tokio::test]
 async fn a_stream_with_a_forged_device_signature_is_refused() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let alice = h.pair("alice@example.com").await;
     let other = countersign_protocol::KeyPair::generate();
     let auth =
@@ -400,7 +403,7 @@ async fn a_stream_with_a_forged_device_signature_is_refused() {
 
 #[tokio::test]
 async fn openapi_names_every_route() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let doc: serde_json::Value = reqwest::get(h.url.join("/v1/openapi.json").unwrap())
         .await
         .unwrap()
@@ -443,7 +446,7 @@ async fn openapi_names_every_route() {
 
 #[tokio::test]
 async fn the_gateway_audit_chain_verifies_after_a_session() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let mut alice = h.pair("alice@example.com").await;
     let created = h.create(&["alice@example.com"], 1, false).await;
     let (req, ch) = alice.request_event(&h, &created.request.body.id).await;
@@ -470,7 +473,7 @@ async fn the_gateway_audit_chain_verifies_after_a_session() {
 
 #[tokio::test]
 async fn a_captured_device_authorization_works_only_once() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let alice = h.pair("alice@example.com").await;
     let auth = countersign_protocol::DeviceAuth::create(
         &alice.key,
@@ -497,7 +500,7 @@ async fn a_captured_device_authorization_works_only_once() {
 
 #[tokio::test]
 async fn framework_errors_are_json_with_stable_codes() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let client = reqwest::Client::new();
     let cases = [
         (
@@ -541,7 +544,7 @@ async fn framework_errors_are_json_with_stable_codes() {
 /// chain.
 #[tokio::test]
 async fn audit_checkpoints_only_move_forward() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let alice = h.pair("alice@example.com").await;
     let bob = h.pair("bob@example.com").await;
     assert_eq!(alice.held_checkpoint(&h).await, None);
@@ -597,7 +600,7 @@ async fn audit_checkpoints_only_move_forward() {
 #[tokio::test]
 async fn an_unexpected_request_report_blocks_its_requester_from_that_approver() {
     use countersign_gateway::approvals;
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let mut alice = h.pair("alice@example.com").await;
     let bob = h.pair("bob@example.com").await;
     let a1 = h.create_with(|n| n.summary = "first".into()).await;
@@ -606,7 +609,7 @@ async fn an_unexpected_request_report_blocks_its_requester_from_that_approver() 
         .create(&["alice@example.com", "bob@example.com"], 1, false)
         .await;
     let bob_only = h.create(&["bob@example.com"], 1, false).await;
-    let mut other = h.new_request();
+    let mut other = h.default_request();
     other.summary = "from another requester".into();
     let other = approvals::create_request(h.gw(), "other-bot", other).unwrap();
     let (req, _) = alice.request_event(&h, &a1.request.body.id).await;
@@ -687,7 +690,7 @@ async fn an_unexpected_request_report_blocks_its_requester_from_that_approver() 
 /// requester asked for.
 #[tokio::test]
 async fn policy_requires_number_matching_for_chosen_actions_and_resources() {
-    let h = Harness::start_with(|c| {
+    let h = TestGateway::start_with(|c| {
         c.match_required_actions = vec!["kubectl.exec".into()];
         c.match_required_resources = vec!["prod-*".into()];
     })
@@ -715,7 +718,7 @@ async fn policy_requires_number_matching_for_chosen_actions_and_resources() {
 
 /// The signature counter of the approver's only passkey, as the gateway loads it to start a
 /// new authentication (from the `counter` column, over the registered credential's value).
-fn stored_counter(h: &Harness, approver: &str) -> u64 {
+fn stored_counter(h: &TestGateway, approver: &str) -> u64 {
     let passkeys = h
         .gw()
         .store
@@ -728,7 +731,7 @@ fn stored_counter(h: &Harness, approver: &str) -> u64 {
 
 #[tokio::test]
 async fn each_approval_stores_the_passkeys_new_signature_counter() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let mut alice = h.pair("alice@example.com").await;
     let before = stored_counter(&h, "alice@example.com");
     let mut last = before;
@@ -747,7 +750,7 @@ async fn each_approval_stores_the_passkeys_new_signature_counter() {
 
 #[tokio::test]
 async fn concurrent_approvals_with_one_passkey_keep_the_highest_counter() {
-    let h = Harness::start().await;
+    let h = TestGateway::start().await;
     let mut alice = h.pair("alice@example.com").await;
     let mut decisions = Vec::new();
     for i in 0..6 {
