@@ -10,6 +10,7 @@ use countersign_approver::EngineError;
 use countersign_protocol::audit::{ChainBreak, Damage};
 
 use crate::ctx::Ctx;
+use crate::json;
 
 /// Fails (naming the first gateway whose checkpoint the log no longer contains) unless the
 /// chain verifies and every gateway's checkpoint is in it.
@@ -30,17 +31,7 @@ pub async fn verify(ctx: &Ctx, local: bool) -> anyhow::Result<ExitCode> {
         .into());
     }
     if ctx.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "ok": true,
-                "entries": s.entries,
-                "head": s.head,
-                "checkpoints": s.checkpoints,
-                "checkpointed_through": s.checkpointed_through,
-                "gateways": anchors,
-            })
-        );
+        json::print(&json::AuditVerified::new(&s, &anchors))?;
         return Ok(ExitCode::SUCCESS);
     }
     println!("audit log intact: {} entries, head {}", s.entries, s.head);

@@ -7,6 +7,7 @@ use countersign_approver::display::visible;
 use countersign_approver::{DecisionOutcome, Delivery};
 
 use crate::ctx::Ctx;
+use crate::json;
 
 pub async fn approve(
     ctx: &Ctx,
@@ -30,7 +31,7 @@ pub async fn report(ctx: &Ctx, id: &str, offline: bool) -> anyhow::Result<ExitCo
     ctx.maybe_sync(offline).await?;
     let out = ctx.engine.report_unexpected(id).await?;
     if ctx.json {
-        println!("{}", serde_json::to_string(&out.ack)?);
+        json::print(&out.ack)?;
     } else {
         if let Some(d) = &out.denial {
             decision_result(ctx, d, None)?;
@@ -52,14 +53,7 @@ fn decision_result(
 ) -> anyhow::Result<ExitCode> {
     let d = &out.decision.body;
     if ctx.json {
-        let mut v = serde_json::json!({
-            "request_id": d.request_id, "decision_id": d.decision_id, "verdict": d.verdict,
-            "delivery": out.delivery,
-        });
-        if let Some(a) = authenticator {
-            v["authenticator"] = a.into();
-        }
-        println!("{v}");
+        json::print(&json::Decided::new(out, authenticator))?;
     } else {
         match &out.delivery {
             Delivery::Delivered { receipt } => println!(

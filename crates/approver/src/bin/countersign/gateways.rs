@@ -8,6 +8,7 @@ use countersign_approver::EngineError;
 use countersign_protocol::PairingLink;
 
 use crate::ctx::Ctx;
+use crate::json;
 
 pub async fn pair(ctx: &Ctx, link: &str, device_name: Option<String>) -> anyhow::Result<ExitCode> {
     let link = PairingLink::parse(link).map_err(EngineError::from)?;
@@ -16,14 +17,7 @@ pub async fn pair(ctx: &Ctx, link: &str, device_name: Option<String>) -> anyhow:
         .unwrap_or_else(|| countersign_approver::device_name(countersign_approver::Host::Cli));
     let g = ctx.engine.pair(&link, &name, auth.as_mut()).await?;
     if ctx.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "gateway": g.name, "url": g.url.as_str(), "fingerprint": g.fingerprint,
-                "approver": g.approver, "device_id": g.device_id,
-                "authenticator": auth.kind().describe(),
-            })
-        );
+        json::print(&json::Paired::new(&g, auth.kind().describe()))?;
     } else {
         println!("paired with {} ({})", visible(&g.name), g.url);
         println!("approver:    {}", visible(&g.approver));
@@ -39,7 +33,7 @@ pub fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     }
     for g in ctx.engine.gateways()? {
         if ctx.json {
-            println!("{}", serde_json::to_string(&g)?);
+            json::print(&json::Gateway::from(&g))?;
         } else {
             println!(
                 "{}  {}  approver {}  device {}  {}",

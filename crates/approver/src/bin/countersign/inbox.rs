@@ -9,6 +9,7 @@ use countersign_approver::{InboxItem, ListFilter};
 use countersign_protocol::RequestState;
 
 use crate::ctx::Ctx;
+use crate::json;
 
 fn remaining(now: i64, until: i64) -> String {
     let s = until - now;
@@ -39,12 +40,6 @@ pub fn one_line(item: &InboxItem, now: i64) -> String {
     )
 }
 
-pub fn item_json(item: &InboxItem, now: i64) -> anyhow::Result<serde_json::Value> {
-    let mut v = serde_json::to_value(item)?;
-    v["effective_state"] = serde_json::json!(item.effective_state(now));
-    Ok(v)
-}
-
 pub async fn list(ctx: &Ctx, all: bool, offline: bool) -> anyhow::Result<ExitCode> {
     ctx.maybe_sync(offline).await?;
     let now = ctx.engine.now();
@@ -56,7 +51,7 @@ pub async fn list(ctx: &Ctx, all: bool, offline: bool) -> anyhow::Result<ExitCod
     let items = ctx.engine.list(filter)?;
     if ctx.json {
         for i in &items {
-            println!("{}", item_json(i, now)?);
+            json::print(&json::Request::new(i, now))?;
         }
     } else if items.is_empty() {
         println!("no {}requests", if all { "" } else { "pending " });
@@ -73,7 +68,7 @@ pub async fn show(ctx: &Ctx, id: &str, offline: bool) -> anyhow::Result<ExitCode
     let now = ctx.engine.now();
     let item = ctx.engine.show(id)?;
     if ctx.json {
-        println!("{}", item_json(&item, now)?);
+        json::print(&json::Request::new(&item, now))?;
         return Ok(ExitCode::SUCCESS);
     }
     print!("{}", every_field(&item, now));

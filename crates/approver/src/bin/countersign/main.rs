@@ -6,6 +6,7 @@
 //!
 //! Modules, leaves first (none imports the others back):
 //! - `args`: the command line as clap parses it;
+//! - `json`: the wire shapes (DTOs) of `--json`, built from engine values;
 //! - `ctx`: the open engine and output mode every subcommand works with;
 //! - `gateways`: `pair` and `gateways`;
 //! - `inbox`: `list` and `show`, and the one-line form of a request;
@@ -21,6 +22,7 @@ mod ctx;
 mod decide;
 mod gateways;
 mod inbox;
+mod json;
 mod sync;
 mod watch;
 
@@ -32,6 +34,7 @@ use countersign_approver::{AuthenticatorChoice, Engine, EngineError};
 
 use args::{AuditCommand, Cli, Command};
 use ctx::Ctx;
+use json::Line as _;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -80,10 +83,10 @@ fn report_error(json: bool, e: &anyhow::Error) {
         .collect::<Vec<_>>()
         .join(": ");
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"error": {"code": code, "message": message}})
-        );
+        match json::Failed::new(code, &message).line() {
+            Ok(line) => println!("{line}"),
+            Err(_) => eprintln!("error: {message}"),
+        }
     } else {
         eprintln!("error: {message}");
     }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use countersign_approver::display::visible;
 
 use crate::ctx::Ctx;
+use crate::json;
 
 /// Fails (exit 1) when a gateway could not be synced.
 pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
@@ -14,7 +15,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     for r in &reports {
         failed |= r.error.is_some();
         if ctx.json {
-            println!("{}", serde_json::to_string(r)?);
+            json::print(&json::Synced::from(r))?;
         } else {
             match &r.error {
                 None => println!("{}: up to date ({} events)", visible(&r.name), r.events),
@@ -23,7 +24,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         }
     }
     if ctx.json {
-        println!("{}", serde_json::json!({"outbox": flushed}));
+        json::print(&json::Outbox::from(flushed))?;
     } else {
         println!(
             "outbox: {} delivered, {} refused, {} still queued",

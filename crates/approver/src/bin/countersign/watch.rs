@@ -5,11 +5,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use countersign_approver::display::visible;
-use countersign_approver::{Engine, EngineEvent, InboxItem, Notifier};
+use countersign_approver::{Engine, InboxItem, Notifier};
 use countersign_protocol::RequestState;
 
 use crate::ctx::Ctx;
-use crate::inbox::{item_json, one_line};
+use crate::inbox::one_line;
+use crate::json::{self, Line as _};
 
 /// Prints arriving requests. It only prints: a notification never decides anything.
 struct PrintNotifier {
@@ -21,8 +22,11 @@ impl Notifier for PrintNotifier {
     fn request_arrived(&self, item: &InboxItem) {
         let now = self.engine.now();
         if self.json {
-            if let Ok(v) = item_json(item, now) {
-                println!("{}", serde_json::json!({"type": "request", "request": v}));
+            let notice = json::Notice::Request {
+                request: json::Request::new(item, now),
+            };
+            if let Ok(line) = notice.line() {
+                println!("{line}");
             }
         } else {
             println!("new request {}", one_line(item, now));
@@ -31,13 +35,38 @@ impl Notifier for PrintNotifier {
 
     fn request_resolved(&self, request_id: &str, state: RequestState) {
         if self.json {
-            println!(
-                "{}",
-                serde_json::json!({"type": "resolved", "request_id": request_id, "state": state})
-            );
+            if let Ok(line) = (json::Notice::Resolved { request_id, state }).line() {
+                println!("{line}");
+            }
         } else {
             println!("request {request_id} is now {}", state.as_str());
         }
+    }
+}
+
+/// The line `watch` prints (on stderr) for an event without `--json`.
+fn describe(event: &json::Event<'_>) -> String {
+    match event {
+        json::Event::RequestRejected {
+            request_id, reason, ..
+        } => format!(
+            "rejected request {}: {}",
+            request_id.unwrap_or("(unreadable)"),
+            visible(reason)
+        ),
+        json::Event::ConnectionUp { gateway } => format!("connected to {gateway}"),
+        json::Event::ConnectionDown { gateway, error } => {
+            format!("connection to {gateway} lost: {error}; retrying")
+        }
+        json::Event::DecisionDelivered { decision_id, .. } => {
+            format!("decision {decision_id} delivered")
+        }
+        json::Event::DecisionRefused {
+            decision_id,
+            code,
+            message,
+            ..
+        } => format!("decision {decision_id} refused ({code}): {message}"),
     }
 }
 
@@ -53,37 +82,15 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let json = ctx.json;
     let printer = tokio::spawn(async move {
         while let Ok(e) = events.recv().await {
-            let line = match &e {
-                EngineEvent::RequestRejected {
-                    request_id, reason, ..
-                } => format!(
-                    "rejected request {}: {}",
-                    request_id.as_deref().unwrap_or("(unreadable)"),
-                    visible(reason)
-                ),
-                EngineEvent::ConnectionUp { gateway } => format!("connected to {gateway}"),
-                EngineEvent::ConnectionDown { gateway, error } => {
-                    format!("connection to {gateway} lost: {error}; retrying")
-                }
-                EngineEvent::DecisionDelivered { decision_id, .. } => {
-                    format!("decision {decision_id} delivered")
-                }
-                EngineEvent::DecisionRefused {
-                    decision_id,
-                    code,
-                    message,
-                    ..
-                } => {
-                    format!("decision {decision_id} refused ({code}): {message}")
-                }
-                _ => continue,
+            let Some(event) = json::Event::from_engine(&e) else {
+                continue;
             };
             if json {
-                if let Ok(v) = serde_json::to_string(&e) {
-                    println!("{v}");
+                if let Ok(line) = event.line() {
+                    println!("{line}");
                 }
             } else {
-                eprintln!("{line}");
+                eprintln!("{}", describe(&event));
             }
         }
     });
