@@ -1,0 +1,138 @@
+//! The real binaries end to end: invite, pair, `request --wait`, `watch`, approve and deny with
+//! the CLIs, and both audit chains verified.
+
+use std::process::{Command, Stdio};
+
+use countersign_test_support::{
+    bin, countersign, lines_of, wait_exit, wait_line, ChildGuard, GatewayProcess,
+};
+
+/// invite -> pair -> `request --wait -- CMD` -> pushed to `watch` -> approve with the passkey
+/// -> the gateway verifies -> the command runs and `request` exits 0; then a denial gives exit
+/// code 3 and the command does not run.
+#[test]
+fn the_full_loop_with_the_real_binaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gw = GatewayProcess::start(&tmp.path().join("gateway"));
+    let token = gw.admin(&["token", "create", "ci-bot"]);
+    let link = gw.admin(&["invite", "alice@example.com"]);
+    assert!(link.starts_with("countersign://pair?"));
+    let alice = tmp.path().join("alice");
+
+    let paired = countersign(&alice, &["--authenticator", "soft", "pair", &link]);
+    assert!(paired.status.success(), "{paired:?}");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&paired.stdout),
+        String::from_utf8_lossy(&paired.stderr)
+    );
+    assert!(
+        all.contains("development mode"),
+        "soft mode is not labelled: {all}"
+    );
+
+    // `watch` receives; it holds the data directory, so it is stopped (SIGKILL) before each
+    // decision is made with the one-shot CLI.
+    let start_watch = || {
+        let mut watch = ChildGuard(
+            Command::new(bin("countersign"))
+                .arg("--data-dir")
+                .arg(&alice)
+                .args(["--json", "watch"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let watched = lines_of(&mut watch.0);
+        (watch, watched)
+    };
+    let (watch, watched) = start_watch();
+
+    let request = |marker: &std::path::Path, summary: &str| {
+        let mut child = Command::new(bin("countersign-gateway"))
+            .args(["request", "--gateway", gw.url.as_str(), "--token", &token])
+            .args(["--action", "sql.exec", "--resource", "prod-db"])
+            .args(["--summary", summary, "--reason", "nightly cleanup"])
+            .args([
+                "--approver",
+                "alice@example.com",
+                "--require-match",
+                "--json",
+            ])
+            .arg("--")
+            .args(["sh", "-c", &format!("echo ran > '{}'", marker.display())])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = lines_of(&mut child);
+        let first: serde_json::Value = serde_json::from_str(&wait_line(&lines, "\"id\"")).unwrap();
+        (
+            ChildGuard(child),
+            first["id"].as_str().unwrap().to_string(),
+            first["match_code"].as_str().unwrap().to_string(),
+        )
+    };
+
+    // Approve.
+    let marker = tmp.path().join("approved-ran");
+    let (mut req, id, code) = request(&marker, "truncate sessions");
+    wait_line(&watched, &id);
+    // Single writer: a second instance on the same data directory is refused, by name.
+    let second = countersign(&alice, &["list"]);
+    assert!(!second.status.success());
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        said.contains("data_dir_in_use") || said.contains("Another Countersign instance"),
+        "{said}"
+    );
+    drop(watch);
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let refused = countersign(
+        &alice,
+        &[
+            "--authenticator",
+            "soft",
+            "approve",
+            &id,
+            "--match-code",
+            wrong,
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("wrong_match_code"));
+    let approved = countersign(
+        &alice,
+        &[
+            "--authenticator",
+            "soft",
+            "approve",
+            &id,
+            "--match-code",
+            &code,
+        ],
+    );
+    assert!(approved.status.success(), "{approved:?}");
+    assert_eq!(wait_exit(&mut req.0), 0);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "ran");
+
+    // Deny.
+    let marker2 = tmp.path().join("denied-ran");
+    let (watch, watched) = start_watch();
+    let (mut req2, id2, _) = request(&marker2, "drop sessions");
+    wait_line(&watched, &id2);
+    drop(watch);
+    let denied = countersign(&alice, &["deny", &id2, "--reason", "change freeze"]);
+    assert!(denied.status.success(), "{denied:?}");
+    assert_eq!(wait_exit(&mut req2.0), 3);
+    assert!(
+        !marker2.exists(),
+        "the command ran although the request was denied"
+    );
+
+    // Both sides' audit chains verify.
+    let verify = countersign(&alice, &["audit", "verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+    assert!(gw.admin(&["audit", "verify"]).contains("intact"));
+}
