@@ -15,13 +15,13 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use url::Url;
 
+use countersign_test_support::start_serving;
+
 use crate::common::bench_config;
 
 /// Runs in the child: serve until stdin closes.
 pub async fn run(data_dir: PathBuf) -> Result<()> {
-    let gw = countersign_gateway::Gateway::open(bench_config(data_dir))?;
-    let token = countersign_gateway::tokens::create(&gw, "bench-requester")?;
-    let running = countersign_gateway::serve(gw).await?;
+    let (running, token) = start_serving(bench_config(data_dir)).await?;
     let url = running.url();
     println!(
         "{}",

@@ -1,20 +1,11 @@
-//! Shared pieces: statistics, figure lines with PASS/FAIL, the machine description, the bench
-//! gateway configuration, pairing a device over HTTP and reading an SSE stream.
+//! The benchmarks' own shared pieces: statistics, figure lines with PASS/FAIL, the machine
+//! description, the bench gateway configuration and process counters from /proc. Gateways,
+//! paired devices and SSE streams come from the shared test harness (countersign-test-support).
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use countersign_protocol::api::paths;
-use countersign_protocol::sse::{SseItem, SseParser};
-use countersign_protocol::{
-    DeviceAuth, KeyPair, PairChallenge, PairFinish, PairStart, Paired, PairingLink, Signed,
-    PROTOCOL_VERSION,
-};
-use url::Url;
-use webauthn_authenticator_rs::softtoken::SoftToken;
-use webauthn_authenticator_rs::WebauthnAuthenticator;
+use anyhow::{anyhow, bail, Result};
 
 /// Percentiles of a set of durations (nearest rank).
 #[derive(Debug, Clone, Copy)]
@@ -166,136 +157,12 @@ pub fn new_request(approvers: Vec<String>, n: usize) -> countersign_protocol::ap
     }
 }
 
-/// Reads an HTTP answer as JSON, or fails with the gateway's error body.
-pub async fn answer<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
-    let status = resp.status();
-    let bytes = resp.bytes().await?;
-    if !status.is_success() {
-        bail!("HTTP {status}: {}", String::from_utf8_lossy(&bytes));
-    }
-    serde_json::from_slice(&bytes).with_context(|| format!("decoding a {status} answer"))
-}
-
-/// A device paired through the public HTTP API, with its software authenticator.
-pub struct Device {
-    pub key: KeyPair,
-    pub id: String,
-    pub approver: String,
-    pub token: SoftToken,
-    pub origin: Url,
-}
-
-/// Pairs one device: `/v1/pair/start`, a passkey registration with a `SoftToken`,
-/// `/v1/pair/finish`, and checks the signed confirmation.
-pub async fn pair_http(http: &reqwest::Client, link: &PairingLink, name: &str) -> Result<Device> {
-    let key = KeyPair::generate();
-    let start = PairStart {
-        v: PROTOCOL_VERSION,
-        code: link.code.clone(),
-        device_key: key.public(),
-        device_name: name.into(),
-    };
-    let resp = http
-        .post(link.gateway.join(paths::PAIR_START)?)
-        .json(&start)
-        .send()
-        .await?;
-    let challenge: PairChallenge = answer(resp).await?;
-    if challenge.gateway_key.fingerprint() != link.fingerprint {
-        bail!("the gateway key does not match the pairing link");
-    }
-    let origin = Url::parse(&challenge.webauthn_origin)?;
-    let (mut token, _) = SoftToken::new(true).map_err(|e| anyhow!("soft token: {e:?}"))?;
-    let credential = token
-        .do_registration(origin.clone(), serde_json::from_value(challenge.creation)?)
-        .map_err(|e| anyhow!("passkey registration: {e:?}"))?;
-    let finish = Signed::sign(
-        &key,
-        PairFinish {
-            v: PROTOCOL_VERSION,
-            pairing_id: challenge.pairing_id.clone(),
-            device_key: key.public(),
-            credential: serde_json::to_value(&credential)?,
-        },
-    )?;
-    let resp = http
-        .post(link.gateway.join(paths::PAIR_FINISH)?)
-        .json(&finish)
-        .send()
-        .await?;
-    let paired: Signed<Paired> = answer(resp).await?;
-    paired.verify(&challenge.gateway_key)?;
-    Ok(Device {
-        key,
-        id: paired.body.device_id.clone(),
-        approver: paired.body.approver.clone(),
-        token,
-        origin,
-    })
-}
-
 /// Seconds since the epoch, as the gateway's clock reads it.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// An open `GET /v1/stream` for one device.
-pub struct SseStream {
-    resp: reqwest::Response,
-    parser: SseParser,
-    queue: VecDeque<SseItem>,
-}
-
-impl SseStream {
-    pub async fn open(
-        http: &reqwest::Client,
-        base: &Url,
-        key: &KeyPair,
-        device_id: &str,
-    ) -> Result<SseStream> {
-        let auth = DeviceAuth::create(key, device_id, "GET", paths::STREAM, unix_now())?;
-        let resp = http
-            .get(base.join(paths::STREAM)?)
-            .header("authorization", auth.to_header())
-            .header("accept", "text/event-stream")
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let body = resp.text().await.unwrap_or_default();
-            bail!("stream refused: HTTP {status}: {body}");
-        }
-        Ok(SseStream {
-            resp,
-            parser: SseParser::new(),
-            queue: VecDeque::new(),
-        })
-    }
-
-    /// The next event (comments skipped): `(event name, data)`.
-    pub async fn next_event(&mut self, timeout: Duration) -> Result<(String, String)> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            while let Some(item) = self.queue.pop_front() {
-                if let SseItem::Event { event, data, .. } = item {
-                    return Ok((event, data));
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let chunk = tokio::time::timeout(left, self.resp.chunk())
-                .await
-                .map_err(|_| anyhow!("the stream went quiet"))??
-                .ok_or_else(|| anyhow!("the stream ended"))?;
-            self.queue.extend(
-                self.parser
-                    .feed(&chunk)
-                    .map_err(|e| anyhow!("bad SSE: {e}"))?,
-            );
-        }
-    }
 }
 
 /// Process CPU time (user + system) of `pid` ("self" for this process) from /proc.

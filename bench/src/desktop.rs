@@ -10,14 +10,15 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use countersign_e2e::webdriver::{epoch_ms, Driver};
 use countersign_gateway::client::RequesterClient;
 use countersign_notifications::test_server::{Record, TestServer};
 use countersign_protocol::api::NewRequest;
+use countersign_test_support::webdriver::{epoch_ms, Driver};
+use countersign_test_support::{ChildGuard, TestGateway};
 use fantoccini::Client;
 
 use crate::common::{bench_config, cpu_time, ms, rss_kib, Figure, Stats};
@@ -36,16 +37,6 @@ pub struct Options {
 }
 
 const APPROVER: &str = "alice@example.com";
-
-/// Kills the process (and waits for it) when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// tauri-driver with the development-mode settings (and `data_dir`) for the app it starts.
 async fn driver(data_dir: &Path) -> Result<Driver> {
@@ -171,7 +162,7 @@ fn comm(pid: u32) -> String {
 
 /// The app started directly (as a user would), paired through the development pairing link.
 struct RunningApp {
-    child: Guard,
+    child: ChildGuard,
     log: PathBuf,
 }
 
@@ -188,7 +179,7 @@ impl RunningApp {
         if let Some(l) = link {
             cmd.env("COUNTERSIGN_PAIR_LINK", l);
         }
-        let child = Guard(
+        let child = ChildGuard(
             cmd.spawn()
                 .with_context(|| format!("starting {}", app.display()))?,
         );
@@ -464,14 +455,13 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
     let server = TestServer::start_async()
         .await
         .context("taking org.freedesktop.Notifications on the session bus")?;
-    let dirs = tempfile::tempdir()?;
-    let gw = countersign_gateway::Gateway::open(bench_config(dirs.path().join("gateway")))?;
-    let token = countersign_gateway::tokens::create(&gw, "bench-requester")?;
-    let running = countersign_gateway::serve(gw).await?;
-    let link = countersign_gateway::pairing::invite(&running.gateway, APPROVER, running.url())?;
-    let requester = RequesterClient::new(running.url(), token)?;
+    let dir = tempfile::tempdir()?;
+    let gateway = TestGateway::serve(bench_config(dir.path().join("gateway")), dir).await?;
+    let link = gateway.invite(APPROVER);
+    let requester = gateway.requester();
 
-    let data_dir = dirs.path().join("approver");
+    // The app's data directory sits beside the gateway's, and goes with it.
+    let data_dir = gateway.dir.path().join("approver");
     std::fs::create_dir_all(&data_dir)?;
     let app = RunningApp::start(&o.app, &data_dir, Some(&link.to_string())).await?;
     app.wait_log("development pairing done", Duration::from_secs(30))

@@ -7,10 +7,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use countersign_approver::{Delivery, DeliveryState, Engine, EngineEvent, SoftAuthenticator};
+use countersign_approver::{Delivery, DeliveryState, EngineEvent};
 use countersign_protocol::api::{paths, CreatedRequest};
 use countersign_protocol::Verdict;
-use tokio::sync::{mpsc, watch};
+use countersign_test_support::{answer, Approver, TestGateway};
+use tokio::sync::mpsc;
 
 use crate::common::{bench_config, ms, new_request, Figure, Stats};
 
@@ -25,36 +26,29 @@ enum Seen {
 }
 
 struct Setup {
-    running: countersign_gateway::Running,
-    token: String,
-    engine: Engine,
-    auth: SoftAuthenticator,
+    gateway: TestGateway,
+    approver: Approver,
     http: reqwest::Client,
     seen: mpsc::UnboundedReceiver<Seen>,
-    stop: watch::Sender<bool>,
-    run_task: tokio::task::JoinHandle<()>,
     counter: usize,
-    _dirs: tempfile::TempDir,
+}
+
+/// A new temporary directory under `parent` (the system's if `None`).
+fn temp_dir(parent: Option<&Path>) -> Result<tempfile::TempDir> {
+    Ok(match parent {
+        Some(p) => tempfile::tempdir_in(p)?,
+        None => tempfile::tempdir()?,
+    })
 }
 
 impl Setup {
     async fn new(data_parent: Option<&Path>) -> Result<Setup> {
-        let dirs = match data_parent {
-            Some(p) => tempfile::tempdir_in(p)?,
-            None => tempfile::tempdir()?,
-        };
-        let gw = countersign_gateway::Gateway::open(bench_config(dirs.path().join("gateway")))?;
-        let token = countersign_gateway::tokens::create(&gw, "bench-requester")?;
-        let running = countersign_gateway::serve(gw).await?;
-        let link = countersign_gateway::pairing::invite(&running.gateway, APPROVER, running.url())?;
-        let approver_dir = dirs.path().join("approver");
-        let engine = Engine::open(&approver_dir)?;
-        let mut auth = SoftAuthenticator::open(
-            &approver_dir.join(countersign_approver::authenticator::SOFT_AUTHENTICATOR_FILE),
-        )?;
-        engine.pair(&link, "bench device", &mut auth).await?;
+        let dir = temp_dir(data_parent)?;
+        let gateway = TestGateway::serve(bench_config(dir.path().join("gateway")), dir).await?;
+        let mut approver = Approver::open_in(temp_dir(data_parent)?);
+        approver.pair(&gateway.invite(APPROVER)).await;
 
-        let mut events = engine.subscribe();
+        let mut events = approver.engine.subscribe();
         let (tx, seen) = mpsc::unbounded_channel();
         let (up_tx, up_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -93,29 +87,18 @@ impl Setup {
                 }
             }
         });
-        let (stop, stop_rx) = watch::channel(false);
-        let e2 = engine.clone();
-        let run_task = tokio::spawn(async move {
-            if let Err(e) = e2.run(stop_rx).await {
-                eprintln!("engine run ended: {e}");
-            }
-        });
+        approver.start();
         tokio::time::timeout(Duration::from_secs(10), up_rx)
             .await
             .map_err(|_| anyhow!("the engine did not connect within 10 s"))??;
         // One client, kept alive, for everything this side sends.
         let http = reqwest::Client::new();
         Ok(Setup {
-            running,
-            token,
-            engine,
-            auth,
+            gateway,
+            approver,
             http,
             seen,
-            stop,
-            run_task,
             counter: 0,
-            _dirs: dirs,
         })
     }
 
@@ -124,12 +107,12 @@ impl Setup {
         let body = new_request(vec![APPROVER.into()], self.counter);
         let resp = self
             .http
-            .post(self.running.url().join(paths::REQUESTS)?)
-            .bearer_auth(&self.token)
+            .post(self.gateway.url.join(paths::REQUESTS)?)
+            .bearer_auth(&self.gateway.token)
             .json(&body)
             .send()
             .await?;
-        let created: CreatedRequest = crate::common::answer(resp).await?;
+        let created: CreatedRequest = answer(resp).await?;
         if created.duplicate {
             bail!("a benchmark request collapsed into an earlier one");
         }
@@ -168,7 +151,7 @@ impl Setup {
     }
 
     async fn info_rtt(&self, n: usize) -> Result<Vec<Duration>> {
-        let url = self.running.url().join(paths::INFO)?;
+        let url = self.gateway.url.join(paths::INFO)?;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let t0 = Instant::now();
@@ -179,10 +162,9 @@ impl Setup {
         Ok(out)
     }
 
-    async fn close(self) -> Result<()> {
-        let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.run_task).await;
-        self.running.shutdown().await;
+    async fn close(mut self) -> Result<()> {
+        self.approver.stop().await;
+        self.gateway.running.shutdown().await;
         Ok(())
     }
 }
@@ -198,7 +180,7 @@ pub async fn push_latency(
         .context("setting up gateway and engine")?;
     // The gateway publishes a request to its streams right after the transaction that created
     // it commits, and stamps that moment on the event (the request exists from then on).
-    let mut hub = s.running.gateway.hub.subscribe();
+    let mut hub = s.gateway.gw().hub.subscribe();
     let (commit_tx, mut committed) = tokio::sync::mpsc::unbounded_channel::<Instant>();
     let listener = tokio::spawn(async move {
         loop {
@@ -297,9 +279,9 @@ pub async fn decision_rtt(
         let c = s.create().await?;
         let id = c.request.body.id.clone();
         s.received(&id).await?;
-        let engine = s.engine.clone();
+        let engine = s.approver.engine.clone();
         let t0 = Instant::now();
-        let outcome = engine.approve(&id, None, &mut s.auth).await?;
+        let outcome = engine.approve(&id, None, &mut s.approver.auth).await?;
         let done = match outcome.delivery {
             Delivery::Delivered { receipt } => {
                 if receipt.body.request_id != id {
@@ -364,9 +346,9 @@ async fn breakdown(s: &mut Setup, n: usize) -> Result<Vec<(&'static str, Stats)>
         let c = s.create().await?;
         let id = c.request.body.id.clone();
         s.received(&id).await?;
-        let engine = s.engine.clone();
+        let engine = s.approver.engine.clone();
         let t0 = Instant::now();
-        let assertion = engine.assertion_for(&id, &mut s.auth)?;
+        let assertion = engine.assertion_for(&id, &mut s.approver.auth)?;
         let t1 = Instant::now();
         let signed = engine.sign_decision(&id, Verdict::Approve, None, None, Some(assertion))?;
         let t2 = Instant::now();

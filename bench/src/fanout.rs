@@ -11,7 +11,9 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::child::ChildGateway;
-use crate::common::{answer, ms, new_request, open_files_limit, pair_http, rss_kib, Figure, Stats};
+use countersign_test_support::{answer, Device, EventStream};
+
+use crate::common::{ms, new_request, open_files_limit, rss_kib, unix_now, Figure, Stats};
 
 pub struct Options {
     /// Approvers named in the one request (the protocol allows at most 64).
@@ -50,7 +52,7 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
         .map(|link| {
             let http = http.clone();
             async move {
-                let d = pair_http(&http, &link, "bench").await?;
+                let d = Device::pair(&http, &link, "bench").await?;
                 Ok::<_, anyhow::Error>((d.key, d.id))
             }
         })
@@ -82,7 +84,7 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
                     let got_tx = got_tx.clone();
                     async move {
                         let mut s =
-                            match crate::common::SseStream::open(&http, &base, &key, &id).await {
+                            match EventStream::open(&http, &base, &key, &id, unix_now(), 0).await {
                                 Ok(s) => s,
                                 Err(e) => {
                                     let _ = ready_tx.send(Err(e));
@@ -92,7 +94,7 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
                         // Hold the stream in its own task from here on.
                         tokio::spawn(async move {
                             loop {
-                                match s.next_event(Duration::from_secs(600)).await {
+                                match s.next_message(Duration::from_secs(600)).await {
                                     Ok((event, _)) if event == "ready" => {
                                         let _ = ready_tx.send(Ok(()));
                                     }

@@ -13,9 +13,9 @@ use futures::StreamExt;
 use webauthn_authenticator_rs::WebauthnAuthenticator;
 
 use crate::child::ChildGateway;
-use crate::common::{
-    answer, cpu_time, ms, new_request, pair_http, unix_now, Device, Figure, SseStream,
-};
+use countersign_test_support::{answer, Device, EventStream};
+
+use crate::common::{cpu_time, ms, new_request, unix_now, Figure};
 
 pub struct Options {
     pub requests: usize,
@@ -118,7 +118,7 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
         let name = format!("bench-t{i}");
         let links = gw.invites(&name, 1).await?;
         for link in links {
-            devices.push(pair_http(&http, &link, "bench").await?);
+            devices.push(Device::pair(&http, &link, "bench").await?);
         }
     }
     // Pre-create the requests, a few in flight.
@@ -139,7 +139,7 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
                     .json(&body)
                     .send()
                     .await?;
-                answer::<CreatedRequest>(resp).await
+                Ok(answer::<CreatedRequest>(resp).await?)
             }
         })
         .buffer_unordered(4)
@@ -161,9 +161,9 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
         .map(|c| c.request.body.gateway.clone())
         .ok_or_else(|| anyhow!("no requests"))?;
     for d in devices.iter_mut() {
-        let mut s = SseStream::open(&http, &base, &d.key, &d.id).await?;
+        let mut s = EventStream::open(&http, &base, &d.key, &d.id, unix_now(), 0).await?;
         loop {
-            let (event, data) = s.next_event(Duration::from_secs(30)).await?;
+            let (event, data) = s.next_message(Duration::from_secs(30)).await?;
             if event == "ready" {
                 break;
             }

@@ -66,7 +66,10 @@ impl Approver {
         let (tx, rx) = watch::channel(false);
         let engine = self.engine.clone();
         let task = tokio::spawn(async move {
-            let _ = engine.run(rx).await;
+            // A test sees the consequences through its events; the reason goes to its output.
+            if let Err(e) = engine.run(rx).await {
+                eprintln!("the engine's run loop ended: {e}");
+            }
         });
         self.stop = Some((tx, task));
     }
