@@ -143,11 +143,7 @@ async fn sigkill_at_seeded_points_loses_no_acknowledged_decision_and_delivers_ea
     let local = engine.audit_verify().unwrap();
 
     // The gateway: exactly one accepted decision per request, the one the approver stored.
-    let audit = gw
-        .gw()
-        .store
-        .read(countersign_gateway::store::audit_entries)
-        .unwrap();
+    let audit = gw.audit();
     let mut accepted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (e, _) in &audit {
         match e.kind.as_str() {

@@ -117,11 +117,7 @@ async fn faults_between_approver_and_gateway_lose_and_duplicate_nothing() {
         outbox.iter().all(|o| o.state == DeliveryState::Delivered),
         "{outbox:?}"
     );
-    let gateway_audit = gw
-        .gw()
-        .store
-        .read(countersign_gateway::store::audit_entries)
-        .unwrap();
+    let gateway_audit = gw.audit();
     let accepted: Vec<String> = gateway_audit
         .iter()
         .filter(|(e, _)| e.kind == "decision.accepted")

@@ -59,11 +59,7 @@ async fn reporting_an_unexpected_request_blocks_the_requester_on_both_sides() {
         .map(|(e, _)| e.kind)
         .collect();
     assert_eq!(kinds.iter().filter(|k| *k == "report.sent").count(), 1);
-    let gateway_audit = gw
-        .gw()
-        .store
-        .read(countersign_gateway::store::audit_entries)
-        .unwrap();
+    let gateway_audit = gw.audit();
     let reported = gateway_audit
         .iter()
         .filter(|(e, _)| e.kind == "report.unexpected")
