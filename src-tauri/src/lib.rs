@@ -28,7 +28,7 @@ use countersign_approver::{Engine, EngineEvent};
 use countersign_ipc::UiEvent;
 use countersign_protocol::PairingLink;
 use tauri::webview::PageLoadEvent;
-use tauri::{AppHandle, Manager, Runtime, WindowEvent};
+use tauri::{AppHandle, Manager, Runtime};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::pairing::pair_with;
@@ -76,28 +76,20 @@ pub fn run() -> anyhow::Result<()> {
                 flush_startup_events(webview.app_handle().clone());
             }
         })
-        .on_window_event(|window, event| {
-            // Closing the window keeps the approver running in the tray, so requests still
-            // arrive; Quit (tray menu) ends it.
-            if let WindowEvent::CloseRequested { api, .. } = event {
-                if window.label() == MAIN_WINDOW
-                    && window.app_handle().tray_by_id(tray::TRAY_ID).is_some()
-                {
-                    api.prevent_close();
-                    if let Err(e) = window.hide() {
-                        tracing::warn!(error = %e, "cannot hide the window");
-                    }
-                }
-            }
-        })
         .setup(|app| setup(app.handle()).map_err(|e| -> Box<dyn std::error::Error> { e.into() }))
         .build(tauri::generate_context!())?
-        .run(|app, event| {
-            if let tauri::RunEvent::Exit = event {
+        .run(|app, event| match event {
+            // Closing the window destroys it; the approver keeps running in the tray, so
+            // requests still arrive. Only Quit (the tray menu, an explicit exit code) ends it.
+            tauri::RunEvent::ExitRequested {
+                code: None, api, ..
+            } if app.tray_by_id(tray::TRAY_ID).is_some() => api.prevent_exit(),
+            tauri::RunEvent::Exit => {
                 if let Some(state) = app.try_state::<AppState>() {
                     state.runner.stop();
                 }
             }
+            _ => {}
         });
     Ok(())
 }
@@ -155,10 +147,9 @@ fn setup(app: &AppHandle) -> anyhow::Result<()> {
     bootstrap_pairing(app.clone());
 
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == HIDDEN_FLAG) {
-        if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
-            let _ = w.hide();
-        }
+    // Started by the autostart entry: in the tray, no window (and no WebKit) until asked.
+    if !args.iter().any(|a| a == HIDDEN_FLAG) {
+        window::open_main(app)?;
     }
     handle_args(app, args.iter().map(String::as_str), true);
     Ok(())

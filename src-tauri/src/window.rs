@@ -3,7 +3,7 @@
 //! launch) goes through here; none of it decides a request.
 
 use countersign_ipc::{UiEvent, EVENT_NAME};
-use tauri::{AppHandle, Emitter, Manager, Runtime};
+use tauri::{AppHandle, Emitter, Manager, Runtime, WebviewWindowBuilder};
 
 use crate::state::AppState;
 
@@ -17,13 +17,36 @@ pub fn emit<R: Runtime>(app: &AppHandle<R>, event: UiEvent) {
     }
 }
 
-/// Shows, unminimizes and focuses the main window.
+/// Shows, unminimizes and focuses the main window, creating it if it is closed. Closing the
+/// window destroys it (and with it WebKit's web process), so an approver that runs all day in
+/// the tray does not keep a web page in memory; this brings it back from `tauri.conf.json`.
 pub fn show_main<R: Runtime>(app: &AppHandle<R>) {
     if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
         let _ = w.show();
         let _ = w.unminimize();
         let _ = w.set_focus();
+        return;
     }
+    if let Err(e) = open_main(app) {
+        tracing::warn!(error = %e, "cannot open the window");
+    }
+}
+
+/// Creates the main window from its configuration (`create: false` in `tauri.conf.json`: the
+/// shell decides when there is a window). The page reads `pending_navigation` when it loads,
+/// so a request asked for before the window existed is shown.
+pub fn open_main<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
+    let config = app
+        .config()
+        .app
+        .windows
+        .iter()
+        .find(|w| w.label == MAIN_WINDOW)
+        .cloned()
+        .ok_or_else(|| tauri::Error::WindowNotFound)?;
+    let window = WebviewWindowBuilder::from_config(app, &config)?.build()?;
+    let _ = window.set_focus();
+    Ok(())
 }
 
 /// Brings the window up on `request_id` (a notification click or a deep link). Only
