@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 /// The longest a non-test source file may be.
 const MAX_LINES: usize = 600;
 
-/// The source directories of every crate in the repository (the root workspace, the desktop
-/// shell's own workspace and the fuzz targets).
+/// The source directories of every crate in the repository (the root workspace's, the desktop
+/// shell's and the fuzz targets'), and of every binary that has modules of its own.
 fn crate_sources() -> Vec<PathBuf> {
     let root = repo_root();
     let mut dirs = Vec::new();
@@ -28,6 +28,14 @@ fn crate_sources() -> Vec<PathBuf> {
         for e in entries.flatten() {
             let src = e.path().join("src");
             if e.path().join("Cargo.toml").is_file() && src.is_dir() {
+                // A binary with modules of its own (`src/bin/<name>/main.rs`) is a crate too.
+                if let Ok(bins) = std::fs::read_dir(src.join("bin")) {
+                    for b in bins.flatten() {
+                        if b.path().join("main.rs").is_file() {
+                            dirs.push(b.path());
+                        }
+                    }
+                }
                 dirs.push(src);
             }
         }
