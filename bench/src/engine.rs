@@ -73,7 +73,7 @@ impl Setup {
                     }
                     EngineEvent::DecisionRefused {
                         decision_id, code, ..
-                    } => Seen::Refused(decision_id, code),
+                    } => Seen::Refused(decision_id, code.to_string()),
                     EngineEvent::ConnectionUp { .. } => {
                         if let Some(u) = up.take() {
                             let _ = u.send(());

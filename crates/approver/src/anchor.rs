@@ -8,7 +8,7 @@
 //! [`EngineEvent::AuditRolledBack`] and written to the audit log, once per gateway and held
 //! checkpoint per process.
 
-use countersign_protocol::api::{paths, CheckpointState};
+use countersign_protocol::api::{paths, CheckpointState, ErrorCode};
 use countersign_protocol::audit::{ChainBreak, Checkpoint, Damage};
 use countersign_protocol::{DeviceAuth, Signed};
 use rusqlite::Connection;
@@ -227,17 +227,18 @@ impl Engine {
         }
         match self.upload_checkpoint(gw, &local).await {
             Ok(_) => report.uploaded = Some(local.body.seq),
-            Err(EngineError::GatewayRefused { code, message, .. })
-                if code == "checkpoint_rollback" || code == "checkpoint_fork" =>
-            {
+            Err(EngineError::GatewayRefused {
+                code: code @ (ErrorCode::CheckpointRollback | ErrorCode::CheckpointFork),
+                message,
+                ..
+            }) => {
                 // The gateway moved on between the read and the upload: another copy of this
                 // device's log is ahead of this one.
                 let b = ChainBreak {
                     position: local.body.seq,
-                    damage: if code == "checkpoint_fork" {
-                        Damage::Rewritten
-                    } else {
-                        Damage::RolledBack
+                    damage: match code {
+                        ErrorCode::CheckpointFork => Damage::Rewritten,
+                        _ => Damage::RolledBack,
                     },
                     problem: message,
                 };

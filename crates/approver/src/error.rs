@@ -1,6 +1,7 @@
 //! The engine's error type: every failure a caller (CLI, desktop shell, tests) can see, each
 //! with a full-sentence message and a stable machine-readable code.
 
+use countersign_protocol::api::ErrorCode;
 use countersign_protocol::audit::ChainBreak;
 use countersign_protocol::ProtocolError;
 
@@ -68,7 +69,8 @@ pub enum EngineError {
     #[error("The gateway refused with {code}: {message}")]
     GatewayRefused {
         status: u16,
-        code: String,
+        /// The gateway's code (`Unknown("http_<status>")` when its answer had no ErrorBody).
+        code: ErrorCode,
         message: String,
     },
     #[error("The gateway sent an answer that does not hold up: {0}")]
@@ -176,7 +178,7 @@ mod tests {
             EngineError::MatchCodeRequired("r".into()),
             EngineError::GatewayRefused {
                 status: 409,
-                code: "already_decided".into(),
+                code: ErrorCode::AlreadyDecided,
                 message: "Already.".into(),
             },
         ];

@@ -1,6 +1,7 @@
 //! What the engine tells its host about: the [`EngineEvent`] broadcast (for a UI that keeps
 //! its own view up to date) and the [`Notifier`] hook (for native notifications).
 
+use countersign_protocol::api::ErrorCode;
 use countersign_protocol::RequestState;
 use serde::Serialize;
 
@@ -39,7 +40,8 @@ pub enum EngineEvent {
     DecisionRefused {
         decision_id: String,
         request_id: String,
-        code: String,
+        /// The gateway's refusal code.
+        code: ErrorCode,
         message: String,
     },
     /// A gateway was paired (or paired again): its stream connects next.

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use countersign_protocol::api::ErrorBody;
+use countersign_protocol::api::{ErrorBody, ErrorCode};
 use countersign_protocol::types::Decode;
 use countersign_protocol::PublicKey;
 use rusqlite::{params, Connection, Row};
@@ -97,7 +97,7 @@ pub(crate) async fn read_answer<T: Decode>(
     let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(b) => (b.error.code, b.error.message),
         Err(_) => (
-            format!("http_{}", status.as_u16()),
+            ErrorCode::Unknown(format!("http_{}", status.as_u16())),
             String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
         ),
     };

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use countersign_protocol::api::paths;
+use countersign_protocol::api::{paths, ErrorCode};
 use countersign_protocol::{Decision, Receipt, RequestState, Signed};
 use rand::Rng;
 use rusqlite::{params, OptionalExtension};
@@ -27,7 +27,7 @@ pub enum Delivery {
     /// The gateway accepted the decision and signed a receipt (verified).
     Delivered { receipt: Signed<Receipt> },
     /// The gateway refused the decision for good.
-    Refused { code: String, message: String },
+    Refused { code: ErrorCode, message: String },
     /// Not delivered yet; it stays queued and is retried with backoff.
     Queued { error: String },
     /// Another task is sending it right now.
@@ -236,7 +236,7 @@ impl Engine {
                         "gateway": gw,
                         "decision_id": d.decision_id,
                         "status": status,
-                        "code": code,
+                        "code": code.as_str(),
                         "message": message,
                     }),
                 )?;

@@ -5,6 +5,7 @@
 //! and none is accepted twice. The webauthn-rs library neither consumes state nor checks time;
 //! this module consumes it, and the decision's checks judge time on the gateway's clock.
 
+use countersign_protocol::api::ErrorCode;
 use countersign_protocol::{Decision, Verdict};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize as _;
@@ -39,7 +40,7 @@ pub(crate) fn verify_assertion(
     };
     let cred: PublicKeyCredential = PublicKeyCredential::deserialize(assertion).map_err(|e| {
         ApiError::bad_request(
-            "bad_assertion",
+            ErrorCode::BadAssertion,
             format!("The passkey assertion is malformed: {e}."),
         )
     })?;
@@ -63,7 +64,7 @@ pub(crate) fn consume(
 ) -> Result<(), ApiError> {
     let assertion = d.assertion.as_ref().ok_or_else(|| {
         ApiError::bad_request(
-            "passkey_required",
+            ErrorCode::PasskeyRequired,
             "This decision needs a passkey assertion.",
         )
     })?;
@@ -71,7 +72,7 @@ pub(crate) fn consume(
         // Not parsed before the transaction: name a malformed assertion as such.
         PublicKeyCredential::deserialize(assertion).map_err(|e| {
             ApiError::bad_request(
-                "bad_assertion",
+                ErrorCode::BadAssertion,
                 format!("The passkey assertion is malformed: {e}."),
             )
         })?;
@@ -86,20 +87,20 @@ pub(crate) fn consume(
     .map_err(sql)?;
     let used = challenge.ok_or_else(|| {
         ApiError::conflict(
-            "no_challenge",
+            ErrorCode::NoChallenge,
             "There is no passkey challenge for this request and approver.",
         )
     })?;
     if used.is_some() {
         return Err(ApiError::conflict(
-            "assertion_replayed",
+            ErrorCode::AssertionReplayed,
             "The passkey challenge for this request was already used; an assertion is accepted only once.",
         ));
     }
     // Verified before the transaction against this challenge while it was unused.
     let result = verified.ok_or_else(|| {
         ApiError::conflict(
-            "assertion_replayed",
+            ErrorCode::AssertionReplayed,
             "The passkey challenge for this request was already used.",
         )
     })?;
@@ -112,7 +113,7 @@ pub(crate) fn consume(
     .map_err(sql)?;
     if consumed != 1 {
         return Err(ApiError::conflict(
-            "assertion_replayed",
+            ErrorCode::AssertionReplayed,
             "The passkey challenge for this request was already used.",
         ));
     }
@@ -124,23 +125,23 @@ pub(crate) fn consume(
 fn passkey_error(e: WebauthnError) -> ApiError {
     match e {
         WebauthnError::UserNotVerified => ApiError::forbidden(
-            "user_not_verified",
+            ErrorCode::UserNotVerified,
             "The passkey assertion lacks user verification, which approvals require.",
         ),
         WebauthnError::MismatchedChallenge => ApiError::forbidden(
-            "assertion_not_for_this_request",
+            ErrorCode::AssertionNotForThisRequest,
             "The passkey assertion was made for a different challenge, not for this request.",
         ),
         WebauthnError::CredentialPossibleCompromise => ApiError::forbidden(
-            "passkey_counter_regressed",
+            ErrorCode::PasskeyCounterRegressed,
             "The passkey's signature counter went backwards; the credential may be cloned.",
         ),
         WebauthnError::InvalidRPOrigin => ApiError::forbidden(
-            "wrong_webauthn_origin",
+            ErrorCode::WrongWebauthnOrigin,
             "The passkey assertion names a different WebAuthn origin.",
         ),
         other => ApiError::forbidden(
-            "passkey_rejected",
+            ErrorCode::PasskeyRejected,
             format!("The passkey assertion does not verify: {other}."),
         ),
     }

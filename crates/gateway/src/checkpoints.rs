@@ -8,7 +8,7 @@
 //! `GET /v1/checkpoints/latest` and reports itself rolled back.
 
 use axum::http::StatusCode;
-use countersign_protocol::api::CheckpointState;
+use countersign_protocol::api::{CheckpointState, ErrorCode};
 use countersign_protocol::audit::Checkpoint;
 use countersign_protocol::types::Decode;
 use countersign_protocol::{Signed, PROTOCOL_VERSION};
@@ -48,10 +48,10 @@ pub fn latest(gw: &Gateway, device: &Device) -> Result<CheckpointState, ApiError
 /// Uploading the checkpoint already held is accepted (retries are harmless).
 pub fn upload(gw: &Gateway, device: &Device, body: &[u8]) -> Result<CheckpointState, ApiError> {
     let cp = Signed::<Checkpoint>::decode(body)
-        .map_err(|e| ApiError::bad_request("invalid_checkpoint", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidCheckpoint, e.to_string()))?;
     if cp.body.signer != device.public_key.fingerprint() || cp.verify(&device.public_key).is_err() {
         return Err(ApiError::bad_request(
-            "checkpoint_not_signed_by_device",
+            ErrorCode::CheckpointNotSignedByDevice,
             "The checkpoint is not signed by this device's key.",
         ));
     }
@@ -61,7 +61,7 @@ pub fn upload(gw: &Gateway, device: &Device, body: &[u8]) -> Result<CheckpointSt
         if let Some(old) = held(tx, &device.id)? {
             if old.body.seq > cp.body.seq {
                 return Err(ApiError::conflict(
-                    "checkpoint_rollback",
+                    ErrorCode::CheckpointRollback,
                     format!(
                         "This gateway holds a checkpoint of this device at audit entry {} (head {}); \
                          the upload names entry {}. The device's audit log was wiped or rolled back.",
@@ -74,7 +74,7 @@ pub fn upload(gw: &Gateway, device: &Device, body: &[u8]) -> Result<CheckpointSt
                     return Ok(());
                 }
                 return Err(ApiError::conflict(
-                    "checkpoint_fork",
+                    ErrorCode::CheckpointFork,
                     format!(
                         "This gateway holds a checkpoint of this device at audit entry {} with head {}; \
                          the upload names the same entry with head {}. The device's audit log was rewritten.",
@@ -107,7 +107,7 @@ pub fn upload(gw: &Gateway, device: &Device, body: &[u8]) -> Result<CheckpointSt
         Err(e) if e.status == StatusCode::CONFLICT => {
             // The refused write rolled back; the refusal itself goes on record in a write of
             // its own.
-            tracing::warn!(device = %device.id, approver = %device.approver, code = e.code, "audit checkpoint refused");
+            tracing::warn!(device = %device.id, approver = %device.approver, code = e.code.as_str(), "audit checkpoint refused");
             let audited = gw.store.write(|tx| -> Result<_, StoreError> {
                 audit_append(
                     tx,
@@ -117,7 +117,7 @@ pub fn upload(gw: &Gateway, device: &Device, body: &[u8]) -> Result<CheckpointSt
                     json!({
                         "device": device.id,
                         "approver": device.approver,
-                        "code": e.code,
+                        "code": e.code.as_str(),
                         "seq": cp.body.seq,
                         "head": cp.body.head,
                     }),

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use countersign_protocol::api::{paths, CreatedRequest, ErrorBody, NewRequest, RequestView};
+use countersign_protocol::api::{
+    paths, CreatedRequest, ErrorBody, ErrorCode, NewRequest, RequestView,
+};
 use url::Url;
 
 #[derive(Debug, thiserror::Error)]
@@ -11,7 +13,8 @@ pub enum ClientError {
     #[error("The gateway refused: {message} ({code}, HTTP {status})")]
     Refused {
         status: u16,
-        code: String,
+        /// The gateway's code; `Unknown("http_error")` when the body was not an ErrorBody.
+        code: ErrorCode,
         message: String,
     },
     #[error("Cannot reach the gateway at {url}: {message}")]
@@ -68,7 +71,7 @@ impl RequesterClient {
                 },
                 Err(_) => ClientError::Refused {
                     status: status.as_u16(),
-                    code: "http_error".into(),
+                    code: ErrorCode::Unknown("http_error".into()),
                     message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
                 },
             });

@@ -1,6 +1,7 @@
 //! Decisions (`POST /v1/decisions`): verifying a signed decision and applying it, auditing every
 //! refusal with its code, and counting wrong match codes.
 
+use countersign_protocol::api::ErrorCode;
 use countersign_protocol::types::Decode;
 use countersign_protocol::{
     ApprovalRequest, Decision, Digest, PublicKey, Receipt, RequestState, Signed, Verdict, Vote,
@@ -35,7 +36,7 @@ pub fn decide(gw: &Gateway, body: &[u8]) -> Result<Applied, ApiError> {
     let signed = match Signed::<Decision>::decode(body) {
         Ok(s) => s,
         Err(e) => {
-            let err = ApiError::bad_request("invalid_decision", e.to_string());
+            let err = ApiError::bad_request(ErrorCode::InvalidDecision, e.to_string());
             audit_rejection(gw, None, &err);
             return Err(err);
         }
@@ -50,7 +51,7 @@ pub fn decide(gw: &Gateway, body: &[u8]) -> Result<Applied, ApiError> {
     match apply(gw, &signed, signed_text) {
         Ok(a) => Ok(a),
         Err(err) => {
-            if err.code == "wrong_match_code" {
+            if matches!(err.code, ErrorCode::WrongMatchCode) {
                 if let Err(e) = count_match_failure(gw, &signed.body.request_id) {
                     tracing::warn!(%e, "recording a match-code failure failed");
                 }
@@ -67,7 +68,7 @@ fn audit_rejection(gw: &Gateway, d: Option<&Decision>, err: &ApiError) {
         "decision_id": d.map(|d| d.decision_id.clone()),
         "approver": d.map(|d| d.approver.clone()),
         "device_id": d.map(|d| d.device_id.clone()),
-        "code": err.code,
+        "code": err.code.as_str(),
         "message": err.message,
     });
     let request_id = d.map(|d| d.request_id.clone());
@@ -248,7 +249,7 @@ fn verify_device_signature(
                 .map_err(|e| ApiError::internal("stored device key", e))?;
             signed.verify_and_digest(&key).map_err(|e| match e {
                 countersign_protocol::ProtocolError::BadSignature => ApiError::unauthorized(
-                    "bad_decision_signature",
+                    ErrorCode::BadDecisionSignature,
                     "The decision's device signature does not verify.",
                 ),
                 other => ApiError::from(other),
@@ -295,17 +296,20 @@ fn check_device(tx: &Connection, d: &Decision, verified_key: Option<&str>) -> Re
     .optional()
     .map_err(sql)?;
     let (device_approver, device_key, revoked) = device.ok_or_else(|| {
-        ApiError::forbidden("unknown_device", "The deciding device is not paired here.")
+        ApiError::forbidden(
+            ErrorCode::UnknownDevice,
+            "The deciding device is not paired here.",
+        )
     })?;
     if revoked.is_some() {
         return Err(ApiError::forbidden(
-            "device_revoked",
+            ErrorCode::DeviceRevoked,
             "The deciding device's pairing was revoked.",
         ));
     }
     if device_approver != d.approver {
         return Err(ApiError::forbidden(
-            "device_not_for_approver",
+            ErrorCode::DeviceNotForApprover,
             format!(
                 "The device is paired to {device_approver}, not to {}.",
                 d.approver
@@ -315,7 +319,7 @@ fn check_device(tx: &Connection, d: &Decision, verified_key: Option<&str>) -> Re
     // The signature was verified before the lock against this same key.
     if verified_key != Some(device_key.as_str()) {
         return Err(ApiError::conflict(
-            "device_changed",
+            ErrorCode::DeviceChanged,
             "The device's pairing changed while the decision was being verified.",
         ));
     }
@@ -347,7 +351,7 @@ fn replayed_receipt(
         return Ok(Some(receipt));
     }
     Err(ApiError::conflict(
-        "decision_id_reused",
+        ErrorCode::DecisionIdReused,
         "This decision id was already used for a different decision.",
     ))
 }
@@ -364,7 +368,7 @@ fn check_request<'r>(
 ) -> Result<(&'r Signed<ApprovalRequest>, Option<String>), ApiError> {
     let unknown = || {
         ApiError::not_found(
-            "unknown_request",
+            ErrorCode::UnknownRequest,
             format!("There is no request {} on this gateway.", d.request_id),
         )
     };
@@ -380,43 +384,43 @@ fn check_request<'r>(
     let request = request.ok_or_else(unknown)?;
     if d.gateway != gw.fingerprint {
         return Err(ApiError::bad_request(
-            "wrong_gateway",
+            ErrorCode::WrongGateway,
             "The decision names a different gateway key.",
         ));
     }
     if d.request_digest.to_hex() != digest {
         return Err(ApiError::conflict(
-            "request_digest_mismatch",
+            ErrorCode::RequestDigestMismatch,
             "The decision was made for a different version of this request.",
         ));
     }
     if !request.body.approvers.iter().any(|a| a == &d.approver) {
         return Err(ApiError::forbidden(
-            "not_eligible",
+            ErrorCode::NotEligible,
             format!("{} is not an approver of this request.", d.approver),
         ));
     }
     if state == "expired" {
         return Err(ApiError::gone(
-            "request_expired",
+            ErrorCode::RequestExpired,
             "The request expired before the decision reached the gateway.",
         ));
     }
     if state != "pending" {
         return Err(ApiError::conflict(
-            "request_closed",
+            ErrorCode::RequestClosed,
             format!("The request is already {state}."),
         ));
     }
     if now >= expires_at {
         return Err(ApiError::gone(
-            "request_expired",
+            ErrorCode::RequestExpired,
             "The request expired before the decision reached the gateway.",
         ));
     }
     if now < request.body.not_before {
         return Err(ApiError::conflict(
-            "request_not_yet_valid",
+            ErrorCode::RequestNotYetValid,
             "The request is not valid yet.",
         ));
     }
@@ -434,7 +438,7 @@ fn check_match_code(d: &Decision, expected: Option<&str>) -> Result<(), ApiError
     };
     let typed = d.match_code.as_deref().ok_or_else(|| {
         ApiError::bad_request(
-            "match_code_required",
+            ErrorCode::MatchCodeRequired,
             "This request requires the match code the requester sees.",
         )
     })?;
@@ -442,7 +446,7 @@ fn check_match_code(d: &Decision, expected: Option<&str>) -> Result<(), ApiError
     let ok: bool = typed.trim().as_bytes().ct_eq(expected.as_bytes()).into();
     if !ok {
         return Err(ApiError::forbidden(
-            "wrong_match_code",
+            ErrorCode::WrongMatchCode,
             "The match code does not match the one the requester was shown.",
         ));
     }
@@ -463,7 +467,7 @@ fn check_not_yet_decided(tx: &Connection, d: &Decision) -> Result<(), ApiError> 
     .is_some();
     if already {
         return Err(ApiError::conflict(
-            "already_decided",
+            ErrorCode::AlreadyDecided,
             format!("{} has already decided this request.", d.approver),
         ));
     }

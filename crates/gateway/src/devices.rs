@@ -4,6 +4,7 @@
 //! the gateway's clock and accepted once.
 
 use axum::http::HeaderMap;
+use countersign_protocol::api::ErrorCode;
 use countersign_protocol::{DeviceAuth, PublicKey};
 use rusqlite::params;
 
@@ -36,13 +37,13 @@ pub fn paired_device(gw: &Gateway, id: &str) -> Result<(String, PublicKey), ApiE
     })?;
     let (approver, key, revoked) = row.ok_or_else(|| {
         ApiError::unauthorized(
-            "unknown_device",
+            ErrorCode::UnknownDevice,
             "This device is not paired with the gateway.",
         )
     })?;
     if revoked.is_some() {
         return Err(ApiError::unauthorized(
-            "device_revoked",
+            ErrorCode::DeviceRevoked,
             "This device's pairing was revoked.",
         ));
     }
@@ -63,23 +64,23 @@ pub fn authenticate_device(
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
             ApiError::unauthorized(
-                "device_auth_required",
+                ErrorCode::DeviceAuthRequired,
                 "This endpoint needs a Countersign-Device authorization header.",
             )
         })?;
     let auth = DeviceAuth::parse_header(header)
-        .map_err(|e| ApiError::unauthorized("bad_device_auth", e.to_string()))?;
+        .map_err(|e| ApiError::unauthorized(ErrorCode::BadDeviceAuth, e.to_string()))?;
     let (approver, key) = paired_device(gw, &auth.device)?;
     auth.verify(&key, method, path).map_err(|_| {
         ApiError::unauthorized(
-            "bad_device_signature",
+            ErrorCode::BadDeviceSignature,
             "The device authorization signature does not verify.",
         )
     })?;
     let skew = (gw.now() - auth.ts).abs();
     if skew > AUTH_WINDOW_SECONDS {
         return Err(ApiError::unauthorized(
-            "stale_device_auth",
+            ErrorCode::StaleDeviceAuth,
             format!(
                 "The device authorization is {skew} s away from the gateway's clock (limit 300 s)."
             ),
@@ -99,7 +100,7 @@ pub fn authenticate_device(
             .is_some()
         {
             return Err(ApiError::unauthorized(
-                "replayed_device_auth",
+                ErrorCode::ReplayedDeviceAuth,
                 "This device authorization was already used; each one is single-use.",
             ));
         }

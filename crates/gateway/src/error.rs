@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use countersign_protocol::api::{ErrorBody, ErrorDetail};
+use countersign_protocol::api::{ErrorBody, ErrorCode, ErrorDetail};
 
 /// A failure of the gateway's database.
 #[derive(Debug, thiserror::Error)]
@@ -69,17 +69,18 @@ pub enum GatewayError {
     },
 }
 
-/// A failure answered to an HTTP client.
+/// A failure answered to an HTTP client: its status, its stable code (the wire's
+/// `error.code`, one of docs/protocol.md 6.2) and a sentence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -87,27 +88,27 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unauthorized(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }
 
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn forbidden(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, code, message)
     }
 
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn not_found(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
-    pub fn gone(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn gone(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::GONE, code, message)
     }
 
@@ -116,7 +117,7 @@ impl ApiError {
         tracing::error!(%err, "{context}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "The gateway hit an internal error; the operator can find the details in its log.",
         )
     }
@@ -124,7 +125,7 @@ impl ApiError {
 
 impl From<countersign_protocol::ProtocolError> for ApiError {
     fn from(e: countersign_protocol::ProtocolError) -> Self {
-        ApiError::bad_request("invalid_message", e.to_string())
+        ApiError::bad_request(ErrorCode::InvalidMessage, e.to_string())
     }
 }
 
@@ -136,7 +137,7 @@ impl From<StoreError> for ApiError {
             tracing::error!(err = %e, "the gateway's disk is full");
             return Self::new(
                 StatusCode::INSUFFICIENT_STORAGE,
-                "storage_full",
+                ErrorCode::StorageFull,
                 "The gateway's disk is full, so nothing was stored; try again once the operator freed space.",
             );
         }
@@ -158,7 +159,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_string(),
+                code: self.code,
                 message: self.message,
             },
         };

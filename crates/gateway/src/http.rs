@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use countersign_protocol::api::{
-    paths, CheckpointState, CreatedRequest, NewRequest, ReportAck, RequestView,
+    paths, CheckpointState, CreatedRequest, ErrorCode, NewRequest, ReportAck, RequestView,
 };
 use countersign_protocol::types::MAX_MESSAGE_BYTES;
 use countersign_protocol::{GatewayInfo, PairChallenge, Paired, Receipt, Signed, PROTOCOL_VERSION};
@@ -44,13 +44,13 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("no_such_endpoint", "There is no such endpoint.")
+    ApiError::not_found(ErrorCode::NoSuchEndpoint, "There is no such endpoint.")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "This endpoint does not accept that HTTP method.",
     )
 }
@@ -61,11 +61,14 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
+                ErrorCode::BodyTooLarge,
                 format!("The body is larger than {MAX_MESSAGE_BYTES} bytes."),
             )
         } else {
-            ApiError::bad_request("unreadable_body", "The request body could not be read.")
+            ApiError::bad_request(
+                ErrorCode::UnreadableBody,
+                "The request body could not be read.",
+            )
         }
     })
 }
@@ -81,8 +84,9 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    p.map(|Path(id)| id)
-        .map_err(|_| ApiError::bad_request("bad_path", "The request id in the path is invalid."))
+    p.map(|Path(id)| id).map_err(|_| {
+        ApiError::bad_request(ErrorCode::BadPath, "The request id in the path is invalid.")
+    })
 }
 
 async fn info(State(gw): State<Arc<Gateway>>) -> Json<GatewayInfo> {
@@ -121,7 +125,7 @@ async fn create_request(
     let requester = tokens::authenticate(&gw, &headers)?;
     let new: NewRequest = serde_json::from_slice(&body(b)?).map_err(|e| {
         ApiError::bad_request(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!("The request body is invalid: {e}."),
         )
     })?;
@@ -148,7 +152,10 @@ async fn get_request(
     let requester = tokens::authenticate(&gw, &headers)?;
     let id = path_param(id)?;
     let Query(q) = q.map_err(|_| {
-        ApiError::bad_request("bad_query", "`wait` must be a whole number of seconds.")
+        ApiError::bad_request(
+            ErrorCode::BadQuery,
+            "`wait` must be a whole number of seconds.",
+        )
     })?;
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(60));
     lifecycle::view_wait(&gw, &requester, &id, wait)

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use countersign_protocol::api::RequestView;
+use countersign_protocol::api::{ErrorCode, RequestView};
 use countersign_protocol::{ApprovalRequest, Signed};
 use rusqlite::{params, OptionalExtension};
 use serde_json::json;
@@ -29,7 +29,7 @@ pub fn view(gw: &Gateway, requester: &str, id: &str) -> Result<RequestView, ApiE
         .map_err(sql)?;
         let Some((signed, owner)) = signed.filter(|(_, owner)| owner == requester) else {
             return Err(ApiError::not_found(
-                "unknown_request",
+                ErrorCode::UnknownRequest,
                 format!("There is no request {id} from {requester}."),
             ));
         };
@@ -75,7 +75,7 @@ pub fn withdraw(gw: &Gateway, requester: &str, id: &str) -> Result<RequestView, 
             .map_err(sql)?;
             if n == 0 {
                 return Err(ApiError::conflict(
-                    "not_withdrawable",
+                    ErrorCode::NotWithdrawable,
                     format!("There is no pending request {id} from {requester} to withdraw."),
                 ));
             }

@@ -2,6 +2,7 @@
 //! prose in docs/protocol.md; this document names every endpoint, its authentication and its
 //! answers so that generic tools can drive the API.
 
+use countersign_protocol::api::ErrorCode;
 use serde_json::{json, Value};
 
 fn error_responses(codes: &[&str]) -> Value {
@@ -31,6 +32,17 @@ fn ok(desc: &str) -> Value {
     json!({"200": {"description": desc, "content": {"application/json": {"schema": {"type": "object"}}}}})
 }
 
+/// The error body's `code`: a string, with every code this gateway knows as an example. Not an
+/// `enum`: a client must accept codes added later (docs/protocol.md 3.18).
+fn error_code_schema() -> Value {
+    let known: Vec<&str> = ErrorCode::KNOWN.iter().map(ErrorCode::as_str).collect();
+    json!({
+        "type": "string",
+        "description": "A stable code of docs/protocol.md 6.2. A client treats a code it does not know as a refusal with the given message, not as a malformed answer.",
+        "examples": known
+    })
+}
+
 pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
@@ -48,7 +60,7 @@ pub fn document() -> Value {
                 "Error": {
                     "type": "object",
                     "required": ["error"],
-                    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}
+                    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": error_code_schema(), "message": {"type": "string"}}}}
                 }
             }
         },
@@ -62,7 +74,7 @@ pub fn document() -> Value {
                 "parameters": [{"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "integer"}}],
                 "responses": with_errors(json!({"200": {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}), &["400", "401"])
             }},
-            "/v1/requests": {"post": {"summary": "Create an approval request", "security": [{"requesterToken": []}], "requestBody": json_body("NewRequest"), "responses": with_errors(json!({"201": {"description": "CreatedRequest", "content": {"application/json": {"schema": {"type": "object"}}}}, "200": {"description": "CreatedRequest (an identical pending request already existed)", "content": {"application/json": {"schema": {"type": "object"}}}}}), &["400", "401", "429"])}},
+            "/v1/requests": {"post": {"summary": "Create an approval request", "security": [{"requesterToken": []}], "requestBody": json_body("NewRequest"), "responses": with_errors(json!({"201": {"description": "CreatedRequest", "content": {"application/json": {"schema": {"type": "object"}}}}, "200": {"description": "CreatedRequest (an identical pending request already existed)", "content": {"application/json": {"schema": {"type": "object"}}}}}), &["400", "401", "403", "429"])}},
             "/v1/requests/{id}": {"get": {
                 "summary": "A request and its signed status; `wait` holds the answer until the state is final",
                 "security": [{"requesterToken": []}],

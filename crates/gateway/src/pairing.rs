@@ -2,6 +2,7 @@
 //! the device redeems it once (`/v1/pair/start`), proves possession of its new device key and
 //! registers a passkey (`/v1/pair/finish`), and the gateway answers with a signed confirmation.
 
+use countersign_protocol::api::ErrorCode;
 use countersign_protocol::types::Decode;
 use countersign_protocol::{
     PairChallenge, PairFinish, PairStart, Paired, PairingLink, Signed, PROTOCOL_VERSION,
@@ -30,7 +31,7 @@ pub fn invite(gw: &Gateway, approver: &str, public_url: url::Url) -> Result<Pair
         || !approver.bytes().all(|b| b.is_ascii_graphic())
     {
         return Err(ApiError::bad_request(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "An approver name is 1 to 128 printable ASCII characters without spaces.",
         ));
     }
@@ -76,7 +77,7 @@ fn audit_pairing_rejection(gw: &Gateway, err: &ApiError) {
             now,
             "pairing.rejected",
             None,
-            json!({"code": err.code, "message": err.message}),
+            json!({"code": err.code.as_str(), "message": err.message}),
         )
     });
     if let Err(e) = r {
@@ -107,19 +108,19 @@ fn start_inner(gw: &Gateway, body: &[u8]) -> Result<PairChallenge, ApiError> {
         .map_err(sql)?;
         let (approver, expires_at, used_at) = invite.ok_or_else(|| {
             ApiError::not_found(
-                "unknown_pairing_code",
+                ErrorCode::UnknownPairingCode,
                 "This pairing code is not known to the gateway.",
             )
         })?;
         if used_at.is_some() {
             return Err(ApiError::conflict(
-                "pairing_code_used",
+                ErrorCode::PairingCodeUsed,
                 "This pairing code was already used; ask for a new invite.",
             ));
         }
         if now >= expires_at {
             return Err(ApiError::gone(
-                "pairing_code_expired",
+                ErrorCode::PairingCodeExpired,
                 "This pairing code has expired; ask for a new invite.",
             ));
         }
@@ -201,29 +202,29 @@ fn finish_inner(gw: &Gateway, body: &[u8]) -> Result<Signed<Paired>, ApiError> {
             .optional()
             .map_err(sql)?;
         let (approver, device_key, device_name, state, expires_at, used_at) = row.ok_or_else(|| {
-            ApiError::not_found("unknown_pairing", "There is no such pairing in progress.")
+            ApiError::not_found(ErrorCode::UnknownPairing, "There is no such pairing in progress.")
         })?;
         if used_at.is_some() {
-            return Err(ApiError::conflict("pairing_used", "This pairing was already completed."));
+            return Err(ApiError::conflict(ErrorCode::PairingUsed, "This pairing was already completed."));
         }
         if now >= expires_at {
-            return Err(ApiError::gone("pairing_expired", "This pairing took too long; start again with a new invite."));
+            return Err(ApiError::gone(ErrorCode::PairingExpired, "This pairing took too long; start again with a new invite."));
         }
         if device_key != f.device_key.to_base64() {
             return Err(ApiError::forbidden(
-                "device_key_mismatch",
+                ErrorCode::DeviceKeyMismatch,
                 "The device key differs from the one given when pairing started.",
             ));
         }
         signed.verify(&f.device_key).map_err(|_| {
-            ApiError::unauthorized("bad_pairing_signature", "The pairing request's device signature does not verify.")
+            ApiError::unauthorized(ErrorCode::BadPairingSignature, "The pairing request's device signature does not verify.")
         })?;
         let cred: RegisterPublicKeyCredential = serde_json::from_value(f.credential.clone())
-            .map_err(|e| ApiError::bad_request("bad_credential", format!("The passkey registration is malformed: {e}.")))?;
+            .map_err(|e| ApiError::bad_request(ErrorCode::BadCredential, format!("The passkey registration is malformed: {e}.")))?;
         let state: PasskeyRegistration =
             serde_json::from_str(&state).map_err(|e| ApiError::internal("stored registration", e))?;
         let passkey = gw.webauthn.finish_passkey_registration(&cred, &state).map_err(|e| {
-            ApiError::forbidden("passkey_registration_rejected", format!("The passkey registration does not verify: {e}."))
+            ApiError::forbidden(ErrorCode::PasskeyRegistrationRejected, format!("The passkey registration does not verify: {e}."))
         })?;
         let (counter, backup_eligible, backup_state) = passkey_counters(&passkey);
         crate::store::execute(tx,
@@ -246,7 +247,7 @@ fn finish_inner(gw: &Gateway, body: &[u8]) -> Result<Signed<Paired>, ApiError> {
         )
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                ApiError::conflict("passkey_exists", "This passkey is already registered.")
+                ApiError::conflict(ErrorCode::PasskeyExists, "This passkey is already registered.")
             }
             e => sql(e),
         })?;

@@ -6,7 +6,7 @@
 //! naming the approver are refused (`requester_blocked`) until an operator lifts the block with
 //! `countersign-gateway unblock`. Reports, the denials and lifting are in the audit chain.
 
-use countersign_protocol::api::ReportAck;
+use countersign_protocol::api::{ErrorCode, ReportAck};
 use countersign_protocol::types::Decode;
 use countersign_protocol::{Digest, Report, Signed, PROTOCOL_VERSION};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -20,24 +20,24 @@ use crate::store::audit_append;
 /// Checks a signed report and applies it: block, deny, audit, push. Idempotent on `report_id`.
 pub fn report(gw: &Gateway, body: &[u8]) -> Result<ReportAck, ApiError> {
     let signed = Signed::<Report>::decode(body)
-        .map_err(|e| ApiError::bad_request("invalid_message", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidMessage, e.to_string()))?;
     let r = &signed.body;
     if r.gateway != gw.fingerprint {
         return Err(ApiError::bad_request(
-            "wrong_gateway",
+            ErrorCode::WrongGateway,
             "The report names another gateway.",
         ));
     }
     let (approver, key) = crate::devices::paired_device(gw, &r.device_id)?;
     signed.verify(&key).map_err(|_| {
         ApiError::unauthorized(
-            "bad_report_signature",
+            ErrorCode::BadReportSignature,
             "The report's signature does not verify with the device key.",
         )
     })?;
     if approver != r.approver {
         return Err(ApiError::forbidden(
-            "device_not_for_approver",
+            ErrorCode::DeviceNotForApprover,
             "This device is paired to another approver.",
         ));
     }
@@ -58,13 +58,13 @@ pub fn report(gw: &Gateway, body: &[u8]) -> Result<ReportAck, ApiError> {
             .optional()
             .map_err(sql)?;
             let (requester, digest) = request.ok_or_else(|| {
-                ApiError::not_found("unknown_request", "There is no such request.")
+                ApiError::not_found(ErrorCode::UnknownRequest, "There is no such request.")
             })?;
             let digest = Digest::parse("requests.digest", &digest)
                 .map_err(|e| ApiError::internal("stored digest", e))?;
             if !digest.ct_eq(&r.request_digest) {
                 return Err(ApiError::conflict(
-                    "request_digest_mismatch",
+                    ErrorCode::RequestDigestMismatch,
                     "The report names a different version of this request.",
                 ));
             }
@@ -78,7 +78,7 @@ pub fn report(gw: &Gateway, body: &[u8]) -> Result<ReportAck, ApiError> {
             .map_err(sql)?;
             if eligible.is_none() {
                 return Err(ApiError::forbidden(
-                    "not_eligible",
+                    ErrorCode::NotEligible,
                     "The request was not addressed to this approver.",
                 ));
             }

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use axum::http::StatusCode;
-use countersign_protocol::api::{CreatedRequest, NewRequest};
+use countersign_protocol::api::{CreatedRequest, ErrorCode, NewRequest};
 use countersign_protocol::types::Decode as _;
 use countersign_protocol::{ApprovalRequest, Digest, Risk, Signed, StreamEvent, PROTOCOL_VERSION};
 use rusqlite::{params, OptionalExtension};
@@ -40,7 +40,7 @@ pub fn create_request(
     };
     if ttl > gw.config.max_ttl_seconds {
         return Err(ApiError::bad_request(
-            "ttl_too_long",
+            ErrorCode::TtlTooLong,
             format!(
                 "The time to live of {ttl} s is longer than this gateway allows ({} s).",
                 gw.config.max_ttl_seconds
@@ -56,7 +56,7 @@ pub fn create_request(
         .collect();
     if approvers.len() != new.approvers.len() {
         return Err(ApiError::bad_request(
-            "duplicate_approver",
+            ErrorCode::DuplicateApprover,
             "An approver is listed more than once.",
         ));
     }
@@ -81,7 +81,7 @@ pub fn create_request(
         match_required,
     };
     body.validate()
-        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidRequest, e.to_string()))?;
     let dup_key = {
         let key = json!([
             body.requester,
@@ -140,7 +140,7 @@ pub fn create_request(
             if recent >= i64::from(gw.config.rate_limit_per_minute) {
                 return Err(ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     format!(
                         "{requester} created {recent} requests in the last minute; the limit is {}.",
                         gw.config.rate_limit_per_minute
@@ -150,7 +150,7 @@ pub fn create_request(
             let blocked = blocked_by(tx, requester, &body.approvers)?;
             if !blocked.is_empty() {
                 return Err(ApiError::forbidden(
-                    "requester_blocked",
+                    ErrorCode::RequesterBlocked,
                     format!(
                         "{} reported an unexpected request from {requester}; the gateway's operator must lift the block (countersign-gateway unblock) before {requester} can ask them again.",
                         blocked.join(", ")
@@ -162,7 +162,7 @@ pub fn create_request(
                 let passkeys = passkeys_of(tx, a)?;
                 if passkeys.is_empty() {
                     return Err(ApiError::bad_request(
-                        "unknown_approver",
+                        ErrorCode::UnknownApprover,
                         format!("{a} has no paired device with a passkey on this gateway."),
                     ));
                 }

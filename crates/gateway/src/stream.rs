@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use countersign_protocol::api::paths;
+use countersign_protocol::api::{paths, ErrorCode};
 use rusqlite::params;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -65,7 +65,10 @@ pub async fn handler(
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .ok_or_else(|| {
-                ApiError::bad_request("bad_last_event_id", "Last-Event-ID must be an integer.")
+                ApiError::bad_request(
+                    ErrorCode::BadLastEventId,
+                    "Last-Event-ID must be an integer.",
+                )
             })?,
     };
     // Subscribe before reading the backlog so nothing committed in between is missed.

@@ -3,6 +3,7 @@
 
 use axum::http::HeaderMap;
 use base64::Engine as _;
+use countersign_protocol::api::ErrorCode;
 use rusqlite::{params, OptionalExtension};
 use sha2::Digest as _;
 
@@ -25,7 +26,7 @@ fn valid_name(name: &str) -> bool {
 pub fn create(gw: &Gateway, name: &str) -> Result<String, ApiError> {
     if !valid_name(name) {
         return Err(ApiError::bad_request(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "A requester name is 1 to 128 printable ASCII characters without spaces.",
         ));
     }
@@ -102,7 +103,7 @@ pub fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<String, ApiErro
         .map(str::trim)
         .ok_or_else(|| {
             ApiError::unauthorized(
-                "token_required",
+                ErrorCode::TokenRequired,
                 "This endpoint needs a requester token (Authorization: Bearer cst_...).",
             )
         })?;
@@ -120,11 +121,11 @@ pub fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<String, ApiErro
     match row {
         Some((name, None)) => Ok(name),
         Some((_, Some(_))) => Err(ApiError::unauthorized(
-            "token_revoked",
+            ErrorCode::TokenRevoked,
             "This requester token was revoked.",
         )),
         None => Err(ApiError::unauthorized(
-            "unknown_token",
+            ErrorCode::UnknownToken,
             "This requester token is not known to the gateway.",
         )),
     }

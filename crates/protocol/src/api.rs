@@ -1,13 +1,16 @@
 //! The HTTP API under `/v1`: paths, request and response bodies, and error codes.
 //!
 //! Every error response is `{"error": {"code": "<stable code>", "message": "<sentence>"}}`
-//! with an HTTP status that fits the code.
+//! with an HTTP status that fits the code; [`ErrorCode`] is the list of codes.
 
 use serde::{Deserialize, Serialize};
 
 use crate::audit::Checkpoint;
 use crate::crypto::Digest;
 use crate::types::{ApprovalRequest, Risk, Signed, StatusUpdate};
+
+mod error_code;
+pub use error_code::ErrorCode;
 
 pub mod paths {
     pub const INFO: &str = "/v1/info";
@@ -125,6 +128,7 @@ pub struct ErrorBody {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
-    pub code: String,
+    /// The stable code; one this build does not know decodes as [`ErrorCode::Unknown`].
+    pub code: ErrorCode,
     pub message: String,
 }

@@ -248,7 +248,10 @@ impl<'a> From<&'a engine::Delivery> for Delivery<'a> {
     fn from(d: &'a engine::Delivery) -> Self {
         match d {
             engine::Delivery::Delivered { receipt } => Delivery::Delivered { receipt },
-            engine::Delivery::Refused { code, message } => Delivery::Refused { code, message },
+            engine::Delivery::Refused { code, message } => Delivery::Refused {
+                code: code.as_str(),
+                message,
+            },
             engine::Delivery::Queued { error } => Delivery::Queued { error },
             engine::Delivery::InFlight => Delivery::InFlight,
             engine::Delivery::Settled { state } => Delivery::Settled {
@@ -461,7 +464,7 @@ impl<'a> Event<'a> {
             } => Event::DecisionRefused {
                 decision_id,
                 request_id,
-                code,
+                code: code.as_str(),
                 message,
             },
             _ => return None,
