@@ -7,10 +7,10 @@
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 
-use countersign_approver::{EngineError, ListFilter};
+use countersign_approver::{Delivery, EngineError, ListFilter};
 use countersign_ipc::{
-    AuditEntryView, AuditVerifyView, AuthenticatorView, DecisionView, GatewayView, IpcError,
-    ListKind, RequestDetail, RequestSummary, Settings,
+    AuditEntryView, AuditVerifyView, AuthenticatorView, DecisionView, ErrorCode, GatewayView,
+    IpcError, ListKind, RequestDetail, RequestSummary, Settings,
 };
 use tauri::{AppHandle, State};
 use tauri_plugin_autostart::ManagerExt;
@@ -62,17 +62,17 @@ pub async fn approve(
     // The ceremony blocks its thread and holds the authenticator's lock, so it runs on a
     // blocking thread that drives the engine's future to completion itself.
     let e2 = engine.clone();
-    crate::state::spawn_blocking(move || {
+    let outcome = crate::state::spawn_blocking(move || {
         slot.with(|a| tauri::async_runtime::block_on(e2.approve(&run, match_code, a)))
     })
     .await?;
-    decision_of(&engine, &id)
+    decided(&engine, &id, &outcome.delivery)
 }
 
 #[tauri::command]
 pub async fn deny(state: State<'_, AppState>, id: String, reason: String) -> Res<DecisionView> {
-    state.engine.deny(&id, &reason).await?;
-    decision_of(&state.engine, &id)
+    let outcome = state.engine.deny(&id, &reason).await?;
+    decided(&state.engine, &id, &outcome.delivery)
 }
 
 /// "I did not expect this": denies with a fixed reason and reports the request to its gateway,
@@ -154,11 +154,21 @@ pub async fn audit_export(state: State<'_, AppState>) -> Res<String> {
         .create(&dir)
         .map_err(EngineError::from)?;
     let stamp = time::OffsetDateTime::from_unix_timestamp(state.engine.now())
-        .map_err(|e| IpcError::new("io", format!("The export time is out of range: {e}.")))?
+        .map_err(|e| {
+            IpcError::new(
+                ErrorCode::Io,
+                format!("The export time is out of range: {e}."),
+            )
+        })?
         .format(time::macros::format_description!(
             "[year][month][day]T[hour][minute][second]Z"
         ))
-        .map_err(|e| IpcError::new("io", format!("The export time cannot be formatted: {e}.")))?;
+        .map_err(|e| {
+            IpcError::new(
+                ErrorCode::Io,
+                format!("The export time cannot be formatted: {e}."),
+            )
+        })?;
     let path = dir.join(format!("audit-{stamp}.jsonl"));
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -196,7 +206,7 @@ pub async fn set_settings(
         // Disabling an autostart entry that does not exist is not an error worth showing.
         if settings.autostart {
             return Err(IpcError::new(
-                "autostart_failed",
+                ErrorCode::AutostartFailed,
                 format!("Starting at login could not be turned on: {e}."),
             ));
         }
@@ -214,10 +224,24 @@ pub async fn pending_navigation(state: State<'_, AppState>) -> Res<Option<String
     Ok(state.take_pending_navigation())
 }
 
+/// The decision just made, or, when the gateway refused it for good, that refusal as the
+/// error it is (a mistyped match code is `wrong_match_code`, and the request can be decided
+/// again). A decision that is only queued is a success: it is kept and sent later.
+fn decided(
+    engine: &countersign_approver::Engine,
+    id: &str,
+    delivery: &Delivery,
+) -> Res<DecisionView> {
+    if let Delivery::Refused { code, message } = delivery {
+        return Err(IpcError::refused(code, message));
+    }
+    decision_of(engine, id)
+}
+
 fn decision_of(engine: &countersign_approver::Engine, id: &str) -> Res<DecisionView> {
     let item = engine.show(id)?;
     item.decision
         .as_ref()
         .map(DecisionView::from_local)
-        .ok_or_else(|| IpcError::new("internal", "The decision was not recorded."))
+        .ok_or_else(|| IpcError::new(ErrorCode::Internal, "The decision was not recorded."))
 }

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use countersign_ipc::{IpcError, Settings};
+use countersign_ipc::{ErrorCode, IpcError, Settings};
 
 pub const SETTINGS_FILE: &str = "desktop-settings.json";
 
@@ -37,13 +37,13 @@ pub fn load(data_dir: &Path) -> Settings {
 pub fn validate(s: &Settings) -> Result<(), IpcError> {
     if !matches!(s.theme.as_str(), "system" | "light" | "dark") {
         return Err(IpcError::new(
-            "invalid_input",
+            ErrorCode::InvalidInput,
             "The theme must be system, light or dark.",
         ));
     }
     if s.notifications_paused_until.is_some_and(|t| t < 0) {
         return Err(IpcError::new(
-            "invalid_input",
+            ErrorCode::InvalidInput,
             "The notification pause must end at a time after 1970.",
         ));
     }
@@ -52,12 +52,20 @@ pub fn validate(s: &Settings) -> Result<(), IpcError> {
 
 /// Writes the settings atomically (temporary file, fsync, rename).
 pub fn save(data_dir: &Path, s: &Settings) -> Result<(), IpcError> {
-    let io =
-        |e: std::io::Error| IpcError::new("io", format!("The settings could not be saved: {e}."));
+    let io = |e: std::io::Error| {
+        IpcError::new(
+            ErrorCode::Io,
+            format!("The settings could not be saved: {e}."),
+        )
+    };
     let p = path(data_dir);
     let tmp = p.with_extension("json.tmp");
-    let bytes = serde_json::to_vec_pretty(s)
-        .map_err(|e| IpcError::new("io", format!("The settings could not be encoded: {e}.")))?;
+    let bytes = serde_json::to_vec_pretty(s).map_err(|e| {
+        IpcError::new(
+            ErrorCode::Io,
+            format!("The settings could not be encoded: {e}."),
+        )
+    })?;
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(&bytes).map_err(io)?;
     f.sync_all().map_err(io)?;

@@ -13,7 +13,7 @@ use countersign_approver::ceremony::{
 use countersign_approver::{
     open_authenticator, Authenticator, AuthenticatorChoice, AuthenticatorKind, Engine, EngineError,
 };
-use countersign_ipc::{AuthenticatorView, IpcError, Settings, UiEvent};
+use countersign_ipc::{AuthenticatorView, ErrorCode, IpcError, Settings, UiEvent};
 use countersign_notifications::DesktopNotifier;
 use tokio::sync::watch;
 use url::Url;
@@ -311,7 +311,7 @@ pub async fn spawn_blocking<T: Send + 'static>(
         .await
         .map_err(|e| {
             IpcError::new(
-                "internal",
+                ErrorCode::Internal,
                 format!("The passkey ceremony was interrupted: {e}."),
             )
         })?

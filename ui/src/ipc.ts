@@ -9,6 +9,7 @@ import type { AuditEntryView } from "./bindings/AuditEntryView";
 import type { AuditVerifyView } from "./bindings/AuditVerifyView";
 import type { AuthenticatorView } from "./bindings/AuthenticatorView";
 import type { DecisionView } from "./bindings/DecisionView";
+import type { ErrorCode } from "./bindings/ErrorCode";
 import type { GatewayView } from "./bindings/GatewayView";
 import type { IpcError } from "./bindings/IpcError";
 import type { ListKind } from "./bindings/ListKind";
@@ -16,15 +17,16 @@ import type { RequestDetail } from "./bindings/RequestDetail";
 import type { RequestSummary } from "./bindings/RequestSummary";
 import type { Settings } from "./bindings/Settings";
 import type { UiEvent } from "./bindings/UiEvent";
+import { asErrorCode } from "./errors";
 
 /** The Tauri event name every `UiEvent` is emitted under (`EVENT_NAME` in the Rust crate). */
 export const EVENT_NAME = "countersign://event";
 
 /** A rejected command: a stable `code` to switch on and a `message` to show. */
 export class IpcFailure extends Error implements IpcError {
-  readonly code: string;
+  readonly code: ErrorCode;
 
-  constructor(code: string, message: string) {
+  constructor(code: ErrorCode, message: string) {
     super(message);
     this.name = "IpcFailure";
     this.code = code;
@@ -39,7 +41,9 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 export function toIpcFailure(error: unknown): IpcFailure {
   if (error instanceof IpcFailure) return error;
   if (isRecord(error) && typeof error.code === "string" && typeof error.message === "string") {
-    return new IpcFailure(error.code, error.message);
+    // A code this build does not know (a mismatched shell) is shown as unknown, with its text.
+    const code = asErrorCode(error.code);
+    return new IpcFailure(code, code === error.code ? error.message : `${error.code}: ${error.message}`);
   }
   if (typeof error === "string") return new IpcFailure("ipc", error);
   if (error instanceof Error) return new IpcFailure("ipc", error.message);

@@ -12,6 +12,7 @@ import { emit } from "@tauri-apps/api/event";
 import type { AuditEntryView } from "./bindings/AuditEntryView";
 import type { AuthenticatorView } from "./bindings/AuthenticatorView";
 import type { DecisionView } from "./bindings/DecisionView";
+import type { ErrorCode } from "./bindings/ErrorCode";
 import type { GatewayView } from "./bindings/GatewayView";
 import type { IpcError } from "./bindings/IpcError";
 import type { RequestDetail } from "./bindings/RequestDetail";
@@ -313,7 +314,7 @@ function auditLog(requests: RequestDetail[], now: number): AuditEntryView[] {
   return entries.sort((a, b) => b.seq - a.seq);
 }
 
-function fail(code: string, message: string): never {
+function fail(code: ErrorCode, message: string): never {
   const error: IpcError = { code, message };
   // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shell rejects with a plain IpcError
   throw error;
@@ -433,7 +434,7 @@ export function installMockBackend(): void {
         case "pending_navigation":
           return null;
         default:
-          return fail("unknown_command", `The mock backend has no command ${cmd}.`);
+          return fail("ipc", `The mock backend has no command ${cmd}.`);
       }
     },
     { shouldMockEvents: true },

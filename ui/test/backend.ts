@@ -11,7 +11,8 @@ export function backend(handlers: Record<string, Handler>) {
   const mock = vi.mocked(invoke);
   mock.mockImplementation(async (cmd: string, args?: unknown) => {
     const handler = handlers[cmd];
-    if (!handler) throw { code: "unknown_command", message: `no handler for ${cmd}` };
+    // The shell rejects an unknown command with a bare string, as Tauri does.
+    if (!handler) throw `command ${cmd} not found`;
     return await Promise.resolve(handler((args ?? {}) as Record<string, unknown>));
   });
   return {

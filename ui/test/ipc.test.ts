@@ -73,5 +73,10 @@ describe("ipc wrappers", () => {
 
     expect(toIpcFailure(new TypeError("boom"))).toMatchObject({ code: "ipc", message: "boom" });
     expect(toIpcFailure(undefined).code).toBe("ipc");
+    // A code the UI does not know (a mismatched shell) is "unknown", its spelling kept in the text.
+    expect(toIpcFailure({ code: "from_the_future", message: "Later." })).toMatchObject({
+      code: "unknown",
+      message: "from_the_future: Later.",
+    });
   });
 });

@@ -140,6 +140,10 @@ describe("the decision screen", () => {
     expect(await screen.findByText("wrong_match_code")).toBeInTheDocument();
     expect(screen.getByText("The match code is wrong.")).toBeInTheDocument();
     expect(screen.getByText("Approval failed")).toBeInTheDocument();
+    expect(screen.getByText("Check the code the requester sees and try again.")).toBeInTheDocument();
+    await user.click(screen.getByRole("button", { name: "Back to the decision" }));
+    await user.click(await screen.findByRole("button", { name: /Approve/ }));
+    expect(screen.getByLabelText("Match code the requester sees")).toHaveValue("");
   });
 
   it("requires a reason to deny", async () => {
@@ -210,9 +214,16 @@ describe("the decision screen", () => {
     expect(screen.getByLabelText("Receipt")).toBeInTheDocument();
   });
 
-  it("shows a refused delivery with the gateway's reason", async () => {
-    showRequest(detail({}, { state: "pending", decision: decision({ delivery: "refused", last_error: "request_expired", receipt: null }) }));
-    expect(await screen.findByText("refused: request_expired")).toBeInTheDocument();
+  it("shows a refused delivery with the gateway's reason, and offers the decision again while pending", async () => {
+    const refused = decision({ delivery: "refused", last_error: "The match code is wrong.", receipt: null });
+    showRequest(detail({}, { state: "pending", decision: refused }));
+    expect(await screen.findByText(/The gateway refused your last decision \(The match code is wrong\.\)/)).toBeInTheDocument();
+    expect(screen.getByRole("button", { name: /Approve/ })).toBeInTheDocument();
+  });
+
+  it("shows a refused delivery of a closed request as final", async () => {
+    showRequest(detail({}, { state: "denied", decision: decision({ delivery: "refused", last_error: "request_closed", receipt: null }) }));
+    expect(await screen.findByText("refused: request_closed")).toBeInTheDocument();
     expect(screen.queryByRole("button", { name: /Approve/ })).not.toBeInTheDocument();
   });
 

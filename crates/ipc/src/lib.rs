@@ -13,39 +13,15 @@
 /// The `countersign://` deep-link parser (in the protocol crate, where the fuzzer reaches it).
 pub use countersign_protocol::deeplink;
 
+mod error;
+pub use error::{ErrorCode, IpcError};
+
 use countersign_approver::display;
-use countersign_approver::{
-    DeliveryState, EngineError, EngineEvent, GatewayRecord, InboxItem, LocalDecision,
-};
+use countersign_approver::{DeliveryState, EngineEvent, GatewayRecord, InboxItem, LocalDecision};
 use countersign_protocol::audit::AuditEntry;
 use countersign_protocol::{Digest, RequestState, Verdict};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
-
-/// An error as the UI sees it: a stable code to switch on and a sentence to show.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
-pub struct IpcError {
-    pub code: String,
-    pub message: String,
-}
-
-impl From<EngineError> for IpcError {
-    fn from(e: EngineError) -> Self {
-        IpcError {
-            code: e.code().to_string(),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl IpcError {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
-        IpcError {
-            code: code.to_string(),
-            message: message.into(),
-        }
-    }
-}
 
 /// A text field ready to display.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -166,7 +142,8 @@ impl DecisionView {
             verdict: verdict_str(d.verdict),
             decided_at: d.decided_at,
             delivery: delivery_str(d.delivery),
-            last_error: d.last_error.clone(),
+            // The gateway's words (a refusal) or a transport error: shown, never interpreted.
+            last_error: d.last_error.as_deref().map(display::visible),
             receipt: d.receipt.as_ref().map(|r| ReceiptView {
                 request_state: state_str(r.body.request_state),
                 approvals: r.body.approvals,
@@ -378,7 +355,7 @@ pub enum UiEvent {
     },
     DecisionRefused {
         request_id: String,
-        code: String,
+        code: ErrorCode,
         message: String,
     },
     /// A gateway was paired (from the form, a link or at start-up): the inbox now has a
@@ -457,11 +434,14 @@ impl From<&EngineEvent> for UiEvent {
                 code,
                 message,
                 ..
-            } => UiEvent::DecisionRefused {
-                request_id: request_id.clone(),
-                code: code.clone(),
-                message: display::visible(message),
-            },
+            } => {
+                let e = IpcError::refused(code, message);
+                UiEvent::DecisionRefused {
+                    request_id: request_id.clone(),
+                    code: e.code,
+                    message: e.message,
+                }
+            }
             EngineEvent::GatewayPaired {
                 gateway,
                 name,
@@ -521,6 +501,7 @@ mod tests {
     fn export_to(dir: &std::path::Path) {
         let cfg = ts_rs::Config::new().with_out_dir(dir);
         IpcError::export_all(&cfg).unwrap();
+        ErrorCode::export_all(&cfg).unwrap();
         Text::export_all(&cfg).unwrap();
         RequestSummary::export_all(&cfg).unwrap();
         RequestDetail::export_all(&cfg).unwrap();

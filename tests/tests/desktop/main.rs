@@ -25,6 +25,8 @@ use countersign_protocol::api::NewRequest;
 use countersign_protocol::{RequestState, Risk};
 use fantoccini::{Client, Locator};
 
+mod refusals;
+
 const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";
 /// How long anything the UI or the gateway does may take before the test gives up.

@@ -6,6 +6,7 @@ import { AuthenticatorNote, PasskeyInstruction } from "../components/Authenticat
 import { Spinner } from "../components/Spinner";
 import { ipc, toIpcFailure, type IpcFailure } from "../ipc";
 import { now } from "../clock";
+import { HINTS } from "../errors";
 import { authenticator } from "../store";
 import { DecisionResult } from "./DecisionResult";
 
@@ -26,15 +27,6 @@ function isTyping(target: EventTarget | null): boolean {
   if (!(target instanceof HTMLElement)) return false;
   return target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);
 }
-
-const HINTS: Record<string, string> = {
-  wrong_match_code: "Check the code the requester sees and try again.",
-  match_code_required: "This request needs the match code the requester sees.",
-  request_expired: "The request expired before the decision reached the gateway.",
-  passkey_failed: "The passkey ceremony did not complete. Nothing was sent.",
-  no_authenticator: "Plug in your security key and try again.",
-  already_decided: "This device has already decided on this request.",
-};
 
 interface DecisionPanelProps {
   request: RequestDetail;
@@ -60,7 +52,9 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
   const returnFocus = useRef<"approve" | "deny" | "report">("approve");
 
   const expired = now.value >= summary.expires_at;
-  const decidable = summary.state === "pending" && summary.decision === null && !expired;
+  // A decision the gateway refused for good (say, a mistyped match code) may be made again.
+  const refused = summary.decision !== null && summary.decision.delivery === "refused";
+  const decidable = summary.state === "pending" && (summary.decision === null || refused) && !expired;
   // Once a call is in flight its outcome is shown, whatever a reload says meanwhile.
   const inFlight = phase.step === "passkey" || phase.step === "sending";
 
@@ -190,9 +184,17 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
           <p>
             <code class="error-code">{phase.error.code}</code> {phase.error.message}
           </p>
-          {HINTS[phase.error.code] !== undefined && <p>{HINTS[phase.error.code]}</p>}
+          {HINTS[phase.error.code] !== null && <p class="error-hint">{HINTS[phase.error.code]}</p>}
         </div>
-        <button type="button" class="button" onClick={() => setPhase({ step: "choose" })}>
+        <button
+          type="button"
+          class="button"
+          onClick={() => {
+            // A code the gateway refused is not offered again.
+            if (phase.error.code === "wrong_match_code") setMatchCode("");
+            setPhase({ step: "choose" });
+          }}
+        >
           Back to the decision
         </button>
       </section>
@@ -219,6 +221,12 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
       <h2 class="section-title">Your decision</h2>
       {phase.step === "choose" && (
         <>
+          {refused && (
+            <p class="notice notice-warning" role="status">
+              The gateway refused your last decision ({summary.decision?.last_error ?? "no reason given"}). Nothing
+              was counted; you can decide again.
+            </p>
+          )}
           <div class="decision-buttons">
             <button
               ref={approveButton}
