@@ -69,7 +69,11 @@ async fn reporting_an_unexpected_request_blocks_the_requester_on_both_sides() {
         .create(&gw.new_request(&["alice@example.com"], "once more"))
         .await;
     assert!(
-        format!("{again:?}").contains("requester_blocked"),
+        matches!(
+            &again,
+            Err(countersign_gateway::client::ClientError::Refused { code, .. })
+                if *code == countersign_protocol::api::ErrorCode::RequesterBlocked
+        ),
         "{again:?}"
     );
 }
