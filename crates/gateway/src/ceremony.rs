@@ -7,18 +7,16 @@
 
 use countersign_protocol::api::ErrorCode;
 use countersign_protocol::{Decision, Verdict};
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize as _;
 use webauthn_rs::prelude::{
     AuthenticationResult, PasskeyAuthentication, PublicKeyCredential, WebauthnError,
 };
 
-use crate::error::{sql, ApiError};
+use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::passkeys::record_assertion;
-
-/// A stored WebAuthn ceremony state and when it was used.
-pub(crate) type ChallengeRow = (String, Option<i64>);
+use crate::store::challenges::Challenge;
+use crate::store::Tx;
 
 /// An approval always needs a passkey assertion; a denial needs one if the gateway is set so,
 /// or if the device sent one anyway (then it must verify).
@@ -33,9 +31,17 @@ pub(crate) fn verify_assertion(
     gw: &Gateway,
     d: &Decision,
     wanted: bool,
-    challenge: Option<&ChallengeRow>,
+    challenge: Option<&Challenge>,
 ) -> Result<Option<AuthenticationResult>, ApiError> {
-    let (true, Some(assertion), Some((state, None))) = (wanted, &d.assertion, challenge) else {
+    let (
+        true,
+        Some(assertion),
+        Some(Challenge {
+            state,
+            used_at: None,
+        }),
+    ) = (wanted, &d.assertion, challenge)
+    else {
         return Ok(None);
     };
     let cred: PublicKeyCredential = PublicKeyCredential::deserialize(assertion).map_err(|e| {
@@ -57,7 +63,7 @@ pub(crate) fn verify_assertion(
 /// this request's and approver's ceremony state while it was unused; the state is marked used
 /// here, and the passkey's counter columns take the assertion's values.
 pub(crate) fn consume(
-    tx: &Connection,
+    tx: &dyn Tx,
     d: &Decision,
     verified: Option<&AuthenticationResult>,
     now: i64,
@@ -77,20 +83,14 @@ pub(crate) fn consume(
             )
         })?;
     }
-    let challenge: Option<Option<i64>> = crate::store::query_row(
-        tx,
-        "SELECT used_at FROM challenges WHERE request_id = ?1 AND approver = ?2",
-        params![d.request_id, d.approver],
-        |r| r.get(0),
-    )
-    .optional()
-    .map_err(sql)?;
-    let used = challenge.ok_or_else(|| {
-        ApiError::conflict(
-            ErrorCode::NoChallenge,
-            "There is no passkey challenge for this request and approver.",
-        )
-    })?;
+    let used = tx
+        .challenge_used_at(&d.request_id, &d.approver)?
+        .ok_or_else(|| {
+            ApiError::conflict(
+                ErrorCode::NoChallenge,
+                "There is no passkey challenge for this request and approver.",
+            )
+        })?;
     if used.is_some() {
         return Err(ApiError::conflict(
             ErrorCode::AssertionReplayed,
@@ -104,14 +104,7 @@ pub(crate) fn consume(
             "The passkey challenge for this request was already used.",
         )
     })?;
-    let consumed = crate::store::execute(
-        tx,
-        "UPDATE challenges SET used_at = ?3
-                         WHERE request_id = ?1 AND approver = ?2 AND used_at IS NULL",
-        params![d.request_id, d.approver, now],
-    )
-    .map_err(sql)?;
-    if consumed != 1 {
+    if !tx.consume_challenge(&d.request_id, &d.approver, now)? {
         return Err(ApiError::conflict(
             ErrorCode::AssertionReplayed,
             "The passkey challenge for this request was already used.",

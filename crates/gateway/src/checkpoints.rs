@@ -12,27 +12,20 @@ use countersign_protocol::api::{CheckpointState, ErrorCode};
 use countersign_protocol::audit::Checkpoint;
 use countersign_protocol::types::Decode;
 use countersign_protocol::{Signed, PROTOCOL_VERSION};
-use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
 use crate::devices::Device;
 use crate::error::{ApiError, StoreError};
 use crate::gateway::Gateway;
-use crate::store::audit_append;
+use crate::store::Tx;
 
-fn held(c: &Connection, device: &str) -> Result<Option<Signed<Checkpoint>>, StoreError> {
-    let text: Option<String> = crate::store::query_row(
-        c,
-        "SELECT signed FROM device_checkpoints WHERE device = ?1",
-        params![device],
-        |r| r.get(0),
-    )
-    .optional()?;
-    text.map(|t| {
-        Signed::<Checkpoint>::decode(t.as_bytes())
-            .map_err(|e| StoreError::Corrupt(format!("a stored device checkpoint: {e}")))
-    })
-    .transpose()
+fn held(c: &dyn Tx, device: &str) -> Result<Option<Signed<Checkpoint>>, StoreError> {
+    c.device_checkpoint(device)?
+        .map(|t| {
+            Signed::<Checkpoint>::decode(t.as_bytes())
+                .map_err(|e| StoreError::Corrupt(format!("a stored device checkpoint: {e}")))
+        })
+        .transpose()
 }
 
 /// The checkpoint held for `device`.
@@ -83,20 +76,7 @@ pub fn upload(gw: &Gateway, device: &Device, body: &[u8]) -> Result<CheckpointSt
                 ));
             }
         }
-        crate::store::execute(
-            tx,
-            "INSERT INTO device_checkpoints (device, seq, head, signed, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(device) DO UPDATE SET seq = ?2, head = ?3, signed = ?4, received_at = ?5",
-            params![
-                device.id,
-                cp.body.seq as i64,
-                cp.body.head.to_hex(),
-                text,
-                now
-            ],
-        )
-        .map_err(StoreError::from)?;
+        tx.put_device_checkpoint(&device.id, cp.body.seq, &cp.body.head.to_hex(), &text, now)?;
         Ok(())
     });
     match result {
@@ -109,8 +89,7 @@ pub fn upload(gw: &Gateway, device: &Device, body: &[u8]) -> Result<CheckpointSt
             // its own.
             tracing::warn!(device = %device.id, approver = %device.approver, code = e.code.as_str(), "audit checkpoint refused");
             let audited = gw.store.write(|tx| -> Result<_, StoreError> {
-                audit_append(
-                    tx,
+                tx.audit_append(
                     now,
                     "checkpoint.refused",
                     None,

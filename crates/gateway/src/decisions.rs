@@ -6,15 +6,16 @@ use countersign_protocol::types::Decode;
 use countersign_protocol::{
     ApprovalRequest, Decision, Digest, PublicKey, Receipt, RequestState, Signed, Verdict, Vote,
 };
-use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
-use crate::ceremony::{self, ChallengeRow};
-use crate::error::{json_text, sql, ApiError, StoreError};
+use crate::ceremony;
+use crate::error::{json_text, ApiError, StoreError};
 use crate::gateway::Gateway;
-use crate::hub::{enqueue, Pushed};
-use crate::status::{outcome, push_status, votes_of, Outcome};
-use crate::store::audit_append;
+use crate::hub::Pushed;
+use crate::status::{outcome, push_status, Outcome};
+use crate::store::challenges::Challenge;
+use crate::store::decisions::NewDecision;
+use crate::store::Tx;
 
 /// What a decision did.
 pub enum Applied {
@@ -73,7 +74,7 @@ fn audit_rejection(gw: &Gateway, d: Option<&Decision>, err: &ApiError) {
     });
     let request_id = d.map(|d| d.request_id.clone());
     let r = gw.store.write(|tx| -> Result<_, StoreError> {
-        audit_append(tx, now, "decision.rejected", request_id.as_deref(), detail)
+        tx.audit_append(now, "decision.rejected", request_id.as_deref(), detail)
     });
     if let Err(e) = r {
         tracing::error!(%e, "could not audit a rejected decision");
@@ -87,24 +88,11 @@ fn count_match_failure(gw: &Gateway, request_id: &str) -> Result<(), ApiError> {
     let limit = gw.config.max_match_failures.max(1);
     gw.store
         .write_publish(|tx| -> Result<((), Vec<Pushed>), ApiError> {
-            crate::store::execute(
-                tx,
-                "UPDATE requests SET match_failures = match_failures + 1 WHERE id = ?1",
-                params![request_id],
-            )
-            .map_err(sql)?;
-            let n = crate::store::execute(
-                tx,
-                "UPDATE requests SET state = 'denied', closed_at = ?3
-                     WHERE id = ?1 AND state = 'pending' AND match_failures >= ?2",
-                params![request_id, limit, now],
-            )
-            .map_err(sql)?;
-            if n == 0 {
+            tx.count_match_failure(request_id)?;
+            if !tx.deny_after_match_failures(request_id, limit, now)? {
                 return Ok(((), Vec::new()));
             }
-            audit_append(
-                tx,
+            tx.audit_append(
                 now,
                 "request.denied",
                 Some(request_id),
@@ -121,7 +109,7 @@ struct PreRead {
     /// The deciding device's public key as stored, if the device is paired (revoked or not).
     device_key: Option<String>,
     /// The ceremony state stored for the request and approver.
-    challenge: Option<ChallengeRow>,
+    challenge: Option<Challenge>,
     /// The signed request as stored.
     request: Option<String>,
     /// The votes recorded on the request so far.
@@ -201,37 +189,13 @@ fn apply(
 /// Reads, on a reader connection, everything the checks before the lock need.
 fn pre_read(gw: &Gateway, d: &Decision) -> Result<PreRead, ApiError> {
     gw.store.read(|c| -> Result<PreRead, ApiError> {
-        let device_key: Option<String> = c
-            .prepare_cached("SELECT public_key FROM devices WHERE id = ?1")
-            .and_then(|mut st| st.query_row(params![d.device_id], |r| r.get(0)).optional())
-            .map_err(sql)?;
-        let challenge: Option<ChallengeRow> = c
-            .prepare_cached(
-                "SELECT state, used_at FROM challenges WHERE request_id = ?1 AND approver = ?2",
-            )
-            .and_then(|mut st| {
-                st.query_row(params![d.request_id, d.approver], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-            })
-            .map_err(sql)?;
         // A request's signed content never changes after creation; only its state does, and
         // that is read again inside the transaction.
-        let request: Option<String> = crate::store::query_row(
-            c,
-            "SELECT signed FROM requests WHERE id = ?1",
-            params![d.request_id],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(sql)?;
-        let votes = votes_of(c, &d.request_id)?;
         Ok(PreRead {
-            device_key,
-            challenge,
-            request,
-            votes,
+            device_key: c.device_key(&d.device_id)?,
+            challenge: c.challenge(&d.request_id, &d.approver)?,
+            request: c.request_signed(&d.request_id)?,
+            votes: c.votes(&d.request_id)?,
         })
     })
 }
@@ -286,38 +250,30 @@ fn presign_outcome(
 
 /// The deciding device is paired, not revoked, paired to the deciding approver, and still has
 /// the key its signature was verified with before the lock.
-fn check_device(tx: &Connection, d: &Decision, verified_key: Option<&str>) -> Result<(), ApiError> {
-    let device: Option<(String, String, Option<i64>)> = crate::store::query_row(
-        tx,
-        "SELECT approver, public_key, revoked_at FROM devices WHERE id = ?1",
-        params![d.device_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )
-    .optional()
-    .map_err(sql)?;
-    let (device_approver, device_key, revoked) = device.ok_or_else(|| {
+fn check_device(tx: &dyn Tx, d: &Decision, verified_key: Option<&str>) -> Result<(), ApiError> {
+    let device = tx.device(&d.device_id)?.ok_or_else(|| {
         ApiError::forbidden(
             ErrorCode::UnknownDevice,
             "The deciding device is not paired here.",
         )
     })?;
-    if revoked.is_some() {
+    if device.revoked_at.is_some() {
         return Err(ApiError::forbidden(
             ErrorCode::DeviceRevoked,
             "The deciding device's pairing was revoked.",
         ));
     }
-    if device_approver != d.approver {
+    if device.approver != d.approver {
         return Err(ApiError::forbidden(
             ErrorCode::DeviceNotForApprover,
             format!(
-                "The device is paired to {device_approver}, not to {}.",
-                d.approver
+                "The device is paired to {}, not to {}.",
+                device.approver, d.approver
             ),
         ));
     }
     // The signature was verified before the lock against this same key.
-    if verified_key != Some(device_key.as_str()) {
+    if verified_key != Some(device.public_key.as_str()) {
         return Err(ApiError::conflict(
             ErrorCode::DeviceChanged,
             "The device's pairing changed while the decision was being verified.",
@@ -330,19 +286,11 @@ fn check_device(tx: &Connection, d: &Decision, verified_key: Option<&str>) -> Re
 /// before, a refusal if the id was used for a different one. It is checked only after the
 /// signature, so a copied body earns nothing.
 fn replayed_receipt(
-    tx: &Connection,
+    tx: &dyn Tx,
     d: &Decision,
     decision_digest: Digest,
 ) -> Result<Option<Signed<Receipt>>, ApiError> {
-    let earlier: Option<(String, String)> = crate::store::query_row(
-        tx,
-        "SELECT digest, receipt FROM decisions WHERE decision_id = ?1",
-        params![d.decision_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
-    .map_err(sql)?;
-    let Some((digest, receipt)) = earlier else {
+    let Some((digest, receipt)) = tx.decision_receipt(&d.decision_id)? else {
         return Ok(None);
     };
     if digest == decision_digest.to_hex() {
@@ -361,7 +309,7 @@ fn replayed_receipt(
 /// gateway's clock. Returns the request and its match code, if it has one.
 fn check_request<'r>(
     gw: &Gateway,
-    tx: &Connection,
+    tx: &dyn Tx,
     d: &Decision,
     request: Option<&'r Signed<ApprovalRequest>>,
     now: i64,
@@ -372,15 +320,8 @@ fn check_request<'r>(
             format!("There is no request {} on this gateway.", d.request_id),
         )
     };
-    let row: Option<(String, String, i64, Option<String>)> = crate::store::query_row(
-        tx,
-        "SELECT digest, state, expires_at, match_code FROM requests WHERE id = ?1",
-        params![d.request_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )
-    .optional()
-    .map_err(sql)?;
-    let (digest, state, expires_at, match_code) = row.ok_or_else(unknown)?;
+    let gate = tx.request_gate(&d.request_id)?.ok_or_else(unknown)?;
+    let state = gate.state.as_str();
     let request = request.ok_or_else(unknown)?;
     if d.gateway != gw.fingerprint {
         return Err(ApiError::bad_request(
@@ -388,7 +329,7 @@ fn check_request<'r>(
             "The decision names a different gateway key.",
         ));
     }
-    if d.request_digest.to_hex() != digest {
+    if d.request_digest.to_hex() != gate.digest {
         return Err(ApiError::conflict(
             ErrorCode::RequestDigestMismatch,
             "The decision was made for a different version of this request.",
@@ -412,7 +353,7 @@ fn check_request<'r>(
             format!("The request is already {state}."),
         ));
     }
-    if now >= expires_at {
+    if now >= gate.expires_at {
         return Err(ApiError::gone(
             ErrorCode::RequestExpired,
             "The request expired before the decision reached the gateway.",
@@ -424,7 +365,7 @@ fn check_request<'r>(
             "The request is not valid yet.",
         ));
     }
-    Ok((request, match_code))
+    Ok((request, gate.match_code))
 }
 
 /// An approval of a request with a match code carries that code, compared in constant time.
@@ -455,17 +396,8 @@ fn check_match_code(d: &Decision, expected: Option<&str>) -> Result<(), ApiError
 
 /// One decision per approver and request. Checked after the ceremony so that a replayed
 /// assertion is named as such.
-fn check_not_yet_decided(tx: &Connection, d: &Decision) -> Result<(), ApiError> {
-    let already: bool = crate::store::query_row(
-        tx,
-        "SELECT 1 FROM decisions WHERE request_id = ?1 AND approver = ?2",
-        params![d.request_id, d.approver],
-        |_| Ok(()),
-    )
-    .optional()
-    .map_err(sql)?
-    .is_some();
-    if already {
+fn check_not_yet_decided(tx: &dyn Tx, d: &Decision) -> Result<(), ApiError> {
+    if tx.has_decided(&d.request_id, &d.approver)? {
         return Err(ApiError::conflict(
             ErrorCode::AlreadyDecided,
             format!("{} has already decided this request.", d.approver),
@@ -478,14 +410,14 @@ fn check_not_yet_decided(tx: &Connection, d: &Decision) -> Result<(), ApiError> 
 /// votes then recorded; it is used only if those votes are still exactly the recorded ones.
 fn quorum_outcome(
     gw: &Gateway,
-    tx: &Connection,
+    tx: &dyn Tx,
     d: &Decision,
     request: &Signed<ApprovalRequest>,
     decision_digest: Digest,
     prepared: Option<Outcome>,
     now: i64,
 ) -> Result<Outcome, ApiError> {
-    let before = votes_of(tx, &d.request_id)?;
+    let before = tx.votes(&d.request_id)?;
     match prepared {
         Some(p) if p.votes_before == before => Ok(p),
         _ => outcome(gw, d, request, decision_digest, now, before),
@@ -495,7 +427,7 @@ fn quorum_outcome(
 /// Stores the accepted decision with its receipt, closes the request if the outcome decided it,
 /// audits the acceptance and queues the new status for every approver of the request.
 fn record(
-    tx: &Connection,
+    tx: &dyn Tx,
     d: &Decision,
     approvers: &[String],
     decision_digest: Digest,
@@ -504,31 +436,21 @@ fn record(
     now: i64,
 ) -> Result<Vec<Pushed>, ApiError> {
     let new_state = outcome.new_state;
-    crate::store::execute(tx,
-        "INSERT INTO decisions(decision_id, request_id, approver, verdict, digest, signed, receipt, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            d.decision_id,
-            d.request_id,
-            d.approver,
-            d.verdict.as_str(),
-            decision_digest.to_hex(),
-            signed_text,
-            outcome.receipt_text,
-            now
-        ],
-    )
-    .map_err(sql)?;
+    let digest = decision_digest.to_hex();
+    tx.insert_decision(&NewDecision {
+        decision_id: &d.decision_id,
+        request_id: &d.request_id,
+        approver: &d.approver,
+        verdict: d.verdict,
+        digest: &digest,
+        signed: signed_text,
+        receipt: &outcome.receipt_text,
+        at: now,
+    })?;
     if new_state != RequestState::Pending {
-        crate::store::execute(
-            tx,
-            "UPDATE requests SET state = ?2, closed_at = ?3 WHERE id = ?1",
-            params![d.request_id, new_state.as_str(), now],
-        )
-        .map_err(sql)?;
+        tx.close_request(&d.request_id, new_state, now)?;
     }
-    audit_append(
-        tx,
+    tx.audit_append(
         now,
         "decision.accepted",
         Some(&d.request_id),
@@ -541,6 +463,5 @@ fn record(
             "request_state": new_state,
         }),
     )?;
-    let data = &outcome.status_data;
-    enqueue(tx, approvers, "status", |_| Ok(data.clone()))
+    Ok(tx.enqueue(approvers, "status", &outcome.status_data)?)
 }

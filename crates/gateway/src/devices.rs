@@ -3,13 +3,11 @@
 //! header a device signs for the endpoints it calls (the stream, checkpoints), checked against
 //! the gateway's clock and accepted once.
 
+use crate::error::ApiError;
+use crate::gateway::Gateway;
 use axum::http::HeaderMap;
 use countersign_protocol::api::ErrorCode;
 use countersign_protocol::{DeviceAuth, PublicKey};
-use rusqlite::params;
-
-use crate::error::{ApiError, StoreError};
-use crate::gateway::Gateway;
 
 /// How far a device-auth timestamp may be from the gateway's clock.
 pub const AUTH_WINDOW_SECONDS: i64 = 300;
@@ -24,32 +22,24 @@ pub struct Device {
 
 /// The paired, unrevoked device `id`: the approver it acts for and its public key.
 pub fn paired_device(gw: &Gateway, id: &str) -> Result<(String, PublicKey), ApiError> {
-    let row: Option<(String, String, Option<i64>)> = gw.store.read(|c| {
-        use rusqlite::OptionalExtension;
-        crate::store::query_row(
-            c,
-            "SELECT approver, public_key, revoked_at FROM devices WHERE id = ?1",
-            params![id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .map_err(|e| ApiError::from(StoreError::from(e)))
-    })?;
-    let (approver, key, revoked) = row.ok_or_else(|| {
+    let row = gw
+        .store
+        .read(|c| -> Result<_, ApiError> { Ok(c.device(id)?) })?;
+    let device = row.ok_or_else(|| {
         ApiError::unauthorized(
             ErrorCode::UnknownDevice,
             "This device is not paired with the gateway.",
         )
     })?;
-    if revoked.is_some() {
+    if device.revoked_at.is_some() {
         return Err(ApiError::unauthorized(
             ErrorCode::DeviceRevoked,
             "This device's pairing was revoked.",
         ));
     }
-    let key = PublicKey::parse("devices.public_key", &key)
+    let key = PublicKey::parse("devices.public_key", &device.public_key)
         .map_err(|e| ApiError::internal("stored device key", e))?;
-    Ok((approver, key))
+    Ok((device.approver, key))
 }
 
 /// Checks the `Countersign-Device` header for `method` and `path`.

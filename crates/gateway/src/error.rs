@@ -1,7 +1,7 @@
 //! The gateway's error types: [`ApiError`], the one error HTTP clients see (a stable code and a
-//! sentence; internal details such as SQL and I/O are logged, never sent), [`StoreError`], what
-//! the database reports, with the one mapping from it to an [`ApiError`], and [`GatewayError`],
-//! why the gateway could not start or run an administrative command.
+//! sentence; internal details such as the database's and I/O errors are logged, never sent),
+//! [`StoreError`], what the database reports, with the one mapping from it to an [`ApiError`],
+//! and [`GatewayError`], why the gateway could not start or run an administrative command.
 //!
 //! This module depends on no other module of the crate, so every module can return these
 //! errors without importing the module that produces them.
@@ -14,11 +14,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use countersign_protocol::api::{ErrorBody, ErrorCode, ErrorDetail};
 
-/// A failure of the gateway's database.
+/// A failure of the gateway's database. The database's own error is kept as the source of
+/// [`StoreError::Database`], as an opaque error: no database type appears outside the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("The gateway database failed: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// A statement failed; `disk_full` when the database reported a full disk.
+    #[error("The gateway database failed: {source}")]
+    Database {
+        source: Box<dyn std::error::Error + Send + Sync>,
+        disk_full: bool,
+    },
     #[error("Cannot create the gateway database file: {0}")]
     Io(std::io::Error),
     #[error("The gateway database has schema version {found}, newer than this build's {supported}; upgrade the gateway.")]
@@ -32,11 +37,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// SQLite reported a full disk (directly, or as the reason a group commit failed).
+    /// The database reported a full disk (directly, or as the reason a group commit failed).
     pub fn is_disk_full(&self) -> bool {
         match self {
-            StoreError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
-            StoreError::CommitFailed { disk_full, .. } => *disk_full,
+            StoreError::Database { disk_full, .. } | StoreError::CommitFailed { disk_full, .. } => {
+                *disk_full
+            }
             _ => false,
         }
     }
@@ -143,11 +149,6 @@ impl From<StoreError> for ApiError {
         }
         ApiError::internal("store", e)
     }
-}
-
-/// A failed SQL statement inside a handler's read or write, as the client sees it.
-pub(crate) fn sql(e: rusqlite::Error) -> ApiError {
-    ApiError::from(StoreError::from(e))
 }
 
 /// `v` as JSON text; failing to serialise is an internal error.

@@ -1,18 +1,15 @@
-//! The push hub: the in-memory fan-out of committed events to connected devices, and
-//! [`enqueue`], which stores those events inside a write.
+//! The push hub: the in-memory fan-out of committed events to connected devices.
 //!
-//! An event is first stored (table `events`, one row per approver) in the write that causes
-//! it, then handed to the hub by the store's committer once that write's batch committed, so
-//! devices see events in commit order and never one that was rolled back. The hub keeps no
-//! history: a device that connects later, or falls behind the hub's buffer, reads the stored
-//! events instead (see `stream`).
+//! An event is first stored (table `events`, one row per approver, by `EventRows::enqueue` in
+//! `store::events`) in the write that causes it, then handed to the hub by the store's
+//! committer once that write's batch committed, so devices see events in commit order and
+//! never one that was rolled back. The hub keeps no history: a device that connects later, or
+//! falls behind the hub's buffer, reads the stored events instead (see `stream`). This module
+//! imports no other module of the crate, so the store can publish to it.
 
 use std::sync::Arc;
 
-use rusqlite::params;
 use tokio::sync::{broadcast, watch};
-
-use crate::error::{ApiError, StoreError};
 
 /// One stored event on its way to the devices of `approver`.
 #[derive(Debug, Clone)]
@@ -73,28 +70,4 @@ impl Hub {
     pub fn receivers(&self) -> usize {
         self.tx.receiver_count()
     }
-}
-
-/// Stores one event per approver inside `tx` and returns what to publish after commit.
-pub fn enqueue(
-    tx: &rusqlite::Connection,
-    approvers: &[String],
-    kind: &str,
-    data_for: impl Fn(&str) -> Result<String, ApiError>,
-) -> Result<Vec<Pushed>, ApiError> {
-    let mut out = Vec::with_capacity(approvers.len());
-    for a in approvers {
-        let data = data_for(a)?;
-        tx.prepare_cached("INSERT INTO events(approver, kind, data) VALUES (?1, ?2, ?3)")
-            .and_then(|mut st| st.execute(params![a, kind, data]))
-            .map_err(StoreError::from)?;
-        out.push(Pushed {
-            seq: tx.last_insert_rowid() as u64,
-            approver: a.clone(),
-            kind: kind.to_string(),
-            data: data.into(),
-            published: None,
-        });
-    }
-    Ok(out)
 }

@@ -11,10 +11,12 @@
 //!
 //! - [`error`] the error types, [`clock`] the gateway's clock, [`config`] settings, [`tls`]
 //!   HTTPS and the certificate pin;
-//! - [`hub`] the in-memory push hub and storing events, [`schema`] the database schema and its
-//!   migrations, [`store`] the SQLite store with group commit and the audit chain;
+//! - [`hub`] the in-memory push hub; [`store`] the storage seam: [`store::Store`] and the typed
+//!   transaction [`store::Tx`] (one trait per owner of rows, each with its statements, the
+//!   audit chain among them) over the SQLite engine with group commit, the schema and its
+//!   migrations; no SQL and no database type outside it;
 //! - [`gateway`] the shared [`Gateway`] and opening it;
-//! - [`devices`] device authentication, [`passkeys`] passkey rows, [`status`] a request's
+//! - [`devices`] device authentication, [`passkeys`] an approver's passkeys, [`status`] a request's
 //!   status and quorum, [`ceremony`] the once-only WebAuthn ceremony of a decision;
 //! - [`pairing`] invites and device pairing, [`tokens`] requester tokens, [`reports`]
 //!   unexpected-request reports and blocks, [`checkpoints`] devices' audit checkpoints,
@@ -43,7 +45,6 @@ pub mod pairing;
 pub mod passkeys;
 pub mod reports;
 pub mod requests;
-pub mod schema;
 pub mod server;
 pub mod status;
 pub mod store;

@@ -6,27 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use countersign_protocol::api::{ErrorCode, RequestView};
-use countersign_protocol::{ApprovalRequest, Signed};
-use rusqlite::{params, OptionalExtension};
+use countersign_protocol::{ApprovalRequest, RequestState, Signed};
 use serde_json::json;
 
-use crate::error::{sql, ApiError};
+use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::hub::Pushed;
 use crate::status::{push_status, status_of};
-use crate::store::audit_append;
 
 /// The request and its status, for its requester.
 pub fn view(gw: &Gateway, requester: &str, id: &str) -> Result<RequestView, ApiError> {
     gw.store.read(|c| {
-        let signed: Option<(String, String)> = crate::store::query_row(
-            c,
-            "SELECT signed, requester FROM requests WHERE id = ?1",
-            params![id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(sql)?;
+        let signed = c.request_and_requester(id)?;
         let Some((signed, owner)) = signed.filter(|(_, owner)| owner == requester) else {
             return Err(ApiError::not_found(
                 ErrorCode::UnknownRequest,
@@ -66,26 +57,13 @@ pub fn withdraw(gw: &Gateway, requester: &str, id: &str) -> Result<RequestView, 
     let now = gw.now();
     gw.store
         .write_publish(|tx| -> Result<((), Vec<Pushed>), ApiError> {
-            let n = crate::store::execute(
-                tx,
-                "UPDATE requests SET state = 'withdrawn', closed_at = ?3
-                     WHERE id = ?1 AND requester = ?2 AND state = 'pending'",
-                params![id, requester, now],
-            )
-            .map_err(sql)?;
-            if n == 0 {
+            if !tx.withdraw_request(id, requester, now)? {
                 return Err(ApiError::conflict(
                     ErrorCode::NotWithdrawable,
                     format!("There is no pending request {id} from {requester} to withdraw."),
                 ));
             }
-            audit_append(
-                tx,
-                now,
-                "request.withdrawn",
-                Some(id),
-                json!({"by": requester}),
-            )?;
+            tx.audit_append(now, "request.withdrawn", Some(id), json!({"by": requester}))?;
             Ok(((), push_status(gw, tx, id)?))
         })?;
     gw.changes.notify_waiters();
@@ -95,34 +73,18 @@ pub fn withdraw(gw: &Gateway, requester: &str, id: &str) -> Result<RequestView, 
 /// Marks due pending requests expired and pushes the change. Returns how many expired.
 pub fn expire_due(gw: &Gateway) -> Result<usize, ApiError> {
     let now = gw.now();
-    let n = gw.store.write_publish(
-        |tx| -> Result<(usize, Vec<Pushed>), ApiError> {
-            let ids: Vec<String> = {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "SELECT id FROM requests WHERE state = 'pending' AND expires_at <= ?1 LIMIT 500",
-                    )
-                    .map_err(sql)?;
-                let rows = stmt
-                    .query_map(params![now], |r| r.get(0))
-                    .map_err(sql)?
-                    .collect::<Result<Vec<String>, _>>()
-                    .map_err(sql)?;
-                rows
-            };
+    let n = gw
+        .store
+        .write_publish(|tx| -> Result<(usize, Vec<Pushed>), ApiError> {
+            let ids = tx.due_requests(now)?;
             let mut pushed = Vec::new();
             for id in &ids {
-                crate::store::execute(tx,
-                    "UPDATE requests SET state = 'expired', closed_at = ?2 WHERE id = ?1",
-                    params![id, now],
-                )
-                .map_err(sql)?;
-                audit_append(tx, now, "request.expired", Some(id), json!({}))?;
+                tx.close_request(id, RequestState::Expired, now)?;
+                tx.audit_append(now, "request.expired", Some(id), json!({}))?;
                 pushed.extend(push_status(gw, tx, id)?);
             }
             Ok((ids.len(), pushed))
-        }
-    )?;
+        })?;
     if n > 0 {
         gw.changes.notify_waiters();
     }

@@ -7,15 +7,14 @@ use countersign_protocol::types::Decode;
 use countersign_protocol::{
     PairChallenge, PairFinish, PairStart, Paired, PairingLink, Signed, PROTOCOL_VERSION,
 };
-use rusqlite::{params, OptionalExtension};
 use serde_json::json;
 use sha2::Digest as _;
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
-use crate::error::{sql, ApiError, StoreError};
+use crate::error::{ApiError, StoreError};
 use crate::gateway::Gateway;
-use crate::passkeys::{base64_cred_id, passkey_counters, passkeys_of};
-use crate::store::audit_append;
+use crate::passkeys::{base64_cred_id, passkey_row, passkeys_of};
+use crate::store::pairing::PairingRow;
 
 /// How long a device has between the two pairing steps.
 const PAIRING_WINDOW_SECONDS: i64 = 300;
@@ -40,17 +39,14 @@ pub fn invite(gw: &Gateway, approver: &str, public_url: url::Url) -> Result<Pair
     let now = gw.now();
     let expires_at = now + gw.config.invite_ttl_seconds;
     gw.store.write(|tx| -> Result<(), ApiError> {
-        crate::store::execute(tx,
-            "INSERT INTO invites(code_hash, approver, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-            params![code_hash(&code), approver, now, expires_at],
-        )
-        .map_err(sql)?;
-        crate::store::execute(tx,
-            "INSERT OR IGNORE INTO approvers(name, user_id) VALUES (?1, ?2)",
-            params![approver, uuid::Uuid::new_v4().to_string()],
-        )
-        .map_err(sql)?;
-        audit_append(tx, now, "pairing.invited", None, json!({"approver": approver, "expires_at": expires_at}))?;
+        tx.insert_invite(&code_hash(&code), approver, now, expires_at)?;
+        tx.ensure_approver(approver, &uuid::Uuid::new_v4().to_string())?;
+        tx.audit_append(
+            now,
+            "pairing.invited",
+            None,
+            json!({"approver": approver, "expires_at": expires_at}),
+        )?;
         Ok(())
     })?;
     // The certificate pin goes with an https URL only (behind a TLS-terminating proxy the
@@ -72,8 +68,7 @@ pub fn invite(gw: &Gateway, approver: &str, public_url: url::Url) -> Result<Pair
 fn audit_pairing_rejection(gw: &Gateway, err: &ApiError) {
     let now = gw.now();
     let r = gw.store.write(|tx| -> Result<_, StoreError> {
-        audit_append(
-            tx,
+        tx.audit_append(
             now,
             "pairing.rejected",
             None,
@@ -98,45 +93,27 @@ fn start_inner(gw: &Gateway, body: &[u8]) -> Result<PairChallenge, ApiError> {
     let req = PairStart::decode(body)?;
     let now = gw.now();
     gw.store.write(|tx| -> Result<PairChallenge, ApiError> {
-        let invite: Option<(String, i64, Option<i64>)> = crate::store::query_row(
-            tx,
-            "SELECT approver, expires_at, used_at FROM invites WHERE code_hash = ?1",
-            params![code_hash(&req.code)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .map_err(sql)?;
-        let (approver, expires_at, used_at) = invite.ok_or_else(|| {
+        let invite = tx.invite(&code_hash(&req.code))?.ok_or_else(|| {
             ApiError::not_found(
                 ErrorCode::UnknownPairingCode,
                 "This pairing code is not known to the gateway.",
             )
         })?;
-        if used_at.is_some() {
+        if invite.used_at.is_some() {
             return Err(ApiError::conflict(
                 ErrorCode::PairingCodeUsed,
                 "This pairing code was already used; ask for a new invite.",
             ));
         }
-        if now >= expires_at {
+        if now >= invite.expires_at {
             return Err(ApiError::gone(
                 ErrorCode::PairingCodeExpired,
                 "This pairing code has expired; ask for a new invite.",
             ));
         }
-        crate::store::execute(
-            tx,
-            "UPDATE invites SET used_at = ?2 WHERE code_hash = ?1",
-            params![code_hash(&req.code), now],
-        )
-        .map_err(sql)?;
-        let user_id: String = crate::store::query_row(
-            tx,
-            "SELECT user_id FROM approvers WHERE name = ?1",
-            params![approver],
-            |r| r.get(0),
-        )
-        .map_err(sql)?;
+        tx.use_invite(&code_hash(&req.code), now)?;
+        let approver = invite.approver;
+        let user_id = tx.approver_user_id(&approver)?;
         let user_id =
             uuid::Uuid::parse_str(&user_id).map_err(|e| ApiError::internal("user id", e))?;
         let existing: Vec<_> = passkeys_of(tx, &approver)?
@@ -148,22 +125,18 @@ fn start_inner(gw: &Gateway, body: &[u8]) -> Result<PairChallenge, ApiError> {
             .start_passkey_registration(user_id, &approver, &approver, Some(existing))
             .map_err(|e| ApiError::internal("start passkey registration", e))?;
         let pairing_id = uuid::Uuid::new_v4().to_string();
-        crate::store::execute(
-            tx,
-            "INSERT INTO pairings(id, approver, device_key, device_name, state, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                pairing_id,
-                approver,
-                req.device_key.to_base64(),
-                req.device_name,
-                serde_json::to_string(&state).map_err(|e| ApiError::internal("state", e))?,
-                now + PAIRING_WINDOW_SECONDS
-            ],
-        )
-        .map_err(sql)?;
-        audit_append(
-            tx,
+        tx.insert_pairing(
+            &pairing_id,
+            &PairingRow {
+                approver: approver.clone(),
+                device_key: req.device_key.to_base64(),
+                device_name: req.device_name.clone(),
+                state: serde_json::to_string(&state).map_err(|e| ApiError::internal("state", e))?,
+                expires_at: now + PAIRING_WINDOW_SECONDS,
+                used_at: None,
+            },
+        )?;
+        tx.audit_append(
             now,
             "pairing.started",
             None,
@@ -194,14 +167,8 @@ fn finish_inner(gw: &Gateway, body: &[u8]) -> Result<Signed<Paired>, ApiError> {
     let f = &signed.body;
     let now = gw.now();
     gw.store.write(|tx| -> Result<Signed<Paired>, ApiError> {
-        let row: Option<(String, String, String, String, i64, Option<i64>)> = crate::store::query_row(tx,
-                "SELECT approver, device_key, device_name, state, expires_at, used_at FROM pairings WHERE id = ?1",
-                params![f.pairing_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-            )
-            .optional()
-            .map_err(sql)?;
-        let (approver, device_key, device_name, state, expires_at, used_at) = row.ok_or_else(|| {
+        let row = tx.pairing(&f.pairing_id)?;
+        let PairingRow { approver, device_key, device_name, state, expires_at, used_at } = row.ok_or_else(|| {
             ApiError::not_found(ErrorCode::UnknownPairing, "There is no such pairing in progress.")
         })?;
         if used_at.is_some() {
@@ -226,39 +193,14 @@ fn finish_inner(gw: &Gateway, body: &[u8]) -> Result<Signed<Paired>, ApiError> {
         let passkey = gw.webauthn.finish_passkey_registration(&cred, &state).map_err(|e| {
             ApiError::forbidden(ErrorCode::PasskeyRegistrationRejected, format!("The passkey registration does not verify: {e}."))
         })?;
-        let (counter, backup_eligible, backup_state) = passkey_counters(&passkey);
-        crate::store::execute(tx,
-            "UPDATE pairings SET used_at = ?2 WHERE id = ?1",
-            params![f.pairing_id, now],
-        )
-        .map_err(sql)?;
-        crate::store::execute(tx,
-            "INSERT INTO passkeys(cred_id, approver, passkey, created_at, counter, backup_eligible, backup_state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                base64_cred_id(&passkey),
-                approver,
-                serde_json::to_string(&passkey).map_err(|e| ApiError::internal("passkey", e))?,
-                now,
-                counter,
-                backup_eligible,
-                backup_state
-            ],
-        )
-        .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                ApiError::conflict(ErrorCode::PasskeyExists, "This passkey is already registered.")
-            }
-            e => sql(e),
-        })?;
+        let row = passkey_row(&passkey)?;
+        tx.use_pairing(&f.pairing_id, now)?;
+        if !tx.insert_passkey(&base64_cred_id(&passkey), &approver, &row, now)? {
+            return Err(ApiError::conflict(ErrorCode::PasskeyExists, "This passkey is already registered."));
+        }
         let device_id = uuid::Uuid::new_v4().to_string();
-        crate::store::execute(tx,
-            "INSERT INTO devices(id, approver, public_key, name, paired_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![device_id, approver, device_key, device_name, now],
-        )
-        .map_err(sql)?;
-        audit_append(
-            tx,
+        tx.insert_device(&device_id, &approver, &device_key, &device_name, now)?;
+        tx.audit_append(
             now,
             "device.paired",
             None,

@@ -1,48 +1,45 @@
-//! Passkey rows (table `passkeys`): loading an approver's passkeys with the signature counter
-//! and backup flags their latest assertion left, the values a new registration stores beside
-//! the credential, the key a passkey is stored under, and moving those columns after an
-//! accepted assertion.
+//! Passkeys (their rows are `store::passkeys`'): loading an approver's passkeys with the
+//! signature counter and backup flags their latest assertion left, the row a new registration
+//! stores (the credential and those values beside it), the key a passkey is stored under, and
+//! moving those columns after an accepted assertion.
 //!
 //! The `passkey` text is the credential as registered and never changes; the counter and flag
 //! columns override its values when a passkey is loaded, so that an approval updates three
 //! integers instead of parsing and rewriting the whole stored credential.
 
-use rusqlite::{params, Connection};
 use webauthn_rs::prelude::{AuthenticationResult, Credential, Passkey};
 
-use crate::error::{sql, ApiError};
+use crate::error::ApiError;
+use crate::store::passkeys::PasskeyRow;
+use crate::store::Tx;
 
 /// Loads an approver's registered passkeys, each with the signature counter and backup flags
 /// its latest assertion left (the columns override the registered credential's values).
-pub fn passkeys_of(tx: &rusqlite::Connection, approver: &str) -> Result<Vec<Passkey>, ApiError> {
-    let mut stmt = tx
-        .prepare_cached(
-            "SELECT passkey, counter, backup_eligible, backup_state FROM passkeys
-             WHERE approver = ?1 ORDER BY created_at",
-        )
-        .map_err(sql)?;
-    let rows = stmt
-        .query_map(params![approver], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, u32>(1)?,
-                r.get::<_, bool>(2)?,
-                r.get::<_, bool>(3)?,
-            ))
-        })
-        .map_err(sql)?;
-    let mut out = Vec::new();
-    for r in rows {
-        let (text, counter, backup_eligible, backup_state) = r.map_err(sql)?;
-        let mut cred: Credential = serde_json::from_str::<Passkey>(&text)
+pub fn passkeys_of(tx: &dyn Tx, approver: &str) -> Result<Vec<Passkey>, ApiError> {
+    let rows = tx.passkey_rows(approver)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut cred: Credential = serde_json::from_str::<Passkey>(&row.passkey)
             .map_err(|e| ApiError::internal("stored passkey", e))?
             .into();
-        cred.counter = counter;
-        cred.backup_eligible = backup_eligible;
-        cred.backup_state = backup_state;
+        cred.counter = row.counter;
+        cred.backup_eligible = row.backup_eligible;
+        cred.backup_state = row.backup_state;
         out.push(cred.into());
     }
     Ok(out)
+}
+
+/// The row that stores a newly registered passkey: the credential as registered and, beside
+/// it, its signature counter and backup flags.
+pub fn passkey_row(pk: &Passkey) -> Result<PasskeyRow, ApiError> {
+    let (counter, backup_eligible, backup_state) = passkey_counters(pk);
+    Ok(PasskeyRow {
+        passkey: serde_json::to_string(pk).map_err(|e| ApiError::internal("passkey", e))?,
+        counter,
+        backup_eligible,
+        backup_state,
+    })
 }
 
 /// What the passkeys table keeps of `pk` besides the credential text: its signature counter
@@ -66,7 +63,7 @@ fn cred_id_text(raw: &[u8]) -> String {
 /// Moves the counter and backup columns of the passkey that made an accepted assertion, inside
 /// the transaction that accepts the decision, if the assertion changed them.
 pub(crate) fn record_assertion(
-    tx: &Connection,
+    tx: &dyn Tx,
     approver: &str,
     result: &AuthenticationResult,
 ) -> Result<(), ApiError> {
@@ -76,21 +73,13 @@ pub(crate) fn record_assertion(
     // Only the credential that made the assertion changes, as `Passkey::update_credential`
     // would change it: the counter only forward (approvals by one passkey may arrive out of
     // order), backup eligibility only from false to true, the backup state to the one of the
-    // assertion with the highest counter so far (the right-hand side reads old values).
-    crate::store::execute(
-        tx,
-        "UPDATE passkeys SET counter = max(counter, ?3),
-                             backup_eligible = max(backup_eligible, ?4),
-                             backup_state = CASE WHEN ?3 >= counter THEN ?5 ELSE backup_state END
-                         WHERE cred_id = ?1 AND approver = ?2",
-        params![
-            cred_id_text(result.cred_id().as_ref()),
-            approver,
-            result.counter(),
-            result.backup_eligible(),
-            result.backup_state()
-        ],
-    )
-    .map_err(sql)?;
+    // assertion with the highest counter so far.
+    tx.record_passkey_use(
+        &cred_id_text(result.cred_id().as_ref()),
+        approver,
+        result.counter(),
+        result.backup_eligible(),
+        result.backup_state(),
+    )?;
     Ok(())
 }

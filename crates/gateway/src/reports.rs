@@ -8,14 +8,15 @@
 
 use countersign_protocol::api::{ErrorCode, ReportAck};
 use countersign_protocol::types::Decode;
+use countersign_protocol::RequestState;
 use countersign_protocol::{Digest, Report, Signed, PROTOCOL_VERSION};
-use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
-use crate::error::{sql, ApiError};
+use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::hub::Pushed;
-use crate::store::audit_append;
+use crate::store::reports::NewReport;
+use crate::store::Tx;
 
 /// Checks a signed report and applies it: block, deny, audit, push. Idempotent on `report_id`.
 pub fn report(gw: &Gateway, body: &[u8]) -> Result<ReportAck, ApiError> {
@@ -49,15 +50,7 @@ pub fn report(gw: &Gateway, body: &[u8]) -> Result<ReportAck, ApiError> {
             if let Some(ack) = stored_ack(tx, &r.report_id)? {
                 return Ok((ack, Vec::new()));
             }
-            let request: Option<(String, String)> = crate::store::query_row(
-                tx,
-                "SELECT requester, digest FROM requests WHERE id = ?1",
-                params![r.request_id],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-            .map_err(sql)?;
-            let (requester, digest) = request.ok_or_else(|| {
+            let (requester, digest) = tx.request_requester_digest(&r.request_id)?.ok_or_else(|| {
                 ApiError::not_found(ErrorCode::UnknownRequest, "There is no such request.")
             })?;
             let digest = Digest::parse("requests.digest", &digest)
@@ -68,52 +61,18 @@ pub fn report(gw: &Gateway, body: &[u8]) -> Result<ReportAck, ApiError> {
                     "The report names a different version of this request.",
                 ));
             }
-            let eligible: Option<i64> = crate::store::query_row(
-                tx,
-                "SELECT 1 FROM challenges WHERE request_id = ?1 AND approver = ?2",
-                params![r.request_id, r.approver],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(sql)?;
-            if eligible.is_none() {
+            if !tx.has_challenge(&r.request_id, &r.approver)? {
                 return Err(ApiError::forbidden(
                     ErrorCode::NotEligible,
                     "The request was not addressed to this approver.",
                 ));
             }
-            crate::store::execute(
-                tx,
-                "INSERT OR IGNORE INTO blocks(requester, approver, report_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![requester, r.approver, r.report_id, now],
-            )
-            .map_err(sql)?;
-            let pending: Vec<String> = {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "SELECT r.id FROM requests r JOIN challenges c ON c.request_id = r.id
-                         WHERE r.requester = ?1 AND c.approver = ?2 AND r.state = 'pending'
-                         ORDER BY r.created_at, r.id",
-                    )
-                    .map_err(sql)?;
-                let rows = stmt
-                    .query_map(params![requester, r.approver], |row| row.get(0))
-                    .map_err(sql)?
-                    .collect::<Result<Vec<String>, _>>()
-                    .map_err(sql)?;
-                rows
-            };
+            tx.insert_block(&requester, &r.approver, &r.report_id, now)?;
+            let pending = tx.pending_requests_to(&requester, &r.approver)?;
             let mut pushed = Vec::new();
             for id in &pending {
-                crate::store::execute(
-                    tx,
-                    "UPDATE requests SET state = 'denied', closed_at = ?2 WHERE id = ?1",
-                    params![id, now],
-                )
-                .map_err(sql)?;
-                audit_append(
-                    tx,
+                tx.close_request(id, RequestState::Denied, now)?;
+                tx.audit_append(
                     now,
                     "request.blocked",
                     Some(id),
@@ -128,24 +87,18 @@ pub fn report(gw: &Gateway, body: &[u8]) -> Result<ReportAck, ApiError> {
                 requester: requester.clone(),
                 denied: pending,
             };
-            crate::store::execute(
-                tx,
-                "INSERT INTO reports(report_id, request_id, approver, device_id, requester, signed, ack, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    r.report_id,
-                    r.request_id,
-                    r.approver,
-                    r.device_id,
-                    requester,
-                    text,
-                    serde_json::to_string(&ack).map_err(|e| ApiError::internal("ack", e))?,
-                    now
-                ],
-            )
-            .map_err(sql)?;
-            audit_append(
-                tx,
+            let ack_text = serde_json::to_string(&ack).map_err(|e| ApiError::internal("ack", e))?;
+            tx.insert_report(&NewReport {
+                report_id: &r.report_id,
+                request_id: &r.request_id,
+                approver: &r.approver,
+                device_id: &r.device_id,
+                requester: &requester,
+                signed: &text,
+                ack: &ack_text,
+                at: now,
+            })?;
+            tx.audit_append(
                 now,
                 "report.unexpected",
                 Some(&r.request_id),
@@ -164,36 +117,21 @@ pub fn report(gw: &Gateway, body: &[u8]) -> Result<ReportAck, ApiError> {
     Ok(ack)
 }
 
-fn stored_ack(tx: &Connection, report_id: &str) -> Result<Option<ReportAck>, ApiError> {
-    let ack: Option<String> = crate::store::query_row(
-        tx,
-        "SELECT ack FROM reports WHERE report_id = ?1",
-        params![report_id],
-        |row| row.get(0),
-    )
-    .optional()
-    .map_err(sql)?;
-    ack.map(|a| ReportAck::decode(a.as_bytes()).map_err(|e| ApiError::internal("stored ack", e)))
+fn stored_ack(tx: &dyn Tx, report_id: &str) -> Result<Option<ReportAck>, ApiError> {
+    tx.report_ack(report_id)?
+        .map(|a| ReportAck::decode(a.as_bytes()).map_err(|e| ApiError::internal("stored ack", e)))
         .transpose()
 }
 
 /// The approvers among `approvers` who blocked `requester`, inside the caller's transaction.
 pub fn blocked_by(
-    tx: &Connection,
+    tx: &dyn Tx,
     requester: &str,
     approvers: &[String],
 ) -> Result<Vec<String>, ApiError> {
     let mut out = Vec::new();
     for a in approvers {
-        let hit: Option<i64> = crate::store::query_row(
-            tx,
-            "SELECT 1 FROM blocks WHERE requester = ?1 AND approver = ?2",
-            params![requester, a],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(sql)?;
-        if hit.is_some() {
+        if tx.is_blocked(requester, a)? {
             out.push(a.clone());
         }
     }
@@ -204,21 +142,15 @@ pub fn blocked_by(
 pub fn unblock(gw: &Gateway, requester: &str, approver: &str) -> Result<bool, ApiError> {
     let now = gw.now();
     gw.store.write(|tx| -> Result<bool, ApiError> {
-        let n = crate::store::execute(
-            tx,
-            "DELETE FROM blocks WHERE requester = ?1 AND approver = ?2",
-            params![requester, approver],
-        )
-        .map_err(sql)?;
-        if n > 0 {
-            audit_append(
-                tx,
+        let lifted = tx.delete_block(requester, approver)?;
+        if lifted {
+            tx.audit_append(
                 now,
                 "block.lifted",
                 None,
                 json!({"requester": requester, "approver": approver}),
             )?;
         }
-        Ok(n > 0)
+        Ok(lifted)
     })
 }

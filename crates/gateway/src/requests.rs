@@ -10,16 +10,15 @@ use axum::http::StatusCode;
 use countersign_protocol::api::{CreatedRequest, ErrorCode, NewRequest};
 use countersign_protocol::types::Decode as _;
 use countersign_protocol::{ApprovalRequest, Digest, Risk, Signed, StreamEvent, PROTOCOL_VERSION};
-use rusqlite::{params, OptionalExtension};
 use serde_json::json;
 use sha2::Digest as _;
 
-use crate::error::{json_text, sql, ApiError};
+use crate::error::{json_text, ApiError};
 use crate::gateway::Gateway;
-use crate::hub::{enqueue, Pushed};
+use crate::hub::Pushed;
 use crate::passkeys::passkeys_of;
 use crate::reports::blocked_by;
-use crate::store::audit_append;
+use crate::store::requests::NewRequest as NewRow;
 
 fn random_match_code() -> String {
     use rand::Rng as _;
@@ -101,21 +100,12 @@ pub fn create_request(
     let result = gw.store.write_publish(
         |tx| -> Result<(CreatedRequest, Vec<Pushed>), ApiError> {
             // Collapse an identical pending request from the same requester into the first.
-            let existing: Option<(String, String, Option<String>)> = crate::store::query_row(tx,
-                    "SELECT signed, digest, match_code FROM requests
-                     WHERE dup_key = ?1 AND state = 'pending' AND expires_at > ?2",
-                    params![dup_key, now],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()
-                .map_err(sql)?;
-            if let Some((signed, digest, match_code)) = existing {
-                let request: Signed<ApprovalRequest> = serde_json::from_str(&signed)
+            if let Some(existing) = tx.pending_duplicate(&dup_key, now)? {
+                let request: Signed<ApprovalRequest> = serde_json::from_str(&existing.signed)
                     .map_err(|e| ApiError::internal("stored request", e))?;
-                let digest = Digest::parse("requests.digest", &digest)
+                let digest = Digest::parse("requests.digest", &existing.digest)
                     .map_err(|e| ApiError::internal("stored digest", e))?;
-                audit_append(
-                    tx,
+                tx.audit_append(
                     now,
                     "request.collapsed",
                     Some(&request.body.id),
@@ -125,18 +115,13 @@ pub fn create_request(
                     CreatedRequest {
                         request,
                         digest,
-                        match_code,
+                        match_code: existing.match_code,
                         duplicate: true,
                     },
                     Vec::new(),
                 ));
             }
-            let recent: i64 = crate::store::query_row(tx,
-                    "SELECT count(*) FROM requests WHERE requester = ?1 AND created_at > ?2",
-                    params![requester, now - 60],
-                    |r| r.get(0),
-                )
-                .map_err(sql)?;
+            let recent = tx.requests_since(requester, now - 60)?;
             if recent >= i64::from(gw.config.rate_limit_per_minute) {
                 return Err(ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -175,42 +160,29 @@ pub fn create_request(
             let signed = Signed::sign(&gw.key, body.clone())?;
             let digest = signed.digest()?;
             let match_code = match_required.then(random_match_code);
-            crate::store::execute(tx,
-                "INSERT INTO requests(id, signed, digest, requester, state, created_at, expires_at,
-                    min_approvals, match_code, dup_key)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    body.id,
-                    json_text(&signed)?,
-                    digest.to_hex(),
-                    requester,
-                    now,
-                    body.expires_at,
-                    body.min_approvals,
-                    match_code,
-                    dup_key
-                ],
-            )
-            .map_err(sql)?;
+            tx.insert_request(&NewRow {
+                id: &body.id,
+                signed: &json_text(&signed)?,
+                digest: &digest.to_hex(),
+                requester,
+                created_at: now,
+                expires_at: body.expires_at,
+                min_approvals: body.min_approvals,
+                match_code: match_code.as_deref(),
+                dup_key: &dup_key,
+            })?;
             let mut pushed = Vec::new();
             for (a, rcr, state) in challenges {
-                crate::store::execute(tx,
-                    "INSERT INTO challenges(request_id, approver, state) VALUES (?1, ?2, ?3)",
-                    params![body.id, a, json_text(&state)?],
-                )
-                .map_err(sql)?;
+                tx.insert_challenge(&body.id, &a, &json_text(&state)?)?;
                 let event = StreamEvent::Request {
                     request: signed.clone(),
                     challenge: serde_json::to_value(&rcr)
                         .map_err(|e| ApiError::internal("challenge", e))?,
                 };
                 let data = json_text(&event)?;
-                pushed.extend(enqueue(tx, std::slice::from_ref(&a), "request", |_| {
-                    Ok(data.clone())
-                })?);
+                pushed.extend(tx.enqueue(std::slice::from_ref(&a), "request", &data)?);
             }
-            audit_append(
-                tx,
+            tx.audit_append(
                 now,
                 "request.created",
                 Some(&body.id),

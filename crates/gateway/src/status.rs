@@ -2,49 +2,42 @@
 //! them, the `Outcome` of accepting one more decision (new state, signed receipt, signed
 //! status event), and storing a status event for every approver of a request.
 
+use crate::error::{json_text, ApiError};
+use crate::gateway::Gateway;
+use crate::hub::Pushed;
+use crate::store::Tx;
 use countersign_protocol::{
     ApprovalRequest, Decision, Digest, Receipt, RequestState, Signed, StatusUpdate, StreamEvent,
     Verdict, Vote, PROTOCOL_VERSION,
 };
-use rusqlite::{params, Connection};
-
-use crate::error::{json_text, sql, ApiError};
-use crate::gateway::Gateway;
-use crate::hub::{enqueue, Pushed};
 
 /// The signed current status of a request, built inside `tx`.
 pub(crate) fn status_of(
     gw: &Gateway,
-    tx: &rusqlite::Connection,
+    tx: &dyn Tx,
     request_id: &str,
 ) -> Result<(Signed<StatusUpdate>, Vec<String>), ApiError> {
-    let (signed, digest, state, min): (String, String, String, u32) = crate::store::query_row(
-        tx,
-        "SELECT signed, digest, state, min_approvals FROM requests WHERE id = ?1",
-        params![request_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )
-    .map_err(sql)?;
+    let row = tx.request_status(request_id)?;
     let request: Signed<ApprovalRequest> =
-        serde_json::from_str(&signed).map_err(|e| ApiError::internal("stored request", e))?;
-    let digest = Digest::parse("requests.digest", &digest)
+        serde_json::from_str(&row.signed).map_err(|e| ApiError::internal("stored request", e))?;
+    let digest = Digest::parse("requests.digest", &row.digest)
         .map_err(|e| ApiError::internal("stored digest", e))?;
-    let state =
-        RequestState::parse(&state).ok_or_else(|| ApiError::internal("stored state", &state))?;
-    let status = build_status(gw, tx, request_id, digest, state, min)?;
+    let state = RequestState::parse(&row.state)
+        .ok_or_else(|| ApiError::internal("stored state", &row.state))?;
+    let status = build_status(gw, tx, request_id, digest, state, row.min_approvals)?;
     Ok((status, request.body.approvers))
 }
 
 /// The signed status of a request whose digest, state and quorum are known, with its votes.
 fn build_status(
     gw: &Gateway,
-    tx: &Connection,
+    tx: &dyn Tx,
     request_id: &str,
     request_digest: Digest,
     state: RequestState,
     min_approvals: u32,
 ) -> Result<Signed<StatusUpdate>, ApiError> {
-    let votes = votes_of(tx, request_id)?;
+    let votes = tx.votes(request_id)?;
     status_from_votes(
         gw,
         request_id,
@@ -54,38 +47,6 @@ fn build_status(
         votes,
         gw.now(),
     )
-}
-
-/// The votes on a request (`?1`), ordered by time, then approver.
-pub(crate) const VOTES_SQL: &str =
-    "SELECT approver, verdict, at FROM decisions WHERE request_id = ?1 ORDER BY at, approver";
-
-/// The recorded votes on a request, ordered by time, then approver.
-pub(crate) fn votes_of(c: &Connection, request_id: &str) -> Result<Vec<Vote>, ApiError> {
-    let mut stmt = c.prepare_cached(VOTES_SQL).map_err(sql)?;
-    let rows = stmt
-        .query_map(params![request_id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })
-        .map_err(sql)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(sql)?;
-    Ok(rows
-        .into_iter()
-        .map(|(approver, verdict, at)| Vote {
-            approver,
-            verdict: if verdict == "approve" {
-                Verdict::Approve
-            } else {
-                Verdict::Deny
-            },
-            at,
-        })
-        .collect())
 }
 
 fn status_from_votes(
@@ -187,7 +148,7 @@ pub(crate) fn outcome(
 /// Stores and returns a status event for every approver of the request.
 pub(crate) fn push_status(
     gw: &Gateway,
-    tx: &Connection,
+    tx: &dyn Tx,
     request_id: &str,
 ) -> Result<Vec<Pushed>, ApiError> {
     let (status, approvers) = status_of(gw, tx, request_id)?;
@@ -196,10 +157,10 @@ pub(crate) fn push_status(
 
 /// Stores the status event for every approver and returns what to publish after commit.
 fn enqueue_status(
-    tx: &Connection,
+    tx: &dyn Tx,
     status: Signed<StatusUpdate>,
     approvers: &[String],
 ) -> Result<Vec<Pushed>, ApiError> {
     let data = json_text(&StreamEvent::Status { status })?;
-    enqueue(tx, approvers, "status", |_| Ok(data.clone()))
+    Ok(tx.enqueue(approvers, "status", &data)?)
 }

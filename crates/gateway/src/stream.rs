@@ -13,36 +13,16 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use countersign_protocol::api::{paths, ErrorCode};
-use rusqlite::params;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::devices::authenticate_device;
-use crate::error::{ApiError, StoreError};
+use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::hub::Pushed;
 
-/// An approver's (`?1`) stored events after a sequence number (`?2`), in order.
-pub(crate) const BACKLOG_SQL: &str =
-    "SELECT seq, kind, data FROM events WHERE approver = ?1 AND seq > ?2 ORDER BY seq";
-
 fn backlog(gw: &Gateway, approver: &str, after: u64) -> Result<Vec<Pushed>, ApiError> {
-    gw.store.read(|c| {
-        let mut stmt = c.prepare_cached(BACKLOG_SQL).map_err(StoreError::from)?;
-        let rows = stmt
-            .query_map(params![approver, after as i64], |r| {
-                Ok(Pushed {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    approver: approver.to_string(),
-                    kind: r.get(1)?,
-                    data: r.get::<_, String>(2)?.into(),
-                    published: None,
-                })
-            })
-            .map_err(StoreError::from)?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiError::from(StoreError::from(e)))
-    })
+    gw.store.read(|c| Ok(c.events_after(approver, after)?))
 }
 
 fn to_event(p: &Pushed) -> Event {

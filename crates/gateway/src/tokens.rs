@@ -4,12 +4,10 @@
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use countersign_protocol::api::ErrorCode;
-use rusqlite::{params, OptionalExtension};
 use sha2::Digest as _;
 
-use crate::error::{ApiError, StoreError};
+use crate::error::ApiError;
 use crate::gateway::Gateway;
-use crate::store::audit_append;
 
 /// Tokens start with this prefix so they are recognisable in secret scanners.
 pub const TOKEN_PREFIX: &str = "cst_";
@@ -37,17 +35,8 @@ pub fn create(gw: &Gateway, name: &str) -> Result<String, ApiError> {
     );
     let now = gw.now();
     gw.store.write(|tx| -> Result<(), ApiError> {
-        let n = crate::store::execute(
-            tx,
-            "INSERT INTO tokens(name, hash, created_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(name) DO UPDATE SET hash = excluded.hash,
-                    created_at = excluded.created_at, revoked_at = NULL",
-            params![name, hash(&token), now],
-        )
-        .map_err(StoreError::from)?;
-        debug_assert_eq!(n, 1);
-        audit_append(
-            tx,
+        tx.put_token(name, &hash(&token), now)?;
+        tx.audit_append(
             now,
             "token.created",
             None,
@@ -61,37 +50,22 @@ pub fn create(gw: &Gateway, name: &str) -> Result<String, ApiError> {
 pub fn revoke(gw: &Gateway, name: &str) -> Result<bool, ApiError> {
     let now = gw.now();
     gw.store.write(|tx| -> Result<bool, ApiError> {
-        let n = crate::store::execute(
-            tx,
-            "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
-            params![name, now],
-        )
-        .map_err(StoreError::from)?;
-        if n > 0 {
-            audit_append(
-                tx,
+        let revoked = tx.revoke_token(name, now)?;
+        if revoked {
+            tx.audit_append(
                 now,
                 "token.revoked",
                 None,
                 serde_json::json!({"name": name}),
             )?;
         }
-        Ok(n > 0)
+        Ok(revoked)
     })
 }
 
 /// `(name, created_at, revoked)` for every token.
 pub fn list(gw: &Gateway) -> Result<Vec<(String, i64, bool)>, ApiError> {
-    gw.store.read(|c| {
-        let mut stmt = c
-            .prepare("SELECT name, created_at, revoked_at IS NOT NULL FROM tokens ORDER BY name")
-            .map_err(StoreError::from)?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(StoreError::from)?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiError::from(StoreError::from(e)))
-    })
+    gw.store.read(|c| Ok(c.tokens()?))
 }
 
 /// The requester identity behind a `Bearer` token.
@@ -108,16 +82,9 @@ pub fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<String, ApiErro
             )
         })?;
     let h = hash(token);
-    let row: Option<(String, Option<i64>)> = gw.store.read(|c| {
-        crate::store::query_row(
-            c,
-            "SELECT name, revoked_at FROM tokens WHERE hash = ?1",
-            params![h],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(|e| ApiError::from(StoreError::from(e)))
-    })?;
+    let row = gw
+        .store
+        .read(|c| -> Result<_, ApiError> { Ok(c.token_by_hash(&h)?) })?;
     match row {
         Some((name, None)) => Ok(name),
         Some((_, Some(_))) => Err(ApiError::unauthorized(

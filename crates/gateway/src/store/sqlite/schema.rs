@@ -161,7 +161,7 @@ const MIGRATIONS: [&str; 5] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEM
 /// Brings the database behind `conn` to `SCHEMA_VERSION`, all missing versions in one
 /// transaction with the new `user_version`, so a failed upgrade leaves the old version intact.
 /// A database written by a newer build is refused rather than misread.
-pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
@@ -203,16 +203,14 @@ mod tests {
             .unwrap();
             c.pragma_update(None, "user_version", 1).unwrap();
         }
-        let store = Store::open(&p, Arc::default()).unwrap();
-        let (tokens, version, cps): (i64, i64, i64) = store
-            .read(|c| -> Result<_, StoreError> {
-                Ok((
-                    c.query_row("SELECT count(*) FROM tokens", [], |r| r.get(0))?,
-                    c.query_row("PRAGMA user_version", [], |r| r.get(0))?,
-                    c.query_row("SELECT count(*) FROM device_checkpoints", [], |r| r.get(0))?,
-                ))
-            })
-            .unwrap();
+        let _store = Store::open(&p, Arc::default()).unwrap();
+        let c = Connection::open(&p).unwrap();
+        let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+        let (tokens, version, cps) = (
+            count("SELECT count(*) FROM tokens"),
+            count("PRAGMA user_version"),
+            count("SELECT count(*) FROM device_checkpoints"),
+        );
         assert_eq!((tokens, version, cps), (1, SCHEMA_VERSION, 0));
     }
 
@@ -236,15 +234,17 @@ mod tests {
             .unwrap();
             c.pragma_update(None, "user_version", 4).unwrap();
         }
-        let store = Store::open(&p, Arc::default()).unwrap();
-        let rows: Vec<(String, i64, bool, bool)> = store
-            .read(|c| -> Result<_, StoreError> {
-                let mut st = c.prepare(
-                    "SELECT cred_id, counter, backup_eligible, backup_state FROM passkeys ORDER BY cred_id",
-                )?;
-                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
+        let _store = Store::open(&p, Arc::default()).unwrap();
+        let c = Connection::open(&p).unwrap();
+        let mut st = c
+            .prepare(
+                "SELECT cred_id, counter, backup_eligible, backup_state FROM passkeys ORDER BY cred_id",
+            )
+            .unwrap();
+        let rows: Vec<(String, i64, bool, bool)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(
             rows,

@@ -1,11 +1,12 @@
-//! The gateway's SQLite file `gateway.db`: one writer connection with group commit
-//! ([`Store::write`], [`Store::write_publish`]), a few reader connections ([`Store::read`]), the
-//! background checkpoint thread, the writer's counts ([`Store::stats`]) and the audit chain
-//! ([`audit_append`], [`audit_entries`]). The schema and its migrations are in `schema`.
+//! The SQLite engine behind [`Store`](super::Store): the file `gateway.db`, its connections
+//! (WAL, `synchronous = FULL`, foreign keys, a statement cache larger than the gateway's set of
+//! statements), one writer with group commit, a few readers, the background checkpoint thread,
+//! the writer's counts ([`StoreStats`]) and the schema with its migrations (`schema`).
 //!
-//! SQL is written only here and in the modules a read or write hands its connection to. Events
-//! a write stores for devices are published to the hub (see `hub`) by the committer, after the
-//! commit that made them durable.
+//! A write or read is handed a [`SqliteTx`], the SQLite implementation of the store's row
+//! traits; the owner modules beside this one (`requests`, `decisions`, …) implement them with
+//! their statements, through [`SqliteTx`]'s helpers, every statement prepared once per
+//! connection (`prepare_cached`). Nothing outside `store` sees a `rusqlite` type.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,15 +15,12 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use countersign_protocol::audit::{AuditEntry, GENESIS};
-use countersign_protocol::canonical::to_canonical_bytes;
-use countersign_protocol::{Digest, PROTOCOL_VERSION};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, Params, Row};
 
+use crate::error::StoreError;
 use crate::hub::{Hub, Pushed};
-use crate::schema;
 
-pub use crate::error::StoreError;
+mod schema;
 
 /// Most writes one commit (one fsync) carries. A cap keeps a single commit's latency bounded.
 const MAX_BATCH: usize = 64;
@@ -40,7 +38,7 @@ const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
 /// background checkpointer normally keeps the WAL far below it.
 const WRITER_AUTOCHECKPOINT_PAGES: u64 = 8000;
 
-/// What the store's writer has done since it opened; see [`Store::stats`].
+/// What the store's writer has done since it opened; see [`Store::stats`](super::Store::stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoreStats {
     /// Writes committed or rolled back (each `write` call that got the write lock).
@@ -72,7 +70,7 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// The gateway's database: one writer connection with group commit, and a few readers.
+/// The SQLite engine: one writer connection with group commit, and a few readers.
 ///
 /// Every write runs inside a savepoint of a shared transaction. A writer that finishes while
 /// other writers are already queued for the connection leaves the transaction open for them
@@ -80,7 +78,7 @@ fn nanos(d: Duration) -> u64 {
 /// Nobody's write is answered before the commit that contains it returned, and a write that
 /// fails is rolled back to its savepoint without touching the others. Events to push are
 /// collected per batch and published after the commit, in commit order.
-pub struct Store {
+pub(super) struct Sqlite {
     writer: Mutex<Writer>,
     committed: Condvar,
     queued: AtomicUsize,
@@ -127,8 +125,8 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-impl Store {
-    pub fn open(path: &Path, hub: Arc<Hub>) -> Result<Store, StoreError> {
+impl Sqlite {
+    pub(super) fn open(path: &Path, hub: Arc<Hub>) -> Result<Sqlite, StoreError> {
         // SQLite gives its -wal and -shm files the permissions of the database file, so creating
         // it owner-only first keeps all three private.
         create_private_file(path)?;
@@ -177,7 +175,7 @@ impl Store {
             r.pragma_update(None, "query_only", "ON")?;
             readers.push(Mutex::new(r));
         }
-        Ok(Store {
+        Ok(Sqlite {
             writer: Mutex::new(Writer { conn, batch: None }),
             committed: Condvar::new(),
             queued: AtomicUsize::new(0),
@@ -189,19 +187,12 @@ impl Store {
         })
     }
 
-    /// Runs `f` in a transaction that commits if `f` returns `Ok`.
-    pub fn write<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
-    where
-        E: From<StoreError>,
-    {
-        self.write_publish(|c| f(c).map(|t| (t, Vec::new())))
-    }
-
-    /// Like [`Store::write`]; the events `f` returns are published to the hub once the write is
-    /// committed, ordered exactly as the commits were.
-    pub fn write_publish<T, E>(
+    /// Runs `f` in its own savepoint of the shared transaction and answers once the commit that
+    /// holds it returned; the events `f` returns are published to the hub after that commit, in
+    /// commit order.
+    pub(super) fn write_publish<T, E>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<(T, Vec<Pushed>), E>,
+        f: impl FnOnce(&SqliteTx<'_>) -> Result<(T, Vec<Pushed>), E>,
     ) -> Result<T, E>
     where
         E: From<StoreError>,
@@ -254,7 +245,7 @@ impl Store {
     fn run_in_savepoint<T, E>(
         &self,
         w: &mut Writer,
-        f: impl FnOnce(&Connection) -> Result<(T, Vec<Pushed>), E>,
+        f: impl FnOnce(&SqliteTx<'_>) -> Result<(T, Vec<Pushed>), E>,
     ) -> Result<T, E>
     where
         E: From<StoreError>,
@@ -262,7 +253,7 @@ impl Store {
         if let Err(e) = execute(&w.conn, "SAVEPOINT write", []) {
             return Err(StoreError::from(e).into());
         }
-        match f(&w.conn) {
+        match f(&SqliteTx(&w.conn)) {
             Ok((value, pushed)) => match execute(&w.conn, "RELEASE write", []) {
                 Ok(_) => {
                     if let Some(b) = w.batch.as_mut() {
@@ -323,7 +314,7 @@ impl Store {
     }
 
     /// Counts of the writer's work since the store opened (for benchmarks and diagnostics).
-    pub fn stats(&self) -> StoreStats {
+    pub(super) fn stats(&self) -> StoreStats {
         let c = &self.counters;
         StoreStats {
             writes: c.writes.load(Ordering::Relaxed),
@@ -335,7 +326,7 @@ impl Store {
     }
 
     /// Runs a read-only `f` on a reader connection: it sees the last commit.
-    pub fn read<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
+    pub(super) fn read<T, E>(&self, f: impl FnOnce(&SqliteTx<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
     {
@@ -343,7 +334,7 @@ impl Store {
         for i in 0..self.readers.len() {
             if let Some(r) = self.readers.get((start + i) % self.readers.len()) {
                 if let Ok(conn) = r.try_lock() {
-                    return f(&conn);
+                    return f(&SqliteTx(&conn));
                 }
             }
         }
@@ -352,11 +343,11 @@ impl Store {
             .get(start % self.readers.len().max(1))
             .ok_or(StoreError::Poisoned)?;
         let conn = r.lock().map_err(|_| StoreError::Poisoned)?;
-        f(&conn)
+        f(&SqliteTx(&conn))
     }
 }
 
-impl Drop for Store {
+impl Drop for Sqlite {
     fn drop(&mut self) {
         // Removing the writer's WAL hook drops the only sender of the checkpointer's channel,
         // which ends its loop; joining it means no connection outlives the store.
@@ -400,77 +391,84 @@ fn checkpoint_loop(conn: &Connection, wakeups: &Receiver<()>) {
     }
 }
 
-/// `Connection::query_row` through the connection's statement cache.
-pub fn query_row<T, P: rusqlite::Params>(
-    c: &Connection,
-    sql: &str,
-    params: P,
-    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    c.prepare_cached(sql)?.query_row(params, f)
+/// One write's or read's handle on its connection: the SQLite implementation of the store's
+/// row traits (see the owner modules). A write's connection is inside its savepoint; a read's
+/// is a reader (`query_only`), so a statement that writes fails there.
+pub(super) struct SqliteTx<'c>(&'c Connection);
+
+impl SqliteTx<'_> {
+    /// Runs a statement that changes rows and returns how many it changed.
+    pub(super) fn exec<P: Params>(&self, sql: &str, params: P) -> Result<usize, StoreError> {
+        Ok(self.0.prepare_cached(sql)?.execute(params)?)
+    }
+
+    /// Like [`SqliteTx::exec`], with SQLite's own error, for a caller that tells refusals apart.
+    pub(super) fn exec_raw<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        execute(self.0, sql, params)
+    }
+
+    /// The one row `sql` selects, or `None`.
+    pub(super) fn row<T, P: Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(sql)?
+            .query_row(params, f)
+            .optional()?)
+    }
+
+    /// The one row `sql` selects; none is an error.
+    pub(super) fn one<T, P: Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        Ok(self.0.prepare_cached(sql)?.query_row(params, f)?)
+    }
+
+    /// Every row `sql` selects, in its order.
+    pub(super) fn rows<T, P: Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut stmt = self.0.prepare_cached(sql)?;
+        let rows = stmt.query_map(params, f)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The rowid of the last row this connection inserted.
+    pub(super) fn last_insert_rowid(&self) -> i64 {
+        self.0.last_insert_rowid()
+    }
+}
+
+/// A failed SQLite call, kept as the error's source; a full disk is noted, so that it can be
+/// answered as such.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        let disk_full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+        StoreError::Database {
+            source: Box::new(e),
+            disk_full,
+        }
+    }
+}
+
+/// Whether `e` is SQLite refusing a row for a constraint (a primary key or `UNIQUE` taken).
+pub(super) fn is_constraint_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
 /// `Connection::execute` through the connection's statement cache.
-pub fn execute<P: rusqlite::Params>(
-    c: &Connection,
-    sql: &str,
-    params: P,
-) -> rusqlite::Result<usize> {
+fn execute<P: Params>(c: &Connection, sql: &str, params: P) -> rusqlite::Result<usize> {
     c.prepare_cached(sql)?.execute(params)
-}
-
-/// Appends one entry to the audit chain inside `tx`.
-pub fn audit_append(
-    tx: &Connection,
-    at: i64,
-    kind: &str,
-    request_id: Option<&str>,
-    detail: serde_json::Value,
-) -> Result<Digest, StoreError> {
-    let last: Option<(i64, String)> = tx
-        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let (seq, prev) = match last {
-        Some((seq, hash)) => (
-            seq as u64 + 1,
-            Digest::parse("audit.hash", &hash).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        ),
-        None => (1, GENESIS),
-    };
-    let entry = AuditEntry {
-        v: PROTOCOL_VERSION,
-        seq,
-        at,
-        kind: kind.to_string(),
-        request_id: request_id.map(str::to_string),
-        detail,
-        prev,
-    };
-    // The entry is stored as its canonical text, and its hash is over exactly those bytes
-    // (`AuditEntry::hash`), so it is canonicalised once.
-    let text = to_canonical_bytes(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let hash = countersign_protocol::audit::hash_canonical(&text);
-    let text = String::from_utf8(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.prepare_cached("INSERT INTO audit(seq, entry, hash) VALUES (?1, ?2, ?3)")?
-        .execute(params![seq as i64, text, hash.to_hex()])?;
-    Ok(hash)
-}
-
-/// Reads the whole audit chain in order, for verification and for tests.
-pub fn audit_entries(conn: &Connection) -> Result<Vec<(AuditEntry, Digest)>, StoreError> {
-    let mut stmt = conn.prepare("SELECT entry, hash FROM audit ORDER BY seq")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (entry, hash) = row?;
-        let entry: AuditEntry =
-            serde_json::from_str(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let hash =
-            Digest::parse("audit.hash", &hash).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        out.push((entry, hash));
-    }
-    Ok(out)
 }
 
 /// Creates `path` with mode 0600 if it does not exist yet.
@@ -491,6 +489,7 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{audit_entries, Store};
 
     /// Statements with `WHERE x = ?` and an `ORDER BY` (the votes, the stream's backlog) stay
     /// prepared across runs with different bindings instead of being parsed again each time.
@@ -500,7 +499,10 @@ mod tests {
         let path = dir.path().join("g.db");
         let _store = Store::open(&path, Arc::default()).unwrap();
         let c = open_connection(&path).unwrap();
-        for sql in [crate::status::VOTES_SQL, crate::stream::BACKLOG_SQL] {
+        for sql in [
+            super::super::decisions::VOTES_SQL,
+            super::super::events::BACKLOG_SQL,
+        ] {
             for i in 0..4 {
                 let mut st = c.prepare_cached(sql).unwrap();
                 let n = st.parameter_count();
@@ -520,24 +522,6 @@ mod tests {
     }
 
     #[test]
-    fn audit_chain_appends_and_verifies() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("g.db"), Arc::default()).unwrap();
-        for i in 0..3 {
-            store
-                .write(|tx| audit_append(tx, i, "x", None, serde_json::json!({"i": i})))
-                .unwrap();
-        }
-        let entries = store.read(audit_entries).unwrap();
-        assert_eq!(
-            countersign_protocol::audit::verify_chain(entries)
-                .unwrap()
-                .0,
-            3
-        );
-    }
-
-    #[test]
     fn wal_is_checkpointed_in_the_background_and_the_writer_is_counted() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g.db");
@@ -548,13 +532,7 @@ mod tests {
         for i in 0..64 {
             store
                 .write(|tx| {
-                    audit_append(
-                        tx,
-                        i,
-                        "x",
-                        None,
-                        serde_json::json!({"pad": "p".repeat(2000)}),
-                    )
+                    tx.audit_append(i, "x", None, serde_json::json!({"pad": "p".repeat(2000)}))
                 })
                 .unwrap();
         }
@@ -581,9 +559,10 @@ mod tests {
     #[test]
     fn concurrent_writes_group_commit_and_failed_writes_roll_back_alone() {
         let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
         let hub = Arc::new(Hub::new());
         let mut live = hub.subscribe();
-        let store = Arc::new(Store::open(&dir.path().join("g.db"), hub).unwrap());
+        let store = Arc::new(Store::open(&path, hub).unwrap());
         let threads: Vec<_> = (0..8)
             .map(|t| {
                 let store = store.clone();
@@ -591,17 +570,15 @@ mod tests {
                     let mut ok = 0;
                     for i in 0..40 {
                         let fail = (t * 40 + i) % 7 == 0;
-                        let r = store.write_publish(|c| -> Result<((), Vec<Pushed>), StoreError> {
-                            audit_append(c, i, "x", None, serde_json::json!({"t": t, "i": i}))?;
-                            let pushed = crate::hub::enqueue(c, &["a".to_string()], "k", |_| {
-                                Ok("{}".to_string())
-                            })
-                            .map_err(|e| StoreError::Corrupt(e.message))?;
-                            if fail {
-                                return Err(StoreError::Corrupt("refused".into()));
-                            }
-                            Ok(((), pushed))
-                        });
+                        let r =
+                            store.write_publish(|tx| -> Result<((), Vec<Pushed>), StoreError> {
+                                tx.audit_append(i, "x", None, serde_json::json!({"t": t, "i": i}))?;
+                                let pushed = tx.enqueue(&["a".to_string()], "k", "{}")?;
+                                if fail {
+                                    return Err(StoreError::Corrupt("refused".into()));
+                                }
+                                Ok(((), pushed))
+                            });
                         assert_eq!(r.is_ok(), !fail);
                         ok += usize::from(!fail);
                     }
@@ -620,10 +597,9 @@ mod tests {
                 .0,
             ok as u64
         );
-        let events: i64 = store
-            .read(|c| -> Result<i64, StoreError> {
-                Ok(c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?)
-            })
+        let events: i64 = open_connection(&path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
             .unwrap();
         assert_eq!(events as usize, ok);
         // Published after commit, in commit order, each committed event exactly once.

@@ -1,0 +1,111 @@
+//! The WebAuthn ceremony states (table `challenges`, one per request and approver): storing
+//! one when a request is created, reading it, and consuming it once.
+
+use rusqlite::params;
+
+use super::sqlite::SqliteTx;
+use crate::error::StoreError;
+
+/// A stored WebAuthn ceremony state and when it was used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// The webauthn-rs authentication state, as JSON.
+    pub state: String,
+    pub used_at: Option<i64>,
+}
+
+/// The rows of the ceremony states.
+pub trait ChallengeRows {
+    /// Stores the ceremony state of a request for one approver.
+    fn insert_challenge(
+        &self,
+        request_id: &str,
+        approver: &str,
+        state: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The ceremony state of a request for an approver, if the request was addressed to them.
+    fn challenge(&self, request_id: &str, approver: &str) -> Result<Option<Challenge>, StoreError>;
+
+    /// When the ceremony state was used: `None` if there is none, `Some(None)` if unused.
+    fn challenge_used_at(
+        &self,
+        request_id: &str,
+        approver: &str,
+    ) -> Result<Option<Option<i64>>, StoreError>;
+
+    /// Whether the request was addressed to the approver (it has a ceremony state for them).
+    fn has_challenge(&self, request_id: &str, approver: &str) -> Result<bool, StoreError>;
+
+    /// Marks the ceremony state used at `now` if it was unused; returns whether it was.
+    fn consume_challenge(
+        &self,
+        request_id: &str,
+        approver: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+}
+
+impl ChallengeRows for SqliteTx<'_> {
+    fn insert_challenge(
+        &self,
+        request_id: &str,
+        approver: &str,
+        state: &str,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO challenges(request_id, approver, state) VALUES (?1, ?2, ?3)",
+            params![request_id, approver, state],
+        )?;
+        Ok(())
+    }
+
+    fn challenge(&self, request_id: &str, approver: &str) -> Result<Option<Challenge>, StoreError> {
+        self.row(
+            "SELECT state, used_at FROM challenges WHERE request_id = ?1 AND approver = ?2",
+            params![request_id, approver],
+            |r| {
+                Ok(Challenge {
+                    state: r.get(0)?,
+                    used_at: r.get(1)?,
+                })
+            },
+        )
+    }
+
+    fn challenge_used_at(
+        &self,
+        request_id: &str,
+        approver: &str,
+    ) -> Result<Option<Option<i64>>, StoreError> {
+        self.row(
+            "SELECT used_at FROM challenges WHERE request_id = ?1 AND approver = ?2",
+            params![request_id, approver],
+            |r| r.get(0),
+        )
+    }
+
+    fn has_challenge(&self, request_id: &str, approver: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .row(
+                "SELECT 1 FROM challenges WHERE request_id = ?1 AND approver = ?2",
+                params![request_id, approver],
+                |r| r.get::<_, i64>(0),
+            )?
+            .is_some())
+    }
+
+    fn consume_challenge(
+        &self,
+        request_id: &str,
+        approver: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self.exec(
+            "UPDATE challenges SET used_at = ?3
+                         WHERE request_id = ?1 AND approver = ?2 AND used_at IS NULL",
+            params![request_id, approver, now],
+        )?;
+        Ok(n == 1)
+    }
+}

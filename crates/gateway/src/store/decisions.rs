@@ -1,0 +1,95 @@
+//! The accepted decisions (table `decisions`): the votes recorded on a request, a decision
+//! already accepted under an id (for idempotency), whether an approver has decided a request,
+//! and storing an accepted decision with its receipt.
+
+use countersign_protocol::{Verdict, Vote};
+use rusqlite::params;
+
+use super::sqlite::SqliteTx;
+use crate::error::StoreError;
+
+/// The votes on a request (`?1`), ordered by time, then approver.
+pub(super) const VOTES_SQL: &str =
+    "SELECT approver, verdict, at FROM decisions WHERE request_id = ?1 ORDER BY at, approver";
+
+/// An accepted decision as stored.
+pub struct NewDecision<'a> {
+    pub decision_id: &'a str,
+    pub request_id: &'a str,
+    pub approver: &'a str,
+    pub verdict: Verdict,
+    /// The decision's digest (hex).
+    pub digest: &'a str,
+    /// The signed decision as the device sent it.
+    pub signed: &'a str,
+    /// The signed receipt answered for it.
+    pub receipt: &'a str,
+    pub at: i64,
+}
+
+/// The rows of the accepted decisions.
+pub trait DecisionRows {
+    /// The votes recorded on a request, ordered by time, then approver.
+    fn votes(&self, request_id: &str) -> Result<Vec<Vote>, StoreError>;
+
+    /// The digest (hex) and receipt text of the decision accepted under `decision_id`, if any.
+    fn decision_receipt(&self, decision_id: &str) -> Result<Option<(String, String)>, StoreError>;
+
+    /// Whether `approver` has a decision recorded on the request.
+    fn has_decided(&self, request_id: &str, approver: &str) -> Result<bool, StoreError>;
+
+    /// Stores an accepted decision.
+    fn insert_decision(&self, d: &NewDecision<'_>) -> Result<(), StoreError>;
+}
+
+impl DecisionRows for SqliteTx<'_> {
+    fn votes(&self, request_id: &str) -> Result<Vec<Vote>, StoreError> {
+        self.rows(VOTES_SQL, params![request_id], |r| {
+            Ok(Vote {
+                approver: r.get(0)?,
+                verdict: if r.get::<_, String>(1)? == "approve" {
+                    Verdict::Approve
+                } else {
+                    Verdict::Deny
+                },
+                at: r.get(2)?,
+            })
+        })
+    }
+
+    fn decision_receipt(&self, decision_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.row(
+            "SELECT digest, receipt FROM decisions WHERE decision_id = ?1",
+            params![decision_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
+    fn has_decided(&self, request_id: &str, approver: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .row(
+                "SELECT 1 FROM decisions WHERE request_id = ?1 AND approver = ?2",
+                params![request_id, approver],
+                |_| Ok(()),
+            )?
+            .is_some())
+    }
+
+    fn insert_decision(&self, d: &NewDecision<'_>) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO decisions(decision_id, request_id, approver, verdict, digest, signed, receipt, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                d.decision_id,
+                d.request_id,
+                d.approver,
+                d.verdict.as_str(),
+                d.digest,
+                d.signed,
+                d.receipt,
+                d.at
+            ],
+        )?;
+        Ok(())
+    }
+}

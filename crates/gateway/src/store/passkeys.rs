@@ -1,0 +1,110 @@
+//! The registered passkeys (table `passkeys`): an approver's passkeys with their counter and
+//! backup columns, storing a new one, and moving those columns after an accepted assertion.
+//! What the columns mean is the domain's `passkeys` module's.
+
+use rusqlite::params;
+
+use super::sqlite::{is_constraint_violation, SqliteTx};
+use crate::error::StoreError;
+
+/// A registered passkey as stored: the credential as registered (JSON) and the signature
+/// counter and backup flags its latest assertion left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyRow {
+    pub passkey: String,
+    pub counter: u32,
+    pub backup_eligible: bool,
+    pub backup_state: bool,
+}
+
+/// The rows of the passkeys.
+pub trait PasskeyRows {
+    /// The approver's passkeys, oldest first.
+    fn passkey_rows(&self, approver: &str) -> Result<Vec<PasskeyRow>, StoreError>;
+
+    /// Stores a newly registered passkey under `cred_id`; returns false, storing nothing, if a
+    /// passkey is already stored under it.
+    fn insert_passkey(
+        &self,
+        cred_id: &str,
+        approver: &str,
+        row: &PasskeyRow,
+        created_at: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Moves the counter and backup columns of the approver's passkey `cred_id` after an
+    /// accepted assertion: the counter only forward, backup eligibility only from false to
+    /// true, the backup state to the assertion's if its counter is the highest so far.
+    fn record_passkey_use(
+        &self,
+        cred_id: &str,
+        approver: &str,
+        counter: u32,
+        backup_eligible: bool,
+        backup_state: bool,
+    ) -> Result<(), StoreError>;
+}
+
+impl PasskeyRows for SqliteTx<'_> {
+    fn passkey_rows(&self, approver: &str) -> Result<Vec<PasskeyRow>, StoreError> {
+        self.rows(
+            "SELECT passkey, counter, backup_eligible, backup_state FROM passkeys
+             WHERE approver = ?1 ORDER BY created_at",
+            params![approver],
+            |r| {
+                Ok(PasskeyRow {
+                    passkey: r.get(0)?,
+                    counter: r.get(1)?,
+                    backup_eligible: r.get(2)?,
+                    backup_state: r.get(3)?,
+                })
+            },
+        )
+    }
+
+    fn insert_passkey(
+        &self,
+        cred_id: &str,
+        approver: &str,
+        row: &PasskeyRow,
+        created_at: i64,
+    ) -> Result<bool, StoreError> {
+        let inserted = self.exec_raw(
+            "INSERT INTO passkeys(cred_id, approver, passkey, created_at, counter, backup_eligible, backup_state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                cred_id,
+                approver,
+                row.passkey,
+                created_at,
+                row.counter,
+                row.backup_eligible,
+                row.backup_state
+            ],
+        );
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(e) if is_constraint_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn record_passkey_use(
+        &self,
+        cred_id: &str,
+        approver: &str,
+        counter: u32,
+        backup_eligible: bool,
+        backup_state: bool,
+    ) -> Result<(), StoreError> {
+        // The right-hand sides read the old values.
+        self.exec(
+            "UPDATE passkeys SET counter = max(counter, ?3),
+                             backup_eligible = max(backup_eligible, ?4),
+                             backup_state = CASE WHEN ?3 >= counter THEN ?5 ELSE backup_state END
+                         WHERE cred_id = ?1 AND approver = ?2",
+            params![cred_id, approver, counter, backup_eligible, backup_state],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,277 @@
+//! The approval requests (table `requests`): storing a new one, the reads each step needs
+//! (each selects only its columns: a decision reads the signed request before the lock and
+//! the gate columns inside it), the duplicate and rate-limit lookups, and every change of a
+//! request's state.
+
+use countersign_protocol::RequestState;
+use rusqlite::params;
+
+use super::sqlite::SqliteTx;
+use crate::error::StoreError;
+
+/// A new request as stored (its state is `pending`).
+pub struct NewRequest<'a> {
+    pub id: &'a str,
+    /// The signed request, as JSON.
+    pub signed: &'a str,
+    /// The signed request's digest (hex).
+    pub digest: &'a str,
+    pub requester: &'a str,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub min_approvals: u32,
+    pub match_code: Option<&'a str>,
+    /// The key under which identical pending requests collapse.
+    pub dup_key: &'a str,
+}
+
+/// What a decision is checked against inside its write: the columns that can change or that
+/// the signed request does not carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestGate {
+    /// The signed request's digest (hex).
+    pub digest: String,
+    pub state: String,
+    pub expires_at: i64,
+    pub match_code: Option<String>,
+}
+
+/// What a request's status is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestStatusRow {
+    /// The signed request, as JSON.
+    pub signed: String,
+    /// Its digest (hex).
+    pub digest: String,
+    pub state: String,
+    pub min_approvals: u32,
+}
+
+/// A pending request found under a duplicate key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDuplicate {
+    /// The signed request, as JSON.
+    pub signed: String,
+    /// Its digest (hex).
+    pub digest: String,
+    pub match_code: Option<String>,
+}
+
+/// The rows of the approval requests.
+pub trait RequestRows {
+    /// Stores a new pending request.
+    fn insert_request(&self, r: &NewRequest<'_>) -> Result<(), StoreError>;
+
+    /// The signed request (JSON), which never changes after creation.
+    fn request_signed(&self, id: &str) -> Result<Option<String>, StoreError>;
+
+    /// The signed request (JSON) and its requester.
+    fn request_and_requester(&self, id: &str) -> Result<Option<(String, String)>, StoreError>;
+
+    /// The requester and the digest (hex) of the request.
+    fn request_requester_digest(&self, id: &str) -> Result<Option<(String, String)>, StoreError>;
+
+    /// What a decision on the request is checked against.
+    fn request_gate(&self, id: &str) -> Result<Option<RequestGate>, StoreError>;
+
+    /// What the request's status is built from; a missing request is an error.
+    fn request_status(&self, id: &str) -> Result<RequestStatusRow, StoreError>;
+
+    /// The pending, unexpired request stored under `dup_key` at `now`.
+    fn pending_duplicate(
+        &self,
+        dup_key: &str,
+        now: i64,
+    ) -> Result<Option<PendingDuplicate>, StoreError>;
+
+    /// How many requests `requester` created after `since`.
+    fn requests_since(&self, requester: &str, since: i64) -> Result<i64, StoreError>;
+
+    /// The pending requests from `requester` addressed to `approver`, oldest first.
+    fn pending_requests_to(
+        &self,
+        requester: &str,
+        approver: &str,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Up to 500 pending requests due to expire at `now`.
+    fn due_requests(&self, now: i64) -> Result<Vec<String>, StoreError>;
+
+    /// Closes the request in `state` at `now`.
+    fn close_request(&self, id: &str, state: RequestState, now: i64) -> Result<(), StoreError>;
+
+    /// Withdraws the request if it is pending and from `requester`; returns whether it was.
+    fn withdraw_request(&self, id: &str, requester: &str, now: i64) -> Result<bool, StoreError>;
+
+    /// Counts one more wrong match code on the request.
+    fn count_match_failure(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Denies the request at `now` if it is pending and has `limit` wrong match codes or more;
+    /// returns whether it did.
+    fn deny_after_match_failures(&self, id: &str, limit: u32, now: i64)
+        -> Result<bool, StoreError>;
+}
+
+impl RequestRows for SqliteTx<'_> {
+    fn insert_request(&self, r: &NewRequest<'_>) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO requests(id, signed, digest, requester, state, created_at, expires_at,
+                    min_approvals, match_code, dup_key)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
+            params![
+                r.id,
+                r.signed,
+                r.digest,
+                r.requester,
+                r.created_at,
+                r.expires_at,
+                r.min_approvals,
+                r.match_code,
+                r.dup_key
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn request_signed(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.row(
+            "SELECT signed FROM requests WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+    }
+
+    fn request_and_requester(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.row(
+            "SELECT signed, requester FROM requests WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
+    fn request_requester_digest(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.row(
+            "SELECT requester, digest FROM requests WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
+    fn request_gate(&self, id: &str) -> Result<Option<RequestGate>, StoreError> {
+        self.row(
+            "SELECT digest, state, expires_at, match_code FROM requests WHERE id = ?1",
+            params![id],
+            |r| {
+                Ok(RequestGate {
+                    digest: r.get(0)?,
+                    state: r.get(1)?,
+                    expires_at: r.get(2)?,
+                    match_code: r.get(3)?,
+                })
+            },
+        )
+    }
+
+    fn request_status(&self, id: &str) -> Result<RequestStatusRow, StoreError> {
+        self.one(
+            "SELECT signed, digest, state, min_approvals FROM requests WHERE id = ?1",
+            params![id],
+            |r| {
+                Ok(RequestStatusRow {
+                    signed: r.get(0)?,
+                    digest: r.get(1)?,
+                    state: r.get(2)?,
+                    min_approvals: r.get(3)?,
+                })
+            },
+        )
+    }
+
+    fn pending_duplicate(
+        &self,
+        dup_key: &str,
+        now: i64,
+    ) -> Result<Option<PendingDuplicate>, StoreError> {
+        self.row(
+            "SELECT signed, digest, match_code FROM requests
+                     WHERE dup_key = ?1 AND state = 'pending' AND expires_at > ?2",
+            params![dup_key, now],
+            |r| {
+                Ok(PendingDuplicate {
+                    signed: r.get(0)?,
+                    digest: r.get(1)?,
+                    match_code: r.get(2)?,
+                })
+            },
+        )
+    }
+
+    fn requests_since(&self, requester: &str, since: i64) -> Result<i64, StoreError> {
+        self.one(
+            "SELECT count(*) FROM requests WHERE requester = ?1 AND created_at > ?2",
+            params![requester, since],
+            |r| r.get(0),
+        )
+    }
+
+    fn pending_requests_to(
+        &self,
+        requester: &str,
+        approver: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        self.rows(
+            "SELECT r.id FROM requests r JOIN challenges c ON c.request_id = r.id
+                         WHERE r.requester = ?1 AND c.approver = ?2 AND r.state = 'pending'
+                         ORDER BY r.created_at, r.id",
+            params![requester, approver],
+            |row| row.get(0),
+        )
+    }
+
+    fn due_requests(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        self.rows(
+            "SELECT id FROM requests WHERE state = 'pending' AND expires_at <= ?1 LIMIT 500",
+            params![now],
+            |r| r.get(0),
+        )
+    }
+
+    fn close_request(&self, id: &str, state: RequestState, now: i64) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE requests SET state = ?2, closed_at = ?3 WHERE id = ?1",
+            params![id, state.as_str(), now],
+        )?;
+        Ok(())
+    }
+
+    fn withdraw_request(&self, id: &str, requester: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self.exec(
+            "UPDATE requests SET state = 'withdrawn', closed_at = ?3
+                     WHERE id = ?1 AND requester = ?2 AND state = 'pending'",
+            params![id, requester, now],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn count_match_failure(&self, id: &str) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE requests SET match_failures = match_failures + 1 WHERE id = ?1",
+            params![id],
+        )?;
+        Ok(())
+    }
+
+    fn deny_after_match_failures(
+        &self,
+        id: &str,
+        limit: u32,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self.exec(
+            "UPDATE requests SET state = 'denied', closed_at = ?3
+                     WHERE id = ?1 AND state = 'pending' AND match_failures >= ?2",
+            params![id, limit, now],
+        )?;
+        Ok(n > 0)
+    }
+}
