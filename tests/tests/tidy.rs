@@ -1,13 +1,18 @@
 //! Tidy checks over the repository's own sources, run as ordinary tests (like rust-analyzer's
 //! `xtask/src/tidy.rs`), so that CI enforces the structure ARCHITECTURE.md describes:
 //!
-//! - no two modules of a crate import each other, directly or through a loop;
-//! - no source file is longer than [`MAX_LINES`] outside its `#[cfg(test)] mod tests`.
+//! - no two modules of a crate import each other, directly or through a loop, and neither do
+//!   two submodules of a module directory (`store/a.rs` and `store/b.rs`);
+//! - no source file is longer than [`MAX_LINES`] outside its `#[cfg(test)] mod tests`;
+//! - in the gateway, SQL and `rusqlite` appear only in its store (`crates/gateway/src/store/`).
 //!
 //! The import graph is read from the text: a module `a` depends on `b` when code in `a` names
 //! `crate::b`, or `crate::X` where the crate root re-exports `X` from `b`, or (in the crate
 //! root) `b::`. Comments and unit-test modules do not count; `pub use` and `mod` lines in the
-//! crate root are its table of contents, not dependencies.
+//! crate root are its table of contents, not dependencies. A module directory's own file
+//! (`store/mod.rs` or `store.rs`) is the root of its submodules' graph in the same way, and
+//! they name each other as `crate::store::b` or, from a file directly in the directory, as
+//! `super::b`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -152,14 +157,79 @@ fn names_after(text: &str, prefix: &str) -> Vec<String> {
     out
 }
 
-/// One crate's module graph: each top-level module and the modules it depends on.
-fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+/// A directory whose files are modules: a crate's `src` or a module directory inside it.
+struct ModuleDir {
+    /// The directory.
+    dir: PathBuf,
+    /// The file of the module the directory belongs to (`lib.rs`, `store/mod.rs`, `store.rs`).
+    root_file: PathBuf,
+    /// How code anywhere in the crate names the directory's modules: `crate::`, `crate::store::`.
+    prefix: String,
+    /// The root's name in the graph: `(crate root)`, `(store root)`.
+    root_name: String,
+}
+
+/// A crate's own module directory.
+fn crate_dir(src: &Path) -> ModuleDir {
     let root_file = ["lib.rs", "main.rs"]
         .iter()
         .map(|f| src.join(f))
         .find(|p| p.is_file())
         .unwrap();
-    let root_name = "(crate root)".to_owned();
+    ModuleDir {
+        dir: src.to_path_buf(),
+        root_file,
+        prefix: "crate::".to_owned(),
+        root_name: "(crate root)".to_owned(),
+    }
+}
+
+/// The module directories inside `parent` (`src/store/` with `src/store/mod.rs` or
+/// `src/store.rs`), and theirs, recursively. A crate's `src/bin` holds crates, not modules.
+fn nested_dirs(parent: &ModuleDir) -> Vec<ModuleDir> {
+    let mut out = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&parent.dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    entries.sort();
+    for d in entries {
+        let name = d.file_name().unwrap().to_string_lossy().into_owned();
+        if parent.prefix == "crate::" && name == "bin" {
+            continue;
+        }
+        let root_file = [d.join("mod.rs"), parent.dir.join(format!("{name}.rs"))]
+            .into_iter()
+            .find(|p| p.is_file());
+        let Some(root_file) = root_file else {
+            continue;
+        };
+        let m = ModuleDir {
+            dir: d,
+            root_file,
+            prefix: format!("{}{name}::", parent.prefix),
+            root_name: format!("({name} root)"),
+        };
+        out.extend(nested_dirs(&m));
+        out.push(m);
+    }
+    out
+}
+
+/// One crate's module graph: each top-level module and the modules it depends on.
+fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    graph_of(&crate_dir(src))
+}
+
+/// The graph of the modules in a module directory: each module and those it depends on, with
+/// the directory's own module as its root.
+fn graph_of(at: &ModuleDir) -> BTreeMap<String, BTreeSet<String>> {
+    let src = at.dir.as_path();
+    let root_file = &at.root_file;
+    let root_name = at.root_name.clone();
+    let top = at.prefix == "crate::";
     let mut files: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for f in rust_files(src) {
         let rel = f.strip_prefix(src).unwrap();
@@ -169,7 +239,7 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
             .unwrap()
             .as_os_str()
             .to_string_lossy();
-        if first == "bin" || f == root_file || (rel.to_string_lossy() == "main.rs") {
+        if (top && (first == "bin" || rel.to_string_lossy() == "main.rs")) || f == *root_file {
             // Binaries are crates of their own; the root is handled below.
             continue;
         }
@@ -177,7 +247,7 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
         files.entry(module).or_default().push(f);
     }
     let modules: BTreeSet<String> = files.keys().cloned().collect();
-    let root_text = without_comments(without_tests(&std::fs::read_to_string(&root_file).unwrap()));
+    let root_text = without_comments(without_tests(&std::fs::read_to_string(root_file).unwrap()));
     // What the root defines or re-exports, by name: `crate::X` then depends on its owner.
     let mut owner: BTreeMap<String, String> = BTreeMap::new();
     for line in root_text.lines() {
@@ -243,8 +313,8 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
         let deps = graph.entry(module.clone()).or_default();
         for p in paths {
             let text = without_comments(without_tests(&std::fs::read_to_string(p).unwrap()));
-            let mut names = names_after(&text, "crate::");
-            // In a top-level module file, `super::` is the crate root.
+            let mut names = names_after(&text, &at.prefix);
+            // In a file directly in the directory, `super::` is the directory's root.
             if p.parent() == Some(src) {
                 names.extend(names_after(&text, "super::"));
             }
@@ -271,15 +341,16 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
         .join("\n");
     let root_deps = graph.entry(root_name.clone()).or_default();
     for m in &modules {
-        if mentions_module(&code, m) {
+        if mentions_module(&code, m, &at.prefix) {
             root_deps.insert(m.clone());
         }
     }
     graph
 }
 
-/// Whether `code` names `module::` as a path start (not as the tail of another name).
-fn mentions_module(code: &str, module: &str) -> bool {
+/// Whether `code` names `module::` as a path start (not as the tail of another name), alone or
+/// after `prefix` (`crate::`) or `self::`.
+fn mentions_module(code: &str, module: &str, prefix: &str) -> bool {
     let needle = format!("{module}::");
     let mut at = 0;
     while let Some(i) = code[at..].find(&needle) {
@@ -288,7 +359,9 @@ fn mentions_module(code: &str, module: &str) -> bool {
         let ok = match before {
             None => true,
             Some(c) => {
-                !(c.is_alphanumeric() || c == '_' || c == ':') || code[..start].ends_with("crate::")
+                !(c.is_alphanumeric() || c == '_' || c == ':')
+                    || code[..start].ends_with(prefix)
+                    || code[..start].ends_with("self::")
             }
         };
         if ok {
@@ -366,8 +439,26 @@ fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
 fn no_two_modules_of_a_crate_import_each_other() {
     let mut problems = Vec::new();
     for src in crate_sources() {
-        let graph = module_graph(&src);
-        for component in cycles(&graph) {
+        let top = crate_dir(&src);
+        let mut dirs = nested_dirs(&top);
+        dirs.push(top);
+        for at in dirs {
+            problems.extend(loops_in(&at));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "modules that import each other (directly or in a loop):\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The import loops among the modules of one module directory, one line each.
+fn loops_in(at: &ModuleDir) -> Vec<String> {
+    let graph = graph_of(at);
+    cycles(&graph)
+        .into_iter()
+        .map(|component| {
             let edges: Vec<String> = component
                 .iter()
                 .map(|m| {
@@ -379,18 +470,16 @@ fn no_two_modules_of_a_crate_import_each_other() {
                     format!("{m} -> {}", inside.join(", "))
                 })
                 .collect();
-            problems.push(format!(
+            format!(
                 "{}: {}",
-                src.strip_prefix(repo_root()).unwrap().display(),
+                at.dir
+                    .strip_prefix(repo_root())
+                    .unwrap_or(&at.dir)
+                    .display(),
                 edges.join("; ")
-            ));
-        }
-    }
-    assert!(
-        problems.is_empty(),
-        "modules that import each other (directly or in a loop):\n{}",
-        problems.join("\n")
-    );
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -413,6 +502,171 @@ fn no_source_file_is_longer_than_the_limit_outside_its_tests() {
         "files over {MAX_LINES} lines (split them by what they own):\n{}",
         long.join("\n")
     );
+}
+
+/// Words that only the store may write: the SQLite crate, its parameter macro, and string
+/// literals that begin with a statement.
+const STORE_ONLY: [&str; 2] = ["rusqlite", "params!"];
+const SQL_STATEMENTS: [&str; 6] = ["SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "PRAGMA"];
+
+/// Where the files under `src` outside `src/store/` use the store's words (see [`STORE_ONLY`]
+/// and [`SQL_STATEMENTS`]), one `file:line: what` each. Comments do not count; unit tests do.
+fn sql_outside_store(src: &Path) -> Vec<String> {
+    let store = src.join("store");
+    let mut found = Vec::new();
+    for f in rust_files(src) {
+        if f.starts_with(&store) || f == src.join("store.rs") {
+            continue;
+        }
+        let text = without_comments(&std::fs::read_to_string(&f).unwrap());
+        let shown = f
+            .strip_prefix(repo_root())
+            .unwrap_or(&f)
+            .display()
+            .to_string();
+        for (n, line) in text.lines().enumerate() {
+            for word in STORE_ONLY {
+                if line.contains(word) {
+                    found.push(format!("{shown}:{}: `{word}`", n + 1));
+                }
+            }
+        }
+        // A string literal (plain or raw) whose text starts with a statement, after any
+        // whitespace: `"SELECT …"`, `r#"\nCREATE TABLE …"`.
+        for (i, _) in text.match_indices('"') {
+            let rest = text[i + 1..].trim_start();
+            for kw in SQL_STATEMENTS {
+                let starts = rest
+                    .strip_prefix(kw)
+                    .and_then(|r| r.chars().next())
+                    .is_some_and(char::is_whitespace);
+                if starts {
+                    let line = text[..i].matches('\n').count() + 1;
+                    found.push(format!("{shown}:{line}: a `{kw}` statement"));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The gateway's storage seam: SQL and `rusqlite` are written only in `store/`; every other
+/// module goes through the store's typed transaction.
+#[test]
+fn gateway_sql_and_rusqlite_stay_in_the_store() {
+    let src = repo_root().join("crates/gateway/src");
+    assert!(src.join("store").is_dir(), "the gateway's store moved");
+    let found = sql_outside_store(&src);
+    assert!(
+        found.is_empty(),
+        "SQL or rusqlite outside crates/gateway/src/store/ (put the statement in the store \
+         module that owns the table and call it through `Tx`):\n{}",
+        found.join("\n")
+    );
+}
+
+/// The guard itself: statements and `rusqlite` outside `store/` are found, in plain and raw
+/// strings, in code and in unit tests; the store's own files and comments are not.
+#[test]
+fn the_store_guard_finds_sql_outside_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("store")).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(src.join(name), text).unwrap();
+    write(
+        "store/mod.rs",
+        "use rusqlite::params;\nconst Q: &str = \"SELECT 1\";\n",
+    );
+    write(
+        "a.rs",
+        "use rusqlite::Connection;\n// \"SELECT in a comment\" and rusqlite\nfn f() {\n    let q = \"SELECT x FROM t\";\n}\n",
+    );
+    write(
+        "b.rs",
+        "const S: &str = r#\"\n  CREATE TABLE t(x);\"#;\nconst GET: &str = \"DELETE\";\n#[cfg(test)]\nmod tests {\n    fn t() { params![1]; }\n}\n",
+    );
+    let mut found = sql_outside_store(&src);
+    found.sort();
+    let names: Vec<String> = found
+        .iter()
+        .map(|f| {
+            Path::new(f)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "a.rs:1: `rusqlite`",
+            "a.rs:4: a `SELECT` statement",
+            "b.rs:1: a `CREATE` statement",
+            "b.rs:6: `params!`",
+        ],
+        "{found:?}"
+    );
+}
+
+/// The checker on module directories: submodules of `store/` that import each other, directly
+/// or through a re-export of the directory's root, or with the root itself, are a loop; a
+/// top-level module using the store is not.
+#[test]
+fn the_import_checker_finds_loops_inside_a_module_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("store/sqlite")).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(src.join(name), text).unwrap();
+    write("lib.rs", "pub mod domain;\npub mod hub;\npub mod store;\n");
+    write("domain.rs", "use crate::store::Thing;\n");
+    write("hub.rs", "pub struct Pushed;\n");
+    write(
+        "store/mod.rs",
+        "mod a;\nmod b;\nmod c;\nmod sqlite;\npub use a::Thing;\n\npub fn open() { c::go(); sqlite::e(); }\n",
+    );
+    // a -> b directly, b -> a through the root's re-export: a loop.
+    write("store/a.rs", "use super::b::f;\npub struct Thing;\n");
+    write("store/b.rs", "use crate::store::Thing;\npub fn f() {}\n");
+    // c -> the store's root (open), the root -> c: a loop through the root.
+    write("store/c.rs", "pub fn go() { super::open(); }\n");
+    // sqlite and its own submodule: no loop, and `super::` there is sqlite, not the store.
+    write(
+        "store/sqlite.rs",
+        "mod schema;\npub fn e() { schema::m(); }\n",
+    );
+    write(
+        "store/sqlite/schema.rs",
+        "use crate::hub::Pushed;\npub fn m() { super::e(); }\n",
+    );
+    let top = crate_dir(&src);
+    assert!(cycles(&graph_of(&top)).is_empty(), "{:?}", graph_of(&top));
+    let nested = nested_dirs(&top);
+    let names: Vec<&str> = nested.iter().map(|d| d.prefix.as_str()).collect();
+    assert_eq!(names, ["crate::store::sqlite::", "crate::store::"]);
+    let store = graph_of(&nested[1]);
+    let mut found = cycles(&store);
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            vec!["(store root)".to_owned(), "c".to_owned()],
+            vec!["a".to_owned(), "b".to_owned()],
+        ],
+        "{store:?}"
+    );
+    assert_eq!(
+        store["sqlite"],
+        BTreeSet::new(),
+        "a submodule's own `super::` is not the store's root"
+    );
+    let sqlite = graph_of(&nested[0]);
+    assert_eq!(
+        cycles(&sqlite),
+        vec![vec!["(sqlite root)".to_owned(), "schema".to_owned()]],
+        "{sqlite:?}"
+    );
+    assert_eq!(loops_in(&nested[1]).len(), 2);
 }
 
 /// The checker itself: a loop through the root and one through a re-export are both found,
