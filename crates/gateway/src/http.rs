@@ -73,8 +73,11 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-/// Runs SQLite and signature work off the async workers, so a commit's fsync or a wait for
-/// the store's lock never stalls other connections (streams, long polls).
+/// Runs the store's writes and signature work off the async workers, so a commit's fsync or a
+/// wait for the store's lock never stalls other connections (streams, long polls). This is the
+/// store's async boundary: its transactions are synchronous (see `store`). Short reads (a
+/// token, a device, a request's view, a stream's backlog) run inline, as reader connections
+/// never wait for the writer.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -107,14 +110,16 @@ async fn pair_start(
     State(gw): State<Arc<Gateway>>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PairChallenge>, ApiError> {
-    pairing::start(&gw, &body(b)?).map(Json)
+    let b = body(b)?;
+    blocking(move || pairing::start(&gw, &b)).await.map(Json)
 }
 
 async fn pair_finish(
     State(gw): State<Arc<Gateway>>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Signed<Paired>>, ApiError> {
-    pairing::finish(&gw, &body(b)?).map(Json)
+    let b = body(b)?;
+    blocking(move || pairing::finish(&gw, &b)).await.map(Json)
 }
 
 async fn create_request(
@@ -170,7 +175,9 @@ async fn withdraw(
 ) -> Result<Json<RequestView>, ApiError> {
     let requester = tokens::authenticate(&gw, &headers)?;
     let id = path_param(id)?;
-    lifecycle::withdraw(&gw, &requester, &id).map(Json)
+    blocking(move || lifecycle::withdraw(&gw, &requester, &id))
+        .await
+        .map(Json)
 }
 
 async fn upload_checkpoint(

@@ -91,13 +91,17 @@ pub fn expire_due(gw: &Gateway) -> Result<usize, ApiError> {
     Ok(n)
 }
 
-/// Background task: expires requests on the gateway's clock.
+/// Background task: expires requests on the gateway's clock. Each sweep is a write, so it runs
+/// on the blocking pool, like the handlers' writes.
 pub async fn expiry_sweeper(gw: Arc<Gateway>) {
     let mut tick = tokio::time::interval(Duration::from_millis(gw.config.expiry_sweep_ms.max(10)));
     loop {
         tick.tick().await;
-        if let Err(e) = expire_due(&gw) {
-            tracing::warn!(%e, "expiry sweep failed");
+        let sweep = gw.clone();
+        match tokio::task::spawn_blocking(move || expire_due(&sweep)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(%e, "expiry sweep failed"),
+            Err(e) => tracing::warn!(%e, "expiry sweep did not finish"),
         }
     }
 }

@@ -15,11 +15,12 @@
 //! A second backend (the scale-out issue's PostgreSQL) implements the same owner traits for its
 //! own transaction type, and `Store` dispatches to its engine; the domain modules do not change.
 //!
-//! The seam is synchronous, and the async boundary is the HTTP layer: handlers run the domain,
-//! and with it the transaction closures, on tokio's blocking pool (`http::blocking`). A
-//! transaction spans the domain's checks between its statements (a decision re-checks the
-//! device, consumes the ceremony and counts the quorum in one), so a PostgreSQL backend holds a
-//! synchronous client for the whole transaction (the `postgres` crate, the blocking wrapper of
+//! The seam is synchronous, and the async boundary is the HTTP layer: handlers run the domain's
+//! writes, and with them the transaction closures, on tokio's blocking pool (`http::blocking`);
+//! short reads run inline, as reader connections never wait for the writer. A transaction
+//! spans the domain's checks between its statements (a decision re-checks the device, consumes
+//! the ceremony and counts the quorum in one), so a PostgreSQL backend holds a synchronous
+//! client for the whole transaction (the `postgres` crate, the blocking wrapper of
 //! `tokio-postgres`) rather than awaiting inside it.
 //!
 //! Events a write stores for devices are published to the hub (see `hub`) by the committer,
