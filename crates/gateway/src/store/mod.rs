@@ -29,6 +29,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use countersign_protocol::audit::AuditEntry;
+use countersign_protocol::Digest;
+
 use crate::error::StoreError;
 use crate::hub::{Hub, Pushed};
 
@@ -149,14 +152,6 @@ impl Store {
 
 /// Reads the whole audit chain in order, for verification and for tests (a function, so that
 /// `store.read(audit_entries)` reads it).
-pub fn audit_entries(
-    tx: &dyn Tx,
-) -> Result<
-    Vec<(
-        countersign_protocol::audit::AuditEntry,
-        countersign_protocol::Digest,
-    )>,
-    StoreError,
-> {
+pub fn audit_entries(tx: &dyn Tx) -> Result<Vec<(AuditEntry, Digest)>, StoreError> {
     tx.audit_entries()
 }

@@ -463,7 +463,8 @@ impl From<rusqlite::Error> for StoreError {
 
 /// Whether `e` is SQLite refusing a row for a constraint (a primary key or `UNIQUE` taken).
 pub(super) fn is_constraint_violation(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+    use rusqlite::{Error, ErrorCode};
+    matches!(e, Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
 }
 
 /// `Connection::execute` through the connection's statement cache.
