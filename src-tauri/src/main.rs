@@ -1,4 +1,4 @@
-//! The `countersign-desktop` binary: logging, then the shell in `countersign_desktop::run`.
+//! The `countersign-desktop` binary: logging, then the window in `countersign_desktop::run`.
 #![forbid(unsafe_code)]
 // No console window on Windows release builds.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
@@ -28,7 +28,17 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match countersign_desktop::run() {
+    // Started by an autostart entry of an earlier version: only the background service, no
+    // window (and no WebKit).
+    let result = if std::env::args()
+        .skip(1)
+        .any(|a| a == countersign_desktop::HIDDEN_FLAG)
+    {
+        countersign_desktop::start_agent_only()
+    } else {
+        countersign_desktop::run()
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

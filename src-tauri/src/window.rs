@@ -5,7 +5,7 @@
 use countersign_ipc::{UiEvent, EVENT_NAME};
 use tauri::{AppHandle, Emitter, Manager, Runtime, WebviewWindowBuilder};
 
-use crate::state::AppState;
+use crate::state::Desktop;
 
 /// The main window's label (also the capability's window).
 pub const MAIN_WINDOW: &str = "main";
@@ -17,9 +17,7 @@ pub fn emit<R: Runtime>(app: &AppHandle<R>, event: UiEvent) {
     }
 }
 
-/// Shows, unminimizes and focuses the main window, creating it if it is closed. Closing the
-/// window destroys it (and with it WebKit's web process), so an approver that runs all day in
-/// the tray does not keep a web page in memory; this brings it back from `tauri.conf.json`.
+/// Shows, unminimizes and focuses the main window, creating it if there is none.
 pub fn show_main<R: Runtime>(app: &AppHandle<R>) {
     if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
         let _ = w.show();
@@ -53,7 +51,7 @@ pub fn open_main<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
 /// navigates: the person still reads the request and decides in the window.
 pub fn focus_request<R: Runtime>(app: &AppHandle<R>, request_id: String) {
     show_main(app);
-    if let Some(state) = app.try_state::<AppState>() {
+    if let Some(state) = app.try_state::<Desktop>() {
         state.set_pending_navigation(Some(request_id.clone()));
     }
     emit(app, UiEvent::Navigate { request_id });

@@ -36,6 +36,8 @@ export const HINTS: Record<ErrorCode, string | null> = {
   invalid_input: null,
   internal: null,
   autostart_failed: null,
+  agent_unavailable:
+    "Countersign's background service is not running. Start Countersign again; if this stays, see its log (COUNTERSIGN_LOG=debug).",
   ipc: "Restart Countersign and try again.",
   unknown: "This gateway is newer than this app; updating Countersign may explain more.",
   no_such_endpoint: null,

@@ -107,6 +107,8 @@ ipc_codes! {
     Internal = "internal",
     /// Starting at login could not be turned on.
     AutostartFailed = "autostart_failed",
+    /// The window could not reach the background agent (`countersign-agent`), nor start it.
+    AgentUnavailable = "agent_unavailable",
     /// The call never reached a command, or the shell gave no typed answer (set by the page).
     Ipc = "ipc",
     /// A gateway code this build does not know; the message carries the gateway's sentence.

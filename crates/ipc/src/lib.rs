@@ -13,6 +13,7 @@
 /// The `countersign://` deep-link parser (in the protocol crate, where the fuzzer reaches it).
 pub use countersign_protocol::deeplink;
 
+pub mod agent;
 mod error;
 pub use error::{ErrorCode, IpcError};
 

@@ -35,6 +35,51 @@ impl Drop for ChildGuard {
     }
 }
 
+/// The background agent (`countersign-agent`) that a desktop window started for `data_dir`:
+/// the window runs it as a child, but WebKit's driver puts the window in a process group of
+/// its own, so ending the driver's group does not end the agent. Dropping this ends it, found
+/// by the pid it wrote into the data directory's lock file.
+pub struct AgentGuard {
+    pub data_dir: PathBuf,
+}
+
+impl AgentGuard {
+    /// The agent's pid, when one holds the data directory now.
+    pub fn pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.data_dir.join("lock")).ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline)
+            .contains("countersign-agent")
+            .then_some(pid)
+    }
+
+    /// Ends the agent (SIGTERM, then SIGKILL after 5 s) and waits until it is gone.
+    pub fn stop(&self) {
+        let Some(pid) = self.pid() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+impl Drop for AgentGuard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// The real gateway binary serving on a free loopback port.
 pub struct GatewayProcess {
     pub child: ChildGuard,

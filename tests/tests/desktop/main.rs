@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use countersign_e2e::webdriver::Driver;
-use countersign_e2e::{bin, reopen_gateway, Approver, TestGateway};
+use countersign_e2e::{bin, reopen_gateway, AgentGuard, Approver, TestGateway};
 use countersign_gateway::client::RequesterClient;
 use countersign_notifications::test_server::{NotifyCall, Record, TestServer};
 use countersign_protocol::api::NewRequest;
@@ -50,6 +50,8 @@ fn screenshots_dir() -> PathBuf {
 struct Desktop {
     client: Client,
     _driver: Driver,
+    /// The background agent the window started; it outlives the window, not the test.
+    agent: AgentGuard,
     data_dir: PathBuf,
     shots: PathBuf,
 }
@@ -88,6 +90,9 @@ impl Desktop {
         Desktop {
             client,
             _driver: driver,
+            agent: AgentGuard {
+                data_dir: data_dir.to_owned(),
+            },
             data_dir: data_dir.to_owned(),
             shots: screenshots_dir(),
         }
@@ -495,15 +500,21 @@ async fn pair_receive_review_approve_deny_and_audit_in_the_real_app() {
 }
 
 impl Desktop {
-    /// Ends the session and the app (and waits until they are gone).
+    /// Ends the session, the window and the agent (and waits until they are gone).
     async fn quit(self) {
         let Desktop {
-            client, _driver, ..
+            client,
+            _driver,
+            agent,
+            ..
         } = self;
         let _ = client.close().await;
-        tokio::task::spawn_blocking(move || drop(_driver))
-            .await
-            .unwrap();
+        tokio::task::spawn_blocking(move || {
+            drop(_driver);
+            drop(agent);
+        })
+        .await
+        .unwrap();
     }
 
     /// First run: pastes the pairing link, registers the development-mode passkey and goes to

@@ -1,4 +1,4 @@
-//! The desktop shell's own settings (`<data dir>/desktop-settings.json`): notification pause,
+//! The desktop app's own settings (`<data dir>/desktop-settings.json`): notification pause,
 //! autostart and theme. The engine knows nothing of them.
 
 use std::io::Write;

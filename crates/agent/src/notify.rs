@@ -3,51 +3,55 @@
 //! the request. A notification never approves or denies: D-Bus action signals are
 //! unauthenticated, so anyone on the session bus could fake one.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use countersign_approver::{Clock, InboxItem, Notifier};
+use countersign_ipc::agent::AgentMessage;
 use countersign_ipc::{RequestSummary, Settings, UiEvent};
 use countersign_notifications::{DesktopNotifier, NotifierOptions, RequestFacts, ReviewCallback};
 use countersign_protocol::RequestState;
-use tauri::{AppHandle, Runtime};
 
-/// The engine's [`Notifier`] in the app: a new request becomes the page's
+use crate::context::Agent;
+
+/// The engine's [`Notifier`] in the agent: a new request becomes the page's
 /// `request_received` event carrying its inbox row (the engine hands the stored item to this
 /// hook, so the row costs no inbox read and the page never re-reads thousands of rows for
 /// one arrival), a tray update, and the desktop notification when there is a session bus.
-/// The broadcast's own `RequestReceived` is therefore not forwarded (`forward_engine_events`).
-pub struct AppNotifier<R: Runtime> {
-    app: AppHandle<R>,
+/// The broadcast's own `RequestReceived` is therefore not forwarded (`service`).
+pub struct AppNotifier {
+    /// Weak: the engine holds this notifier, and the agent holds the engine.
+    agent: Weak<Agent>,
     desktop: Option<Arc<DesktopNotifier>>,
     /// The engine's clock, for the row's countdown.
     clock: Clock,
 }
 
-impl<R: Runtime> AppNotifier<R> {
+impl AppNotifier {
     pub fn new(
-        app: AppHandle<R>,
+        agent: &Arc<Agent>,
         desktop: Option<Arc<DesktopNotifier>>,
         clock: Clock,
-    ) -> AppNotifier<R> {
+    ) -> AppNotifier {
         AppNotifier {
-            app,
+            agent: Arc::downgrade(agent),
             desktop,
             clock,
         }
     }
 }
 
-impl<R: Runtime> Notifier for AppNotifier<R> {
+impl Notifier for AppNotifier {
     fn request_arrived(&self, item: &InboxItem) {
-        let now = self.clock.now();
-        crate::window::emit(
-            &self.app,
-            UiEvent::RequestReceived {
-                request_id: item.id().to_owned(),
-                summary: Some(Box::new(RequestSummary::from_item(item, now))),
-            },
-        );
-        crate::tray::changed(&self.app);
+        if let Some(agent) = self.agent.upgrade() {
+            let now = self.clock.now();
+            agent
+                .clients
+                .push(&AgentMessage::Event(UiEvent::RequestReceived {
+                    request_id: item.id().to_owned(),
+                    summary: Some(Box::new(RequestSummary::from_item(item, now))),
+                }));
+            agent.tray_changed();
+        }
         // Only a request there is something to decide on raises a notification.
         if item.state != RequestState::Pending || item.decision.is_some() {
             tracing::debug!(request = %item.id(), "no notification: nothing to decide");
@@ -70,20 +74,21 @@ impl<R: Runtime> Notifier for AppNotifier<R> {
 
 /// Starts the desktop notifier with the saved settings applied. `None` when there is no
 /// session bus (logged): the window and the tray still show every request.
-pub fn start<R: Runtime>(
-    app: &AppHandle<R>,
+pub fn start(
+    agent: &Arc<Agent>,
     settings: &Settings,
     clock: Clock,
 ) -> Option<Arc<DesktopNotifier>> {
-    let handle = app.clone();
-    // Runs on the notifier's thread: showing a window and emitting are thread-safe in Tauri
-    // and return at once.
+    let handle = Arc::downgrade(agent);
+    // Runs on the notifier's thread: it only queues a message to the window or starts it.
     let on_review: ReviewCallback = Arc::new(move |request_id: String| {
         tracing::info!(request = %request_id, "notification review");
-        crate::window::focus_request(&handle, request_id);
+        if let Some(agent) = handle.upgrade() {
+            agent.show(Some(request_id));
+        }
     });
     let options = NotifierOptions {
-        desktop_entry: Some("countersign-desktop".into()),
+        desktop_entry: Some(crate::paths::DESKTOP_PROGRAM.into()),
         ..NotifierOptions::with_clock(Arc::new(move || clock.now()))
     };
     match DesktopNotifier::start(options, on_review) {

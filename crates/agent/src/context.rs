@@ -1,0 +1,47 @@
+//! [`Agent`]: what every part of the agent shares (the engine's state, the connected windows,
+//! the window launcher, the tray's refresh request and quit).
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::clients::Clients;
+use crate::state::AppState;
+use crate::window::Launcher;
+
+pub struct Agent {
+    pub state: AppState,
+    pub clients: Clients,
+    pub launcher: Launcher,
+    /// Asks the tray to count the pending requests again (see `tray`).
+    pub tray_wanted: Notify,
+    /// Ends the agent (the tray's Quit, a window's `quit`, a signal).
+    pub quit: Notify,
+}
+
+impl Agent {
+    pub fn new(state: AppState, launcher: Launcher) -> Arc<Agent> {
+        Arc::new(Agent {
+            state,
+            clients: Clients::default(),
+            launcher,
+            tray_wanted: Notify::new(),
+            quit: Notify::new(),
+        })
+    }
+
+    /// Shows the window, on `request_id` if one is named.
+    pub fn show(&self, request_id: Option<String>) {
+        self.launcher.show(&self.clients, request_id);
+    }
+
+    /// Asks for the tray's pending count to be shown again soon. Returns at once.
+    pub fn tray_changed(&self) {
+        self.tray_wanted.notify_one();
+    }
+
+    /// Ends the agent.
+    pub fn quit(&self) {
+        self.quit.notify_one();
+    }
+}
