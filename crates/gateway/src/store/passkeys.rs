@@ -4,7 +4,7 @@
 
 use rusqlite::params;
 
-use super::sqlite::{is_constraint_violation, SqliteTx};
+use super::sqlite::SqliteTx;
 use crate::error::StoreError;
 
 /// A registered passkey as stored: the credential as registered (JSON) and the signature
@@ -69,9 +69,12 @@ impl PasskeyRows for SqliteTx<'_> {
         row: &PasskeyRow,
         created_at: i64,
     ) -> Result<bool, StoreError> {
-        let inserted = self.exec_raw(
+        // `DO NOTHING` rather than catching the constraint failure: the write's transaction
+        // goes on unharmed either way (PostgreSQL aborts a transaction on any failed statement).
+        let inserted = self.exec(
             "INSERT INTO passkeys(cred_id, approver, passkey, created_at, counter, backup_eligible, backup_state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (cred_id) DO NOTHING",
             params![
                 cred_id,
                 approver,
@@ -81,12 +84,8 @@ impl PasskeyRows for SqliteTx<'_> {
                 row.backup_eligible,
                 row.backup_state
             ],
-        );
-        match inserted {
-            Ok(_) => Ok(true),
-            Err(e) if is_constraint_violation(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        )?;
+        Ok(inserted == 1)
     }
 
     fn record_passkey_use(
@@ -106,5 +105,50 @@ impl PasskeyRows for SqliteTx<'_> {
             params![cred_id, approver, counter, backup_eligible, backup_state],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::PasskeyRow;
+    use crate::error::StoreError;
+    use crate::store::Store;
+
+    /// A second passkey under a taken credential id is refused without storing it, and the
+    /// write's transaction goes on: its later statements still commit.
+    #[test]
+    fn a_taken_credential_id_is_refused_and_the_write_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.db"), Arc::default()).unwrap();
+        let row = |passkey: &str| PasskeyRow {
+            passkey: passkey.into(),
+            counter: 0,
+            backup_eligible: false,
+            backup_state: false,
+        };
+        let (first, second) = store
+            .write(|tx| -> Result<_, StoreError> {
+                let first = tx.insert_passkey("c", "alice", &row("one"), 1)?;
+                let second = tx.insert_passkey("c", "bob", &row("two"), 2)?;
+                tx.audit_append(2, "x", None, serde_json::json!({}))?;
+                Ok((first, second))
+            })
+            .unwrap();
+        assert!(first);
+        assert!(!second);
+        let (alice, bob, audit) = store
+            .read(|tx| -> Result<_, StoreError> {
+                Ok((
+                    tx.passkey_rows("alice")?,
+                    tx.passkey_rows("bob")?,
+                    tx.audit_entries()?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(alice, vec![row("one")]);
+        assert!(bob.is_empty());
+        assert_eq!(audit.len(), 1);
     }
 }

@@ -402,11 +402,6 @@ impl SqliteTx<'_> {
         Ok(self.0.prepare_cached(sql)?.execute(params)?)
     }
 
-    /// Like [`SqliteTx::exec`], with SQLite's own error, for a caller that tells refusals apart.
-    pub(super) fn exec_raw<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
-        execute(self.0, sql, params)
-    }
-
     /// The one row `sql` selects, or `None`.
     pub(super) fn row<T, P: Params>(
         &self,
@@ -459,12 +454,6 @@ impl From<rusqlite::Error> for StoreError {
             disk_full,
         }
     }
-}
-
-/// Whether `e` is SQLite refusing a row for a constraint (a primary key or `UNIQUE` taken).
-pub(super) fn is_constraint_violation(e: &rusqlite::Error) -> bool {
-    use rusqlite::{Error, ErrorCode};
-    matches!(e, Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
 }
 
 /// `Connection::execute` through the connection's statement cache.
