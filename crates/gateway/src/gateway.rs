@@ -1,6 +1,7 @@
 //! [`Gateway`]: what every handler shares (settings, store, signing key, clock, push hub,
-//! WebAuthn relying party, the long-poll notifier and the device-auth nonce cache), and
-//! opening it from a data directory (the database and the gateway's key file).
+//! WebAuthn relying party, the long-poll notifier and the device-auth nonce cache), opening it
+//! from a data directory (the database and the gateway's key file), and
+//! [`Gateway::blocking`], through which async code reaches the store.
 //!
 //! This module depends only on the modules that build its parts, none of which depends on it,
 //! so every module that takes a `&Gateway` can import it without forming a loop.
@@ -14,7 +15,7 @@ use webauthn_rs::prelude::{Webauthn, WebauthnBuilder};
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::error::GatewayError;
+use crate::error::{ApiError, GatewayError};
 use crate::hub::Hub;
 use crate::store::Store;
 use crate::tls;
@@ -77,6 +78,22 @@ impl Gateway {
 
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// Runs `f` on tokio's blocking pool and awaits its result. This is how async code reaches
+    /// the store: every store read and write from a handler, a stream or a background task,
+    /// together with the synchronous work around it (signature checks, the domain's rules),
+    /// goes through here, so no transaction ever runs on an async worker thread. A commit's
+    /// fsync or a wait for the store's lock therefore never stalls other connections, and a
+    /// backend with a blocking client (one that drives a runtime of its own) can serve them.
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Gateway) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let gw = self.clone();
+        tokio::task::spawn_blocking(move || f(&gw))
+            .await
+            .map_err(|e| ApiError::internal("blocking task", e))?
     }
 }
 

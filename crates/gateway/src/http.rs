@@ -1,5 +1,9 @@
 //! The axum router. Handlers are thin: authenticate, decode, call the module that owns the
 //! rule, encode.
+//!
+//! This is the store's async edge: the domain's functions and their transaction closures are
+//! synchronous, and a handler runs every one that touches the store (authentication included)
+//! on tokio's blocking pool through [`Gateway::blocking`], never inline on an async worker.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,19 +77,6 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-/// Runs the store's writes and signature work off the async workers, so a commit's fsync or a
-/// wait for the store's lock never stalls other connections (streams, long polls). This is the
-/// store's async boundary: its transactions are synchronous (see `store`). Short reads (a
-/// token, a device, a request's view, a stream's backlog) run inline, as reader connections
-/// never wait for the writer.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal("blocking task", e))?
-}
-
 fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     p.map(|Path(id)| id).map_err(|_| {
         ApiError::bad_request(ErrorCode::BadPath, "The request id in the path is invalid.")
@@ -111,7 +102,9 @@ async fn pair_start(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PairChallenge>, ApiError> {
     let b = body(b)?;
-    blocking(move || pairing::start(&gw, &b)).await.map(Json)
+    gw.blocking(move |gw| pairing::start(gw, &b))
+        .await
+        .map(Json)
 }
 
 async fn pair_finish(
@@ -119,7 +112,9 @@ async fn pair_finish(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Signed<Paired>>, ApiError> {
     let b = body(b)?;
-    blocking(move || pairing::finish(&gw, &b)).await.map(Json)
+    gw.blocking(move |gw| pairing::finish(gw, &b))
+        .await
+        .map(Json)
 }
 
 async fn create_request(
@@ -127,14 +122,18 @@ async fn create_request(
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<CreatedRequest>), ApiError> {
-    let requester = tokens::authenticate(&gw, &headers)?;
-    let new: NewRequest = serde_json::from_slice(&body(b)?).map_err(|e| {
-        ApiError::bad_request(
-            ErrorCode::InvalidRequest,
-            format!("The request body is invalid: {e}."),
-        )
-    })?;
-    let created = blocking(move || requests::create_request(&gw, &requester, new)).await?;
+    let created = gw
+        .blocking(move |gw| {
+            let requester = tokens::authenticate(gw, &headers)?;
+            let new: NewRequest = serde_json::from_slice(&body(b)?).map_err(|e| {
+                ApiError::bad_request(
+                    ErrorCode::InvalidRequest,
+                    format!("The request body is invalid: {e}."),
+                )
+            })?;
+            requests::create_request(gw, &requester, new)
+        })
+        .await?;
     let status = if created.duplicate {
         StatusCode::OK
     } else {
@@ -154,7 +153,9 @@ async fn get_request(
     id: Result<Path<String>, PathRejection>,
     q: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let requester = tokens::authenticate(&gw, &headers)?;
+    let requester = gw
+        .blocking(move |gw| tokens::authenticate(gw, &headers))
+        .await?;
     let id = path_param(id)?;
     let Query(q) = q.map_err(|_| {
         ApiError::bad_request(
@@ -173,11 +174,13 @@ async fn withdraw(
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let requester = tokens::authenticate(&gw, &headers)?;
-    let id = path_param(id)?;
-    blocking(move || lifecycle::withdraw(&gw, &requester, &id))
-        .await
-        .map(Json)
+    let id = path_param(id);
+    gw.blocking(move |gw| {
+        let requester = tokens::authenticate(gw, &headers)?;
+        lifecycle::withdraw(gw, &requester, &id?)
+    })
+    .await
+    .map(Json)
 }
 
 async fn upload_checkpoint(
@@ -186,9 +189,9 @@ async fn upload_checkpoint(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CheckpointState>, ApiError> {
     let b = body(b)?;
-    blocking(move || {
-        let device = devices::authenticate_device(&gw, &headers, "POST", paths::CHECKPOINTS)?;
-        checkpoints::upload(&gw, &device, &b)
+    gw.blocking(move |gw| {
+        let device = devices::authenticate_device(gw, &headers, "POST", paths::CHECKPOINTS)?;
+        checkpoints::upload(gw, &device, &b)
     })
     .await
     .map(Json)
@@ -198,9 +201,9 @@ async fn latest_checkpoint(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
 ) -> Result<Json<CheckpointState>, ApiError> {
-    blocking(move || {
-        let device = devices::authenticate_device(&gw, &headers, "GET", paths::CHECKPOINT_LATEST)?;
-        checkpoints::latest(&gw, &device)
+    gw.blocking(move |gw| {
+        let device = devices::authenticate_device(gw, &headers, "GET", paths::CHECKPOINT_LATEST)?;
+        checkpoints::latest(gw, &device)
     })
     .await
     .map(Json)
@@ -211,7 +214,9 @@ async fn report(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ReportAck>, ApiError> {
     let b = body(b)?;
-    blocking(move || reports::report(&gw, &b)).await.map(Json)
+    gw.blocking(move |gw| reports::report(gw, &b))
+        .await
+        .map(Json)
 }
 
 async fn decide(
@@ -219,7 +224,7 @@ async fn decide(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Signed<Receipt>>, ApiError> {
     let b = body(b)?;
-    blocking(move || decisions::decide(&gw, &b))
+    gw.blocking(move |gw| decisions::decide(gw, &b))
         .await
         .map(|a| Json(a.receipt()))
 }

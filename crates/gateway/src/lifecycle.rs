@@ -32,9 +32,11 @@ pub fn view(gw: &Gateway, requester: &str, id: &str) -> Result<RequestView, ApiE
     })
 }
 
-/// Waits up to `wait` for the request to reach a final state, then returns its view.
+/// Waits up to `wait` for the request to reach a final state, then returns its view. Each
+/// look at the request is a read on the blocking pool ([`Gateway::blocking`]); in between it
+/// waits for a change, registered before the read so that none is missed.
 pub async fn view_wait(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     requester: &str,
     id: &str,
     wait: Duration,
@@ -44,7 +46,8 @@ pub async fn view_wait(
         let changed = gw.changes.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let v = view(gw, requester, id)?;
+        let (requester, id) = (requester.to_owned(), id.to_owned());
+        let v = gw.blocking(move |gw| view(gw, &requester, &id)).await?;
         if v.status.body.state.is_final() || tokio::time::Instant::now() >= deadline {
             return Ok(v);
         }
@@ -92,16 +95,13 @@ pub fn expire_due(gw: &Gateway) -> Result<usize, ApiError> {
 }
 
 /// Background task: expires requests on the gateway's clock. Each sweep is a write, so it runs
-/// on the blocking pool, like the handlers' writes.
+/// on the blocking pool ([`Gateway::blocking`]), like the handlers' writes.
 pub async fn expiry_sweeper(gw: Arc<Gateway>) {
     let mut tick = tokio::time::interval(Duration::from_millis(gw.config.expiry_sweep_ms.max(10)));
     loop {
         tick.tick().await;
-        let sweep = gw.clone();
-        match tokio::task::spawn_blocking(move || expire_due(&sweep)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(%e, "expiry sweep failed"),
-            Err(e) => tracing::warn!(%e, "expiry sweep did not finish"),
+        if let Err(e) = gw.blocking(expire_due).await {
+            tracing::warn!(%e, "expiry sweep failed");
         }
     }
 }

@@ -214,7 +214,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(u) = public_url {
                 cfg.public_url = Some(u.clone());
             }
-            let gw = Gateway::open(cfg)?;
+            // Opening connects to the store, synchronously: on the blocking pool too.
+            let gw = tokio::task::spawn_blocking(move || Gateway::open(cfg))
+                .await
+                .context("opening the gateway did not finish")??;
             let running = countersign_gateway::serve(gw).await?;
             tracing::info!(
                 url = %running.url(),
@@ -231,12 +234,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             running.shutdown().await;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Request(args) => request(args).await,
+        // The administrative commands use the store synchronously, so they run on the blocking
+        // pool, never on an async worker thread (see the store's module documentation).
+        Command::Invite { .. }
+        | Command::Token { .. }
+        | Command::Unblock { .. }
+        | Command::Audit { .. } => tokio::task::spawn_blocking(move || admin(&cli))
+            .await
+            .context("the command's task did not finish")?,
+    }
+}
+
+/// Runs an administrative command (`invite`, `token`, `unblock`, `audit verify`) on the
+/// gateway's store, synchronously.
+fn admin(cli: &Cli) -> Result<ExitCode> {
+    match &cli.command {
         Command::Invite {
             approver,
             public_url,
             json,
         } => {
-            let cfg = load_config(&cli)?;
+            let cfg = load_config(cli)?;
             let serving = std::fs::read_to_string(cfg.data_dir.join("serving-url"))
                 .ok()
                 .and_then(|s| Url::parse(s.trim()).ok());
@@ -258,7 +277,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Token { command } => {
-            let gw = Gateway::open(load_config(&cli)?)?;
+            let gw = Gateway::open(load_config(cli)?)?;
             match command {
                 TokenCommand::Create { name } => println!("{}", tokens::create(&gw, name)?),
                 TokenCommand::Revoke { name } => {
@@ -281,7 +300,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             requester,
             approver,
         } => {
-            let gw = Gateway::open(load_config(&cli)?)?;
+            let gw = Gateway::open(load_config(cli)?)?;
             if countersign_gateway::reports::unblock(&gw, requester, approver)? {
                 println!("{requester} may send requests to {approver} again");
                 Ok(ExitCode::SUCCESS)
@@ -293,7 +312,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
-            let gw = Gateway::open(load_config(&cli)?)?;
+            let gw = Gateway::open(load_config(cli)?)?;
             let entries = gw.store.read(countersign_gateway::store::audit_entries)?;
             match countersign_protocol::audit::verify_chain(entries) {
                 Ok((n, head)) => {
@@ -306,7 +325,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Request(args) => request(args).await,
+        Command::Serve { .. } | Command::Request(_) => {
+            bail!("`serve` and `request` are not administrative commands")
+        }
     }
 }
 

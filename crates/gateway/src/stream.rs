@@ -3,7 +3,8 @@
 //! A connecting device gets the stored backlog after its `Last-Event-ID`, then a `ready`
 //! marker, then live events from the hub (see `hub`), with keep-alive comments in between.
 //! The database is read only at connect time and if a slow client falls behind the hub's
-//! buffer; there is no polling per connection.
+//! buffer; there is no polling per connection. Both reads, and the device's authentication,
+//! run on the blocking pool ([`Gateway::blocking`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -37,24 +38,29 @@ pub async fn handler(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
-    let device = authenticate_device(&gw, &headers, "GET", paths::STREAM)?;
-    let after = match headers.get("last-event-id") {
-        None => 0,
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    ErrorCode::BadLastEventId,
-                    "Last-Event-ID must be an integer.",
-                )
-            })?,
-    };
-    // Subscribe before reading the backlog so nothing committed in between is missed.
-    let mut live = gw.hub.subscribe();
-    let mut closed = gw.hub.closed();
-    let first = backlog(&gw, &device.approver, after)?;
+    let (device, after, mut live, mut closed, first) = gw
+        .blocking(move |gw| {
+            let device = authenticate_device(gw, &headers, "GET", paths::STREAM)?;
+            let after = match headers.get("last-event-id") {
+                None => 0,
+                Some(v) => v
+                    .to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            ErrorCode::BadLastEventId,
+                            "Last-Event-ID must be an integer.",
+                        )
+                    })?,
+            };
+            // Subscribe before reading the backlog so nothing committed in between is missed.
+            let live = gw.hub.subscribe();
+            let closed = gw.hub.closed();
+            let first = backlog(gw, &device.approver, after)?;
+            Ok((device, after, live, closed, first))
+        })
+        .await?;
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(256);
     let keepalive = gw.config.keepalive_seconds.max(1);
     let gw2 = gw.clone();
@@ -95,7 +101,9 @@ pub async fn handler(
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         // This client fell behind the hub's buffer: catch up from the store.
-                        let Ok(missed) = backlog(&gw2, &approver, last) else { return };
+                        let who = approver.clone();
+                        let read = gw2.blocking(move |gw| backlog(gw, &who, last));
+                        let Ok(missed) = read.await else { return };
                         for p in &missed {
                             if tx.send(Ok(to_event(p))).await.is_err() {
                                 return;

@@ -12,16 +12,25 @@
 //! SQLite engine itself (connections, group commit, the checkpointer, the schema and its
 //! migrations) is `sqlite`.
 //!
-//! A second backend (the scale-out issue's PostgreSQL) implements the same owner traits for its
-//! own transaction type, and `Store` dispatches to its engine; the domain modules do not change.
+//! A second backend (the scale-out issue's PostgreSQL) adds its engine beside `sqlite` and
+//! implements each owner trait for its own transaction type, in that owner's module next to
+//! the SQLite implementation, so every statement on a table, for either backend, stays with
+//! its owner. `Store` dispatches to the engine it opened; the domain modules do not change.
+//! What a backend must guarantee about ordering is stated on [`Tx`].
 //!
-//! The seam is synchronous, and the async boundary is the HTTP layer: handlers run the domain's
-//! writes, and with them the transaction closures, on tokio's blocking pool (`http::blocking`);
-//! short reads run inline, as reader connections never wait for the writer. A transaction
-//! spans the domain's checks between its statements (a decision re-checks the device, consumes
-//! the ceremony and counts the quorum in one), so a PostgreSQL backend holds a synchronous
-//! client for the whole transaction (the `postgres` crate, the blocking wrapper of
-//! `tokio-postgres`) rather than awaiting inside it.
+//! The transactions are synchronous, and the async edge is the HTTP layer. A transaction
+//! spans the domain's checks between its statements (a decision re-checks the device,
+//! consumes the ceremony and counts the quorum in one), so the closures given to
+//! [`Store::write`], [`Store::write_publish`] and [`Store::read`] are synchronous, and so is
+//! every method of [`Tx`]. The gateway always runs them on tokio's blocking pool, never on an
+//! async worker thread: async code reaches the store only through `Gateway::blocking` (the
+//! HTTP handlers, authentication included, the stream's backlog, the long poll and the
+//! expiry sweeper), and the binary opens the store and runs its administrative commands on
+//! the blocking pool too. A PostgreSQL backend can therefore hold a synchronous client for
+//! the whole transaction (the `postgres` crate, the blocking wrapper of `tokio-postgres`,
+//! which drives a runtime of its own and panics if called on an async worker) rather than
+//! awaiting inside it. (Tests call the domain's functions on whatever thread they run on,
+//! which SQLite allows.)
 //!
 //! Events a write stores for devices are published to the hub (see `hub`) by the committer,
 //! after the commit that made them durable, in commit order.
@@ -62,7 +71,30 @@ pub use sqlite::StoreStats;
 pub use tokens::TokenRows;
 
 /// A write's or read's transaction: every owner's rows. A read's transaction only reads (its
-/// connection refuses changes).
+/// connection refuses changes) and sees the last commit.
+///
+/// Every backend must make write transactions appear serialised: each sees every write
+/// committed before it and none runs interleaved with another. The domain relies on it where
+/// it reads and then writes:
+///
+/// - [`AuditRows::audit_append`] reads the last entry and inserts the next one, numbered and
+///   linked after it, so two writes appending at once would fork the chain;
+/// - a stored event's `seq` ([`EventRows::enqueue`]) must rise in commit order, because a
+///   stream reads its backlog as the events with `seq` greater than the last one it sent
+///   and would skip for good an event committed after one with a greater `seq`;
+/// - a decision asks [`DecisionRows::has_decided`] before it inserts the vote, and counts the
+///   votes for the quorum after it, so of two decisions on one request the later must see
+///   the earlier's vote.
+///
+/// SQLite gives this with its single writer connection (one write transaction at a time). A
+/// backend whose writers run concurrently must provide it itself, for example with one lock
+/// taken at the start of every write transaction and held until its commit (in PostgreSQL a
+/// transaction-level advisory lock, `pg_advisory_xact_lock`), so that numbering order and
+/// commit order are the same.
+///
+/// The traits take `&self`, and a transaction is used from one thread only (its closure's, on
+/// the blocking pool). A backend whose transaction handle needs `&mut` for a statement (such
+/// as `postgres::Transaction`) keeps the handle in a `RefCell` inside its transaction type.
 pub trait Tx:
     RequestRows
     + DecisionRows
@@ -94,14 +126,12 @@ impl<T> Tx for T where
 {
 }
 
-/// The gateway's database (the SQLite file `gateway.db`).
+/// The gateway's database, behind the storage seam (today the SQLite file `gateway.db`; how
+/// that engine batches writes into shared commits is described in `sqlite`).
 ///
-/// Every write runs inside a savepoint of a shared transaction. A writer that finishes while
-/// other writers are already queued leaves the transaction open for them and waits; the last
-/// writer of a batch commits it, so one fsync makes a whole batch durable. Nobody's write is
-/// answered before the commit that contains it returned, and a write that fails is rolled back
-/// to its savepoint without touching the others. Reads run on reader connections that see the
-/// last commit and never wait for the writer.
+/// A write commits if its closure returns `Ok` and leaves no trace if it returns an error; it
+/// is answered only after the commit that holds it returned. A read sees the last commit. The
+/// closures are synchronous and run on tokio's blocking pool (see the module documentation).
 pub struct Store {
     engine: sqlite::Sqlite,
 }
@@ -115,7 +145,8 @@ impl Store {
         })
     }
 
-    /// Runs `f` in a transaction that commits if `f` returns `Ok`.
+    /// Runs `f` in a write transaction that commits if `f` returns `Ok` and is rolled back if it
+    /// returns an error; returns once the commit returned.
     pub fn write<T, E>(&self, f: impl FnOnce(&dyn Tx) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
@@ -136,7 +167,7 @@ impl Store {
         self.engine.write_publish(|tx| f(tx))
     }
 
-    /// Runs a read-only `f` on a reader connection: it sees the last commit.
+    /// Runs a read-only `f` in a transaction that sees the last commit.
     pub fn read<T, E>(&self, f: impl FnOnce(&dyn Tx) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
