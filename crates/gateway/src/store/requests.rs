@@ -2,6 +2,10 @@
 //! (each selects only its columns: a decision reads the signed request before the lock and
 //! the gate columns inside it), the duplicate and rate-limit lookups, and every change of a
 //! request's state.
+//!
+//! One read here crosses into another owner's table: [`RequestRows::pending_requests_to`]
+//! joins `challenges` (see `challenges`), where a request's approvers are recorded, one row
+//! each; it is the store's only statement on two tables.
 
 use countersign_protocol::RequestState;
 use rusqlite::params;
@@ -87,7 +91,8 @@ pub trait RequestRows {
     /// How many requests `requester` created after `since`.
     fn requests_since(&self, requester: &str, since: i64) -> Result<i64, StoreError>;
 
-    /// The pending requests from `requester` addressed to `approver`, oldest first.
+    /// The pending requests from `requester` addressed to `approver`, oldest first. The
+    /// addressees are the approvers with a ceremony row, so this reads `challenges` too.
     fn pending_requests_to(
         &self,
         requester: &str,

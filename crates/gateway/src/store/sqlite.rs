@@ -78,6 +78,13 @@ fn nanos(d: Duration) -> u64 {
 /// Nobody's write is answered before the commit that contains it returned, and a write that
 /// fails is rolled back to its savepoint without touching the others. Events to push are
 /// collected per batch and published after the commit, in commit order.
+///
+/// The single writer connection, locked for each write, is what serialises write transactions
+/// as [`Tx`](super::Tx) requires: writes run one after another, and audit entries and event
+/// sequence numbers are assigned in the order the writes commit. Its transactions begin
+/// `IMMEDIATE`, so another process on the same file waits for the lock instead of writing
+/// from a stale snapshot. Readers use their own connections, see the last commit and never
+/// wait for the writer.
 pub(super) struct Sqlite {
     writer: Mutex<Writer>,
     committed: Condvar,
@@ -393,7 +400,8 @@ fn checkpoint_loop(conn: &Connection, wakeups: &Receiver<()>) {
 
 /// One write's or read's handle on its connection: the SQLite implementation of the store's
 /// row traits (see the owner modules). A write's connection is inside its savepoint; a read's
-/// is a reader (`query_only`), so a statement that writes fails there.
+/// is a reader (`query_only`), so a statement that writes fails there. rusqlite runs
+/// statements through `&Connection`, so the handle needs no `RefCell`.
 pub(super) struct SqliteTx<'c>(&'c Connection);
 
 impl SqliteTx<'_> {
