@@ -146,7 +146,7 @@ impl Store {
     }
 
     /// Runs `f` in a write transaction that commits if `f` returns `Ok` and is rolled back if it
-    /// returns an error; returns once the commit returned.
+    /// returns an error; an `Ok` is returned only once the commit that holds it returned.
     pub fn write<T, E>(&self, f: impl FnOnce(&dyn Tx) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
