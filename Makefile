@@ -33,7 +33,7 @@ XVFB := xvfb-run -a -s "-screen 0 1280x800x24"
 .PHONY: demo demo-cli test desktop desktop-e2e deb ui-dist ui-test bench bench-desktop deps deps-lints fuzz fuzz-smoke deny deny-advisories
 
 demo: deps ui-dist
-	$(CARGO) build -p countersign-gateway -p countersign-approver --bins
+	$(CARGO) build -p countersign-gateway -p countersign-approver -p countersign-agent --bins
 	$(CARGO) build $(DESKTOP)
 	COUNTERSIGN_BIN_DIR=$(TARGET_DIR)/debug bash scripts/demo.sh
 
@@ -85,9 +85,14 @@ desktop-e2e: desktop
 
 # The .deb package (release build; the Tauri CLI comes from ui/node_modules). Its desktop entry
 # registers countersign:// (x-scheme-handler), which `deb` checks.
+# The package holds both programs: the window (the Tauri app the bundler builds) and the
+# background agent beside it in /usr/bin, added to the bundle's files from the same profile.
+deb_files = '{"bundle":{"linux":{"deb":{"files":{"/usr/bin/countersign-agent":"$(TARGET_DIR)/$(1)/countersign-agent"}}}}}'
+
 deb: deps ui-dist
 	@echo "== $$(date +%T) deb: tauri build --bundles deb"
-	cd src-tauri && CARGO_TARGET_DIR=$(TARGET_DIR) ../ui/node_modules/.bin/tauri build --bundles deb
+	$(CARGO) build --release -p countersign-agent
+	cd src-tauri && CARGO_TARGET_DIR=$(TARGET_DIR) ../ui/node_modules/.bin/tauri build --bundles deb --config $(call deb_files,release)
 	@$(MAKE) --no-print-directory deb-verify DEB_DIR=$(TARGET_DIR)/release/bundle/deb
 
 # What `make test` checks of the package: the same bundling from the debug build the tests
@@ -95,7 +100,8 @@ deb: deps ui-dist
 # app and its dependencies once). The shipped package is `make deb`.
 deb-check: deps ui-dist
 	@echo "== $$(date +%T) deb-check: tauri build --debug --bundles deb"
-	cd src-tauri && CARGO_TARGET_DIR=$(TARGET_DIR) ../ui/node_modules/.bin/tauri build --debug --bundles deb
+	$(CARGO) build -p countersign-agent
+	cd src-tauri && CARGO_TARGET_DIR=$(TARGET_DIR) ../ui/node_modules/.bin/tauri build --debug --bundles deb --config $(call deb_files,debug)
 	@$(MAKE) --no-print-directory deb-verify DEB_DIR=$(TARGET_DIR)/debug/bundle/deb
 
 .PHONY: deb-check deb-verify
@@ -104,7 +110,10 @@ deb-verify:
 	dpkg-deb --info "$$deb" >/dev/null; \
 	dpkg-deb --fsys-tarfile "$$deb" | tar -xO --wildcards '*.desktop' | grep -q '^MimeType=.*x-scheme-handler/countersign;' \
 	    || { echo "the .deb's desktop entry does not register countersign://"; exit 1; }; \
-	echo "deb: $$deb ($$(du -h "$$deb" | cut -f1)), countersign:// registered"
+	for p in countersign-desktop countersign-agent; do \
+	    dpkg-deb --contents "$$deb" | grep -q " ./usr/bin/$$p$$" || { echo "the .deb has no /usr/bin/$$p"; exit 1; }; \
+	done; \
+	echo "deb: $$deb ($$(du -h "$$deb" | cut -f1)), countersign:// registered, window and agent in /usr/bin"
 
 # The desktop shell embeds ui/dist at compile time (tauri::generate_context!), so the UI is
 # built before any cargo step that compiles src-tauri.

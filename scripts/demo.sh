@@ -11,13 +11,14 @@
 #      and in the app's inbox; approve or deny it there. When a request needs number matching
 #      the code the requester sees is printed here.
 #
-# Stop it with Ctrl-C, or quit the app (tray menu, Quit). Everything lives in ./.demo
+# Stop it with Ctrl-C, or quit Countersign (tray menu, Quit; closing the window leaves it
+# running in the tray, as the background agent). Everything lives in ./.demo
 # (recreated each run, kept afterwards). With no screen (neither DISPLAY nor WAYLAND_DISPLAY
 # set, e.g. over SSH) the app runs on a virtual display for DEMO_SECONDS (default 120) and a
 # screenshot is saved after each request in .demo/screenshots.
 #
-# Needs the binaries built (`make demo` builds them first): target/debug/countersign-gateway
-# and target/debug/countersign-desktop.
+# Needs the binaries built (`make demo` builds them first): target/debug/countersign-gateway,
+# target/debug/countersign-desktop and target/debug/countersign-agent (the window starts it).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,7 +41,7 @@ fail() {
     exit 1
 }
 
-for b in countersign-gateway countersign-desktop; do
+for b in countersign-gateway countersign-desktop countersign-agent; do
     [[ -x "$bin/$b" ]] || fail "$bin/$b is missing: run \`make demo\` (it builds everything first)"
 done
 
@@ -110,6 +111,10 @@ for _ in $(seq 300); do
     sleep 0.1
 done
 ((paired)) || fail "the app did not pair (see .demo/desktop.log)"
+# The background agent (engine, stream, notifications, tray) the window started; it holds the
+# data directory's lock and runs on when the window is closed.
+agent="$(cat "$demo/approver/lock")"
+pids+=($agent)
 ok "the desktop app is paired as alice@example.com (development mode: software passkey)"
 
 # ---- 3. a trickle of requests ----------------------------------------------------------------
@@ -157,13 +162,13 @@ say ""
 screenshot started
 deadline=$((SECONDS + ${DEMO_SECONDS:-120}))
 i=0
-while kill -0 "$app" 2>/dev/null; do
+while kill -0 "$agent" 2>/dev/null; do
     send "${samples[$((i % ${#samples[@]}))]}"
     i=$((i + 1))
     screenshot "request-$i"
-    # Wait for the next one, or for the app to quit.
+    # Wait for the next one, or for Countersign to quit.
     for _ in $(seq "$interval"); do
-        kill -0 "$app" 2>/dev/null || break
+        kill -0 "$agent" 2>/dev/null || break
         if ((headless)) && ((SECONDS >= deadline)); then
             break 2
         fi

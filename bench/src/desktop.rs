@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use countersign_gateway::client::RequesterClient;
 use countersign_notifications::test_server::{Record, TestServer};
 use countersign_protocol::api::NewRequest;
+use countersign_test_support::processes::AgentGuard;
 use countersign_test_support::webdriver::{epoch_ms, Driver};
 use countersign_test_support::{ChildGuard, TestGateway};
 use fantoccini::Client;
@@ -81,6 +82,10 @@ async fn cold_start(o: &Options) -> Result<Vec<Figure>> {
     let mut samples = Vec::new();
     for _ in 0..o.starts {
         let dir = tempfile::tempdir()?;
+        // The window starts the background agent; it goes when this start's figure is taken.
+        let _agent = AgentGuard {
+            data_dir: dir.path().to_owned(),
+        };
         let driver = driver(dir.path()).await?;
         // From the session request that started the app (a refused attempt starts nothing).
         let (client, launched) = driver.session(&o.app).await?;
@@ -160,9 +165,11 @@ fn comm(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-/// The app started directly (as a user would), paired through the development pairing link.
+/// The app started directly (as a user would), paired through the development pairing link:
+/// the window, and the background agent it starts (a child of the window, ended with it).
 struct RunningApp {
     child: ChildGuard,
+    _agent: AgentGuard,
     log: PathBuf,
 }
 
@@ -183,7 +190,13 @@ impl RunningApp {
             cmd.spawn()
                 .with_context(|| format!("starting {}", app.display()))?,
         );
-        Ok(RunningApp { child, log })
+        Ok(RunningApp {
+            child,
+            _agent: AgentGuard {
+                data_dir: data_dir.to_owned(),
+            },
+            log,
+        })
     }
 
     async fn wait_log(&self, needle: &str, patience: Duration) -> Result<()> {
@@ -379,6 +392,9 @@ async fn big_inbox(
             .await?;
     }
     println!("created {} requests in {}", o.inbox, ms(t0.elapsed()));
+    let _agent = AgentGuard {
+        data_dir: data_dir.to_owned(),
+    };
     let driver = driver(data_dir).await?;
     let (client, launched) = driver.session(&o.app).await?;
     // The hint under the list says how many there are.
@@ -468,8 +484,9 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
         .await?;
     figures.extend(idle(&o, &app).await?);
     figures.extend(push_to_notify(&o, &server, &requester).await?);
+    // The window and its agent: the backlog below is created while neither runs.
     drop(app);
-    // The single-instance lock and the data-directory lock go with the process.
+    // The single-instance lock and the data-directory lock go with the processes.
     tokio::time::sleep(Duration::from_secs(1)).await;
     figures.extend(big_inbox(&o, &requester, &data_dir, o.pushes).await?);
     Ok(figures)

@@ -74,6 +74,7 @@ pub fn run() -> anyhow::Result<()> {
         ])
         .on_page_load(|webview, payload| {
             if webview.label() == MAIN_WINDOW && payload.event() == PageLoadEvent::Finished {
+                tracing::info!("page loaded");
                 flush_startup_events(webview.app_handle().clone());
             }
         })

@@ -3,6 +3,7 @@
 //! pushes arrives on the [`Pushed`] receiver; it closes when the agent goes away.
 
 use std::collections::HashMap;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,6 +119,9 @@ pub async fn connect(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
+        // A process group of its own: the agent outlives the window, and whatever ends the
+        // window's group (a terminal's Ctrl-C, a launcher, a test driver) leaves it running.
+        .process_group(0)
         .spawn()
         .map_err(|source| ClientError::Spawn {
             program: program.to_owned(),

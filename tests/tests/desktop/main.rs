@@ -25,6 +25,7 @@ use countersign_protocol::api::NewRequest;
 use countersign_protocol::{RequestState, Risk};
 use fantoccini::{Client, Locator};
 
+mod agent;
 mod refusals;
 
 const ALICE: &str = "alice@example.com";
