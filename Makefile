@@ -110,8 +110,9 @@ deb-verify:
 	dpkg-deb --info "$$deb" >/dev/null; \
 	dpkg-deb --fsys-tarfile "$$deb" | tar -xO --wildcards '*.desktop' | grep -q '^MimeType=.*x-scheme-handler/countersign;' \
 	    || { echo "the .deb's desktop entry does not register countersign://"; exit 1; }; \
+	contents="$$(dpkg-deb --contents "$$deb")"; \
 	for p in countersign-desktop countersign-agent; do \
-	    dpkg-deb --contents "$$deb" | grep -q " ./usr/bin/$$p$$" || { echo "the .deb has no /usr/bin/$$p"; exit 1; }; \
+	    grep -Eq " (\./)?usr/bin/$$p$$" <<<"$$contents" || { echo "the .deb has no /usr/bin/$$p"; exit 1; }; \
 	done; \
 	echo "deb: $$deb ($$(du -h "$$deb" | cut -f1)), countersign:// registered, window and agent in /usr/bin"
 
