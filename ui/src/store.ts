@@ -57,6 +57,12 @@ export function dismissToast(id: number): void {
   toasts.value = toasts.value.filter((t) => t.id !== id);
 }
 
+/** Drops the error toasts about `requestId`: a later decision on it went out, so a refusal
+ * shown for an earlier one no longer describes the request. */
+export function dismissErrorsAbout(requestId: string): void {
+  toasts.value = toasts.value.filter((t) => t.tone !== "error" || t.requestId !== requestId);
+}
+
 /** One change to the pending list, as an event reported it. */
 export type PendingChange =
   | { kind: "upsert"; row: RequestSummary }
@@ -237,10 +243,12 @@ export function handleUiEvent(event: UiEvent): void {
       });
       break;
     case "decision_delivered":
+      dismissErrorsAbout(event.request_id);
       if (event.request_state !== "pending") pendingChanges({ kind: "remove", id: event.request_id });
       else void refreshRequest(event.request_id);
       break;
     case "decision_queued":
+      dismissErrorsAbout(event.request_id);
       void refreshRequest(event.request_id);
       break;
     case "resync":

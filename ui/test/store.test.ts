@@ -1,7 +1,15 @@
 import { waitFor } from "@testing-library/preact";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { RequestSummary } from "../src/bindings/RequestSummary";
-import { applyPendingChanges, handleUiEvent, pending, pendingLoaded, reloadPending } from "../src/store";
+import {
+  applyPendingChanges,
+  handleUiEvent,
+  pending,
+  pendingLoaded,
+  reloadPending,
+  showToast,
+  toasts,
+} from "../src/store";
 import { backend, deferred } from "./backend";
 import { detail, summary } from "./fixtures";
 
@@ -87,6 +95,19 @@ describe("keeping the pending list current from events", () => {
     pending.value = [summary({ id: "a" }), summary({ id: "b" })];
     handleUiEvent({ type: "decision_delivered", request_id: "a", request_state: "denied" });
     await applied(() => expect(ids(pending.value)).toEqual(["b"]));
+  });
+
+  it("drops the refusal toast of a request once a later decision on it is delivered", () => {
+    backend({
+      list_requests: () => [],
+      get_request: () => detail({}, { id: "a", decision: null }),
+    });
+    toasts.value = [];
+    showToast({ tone: "error", title: "Other", message: "about b", requestId: "b" });
+    handleUiEvent({ type: "decision_refused", request_id: "a", code: "wrong_match_code", message: "Wrong code." });
+    expect(toasts.value.map((t) => t.requestId)).toEqual(["b", "a"]);
+    handleUiEvent({ type: "decision_delivered", request_id: "a", request_state: "approved" });
+    expect(toasts.value.map((t) => t.requestId)).toEqual(["b"]);
   });
 
   it("fetches only the one row whose decision was queued", async () => {
