@@ -87,9 +87,11 @@ export function App() {
       </a>
       <Header />
       <main id="main" class="page" tabIndex={-1}>
+        {/* Pairing shows a key fingerprint to compare: nothing may float over it. */}
+        {route.value.view === "pair" && <Toasts inline />}
         <Page />
       </main>
-      <Toasts />
+      {route.value.view !== "pair" && <Toasts />}
     </>
   );
 }

@@ -136,6 +136,26 @@ describe("pairing", () => {
     expect(offeredPairingLink.value).toBeNull();
   });
 
+  it("keeps toasts in the page's flow on the pairing screen, so none covers the fingerprint", async () => {
+    shell();
+    route.value = { view: "pair" };
+    offeredPairingLink.value = LINK;
+    render(<App />);
+    const emit = await eventHandler();
+    emit({ type: "link_refused", message: "not a countersign link" });
+    const region = await screen.findByRole("region", { name: "Notifications" });
+    await waitFor(() => expect(region).toHaveTextContent("not a countersign link"));
+    expect(region).toHaveClass("toasts-inline");
+    expect(region.closest("main")).not.toBeNull();
+    expect(screen.getByText("f00d")).toBeInTheDocument();
+    await act(() => {
+      route.value = { view: "inbox", tab: "pending" };
+    });
+    const floating = screen.getByRole("region", { name: "Notifications" });
+    expect(floating).not.toHaveClass("toasts-inline");
+    expect(floating.closest("main")).toBeNull();
+  });
+
   it("refuses what is not a pairing link", async () => {
     const api = shell();
     const user = userEvent.setup();
