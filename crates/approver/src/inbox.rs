@@ -16,6 +16,12 @@ use crate::gateway::GatewayRecord;
 /// Only `not_before` gets this allowance: accepting a request after it expired never helps.
 pub const NOT_BEFORE_SKEW_SECONDS: i64 = 60;
 
+/// The longest validity window (from `created_at` or `not_before`, whichever is later, to
+/// `expires_at`) the approver accepts, whatever the gateway signed: 7 days, the reference
+/// gateway's default `max_ttl_seconds`. A request that waits longer than that for a decision
+/// is not "just in time", and a gateway key that signs one should not buy a standing approval.
+pub const MAX_VALIDITY_SECONDS: i64 = 7 * 24 * 3600;
+
 /// Why an incoming event was not accepted. Every reason is written to the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
@@ -32,6 +38,11 @@ pub enum RejectReason {
     },
     NotYetValid {
         not_before: i64,
+    },
+    /// Valid for longer than [`MAX_VALIDITY_SECONDS`].
+    ValidTooLong {
+        seconds: i64,
+        limit: i64,
     },
     NotAddressed {
         approver: String,
@@ -52,6 +63,7 @@ impl RejectReason {
             RejectReason::WrongGateway { .. } => "wrong_gateway",
             RejectReason::Expired { .. } => "expired",
             RejectReason::NotYetValid { .. } => "not_yet_valid",
+            RejectReason::ValidTooLong { .. } => "valid_too_long",
             RejectReason::NotAddressed { .. } => "not_addressed",
             RejectReason::Duplicate => "duplicate",
             RejectReason::ConflictingDuplicate => "conflicting_duplicate",
@@ -76,6 +88,11 @@ impl RejectReason {
             RejectReason::NotYetValid { not_before } => {
                 format!("not valid until {}", format_time(*not_before))
             }
+            RejectReason::ValidTooLong { seconds, limit } => format!(
+                "valid for {} hours, longer than this approver accepts ({} hours)",
+                seconds / 3600,
+                limit / 3600
+            ),
             RejectReason::NotAddressed { approver } => {
                 format!("addressed to other approvers, not to {approver}")
             }
@@ -136,6 +153,15 @@ pub(crate) fn check_request(
     if body.not_before > now + NOT_BEFORE_SKEW_SECONDS {
         return Err(RejectReason::NotYetValid {
             not_before: body.not_before,
+        });
+    }
+    let valid_for = body
+        .expires_at
+        .saturating_sub(body.created_at.max(body.not_before));
+    if valid_for > MAX_VALIDITY_SECONDS {
+        return Err(RejectReason::ValidTooLong {
+            seconds: valid_for,
+            limit: MAX_VALIDITY_SECONDS,
         });
     }
     if !body.approvers.iter().any(|a| a == &gateway.approver) {

@@ -183,7 +183,9 @@ fn looks_deceptive(r: &RequestFacts) -> bool {
 ///          Expires in 5 min
 /// ```
 ///
-/// Urgency is that of the riskiest waiting request.
+/// Urgency is that of the riskiest waiting request, and the look-alike warning is there when
+/// any of them, not only the newest, carries hidden or look-alike characters: a burst is where
+/// a deceptive request would hide.
 pub fn collapsed(waiting: &[&RequestFacts], now: i64) -> Option<Text> {
     let newest = waiting.last()?;
     if waiting.len() == 1 {
@@ -194,20 +196,24 @@ pub fn collapsed(waiting: &[&RequestFacts], now: i64) -> Option<Text> {
         .map(|r| r.risk)
         .max_by_key(|r| risk_rank(*r))
         .unwrap_or(newest.risk);
+    let mut body = format!(
+        "Newest: {} on {} ({} risk): {}\n{}",
+        field(&newest.action, MAX_ACTION),
+        field(&newest.resource, MAX_RESOURCE),
+        newest.risk.as_str(),
+        field(&newest.summary, MAX_SUMMARY),
+        expires_in(newest.expires_at, now)
+    );
+    if waiting.iter().any(|r| looks_deceptive(r)) {
+        body.push_str(LOOK_ALIKE);
+    }
     Some(Text {
         summary: format!(
             "{}: {} requests waiting",
             field(&newest.requester, MAX_REQUESTER),
             waiting.len()
         ),
-        body: format!(
-            "Newest: {} on {} ({} risk): {}\n{}",
-            field(&newest.action, MAX_ACTION),
-            field(&newest.resource, MAX_RESOURCE),
-            newest.risk.as_str(),
-            field(&newest.summary, MAX_SUMMARY),
-            expires_in(newest.expires_at, now)
-        ),
+        body,
         urgency: urgency(riskiest),
         resolved: false,
     })
@@ -344,6 +350,18 @@ mod tests {
         assert_eq!(t.urgency, Urgency::Critical, "riskiest waiting request");
         assert_eq!(collapsed(&[&b], 1_000).unwrap(), single(&b, 1_000));
         assert!(collapsed(&[], 1_000).is_none());
+    }
+
+    #[test]
+    fn a_look_alike_anywhere_in_a_burst_is_flagged_in_the_collapsed_text() {
+        let mut older = facts(Risk::High);
+        older.resource = "pr\u{043e}d-db".into(); // Cyrillic о
+        let mut newest = facts(Risk::Low);
+        newest.id = "r2".into();
+        let t = collapsed(&[&older, &newest], 1_000).unwrap();
+        assert!(t.body.ends_with(LOOK_ALIKE), "{}", t.body);
+        let clean = collapsed(&[&newest, &newest], 1_000).unwrap();
+        assert!(!clean.body.contains(LOOK_ALIKE), "{}", clean.body);
     }
 
     #[test]

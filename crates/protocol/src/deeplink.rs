@@ -93,6 +93,13 @@ pub fn parse(link: &str) -> Result<LinkAction, Refused> {
             {
                 return Err(Refused("The request id in the link is not valid."));
             }
+            // The URL parser resolves dot segments (`/../../x` is `/x`); a link is taken only
+            // as written, so one whose text differs from what it parsed to is refused.
+            if link != format!("countersign://request/{id}") {
+                return Err(Refused(
+                    "A request link must be exactly countersign://request/<id>, with no other path segments.",
+                ));
+            }
             Ok(LinkAction::OpenRequest {
                 request_id: id.to_owned(),
             })
@@ -232,6 +239,21 @@ mod tests {
                 Refuse("credentials"),
             ),
             ("port", "countersign://request:80/abc", Refuse("port")),
+            (
+                "dot segments resolved away",
+                "countersign://request/../../x",
+                Refuse("no other path segments"),
+            ),
+            (
+                "a dot segment",
+                "countersign://request/./x",
+                Refuse("no other path segments"),
+            ),
+            (
+                "up from a segment",
+                "countersign://request/a/../x",
+                Refuse("no other path segments"),
+            ),
             ("pair with port", &pair_with_port, Refuse("port")),
             (
                 "pair with fragment",

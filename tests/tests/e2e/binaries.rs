@@ -136,3 +136,86 @@ fn the_full_loop_with_the_real_binaries() {
     assert!(verify.status.success(), "{verify:?}");
     assert!(gw.admin(&["audit", "verify"]).contains("intact"));
 }
+
+/// `countersign --json list | head`: the reader of stdout goes away before the CLI writes, and
+/// the command ends quietly (exit 0) instead of panicking on the broken pipe.
+#[test]
+fn a_closed_stdout_ends_the_cli_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("approver");
+    for args in [&["--json", "list"][..], &["list", "--all"], &["gateways"]] {
+        let mut child = Command::new(bin("countersign"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the CLI has opened its data directory, so its first line finds no
+        // reader.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(out.status.success(), "{args:?} ends quietly: {stderr}");
+        assert!(stderr.is_empty(), "{args:?} says nothing more: {stderr}");
+    }
+}
+
+/// A look-alike resource (`prоd-db`, with a Cyrillic `о`) is flagged by `list`, and `approve`
+/// shows the flagged field and, with no terminal to ask on, refuses until `--yes`.
+#[test]
+fn look_alikes_are_flagged_and_approve_asks_before_approving_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gw = GatewayProcess::start(&tmp.path().join("gateway"));
+    let token = gw.admin(&["token", "create", "ci-bot"]);
+    let link = gw.admin(&["invite", "alice@example.com"]);
+    let alice = tmp.path().join("alice");
+    let paired = countersign(&alice, &["--authenticator", "soft", "pair", &link]);
+    assert!(paired.status.success(), "{paired:?}");
+
+    let mut child = Command::new(bin("countersign-gateway"))
+        .args(["request", "--gateway", gw.url.as_str(), "--token", &token])
+        .args(["--action", "sql.exec", "--resource", "pr\u{043e}d-db"])
+        .args(["--summary", "Rotate the keys", "--reason", "quarterly"])
+        .args(["--approver", "alice@example.com", "--json", "--wait"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut child);
+    let mut req = ChildGuard(child);
+    let first: serde_json::Value = serde_json::from_str(&wait_line(&lines, "\"id\"")).unwrap();
+    let id = first["id"].as_str().unwrap().to_string();
+
+    let list = countersign(&alice, &["list"]);
+    assert!(list.status.success(), "{list:?}");
+    let listed = String::from_utf8_lossy(&list.stdout);
+    let row = listed
+        .lines()
+        .find(|l| l.contains(&id))
+        .expect("the request is listed");
+    assert!(
+        row.contains("⚠ hidden or look-alike characters in resource"),
+        "{row}"
+    );
+
+    // No terminal (the test's stdin is not one): refused, the flagged field shown.
+    let refused = countersign(&alice, &["--authenticator", "soft", "approve", &id]);
+    assert!(!refused.status.success(), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("resource: pr\u{043e}d-db"), "{said}");
+    assert!(said.contains("no terminal to confirm on"), "{said}");
+    assert!(
+        req.0.try_wait().unwrap().is_none(),
+        "nothing was sent: the requester still waits"
+    );
+
+    let approved = countersign(
+        &alice,
+        &["--authenticator", "soft", "approve", &id, "--yes"],
+    );
+    assert!(approved.status.success(), "{approved:?}");
+    assert_eq!(wait_exit(&mut req.0), 0, "approved at the gateway");
+}

@@ -206,6 +206,15 @@ fn rejection_rules_table() {
             "not valid until",
         ),
         (
+            "valid for ten years",
+            |_, b| {
+                b.expires_at = b.created_at + 10 * 365 * 24 * 3600;
+                None
+            },
+            "valid_too_long",
+            "longer than this approver accepts",
+        ),
+        (
             "addressed to someone else",
             |_, b| {
                 b.approvers = vec!["mallory@example.com".into()];

@@ -62,6 +62,10 @@ pub enum Command {
         /// The code the requester sees, when the request requires number matching.
         #[arg(long)]
         match_code: Option<String>,
+        /// Approve even if fields carry hidden or look-alike characters (they are still shown;
+        /// without a terminal such a request is otherwise refused).
+        #[arg(long)]
+        yes: bool,
     },
     /// Deny a request.
     Deny {

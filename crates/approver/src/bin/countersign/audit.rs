@@ -11,6 +11,7 @@ use countersign_protocol::audit::{ChainBreak, Damage};
 
 use crate::ctx::Ctx;
 use crate::json;
+use crate::out::outln;
 
 /// Fails (naming the first gateway whose checkpoint the log no longer contains) unless the
 /// chain verifies and every gateway's checkpoint is in it.
@@ -34,32 +35,32 @@ pub async fn verify(ctx: &Ctx, local: bool) -> anyhow::Result<ExitCode> {
         json::print(&json::AuditVerified::new(&s, &anchors))?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("audit log intact: {} entries, head {}", s.entries, s.head);
+    outln!("audit log intact: {} entries, head {}", s.entries, s.head);
     match s.checkpointed_through {
-        Some(n) => println!(
+        Some(n) => outln!(
             "{} device-signed checkpoints verify; the latest covers entries 1 to {n}",
             s.checkpoints
         ),
-        None => println!("no checkpoints yet"),
+        None => outln!("no checkpoints yet"),
     }
     for a in &anchors {
         match (&a.problem, a.held, a.uploaded) {
             (Some(p), _, _) => {
-                println!("not compared with gateway {}: {p}", a.name)
+                outln!("not compared with gateway {}: {p}", a.name)
             }
-            (None, held, Some(up)) => println!(
+            (None, held, Some(up)) => outln!(
                 "gateway {}: {}; uploaded the checkpoint at entry {up}",
                 a.name,
                 held.map_or("held no checkpoint".to_owned(), |h| format!(
                     "its checkpoint at entry {h} is in the log"
                 ))
             ),
-            (None, Some(h), None) => println!(
+            (None, Some(h), None) => outln!(
                 "gateway {}: its checkpoint at entry {h} is in the log",
                 a.name
             ),
             (None, None, None) => {
-                println!("gateway {}: no checkpoint to compare yet", a.name)
+                outln!("gateway {}: no checkpoint to compare yet", a.name)
             }
         }
     }

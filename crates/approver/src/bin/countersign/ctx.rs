@@ -2,6 +2,7 @@
 //! authenticator, with the two steps several subcommands share (opening the authenticator and
 //! syncing before reading the inbox).
 
+use crate::out::outln;
 use countersign_approver::display::visible;
 use countersign_approver::{open_authenticator, Authenticator, AuthenticatorChoice, Engine};
 
@@ -16,7 +17,7 @@ impl Ctx {
     pub fn authenticator(&self) -> anyhow::Result<Box<dyn Authenticator>> {
         let a = open_authenticator(self.choice, self.engine.data_dir())?;
         if !self.json {
-            println!("authenticator: {}", a.kind().describe());
+            outln!("authenticator: {}", a.kind().describe());
         }
         Ok(a)
     }

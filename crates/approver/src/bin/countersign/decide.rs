@@ -1,30 +1,89 @@
 //! `approve`, `deny` and `report`: deciding a request (the passkey ceremony for an approval)
 //! and what became of the decision, and "I did not expect this".
 
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use countersign_approver::display::visible;
-use countersign_approver::{DecisionOutcome, Delivery};
+use countersign_approver::{DecisionOutcome, Delivery, EngineError};
 
 use crate::ctx::Ctx;
+use crate::inbox::flags;
 use crate::json;
+use crate::out::outln;
 
 pub async fn approve(
     ctx: &Ctx,
     id: &str,
     match_code: Option<String>,
+    yes: bool,
     offline: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut auth = ctx.authenticator()?;
     ctx.maybe_sync(offline).await?;
+    confirm_flagged(ctx, id, yes)?;
     let out = ctx.engine.approve(id, match_code, auth.as_mut()).await?;
     decision_result(ctx, &out, Some(auth.kind().describe()))
 }
 
 pub async fn deny(ctx: &Ctx, id: &str, reason: &str, offline: bool) -> anyhow::Result<ExitCode> {
     ctx.maybe_sync(offline).await?;
+    // Denying is safe whatever the text says; the flags are still shown.
+    warn_flagged(ctx, id)?;
     let out = ctx.engine.deny(id, reason).await?;
     decision_result(ctx, &out, None)
+}
+
+/// Prints, on stderr, the fields of request `id` that carry hidden or look-alike characters,
+/// with their text made visible. Whether any did.
+fn warn_flagged(ctx: &Ctx, id: &str) -> anyhow::Result<bool> {
+    let item = ctx.engine.show(id)?;
+    let b = &item.request.body;
+    let flagged = flags(b);
+    if flagged.is_empty() {
+        return Ok(false);
+    }
+    eprintln!(
+        "warning: request {} has hidden or look-alike characters; read these fields as shown:",
+        b.id
+    );
+    for (name, w) in &flagged {
+        let text = match *name {
+            "action" => &b.action,
+            "resource" => &b.resource,
+            "summary" => &b.summary,
+            "detail" => &b.detail,
+            "reason" => &b.reason,
+            _ => &b.requester,
+        };
+        eprintln!("  {name}: {} ({w})", visible(text));
+    }
+    Ok(true)
+}
+
+/// Before an approval: a request with flagged fields is approved only once the person has seen
+/// them and said yes (`--yes` says it beforehand). Without a terminal to ask on, it is refused.
+fn confirm_flagged(ctx: &Ctx, id: &str, yes: bool) -> anyhow::Result<()> {
+    if !warn_flagged(ctx, id)? || yes {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() || !std::io::stderr().is_terminal() {
+        return Err(EngineError::InvalidInput(format!(
+            "Request {id} has hidden or look-alike characters and there is no terminal to confirm on; \
+             read it with `countersign show {id}` and approve with --yes if it is what you expect."
+        ))
+        .into());
+    }
+    eprint!("Approve it anyway? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidInput("Not approved: the request was not confirmed.".into()).into())
+    }
 }
 
 pub async fn report(ctx: &Ctx, id: &str, offline: bool) -> anyhow::Result<ExitCode> {
@@ -36,7 +95,7 @@ pub async fn report(ctx: &Ctx, id: &str, offline: bool) -> anyhow::Result<ExitCo
         if let Some(d) = &out.denial {
             decision_result(ctx, d, None)?;
         }
-        println!(
+        outln!(
             "reported: {} can no longer send you requests through this gateway; {} pending request(s) from them denied",
             visible(&out.ack.requester),
             out.ack.denied.len()
@@ -56,7 +115,7 @@ fn decision_result(
         json::print(&json::Decided::new(out, authenticator))?;
     } else {
         match &out.delivery {
-            Delivery::Delivered { receipt } => println!(
+            Delivery::Delivered { receipt } => outln!(
                 "{} {}: delivered; the request is now {} ({} of {} approvals)",
                 d.verdict.as_str(),
                 d.request_id,
@@ -64,7 +123,7 @@ fn decision_result(
                 receipt.body.approvals,
                 receipt.body.min_approvals
             ),
-            Delivery::Queued { error } => println!(
+            Delivery::Queued { error } => outln!(
                 "{} {}: recorded and queued; the gateway could not be reached ({error}). \
                  It will be sent by `countersign sync` or `countersign watch`.",
                 d.verdict.as_str(),
@@ -74,7 +133,7 @@ fn decision_result(
                 eprintln!("error: the gateway refused the decision ({code}): {message}")
             }
             Delivery::InFlight | Delivery::Settled { .. } => {
-                println!("{} {}: recorded", d.verdict.as_str(), d.request_id)
+                outln!("{} {}: recorded", d.verdict.as_str(), d.request_id)
             }
         }
     }

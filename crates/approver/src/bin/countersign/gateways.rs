@@ -9,6 +9,7 @@ use countersign_protocol::PairingLink;
 
 use crate::ctx::Ctx;
 use crate::json;
+use crate::out::outln;
 
 pub async fn pair(ctx: &Ctx, link: &str, device_name: Option<String>) -> anyhow::Result<ExitCode> {
     let link = PairingLink::parse(link).map_err(EngineError::from)?;
@@ -19,23 +20,23 @@ pub async fn pair(ctx: &Ctx, link: &str, device_name: Option<String>) -> anyhow:
     if ctx.json {
         json::print(&json::Paired::new(&g, auth.kind().describe()))?;
     } else {
-        println!("paired with {} ({})", visible(&g.name), g.url);
-        println!("approver:    {}", visible(&g.approver));
-        println!("fingerprint: {}", g.fingerprint);
-        println!("device id:   {}", g.device_id);
+        outln!("paired with {} ({})", visible(&g.name), g.url);
+        outln!("approver:    {}", visible(&g.approver));
+        outln!("fingerprint: {}", g.fingerprint);
+        outln!("device id:   {}", g.device_id);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     if !ctx.json {
-        println!("device key: {}", ctx.engine.key_location().describe());
+        outln!("device key: {}", ctx.engine.key_location().describe());
     }
     for g in ctx.engine.gateways()? {
         if ctx.json {
             json::print(&json::Gateway::from(&g))?;
         } else {
-            println!(
+            outln!(
                 "{}  {}  approver {}  device {}  {}",
                 &g.fingerprint[..16.min(g.fingerprint.len())],
                 visible(&g.name),

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use countersign_approver::clock::format_time;
 use countersign_approver::display::{visible, visible_text, warnings};
 use countersign_approver::{InboxItem, ListFilter};
-use countersign_protocol::RequestState;
+use countersign_protocol::{ApprovalRequest, RequestState};
 
 use crate::ctx::Ctx;
 use crate::json;
+use crate::out::{out, outln};
 
 fn remaining(now: i64, until: i64) -> String {
     let s = until - now;
@@ -19,11 +20,46 @@ fn remaining(now: i64, until: i64) -> String {
     format!("in {}m {:02}s", s / 60, s % 60)
 }
 
-/// One request on one line: id, risk, state, what, and the expiry while it is pending.
+/// The fields of a request whose text carries hidden characters, mixed scripts or ASCII
+/// look-alikes, each with its warning: the one list every command that shows a request shows
+/// (`list`, `watch`, `show`, `approve`, `deny`).
+pub fn flags(b: &ApprovalRequest) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for (name, text) in [
+        ("action", &b.action),
+        ("resource", &b.resource),
+        ("summary", &b.summary),
+        ("detail", &b.detail),
+        ("reason", &b.reason),
+        ("requester", &b.requester),
+    ] {
+        for w in warnings(text) {
+            out.push((name, w));
+        }
+    }
+    out
+}
+
+/// The flagged fields' names once each, for a one-line mark (`⚠ check resource, requester`).
+fn flag_mark(b: &ApprovalRequest) -> String {
+    let mut names: Vec<&str> = flags(b).into_iter().map(|(n, _)| n).collect();
+    names.dedup();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "  ⚠ hidden or look-alike characters in {}",
+            names.join(", ")
+        )
+    }
+}
+
+/// One request on one line: id, risk, state, what, the expiry while it is pending, and a mark
+/// when a field carries hidden or look-alike characters.
 pub fn one_line(item: &InboxItem, now: i64) -> String {
     let b = &item.request.body;
     format!(
-        "{}  {:<8} {:<9} {} on {} by {}: {}{}",
+        "{}  {:<8} {:<9} {} on {} by {}: {}{}{}",
         b.id,
         b.risk.as_str(),
         item.effective_state(now).as_str(),
@@ -36,7 +72,8 @@ pub fn one_line(item: &InboxItem, now: i64) -> String {
             format!(" (expires {})", remaining(now, b.expires_at))
         } else {
             String::new()
-        }
+        },
+        flag_mark(b)
     )
 }
 
@@ -54,10 +91,10 @@ pub async fn list(ctx: &Ctx, all: bool, offline: bool) -> anyhow::Result<ExitCod
             json::print(&json::Request::new(i, now))?;
         }
     } else if items.is_empty() {
-        println!("no {}requests", if all { "" } else { "pending " });
+        outln!("no {}requests", if all { "" } else { "pending " });
     } else {
         for i in &items {
-            println!("{}", one_line(i, now));
+            outln!("{}", one_line(i, now));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -71,7 +108,7 @@ pub async fn show(ctx: &Ctx, id: &str, offline: bool) -> anyhow::Result<ExitCode
         json::print(&json::Request::new(&item, now))?;
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", every_field(&item, now));
+    out!("{}", every_field(&item, now));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -163,17 +200,8 @@ fn every_field(item: &InboxItem, now: i64) -> String {
             ),
         );
     }
-    for (name, text) in [
-        ("action", &b.action),
-        ("resource", &b.resource),
-        ("summary", &b.summary),
-        ("detail", &b.detail),
-        ("reason", &b.reason),
-        ("requester", &b.requester),
-    ] {
-        for w in warnings(text) {
-            field("WARNING", format!("{name} {w}"));
-        }
+    for (name, w) in flags(b) {
+        field("WARNING", format!("{name} {w}"));
     }
     out.push_str("detail:\n");
     for line in visible_text(&b.detail, true).lines() {

@@ -10,6 +10,7 @@
 //! order. [`Line::SORTED_KEYS`] says which for each DTO and [`Line::line`] prints accordingly.
 //! The fields of the sorted DTOs are declared in alphabetical order, so they read as they print.
 
+use crate::out::outln;
 use countersign_approver as engine;
 use countersign_protocol::api::ReportAck;
 use countersign_protocol::audit::Damage;
@@ -35,7 +36,7 @@ pub trait Line: Serialize {
 
 /// Prints `value` as one line on stdout.
 pub fn print(value: &impl Line) -> anyhow::Result<()> {
-    println!("{}", value.line()?);
+    outln!("{}", value.line()?);
     Ok(())
 }
 

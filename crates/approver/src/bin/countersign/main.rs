@@ -5,6 +5,7 @@
 //! subcommand to the module that owns it; an error is printed here, once.
 //!
 //! Modules, leaves first (none imports the others back):
+//! - `out`: writing to stdout (`outln!`), where a closed pipe is an error, not a panic;
 //! - `args`: the command line as clap parses it;
 //! - `json`: the wire shapes (DTOs) of `--json`, built from engine values;
 //! - `ctx`: the open engine and output mode every subcommand works with;
@@ -23,6 +24,7 @@ mod decide;
 mod gateways;
 mod inbox;
 mod json;
+mod out;
 mod sync;
 mod watch;
 
@@ -63,6 +65,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // The reader of stdout went away (`countersign list | head`): nothing left to say.
+        Err(e) if out::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             report_error(json, &e);
             ExitCode::from(1)
@@ -83,9 +87,12 @@ fn report_error(json: bool, e: &anyhow::Error) {
         .collect::<Vec<_>>()
         .join(": ");
     if json {
-        match json::Failed::new(code, &message).line() {
-            Ok(line) => println!("{line}"),
-            Err(_) => eprintln!("error: {message}"),
+        let printed = json::Failed::new(code, &message)
+            .line()
+            .map_err(std::io::Error::other)
+            .and_then(|line| out::write_line(format_args!("{line}")));
+        if printed.is_err() {
+            eprintln!("error: {message}");
         }
     } else {
         eprintln!("error: {message}");
@@ -122,9 +129,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync => sync::run(&ctx).await,
         Command::List { all } => inbox::list(&ctx, all, offline).await,
         Command::Show { id } => inbox::show(&ctx, &id, offline).await,
-        Command::Approve { id, match_code } => {
-            decide::approve(&ctx, &id, match_code, offline).await
-        }
+        Command::Approve {
+            id,
+            match_code,
+            yes,
+        } => decide::approve(&ctx, &id, match_code, yes, offline).await,
         Command::Deny { id, reason } => decide::deny(&ctx, &id, &reason, offline).await,
         Command::Report { id } => decide::report(&ctx, &id, offline).await,
         Command::Audit {

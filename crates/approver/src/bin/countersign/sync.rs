@@ -7,6 +7,7 @@ use countersign_approver::display::visible;
 
 use crate::ctx::Ctx;
 use crate::json;
+use crate::out::outln;
 
 /// Fails (exit 1) when a gateway could not be synced.
 pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
@@ -18,17 +19,19 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             json::print(&json::Synced::from(r))?;
         } else {
             match &r.error {
-                None => println!("{}: up to date ({} events)", visible(&r.name), r.events),
-                Some(e) => println!("{}: {e}", visible(&r.name)),
+                None => outln!("{}: up to date ({} events)", visible(&r.name), r.events),
+                Some(e) => outln!("{}: {e}", visible(&r.name)),
             }
         }
     }
     if ctx.json {
         json::print(&json::Outbox::from(flushed))?;
     } else {
-        println!(
+        outln!(
             "outbox: {} delivered, {} refused, {} still queued",
-            flushed.delivered, flushed.refused, flushed.queued
+            flushed.delivered,
+            flushed.refused,
+            flushed.queued
         );
     }
     Ok(if failed {

@@ -16,6 +16,23 @@ use crate::json::{self, Line as _};
 struct PrintNotifier {
     json: bool,
     engine: Engine,
+    stop: Stop,
+}
+
+/// Ends the watch: a signal, or stdout closed by its reader (`countersign watch | head`).
+#[derive(Clone)]
+struct Stop(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Stop {
+    /// Prints a line; a closed stdout ends the watch instead (other write errors are ignored,
+    /// as a terminal that cannot show a line must not stop the approver).
+    fn say(&self, args: std::fmt::Arguments<'_>) {
+        if let Err(e) = crate::out::write_line(args) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                let _ = self.0.send(true);
+            }
+        }
+    }
 }
 
 impl Notifier for PrintNotifier {
@@ -26,20 +43,24 @@ impl Notifier for PrintNotifier {
                 request: json::Request::new(item, now),
             };
             if let Ok(line) = notice.line() {
-                println!("{line}");
+                self.stop.say(format_args!("{line}"));
             }
         } else {
-            println!("new request {}", one_line(item, now));
+            self.stop
+                .say(format_args!("new request {}", one_line(item, now)));
         }
     }
 
     fn request_resolved(&self, request_id: &str, state: RequestState) {
         if self.json {
             if let Ok(line) = (json::Notice::Resolved { request_id, state }).line() {
-                println!("{line}");
+                self.stop.say(format_args!("{line}"));
             }
         } else {
-            println!("request {request_id} is now {}", state.as_str());
+            self.stop.say(format_args!(
+                "request {request_id} is now {}",
+                state.as_str()
+            ));
         }
     }
 }
@@ -74,12 +95,16 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     if ctx.engine.gateways()?.is_empty() {
         anyhow::bail!("No gateway is paired yet; run `countersign pair <link>` first.");
     }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stop = Stop(Arc::new(tx));
     ctx.engine.set_notifier(Arc::new(PrintNotifier {
         json: ctx.json,
         engine: ctx.engine.clone(),
+        stop: stop.clone(),
     }));
     let mut events = ctx.engine.subscribe();
     let json = ctx.json;
+    let printer_stop = stop.clone();
     let printer = tokio::spawn(async move {
         while let Ok(e) = events.recv().await {
             let Some(event) = json::Event::from_engine(&e) else {
@@ -87,14 +112,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             };
             if json {
                 if let Ok(line) = event.line() {
-                    println!("{line}");
+                    printer_stop.say(format_args!("{line}"));
                 }
             } else {
                 eprintln!("{}", describe(&event));
             }
         }
     });
-    let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -107,7 +131,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 }
             } => {}
         }
-        let _ = tx.send(true);
+        let _ = stop.0.send(true);
     });
     if !ctx.json {
         eprintln!(
