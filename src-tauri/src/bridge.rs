@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use countersign_agent::client::{AgentClient, Pushed};
 use countersign_ipc::agent::Command;
-use countersign_ipc::IpcError;
+use countersign_ipc::{IpcError, UiEvent};
 use tauri::ipc::Response;
 use tauri::{AppHandle, Manager, Runtime};
 use tokio::sync::mpsc;
@@ -70,10 +70,20 @@ async fn apply_pushed<R: Runtime>(app: AppHandle<R>, mut pushed: mpsc::Unbounded
 
 /// Connects again. Boxed, because the connection it makes is read by [`apply_pushed`], which
 /// calls this: the future's type would otherwise contain itself.
+/// After it, the page re-reads what it shows (events may have been missed meanwhile) and hears
+/// the connection states again.
 fn reconnect<R: Runtime>(app: AppHandle<R>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
-        if let Err(e) = client(&app).await {
-            tracing::error!(code = %e.code, error = %e.message, "the background service cannot be started again");
+        match client(&app).await {
+            Ok(_) => {
+                emit(&app, UiEvent::Resync);
+                for event in app.state::<Desktop>().connections() {
+                    emit(&app, event);
+                }
+            }
+            Err(e) => {
+                tracing::error!(code = %e.code, error = %e.message, "the background service cannot be started again");
+            }
         }
     })
 }

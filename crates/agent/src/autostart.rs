@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 /// The entry's file name.
 pub const ENTRY: &str = "countersign.desktop";
 
+/// The entry versions before the agent wrote (Tauri's autostart plugin, named after the
+/// product), which starts the window program with `--hidden`. It is removed whenever the
+/// setting is applied, so that turning "start at login" off also turns it off for them.
+pub const LEGACY_ENTRY: &str = "Countersign.desktop";
+
 #[derive(Debug, thiserror::Error)]
 pub enum AutostartError {
     #[error("there is no configuration directory (neither XDG_CONFIG_HOME nor HOME is set)")]
@@ -37,10 +42,24 @@ pub fn autostart_dir() -> Result<PathBuf, AutostartError> {
 /// directory.
 pub fn apply(enabled: bool) -> Result<(), AutostartError> {
     let dir = autostart_dir()?;
+    remove_legacy_entry(&dir)?;
     if enabled {
         write_entry(&dir, &agent_path())
     } else {
         remove_entry(&dir)
+    }
+}
+
+/// Removes the earlier versions' entry, when it is theirs (it starts `countersign-desktop`).
+pub fn remove_legacy_entry(dir: &Path) -> Result<(), AutostartError> {
+    let path = dir.join(LEGACY_ENTRY);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.contains(crate::paths::DESKTOP_PROGRAM) => {
+            std::fs::remove_file(&path).map_err(|source| AutostartError::Io { path, source })
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(AutostartError::Io { path, source }),
     }
 }
 
@@ -124,6 +143,24 @@ mod tests {
         assert!(!autostart.join(ENTRY).exists());
         // Removing what is not there is no error.
         remove_entry(&autostart).unwrap();
+    }
+
+    #[test]
+    fn the_earlier_versions_entry_goes_and_a_strangers_file_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = dir.path().join(LEGACY_ENTRY);
+        std::fs::write(
+            &legacy,
+            "[Desktop Entry]\nType=Application\nName=Countersign\nExec=/usr/bin/countersign-desktop --hidden\n",
+        )
+        .unwrap();
+        remove_legacy_entry(dir.path()).unwrap();
+        assert!(!legacy.exists());
+        std::fs::write(&legacy, "[Desktop Entry]\nExec=/opt/other/app\n").unwrap();
+        remove_legacy_entry(dir.path()).unwrap();
+        assert!(legacy.exists(), "a file of another program is left alone");
+        std::fs::remove_file(&legacy).unwrap();
+        remove_legacy_entry(dir.path()).unwrap();
     }
 
     #[test]

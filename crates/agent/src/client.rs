@@ -52,6 +52,35 @@ pub enum ClientError {
     Version { found: u32, expected: u32 },
     #[error("the background service refused the greeting: {0}")]
     Refused(String),
+    #[error("the background service did not answer within {0:?}")]
+    NoAnswer(Duration),
+    #[error("{socket} belongs to another user (uid {owner}); this window runs as uid {me}")]
+    ForeignSocket {
+        socket: PathBuf,
+        owner: u32,
+        me: u32,
+    },
+}
+
+/// How long the agent has to answer the greeting.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to `socket` if it is there and belongs to this process's user: a socket someone
+/// else put in the data directory is never spoken to. `Ok(None)` when nothing listens.
+async fn reach(socket: &Path) -> Result<Option<UnixStream>, ClientError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(meta) = std::fs::metadata(socket) else {
+        return Ok(None);
+    };
+    let me = std::fs::metadata("/proc/self")?.uid();
+    if meta.uid() != me {
+        return Err(ClientError::ForeignSocket {
+            socket: socket.to_owned(),
+            owner: meta.uid(),
+            me,
+        });
+    }
+    Ok(UnixStream::connect(socket).await.ok())
 }
 
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Box<RawValue>, IpcError>>>>>;
@@ -111,7 +140,7 @@ pub async fn connect(
     program: &Path,
 ) -> Result<(AgentClient, mpsc::UnboundedReceiver<Pushed>), ClientError> {
     let socket = crate::paths::socket(data_dir);
-    if let Ok(stream) = UnixStream::connect(&socket).await {
+    if let Some(stream) = reach(&socket).await? {
         return greet(stream).await;
     }
     tracing::info!(program = %program.display(), "starting the background service");
@@ -129,8 +158,10 @@ pub async fn connect(
         })?;
     let start = Instant::now();
     let result = loop {
-        if let Ok(stream) = UnixStream::connect(&socket).await {
-            break greet(stream).await;
+        match reach(&socket).await {
+            Ok(Some(stream)) => break greet(stream).await,
+            Ok(None) => {}
+            Err(e) => break Err(e),
         }
         if let Some(status) = child.try_wait()? {
             // Another window may have started an agent at the same moment: that one won the
@@ -172,9 +203,9 @@ async fn greet(
             connections: Vec::new(),
         },
     };
-    let raw = client
-        .call(Command::Hello)
+    let raw = tokio::time::timeout(HELLO_TIMEOUT, client.call(Command::Hello))
         .await
+        .map_err(|_| ClientError::NoAnswer(HELLO_TIMEOUT))?
         .map_err(|e| ClientError::Refused(e.message))?;
     let hello: Hello =
         serde_json::from_str(raw.get()).map_err(|e| ClientError::Refused(e.to_string()))?;

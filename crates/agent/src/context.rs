@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::clients::Clients;
 use crate::state::AppState;
@@ -17,6 +17,9 @@ pub struct Agent {
     pub tray_wanted: Notify,
     /// Ends the agent (the tray's Quit, a window's `quit`, a signal).
     pub quit: Notify,
+    /// Set once the agent is ending: every window connection then writes `quit` itself, past
+    /// its queue, and closes.
+    pub quitting: watch::Sender<bool>,
 }
 
 impl Agent {
@@ -27,6 +30,7 @@ impl Agent {
             launcher,
             tray_wanted: Notify::new(),
             quit: Notify::new(),
+            quitting: watch::Sender::new(false),
         })
     }
 

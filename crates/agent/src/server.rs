@@ -31,7 +31,8 @@ pub fn bind(path: &Path) -> std::io::Result<(UnixListener, u32)> {
     Ok((listener, uid))
 }
 
-/// Serves windows until the listener fails.
+/// Serves windows for as long as the agent runs. A failed `accept` (out of file descriptors,
+/// say) is logged and tried again after a pause, so the socket never silently stops serving.
 pub async fn serve(agent: Arc<Agent>, listener: UnixListener, uid: u32) {
     loop {
         match listener.accept().await {
@@ -50,8 +51,8 @@ pub async fn serve(agent: Arc<Agent>, listener: UnixListener, uid: u32) {
                 tokio::spawn(connection(agent.clone(), stream));
             }
             Err(e) => {
-                tracing::error!(error = %e, "the agent's socket failed");
-                return;
+                tracing::error!(error = %e, "the agent's socket could not accept a window");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
         }
     }
@@ -62,6 +63,7 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream) {
     let mut sub = agent.clients.subscribe();
     tracing::info!(window = sub.id, "window connected");
     let (reply_tx, mut replies) = mpsc::unbounded_channel::<String>();
+    let mut quitting = agent.quitting.subscribe();
 
     let reader_agent = agent.clone();
     let mut reader = tokio::spawn(async move {
@@ -104,7 +106,21 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream) {
     });
 
     loop {
+        if *quitting.borrow_and_update() {
+            // Answers already made go first (the `quit` call's own among them); `quit` is
+            // written here, not queued, so a window whose queue is full still learns of it.
+            while let Ok(r) = replies.try_recv() {
+                if write_line(&mut write, &r).await.is_err() {
+                    break;
+                }
+            }
+            if let Ok(l) = serde_json::to_string(&AgentMessage::Quit {}) {
+                let _ = write_line(&mut write, &l).await;
+            }
+            break;
+        }
         let line: String = tokio::select! {
+            _ = quitting.changed() => continue,
             _ = &mut reader => break,
             Some(r) = replies.recv() => r,
             Some(pushed) = sub.messages.recv() => {

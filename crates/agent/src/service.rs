@@ -67,10 +67,14 @@ pub async fn run() -> anyhow::Result<()> {
         _ = terminate.recv() => tracing::info!("terminated"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
     }
-    // Windows close first, then the stream stops; the socket goes with the agent.
-    agent.clients.push(&AgentMessage::Quit {});
+    // Windows close first (each connection writes `quit` past its queue), then the stream
+    // stops; the socket goes with the agent.
+    agent.quitting.send_replace(true);
     agent.state.runner.stop();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while agent.clients.count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     if let Err(e) = std::fs::remove_file(&socket) {
         tracing::debug!(error = %e, "socket not removed");
     }

@@ -227,15 +227,40 @@ async fn the_agent_serves_a_window_notifies_and_starts_the_window_on_a_click() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // ---- Quit through the socket: the agent ends and removes its socket ----
-    let (win, _pushed) = client::connect(&data_dir, Path::new("/nonexistent/agent"))
+    // ---- Quit through the socket: every window is told, the agent ends, its socket goes ----
+    let (win, mut pushed) = client::connect(&data_dir, Path::new("/nonexistent/agent"))
         .await
         .unwrap();
-    win.call(Call::Quit).await.unwrap();
+    // Its own answer may be overtaken by the agent closing the connection; the push is what
+    // a window acts on.
+    let _ = win.call(Call::Quit).await;
+    next_event(&mut pushed, |p| matches!(p, Pushed::Quit)).await;
     let mut agent = agent;
     let status = tokio::task::spawn_blocking(move || agent.child.wait().unwrap())
         .await
         .unwrap();
     assert!(status.success(), "the agent quits cleanly: {status}");
     assert!(!data_dir.join("agent.sock").exists());
+}
+
+/// A socket in the data directory that another user owns is never spoken to: the window says
+/// whose it is instead of connecting (or starting an agent beside it).
+#[tokio::test]
+async fn a_window_refuses_a_socket_another_user_owns() {
+    if !countersign_test_support::running_as_root() {
+        eprintln!("skipped: giving a file to another user needs root (CI runs as root)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    let _listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    std::os::unix::fs::chown(&socket, Some(4242), Some(4242)).unwrap();
+    let err = match client::connect(dir.path(), Path::new("/nonexistent/agent")).await {
+        Ok(_) => panic!("connected to a socket of uid 4242"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(err, client::ClientError::ForeignSocket { owner: 4242, .. }),
+        "{err}"
+    );
 }

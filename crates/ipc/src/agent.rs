@@ -26,7 +26,8 @@ use crate::{IpcError, ListKind, Settings, UiEvent};
 pub const SOCKET_FILE: &str = "agent.sock";
 
 /// The version of this socket protocol; `hello` answers it, and a window that finds another
-/// version asks the agent to quit and starts its own.
+/// version does not talk to that agent (its commands fail with `agent_unavailable`, saying
+/// why), so a window and an agent of different releases never misread each other.
 pub const AGENT_PROTOCOL: u32 = 1;
 
 /// The longest line either side accepts (an inbox of 10,000 rows is about 6.5 MB).
