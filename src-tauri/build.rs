@@ -18,6 +18,7 @@ const COMMANDS: &[&str] = &[
     "get_settings",
     "set_settings",
     "pending_navigation",
+    "quit",
 ];
 
 fn main() {

@@ -78,6 +78,13 @@ pub async fn set_settings(app: AppHandle, settings: Settings) -> Res {
     call(&app, Command::SetSettings { settings }).await
 }
 
+/// Quits Countersign: the agent ends (no more requests or notifications until it starts again)
+/// and tells every window to close. Settings offers it for desktops with no tray to quit from.
+#[tauri::command]
+pub async fn quit(app: AppHandle) -> Res {
+    call(&app, Command::Quit).await
+}
+
 /// The request a notification or deep link asked to show before the page was listening; taken
 /// once.
 #[tauri::command]

@@ -71,6 +71,7 @@ pub fn run() -> anyhow::Result<()> {
             commands::get_settings,
             commands::set_settings,
             commands::pending_navigation,
+            commands::quit,
         ])
         .on_page_load(|webview, payload| {
             if webview.label() == MAIN_WINDOW && payload.event() == PageLoadEvent::Finished {

@@ -80,6 +80,8 @@ export const ipc = {
   setSettings: (settings: Settings) => call<Settings>("set_settings", { settings }),
   /** A request id the app was asked to open before the UI was ready. */
   pendingNavigation: () => call<string | null>("pending_navigation"),
+  /** Ends Countersign (the background service and every window). */
+  quit: () => call<null>("quit"),
 } as const;
 
 export type Ipc = typeof ipc;

@@ -433,6 +433,8 @@ export function installMockBackend(): void {
           return settings;
         case "pending_navigation":
           return null;
+        case "quit":
+          return null;
         default:
           return fail("ipc", `The mock backend has no command ${cmd}.`);
       }

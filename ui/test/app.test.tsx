@@ -181,4 +181,18 @@ describe("settings", () => {
     await user.click(screen.getByRole("button", { name: "Pause for 1 hour" }));
     expect(await screen.findByText(/Paused until/)).toBeInTheDocument();
   });
+
+  it("quits Countersign from Settings, and shows a failure other than the closing connection", async () => {
+    const api = shell({ quit: () => null });
+    settings.value = SETTINGS;
+    const user = userEvent.setup();
+    render(<SettingsView />);
+    await user.click(await screen.findByRole("button", { name: "Quit Countersign" }));
+    await waitFor(() => expect(api.calls("quit")).toHaveLength(1));
+    expect(screen.queryByRole("alert")).toBeNull();
+
+    shell({ quit: () => Promise.reject({ code: "io", message: "The disk is gone." }) });
+    await user.click(screen.getByRole("button", { name: "Quit Countersign" }));
+    expect(await screen.findByText(/The disk is gone/)).toBeInTheDocument();
+  });
 });

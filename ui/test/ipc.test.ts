@@ -36,6 +36,7 @@ async function invokedCommands(): Promise<string[]> {
     getSettings: () => ipc.getSettings(),
     setSettings: () => ipc.setSettings(settings),
     pendingNavigation: () => ipc.pendingNavigation(),
+    quit: () => ipc.quit(),
   };
   for (const call of Object.values(calls)) await call();
   return seen;

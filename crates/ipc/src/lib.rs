@@ -492,6 +492,7 @@ pub const COMMANDS: &[&str] = &[
     "get_settings",
     "set_settings",
     "pending_navigation",
+    "quit",
 ];
 
 #[cfg(test)]

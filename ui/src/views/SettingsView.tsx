@@ -120,6 +120,17 @@ export function SettingsView() {
     }
   };
 
+  // The agent answers, then closes every window (this one too, by its `quit` message).
+  const quitApp = async () => {
+    try {
+      await ipc.quit();
+    } catch (e) {
+      const failure = toIpcFailure(e);
+      // A closed connection is the quit itself; any other failure is shown.
+      if (failure.code !== "agent_unavailable") setError(failure);
+    }
+  };
+
   const pausedUntil = current?.notifications_paused_until ?? null;
   const paused = pausedUntil !== null && pausedUntil > now.value;
 
@@ -186,6 +197,13 @@ export function SettingsView() {
                   checked={current.autostart}
                   onChange={(v) => void save({ ...current, autostart: v })}
                 />
+                <p class="muted small">
+                  Closing this window leaves Countersign running, so requests still arrive and
+                  notify. To stop it (where there is no tray icon to quit from):
+                </p>
+                <button type="button" class="button" onClick={() => void quitApp()}>
+                  Quit Countersign
+                </button>
               </section>
               <section class="card" aria-labelledby="theme-title">
                 <h2 id="theme-title">Appearance</h2>
