@@ -3,16 +3,13 @@
 //! the agent's connection events for a page that loads after them.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use countersign_agent::client::{self, AgentClient, Pushed};
-use countersign_ipc::{ErrorCode, IpcError, UiEvent};
+use countersign_ipc::{IpcError, UiEvent};
 use tokio::sync::mpsc;
 
-/// Locks a mutex whose data stays valid even if a holder panicked (plain values).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use countersign_agent::lock;
 
 pub struct Desktop {
     data_dir: PathBuf,
@@ -50,12 +47,7 @@ impl Desktop {
         }
         let (c, pushed) = client::connect(&self.data_dir, &self.agent_program)
             .await
-            .map_err(|e| {
-                IpcError::new(
-                    ErrorCode::AgentUnavailable,
-                    format!("Countersign's background service cannot be reached: {e}."),
-                )
-            })?;
+            .map_err(client::unavailable)?;
         tracing::info!(
             agent_pid = c.hello().pid,
             "connected to the background service"

@@ -93,7 +93,8 @@ pub struct AgentClient {
     hello: Hello,
 }
 
-fn unavailable(why: impl std::fmt::Display) -> IpcError {
+/// The page's error for an agent that cannot be reached, saying why.
+pub fn unavailable(why: impl std::fmt::Display) -> IpcError {
     IpcError::new(
         ErrorCode::AgentUnavailable,
         format!("Countersign's background service cannot be reached: {why}."),

@@ -38,3 +38,5 @@ mod tray;
 mod window;
 
 pub use service::run;
+/// Locking a mutex whose data stays valid after a panicking holder (the window uses it too).
+pub use state::lock;
