@@ -1,5 +1,5 @@
 //! Figures 1 and 2, gateway and approver engine in this process over loopback HTTP:
-//! push latency (POST /v1/requests until the engine has verified and stored the request) and
+//! push latency (POST /v2/requests until the engine has verified and stored the request) and
 //! the decision round trip with the software authenticator (engine approve until the signed
 //! receipt is verified and stored).
 
@@ -227,11 +227,11 @@ pub async fn push_latency(
     let rtt = Stats::of(&rtt)?;
     let post = Stats::of(&post)?;
     println!(
-        "push-latency: loopback GET /v1/info round trip: {}",
+        "push-latency: loopback GET /v2/info round trip: {}",
         rtt.line()
     );
     println!(
-        "push-latency: POST /v1/requests answered:      {}",
+        "push-latency: POST /v2/requests answered:      {}",
         post.line()
     );
     println!(

@@ -37,7 +37,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Request created (POST /v1/requests) until the approver engine has verified and stored it.
+    /// Request created (POST /v2/requests) until the approver engine has verified and stored it.
     PushLatency {
         #[arg(long, default_value_t = 1000)]
         requests: usize,
@@ -54,7 +54,7 @@ enum Command {
         #[arg(long)]
         data_parent: Option<PathBuf>,
     },
-    /// Decisions verified per second by the gateway under concurrent POST /v1/decisions.
+    /// Decisions verified per second by the gateway under concurrent POST /v2/decisions.
     Throughput {
         #[arg(long, default_value_t = 4000)]
         requests: usize,

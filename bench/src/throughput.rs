@@ -1,16 +1,16 @@
 //! Figure 3: decisions verified per second by a gateway (child process) under concurrent
-//! POST /v1/decisions, next to the raw cost of the signature work each decision needs.
+//! POST /v2/decisions, next to the raw cost of the signature work each decision needs.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
+use countersign_approver::authenticator::authenticate_with;
 use countersign_protocol::api::{paths, CreatedRequest};
 use countersign_protocol::types::Decode;
-use countersign_protocol::{Decision, Signed, StreamEvent, Verdict, PROTOCOL_VERSION};
+use countersign_protocol::{Decision, Event, Signed, StreamEvent, Verdict, PROTOCOL_VERSION};
 use futures::StreamExt;
-use webauthn_authenticator_rs::WebauthnAuthenticator;
 
 use crate::child::ChildGateway;
 use countersign_test_support::{answer, Device, EventStream};
@@ -167,14 +167,16 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
             if event == "ready" {
                 break;
             }
-            let StreamEvent::Request { request, challenge } = StreamEvent::decode(data.as_bytes())?
-            else {
+            if event == "hello" {
+                continue;
+            }
+            let envelope = Signed::<Event>::decode(data.as_bytes())?;
+            let StreamEvent::Request { request, challenge } = envelope.body.payload else {
                 continue;
             };
-            let cred = d
-                .token
-                .do_authentication(d.origin.clone(), serde_json::from_value(challenge)?)
-                .map_err(|e| anyhow!("assertion: {e:?}"))?;
+            let cred =
+                authenticate_with(&mut d.token, &d.origin, serde_json::from_value(challenge)?)
+                    .map_err(|e| anyhow!("assertion: {e:?}"))?;
             let decision = Decision {
                 v: PROTOCOL_VERSION,
                 decision_id: uuid::Uuid::now_v7().to_string(),

@@ -29,11 +29,22 @@ fuzz_target!(|data: &[u8]| {
     round_trip::<PairStart>(data);
     round_trip::<PairChallenge>(data);
     round_trip::<StreamEvent>(data);
+    round_trip::<Signed<Event>>(data);
+    round_trip::<Signed<StreamHello>>(data);
+    round_trip::<Signed<Refusal>>(data);
     round_trip::<GatewayInfo>(data);
     round_trip::<AuditEntry>(data);
     round_trip::<CheckpointState>(data);
     round_trip::<ReportAck>(data);
     if let Ok(s) = std::str::from_utf8(data) {
         let _ = DeviceAuth::parse_header(s);
+    }
+    // The gateway's client data checks take any bytes without a panic.
+    if let Ok(origin) = url::Url::parse("https://localhost") {
+        let _ = countersign_protocol::webauthn::check_client_data(
+            data,
+            countersign_protocol::webauthn::Ceremony::Get,
+            &origin,
+        );
     }
 });

@@ -11,7 +11,7 @@ use countersign_protocol::audit::{
 };
 use countersign_protocol::canonical::to_canonical_bytes;
 use countersign_protocol::types::Decode;
-use countersign_protocol::{Digest, KeyPair, PublicKey, Signed, PROTOCOL_VERSION};
+use countersign_protocol::{Digest, KeyPair, PublicKey, Signed, AUDIT_VERSION};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -23,6 +23,23 @@ pub mod kind {
     pub const REQUEST_RECEIVED: &str = "request.received";
     pub const REQUEST_REJECTED: &str = "request.rejected";
     pub const REQUEST_STATUS: &str = "request.status";
+    /// A genuine status older than the one held, or after the request closed: ignored.
+    pub const STATUS_STALE: &str = "status.stale";
+    /// A stream frame that is not a verified event for this device (aggregated).
+    pub const STREAM_FRAME_REJECTED: &str = "stream.frame_rejected";
+    /// A stream hello that does not verify or is not for this connection.
+    pub const STREAM_HELLO_REJECTED: &str = "stream.hello_rejected";
+    /// A stream that broke the protocol's order (ids not rising, events above the head).
+    pub const STREAM_VIOLATION: &str = "stream.violation";
+    /// The resume point was dropped and the backlog read again in full.
+    pub const STREAM_RESYNC: &str = "stream.resync";
+    /// The gateway signed a lower stream head than it signed before.
+    pub const GATEWAY_ROLLED_BACK: &str = "gateway.rolled_back";
+    /// A decision's answer that was not a verified receipt or refusal: it will be sent again
+    /// (aggregated).
+    pub const DECISION_RETRY: &str = "decision.retry";
+    /// A signed refusal whose request status did not bear it out: retried.
+    pub const REFUSAL_UNCONFIRMED: &str = "refusal.unconfirmed";
     pub const DECISION_MADE: &str = "decision.made";
     pub const DECISION_SENT: &str = "decision.sent";
     pub const RECEIPT_RECEIVED: &str = "receipt.received";
@@ -87,7 +104,7 @@ pub(crate) fn checkpoint_if_due(
     let checkpoint = Signed::sign(
         key,
         Checkpoint {
-            v: PROTOCOL_VERSION,
+            v: AUDIT_VERSION,
             signer: key.public().fingerprint(),
             seq: seq as u64,
             head,
@@ -199,7 +216,7 @@ pub fn append(
         None => (1, GENESIS),
     };
     let entry = AuditEntry {
-        v: PROTOCOL_VERSION,
+        v: AUDIT_VERSION,
         seq,
         at,
         kind: kind.to_owned(),

@@ -12,10 +12,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use countersign_protocol::webauthn::{client_data_json, origin_serialization, Ceremony};
 use serde::Serialize;
 use url::Url;
 use webauthn_authenticator_rs::softtoken::SoftToken;
-use webauthn_authenticator_rs::WebauthnAuthenticator;
+use webauthn_authenticator_rs::AuthenticatorBackendHashedClientData;
 use webauthn_rs::prelude::{
     CreationChallengeResponse, PublicKeyCredential, RegisterPublicKeyCredential,
     RequestChallengeResponse,
@@ -185,10 +186,7 @@ impl Authenticator for SoftAuthenticator {
         origin: &Url,
         creation: CreationChallengeResponse,
     ) -> Result<RegisterPublicKeyCredential, EngineError> {
-        let out = self
-            .token
-            .do_registration(origin.clone(), creation)
-            .map_err(|e| EngineError::Ceremony(format!("registration failed: {e:?}")))?;
+        let out = register_with(&mut self.token, origin, creation)?;
         self.save()?;
         Ok(out)
     }
@@ -198,14 +196,92 @@ impl Authenticator for SoftAuthenticator {
         origin: &Url,
         challenge: RequestChallengeResponse,
     ) -> Result<PublicKeyCredential, EngineError> {
-        let out = self
-            .token
-            .do_authentication(origin.clone(), challenge)
-            .map_err(|e| EngineError::Ceremony(format!("authentication failed: {e:?}")))?;
+        let out = authenticate_with(&mut self.token, origin, challenge)?;
         // The signature counter moved: persist it so a restart never reuses a counter value.
         self.save()?;
         Ok(out)
     }
+}
+
+/// A registration with `token` for the gateway at `origin`, with the client data built by
+/// [`client_data_for`] and only its hash given to the authenticator.
+pub fn register_with<T: AuthenticatorBackendHashedClientData>(
+    token: &mut T,
+    origin: &Url,
+    creation: CreationChallengeResponse,
+) -> Result<RegisterPublicKeyCredential, EngineError> {
+    let options = creation.public_key;
+    let client_data = client_data_for(
+        Ceremony::Create,
+        origin,
+        &options.rp.id,
+        options.challenge.as_ref(),
+    )?;
+    let mut out = token
+        .perform_register(sha256(&client_data), options, CEREMONY_TIMEOUT_MS)
+        .map_err(|e| EngineError::Ceremony(format!("registration failed: {e:?}")))?;
+    out.response.client_data_json = client_data;
+    Ok(out)
+}
+
+/// An assertion by `token` for the gateway at `origin`, with the client data built by
+/// [`client_data_for`] and only its hash given to the authenticator.
+pub fn authenticate_with<T: AuthenticatorBackendHashedClientData>(
+    token: &mut T,
+    origin: &Url,
+    challenge: RequestChallengeResponse,
+) -> Result<PublicKeyCredential, EngineError> {
+    let options = challenge.public_key;
+    let client_data = client_data_for(
+        Ceremony::Get,
+        origin,
+        &options.rp_id,
+        options.challenge.as_ref(),
+    )?;
+    let mut out = token
+        .perform_auth(sha256(&client_data), options, CEREMONY_TIMEOUT_MS)
+        .map_err(|e| EngineError::Ceremony(format!("authentication failed: {e:?}")))?;
+    out.response.client_data_json = client_data;
+    Ok(out)
+}
+
+/// How long an authenticator may take for one ceremony.
+const CEREMONY_TIMEOUT_MS: u32 = 60_000;
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    countersign_protocol::Digest::of_bytes(bytes).0.to_vec()
+}
+
+/// The `clientDataJSON` of one ceremony with the gateway at `origin` (the pinned WebAuthn
+/// origin), built as docs/protocol.md 5a says rather than by the WebAuthn library, so that it
+/// carries an origin serialisation and no `tokenBinding`. Every authenticator hands the
+/// authenticator only its hash. Like a browser, it refuses an origin that is not secure
+/// (https, or http on localhost) and a relying party id that is not the origin's host or a
+/// suffix of it.
+pub fn client_data_for(
+    ceremony: Ceremony,
+    origin: &Url,
+    rp_id: &str,
+    challenge: &[u8],
+) -> Result<Vec<u8>, EngineError> {
+    let refuse =
+        |why: String| EngineError::Ceremony(format!("the passkey ceremony is refused: {why}"));
+    let serialized =
+        origin_serialization(origin).ok_or_else(|| refuse(format!("{origin} has no origin")))?;
+    let host = origin
+        .domain()
+        .ok_or_else(|| refuse(format!("{origin} names no domain")))?;
+    if origin.scheme() != "https" && !(origin.scheme() == "http" && host == "localhost") {
+        return Err(refuse(format!(
+            "{origin} is neither https nor http on localhost"
+        )));
+    }
+    if !(host == rp_id || host.ends_with(&format!(".{rp_id}"))) {
+        return Err(refuse(format!(
+            "the relying party id {rp_id} is not {host} or a suffix of it"
+        )));
+    }
+    Ok(client_data_json(ceremony, challenge, &serialized))
 }
 
 #[cfg(test)]

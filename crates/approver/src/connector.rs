@@ -1,4 +1,4 @@
-//! Stream connectors: one long-lived `GET /v1/stream` per paired gateway, parsed as
+//! Stream connectors: one long-lived `GET /v2/stream` per paired gateway, parsed as
 //! Server-Sent Events and fed to [`Engine::ingest`]; reconnection with backoff and
 //! `Last-Event-ID` resume; half-open detection from missing keep-alives. Also the engine's
 //! run loop (connectors plus the outbox flusher) and `sync` (drain each stream until `ready`).
@@ -6,31 +6,28 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use countersign_protocol::api::paths;
+use countersign_protocol::api::{paths, ErrorCode};
 use countersign_protocol::sse::{SseItem, SseParser};
 use countersign_protocol::types::Decode;
-use countersign_protocol::{DeviceAuth, StreamEvent};
-use serde::{Deserialize, Serialize};
+use countersign_protocol::{DeviceAuth, Event, Signed, StreamHello, StreamMode};
+use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
 
+use crate::audit::kind;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::events::EngineEvent;
 use crate::gateway::{self, GatewayRecord};
+use crate::inbox::{FrameRefusal, IngestOutcome};
 use crate::outbox::{backoff_delay, FlushReport};
 
-/// Keep-alive interval assumed until the gateway's `ready` event says otherwise.
+/// Keep-alive interval assumed until the gateway's hello says otherwise.
 const DEFAULT_KEEPALIVE_SECONDS: u64 = 15;
 /// Silence longer than this many keep-alive intervals means a dead (half-open) connection.
 const DEAD_AFTER_KEEPALIVES: f64 = 2.5;
 /// How long `sync` waits for one gateway's backlog.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
-
-#[derive(Deserialize)]
-struct Ready {
-    keepalive_seconds: u64,
-}
 
 /// The result of syncing with one gateway.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,6 +54,91 @@ enum End {
     Shutdown,
 }
 
+/// After this many refused frames on one connection, it is closed and opened again (resuming
+/// from the unchanged resume point).
+const MAX_REFUSED_FRAMES: u32 = 8;
+
+/// The stream rules before a connection: a gateway paired under protocol version 1 must be
+/// paired again, and a resume point that no verified event set is dropped for a full resync.
+fn before_connect(engine: &Engine, fingerprint: &str) -> Result<GatewayRecord, EngineError> {
+    let state = gateway::stream_state(&engine.db(), fingerprint)?;
+    if state.protocol != countersign_protocol::PROTOCOL_VERSION {
+        return Err(EngineError::GatewayRefused {
+            status: 410,
+            code: ErrorCode::ProtocolUpgraded,
+            message: format!(
+                "This device was paired under protocol version {}; pair it again with a new invite.",
+                state.protocol
+            ),
+        });
+    }
+    if !state.resume_verified {
+        engine.resync(fingerprint, "unverified_resume_point")?;
+    }
+    engine.gateway(fingerprint)
+}
+
+/// Checks a stream's hello: signed by the pinned key, for this gateway, device and approver,
+/// and bound to this connection by the nonce sent. Returns the resync reason when the resume
+/// point the device sent is implausible (and has been dropped), else `None`.
+fn check_hello(
+    engine: &Engine,
+    gw: &GatewayRecord,
+    data: &str,
+    nonce: &str,
+    sent: Option<u64>,
+) -> Result<(StreamHello, Option<&'static str>), EngineError> {
+    let reject = |why: &str| -> EngineError {
+        if let Err(e) = engine.audit_stream(
+            kind::STREAM_HELLO_REJECTED,
+            serde_json::json!({"gateway": gw.fingerprint, "reason": why}),
+        ) {
+            tracing::warn!(error = %e, "cannot audit a rejected stream hello");
+        }
+        EngineError::BadGatewayResponse(format!("the stream's hello is not valid: {why}"))
+    };
+    let hello =
+        Signed::<StreamHello>::decode(data.as_bytes()).map_err(|_| reject("undecodable"))?;
+    hello
+        .verify(&gw.gateway_key)
+        .map_err(|_| reject("bad_signature"))?;
+    let h = hello.body;
+    if h.gateway != gw.fingerprint {
+        return Err(reject("wrong_gateway"));
+    }
+    if h.device_id != gw.device_id || h.approver != gw.approver {
+        return Err(reject("not_this_device"));
+    }
+    if h.nonce != nonce {
+        return Err(reject("not_this_connection"));
+    }
+    let state = gateway::stream_state(&engine.db(), &gw.fingerprint)?;
+    let reason = if h.head < state.head_seen {
+        engine.audit_stream(
+            kind::GATEWAY_ROLLED_BACK,
+            serde_json::json!({
+                "gateway": gw.fingerprint, "held_head": state.head_seen, "head": h.head,
+            }),
+        )?;
+        Some("head_regressed")
+    } else {
+        match h.mode {
+            StreamMode::Resync => Some(h.resync_reason.map_or("requested", |r| r.as_str())),
+            StreamMode::Resume if h.resumed_from != sent => Some("resume_mismatch"),
+            StreamMode::Resume if sent.is_some_and(|r| r > h.head) => Some("ahead"),
+            StreamMode::Resume => None,
+        }
+    };
+    gateway::see_head(&engine.db(), &gw.fingerprint, h.head)?;
+    // Asking for no resume point is not implausible: there was nothing to drop.
+    if let Some(r) = reason {
+        if sent.is_some() {
+            engine.resync(&gw.fingerprint, r)?;
+        }
+    }
+    Ok((h, reason))
+}
+
 /// One connection: connect, read until the stream ends, dies or (in `UntilReady`) is drained.
 /// `healthy` is set once `ready` arrives, so the caller can reset its backoff.
 async fn connect_once(
@@ -68,7 +150,7 @@ async fn connect_once(
     events: &mut u32,
 ) -> Result<End, EngineError> {
     // Re-read the record every time: the resume point moves as events are stored.
-    let gw: GatewayRecord = engine.gateway(fingerprint)?;
+    let gw: GatewayRecord = before_connect(engine, fingerprint)?;
     let url = gateway::endpoint(&gw.url, paths::STREAM)?;
     let auth = DeviceAuth::create(
         &engine.inner.key,
@@ -82,8 +164,9 @@ async fn connect_once(
         .get(url.clone())
         .header(reqwest::header::AUTHORIZATION, auth.to_header())
         .header(reqwest::header::ACCEPT, "text/event-stream");
-    if gw.last_event_id > 0 {
-        req = req.header("Last-Event-ID", gw.last_event_id.to_string());
+    let sent = (gw.last_event_id > 0).then_some(gw.last_event_id);
+    if let Some(r) = sent {
+        req = req.header("Last-Event-ID", r.to_string());
     }
     let resp = tokio::time::timeout(gateway::CALL_TIMEOUT, req.send())
         .await
@@ -91,12 +174,19 @@ async fn connect_once(
         .map_err(|e| gateway::send_failed(&url, e))?;
     if !resp.status().is_success() {
         // Reuse the common reading rule for the error body (4xx refused, 5xx transient).
-        return match gateway::read_answer::<countersign_protocol::GatewayInfo>(&url, resp).await {
-            Err(e) => Err(e),
-            Ok(_) => Err(EngineError::BadGatewayResponse(
-                "unexpected stream answer".into(),
-            )),
+        let err = match gateway::read_answer::<countersign_protocol::GatewayInfo>(&url, resp).await
+        {
+            Err(e) => e,
+            Ok(_) => EngineError::BadGatewayResponse("unexpected stream answer".into()),
         };
+        // An answer that names the resume point costs a full resync, never more: it is not
+        // signed, and resyncing loses nothing.
+        if let EngineError::GatewayRefused { code, .. } = &err {
+            if *code == ErrorCode::BadLastEventId && sent.is_some() {
+                engine.resync(&gw.fingerprint, "refused")?;
+            }
+        }
+        return Err(err);
     }
     engine.emit(EngineEvent::ConnectionUp {
         gateway: gw.fingerprint.clone(),
@@ -105,6 +195,9 @@ async fn connect_once(
     let mut parser = SseParser::new();
     let mut dead_after =
         Duration::from_secs_f64(DEFAULT_KEEPALIVE_SECONDS as f64 * DEAD_AFTER_KEEPALIVES);
+    let mut hello: Option<StreamHello> = None;
+    let mut refused: u32 = 0;
+    let mut last_on_connection: u64 = 0;
     loop {
         let chunk = tokio::select! {
             _ = shutdown.changed() => return Ok(End::Shutdown),
@@ -126,40 +219,104 @@ async fn connect_once(
             }
             Ok(Ok(Some(b))) => b,
         };
-        let items = parser.feed(&bytes).map_err(|e| {
-            EngineError::BadGatewayResponse(format!("the event stream is broken: {e}"))
-        })?;
+        let items = match parser.feed(&bytes) {
+            Ok(items) => items,
+            // Input that breaks the framing ends the connection, and is audited.
+            Err(e) => return Err(violation(engine, &gw, &format!("broken_framing: {e}"))?),
+        };
         for item in items {
             let SseItem::Event { id, event, data } = item else {
                 continue;
             };
             match event.as_str() {
-                "ready" => {
-                    let n = serde_json::from_str::<Ready>(&data)
-                        .map(|r| r.keepalive_seconds.clamp(1, 3600))
-                        .unwrap_or(DEFAULT_KEEPALIVE_SECONDS);
+                "hello" if hello.is_none() => {
+                    let (h, resync) = check_hello(engine, &gw, &data, &auth.nonce, sent)?;
+                    if resync.is_some() && h.mode == StreamMode::Resume {
+                        // The gateway resumes from a point the device no longer trusts:
+                        // reconnect without one, for the full backlog.
+                        return Err(EngineError::BadGatewayResponse(format!(
+                            "the stream resumed from an implausible point ({})",
+                            resync.unwrap_or_default()
+                        )));
+                    }
+                    let n = h.keepalive_seconds.clamp(1, 3600);
                     dead_after = Duration::from_secs_f64(n as f64 * DEAD_AFTER_KEEPALIVES);
+                    hello = Some(h);
+                }
+                "hello" => {
+                    return Err(violation(engine, &gw, "second_hello")?);
+                }
+                "ready" => {
+                    if hello.is_none() {
+                        return Err(violation(engine, &gw, "ready_before_hello")?);
+                    }
                     *healthy = true;
                     if mode == Mode::UntilReady {
                         return Ok(End::Ready);
                     }
                 }
-                "request" | "status" => {
-                    let event_id = id.as_deref().and_then(|s| s.parse::<u64>().ok());
+                name => {
                     *events += 1;
-                    let outcome = match StreamEvent::decode(data.as_bytes()) {
-                        Ok(ev) => engine.ingest(&gw.fingerprint, event_id, ev)?,
-                        Err(e) => {
-                            engine.ingest_malformed(&gw.fingerprint, event_id, e.to_string())?
+                    let claimed = id
+                        .as_deref()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    let outcome = match (&hello, Signed::<Event>::decode(data.as_bytes())) {
+                        (None, _) => {
+                            engine.refuse_frame(&gw, FrameRefusal::BeforeHello, claimed)?
+                        }
+                        (Some(_), Err(_)) => {
+                            engine.refuse_frame(&gw, FrameRefusal::Undecodable, claimed)?
+                        }
+                        (Some(h), Ok(envelope)) => {
+                            let e = &envelope.body;
+                            if id.as_deref() != Some(e.id.to_string().as_str())
+                                || name != e.payload.kind()
+                            {
+                                engine.refuse_frame(&gw, FrameRefusal::IdMismatch, claimed)?
+                            } else {
+                                let outcome = engine.ingest(&gw.fingerprint, &envelope)?;
+                                // Ids rise on a connection, and none in the backlog is above
+                                // the hello's head: checked on events that verified. One that
+                                // breaks this was a duplicate of the resume point, or is
+                                // stored like any other genuine event; the connection ends.
+                                if !matches!(outcome, IngestOutcome::Refused { .. }) {
+                                    if e.id <= last_on_connection {
+                                        return Err(violation(engine, &gw, "id_not_increasing")?);
+                                    }
+                                    if e.id > h.head && !*healthy {
+                                        return Err(violation(engine, &gw, "above_head")?);
+                                    }
+                                    last_on_connection = e.id;
+                                }
+                                outcome
+                            }
                         }
                     };
-                    tracing::debug!(gateway = %gw.name, ?event_id, ?outcome, "stream event");
+                    if matches!(outcome, IngestOutcome::Refused { .. }) {
+                        refused += 1;
+                        if refused >= MAX_REFUSED_FRAMES {
+                            return Err(EngineError::BadGatewayResponse(format!(
+                                "{refused} stream frames on this connection were refused"
+                            )));
+                        }
+                    }
+                    tracing::debug!(gateway = %gw.name, ?id, ?outcome, "stream event");
                 }
-                // Unknown event names are for newer clients; ignoring them keeps us compatible.
-                _ => {}
             }
         }
     }
+}
+
+/// A stream that breaks the protocol's order: audited, and the connection is closed.
+fn violation(engine: &Engine, gw: &GatewayRecord, what: &str) -> Result<EngineError, EngineError> {
+    engine.audit_stream(
+        kind::STREAM_VIOLATION,
+        serde_json::json!({"gateway": gw.fingerprint, "reason": what}),
+    )?;
+    Ok(EngineError::BadGatewayResponse(format!(
+        "the event stream broke the protocol ({what})"
+    )))
 }
 
 /// Follows one gateway's stream until shutdown, reconnecting with backoff.
@@ -400,6 +557,10 @@ impl Engine {
                 if let Err(e) = engine.audit_checkpoint(false) {
                     tracing::warn!(error = %e, "audit checkpoint failed");
                 }
+            }
+            // Aggregated counts first, so the last checkpoint covers them.
+            if let Err(e) = engine.flush_aggregated() {
+                tracing::warn!(error = %e, "writing aggregated audit entries failed");
             }
             if let Err(e) = engine.audit_checkpoint(true) {
                 tracing::warn!(error = %e, "audit checkpoint at shutdown failed");

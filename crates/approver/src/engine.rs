@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) pinned: Mutex<std::collections::HashMap<String, reqwest::Client>>,
     /// Rollbacks already reported, as `gateway:held seq`, so each is audited once.
     pub(crate) rollback_alarms: Mutex<HashSet<String>>,
+    /// The open windows of aggregated audit entries (see `aggregate`).
+    pub(crate) aggregated: Mutex<countersign_protocol::aggregate::Aggregator>,
     /// Bumped by every pairing; a running [`Engine::run`] watches it to connect new gateways.
     pub(crate) paired: watch::Sender<u64>,
     /// The data directory's single-writer lock, held until the engine is dropped.
@@ -116,9 +118,18 @@ fn take_lock(data_dir: &Path) -> Result<std::fs::File, EngineError> {
 
 impl Drop for Inner {
     /// The last handle closing is a shutdown: sign a checkpoint over whatever the log gained.
+    /// Aggregated audit counts still open are written first, so that none is lost.
     fn drop(&mut self) {
         let now = self.options.clock.now();
+        let pending = self
+            .aggregated
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .close(now, true);
         let db = self.db.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = crate::aggregate::write(db, now, pending) {
+            tracing::warn!(error = %e, "writing aggregated audit entries at shutdown failed");
+        }
         if let Err(e) = audit::checkpoint_if_due(db, &self.key, now, true) {
             tracing::warn!(error = %e, "audit checkpoint at shutdown failed");
         }
@@ -183,6 +194,7 @@ impl Engine {
                 runs: std::sync::atomic::AtomicUsize::new(0),
                 pinned: Mutex::new(std::collections::HashMap::new()),
                 rollback_alarms: Mutex::new(HashSet::new()),
+                aggregated: Mutex::new(Default::default()),
                 paired: watch::channel(0).0,
                 _lock: lock,
             }),

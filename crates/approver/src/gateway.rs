@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use countersign_protocol::api::{ErrorBody, ErrorCode};
 use countersign_protocol::types::Decode;
-use countersign_protocol::PublicKey;
+use countersign_protocol::{Digest, PublicKey};
 use rusqlite::{params, Connection, Row};
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -205,12 +205,13 @@ pub(crate) fn upsert_gateway(db: &Connection, g: &GatewayRecord) -> Result<(), E
     crate::store::execute(
         db,
         "INSERT INTO gateways (fingerprint, url, gateway_key, name, approver, device_id, \
-         webauthn_origin, paired_at, last_event_id, tls_pin) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         webauthn_origin, paired_at, last_event_id, tls_pin, protocol) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
          ON CONFLICT(fingerprint) DO UPDATE SET url = excluded.url, name = excluded.name, \
          approver = excluded.approver, device_id = excluded.device_id, \
          webauthn_origin = excluded.webauthn_origin, paired_at = excluded.paired_at, \
-         last_event_id = excluded.last_event_id, tls_pin = excluded.tls_pin",
+         last_event_id = excluded.last_event_id, tls_pin = excluded.tls_pin, \
+         protocol = excluded.protocol, resume_digest = NULL, head_seen = 0",
         params![
             g.fingerprint,
             g.url.as_str(),
@@ -221,7 +222,8 @@ pub(crate) fn upsert_gateway(db: &Connection, g: &GatewayRecord) -> Result<(), E
             g.webauthn_origin.as_str(),
             g.paired_at,
             g.last_event_id as i64,
-            g.tls_pin
+            g.tls_pin,
+            countersign_protocol::PROTOCOL_VERSION
         ],
     )?;
     Ok(())
@@ -236,16 +238,64 @@ pub(crate) fn all(db: &Connection) -> Result<Vec<GatewayRecord>, EngineError> {
     rows.map(|r| r?).collect()
 }
 
-/// Moves a gateway's stream resume point, inside the transaction that stored the event.
+/// Moves a gateway's stream resume point to a verified event, inside the transaction that
+/// consumed the event: `digest` is the envelope's, so a resume point can be told from one that
+/// no verified event set.
 pub(crate) fn set_resume_point(
     db: &Connection,
     fingerprint: &str,
     event_id: u64,
+    digest: &Digest,
 ) -> Result<(), EngineError> {
     crate::store::execute(
         db,
-        "UPDATE gateways SET last_event_id = ?1 WHERE fingerprint = ?2",
-        params![event_id as i64, fingerprint],
+        "UPDATE gateways SET last_event_id = ?1, resume_digest = ?2 WHERE fingerprint = ?3",
+        params![event_id as i64, digest.to_hex(), fingerprint],
+    )?;
+    Ok(())
+}
+
+/// Forgets a gateway's resume point (before a full resync).
+pub(crate) fn clear_resume_point(db: &Connection, fingerprint: &str) -> Result<(), EngineError> {
+    crate::store::execute(
+        db,
+        "UPDATE gateways SET last_event_id = 0, resume_digest = NULL WHERE fingerprint = ?1",
+        params![fingerprint],
+    )?;
+    Ok(())
+}
+
+/// What the stream rules need of a gateway row beyond its record: the protocol version it was
+/// paired under, whether its resume point was set by a verified event, and the highest stream
+/// head the gateway signed so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StreamState {
+    pub protocol: u32,
+    pub resume_verified: bool,
+    pub head_seen: u64,
+}
+
+pub(crate) fn stream_state(db: &Connection, fingerprint: &str) -> Result<StreamState, EngineError> {
+    Ok(db.query_row(
+        "SELECT protocol, resume_digest IS NOT NULL OR last_event_id = 0, head_seen \
+         FROM gateways WHERE fingerprint = ?1",
+        [fingerprint],
+        |r| {
+            Ok(StreamState {
+                protocol: r.get(0)?,
+                resume_verified: r.get(1)?,
+                head_seen: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+            })
+        },
+    )?)
+}
+
+/// Records the stream head a verified hello named, if it is the highest yet.
+pub(crate) fn see_head(db: &Connection, fingerprint: &str, head: u64) -> Result<(), EngineError> {
+    crate::store::execute(
+        db,
+        "UPDATE gateways SET head_seen = max(head_seen, ?1) WHERE fingerprint = ?2",
+        params![head as i64, fingerprint],
     )?;
     Ok(())
 }
@@ -258,13 +308,13 @@ mod tests {
     fn endpoint_keeps_prefix() {
         let u = Url::parse("http://127.0.0.1:8/gw").unwrap();
         assert_eq!(
-            endpoint(&u, "/v1/stream").unwrap().as_str(),
-            "http://127.0.0.1:8/gw/v1/stream"
+            endpoint(&u, "/v2/stream").unwrap().as_str(),
+            "http://127.0.0.1:8/gw/v2/stream"
         );
         let u = Url::parse("http://127.0.0.1:8/").unwrap();
         assert_eq!(
-            endpoint(&u, "/v1/info").unwrap().as_str(),
-            "http://127.0.0.1:8/v1/info"
+            endpoint(&u, "/v2/info").unwrap().as_str(),
+            "http://127.0.0.1:8/v2/info"
         );
     }
 }

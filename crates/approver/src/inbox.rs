@@ -125,9 +125,48 @@ pub enum IngestOutcome {
     /// Already seen: the event id was not newer than the last one stored, or the request is
     /// already in the inbox.
     Duplicate,
+    /// A genuine status update older than the one held, or one for a request already in a
+    /// final state: ignored, since a request never goes back.
+    Stale,
     Rejected {
         reason: RejectReason,
     },
+    /// The frame is not a verified event addressed to this device: refused and audited, and
+    /// the resume point did not move.
+    Refused {
+        reason: FrameRefusal,
+    },
+}
+
+/// Why a stream frame was refused before anything in it was used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameRefusal {
+    /// The envelope is not a valid `Signed<Event>`.
+    Undecodable,
+    /// The envelope's signature does not verify with the pinned gateway key.
+    BadSignature,
+    /// The envelope names another gateway.
+    WrongGateway,
+    /// The SSE `id:` or `event:` line differs from the envelope.
+    IdMismatch,
+    /// The event is addressed to another approver.
+    NotAddressed,
+    /// An event before the stream's verified hello.
+    BeforeHello,
+}
+
+impl FrameRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrameRefusal::Undecodable => "undecodable",
+            FrameRefusal::BadSignature => "bad_signature",
+            FrameRefusal::WrongGateway => "wrong_gateway",
+            FrameRefusal::IdMismatch => "id_mismatch",
+            FrameRefusal::NotAddressed => "not_addressed",
+            FrameRefusal::BeforeHello => "before_hello",
+        }
+    }
 }
 
 /// The checks a request must pass before it is stored, in the order they are made: nothing in
@@ -425,8 +464,8 @@ pub(crate) fn insert(
     crate::store::execute(
         db,
         "INSERT INTO inbox (gateway, request_id, request, digest, challenge, state, approvals, \
-         min_approvals, votes, expires_at, received_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, '[]', ?7, ?8)",
+         min_approvals, votes, expires_at, received_at, status_seq) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, '[]', ?7, ?8, 1)",
         params![
             gateway,
             b.id,
@@ -441,50 +480,97 @@ pub(crate) fn insert(
     Ok(())
 }
 
-/// Applies a verified status update to the stored request it names.
+/// How a signed status (or a receipt's status part) met the request held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StatusApplied {
+    Applied,
+    /// Its `seq` is not above the one held.
+    Stale {
+        held: u64,
+    },
+    /// The request held is already final; it never moves out of that state.
+    AfterFinal {
+        held: u64,
+    },
+}
+
+/// Applies a verified status to a request held, under the ordering rule: only a status with a
+/// higher `seq` than the one held, and only while the request is pending.
 pub(crate) fn apply_status(
     db: &Connection,
     gateway: &str,
     status: &StatusUpdate,
-) -> Result<(), EngineError> {
+) -> Result<StatusApplied, EngineError> {
     let votes = serde_json::to_string(&status.votes)
         .map_err(|e| EngineError::Corrupt(format!("cannot encode votes: {e}")))?;
-    crate::store::execute(
+    let n = crate::store::execute(
         db,
-        "UPDATE inbox SET state = ?1, approvals = ?2, min_approvals = ?3, votes = ?4 \
-         WHERE gateway = ?5 AND request_id = ?6",
+        "UPDATE inbox SET state = ?1, approvals = ?2, min_approvals = ?3, votes = ?4, \
+         status_seq = ?5 WHERE gateway = ?6 AND request_id = ?7 AND status_seq < ?5 \
+         AND state = 'pending'",
         params![
             status.state.as_str(),
             status.approvals,
             status.min_approvals,
             votes,
+            status.seq as i64,
             gateway,
             status.request_id
         ],
     )?;
-    Ok(())
+    applied(db, gateway, &status.request_id, n)
 }
 
-/// Takes the request's state from a verified receipt for a decision made here.
+fn applied(
+    db: &Connection,
+    gateway: &str,
+    request_id: &str,
+    changed: usize,
+) -> Result<StatusApplied, EngineError> {
+    if changed > 0 {
+        return Ok(StatusApplied::Applied);
+    }
+    let row: Option<(i64, String)> = db
+        .query_row(
+            "SELECT status_seq, state FROM inbox WHERE gateway = ?1 AND request_id = ?2",
+            params![gateway, request_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    // Nothing held: nothing to update.
+    let Some((held, state)) = row else {
+        return Ok(StatusApplied::Applied);
+    };
+    let held = u64::try_from(held).unwrap_or(0);
+    Ok(if state == RequestState::Pending.as_str() {
+        StatusApplied::Stale { held }
+    } else {
+        StatusApplied::AfterFinal { held }
+    })
+}
+
+/// Takes the request's state from a verified receipt for a decision made here, under the same
+/// ordering rule as a status (its `status_seq`).
 pub(crate) fn apply_receipt(
     db: &Connection,
     gateway: &str,
     request_id: &str,
     receipt: &Receipt,
-) -> Result<(), EngineError> {
-    crate::store::execute(
+) -> Result<StatusApplied, EngineError> {
+    let n = crate::store::execute(
         db,
-        "UPDATE inbox SET state = ?1, approvals = ?2, min_approvals = ?3 \
-         WHERE gateway = ?4 AND request_id = ?5",
+        "UPDATE inbox SET state = ?1, approvals = ?2, min_approvals = ?3, status_seq = ?4 \
+         WHERE gateway = ?5 AND request_id = ?6 AND status_seq < ?4 AND state = 'pending'",
         params![
             receipt.request_state.as_str(),
             receipt.approvals,
             receipt.min_approvals,
+            receipt.status_seq as i64,
             gateway,
             request_id
         ],
     )?;
-    Ok(())
+    applied(db, gateway, request_id, n)
 }
 
 /// Links a request to the decision made on it here (the outbox row).

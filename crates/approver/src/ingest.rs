@@ -4,7 +4,7 @@
 //! and says what happened.
 
 use countersign_protocol::{
-    ApprovalRequest, Digest, RequestState, Signed, StatusUpdate, StreamEvent,
+    ApprovalRequest, Digest, Event, RequestState, Signed, StatusUpdate, StreamEvent,
 };
 use rusqlite::Connection;
 use webauthn_rs::prelude::RequestChallengeResponse;
@@ -14,7 +14,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::events::EngineEvent;
 use crate::gateway::{find_gateway, set_resume_point, GatewayRecord};
-use crate::inbox::{self, check_request, IngestOutcome, RejectReason};
+use crate::inbox::{self, check_request, FrameRefusal, IngestOutcome, RejectReason, StatusApplied};
 
 /// What one ingest transaction produced: the outcome, the events to emit after commit, the
 /// request that arrived (gateway, id) and the request that was resolved.
@@ -27,14 +27,30 @@ type Ingested = (
 
 impl Engine {
     /// Verifies and stores one stream event from the gateway `gateway` (fingerprint or a
-    /// unique prefix). `event_id` is the SSE id; events not newer than the last stored one are
-    /// ignored. The resume point moves in the same transaction as the stored event.
+    /// unique prefix): a gateway-signed envelope addressed to this device, whose id is the
+    /// only one that moves the resume point (in the same transaction as the event's effect).
+    /// An envelope that does not verify, names another gateway or is for another approver is
+    /// refused and audited, and the resume point stays. Events not newer than the resume point
+    /// are duplicates of a resume overlap.
     pub fn ingest(
         &self,
         gateway: &str,
-        event_id: Option<u64>,
-        event: StreamEvent,
+        envelope: &Signed<Event>,
     ) -> Result<IngestOutcome, EngineError> {
+        let gw = self.gateway(gateway)?;
+        let digest = match envelope.verify_and_digest(&gw.gateway_key) {
+            Ok(d) => d,
+            Err(_) => return self.refuse_frame(&gw, FrameRefusal::BadSignature, envelope.body.id),
+        };
+        let e = &envelope.body;
+        if e.gateway != gw.fingerprint {
+            return self.refuse_frame(&gw, FrameRefusal::WrongGateway, e.id);
+        }
+        if !e.audience.includes(&gw.approver) {
+            return self.refuse_frame(&gw, FrameRefusal::NotAddressed, e.id);
+        }
+        let event_id = Some(e.id);
+        let event = e.payload.clone();
         let now = self.now();
         let mut db = self.db();
         // Stream events are committed with synchronous=NORMAL: a power cut can roll back only
@@ -43,7 +59,7 @@ impl Engine {
         // reconnect. Decisions, receipts and everything else stay FULL: the next FULL commit
         // also makes these durable.
         db.pragma_update(None, "synchronous", "NORMAL")?;
-        let ingested = Self::ingest_tx(&mut db, gateway, event_id, event, now);
+        let ingested = Self::ingest_tx(&mut db, gateway, (event_id, digest), event, now);
         db.pragma_update(None, "synchronous", "FULL")?;
         let (outcome, after_commit, arrived, resolved) = ingested?;
         drop(db);
@@ -74,7 +90,7 @@ impl Engine {
     fn ingest_tx(
         db: &mut Connection,
         gateway: &str,
-        event_id: Option<u64>,
+        (event_id, envelope_digest): (Option<u64>, Digest),
         event: StreamEvent,
         now: i64,
     ) -> Result<Ingested, EngineError> {
@@ -108,7 +124,9 @@ impl Engine {
                             reason: reason.message(),
                         })
                     }
-                    IngestOutcome::Duplicate => {}
+                    IngestOutcome::Duplicate
+                    | IngestOutcome::Stale
+                    | IngestOutcome::Refused { .. } => {}
                 }
                 outcome
             }
@@ -135,45 +153,76 @@ impl Engine {
                             reason: reason.message(),
                         })
                     }
-                    IngestOutcome::Duplicate => {}
+                    IngestOutcome::Duplicate
+                    | IngestOutcome::Stale
+                    | IngestOutcome::Refused { .. } => {}
                 }
                 outcome
             }
         };
         if let Some(id) = event_id {
-            set_resume_point(&tx, &gw.fingerprint, id)?;
+            set_resume_point(&tx, &gw.fingerprint, id, &envelope_digest)?;
         }
         tx.commit()?;
         Ok((outcome, after_commit, arrived, resolved))
     }
 
-    /// Records an event that could not be decoded at all, and moves past it.
-    pub(crate) fn ingest_malformed(
-        &self,
-        gateway: &str,
-        event_id: Option<u64>,
-        error: String,
-    ) -> Result<IngestOutcome, EngineError> {
+    /// Drops the resume point of `gateway` so that the next connection reads the whole backlog,
+    /// and audits why (`stream.resync`), in one transaction.
+    pub(crate) fn resync(&self, gateway: &str, reason: &str) -> Result<(), EngineError> {
         let now = self.now();
-        let reason = RejectReason::Malformed { error };
         let mut db = self.db();
         let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let gw = find_gateway(&tx, gateway)?;
-        if matches!(event_id, Some(id) if id <= gw.last_event_id) {
-            return Ok(IngestOutcome::Duplicate);
-        }
-        audit_rejection(&tx, now, &gw, event_id, None, None, &reason)?;
-        if let Some(id) = event_id {
-            set_resume_point(&tx, &gw.fingerprint, id)?;
-        }
+        crate::gateway::clear_resume_point(&tx, &gw.fingerprint)?;
+        audit::append(
+            &tx,
+            now,
+            kind::STREAM_RESYNC,
+            None,
+            serde_json::json!({
+                "gateway": gw.fingerprint,
+                "reason": reason,
+                "old_resume_point": gw.last_event_id,
+            }),
+        )?;
         tx.commit()?;
-        drop(db);
-        self.emit(EngineEvent::RequestRejected {
-            gateway: gw.fingerprint,
-            request_id: None,
-            reason: reason.message(),
-        });
-        Ok(IngestOutcome::Rejected { reason })
+        tracing::info!(gateway = %gw.name, reason, "stream resync");
+        Ok(())
+    }
+
+    /// Appends one stream audit entry in its own transaction.
+    pub(crate) fn audit_stream(
+        &self,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), EngineError> {
+        let now = self.now();
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        audit::append(&tx, now, kind, None, detail)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Refuses a stream frame that is not a verified event for this device: audited (at most
+    /// two entries a minute per gateway and reason, with the count), the resume point unmoved.
+    pub(crate) fn refuse_frame(
+        &self,
+        gw: &GatewayRecord,
+        reason: FrameRefusal,
+        claimed_id: u64,
+    ) -> Result<IngestOutcome, EngineError> {
+        self.audit_aggregated(
+            kind::STREAM_FRAME_REJECTED,
+            &format!("{}:{}", gw.fingerprint, reason.as_str()),
+            serde_json::json!({
+                "gateway": gw.fingerprint,
+                "reason": reason.as_str(),
+                "claimed_event_id": claimed_id,
+            }),
+        )?;
+        Ok(IngestOutcome::Refused { reason })
     }
 }
 
@@ -292,8 +341,30 @@ fn ingest_status(
         // A status for a request we rejected or never saw: record it, there is nothing to update.
         None => false,
     };
+    let status_digest = status.digest()?;
     if known {
-        inbox::apply_status(db, &gw.fingerprint, b)?;
+        match inbox::apply_status(db, &gw.fingerprint, b)? {
+            StatusApplied::Applied => {}
+            StatusApplied::Stale { held } | StatusApplied::AfterFinal { held } => {
+                // A genuine but older status, or one after the request closed: a replay, or
+                // a gateway that contradicts itself. It changes nothing.
+                audit::append(
+                    db,
+                    now,
+                    kind::STATUS_STALE,
+                    Some(&b.request_id),
+                    serde_json::json!({
+                        "gateway": gw.fingerprint,
+                        "event_id": event_id,
+                        "seq": b.seq,
+                        "held_seq": held,
+                        "state": b.state,
+                        "status_digest": status_digest,
+                    }),
+                )?;
+                return Ok(IngestOutcome::Stale);
+            }
+        }
     }
     audit::append(
         db,
@@ -309,7 +380,8 @@ fn ingest_status(
             "min_approvals": b.min_approvals,
             "votes": b.votes.len(),
             "known": known,
-            "status_digest": status.digest()?,
+            "seq": b.seq,
+            "status_digest": status_digest,
         }),
     )?;
     Ok(IngestOutcome::Accepted)

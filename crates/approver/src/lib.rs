@@ -10,6 +10,7 @@
 //! and a [`Notifier`].
 #![forbid(unsafe_code)]
 
+mod aggregate;
 mod anchor;
 pub mod audit;
 pub mod authenticator;
@@ -54,7 +55,9 @@ pub use engine::{
 pub use error::EngineError;
 pub use events::{EngineEvent, Notifier, SilentNotifier};
 pub use gateway::GatewayRecord;
-pub use inbox::{DeliveryState, InboxItem, IngestOutcome, ListFilter, LocalDecision, RejectReason};
+pub use inbox::{
+    DeliveryState, FrameRefusal, InboxItem, IngestOutcome, ListFilter, LocalDecision, RejectReason,
+};
 pub use outbox::{Delivery, FlushReport, OutboxItem};
 pub use report::{ReportOutcome, UNEXPECTED_REASON};
 pub use store::SCHEMA_VERSION;

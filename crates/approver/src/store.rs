@@ -10,7 +10,7 @@ use crate::error::EngineError;
 
 /// The schema version this build writes, kept in `PRAGMA user_version` and recorded, with the
 /// time each migration ran, in the table `schema_version`.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE gateways (
@@ -154,8 +154,26 @@ CREATE TABLE checkpoints (
 /// Version 3: the TLS certificate pinned for each gateway.
 const SCHEMA_V3: &str = "ALTER TABLE gateways ADD COLUMN tls_pin TEXT;";
 
+/// Version 4: protocol version 2 (docs/protocol.md, section 1.5).
+/// - Each gateway row says which protocol version it was paired under; rows from before are
+///   version 1, kept as read-only history until the device pairs again.
+/// - The resume point is kept with the digest of the verified event envelope that set it, and
+///   the highest stream head the gateway has signed.
+/// - Each request holds the status `seq` it is at, so an older status is never applied.
+const SCHEMA_V4: &str = r#"
+ALTER TABLE gateways ADD COLUMN protocol INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE gateways ADD COLUMN resume_digest TEXT;
+ALTER TABLE gateways ADD COLUMN head_seen INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE inbox ADD COLUMN status_seq INTEGER NOT NULL DEFAULT 0;
+"#;
+
 /// Every migration, in order: version `n` is applied to a database at version `n - 1`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, SCHEMA_V1),
+    (2, SCHEMA_V2),
+    (3, SCHEMA_V3),
+    (4, SCHEMA_V4),
+];
 
 fn migrate(conn: &Connection, now: i64) -> Result<(), EngineError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -284,7 +302,7 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(versions, vec![1, 2, 3]);
+        assert_eq!(versions, vec![1, 2, 3, 4]);
         c.execute(
             "INSERT INTO checkpoints (seq, signed, at) VALUES (1, 's', 0)",
             [],

@@ -6,6 +6,7 @@
 //! this module consumes it, and the decision's checks judge time on the gateway's clock.
 
 use countersign_protocol::api::ErrorCode;
+use countersign_protocol::webauthn::{Ceremony, ClientDataError};
 use countersign_protocol::{Decision, Verdict};
 use serde::Deserialize as _;
 use webauthn_rs::prelude::{
@@ -50,6 +51,7 @@ pub(crate) fn verify_assertion(
             format!("The passkey assertion is malformed: {e}."),
         )
     })?;
+    check_client_data(gw, cred.response.client_data_json.as_ref(), Ceremony::Get)?;
     let state: PasskeyAuthentication =
         serde_json::from_str(state).map_err(|e| ApiError::internal("stored challenge", e))?;
     let verified = gw
@@ -115,6 +117,25 @@ pub(crate) fn consume(
 
 /// The refusal for an assertion webauthn-rs does not accept. The common reasons get codes of
 /// their own, so the approver's device can tell the person what went wrong.
+/// The WebAuthn client data checks of docs/protocol.md 5a, made before the library's own: the
+/// type, the origin compared as an origin with the gateway's, no cross-origin ceremony, and a
+/// `tokenBinding` that is absent or a dictionary (never `null`).
+pub(crate) fn check_client_data(
+    gw: &Gateway,
+    bytes: &[u8],
+    ceremony: Ceremony,
+) -> Result<(), ApiError> {
+    countersign_protocol::webauthn::check_client_data(bytes, ceremony, &gw.config.webauthn_origin)
+        .map_err(|e| match e {
+            ClientDataError::Malformed(_) => {
+                ApiError::bad_request(ErrorCode::BadClientData, format!("{e}."))
+            }
+            ClientDataError::WrongOrigin(_) => {
+                ApiError::forbidden(ErrorCode::WrongWebauthnOrigin, format!("{e}."))
+            }
+        })
+}
+
 fn passkey_error(e: WebauthnError) -> ApiError {
     match e {
         WebauthnError::UserNotVerified => ApiError::forbidden(

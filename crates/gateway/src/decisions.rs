@@ -1,18 +1,20 @@
-//! Decisions (`POST /v1/decisions`): verifying a signed decision and applying it, auditing every
+//! Decisions (`POST /v2/decisions`): verifying a signed decision and applying it, auditing every
 //! refusal with its code, and counting wrong match codes.
 
 use countersign_protocol::api::ErrorCode;
 use countersign_protocol::types::Decode;
 use countersign_protocol::{
-    ApprovalRequest, Decision, Digest, PublicKey, Receipt, RequestState, Signed, Verdict, Vote,
+    ApprovalRequest, Decision, Digest, PublicKey, Receipt, Refusal, RequestState, Signed,
+    StreamEvent, Verdict, Vote, PROTOCOL_VERSION,
 };
 use serde_json::json;
 
 use crate::ceremony;
-use crate::error::{json_text, ApiError, StoreError};
+use crate::error::{json_text, ApiError, SignedRefusal, StoreError};
 use crate::gateway::Gateway;
 use crate::hub::Pushed;
-use crate::status::{outcome, push_status, Outcome};
+use crate::refusals::{ANONYMOUS, DECISION_REJECTED};
+use crate::status::{outcome, push_status, status_of, Outcome};
 use crate::store::challenges::Challenge;
 use crate::store::decisions::NewDecision;
 use crate::store::Tx;
@@ -37,8 +39,9 @@ pub fn decide(gw: &Gateway, body: &[u8]) -> Result<Applied, ApiError> {
     let signed = match Signed::<Decision>::decode(body) {
         Ok(s) => s,
         Err(e) => {
+            // Nothing in the body can be named: aggregated, so garbage cannot flood the log.
             let err = ApiError::bad_request(ErrorCode::InvalidDecision, e.to_string());
-            audit_rejection(gw, None, &err);
+            gw.audit_refused(DECISION_REJECTED, ANONYMOUS, &err);
             return Err(err);
         }
     };
@@ -57,10 +60,74 @@ pub fn decide(gw: &Gateway, body: &[u8]) -> Result<Applied, ApiError> {
                     tracing::warn!(%e, "recording a match-code failure failed");
                 }
             }
+            if err.code.is_final_refusal() {
+                return Err(refuse(gw, &signed, err));
+            }
             audit_rejection(gw, Some(&signed.body), &err);
             Err(err)
         }
     }
+}
+
+/// A decision refused for good: the signed refusal naming it, with the request's signed status
+/// at that moment if the request exists and is addressed to the decision's approver, signed in
+/// the transaction that audits the refusal (docs/protocol.md 8.5). If that fails, the answer
+/// goes out unsigned, which an approver treats as "try again later".
+fn refuse(gw: &Gateway, signed: &Signed<Decision>, mut err: ApiError) -> ApiError {
+    let d = &signed.body;
+    let now = gw.now();
+    let result = gw.store.write(|tx| -> Result<SignedRefusal, ApiError> {
+        let status = match tx.request_signed(&d.request_id)? {
+            Some(text) => {
+                let request: Signed<ApprovalRequest> = serde_json::from_str(&text)
+                    .map_err(|e| ApiError::internal("stored request", e))?;
+                if request.body.approvers.iter().any(|a| a == &d.approver) {
+                    Some(status_of(gw, tx, &d.request_id)?.0)
+                } else {
+                    None
+                }
+            }
+            None => None,
+        };
+        let refusal = Signed::sign(
+            &gw.key,
+            Refusal {
+                v: PROTOCOL_VERSION,
+                gateway: gw.fingerprint.clone(),
+                decision_id: d.decision_id.clone(),
+                decision_digest: signed.digest()?,
+                request_id: d.request_id.clone(),
+                request_digest: d.request_digest,
+                approver: d.approver.clone(),
+                code: err.code.clone(),
+                refused_at: now,
+                status_seq: status.as_ref().map(|s| s.body.seq),
+            },
+        )?;
+        tx.audit_append(
+            now,
+            "decision.rejected",
+            Some(&d.request_id),
+            json!({
+                "decision_id": d.decision_id,
+                "approver": d.approver,
+                "device_id": d.device_id,
+                "code": err.code.as_str(),
+                "message": err.message,
+                "refusal_digest": refusal.digest()?,
+                "status_seq": refusal.body.status_seq,
+            }),
+        )?;
+        Ok(SignedRefusal { refusal, status })
+    });
+    match result {
+        Ok(s) => err.signed = Some(Box::new(s)),
+        Err(e) => {
+            tracing::error!(%e, "could not sign and audit a refused decision");
+            audit_rejection(gw, Some(d), &err);
+        }
+    }
+    err
 }
 
 fn audit_rejection(gw: &Gateway, d: Option<&Decision>, err: &ApiError) {
@@ -112,8 +179,8 @@ struct PreRead {
     challenge: Option<Challenge>,
     /// The signed request as stored.
     request: Option<String>,
-    /// The votes recorded on the request so far.
-    votes: Vec<Vote>,
+    /// The votes recorded on the request so far, and the status `seq` they are at.
+    votes: (Vec<Vote>, u64),
 }
 
 /// Checks a decision and records it, in the order of ARCHITECTURE.md ("The flow", step 6).
@@ -172,13 +239,13 @@ fn apply(
             check_not_yet_decided(tx, d)?;
             let outcome = quorum_outcome(gw, tx, d, request, decision_digest, prepared, now)?;
             let pushed = record(
+                gw,
                 tx,
                 d,
                 &request.body.approvers,
                 decision_digest,
                 &signed_text,
                 &outcome,
-                now,
             )?;
             Ok((Applied::New(outcome.receipt), pushed))
         })?;
@@ -195,7 +262,7 @@ fn pre_read(gw: &Gateway, d: &Decision) -> Result<PreRead, ApiError> {
             device_key: c.device_key(&d.device_id)?,
             challenge: c.challenge(&d.request_id, &d.approver)?,
             request: c.request_signed(&d.request_id)?,
-            votes: c.votes(&d.request_id)?,
+            votes: (c.votes(&d.request_id)?, status_seq(c, &d.request_id)?),
         })
     })
 }
@@ -240,7 +307,7 @@ fn presign_outcome(
     device_verified: bool,
     decision_digest: Digest,
     now: i64,
-    votes: Vec<Vote>,
+    votes: (Vec<Vote>, u64),
 ) -> Result<Option<Outcome>, ApiError> {
     match request {
         Some(r) if device_verified => Ok(Some(outcome(gw, d, r, decision_digest, now, votes)?)),
@@ -418,23 +485,35 @@ fn quorum_outcome(
     now: i64,
 ) -> Result<Outcome, ApiError> {
     let before = tx.votes(&d.request_id)?;
+    let seq_before = status_seq(tx, &d.request_id)?;
     match prepared {
-        Some(p) if p.votes_before == before => Ok(p),
-        _ => outcome(gw, d, request, decision_digest, now, before),
+        Some(p) if p.votes_before == before && p.seq_before == seq_before => Ok(p),
+        _ => outcome(gw, d, request, decision_digest, now, (before, seq_before)),
     }
 }
 
+/// The request's current status `seq` (1 for an unknown request: its decision is refused
+/// before the outcome counts).
+fn status_seq(tx: &dyn Tx, request_id: &str) -> Result<u64, ApiError> {
+    Ok(tx
+        .request_gate(request_id)?
+        .map(|g| g.status_seq)
+        .unwrap_or(1))
+}
+
 /// Stores the accepted decision with its receipt, closes the request if the outcome decided it,
-/// audits the acceptance and queues the new status for every approver of the request.
+/// audits the acceptance and queues the new status for every approver of the request, all at
+/// the time the receipt names.
 fn record(
+    gw: &Gateway,
     tx: &dyn Tx,
     d: &Decision,
     approvers: &[String],
     decision_digest: Digest,
     signed_text: &str,
     outcome: &Outcome,
-    now: i64,
 ) -> Result<Vec<Pushed>, ApiError> {
+    let now = outcome.receipt.body.accepted_at;
     let new_state = outcome.new_state;
     let digest = decision_digest.to_hex();
     tx.insert_decision(&NewDecision {
@@ -450,6 +529,8 @@ fn record(
     if new_state != RequestState::Pending {
         tx.close_request(&d.request_id, new_state, now)?;
     }
+    // One status change, whether or not it closed the request.
+    tx.set_status_seq(&d.request_id, outcome.seq, now)?;
     tx.audit_append(
         now,
         "decision.accepted",
@@ -463,5 +544,12 @@ fn record(
             "request_state": new_state,
         }),
     )?;
-    Ok(tx.enqueue(approvers, "status", &outcome.status_data)?)
+    crate::envelope::enqueue(
+        gw,
+        tx,
+        approvers,
+        &StreamEvent::Status {
+            status: outcome.status.clone(),
+        },
+    )
 }

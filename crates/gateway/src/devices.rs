@@ -18,6 +18,8 @@ pub struct Device {
     pub id: String,
     pub approver: String,
     pub public_key: PublicKey,
+    /// The nonce of the Authorization header this request was authenticated with.
+    pub nonce: String,
 }
 
 /// The paired, unrevoked device `id`: the approver it acts for and its public key.
@@ -99,5 +101,6 @@ pub fn authenticate_device(
         id: auth.device,
         approver,
         public_key: key,
+        nonce: auth.nonce,
     })
 }

@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use countersign_protocol::api::{ErrorBody, ErrorCode, ErrorDetail};
+use countersign_protocol::{Refusal, Signed, StatusUpdate};
 
 /// A failure of the gateway's database. The database's own error is kept as the source of
 /// [`StoreError::Database`], as an opaque error: no database type appears outside the store.
@@ -76,13 +77,22 @@ pub enum GatewayError {
 }
 
 /// A failure answered to an HTTP client: its status, its stable code (the wire's
-/// `error.code`, one of docs/protocol.md 6.2) and a sentence.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// `error.code`, one of docs/protocol.md 6.2) and a sentence. A decision refused for good also
+/// carries the signed refusal and the request's signed status (docs/protocol.md 8.5).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: ErrorCode,
     pub message: String,
+    pub signed: Option<Box<SignedRefusal>>,
+}
+
+/// The signed part of a final refusal of a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedRefusal {
+    pub refusal: Signed<Refusal>,
+    pub status: Option<Signed<StatusUpdate>>,
 }
 
 impl ApiError {
@@ -91,6 +101,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            signed: None,
         }
     }
 
@@ -158,11 +169,17 @@ pub(crate) fn json_text<T: serde::Serialize>(v: &T) -> Result<String, ApiError> 
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let (refusal, status) = match self.signed {
+            Some(s) => (Some(s.refusal), s.status),
+            None => (None, None),
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code,
                 message: self.message,
             },
+            refusal,
+            status,
         };
         (self.status, Json(body)).into_response()
     }

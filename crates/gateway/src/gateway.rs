@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use countersign_protocol::KeyPair;
+use countersign_protocol::{KeyPair, PROTOCOL_VERSION};
 use webauthn_rs::prelude::{Webauthn, WebauthnBuilder};
 
 use crate::clock::Clock;
@@ -35,6 +35,8 @@ pub struct Gateway {
     pub seen_nonces: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// The certificate, when the gateway serves HTTPS itself.
     pub tls: Option<tls::Tls>,
+    /// Open windows of aggregated refusals (see `refusals`).
+    pub refusals: std::sync::Mutex<countersign_protocol::aggregate::Aggregator>,
 }
 
 impl Gateway {
@@ -45,6 +47,20 @@ impl Gateway {
         let key = load_or_create_key(&dir.join("gateway.key"))?;
         let hub = Arc::new(Hub::new());
         let store = Store::open(&dir.join("gateway.db"), hub.clone())?;
+        if let Some(schema) = store.upgraded_from_protocol_1() {
+            let now = Clock::default().now();
+            store.write(|tx| {
+                tx.audit_append(
+                    now,
+                    "protocol.upgraded",
+                    None,
+                    serde_json::json!({"from": 1, "to": PROTOCOL_VERSION, "schema_from": schema}),
+                )
+            })?;
+            tracing::warn!(
+                "upgraded to protocol version {PROTOCOL_VERSION}: every device paired before must pair again"
+            );
+        }
         let webauthn = WebauthnBuilder::new(&config.webauthn_rp_id, &config.webauthn_origin)
             .and_then(|b| b.rp_name(&config.name).build())
             .map_err(|e| GatewayError::WebAuthn {
@@ -73,7 +89,15 @@ impl Gateway {
             changes: tokio::sync::Notify::new(),
             seen_nonces: std::sync::Mutex::new(std::collections::HashMap::new()),
             tls,
+            refusals: std::sync::Mutex::new(Default::default()),
         }))
+    }
+
+    /// The WebAuthn origin as an origin serialisation (`https://host[:port]`, no path), however
+    /// the configuration wrote it: what devices must put in their client data.
+    pub fn origin(&self) -> String {
+        countersign_protocol::webauthn::origin_serialization(&self.config.webauthn_origin)
+            .unwrap_or_else(|| self.config.webauthn_origin.to_string())
     }
 
     pub fn now(&self) -> i64 {

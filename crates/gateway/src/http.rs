@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::gateway::Gateway;
+use crate::refusals::{refused, ANONYMOUS, DECISION_REJECTED, REQUEST_REFUSED};
 use crate::{
     checkpoints, decisions, devices, lifecycle, pairing, reports, requests, stream, tokens,
 };
@@ -34,13 +35,15 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(paths::PAIR_FINISH, post(pair_finish))
         .route(paths::STREAM, get(stream::handler))
         .route(paths::REQUESTS, post(create_request))
-        .route("/v1/requests/{id}", get(get_request))
-        .route("/v1/requests/{id}/withdraw", post(withdraw))
+        .route("/v2/requests/{id}", get(get_request))
+        .route("/v2/requests/{id}/withdraw", post(withdraw))
         .route(paths::DECISIONS, post(decide))
         .route(paths::CHECKPOINTS, post(upload_checkpoint))
         .route(paths::CHECKPOINT_LATEST, get(latest_checkpoint))
         .route(paths::REPORTS, post(report))
         .route(paths::OPENAPI, get(openapi))
+        .route("/v1", axum::routing::any(protocol_upgraded))
+        .route("/v1/{*rest}", axum::routing::any(protocol_upgraded))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
@@ -51,11 +54,29 @@ async fn not_found() -> ApiError {
     ApiError::not_found(ErrorCode::NoSuchEndpoint, "There is no such endpoint.")
 }
 
+/// Every path of protocol version 1: a device paired under it must pair again.
+async fn protocol_upgraded() -> ApiError {
+    ApiError::gone(
+        ErrorCode::ProtocolUpgraded,
+        "This gateway speaks Countersign protocol version 2; pair this device again with a new invite.",
+    )
+}
+
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::MethodNotAllowed,
         "This endpoint does not accept that HTTP method.",
+    )
+}
+
+/// The requester behind a requester token; a refused token is audited.
+fn requester(gw: &Gateway, headers: &HeaderMap) -> Result<String, ApiError> {
+    refused(
+        gw,
+        REQUEST_REFUSED,
+        ANONYMOUS,
+        tokens::authenticate(gw, headers),
     )
 }
 
@@ -89,7 +110,7 @@ async fn info(State(gw): State<Arc<Gateway>>) -> Json<GatewayInfo> {
         name: gw.config.name.clone(),
         gateway_key: gw.key.public(),
         fingerprint: gw.fingerprint.clone(),
-        webauthn_origin: gw.config.webauthn_origin.to_string(),
+        webauthn_origin: gw.origin(),
     })
 }
 
@@ -124,14 +145,18 @@ async fn create_request(
 ) -> Result<(StatusCode, Json<CreatedRequest>), ApiError> {
     let created = gw
         .blocking(move |gw| {
-            let requester = tokens::authenticate(gw, &headers)?;
-            let new: NewRequest = serde_json::from_slice(&body(b)?).map_err(|e| {
-                ApiError::bad_request(
-                    ErrorCode::InvalidRequest,
-                    format!("The request body is invalid: {e}."),
-                )
-            })?;
-            requests::create_request(gw, &requester, new)
+            let requester = requester(gw, &headers)?;
+            let created = body(b)
+                .and_then(|b| {
+                    serde_json::from_slice::<NewRequest>(&b).map_err(|e| {
+                        ApiError::bad_request(
+                            ErrorCode::InvalidRequest,
+                            format!("The request body is invalid: {e}."),
+                        )
+                    })
+                })
+                .and_then(|new| requests::create_request(gw, &requester, new));
+            refused(gw, REQUEST_REFUSED, &requester, created)
         })
         .await?;
     let status = if created.duplicate {
@@ -153,9 +178,7 @@ async fn get_request(
     id: Result<Path<String>, PathRejection>,
     q: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let requester = gw
-        .blocking(move |gw| tokens::authenticate(gw, &headers))
-        .await?;
+    let requester = gw.blocking(move |gw| requester(gw, &headers)).await?;
     let id = path_param(id)?;
     let Query(q) = q.map_err(|_| {
         ApiError::bad_request(
@@ -176,8 +199,9 @@ async fn withdraw(
 ) -> Result<Json<RequestView>, ApiError> {
     let id = path_param(id);
     gw.blocking(move |gw| {
-        let requester = tokens::authenticate(gw, &headers)?;
-        lifecycle::withdraw(gw, &requester, &id?)
+        let requester = requester(gw, &headers)?;
+        let withdrawn = id.and_then(|id| lifecycle::withdraw(gw, &requester, &id));
+        refused(gw, REQUEST_REFUSED, &requester, withdrawn)
     })
     .await
     .map(Json)
@@ -223,7 +247,20 @@ async fn decide(
     State(gw): State<Arc<Gateway>>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Signed<Receipt>>, ApiError> {
-    let b = body(b)?;
+    let b = match body(b) {
+        Ok(b) => b,
+        Err(e) => {
+            let gw = gw.clone();
+            let audited = e.clone();
+            let _ = gw
+                .blocking(move |gw| {
+                    gw.audit_refused(DECISION_REJECTED, ANONYMOUS, &audited);
+                    Ok(())
+                })
+                .await;
+            return Err(e);
+        }
+    };
     gw.blocking(move |gw| decisions::decide(gw, &b))
         .await
         .map(|a| Json(a.receipt()))

@@ -16,12 +16,12 @@
 //!   audit chain among them) over the SQLite engine with group commit, the schema and its
 //!   migrations; no SQL and no database type outside it;
 //! - [`gateway`] the shared [`Gateway`] and opening it;
-//! - [`devices`] device authentication, [`passkeys`] an approver's passkeys, [`status`] a request's
+//! - [`envelope`] signed stream events; [`devices`] device authentication, [`passkeys`] an approver's passkeys, [`status`] a request's
 //!   status and quorum, [`ceremony`] the once-only WebAuthn ceremony of a decision;
 //! - [`pairing`] invites and device pairing, [`tokens`] requester tokens, [`reports`]
-//!   unexpected-request reports and blocks, [`checkpoints`] devices' audit checkpoints,
+//!   unexpected-request reports and blocks, [`refusals`] aggregated audit of repeated refusals, [`checkpoints`] devices' audit checkpoints,
 //!   [`requests`] creating requests, [`decisions`] verifying and applying decisions,
-//!   [`lifecycle`] viewing, withdrawing and expiring requests, [`stream`] `GET /v1/stream`;
+//!   [`lifecycle`] viewing, withdrawing and expiring requests, [`stream`] `GET /v2/stream`;
 //! - [`http`] the axum router, [`openapi`] its OpenAPI document, [`server`] serving it;
 //! - [`approvals`] the approval flow's public paths, re-exported from the modules above;
 //!   [`client`] the requester-side HTTP client used by the `request` command.
@@ -35,6 +35,7 @@ pub mod clock;
 pub mod config;
 pub mod decisions;
 pub mod devices;
+pub mod envelope;
 pub mod error;
 pub mod gateway;
 pub mod http;
@@ -43,6 +44,7 @@ pub mod lifecycle;
 pub mod openapi;
 pub mod pairing;
 pub mod passkeys;
+pub mod refusals;
 pub mod reports;
 pub mod requests;
 pub mod server;

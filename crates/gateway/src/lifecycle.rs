@@ -103,5 +103,11 @@ pub async fn expiry_sweeper(gw: Arc<Gateway>) {
         if let Err(e) = gw.blocking(expire_due).await {
             tracing::warn!(%e, "expiry sweep failed");
         }
+        let _ = gw
+            .blocking(|gw| {
+                gw.flush_refusals(false);
+                Ok(())
+            })
+            .await;
     }
 }

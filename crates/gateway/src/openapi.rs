@@ -1,4 +1,4 @@
-//! The OpenAPI 3.1 document served at `/v1/openapi.json`. Message schemas are described in
+//! The OpenAPI 3.1 document served at `/v2/openapi.json`. Message schemas are described in
 //! prose in docs/protocol.md; this document names every endpoint, its authentication and its
 //! answers so that generic tools can drive the API.
 
@@ -65,17 +65,17 @@ pub fn document() -> Value {
             }
         },
         "paths": {
-            "/v1/info": {"get": {"summary": "Gateway name, signing key and WebAuthn origin", "responses": ok("GatewayInfo")}},
-            "/v1/pair/start": {"post": {"summary": "Redeem a one-time pairing code", "requestBody": json_body("PairStart"), "responses": with_errors(ok("PairChallenge"), &["400", "404", "409", "410"])}},
-            "/v1/pair/finish": {"post": {"summary": "Register the device key and passkey", "requestBody": json_body("Signed<PairFinish>"), "responses": with_errors(ok("Signed<Paired>"), &["400", "401", "403", "404", "409", "410"])}},
-            "/v1/stream": {"get": {
-                "summary": "Server-Sent Events stream of requests and status changes for this device's approver",
+            "/v2/info": {"get": {"summary": "Gateway name, signing key and WebAuthn origin", "responses": ok("GatewayInfo")}},
+            "/v2/pair/start": {"post": {"summary": "Redeem a one-time pairing code", "requestBody": json_body("PairStart"), "responses": with_errors(ok("PairChallenge"), &["400", "404", "409", "410"])}},
+            "/v2/pair/finish": {"post": {"summary": "Register the device key and passkey", "requestBody": json_body("Signed<PairFinish>"), "responses": with_errors(ok("Signed<Paired>"), &["400", "401", "403", "404", "409", "410"])}},
+            "/v2/stream": {"get": {
+                "summary": "Server-Sent Events stream for this device's approver: a signed hello bound to this request's Authorization nonce, then gateway-signed event envelopes (requests and status changes)",
                 "security": [{"device": []}],
                 "parameters": [{"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "integer"}}],
                 "responses": with_errors(json!({"200": {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}), &["400", "401"])
             }},
-            "/v1/requests": {"post": {"summary": "Create an approval request", "security": [{"requesterToken": []}], "requestBody": json_body("NewRequest"), "responses": with_errors(json!({"201": {"description": "CreatedRequest", "content": {"application/json": {"schema": {"type": "object"}}}}, "200": {"description": "CreatedRequest (an identical pending request already existed)", "content": {"application/json": {"schema": {"type": "object"}}}}}), &["400", "401", "403", "429"])}},
-            "/v1/requests/{id}": {"get": {
+            "/v2/requests": {"post": {"summary": "Create an approval request", "security": [{"requesterToken": []}], "requestBody": json_body("NewRequest"), "responses": with_errors(json!({"201": {"description": "CreatedRequest", "content": {"application/json": {"schema": {"type": "object"}}}}, "200": {"description": "CreatedRequest (an identical pending request already existed)", "content": {"application/json": {"schema": {"type": "object"}}}}}), &["400", "401", "403", "429"])}},
+            "/v2/requests/{id}": {"get": {
                 "summary": "A request and its signed status; `wait` holds the answer until the state is final",
                 "security": [{"requesterToken": []}],
                 "parameters": [
@@ -84,17 +84,19 @@ pub fn document() -> Value {
                 ],
                 "responses": with_errors(ok("RequestView"), &["401", "404"])
             }},
-            "/v1/requests/{id}/withdraw": {"post": {
+            "/v2/requests/{id}/withdraw": {"post": {
                 "summary": "Withdraw a pending request",
                 "security": [{"requesterToken": []}],
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": with_errors(ok("RequestView"), &["401", "409"])
             }},
-            "/v1/decisions": {"post": {"summary": "Deliver a device-signed decision", "requestBody": json_body("Signed<Decision>"), "responses": with_errors(ok("Signed<Receipt>"), &["400", "401", "403", "404", "409", "410"])}},
-            "/v1/checkpoints": {"post": {"summary": "Upload this device's latest signed audit checkpoint; one that goes backwards or forks is refused", "security": [{"device": []}], "requestBody": json_body("Signed<Checkpoint>"), "responses": with_errors(ok("CheckpointState"), &["400", "401", "409"])}},
-            "/v1/checkpoints/latest": {"get": {"summary": "The latest audit checkpoint this gateway holds for this device", "security": [{"device": []}], "responses": with_errors(ok("CheckpointState"), &["401"])}},
-            "/v1/reports": {"post": {"summary": "Report an unexpected request: blocks its requester from this approver and denies their pending requests to them", "requestBody": json_body("Signed<Report>"), "responses": with_errors(ok("ReportAck"), &["400", "401", "403", "404", "409"])}},
-            "/v1/openapi.json": {"get": {"summary": "This document", "responses": ok("OpenAPI document")}}
+            "/v2/decisions": {"post": {"summary": "Deliver a device-signed decision", "requestBody": json_body("Signed<Decision>"), "responses": with_errors(ok("Signed<Receipt>"), &["400", "401", "403", "404", "409", "410"]), "description": "A final refusal's error answer also carries `refusal` (Signed<Refusal>) and `status` (Signed<StatusUpdate>); any other error answer is unsigned and is never final."}},
+            "/v2/checkpoints": {"post": {"summary": "Upload this device's latest signed audit checkpoint; one that goes backwards or forks is refused", "security": [{"device": []}], "requestBody": json_body("Signed<Checkpoint>"), "responses": with_errors(ok("CheckpointState"), &["400", "401", "409"])}},
+            "/v2/checkpoints/latest": {"get": {"summary": "The latest audit checkpoint this gateway holds for this device", "security": [{"device": []}], "responses": with_errors(ok("CheckpointState"), &["401"])}},
+            "/v2/reports": {"post": {"summary": "Report an unexpected request: blocks its requester from this approver and denies their pending requests to them", "requestBody": json_body("Signed<Report>"), "responses": with_errors(ok("ReportAck"), &["400", "401", "403", "404", "409"])}},
+            "/v2/openapi.json": {"get": {"summary": "This document", "responses": ok("OpenAPI document")}},
+            "/v1": {"description": "Protocol version 1: every method is answered 410 protocol_upgraded (pair the device again)", "get": {"deprecated": true, "responses": with_errors(json!({}), &["410"])}},
+            "/v1/{*rest}": {"description": "Every path of protocol version 1: every method is answered 410 protocol_upgraded (pair the device again)", "get": {"deprecated": true, "parameters": [{"name": "rest", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": with_errors(json!({}), &["410"])}}
         }
     })
 }

@@ -4,6 +4,7 @@
 
 use countersign_protocol::api::ErrorCode;
 use countersign_protocol::types::Decode;
+use countersign_protocol::webauthn::Ceremony;
 use countersign_protocol::{
     PairChallenge, PairFinish, PairStart, Paired, PairingLink, Signed, PROTOCOL_VERSION,
 };
@@ -147,7 +148,7 @@ fn start_inner(gw: &Gateway, body: &[u8]) -> Result<PairChallenge, ApiError> {
             pairing_id,
             approver,
             gateway_key: gw.key.public(),
-            webauthn_origin: gw.config.webauthn_origin.to_string(),
+            webauthn_origin: gw.origin(),
             creation: serde_json::to_value(&ccr).map_err(|e| ApiError::internal("ccr", e))?,
         })
     })
@@ -188,6 +189,7 @@ fn finish_inner(gw: &Gateway, body: &[u8]) -> Result<Signed<Paired>, ApiError> {
         })?;
         let cred: RegisterPublicKeyCredential = serde_json::from_value(f.credential.clone())
             .map_err(|e| ApiError::bad_request(ErrorCode::BadCredential, format!("The passkey registration is malformed: {e}.")))?;
+        crate::ceremony::check_client_data(gw, cred.response.client_data_json.as_ref(), Ceremony::Create)?;
         let state: PasskeyRegistration =
             serde_json::from_str(&state).map_err(|e| ApiError::internal("stored registration", e))?;
         let passkey = gw.webauthn.finish_passkey_registration(&cred, &state).map_err(|e| {

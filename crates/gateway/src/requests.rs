@@ -179,8 +179,12 @@ pub fn create_request(
                     challenge: serde_json::to_value(&rcr)
                         .map_err(|e| ApiError::internal("challenge", e))?,
                 };
-                let data = json_text(&event)?;
-                pushed.extend(tx.enqueue(std::slice::from_ref(&a), "request", &data)?);
+                pushed.extend(crate::envelope::enqueue(
+                    gw,
+                    tx,
+                    std::slice::from_ref(&a),
+                    &event,
+                )?);
             }
             tx.audit_append(
                 now,

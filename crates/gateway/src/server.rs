@@ -35,6 +35,9 @@ impl Running {
         self.sweeper.abort();
         self.gateway.hub.close();
         let _ = (&mut self.task).await;
+        // Counted refusals of windows still open are written, so none vanishes.
+        let gw = self.gateway.clone();
+        let _ = tokio::task::spawn_blocking(move || gw.flush_refusals(true)).await;
     }
 
     /// Ends the server task at once, as a crash would (connections are dropped).

@@ -24,44 +24,52 @@ pub(crate) fn status_of(
         .map_err(|e| ApiError::internal("stored digest", e))?;
     let state = RequestState::parse(&row.state)
         .ok_or_else(|| ApiError::internal("stored state", &row.state))?;
-    let status = build_status(gw, tx, request_id, digest, state, row.min_approvals)?;
+    // The status at a given `seq` is always the same body: it is built from the stored state,
+    // the votes and the time of the change that made `seq`, never from the clock.
+    let votes = tx.votes(request_id)?;
+    let status = status_from_votes(
+        gw,
+        StatusAt {
+            request_id,
+            request_digest: digest,
+            seq: row.status_seq,
+            state,
+            min_approvals: row.min_approvals,
+            at: row.status_at,
+        },
+        votes,
+    )?;
     Ok((status, request.body.approvers))
 }
 
-/// The signed status of a request whose digest, state and quorum are known, with its votes.
-fn build_status(
-    gw: &Gateway,
-    tx: &dyn Tx,
-    request_id: &str,
+/// Which status of a request to sign.
+struct StatusAt<'a> {
+    request_id: &'a str,
     request_digest: Digest,
+    seq: u64,
     state: RequestState,
     min_approvals: u32,
-) -> Result<Signed<StatusUpdate>, ApiError> {
-    let votes = tx.votes(request_id)?;
-    status_from_votes(
-        gw,
-        request_id,
-        request_digest,
-        state,
-        min_approvals,
-        votes,
-        gw.now(),
-    )
+    at: i64,
 }
 
 fn status_from_votes(
     gw: &Gateway,
-    request_id: &str,
-    request_digest: Digest,
-    state: RequestState,
-    min_approvals: u32,
+    s: StatusAt<'_>,
     votes: Vec<Vote>,
-    at: i64,
 ) -> Result<Signed<StatusUpdate>, ApiError> {
+    let StatusAt {
+        request_id,
+        request_digest,
+        seq,
+        state,
+        min_approvals,
+        at,
+    } = s;
     let update = StatusUpdate {
         v: PROTOCOL_VERSION,
         request_id: request_id.to_string(),
         request_digest,
+        seq,
         state,
         approvals: votes
             .iter()
@@ -74,14 +82,16 @@ fn status_from_votes(
     Ok(Signed::sign(&gw.key, update)?)
 }
 
-/// What accepting a decision produces, given the votes recorded before it: the new state, the
-/// signed receipt and the signed status event.
+/// What accepting a decision produces, given the votes recorded before it and the status `seq`
+/// they were at: the new state and `seq`, the signed receipt and the signed status.
 pub(crate) struct Outcome {
     pub(crate) votes_before: Vec<Vote>,
+    pub(crate) seq_before: u64,
+    pub(crate) seq: u64,
     pub(crate) new_state: RequestState,
     pub(crate) receipt: Signed<Receipt>,
     pub(crate) receipt_text: String,
-    pub(crate) status_data: String,
+    pub(crate) status: Signed<StatusUpdate>,
 }
 
 pub(crate) fn outcome(
@@ -90,8 +100,9 @@ pub(crate) fn outcome(
     request: &Signed<ApprovalRequest>,
     decision_digest: Digest,
     now: i64,
-    votes_before: Vec<Vote>,
+    (votes_before, seq_before): (Vec<Vote>, u64),
 ) -> Result<Outcome, ApiError> {
+    let seq = seq_before + 1;
     // One deny closes the request at once; otherwise the quorum decides.
     let approved_before = votes_before
         .iter()
@@ -115,6 +126,7 @@ pub(crate) fn outcome(
             approver: d.approver.clone(),
             verdict: d.verdict,
             accepted_at: now,
+            status_seq: seq,
             request_state: new_state,
             approvals,
             min_approvals: min,
@@ -129,19 +141,24 @@ pub(crate) fn outcome(
     votes.sort_by(|a, b| (a.at, &a.approver).cmp(&(b.at, &b.approver)));
     let status = status_from_votes(
         gw,
-        &d.request_id,
-        d.request_digest,
-        new_state,
-        min,
+        StatusAt {
+            request_id: &d.request_id,
+            request_digest: d.request_digest,
+            seq,
+            state: new_state,
+            min_approvals: min,
+            at: now,
+        },
         votes,
-        now,
     )?;
     Ok(Outcome {
         votes_before,
+        seq_before,
+        seq,
         new_state,
         receipt_text: json_text(&receipt)?,
         receipt,
-        status_data: json_text(&StreamEvent::Status { status })?,
+        status,
     })
 }
 
@@ -152,15 +169,5 @@ pub(crate) fn push_status(
     request_id: &str,
 ) -> Result<Vec<Pushed>, ApiError> {
     let (status, approvers) = status_of(gw, tx, request_id)?;
-    enqueue_status(tx, status, &approvers)
-}
-
-/// Stores the status event for every approver and returns what to publish after commit.
-fn enqueue_status(
-    tx: &dyn Tx,
-    status: Signed<StatusUpdate>,
-    approvers: &[String],
-) -> Result<Vec<Pushed>, ApiError> {
-    let data = json_text(&StreamEvent::Status { status })?;
-    Ok(tx.enqueue(approvers, "status", &data)?)
+    crate::envelope::enqueue(gw, tx, &approvers, &StreamEvent::Status { status })
 }

@@ -1,7 +1,8 @@
-//! The SSE endpoint `GET /v1/stream`, through which a paired device receives its events.
+//! The SSE endpoint `GET /v2/stream`, through which a paired device receives its events.
 //!
-//! A connecting device gets the stored backlog after its `Last-Event-ID`, then a `ready`
-//! marker, then live events from the hub (see `hub`), with keep-alive comments in between.
+//! A connecting device gets a signed hello (bound to its Authorization nonce, naming the head
+//! and whether the backlog resumes or resyncs), the stored backlog after its `Last-Event-ID`
+//! (all of it if there is none or it is ahead of the head), then a `ready` marker, then live events from the hub (see `hub`), with keep-alive comments in between.
 //! The database is read only at connect time and if a slow client falls behind the hub's
 //! buffer; there is no polling per connection. Both reads, and the device's authentication,
 //! run on the blocking pool ([`Gateway::blocking`]).
@@ -17,10 +18,14 @@ use countersign_protocol::api::{paths, ErrorCode};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::devices::authenticate_device;
-use crate::error::ApiError;
+use countersign_protocol::types::MAX_SAFE_INTEGER;
+use countersign_protocol::{ResyncReason, Signed, StreamHello, StreamMode, PROTOCOL_VERSION};
+
+use crate::devices::{authenticate_device, Device};
+use crate::error::{json_text, ApiError};
 use crate::gateway::Gateway;
 use crate::hub::Pushed;
+use crate::refusals::{refused, ANONYMOUS, STREAM_REFUSED};
 
 fn backlog(gw: &Gateway, approver: &str, after: u64) -> Result<Vec<Pushed>, ApiError> {
     gw.store.read(|c| Ok(c.events_after(approver, after)?))
@@ -33,50 +38,115 @@ fn to_event(p: &Pushed) -> Event {
         .data(&*p.data)
 }
 
-/// `GET /v1/stream`.
+/// The device a refused stream connection claimed to be, for the audit log.
+fn claimed_device(headers: &HeaderMap) -> String {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| countersign_protocol::DeviceAuth::parse_header(h).ok())
+        .map_or_else(|| ANONYMOUS.to_string(), |a| a.device)
+}
+
+/// The `Last-Event-ID` a device sent, if any: a decimal event id of at most 2^53 - 1.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(v) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|n| *n <= MAX_SAFE_INTEGER)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                ErrorCode::BadLastEventId,
+                "Last-Event-ID must be a whole number of at most 2^53 - 1.",
+            )
+        })
+}
+
+/// What a connecting stream starts with: the signed hello and the backlog it describes.
+struct Opening {
+    hello: Signed<StreamHello>,
+    head: u64,
+    backlog: Vec<Pushed>,
+}
+
+/// Reads the head and the backlog in one read transaction, and signs the hello that says which
+/// backlog it is: every event for the approver after `Last-Event-ID` (resume), or all of them
+/// when there is none or it is ahead of every committed event (resync).
+fn opening(gw: &Gateway, device: &Device, resumed_from: Option<u64>) -> Result<Opening, ApiError> {
+    let (head, backlog, mode, reason) = gw.store.read(|c| -> Result<_, ApiError> {
+        let head = c.head_event_id()?;
+        let (mode, reason, after) = match resumed_from {
+            None => (StreamMode::Resync, Some(ResyncReason::Requested), 0),
+            Some(r) if r > head => (StreamMode::Resync, Some(ResyncReason::Ahead), 0),
+            Some(r) => (StreamMode::Resume, None, r),
+        };
+        Ok((head, c.events_after(&device.approver, after)?, mode, reason))
+    })?;
+    let hello = Signed::sign(
+        &gw.key,
+        StreamHello {
+            v: PROTOCOL_VERSION,
+            gateway: gw.fingerprint.clone(),
+            device_id: device.id.clone(),
+            approver: device.approver.clone(),
+            nonce: device.nonce.clone(),
+            head,
+            resumed_from,
+            mode,
+            resync_reason: reason,
+            keepalive_seconds: gw.config.keepalive_seconds.max(1),
+            at: gw.now(),
+        },
+    )?;
+    Ok(Opening {
+        hello,
+        head,
+        backlog,
+    })
+}
+
+/// `GET /v2/stream`.
 pub async fn handler(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
-    let (device, after, mut live, mut closed, first) = gw
+    let (device, opening, mut live, mut closed) = gw
         .blocking(move |gw| {
-            let device = authenticate_device(gw, &headers, "GET", paths::STREAM)?;
-            let after = match headers.get("last-event-id") {
-                None => 0,
-                Some(v) => v
-                    .to_str()
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        ApiError::bad_request(
-                            ErrorCode::BadLastEventId,
-                            "Last-Event-ID must be an integer.",
-                        )
-                    })?,
-            };
+            let device = authenticate_device(gw, &headers, "GET", paths::STREAM);
+            let device = refused(gw, STREAM_REFUSED, &claimed_device(&headers), device)?;
+            let resumed_from = refused(gw, STREAM_REFUSED, &device.id, last_event_id(&headers))?;
             // Subscribe before reading the backlog so nothing committed in between is missed.
             let live = gw.hub.subscribe();
             let closed = gw.hub.closed();
-            let first = backlog(gw, &device.approver, after)?;
-            Ok((device, after, live, closed, first))
+            let opening = opening(gw, &device, resumed_from)?;
+            Ok((device, opening, live, closed))
         })
         .await?;
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(256);
     let keepalive = gw.config.keepalive_seconds.max(1);
+    let hello = Event::default()
+        .event("hello")
+        .data(json_text(&opening.hello)?);
     let gw2 = gw.clone();
     tokio::spawn(async move {
         let approver = device.approver;
-        let mut last = after;
-        for p in &first {
+        if tx.send(Ok(hello)).await.is_err() {
+            return;
+        }
+        for p in &opening.backlog {
             if tx.send(Ok(to_event(p))).await.is_err() {
                 return;
             }
-            last = p.seq;
         }
-        drop(first);
+        // Every event for this approver up to the head was in the backlog.
+        let mut last = opening.head;
+        drop(opening.backlog);
         let ready = Event::default()
             .event("ready")
-            .data(format!("{{\"keepalive_seconds\":{keepalive}}}"));
+            .data(format!("{{\"through\":{last}}}"));
         if tx.send(Ok(ready)).await.is_err() {
             return;
         }

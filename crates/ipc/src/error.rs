@@ -114,6 +114,8 @@ ipc_codes! {
     /// A gateway code this build does not know; the message carries the gateway's sentence.
     Unknown = "unknown",
     // ---- the gateway's (docs/protocol.md section 6.2), less those above
+    /// Gateway: A path of an older protocol version: this gateway speaks version 2, so the device must be paired again (410).
+    ProtocolUpgraded = "protocol_upgraded",
     /// Gateway: No endpoint at this path (404).
     NoSuchEndpoint = "no_such_endpoint",
     /// Gateway: The endpoint does not accept this HTTP method (405).
@@ -212,6 +214,8 @@ ipc_codes! {
     PasskeyRequired = "passkey_required",
     /// Gateway: `assertion` is not a WebAuthn `PublicKeyCredential` (400).
     BadAssertion = "bad_assertion",
+    /// Gateway: `clientDataJSON` is not a valid WebAuthn client data object (400).
+    BadClientData = "bad_client_data",
     /// Gateway: No WebAuthn challenge exists for this request and approver (409).
     NoChallenge = "no_challenge",
     /// Gateway: The challenge for this request and approver was already used (409).

@@ -11,11 +11,12 @@
 use std::error::Error;
 use std::fmt::Write as _;
 
+use countersign_protocol::api::ErrorCode;
 use countersign_protocol::audit::{AuditEntry, GENESIS};
 use countersign_protocol::canonical::{domain, signing_message, to_canonical_bytes};
 use countersign_protocol::{
-    ApprovalRequest, Decision, Digest, KeyPair, Receipt, RequestState, Risk, Signed, Verdict,
-    PROTOCOL_VERSION,
+    ApprovalRequest, Audience, Decision, Digest, Event, KeyPair, Receipt, Refusal, RequestState,
+    Risk, Signed, StatusUpdate, StreamEvent, Verdict, Vote, AUDIT_VERSION, PROTOCOL_VERSION,
 };
 
 /// The gateway's Ed25519 seed: 32 bytes of 0x01.
@@ -91,20 +92,69 @@ pub fn receipt(d: &Decision, decision_digest: Digest) -> Receipt {
         approver: d.approver.clone(),
         verdict: d.verdict,
         accepted_at: T0 + 43,
+        status_seq: 2,
         request_state: RequestState::Pending,
         approvals: 1,
         min_approvals: 2,
     }
 }
 
-/// The body a device signs for its `Authorization` header (`GET /v1/stream`), with a fixed
+/// The status the receipt's decision produced (`seq` 2), as pushed to the approvers.
+pub fn status(r: &Receipt) -> StatusUpdate {
+    StatusUpdate {
+        v: PROTOCOL_VERSION,
+        request_id: r.request_id.clone(),
+        request_digest: r.request_digest,
+        seq: r.status_seq,
+        state: r.request_state,
+        approvals: r.approvals,
+        min_approvals: r.min_approvals,
+        votes: vec![Vote {
+            approver: r.approver.clone(),
+            verdict: r.verdict,
+            at: r.accepted_at,
+        }],
+        at: r.accepted_at,
+    }
+}
+
+/// The stream event (id 17) that carries `status` to alice's devices.
+pub fn event(gateway_fingerprint: &str, status: Signed<StatusUpdate>) -> Event {
+    Event {
+        v: PROTOCOL_VERSION,
+        gateway: gateway_fingerprint.into(),
+        id: 17,
+        at: T0 + 43,
+        audience: Audience::approver("alice@example.com"),
+        payload: StreamEvent::Status { status },
+    }
+}
+
+/// The gateway's refusal of the same decision sent again under a new decision id, once the
+/// approver has decided (`already_decided`, at status `seq` 2).
+pub fn refusal(gateway_fingerprint: &str, d: &Decision, decision_digest: Digest) -> Refusal {
+    Refusal {
+        v: PROTOCOL_VERSION,
+        gateway: gateway_fingerprint.into(),
+        decision_id: d.decision_id.clone(),
+        decision_digest,
+        request_id: d.request_id.clone(),
+        request_digest: d.request_digest,
+        approver: d.approver.clone(),
+        code: ErrorCode::AlreadyDecided,
+        refused_at: T0 + 50,
+        status_seq: Some(2),
+    }
+}
+
+/// The body a device signs for its `Authorization` header (`GET /v2/stream`), with a fixed
 /// nonce. Keys are written in canonical order already; JCS sorts them in any case.
 pub fn device_auth_body(device_id: &str) -> serde_json::Value {
     serde_json::json!({
         "device": device_id,
         "method": "GET",
         "nonce": DEVICE_AUTH_NONCE,
-        "path": "/v1/stream",
+        "path": "/v2/stream",
         "ts": T0 + 5,
     })
 }
@@ -112,7 +162,7 @@ pub fn device_auth_body(device_id: &str) -> serde_json::Value {
 /// The first entry of an audit chain, recording the request's arrival.
 pub fn audit_entry(gateway_fingerprint: &str, request_digest: Digest) -> AuditEntry {
     AuditEntry {
-        v: PROTOCOL_VERSION,
+        v: AUDIT_VERSION,
         seq: 1,
         at: T0 + 1,
         kind: "request.received".into(),
@@ -207,7 +257,37 @@ pub fn render() -> Result<String, Box<dyn Error>> {
     kv(&mut out, "receipt.signature", rec.signature.to_base64())?;
 
     writeln!(out)?;
-    writeln!(out, "# Device Authorization header for GET /v1/stream")?;
+    writeln!(out, "# StatusUpdate at seq 2, signed by the gateway key")?;
+    let st = Signed::sign(&gateway, status(&rec.body))?;
+    message(&mut out, "status", domain::STATUS, &st.body)?;
+    kv(&mut out, "status.signature", st.signature.to_base64())?;
+
+    writeln!(out)?;
+    writeln!(
+        out,
+        "# Event 17 carrying that status, signed by the gateway key"
+    )?;
+    let ev = Signed::sign(&gateway, event(&gw_fp, st))?;
+    message(&mut out, "event", domain::EVENT, &ev.body)?;
+    kv(&mut out, "event.signature", ev.signature.to_base64())?;
+    kv(&mut out, "event.wire", serde_json::to_string(&ev)?)?;
+
+    writeln!(out)?;
+    writeln!(
+        out,
+        "# Refusal of a later decision by the same approver, signed by the gateway key"
+    )?;
+    let mut again = dec.body.clone();
+    again.decision_id = "5a8e2c71-0d4b-4f3a-9c6e-1b7d3f5a2e84".into();
+    again.decided_at = T0 + 49;
+    let again_digest = Digest::of(domain::DECISION, &again)?;
+    kv(&mut out, "refused_decision.sha256", again_digest)?;
+    let rf = Signed::sign(&gateway, refusal(&gw_fp, &again, again_digest))?;
+    message(&mut out, "refusal", domain::REFUSAL, &rf.body)?;
+    kv(&mut out, "refusal.signature", rf.signature.to_base64())?;
+
+    writeln!(out)?;
+    writeln!(out, "# Device Authorization header for GET /v2/stream")?;
     let auth_body = device_auth_body(&dec.body.device_id);
     message(&mut out, "device_auth", domain::DEVICE_AUTH, &auth_body)?;
     let auth_sig = device.sign(domain::DEVICE_AUTH, &auth_body)?;

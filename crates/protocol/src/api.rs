@@ -1,4 +1,4 @@
-//! The HTTP API under `/v1`: paths, request and response bodies, and error codes.
+//! The HTTP API under `/v2`: paths, request and response bodies, and error codes.
 //!
 //! Every error response is `{"error": {"code": "<stable code>", "message": "<sentence>"}}`
 //! with an HTTP status that fits the code; [`ErrorCode`] is the list of codes.
@@ -7,27 +7,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::Checkpoint;
 use crate::crypto::Digest;
-use crate::types::{ApprovalRequest, Risk, Signed, StatusUpdate};
+use crate::types::{ApprovalRequest, Refusal, Risk, Signed, StatusUpdate};
 
 mod error_code;
 pub use error_code::ErrorCode;
 
 pub mod paths {
-    pub const INFO: &str = "/v1/info";
-    pub const PAIR_START: &str = "/v1/pair/start";
-    pub const PAIR_FINISH: &str = "/v1/pair/finish";
-    pub const STREAM: &str = "/v1/stream";
-    pub const REQUESTS: &str = "/v1/requests";
-    pub const DECISIONS: &str = "/v1/decisions";
-    pub const OPENAPI: &str = "/v1/openapi.json";
+    pub const INFO: &str = "/v2/info";
+    pub const PAIR_START: &str = "/v2/pair/start";
+    pub const PAIR_FINISH: &str = "/v2/pair/finish";
+    pub const STREAM: &str = "/v2/stream";
+    pub const REQUESTS: &str = "/v2/requests";
+    pub const DECISIONS: &str = "/v2/decisions";
+    pub const OPENAPI: &str = "/v2/openapi.json";
     /// `POST` a device's latest audit checkpoint; `GET .../latest` reads the one held.
-    pub const CHECKPOINTS: &str = "/v1/checkpoints";
-    pub const CHECKPOINT_LATEST: &str = "/v1/checkpoints/latest";
+    pub const CHECKPOINTS: &str = "/v2/checkpoints";
+    pub const CHECKPOINT_LATEST: &str = "/v2/checkpoints/latest";
     /// `POST` a device-signed [`crate::Report`] ("I did not expect this").
-    pub const REPORTS: &str = "/v1/reports";
+    pub const REPORTS: &str = "/v2/reports";
 }
 
-/// `POST /v1/requests` (bearer token). The requester's identity comes from the token.
+/// `POST /v2/requests` (bearer token). The requester's identity comes from the token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewRequest {
@@ -60,7 +60,7 @@ pub struct CreatedRequest {
     pub duplicate: bool,
 }
 
-/// `GET /v1/requests/{id}[?wait=SECONDS]` (bearer token): the request and its current state.
+/// `GET /v2/requests/{id}[?wait=SECONDS]` (bearer token): the request and its current state.
 /// With `wait` the answer is held until the state is final or the time is up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,7 +69,7 @@ pub struct RequestView {
     pub status: Signed<StatusUpdate>,
 }
 
-/// `POST /v1/checkpoints` and `GET /v1/checkpoints/latest` (device authorization): the latest
+/// `POST /v2/checkpoints` and `GET /v2/checkpoints/latest` (device authorization): the latest
 /// audit checkpoint the gateway holds for the calling device, if any. The gateway keeps one per
 /// device and refuses one that goes backwards (`checkpoint_rollback`) or forks at the same
 /// entry (`checkpoint_fork`), so a wiped or rolled-back local log is detectable.
@@ -95,7 +95,7 @@ impl crate::types::Decode for CheckpointState {
     }
 }
 
-/// The answer to `POST /v1/reports`: the requester now blocked from this approver and the
+/// The answer to `POST /v2/reports`: the requester now blocked from this approver and the
 /// pending requests that were denied because of the report (none when they were already
 /// closed). Repeating the same report answers the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,10 +120,30 @@ impl crate::types::Decode for ReportAck {
     }
 }
 
-/// The body of every error response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The body of every error response. The answer to `POST /v2/decisions` may carry, beside
+/// `error`, the gateway's signed [`Refusal`] and the request's signed status at the refusal;
+/// no other error answer is signed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Signed<Refusal>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Signed<StatusUpdate>>,
+}
+
+impl ErrorBody {
+    /// An unsigned error answer.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+            },
+            refusal: None,
+            status: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

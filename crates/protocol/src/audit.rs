@@ -10,7 +10,7 @@ use crate::canonical::domain;
 use crate::crypto::Digest;
 use crate::error::ProtocolError;
 use crate::types::{Decode, SignedBody};
-use crate::PROTOCOL_VERSION;
+use crate::AUDIT_VERSION;
 
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,10 +35,10 @@ impl AuditEntry {
 
 impl Decode for AuditEntry {
     fn validate(&self) -> Result<(), ProtocolError> {
-        if self.v != PROTOCOL_VERSION {
+        if self.v != AUDIT_VERSION {
             return Err(ProtocolError::UnsupportedVersion {
                 found: self.v,
-                supported: PROTOCOL_VERSION,
+                supported: AUDIT_VERSION,
             });
         }
         Ok(())
@@ -66,10 +66,10 @@ impl SignedBody for Checkpoint {
 
 impl Decode for Checkpoint {
     fn validate(&self) -> Result<(), ProtocolError> {
-        if self.v != PROTOCOL_VERSION {
+        if self.v != AUDIT_VERSION {
             return Err(ProtocolError::UnsupportedVersion {
                 found: self.v,
-                supported: PROTOCOL_VERSION,
+                supported: AUDIT_VERSION,
             });
         }
         Ok(())
@@ -206,10 +206,10 @@ impl Link {
         }
         let head: Head =
             serde_json::from_slice(text).map_err(|e| ProtocolError::Json(e.to_string()))?;
-        if head.v != PROTOCOL_VERSION {
+        if head.v != AUDIT_VERSION {
             return Err(ProtocolError::UnsupportedVersion {
                 found: head.v,
-                supported: PROTOCOL_VERSION,
+                supported: AUDIT_VERSION,
             });
         }
         Ok(Link {

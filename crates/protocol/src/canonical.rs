@@ -10,16 +10,20 @@ use crate::error::ProtocolError;
 
 /// Domain labels. Each is covered by exactly one message kind.
 pub mod domain {
-    pub const REQUEST: &str = "countersign/v1/request";
-    pub const DECISION: &str = "countersign/v1/decision";
-    pub const RECEIPT: &str = "countersign/v1/receipt";
-    pub const STATUS: &str = "countersign/v1/status";
-    pub const PAIRING: &str = "countersign/v1/pairing";
-    pub const PAIRED: &str = "countersign/v1/paired";
-    pub const DEVICE_AUTH: &str = "countersign/v1/device-auth";
+    pub const REQUEST: &str = "countersign/v2/request";
+    pub const DECISION: &str = "countersign/v2/decision";
+    pub const RECEIPT: &str = "countersign/v2/receipt";
+    pub const REFUSAL: &str = "countersign/v2/refusal";
+    pub const STATUS: &str = "countersign/v2/status";
+    pub const EVENT: &str = "countersign/v2/event";
+    pub const STREAM_HELLO: &str = "countersign/v2/stream-hello";
+    pub const PAIRING: &str = "countersign/v2/pairing";
+    pub const PAIRED: &str = "countersign/v2/paired";
+    pub const DEVICE_AUTH: &str = "countersign/v2/device-auth";
+    pub const REPORT: &str = "countersign/v2/report";
+    /// The audit log format keeps its own version ([`crate::AUDIT_VERSION`]).
     pub const AUDIT_ENTRY: &str = "countersign/v1/audit-entry";
     pub const CHECKPOINT: &str = "countersign/v1/checkpoint";
-    pub const REPORT: &str = "countersign/v1/report";
 }
 
 /// The RFC 8785 canonical form of `value`.

@@ -8,6 +8,7 @@
 //! `docs/protocol.md` is the normative description; this crate is its reference implementation.
 #![forbid(unsafe_code)]
 
+pub mod aggregate;
 pub mod api;
 pub mod audit;
 pub mod canonical;
@@ -17,11 +18,17 @@ pub mod error;
 pub mod link;
 pub mod sse;
 pub mod types;
+pub mod webauthn;
 
 pub use crypto::{DeviceAuth, Digest, KeyPair, PublicKey, Signature};
 pub use error::ProtocolError;
 pub use link::PairingLink;
 pub use types::*;
 
-/// The protocol version carried in the `v` field of every message.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version carried in the `v` field of every wire message.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The version of the audit log format: audit entries and the checkpoints that sign a chain
+/// head. It is versioned apart from the wire, so that logs written before protocol version 2
+/// still verify and their chains continue (`docs/protocol.md`, section 9).
+pub const AUDIT_VERSION: u32 = 1;

@@ -1,6 +1,6 @@
 //! Versioned wire types.
 //!
-//! Every message carries `"v": 1`. Decoding is strict: unknown fields, a different version,
+//! Every message carries `"v": 2`. Decoding is strict: unknown fields, a different version,
 //! oversized fields and bad encodings are typed errors (see [`Decode`]).
 
 use serde::de::DeserializeOwned;
@@ -26,6 +26,8 @@ pub mod limits {
     pub const APPROVERS: usize = 64;
     pub const MATCH_CODE: usize = 16;
     pub const URL: usize = 2048;
+    /// Approvers named in one event's audience.
+    pub const AUDIENCE: usize = 512;
 }
 
 fn check_version(v: u32) -> Result<(), ProtocolError> {
@@ -33,6 +35,32 @@ fn check_version(v: u32) -> Result<(), ProtocolError> {
         return Err(ProtocolError::UnsupportedVersion {
             found: v,
             supported: PROTOCOL_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// The largest integer every JSON implementation reads exactly (2^53 - 1). Event ids and status
+/// sequence numbers stay below it.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+fn check_u53(field: &'static str, n: u64, min: u64) -> Result<(), ProtocolError> {
+    if n < min || n > MAX_SAFE_INTEGER {
+        return Err(ProtocolError::InvalidField {
+            field,
+            reason: format!("must be between {min} and 2^53 - 1"),
+        });
+    }
+    Ok(())
+}
+
+/// A WebAuthn origin is written as an origin serialisation (`https://host[:port]`, no path).
+fn check_origin(origin: &str) -> Result<(), ProtocolError> {
+    if !crate::webauthn::is_origin_serialization(origin) {
+        return Err(ProtocolError::InvalidField {
+            field: "webauthn_origin",
+            reason: "must be an origin serialisation such as https://host[:port], without a path"
+                .into(),
         });
     }
     Ok(())
@@ -287,12 +315,18 @@ pub struct Vote {
 }
 
 /// A gateway-signed change of a request's state, pushed to every eligible approver.
+///
+/// `seq` orders the changes of one request: 1 for the state at creation, one more for every
+/// committed change. The gateway signs one body per (`request_id`, `seq`), and `at` is when
+/// that change committed, so an approver applies an update only if its `seq` is higher than
+/// the one it holds, and never moves a request out of a final state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatusUpdate {
     pub v: u32,
     pub request_id: String,
     pub request_digest: Digest,
+    pub seq: u64,
     pub state: RequestState,
     pub approvals: u32,
     pub min_approvals: u32,
@@ -308,6 +342,7 @@ impl Decode for StatusUpdate {
     fn validate(&self) -> Result<(), ProtocolError> {
         check_version(self.v)?;
         check_ident("request_id", &self.request_id, limits::ID)?;
+        check_u53("seq", self.seq, 1)?;
         if self.votes.len() > limits::APPROVERS {
             return Err(ProtocolError::InvalidField {
                 field: "votes",
@@ -416,6 +451,9 @@ pub struct Receipt {
     pub approver: String,
     pub verdict: Verdict,
     pub accepted_at: i64,
+    /// The request's status `seq` that this decision produced, and the state and quorum at it:
+    /// the status update with that `seq` says the same.
+    pub status_seq: u64,
     /// The request's state after this decision was applied.
     pub request_state: RequestState,
     pub approvals: u32,
@@ -432,6 +470,56 @@ impl Decode for Receipt {
         check_ident("decision_id", &self.decision_id, limits::ID)?;
         check_ident("request_id", &self.request_id, limits::ID)?;
         check_ident("approver", &self.approver, limits::NAME)?;
+        check_u53("status_seq", self.status_seq, 1)?;
+        Ok(())
+    }
+}
+
+/// The gateway's signed answer to a decision it refuses for good, carried beside the error in
+/// the answer to `POST /v2/decisions`. It names the refused decision, so it cannot be replayed
+/// for another one, and carries no text: an approver shows its own sentence for `code`. An
+/// unsigned error answer is never final.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refusal {
+    pub v: u32,
+    /// Fingerprint of the gateway key that signs the refusal.
+    pub gateway: String,
+    pub decision_id: String,
+    /// Digest of the refused decision (domain `countersign/v2/decision`).
+    pub decision_digest: Digest,
+    pub request_id: String,
+    /// The request digest the decision named.
+    pub request_digest: Digest,
+    pub approver: String,
+    /// Why: one of [`crate::api::ErrorCode::is_final_refusal`]'s codes.
+    pub code: crate::api::ErrorCode,
+    pub refused_at: i64,
+    /// The request's status `seq` when the decision was refused; null when the request is
+    /// unknown, or not addressed to the decision's approver.
+    pub status_seq: Option<u64>,
+}
+
+impl SignedBody for Refusal {
+    const DOMAIN: &'static str = domain::REFUSAL;
+}
+
+impl Decode for Refusal {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("gateway", &self.gateway, limits::ID)?;
+        check_ident("decision_id", &self.decision_id, limits::ID)?;
+        check_ident("request_id", &self.request_id, limits::ID)?;
+        check_ident("approver", &self.approver, limits::NAME)?;
+        if !self.code.is_final_refusal() {
+            return Err(ProtocolError::InvalidField {
+                field: "code",
+                reason: format!("`{}` is not a final refusal code", self.code.as_str()),
+            });
+        }
+        if let Some(seq) = self.status_seq {
+            check_u53("status_seq", seq, 1)?;
+        }
         Ok(())
     }
 }
@@ -476,6 +564,7 @@ impl Decode for PairChallenge {
         check_ident("pairing_id", &self.pairing_id, limits::ID)?;
         check_ident("approver", &self.approver, limits::NAME)?;
         check_nonempty("webauthn_origin", &self.webauthn_origin, limits::URL)?;
+        check_origin(&self.webauthn_origin)?;
         Ok(())
     }
 }
@@ -560,7 +649,166 @@ impl Decode for StreamEvent {
     }
 }
 
-/// Public facts about a gateway (`GET /v1/info`).
+/// Whom a stream event is addressed to. A device acts on an event only if it is addressed to
+/// its approver; `groups` and `all` are reserved for group stages and gateway-wide events and
+/// are always written (empty and false until they are used).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audience {
+    pub approvers: Vec<String>,
+    pub groups: Vec<String>,
+    pub all: bool,
+}
+
+impl Audience {
+    /// The audience of one approver.
+    pub fn approver(name: &str) -> Audience {
+        Audience {
+            approvers: vec![name.to_string()],
+            groups: Vec::new(),
+            all: false,
+        }
+    }
+
+    /// Whether an event with this audience is addressed to `approver`.
+    pub fn includes(&self, approver: &str) -> bool {
+        self.all || self.approvers.iter().any(|a| a == approver)
+    }
+
+    fn validate(&self) -> Result<(), ProtocolError> {
+        if self.approvers.len() > limits::AUDIENCE {
+            return Err(ProtocolError::InvalidField {
+                field: "audience",
+                reason: format!("names more than {} approvers", limits::AUDIENCE),
+            });
+        }
+        for a in &self.approvers {
+            check_ident("audience", a, limits::NAME)?;
+        }
+        if !self.groups.is_empty() {
+            return Err(ProtocolError::InvalidField {
+                field: "audience",
+                reason: "groups are not used in this version".into(),
+            });
+        }
+        if self.all != self.approvers.is_empty() {
+            return Err(ProtocolError::InvalidField {
+                field: "audience",
+                reason: "must name approvers, or be `all` with none".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The gateway-signed envelope of every stream event. The event id a device resumes from is
+/// `id` in here, never the SSE `id:` line, so a forged frame cannot move a resume point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub v: u32,
+    /// Fingerprint of the gateway key that signs the envelope.
+    pub gateway: String,
+    /// The event id: at least 1, increasing in commit order, never reused.
+    pub id: u64,
+    /// When the event was committed (gateway clock).
+    pub at: i64,
+    pub audience: Audience,
+    pub payload: StreamEvent,
+}
+
+impl SignedBody for Event {
+    const DOMAIN: &'static str = domain::EVENT;
+}
+
+impl Decode for Event {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("gateway", &self.gateway, limits::ID)?;
+        check_u53("id", self.id, 1)?;
+        self.audience.validate()?;
+        self.payload.validate()
+    }
+}
+
+/// How a stream's backlog was chosen (see [`StreamHello`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamMode {
+    /// The backlog is every event for this approver after `resumed_from`, up to `head`.
+    Resume,
+    /// The backlog is every stored event for this approver, up to `head`.
+    Resync,
+}
+
+/// Why a gateway answered a stream with a full resync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResyncReason {
+    /// The device sent no `Last-Event-ID`.
+    Requested,
+    /// The `Last-Event-ID` is above every event id the gateway has committed.
+    Ahead,
+}
+
+impl ResyncReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResyncReason::Requested => "requested",
+            ResyncReason::Ahead => "ahead",
+        }
+    }
+}
+
+/// The gateway-signed first event of every stream: who the stream is for, bound to this
+/// connection by the nonce of its Authorization header, and how far the gateway's events go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamHello {
+    pub v: u32,
+    pub gateway: String,
+    pub device_id: String,
+    pub approver: String,
+    /// The nonce of the Authorization header this stream was opened with.
+    pub nonce: String,
+    /// The highest event id committed when the backlog was read; every backlog event has an id
+    /// at most this.
+    pub head: u64,
+    /// The `Last-Event-ID` the gateway read, if any.
+    pub resumed_from: Option<u64>,
+    pub mode: StreamMode,
+    /// Null exactly when `mode` is `resume`.
+    pub resync_reason: Option<ResyncReason>,
+    pub keepalive_seconds: u64,
+    pub at: i64,
+}
+
+impl SignedBody for StreamHello {
+    const DOMAIN: &'static str = domain::STREAM_HELLO;
+}
+
+impl Decode for StreamHello {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("gateway", &self.gateway, limits::ID)?;
+        check_ident("device_id", &self.device_id, limits::ID)?;
+        check_ident("approver", &self.approver, limits::NAME)?;
+        check_ident("nonce", &self.nonce, limits::ID)?;
+        check_u53("head", self.head, 0)?;
+        if let Some(r) = self.resumed_from {
+            check_u53("resumed_from", r, 0)?;
+        }
+        if (self.mode == StreamMode::Resync) != self.resync_reason.is_some() {
+            return Err(ProtocolError::InvalidField {
+                field: "resync_reason",
+                reason: "must be given exactly when mode is resync".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Public facts about a gateway (`GET /v2/info`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayInfo {
@@ -574,6 +822,7 @@ pub struct GatewayInfo {
 impl Decode for GatewayInfo {
     fn validate(&self) -> Result<(), ProtocolError> {
         check_version(self.v)?;
+        check_origin(&self.webauthn_origin)?;
         if self.gateway_key.fingerprint() != self.fingerprint {
             return Err(ProtocolError::InvalidField {
                 field: "fingerprint",
@@ -590,7 +839,7 @@ mod tests {
 
     pub(crate) fn sample_request() -> ApprovalRequest {
         ApprovalRequest {
-            v: 1,
+            v: PROTOCOL_VERSION,
             id: "0b7c4a52-7d1e-4f0e-9a57-3f1d2c8e9b10".into(),
             gateway: "ab".repeat(32),
             action: "sql.exec".into(),
@@ -636,9 +885,9 @@ mod tests {
         type Expect = fn(&ProtocolError) -> bool;
         let cases: Vec<(&str, Mutation, Expect)> = vec![
             (
-                "version 2",
-                |v| v["body"]["v"] = 2.into(),
-                |e| matches!(e, ProtocolError::UnsupportedVersion { found: 2, .. }),
+                "version 1",
+                |v| v["body"]["v"] = 1.into(),
+                |e| matches!(e, ProtocolError::UnsupportedVersion { found: 1, .. }),
             ),
             (
                 "unknown field",
@@ -807,7 +1056,7 @@ mod tests {
     #[test]
     fn approval_without_assertion_is_refused() {
         let d = Decision {
-            v: 1,
+            v: PROTOCOL_VERSION,
             decision_id: "d1".into(),
             request_id: "r1".into(),
             request_digest: Digest([0; 32]),

@@ -15,7 +15,10 @@ use base64::Engine as _;
 use countersign_protocol::audit::{AuditEntry, GENESIS};
 use countersign_protocol::canonical::{domain, to_canonical_bytes};
 use countersign_protocol::types::Decode;
-use countersign_protocol::{ApprovalRequest, Decision, DeviceAuth, Receipt, Signed, Verdict};
+use countersign_protocol::{
+    ApprovalRequest, Decision, DeviceAuth, Event, Receipt, Refusal, Signed, StatusUpdate,
+    StreamEvent, Verdict,
+};
 use ed25519_dalek::{Signer as _, SigningKey};
 use sha2::{Digest as _, Sha256};
 
@@ -172,12 +175,53 @@ fn device_authorization_header() {
     let auth = DeviceAuth::parse_header(doc_value("device_auth.header")).unwrap();
     let device_key =
         countersign_protocol::PublicKey::parse("k", doc_value("device.public_key")).unwrap();
-    auth.verify(&device_key, "GET", "/v1/stream").unwrap();
-    assert!(auth.verify(&device_key, "GET", "/v1/info").is_err());
+    auth.verify(&device_key, "GET", "/v2/stream").unwrap();
+    assert!(auth.verify(&device_key, "GET", "/v2/info").is_err());
     assert_eq!(
         auth.signature.to_base64(),
         doc_value("device_auth.signature")
     );
+}
+
+#[test]
+fn status_event_envelope_nests_the_signed_status() {
+    let msg = check_message("status", domain::STATUS);
+    check_signature(example::GATEWAY_SEED, &msg, doc_value("status.signature"));
+    let st = StatusUpdate::decode(doc_value("status.jcs").as_bytes()).unwrap();
+    assert_eq!(st.seq, 2);
+    assert_eq!(st.request_digest.to_hex(), doc_value("request.sha256"));
+
+    let msg = check_message("event", domain::EVENT);
+    check_signature(example::GATEWAY_SEED, &msg, doc_value("event.signature"));
+    let ev = Signed::<Event>::decode(doc_value("event.wire").as_bytes()).unwrap();
+    let gateway_key =
+        countersign_protocol::PublicKey::parse("k", doc_value("gateway.public_key")).unwrap();
+    ev.verify(&gateway_key).unwrap();
+    assert_eq!(ev.body.id, 17);
+    assert!(ev.body.audience.includes("alice@example.com"));
+    let StreamEvent::Status { status } = &ev.body.payload else {
+        panic!("not a status event");
+    };
+    // The nested status verifies on its own, under its own domain.
+    status.verify(&gateway_key).unwrap();
+    assert_eq!(
+        status.digest().unwrap().to_hex(),
+        doc_value("status.sha256")
+    );
+}
+
+#[test]
+fn refusal_names_the_refused_decision() {
+    let msg = check_message("refusal", domain::REFUSAL);
+    check_signature(example::GATEWAY_SEED, &msg, doc_value("refusal.signature"));
+    let r = Refusal::decode(doc_value("refusal.jcs").as_bytes()).unwrap();
+    assert_eq!(
+        r.decision_digest.to_hex(),
+        doc_value("refused_decision.sha256")
+    );
+    assert_eq!(r.request_digest.to_hex(), doc_value("request.sha256"));
+    assert_eq!(r.code, "already_decided");
+    assert_eq!(r.status_seq, Some(2));
 }
 
 #[test]

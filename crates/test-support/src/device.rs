@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use countersign_approver::authenticator::{authenticate_with, register_with};
 use countersign_protocol::api::{paths, CheckpointState, ReportAck};
 use countersign_protocol::audit::Checkpoint;
 use countersign_protocol::{
@@ -14,7 +15,6 @@ use countersign_protocol::{
 };
 use url::Url;
 use webauthn_authenticator_rs::softtoken::SoftToken;
-use webauthn_authenticator_rs::WebauthnAuthenticator;
 
 use crate::http::{answer, Refusal};
 use crate::sse::EventStream;
@@ -59,8 +59,8 @@ impl std::fmt::Debug for Device {
 }
 
 impl Device {
-    /// Pairs one device named `name` with `link`: `/v1/pair/start`, a passkey registration
-    /// with a new `SoftToken`, `/v1/pair/finish`, and the signed confirmation checked against
+    /// Pairs one device named `name` with `link`: `/v2/pair/start`, a passkey registration
+    /// with a new `SoftToken`, `/v2/pair/finish`, and the signed confirmation checked against
     /// the key the link pins. The device keeps `http` (and its connection pool).
     pub async fn pair(
         http: &reqwest::Client,
@@ -84,12 +84,12 @@ impl Device {
         assert_eq!(challenge.gateway_key.fingerprint(), link.fingerprint);
         let origin = Url::parse(&challenge.webauthn_origin).unwrap();
         let (mut token, _) = SoftToken::new(true).unwrap();
-        let credential = token
-            .do_registration(
-                origin.clone(),
-                serde_json::from_value(challenge.creation.clone()).unwrap(),
-            )
-            .unwrap();
+        let credential = register_with(
+            &mut token,
+            &origin,
+            serde_json::from_value(challenge.creation.clone()).unwrap(),
+        )
+        .unwrap();
         let finish = Signed::sign(
             &key,
             PairFinish {
@@ -198,10 +198,12 @@ impl Device {
                 if uv == Uv::No {
                     ch["publicKey"]["userVerification"] = "discouraged".into();
                 }
-                let cred = self
-                    .token
-                    .do_authentication(self.origin.clone(), serde_json::from_value(ch).unwrap())
-                    .map_err(|e| format!("{e:?}"))?;
+                let cred = authenticate_with(
+                    &mut self.token,
+                    &self.origin,
+                    serde_json::from_value(ch).unwrap(),
+                )
+                .map_err(|e| format!("{e:?}"))?;
                 Some(serde_json::to_value(&cred).unwrap())
             }
         };
@@ -314,7 +316,7 @@ impl Device {
         Signed::sign(
             key,
             Checkpoint {
-                v: PROTOCOL_VERSION,
+                v: countersign_protocol::AUDIT_VERSION,
                 signer: key.public().fingerprint(),
                 seq,
                 head: countersign_protocol::Digest([head; 32]),

@@ -7,7 +7,7 @@
 //! Modules, leaves first (none imports another except as listed):
 //!
 //! - `http`: the gateway's answers over HTTP, and a refusal kept whole.
-//! - `sse`: one device's `GET /v1/stream`, read event by event.
+//! - `sse`: one device's `GET /v2/stream`, read event by event.
 //! - `device`: a device paired over HTTP that signs decisions, reports and checkpoints
 //!   (uses `http`, `sse`).
 //! - `gateway`: a gateway in this process in a temporary directory, and a restart over its data
@@ -15,6 +15,8 @@
 //! - `approver`: an approver engine with the software authenticator, and its events.
 //! - `processes`: the built binaries, child processes and the CLIs' answers.
 //! - `faults`: a fault-injecting TCP proxy between an approver and a gateway.
+//! - `mitm`: a man in the middle on the HTTP path that injects stream frames, strips
+//!   `Last-Event-ID`, answers decisions itself and records what the gateway sent.
 //! - `disks`: a small tmpfs to fill, a read-only directory, a directory's files.
 //! - `tls`: self-signed certificates for a gateway that serves HTTPS.
 //! - `keystore`: a device key read back from where the engine keeps it.
@@ -33,6 +35,7 @@ pub mod faults;
 pub mod gateway;
 pub mod http;
 pub mod keystore;
+pub mod mitm;
 pub mod processes;
 pub mod sse;
 pub mod tls;

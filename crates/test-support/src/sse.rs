@@ -1,4 +1,4 @@
-//! One device's `GET /v1/stream`, read event by event: the backlog up to the `ready` marker,
+//! One device's `GET /v2/stream`, read event by event: the backlog up to the `ready` marker,
 //! live events after it, or the raw event names and data for a caller that decodes them itself.
 
 use std::collections::VecDeque;
@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Result};
 use countersign_protocol::api::paths;
 use countersign_protocol::sse::{SseItem, SseParser};
 use countersign_protocol::types::Decode;
-use countersign_protocol::{DeviceAuth, KeyPair, StreamEvent};
+use countersign_protocol::{DeviceAuth, Event, KeyPair, Signed, StreamEvent, StreamHello};
 use tokio::time::Instant;
 use url::Url;
 
@@ -24,11 +24,13 @@ pub fn request_id(e: &StreamEvent) -> Option<String> {
     }
 }
 
-/// An open `GET /v1/stream` for one device.
+/// An open `GET /v2/stream` for one device.
 pub struct EventStream {
     resp: reqwest::Response,
     parser: SseParser,
     queue: VecDeque<SseItem>,
+    /// The stream's signed hello, once read.
+    pub hello: Option<Signed<StreamHello>>,
 }
 
 impl EventStream {
@@ -61,6 +63,7 @@ impl EventStream {
             resp,
             parser: SseParser::new(),
             queue: VecDeque::new(),
+            hello: None,
         })
     }
 
@@ -92,34 +95,44 @@ impl EventStream {
         }
     }
 
-    /// Reads until the `ready` marker; returns the events before it.
+    /// Reads until the `ready` marker; returns the events before it (the hello is kept in
+    /// [`EventStream::hello`]).
     pub async fn until_ready(&mut self) -> Vec<(u64, StreamEvent)> {
         let mut out = Vec::new();
         loop {
             match self.item(Instant::now() + PATIENCE).await.unwrap() {
                 SseItem::Comment => {}
                 SseItem::Event { event, .. } if event == "ready" => return out,
+                SseItem::Event { event, data, .. } if event == "hello" => self.keep_hello(&data),
                 SseItem::Event { id, data, .. } => out.push(decoded(id, &data)),
             }
         }
     }
 
-    /// The next event (comments skipped), with its id.
+    /// The next event (comments and the hello skipped), with its id.
     pub async fn next_event(&mut self) -> (u64, StreamEvent) {
         loop {
-            if let SseItem::Event { id, data, .. } =
-                self.item(Instant::now() + PATIENCE).await.unwrap()
-            {
-                return decoded(id, &data);
+            match self.item(Instant::now() + PATIENCE).await.unwrap() {
+                SseItem::Event { event, data, .. } if event == "hello" => self.keep_hello(&data),
+                SseItem::Event { id, data, .. } => return decoded(id, &data),
+                SseItem::Comment => {}
             }
         }
     }
+
+    fn keep_hello(&mut self, data: &str) {
+        self.hello = Some(Signed::<StreamHello>::decode(data.as_bytes()).unwrap());
+    }
 }
 
-/// An event's id and its decoded data; the gateway numbers every event it stores.
+/// An event's id and its payload. The id in the gateway-signed envelope is the event id; the
+/// SSE `id:` line must say the same.
 fn decoded(id: Option<String>, data: &str) -> (u64, StreamEvent) {
-    (
-        id.unwrap().parse().unwrap(),
-        StreamEvent::decode(data.as_bytes()).unwrap(),
-    )
+    let envelope = Signed::<Event>::decode(data.as_bytes()).unwrap();
+    assert_eq!(
+        id.as_deref(),
+        Some(envelope.body.id.to_string().as_str()),
+        "the SSE id differs from the envelope's"
+    );
+    (envelope.body.id, envelope.body.payload)
 }

@@ -8,6 +8,7 @@ mod binaries;
 mod crash;
 mod faults;
 mod keystore;
+mod mitm;
 mod offline;
 mod pairing;
 mod quorum;

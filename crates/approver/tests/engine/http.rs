@@ -2,8 +2,12 @@
 
 use std::sync::{Arc, Mutex};
 
+use countersign_protocol::api::{ErrorBody, ErrorCode};
 use countersign_protocol::types::Decode;
-use countersign_protocol::{Decision, KeyPair, Receipt, RequestState, Signed};
+use countersign_protocol::{
+    Decision, DeviceAuth, KeyPair, Receipt, Refusal, RequestState, ResyncReason, Signed,
+    StatusUpdate, StreamHello, StreamMode, PROTOCOL_VERSION,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -15,6 +19,10 @@ struct State {
     stream: Vec<Event>,
     stream_headers: (String, Option<String>),
     decision_status: u16,
+    /// The highest event id the stream has named so far.
+    head: u64,
+    /// With a 4xx decision status: sign a refusal with this code, and this status.
+    refusal: Option<(ErrorCode, Option<StatusUpdate>)>,
 }
 
 pub struct FakeGateway {
@@ -58,6 +66,11 @@ impl FakeGateway {
         self.state.lock().unwrap().decision_status = s;
     }
 
+    /// Makes 4xx decision answers carry a refusal with `code` (and `status`), signed by the key.
+    pub fn set_refusal(&self, code: ErrorCode, status: Option<StatusUpdate>) {
+        self.state.lock().unwrap().refusal = Some((code, status));
+    }
+
     pub fn last_stream_headers(&self) -> (String, Option<String>) {
         self.state.lock().unwrap().stream_headers.clone()
     }
@@ -89,16 +102,54 @@ async fn serve(mut sock: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
-    if request_line.starts_with("GET /v1/stream") {
-        let events = {
+    if request_line.starts_with("GET /v2/stream") {
+        let (events, hello) = {
             let mut st = state.lock().unwrap();
             st.stream_headers = (
                 header("authorization").unwrap_or_default(),
                 header("last-event-id"),
             );
-            st.stream.clone()
+            let auth = DeviceAuth::parse_header(&st.stream_headers.0).unwrap();
+            let resumed_from = st
+                .stream_headers
+                .1
+                .as_ref()
+                .map(|v| v.parse::<u64>().unwrap());
+            // Like a real gateway's, the head never goes down.
+            let head = st
+                .stream
+                .iter()
+                .filter_map(|e| e.0)
+                .max()
+                .unwrap_or(0)
+                .max(st.head);
+            st.head = head;
+            let (mode, resync_reason) = match resumed_from {
+                None => (StreamMode::Resync, Some(ResyncReason::Requested)),
+                Some(r) if r > head => (StreamMode::Resync, Some(ResyncReason::Ahead)),
+                Some(_) => (StreamMode::Resume, None),
+            };
+            let key = st.key.as_ref().unwrap();
+            let hello = Signed::sign(
+                key,
+                StreamHello {
+                    v: PROTOCOL_VERSION,
+                    gateway: key.public().fingerprint(),
+                    device_id: auth.device,
+                    approver: "alice@example.com".into(),
+                    nonce: auth.nonce,
+                    head,
+                    resumed_from,
+                    mode,
+                    resync_reason,
+                    keepalive_seconds: 15,
+                    at: 0,
+                },
+            )
+            .unwrap();
+            (st.stream.clone(), serde_json::to_string(&hello).unwrap())
         };
-        let mut body = String::from(": keep-alive\n\n");
+        let mut body = format!(": keep-alive\n\nevent: hello\ndata: {hello}\n\n");
         for (id, name, data) in events {
             if let Some(id) = id {
                 body.push_str(&format!("id: {id}\n"));
@@ -123,13 +174,13 @@ async fn serve(mut sock: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
         buf.extend_from_slice(&tmp[..n]);
     }
     let body = &buf[head_end..head_end + len];
-    let (status, answer) = if request_line.starts_with("POST /v1/decisions") {
+    let (status, answer) = if request_line.starts_with("POST /v2/decisions") {
         let st = state.lock().unwrap();
         match st.decision_status {
             200 => {
                 let d = Signed::<Decision>::decode(body).unwrap();
                 let r = Receipt {
-                    v: 1,
+                    v: countersign_protocol::PROTOCOL_VERSION,
                     decision_id: d.body.decision_id.clone(),
                     decision_digest: d.digest().unwrap(),
                     request_id: d.body.request_id.clone(),
@@ -138,6 +189,7 @@ async fn serve(mut sock: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
                     verdict: d.body.verdict,
                     // Fixed so that a re-sent decision gets the very same receipt.
                     accepted_at: 1,
+                    status_seq: 2,
                     request_state: RequestState::Denied,
                     approvals: 0,
                     min_approvals: 1,
@@ -148,11 +200,33 @@ async fn serve(mut sock: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
                     serde_json::to_string(&Signed::sign(key, r).unwrap()).unwrap(),
                 )
             }
-            s => (
-                s,
-                r#"{"error":{"code":"test_refusal","message":"The test gateway says no."}}"#
-                    .to_string(),
-            ),
+            s => match &st.refusal {
+                None => (
+                    s,
+                    r#"{"error":{"code":"test_refusal","message":"The test gateway says no."}}"#
+                        .to_string(),
+                ),
+                Some((code, status)) => {
+                    let key = st.key.as_ref().unwrap();
+                    let d = Signed::<Decision>::decode(body).unwrap();
+                    let refusal = Refusal {
+                        v: PROTOCOL_VERSION,
+                        gateway: key.public().fingerprint(),
+                        decision_id: d.body.decision_id.clone(),
+                        decision_digest: d.digest().unwrap(),
+                        request_id: d.body.request_id.clone(),
+                        request_digest: d.body.request_digest,
+                        approver: d.body.approver.clone(),
+                        code: code.clone(),
+                        refused_at: 1,
+                        status_seq: status.as_ref().map(|s| s.seq),
+                    };
+                    let mut answer = ErrorBody::new(code.clone(), "The test gateway says no.");
+                    answer.refusal = Some(Signed::sign(key, refusal).unwrap());
+                    answer.status = status.clone().map(|s| Signed::sign(key, s).unwrap());
+                    (s, serde_json::to_string(&answer).unwrap())
+                }
+            },
         }
     } else {
         (

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use countersign_approver::audit::kind;
 use countersign_approver::{
     Authenticator, Clock, Delivery, DeliveryState, Engine, EngineError, EngineOptions,
-    GatewayRecord, IngestOutcome, ListFilter, SoftAuthenticator,
+    FrameRefusal, GatewayRecord, IngestOutcome, ListFilter, SoftAuthenticator,
 };
+use countersign_protocol::api::ErrorCode;
 use countersign_protocol::audit::{verify_chain, AuditEntry, Checkpoint};
 use countersign_protocol::{
-    ApprovalRequest, Digest, KeyPair, PublicKey, RequestState, Risk, Signed, StatusUpdate,
-    StreamEvent, Verdict,
+    ApprovalRequest, Audience, Digest, Event, KeyPair, PublicKey, RequestState, Risk, Signed,
+    StatusUpdate, StreamEvent, Verdict, PROTOCOL_VERSION,
 };
 use url::Url;
 use webauthn_rs::prelude::{Passkey, PasskeyAuthentication, Webauthn, WebauthnBuilder};
@@ -38,6 +39,7 @@ struct Rig {
     rp: Webauthn,
     passkey: Passkey,
     auth: SoftAuthenticator,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 fn open_engine(dir: &std::path::Path, now: &Arc<AtomicI64>) -> Engine {
@@ -99,12 +101,13 @@ impl Rig {
             rp,
             passkey,
             auth,
+            next_id: std::sync::atomic::AtomicU64::new(1000),
         }
     }
 
     fn body(&self, id: &str) -> ApprovalRequest {
         ApprovalRequest {
-            v: 1,
+            v: PROTOCOL_VERSION,
             id: id.into(),
             gateway: self.fp.clone(),
             action: "sql.exec".into(),
@@ -143,10 +146,34 @@ impl Rig {
         )
     }
 
+    /// `payload` in a gateway-signed envelope addressed to the approver, with event id `id`.
+    fn sealed(&self, id: u64, payload: StreamEvent) -> Signed<Event> {
+        Signed::sign(
+            &self.gw_key,
+            Event {
+                v: PROTOCOL_VERSION,
+                gateway: self.fp.clone(),
+                id,
+                at: T0,
+                audience: Audience::approver(APPROVER),
+                payload,
+            },
+        )
+        .unwrap()
+    }
+
+    /// [`Rig::sealed`] with the next unused event id.
+    fn sealed_next(&self, payload: StreamEvent) -> Signed<Event> {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        self.sealed(id, payload)
+    }
+
     fn accept(&self, id: &str, event_id: u64) -> PasskeyAuthentication {
         let (ev, state) = self.event(self.body(id));
         assert_eq!(
-            self.engine.ingest(&self.fp, Some(event_id), ev).unwrap(),
+            self.engine
+                .ingest(&self.fp, &self.sealed(event_id, ev))
+                .unwrap(),
             IngestOutcome::Accepted
         );
         state
@@ -241,7 +268,7 @@ fn rejection_rules_table() {
             None => Signed::sign(&rig.gw_key, body).unwrap(),
         };
         let (ev, _) = rig.event_for(signed);
-        let out = rig.engine.ingest(&rig.fp, Some(1), ev).unwrap();
+        let out = rig.engine.ingest(&rig.fp, &rig.sealed(1, ev)).unwrap();
         let IngestOutcome::Rejected { reason } = out else {
             panic!("{name}: accepted");
         };
@@ -271,7 +298,7 @@ fn clock_skew_is_allowed_on_not_before_only() {
     b.not_before = T0 + 30;
     let (ev, _) = rig.event(b);
     assert_eq!(
-        rig.engine.ingest(&rig.fp, None, ev).unwrap(),
+        rig.engine.ingest(&rig.fp, &rig.sealed_next(ev)).unwrap(),
         IngestOutcome::Accepted
     );
     let mut b = rig.body("late");
@@ -280,7 +307,7 @@ fn clock_skew_is_allowed_on_not_before_only() {
     b.not_before = T0 - 10;
     let (ev, _) = rig.event(b);
     assert!(matches!(
-        rig.engine.ingest(&rig.fp, None, ev).unwrap(),
+        rig.engine.ingest(&rig.fp, &rig.sealed_next(ev)).unwrap(),
         IngestOutcome::Rejected { .. }
     ));
 }
@@ -290,19 +317,23 @@ fn duplicates_are_not_stored_twice() {
     let rig = Rig::new();
     let (ev, _) = rig.event(rig.body("dup"));
     assert_eq!(
-        rig.engine.ingest(&rig.fp, Some(5), ev.clone()).unwrap(),
+        rig.engine
+            .ingest(&rig.fp, &rig.sealed(5, ev.clone()))
+            .unwrap(),
         IngestOutcome::Accepted
     );
     // The same event id again (a resume overlap): ignored silently.
     let before = rig.audit_kinds().len();
     assert_eq!(
-        rig.engine.ingest(&rig.fp, Some(5), ev.clone()).unwrap(),
+        rig.engine
+            .ingest(&rig.fp, &rig.sealed(5, ev.clone()))
+            .unwrap(),
         IngestOutcome::Duplicate
     );
     assert_eq!(rig.audit_kinds().len(), before);
     // The same request under a new event id (a re-delivery): not stored, but audited.
     assert_eq!(
-        rig.engine.ingest(&rig.fp, Some(6), ev).unwrap(),
+        rig.engine.ingest(&rig.fp, &rig.sealed(6, ev)).unwrap(),
         IngestOutcome::Duplicate
     );
     let (k, d) = rig.audit_kinds().pop().unwrap();
@@ -314,7 +345,7 @@ fn duplicates_are_not_stored_twice() {
     let mut other = rig.body("dup");
     other.summary = "something else".into();
     let (ev, _) = rig.event(other);
-    let out = rig.engine.ingest(&rig.fp, Some(7), ev).unwrap();
+    let out = rig.engine.ingest(&rig.fp, &rig.sealed(7, ev)).unwrap();
     assert!(
         matches!(out, IngestOutcome::Rejected { reason } if reason.code() == "conflicting_duplicate")
     );
@@ -388,9 +419,10 @@ fn status_updates_are_verified_and_applied() {
         status: Signed::sign(
             key,
             StatusUpdate {
-                v: 1,
+                v: PROTOCOL_VERSION,
                 request_id: "st-1".into(),
                 request_digest: digest,
+                seq: 2,
                 state: RequestState::Approved,
                 approvals: 1,
                 min_approvals: 1,
@@ -402,14 +434,20 @@ fn status_updates_are_verified_and_applied() {
     };
     let forged = rig
         .engine
-        .ingest(&rig.fp, Some(2), status(item.digest, &KeyPair::generate()))
+        .ingest(
+            &rig.fp,
+            &rig.sealed(2, status(item.digest, &KeyPair::generate())),
+        )
         .unwrap();
     assert!(
         matches!(forged, IngestOutcome::Rejected { reason } if reason.code() == "status_bad_signature")
     );
     let other = rig
         .engine
-        .ingest(&rig.fp, Some(3), status(Digest([9; 32]), &rig.gw_key))
+        .ingest(
+            &rig.fp,
+            &rig.sealed(3, status(Digest([9; 32]), &rig.gw_key)),
+        )
         .unwrap();
     assert!(
         matches!(other, IngestOutcome::Rejected { reason } if reason.code() == "status_digest_mismatch")
@@ -420,7 +458,7 @@ fn status_updates_are_verified_and_applied() {
     );
     let ok = rig
         .engine
-        .ingest(&rig.fp, Some(4), status(item.digest, &rig.gw_key))
+        .ingest(&rig.fp, &rig.sealed(4, status(item.digest, &rig.gw_key)))
         .unwrap();
     assert_eq!(ok, IngestOutcome::Accepted);
     assert_eq!(
@@ -432,6 +470,120 @@ fn status_updates_are_verified_and_applied() {
     assert_eq!(rig.engine.pending_count().unwrap(), 0);
     assert_eq!(rig.engine.list(ListFilter::All).unwrap().len(), 1);
     assert_eq!(rig.audit_kinds().last().unwrap().0, kind::REQUEST_STATUS);
+}
+
+/// A status older than the one held, or any status after a final one, is ignored: a replayed
+/// genuine "pending, 1 of 2" cannot reopen a denied request (issue 15, item 2).
+#[test]
+fn statuses_apply_in_sequence_order_and_never_reopen_a_final_state() {
+    let rig = Rig::new();
+    rig.accept("seq-1", 1);
+    let digest = rig.engine.show("seq-1").unwrap().digest;
+    let status = |seq: u64, state: RequestState, approvals: u32| StreamEvent::Status {
+        status: Signed::sign(
+            &rig.gw_key,
+            StatusUpdate {
+                v: PROTOCOL_VERSION,
+                request_id: "seq-1".into(),
+                request_digest: digest,
+                seq,
+                state,
+                approvals,
+                min_approvals: 2,
+                votes: vec![],
+                at: T0 + seq as i64,
+            },
+        )
+        .unwrap(),
+    };
+    let pending_1_of_2 = status(2, RequestState::Pending, 1);
+    assert_eq!(
+        rig.engine
+            .ingest(&rig.fp, &rig.sealed(2, pending_1_of_2.clone()))
+            .unwrap(),
+        IngestOutcome::Accepted
+    );
+    assert_eq!(
+        rig.engine
+            .ingest(&rig.fp, &rig.sealed(3, status(3, RequestState::Denied, 1)))
+            .unwrap(),
+        IngestOutcome::Accepted
+    );
+    // The same genuine status replayed under a new event id: stale, audited, nothing moves.
+    assert_eq!(
+        rig.engine
+            .ingest(&rig.fp, &rig.sealed(4, pending_1_of_2))
+            .unwrap(),
+        IngestOutcome::Stale
+    );
+    let item = rig.engine.show("seq-1").unwrap();
+    assert_eq!(item.state, RequestState::Denied);
+    let (k, d) = rig.audit_kinds().pop().unwrap();
+    assert_eq!(k, kind::STATUS_STALE);
+    assert_eq!(
+        (d["seq"].as_u64(), d["held_seq"].as_u64()),
+        (Some(2), Some(3))
+    );
+    // Even a higher seq does not move a final state.
+    assert_eq!(
+        rig.engine
+            .ingest(&rig.fp, &rig.sealed(5, status(9, RequestState::Pending, 0)))
+            .unwrap(),
+        IngestOutcome::Stale
+    );
+    assert_eq!(
+        rig.engine.show("seq-1").unwrap().state,
+        RequestState::Denied
+    );
+    rig.engine.audit_verify().unwrap();
+}
+
+/// Only a verified envelope addressed to this device moves the resume point: a forged frame
+/// with a huge id, a genuine event for another approver and an envelope signed by another key
+/// are refused and audited, and later genuine events still arrive (issue 15, item 1).
+#[test]
+fn only_verified_addressed_envelopes_move_the_resume_point() {
+    let rig = Rig::new();
+    rig.accept("r-1", 5);
+    assert_eq!(rig.engine.gateway(&rig.fp).unwrap().last_event_id, 5);
+    let (ev, _) = rig.event(rig.body("r-2"));
+    let mut forged = rig.sealed(9_000_000_000_000_000, ev.clone());
+    forged.signature = rig.sealed(6, ev.clone()).signature;
+    let mut elsewhere = rig.sealed(6, ev.clone());
+    elsewhere.body.audience = Audience::approver("mallory@example.com");
+    let elsewhere = Signed::sign(&rig.gw_key, elsewhere.body).unwrap();
+    let other_key = Signed::sign(&KeyPair::generate(), rig.sealed(7, ev.clone()).body).unwrap();
+    for (frame, reason) in [
+        (forged, FrameRefusal::BadSignature),
+        (elsewhere, FrameRefusal::NotAddressed),
+        (other_key, FrameRefusal::BadSignature),
+    ] {
+        assert_eq!(
+            rig.engine.ingest(&rig.fp, &frame).unwrap(),
+            IngestOutcome::Refused { reason }
+        );
+        assert_eq!(rig.engine.gateway(&rig.fp).unwrap().last_event_id, 5);
+    }
+    assert!(rig
+        .engine
+        .list(ListFilter::All)
+        .unwrap()
+        .iter()
+        .all(|i| i.request.body.id != "r-2"));
+    // Each refusal is audited (the first of a reason at once; repeats are counted).
+    let refused: Vec<_> = rig
+        .audit_kinds()
+        .into_iter()
+        .filter(|(k, _)| k == kind::STREAM_FRAME_REJECTED)
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    // The genuine event after them arrives and moves the resume point.
+    assert_eq!(
+        rig.engine.ingest(&rig.fp, &rig.sealed(6, ev)).unwrap(),
+        IngestOutcome::Accepted
+    );
+    assert_eq!(rig.engine.gateway(&rig.fp).unwrap().last_event_id, 6);
+    rig.engine.audit_verify().unwrap();
 }
 
 #[test]
@@ -472,7 +624,7 @@ fn approval_checks_match_code_first() {
     let mut b = rig.body("mc");
     b.match_required = true;
     let (ev, _) = rig.event(b);
-    rig.engine.ingest(&rig.fp, Some(1), ev).unwrap();
+    rig.engine.ingest(&rig.fp, &rig.sealed(1, ev)).unwrap();
     let err =
         futures::executor::block_on(rig.engine.approve("mc", None, &mut rig.auth)).unwrap_err();
     assert_eq!(err.code(), "match_code_required");
@@ -613,7 +765,14 @@ async fn queued_decision_survives_reopen() {
         .into_iter()
         .map(|(e, _)| e.kind)
         .collect();
-    assert_eq!(kinds.last().unwrap(), kind::DECISION_MADE);
+    // The decision, then the failed delivery attempt (audited, to be retried).
+    assert!(
+        kinds.ends_with(&[
+            kind::DECISION_MADE.to_string(),
+            kind::DECISION_RETRY.to_string()
+        ]),
+        "{kinds:?}"
+    );
     engine.audit_verify().unwrap();
 }
 
@@ -622,28 +781,47 @@ async fn sync_drains_stream_and_delivers_outbox() {
     let server = http::FakeGateway::start().await;
     let rig = Rig::with_url(&server.url());
     server.set_key(KeyPair::from_seed(&rig.gw_key.seed()));
-    // The stream: one request (id 1), a malformed event (id 2), then ready.
+    // The stream: one request (id 1), a malformed frame claiming id 2, then ready.
     let (ev, _) = rig.event(rig.body("s1"));
     server.set_stream(vec![
-        (Some(1), "request", serde_json::to_string(&ev).unwrap()),
+        (
+            Some(1),
+            "request",
+            serde_json::to_string(&rig.sealed(1, ev)).unwrap(),
+        ),
         (Some(2), "request", "{\"type\":\"request\"}".into()),
-        (None, "ready", "{\"keepalive_seconds\":15}".into()),
+        (None, "ready", "{\"through\":2}".into()),
     ]);
     let (reports, _) = rig.engine.sync().await.unwrap();
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].error, None, "{reports:?}");
     assert_eq!(rig.engine.show("s1").unwrap().state, RequestState::Pending);
-    assert_eq!(rig.engine.gateway(&rig.fp).unwrap().last_event_id, 2);
+    // The malformed frame was refused and audited, and did not move the resume point.
+    assert_eq!(rig.engine.gateway(&rig.fp).unwrap().last_event_id, 1);
+    let refused: Vec<_> = rig
+        .audit_kinds()
+        .into_iter()
+        .filter(|(k, _)| k == kind::STREAM_FRAME_REJECTED)
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].1["reason"], "undecodable");
     let auth = server.last_stream_headers();
     assert!(
         auth.0.starts_with("Countersign-Device device=dev-1,"),
         "{auth:?}"
     );
     assert_eq!(auth.1, None);
-    // Reconnecting resumes after the last stored event.
-    server.set_stream(vec![(None, "ready", "{\"keepalive_seconds\":15}".into())]);
+    // Reconnecting resumes after the last verified event.
+    server.set_stream(vec![
+        (
+            Some(1),
+            "request",
+            serde_json::to_string(&rig.sealed(1, rig.event(rig.body("s1")).0)).unwrap(),
+        ),
+        (None, "ready", "{\"through\":1}".into()),
+    ]);
     rig.engine.sync().await.unwrap();
-    assert_eq!(server.last_stream_headers().1.as_deref(), Some("2"));
+    assert_eq!(server.last_stream_headers().1.as_deref(), Some("1"));
 
     // Delivery: first a 503 (stays queued), then a receipt (delivered), idempotent on resend.
     server.set_decision_status(503);
@@ -659,21 +837,107 @@ async fn sync_drains_stream_and_delivers_outbox() {
     let receipt = rig.engine.submit(&rig.fp, &out.decision).await.unwrap();
     assert_eq!(Some(receipt), d.receipt);
     let kinds: Vec<String> = rig.audit_kinds().into_iter().map(|k| k.0).collect();
-    assert!(kinds.ends_with(&[
-        kind::DECISION_MADE.to_string(),
-        kind::DECISION_SENT.to_string(),
-        kind::RECEIPT_RECEIVED.to_string()
-    ]));
+    assert!(
+        kinds.ends_with(&[
+            kind::DECISION_MADE.to_string(),
+            kind::DECISION_RETRY.to_string(),
+            kind::DECISION_SENT.to_string(),
+            kind::RECEIPT_RECEIVED.to_string()
+        ]),
+        "{kinds:?}"
+    );
 
-    // A 4xx is final: refused and audited with the gateway's code.
+    // An unsigned 4xx is not final: the decision stays queued, and the retry is audited
+    // without the answer's sentence.
     rig.accept("s2", 10);
     server.set_decision_status(409);
     let out = rig.engine.deny("s2", "no").await.unwrap();
-    assert!(matches!(&out.delivery, Delivery::Refused { code, .. } if code == "test_refusal"));
+    assert!(
+        matches!(&out.delivery, Delivery::Queued { .. }),
+        "{:?}",
+        out.delivery
+    );
+    // (Retries are aggregated per gateway: this second one in the minute is counted, and
+    // written when the window closes.)
+    let item = rig.engine.show("s2").unwrap();
+    assert_eq!(item.state, RequestState::Pending);
+    let error = item.decision.unwrap().last_error.unwrap_or_default();
+    assert!(
+        error.contains("not a verified refusal") && !error.contains("says no"),
+        "{error}"
+    );
+
+    // A signed `request_closed` that the request's signed status does not bear out (still
+    // pending) is not final either.
+    let status = |state: RequestState, seq: u64| StatusUpdate {
+        v: PROTOCOL_VERSION,
+        request_id: "s2".into(),
+        request_digest: rig.engine.show("s2").unwrap().digest,
+        seq,
+        state,
+        approvals: 0,
+        min_approvals: 1,
+        votes: vec![],
+        at: T0,
+    };
+    server.set_refusal(
+        ErrorCode::RequestClosed,
+        Some(status(RequestState::Pending, 2)),
+    );
+    let (_, flushed) = rig.engine.sync().await.unwrap();
+    assert_eq!(flushed.queued, 1, "{flushed:?}");
+    let kinds: Vec<String> = rig.audit_kinds().into_iter().map(|k| k.0).collect();
+    assert!(
+        kinds.contains(&kind::REFUSAL_UNCONFIRMED.to_string()),
+        "{kinds:?}"
+    );
+
+    // Borne out by a final signed status, the refusal is final: refused with this device's own
+    // sentence, and the status applied.
+    server.set_refusal(
+        ErrorCode::RequestClosed,
+        Some(status(RequestState::Withdrawn, 3)),
+    );
+    let (_, flushed) = rig.engine.sync().await.unwrap();
+    assert_eq!(flushed.refused, 1, "{flushed:?}");
     let (k, detail) = rig.audit_kinds().pop().unwrap();
     assert_eq!(k, kind::DECISION_REFUSED);
-    assert_eq!(detail["code"], "test_refusal");
+    assert_eq!(detail["code"], "request_closed");
+    assert_eq!(detail["status_seq"], 3);
+    assert_eq!(
+        rig.engine.show("s2").unwrap().state,
+        RequestState::Withdrawn
+    );
+    let item = rig.engine.show("s2").unwrap();
+    let error = item.decision.unwrap().last_error.unwrap_or_default();
+    assert!(!error.contains("says no"), "{error}");
     rig.engine.audit_verify().unwrap();
+
+    // Closing the engine writes the counts of the open windows: no retry vanishes.
+    let Rig {
+        _dir: _keep,
+        dir,
+        engine,
+        ..
+    } = rig;
+    drop(engine);
+    let engine = Engine::open(&dir).unwrap();
+    let retries: Vec<serde_json::Value> = engine
+        .audit_entries()
+        .unwrap()
+        .into_iter()
+        .filter(|(e, _)| e.kind == kind::DECISION_RETRY)
+        .map(|(e, _)| e.detail)
+        .collect();
+    let counted: u64 = retries.iter().map(|d| d["count"].as_u64().unwrap()).sum();
+    assert_eq!(retries.len(), 2, "{retries:?}");
+    // The 503, then the unsigned 409 and the unconfirmed refusal counted in the same window.
+    assert_eq!(retries[1]["count"], 2, "{retries:?}");
+    assert_eq!(counted, 3, "{retries:?}");
+    for d in &retries {
+        assert!(!d.to_string().contains("says no"), "{d}");
+    }
+    engine.audit_verify().unwrap();
 }
 
 /// One engine per data directory: a second is refused with a message naming the holder, and the

@@ -6,7 +6,7 @@
 
 use countersign_protocol::audit::{hash_canonical, AuditEntry, GENESIS};
 use countersign_protocol::canonical::to_canonical_bytes;
-use countersign_protocol::{Digest, PROTOCOL_VERSION};
+use countersign_protocol::{Digest, AUDIT_VERSION};
 use rusqlite::params;
 
 use super::sqlite::SqliteTx;
@@ -36,7 +36,7 @@ pub trait AuditRows {
             None => (1, GENESIS),
         };
         let entry = AuditEntry {
-            v: PROTOCOL_VERSION,
+            v: AUDIT_VERSION,
             seq,
             at,
             kind: kind.to_string(),

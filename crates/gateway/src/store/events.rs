@@ -3,8 +3,6 @@
 //! or lagging stream reads (see `stream`). The committer publishes what a write stored once its
 //! batch committed (see `hub`).
 
-use std::sync::Arc;
-
 use rusqlite::params;
 
 use super::sqlite::SqliteTx;
@@ -17,42 +15,52 @@ pub(super) const BACKLOG_SQL: &str =
 
 /// The rows of the push events.
 pub trait EventRows {
-    /// Stores one event for `approver` and returns its sequence number.
-    fn insert_event(&self, approver: &str, kind: &str, data: &str) -> Result<u64, StoreError>;
+    /// The id the next stored event gets: one above every id ever stored, so ids are never
+    /// reused, not even after events were deleted.
+    fn next_event_id(&self) -> Result<u64, StoreError>;
+
+    /// The highest event id stored so far (0 before the first).
+    fn head_event_id(&self) -> Result<u64, StoreError> {
+        Ok(self.next_event_id()? - 1)
+    }
+
+    /// Stores one event for `approver` under `id`, which [`EventRows::next_event_id`] gave in
+    /// this same transaction (the `data` is a signed envelope that names the id).
+    fn insert_event(
+        &self,
+        id: u64,
+        approver: &str,
+        kind: &str,
+        data: &str,
+    ) -> Result<(), StoreError>;
 
     /// The events stored for `approver` after sequence number `after`, in order.
     fn events_after(&self, approver: &str, after: u64) -> Result<Vec<Pushed>, StoreError>;
-
-    /// Stores the event `kind` with `data` for every approver and returns what to publish
-    /// after commit.
-    fn enqueue(
-        &self,
-        approvers: &[String],
-        kind: &str,
-        data: &str,
-    ) -> Result<Vec<Pushed>, StoreError> {
-        let mut out = Vec::with_capacity(approvers.len());
-        for a in approvers {
-            let seq = self.insert_event(a, kind, data)?;
-            out.push(Pushed {
-                seq,
-                approver: a.clone(),
-                kind: kind.to_string(),
-                data: Arc::from(data),
-                published: None,
-            });
-        }
-        Ok(out)
-    }
 }
 
 impl EventRows for SqliteTx<'_> {
-    fn insert_event(&self, approver: &str, kind: &str, data: &str) -> Result<u64, StoreError> {
-        self.exec(
-            "INSERT INTO events(approver, kind, data) VALUES (?1, ?2, ?3)",
-            params![approver, kind, data],
+    fn next_event_id(&self) -> Result<u64, StoreError> {
+        // `events.seq` is AUTOINCREMENT: sqlite_sequence keeps the highest id ever used.
+        let last: i64 = self.one(
+            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+            [],
+            |r| r.get(0),
         )?;
-        Ok(self.last_insert_rowid() as u64)
+        Ok(u64::try_from(last).unwrap_or(0) + 1)
+    }
+
+    fn insert_event(
+        &self,
+        id: u64,
+        approver: &str,
+        kind: &str,
+        data: &str,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO events(seq, approver, kind, data) VALUES (?1, ?2, ?3, ?4)",
+            params![id as i64, approver, kind, data],
+        )?;
+        Ok(())
     }
 
     fn events_after(&self, approver: &str, after: u64) -> Result<Vec<Pushed>, StoreError> {

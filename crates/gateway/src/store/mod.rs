@@ -175,6 +175,12 @@ impl Store {
         self.engine.read(|tx| f(tx))
     }
 
+    /// The schema version the database had if opening it upgraded it from protocol version 1:
+    /// the version 1 pairings have ended, which the gateway audits (`protocol.upgraded`).
+    pub fn upgraded_from_protocol_1(&self) -> Option<i64> {
+        self.engine.upgraded_from_protocol_1()
+    }
+
     /// Counts of the writer's work since the store opened (for benchmarks and diagnostics).
     pub fn stats(&self) -> StoreStats {
         self.engine.stats()

@@ -49,7 +49,7 @@ impl PasskeyRows for SqliteTx<'_> {
     fn passkey_rows(&self, approver: &str) -> Result<Vec<PasskeyRow>, StoreError> {
         self.rows(
             "SELECT passkey, counter, backup_eligible, backup_state FROM passkeys
-             WHERE approver = ?1 ORDER BY created_at",
+             WHERE approver = ?1 AND retired_at IS NULL ORDER BY created_at",
             params![approver],
             |r| {
                 Ok(PasskeyRow {
@@ -69,12 +69,17 @@ impl PasskeyRows for SqliteTx<'_> {
         row: &PasskeyRow,
         created_at: i64,
     ) -> Result<bool, StoreError> {
-        // `DO NOTHING` rather than catching the constraint failure: the write's transaction
+        // `ON CONFLICT` rather than catching the constraint failure: the write's transaction
         // goes on unharmed either way (PostgreSQL aborts a transaction on any failed statement).
+        // A retired passkey (of a protocol version 1 pairing) may be registered again.
         let inserted = self.exec(
             "INSERT INTO passkeys(cred_id, approver, passkey, created_at, counter, backup_eligible, backup_state)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (cred_id) DO NOTHING",
+             ON CONFLICT (cred_id) DO UPDATE SET approver = excluded.approver,
+                 passkey = excluded.passkey, created_at = excluded.created_at,
+                 counter = excluded.counter, backup_eligible = excluded.backup_eligible,
+                 backup_state = excluded.backup_state, retired_at = NULL
+             WHERE passkeys.retired_at IS NOT NULL",
             params![
                 cred_id,
                 approver,

@@ -38,6 +38,8 @@ pub struct RequestGate {
     pub state: String,
     pub expires_at: i64,
     pub match_code: Option<String>,
+    /// The status sequence number of the latest change.
+    pub status_seq: u64,
 }
 
 /// What a request's status is built from.
@@ -49,6 +51,9 @@ pub struct RequestStatusRow {
     pub digest: String,
     pub state: String,
     pub min_approvals: u32,
+    /// The status sequence number of the latest change, and when it committed.
+    pub status_seq: u64,
+    pub status_at: i64,
 }
 
 /// A pending request found under a duplicate key.
@@ -102,7 +107,10 @@ pub trait RequestRows {
     /// Up to 500 pending requests due to expire at `now`.
     fn due_requests(&self, now: i64) -> Result<Vec<String>, StoreError>;
 
-    /// Closes the request in `state` at `now`.
+    /// Sets the request's status sequence number and the time of that change (a vote).
+    fn set_status_seq(&self, id: &str, seq: u64, at: i64) -> Result<(), StoreError>;
+
+    /// Closes the request in `state` at `now`, one status change.
     fn close_request(&self, id: &str, state: RequestState, now: i64) -> Result<(), StoreError>;
 
     /// Withdraws the request if it is pending and from `requester`; returns whether it was.
@@ -121,8 +129,8 @@ impl RequestRows for SqliteTx<'_> {
     fn insert_request(&self, r: &NewRequest<'_>) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO requests(id, signed, digest, requester, state, created_at, expires_at,
-                    min_approvals, match_code, dup_key)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
+                    min_approvals, match_code, dup_key, status_seq, status_at)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9, 1, ?5)",
             params![
                 r.id,
                 r.signed,
@@ -164,7 +172,7 @@ impl RequestRows for SqliteTx<'_> {
 
     fn request_gate(&self, id: &str) -> Result<Option<RequestGate>, StoreError> {
         self.row(
-            "SELECT digest, state, expires_at, match_code FROM requests WHERE id = ?1",
+            "SELECT digest, state, expires_at, match_code, status_seq FROM requests WHERE id = ?1",
             params![id],
             |r| {
                 Ok(RequestGate {
@@ -172,6 +180,7 @@ impl RequestRows for SqliteTx<'_> {
                     state: r.get(1)?,
                     expires_at: r.get(2)?,
                     match_code: r.get(3)?,
+                    status_seq: r.get::<_, i64>(4)? as u64,
                 })
             },
         )
@@ -179,7 +188,8 @@ impl RequestRows for SqliteTx<'_> {
 
     fn request_status(&self, id: &str) -> Result<RequestStatusRow, StoreError> {
         self.one(
-            "SELECT signed, digest, state, min_approvals FROM requests WHERE id = ?1",
+            "SELECT signed, digest, state, min_approvals, status_seq, status_at FROM requests
+             WHERE id = ?1",
             params![id],
             |r| {
                 Ok(RequestStatusRow {
@@ -187,6 +197,8 @@ impl RequestRows for SqliteTx<'_> {
                     digest: r.get(1)?,
                     state: r.get(2)?,
                     min_approvals: r.get(3)?,
+                    status_seq: r.get::<_, i64>(4)? as u64,
+                    status_at: r.get(5)?,
                 })
             },
         )
@@ -241,9 +253,18 @@ impl RequestRows for SqliteTx<'_> {
         )
     }
 
+    fn set_status_seq(&self, id: &str, seq: u64, at: i64) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE requests SET status_seq = ?2, status_at = ?3 WHERE id = ?1",
+            params![id, seq as i64, at],
+        )?;
+        Ok(())
+    }
+
     fn close_request(&self, id: &str, state: RequestState, now: i64) -> Result<(), StoreError> {
         self.exec(
-            "UPDATE requests SET state = ?2, closed_at = ?3 WHERE id = ?1",
+            "UPDATE requests SET state = ?2, closed_at = ?3, status_seq = status_seq + 1,
+                    status_at = ?3 WHERE id = ?1",
             params![id, state.as_str(), now],
         )?;
         Ok(())
@@ -251,7 +272,8 @@ impl RequestRows for SqliteTx<'_> {
 
     fn withdraw_request(&self, id: &str, requester: &str, now: i64) -> Result<bool, StoreError> {
         let n = self.exec(
-            "UPDATE requests SET state = 'withdrawn', closed_at = ?3
+            "UPDATE requests SET state = 'withdrawn', closed_at = ?3,
+                    status_seq = status_seq + 1, status_at = ?3
                      WHERE id = ?1 AND requester = ?2 AND state = 'pending'",
             params![id, requester, now],
         )?;
@@ -273,7 +295,8 @@ impl RequestRows for SqliteTx<'_> {
         now: i64,
     ) -> Result<bool, StoreError> {
         let n = self.exec(
-            "UPDATE requests SET state = 'denied', closed_at = ?3
+            "UPDATE requests SET state = 'denied', closed_at = ?3,
+                    status_seq = status_seq + 1, status_at = ?3
                      WHERE id = ?1 AND state = 'pending' AND match_failures >= ?2",
             params![id, limit, now],
         )?;

@@ -96,6 +96,8 @@ pub(super) struct Sqlite {
     /// removing the hook stops the thread (see `Drop`).
     checkpointer: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
+    /// The schema version found at open (0 for a new database).
+    found_version: i64,
 }
 
 struct Writer {
@@ -138,7 +140,7 @@ impl Sqlite {
         // it owner-only first keeps all three private.
         create_private_file(path)?;
         let mut conn = open_connection(path)?;
-        schema::migrate(&mut conn)?;
+        let found_version = schema::migrate(&mut conn)?;
         // Checkpoints (copying committed WAL pages into the database file, with its fsync) run
         // on their own connection and thread, not inside a commit that holds the write lock.
         // This hook replaces SQLite's automatic checkpoint on the writer: after each commit it
@@ -191,7 +193,15 @@ impl Sqlite {
             hub,
             checkpointer: Some(checkpointer),
             counters,
+            found_version,
         })
+    }
+
+    /// The schema version the database had when it was opened, if opening upgraded it past
+    /// protocol version 1 (see `schema`).
+    pub(super) fn upgraded_from_protocol_1(&self) -> Option<i64> {
+        (self.found_version > 0 && self.found_version < schema::PROTOCOL_2_SCHEMA)
+            .then_some(self.found_version)
     }
 
     /// Runs `f` in its own savepoint of the shared transaction and answers once the commit that
@@ -445,11 +455,6 @@ impl SqliteTx<'_> {
         let rows = stmt.query_map(params, f)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
-
-    /// The rowid of the last row this connection inserted.
-    pub(super) fn last_insert_rowid(&self) -> i64 {
-        self.0.last_insert_rowid()
-    }
 }
 
 /// A failed SQLite call, kept as the error's source; a full disk is noted, so that it can be
@@ -571,7 +576,15 @@ mod tests {
                         let r =
                             store.write_publish(|tx| -> Result<((), Vec<Pushed>), StoreError> {
                                 tx.audit_append(i, "x", None, serde_json::json!({"t": t, "i": i}))?;
-                                let pushed = tx.enqueue(&["a".to_string()], "k", "{}")?;
+                                let id = tx.next_event_id()?;
+                                tx.insert_event(id, "a", "k", "{}")?;
+                                let pushed = vec![Pushed {
+                                    seq: id,
+                                    approver: "a".into(),
+                                    kind: "k".into(),
+                                    data: "{}".into(),
+                                    published: None,
+                                }];
                                 if fail {
                                     return Err(StoreError::Corrupt("refused".into()));
                                 }

@@ -86,6 +86,68 @@ async fn a_replayed_decision_is_answered_with_its_receipt_and_counted_once() {
     h.expect_rejection(&err, "decision_id_reused");
 }
 
+/// Issue 15, item 5: the device's client data is WebAuthn Level 3's serialisation (an origin
+/// without a path, no `tokenBinding`), and the gateway refuses what webauthn-rs-proto's
+/// serialiser writes (`"origin":"https://localhost/"`, `"tokenBinding":null`) with a signed
+/// refusal, without spending the challenge.
+#[tokio::test]
+async fn client_data_is_checked_as_webauthn_says() {
+    use base64::Engine as _;
+    use webauthn_authenticator_rs::WebauthnAuthenticator as _;
+    let h = TestGateway::start().await;
+    let mut alice = h.pair("alice@example.com").await;
+    let created = h.create(&["alice@example.com"], 1, false).await;
+    let (req, ch) = alice.request_event(&h, &created.request.body.id).await;
+    let good = alice
+        .signed_decision(&h, &req, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .unwrap();
+    let encoded = good.body.assertion.as_ref().unwrap()["response"]["clientDataJSON"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .unwrap();
+    let origin = countersign_protocol::webauthn::origin_serialization(&alice.origin).unwrap();
+    assert!(!origin.ends_with('/'), "{origin}");
+    // A standards-strict reading: exactly the four members, in order, nothing else.
+    let text = String::from_utf8(bytes).unwrap();
+    let challenge = ch["publicKey"]["challenge"].as_str().unwrap();
+    assert_eq!(
+        text,
+        format!(
+            r#"{{"type":"webauthn.get","challenge":"{challenge}","origin":"{origin}","crossOrigin":false}}"#
+        )
+    );
+
+    let library = alice
+        .token
+        .do_authentication(
+            alice.origin.clone(),
+            serde_json::from_value(ch.clone()).unwrap(),
+        )
+        .unwrap();
+    let mut bad = good.body.clone();
+    bad.decision_id = uuid::Uuid::new_v4().to_string();
+    bad.assertion = Some(serde_json::to_value(&library).unwrap());
+    let bad = countersign_protocol::Signed::sign(&alice.key, bad).unwrap();
+    let err = alice.post_decision(&h, &bad).await.unwrap_err();
+    assert_eq!(err.code(), Some("wrong_webauthn_origin"), "{}", err.text);
+    let body = err.body.unwrap();
+    let refusal = body.refusal.expect("a final refusal is signed");
+    refusal.verify(&h.gateway_key()).unwrap();
+    assert_eq!(refusal.body.decision_digest, bad.digest().unwrap());
+    assert_eq!(
+        body.status.unwrap().body.seq,
+        refusal.body.status_seq.unwrap()
+    );
+
+    // The refused assertion did not spend the challenge: the device's own is accepted.
+    let receipt = alice.post_decision(&h, &good).await.unwrap();
+    assert_eq!(receipt.body.request_state, RequestState::Approved);
+    assert_eq!(receipt.body.status_seq, 2);
+}
+
 #[tokio::test]
 async fn a_replayed_assertion_is_refused() {
     let h = TestGateway::start().await;
@@ -365,7 +427,7 @@ async fn a_burst_of_identical_requests_collapses_and_the_rate_limit_holds() {
 async fn requests_need_a_valid_token_and_report_errors_as_json() {
     let h = TestGateway::start().await;
     let resp = reqwest::Client::new()
-        .post(h.url.join("/v1/requests").unwrap())
+        .post(h.url.join("/v2/requests").unwrap())
         .bearer_auth("cst_nope")
         .json(&serde_json::json!({}))
         .send()
@@ -374,7 +436,7 @@ async fn requests_need_a_valid_token_and_report_errors_as_json() {
     assert_eq!(resp.status(), 401);
     let body: countersign_protocol::api::ErrorBody = resp.json().await.unwrap();
     assert_eq!(body.error.code, "unknown_token");
-    let resp = reqwest::get(h.url.join("/v1/nothing").unwrap())
+    let resp = reqwest::get(h.url.join("/v2/nothing").unwrap())
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
@@ -388,10 +450,10 @@ async fn a_stream_with_a_forged_device_signature_is_refused() {
     let alice = h.pair("alice@example.com").await;
     let other = countersign_protocol::KeyPair::generate();
     let auth =
-        countersign_protocol::DeviceAuth::create(&other, &alice.id, "GET", "/v1/stream", h.now())
+        countersign_protocol::DeviceAuth::create(&other, &alice.id, "GET", "/v2/stream", h.now())
             .unwrap();
     let resp = reqwest::Client::new()
-        .get(h.url.join("/v1/stream").unwrap())
+        .get(h.url.join("/v2/stream").unwrap())
         .header("authorization", auth.to_header())
         .send()
         .await
@@ -404,7 +466,7 @@ async fn a_stream_with_a_forged_device_signature_is_refused() {
 #[tokio::test]
 async fn openapi_names_every_route() {
     let h = TestGateway::start().await;
-    let doc: serde_json::Value = reqwest::get(h.url.join("/v1/openapi.json").unwrap())
+    let doc: serde_json::Value = reqwest::get(h.url.join("/v2/openapi.json").unwrap())
         .await
         .unwrap()
         .json()
@@ -426,16 +488,16 @@ async fn openapi_names_every_route() {
                     .next()
                     .unwrap();
                 match name {
-                    "INFO" => "/v1/info",
-                    "PAIR_START" => "/v1/pair/start",
-                    "PAIR_FINISH" => "/v1/pair/finish",
-                    "STREAM" => "/v1/stream",
-                    "REQUESTS" => "/v1/requests",
-                    "DECISIONS" => "/v1/decisions",
-                    "OPENAPI" => "/v1/openapi.json",
-                    "CHECKPOINTS" => "/v1/checkpoints",
-                    "CHECKPOINT_LATEST" => "/v1/checkpoints/latest",
-                    "REPORTS" => "/v1/reports",
+                    "INFO" => "/v2/info",
+                    "PAIR_START" => "/v2/pair/start",
+                    "PAIR_FINISH" => "/v2/pair/finish",
+                    "STREAM" => "/v2/stream",
+                    "REQUESTS" => "/v2/requests",
+                    "DECISIONS" => "/v2/decisions",
+                    "OPENAPI" => "/v2/openapi.json",
+                    "CHECKPOINTS" => "/v2/checkpoints",
+                    "CHECKPOINT_LATEST" => "/v2/checkpoints/latest",
+                    "REPORTS" => "/v2/reports",
                     other => panic!("unknown path constant {other}"),
                 }
                 .to_string()
@@ -479,13 +541,13 @@ async fn a_captured_device_authorization_works_only_once() {
         &alice.key,
         &alice.id,
         "GET",
-        "/v1/stream",
+        "/v2/stream",
         h.now(),
     )
     .unwrap();
     let get = || {
         reqwest::Client::new()
-            .get(h.url.join("/v1/stream").unwrap())
+            .get(h.url.join("/v2/stream").unwrap())
             .header("authorization", auth.to_header())
             .send()
     };
@@ -504,12 +566,12 @@ async fn framework_errors_are_json_with_stable_codes() {
     let client = reqwest::Client::new();
     let cases = [
         (
-            client.get(h.url.join("/v1/decisions").unwrap()),
+            client.get(h.url.join("/v2/decisions").unwrap()),
             405,
             "method_not_allowed",
         ),
         (
-            client.post(h.url.join("/v1/decisions").unwrap()).body(vec![
+            client.post(h.url.join("/v2/decisions").unwrap()).body(vec![
                 b' ';
                 countersign_protocol::types::MAX_MESSAGE_BYTES
                     + 1
@@ -519,15 +581,31 @@ async fn framework_errors_are_json_with_stable_codes() {
         ),
         (
             client
-                .get(h.url.join("/v1/requests/x?wait=soon").unwrap())
+                .get(h.url.join("/v2/requests/x?wait=soon").unwrap())
                 .bearer_auth(&h.token),
             400,
             "bad_query",
         ),
         (
-            client.post(h.url.join("/v1/decisions").unwrap()).body("{}"),
+            client.post(h.url.join("/v2/decisions").unwrap()).body("{}"),
             400,
             "invalid_decision",
+        ),
+        // Every path of protocol version 1 tells a version 1 device to pair again.
+        (
+            client.get(h.url.join("/v1/info").unwrap()),
+            410,
+            "protocol_upgraded",
+        ),
+        (
+            client.post(h.url.join("/v1/decisions").unwrap()).body("{}"),
+            410,
+            "protocol_upgraded",
+        ),
+        (
+            client.get(h.url.join("/v1").unwrap()),
+            410,
+            "protocol_upgraded",
         ),
     ];
     for (req, status, code) in cases {
@@ -780,4 +858,91 @@ async fn concurrent_approvals_with_one_passkey_keep_the_highest_counter() {
         .max()
         .unwrap();
     assert_eq!(stored_counter(&h, "alice@example.com"), highest);
+}
+
+/// Issue 15, item 7: refusals a peer can repeat at will are audited, aggregated so that a flood
+/// writes at most two entries a minute per (kind, code, peer), and none vanishes: the counts
+/// are written when the window closes or the gateway stops.
+#[tokio::test]
+async fn repeated_refusals_are_audited_and_aggregated() {
+    let h = TestGateway::start().await;
+    let client = reqwest::Client::new();
+    let refused = |kind: &str, code: &str| -> Vec<serde_json::Value> {
+        h.audit()
+            .into_iter()
+            .filter(|(e, _)| e.kind == kind)
+            .map(|(e, _)| e.detail)
+            .filter(|d| d["code"] == code || d["sample"]["code"] == code)
+            .collect()
+    };
+    // An unknown token, five times.
+    for _ in 0..5 {
+        let resp = client
+            .post(h.url.join("/v2/requests").unwrap())
+            .bearer_auth("cst_not-a-token")
+            .json(&h.new_request(&["alice@example.com"], "x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
+    }
+    let entries = refused("request.refused", "unknown_token");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(
+        (entries[0]["count"].as_u64(), entries[0]["peer"].as_str()),
+        (Some(1), Some("anonymous"))
+    );
+    // An over-long TTL from a known requester names the requester.
+    let mut long = h.new_request(&["alice@example.com"], "too long");
+    long.ttl_seconds = u32::MAX;
+    let resp = client
+        .post(h.url.join("/v2/requests").unwrap())
+        .bearer_auth(&h.token)
+        .json(&long)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let ttl = refused("request.refused", "ttl_too_long");
+    assert_eq!(ttl.len(), 1, "{ttl:?}");
+    assert_ne!(ttl[0]["peer"], "anonymous");
+    // A stream of an unknown device, and an oversized decision body.
+    let key = countersign_protocol::KeyPair::generate();
+    let auth = countersign_protocol::DeviceAuth::create(
+        &key,
+        "no-such-device",
+        "GET",
+        "/v2/stream",
+        h.now(),
+    )
+    .unwrap();
+    let resp = client
+        .get(h.url.join("/v2/stream").unwrap())
+        .header("authorization", auth.to_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let stream = refused("stream.refused", "unknown_device");
+    assert_eq!(stream.len(), 1, "{stream:?}");
+    assert_eq!(stream[0]["peer"], "no-such-device");
+    let resp = client
+        .post(h.url.join("/v2/decisions").unwrap())
+        .body(vec![
+            b' ';
+            countersign_protocol::types::MAX_MESSAGE_BYTES + 1
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    assert_eq!(refused("decision.rejected", "body_too_large").len(), 1);
+
+    // Stopping writes the counts of the open windows: the four later unknown tokens.
+    h.gw().flush_refusals(true);
+    let entries = refused("request.refused", "unknown_token");
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[1]["count"], 4);
+    let verify = countersign_protocol::audit::verify_chain(h.audit());
+    assert!(verify.is_ok(), "{verify:?}");
 }

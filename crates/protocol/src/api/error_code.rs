@@ -62,6 +62,9 @@ error_codes! {
     Internal = "internal",
     /// The gateway's disk is full, so nothing was stored; retry once space is freed (507).
     StorageFull = "storage_full",
+    /// A path of an older protocol version: this gateway speaks version 2, so the device must
+    /// be paired again (410).
+    ProtocolUpgraded = "protocol_upgraded",
     // ---- requester token
     /// No `Authorization: Bearer ...` header (401).
     TokenRequired = "token_required",
@@ -69,7 +72,7 @@ error_codes! {
     UnknownToken = "unknown_token",
     /// The requester token was revoked (401).
     TokenRevoked = "token_revoked",
-    // ---- POST /v1/requests
+    // ---- POST /v2/requests
     /// The body is not a valid NewRequest, or the ApprovalRequest breaks a rule (400).
     InvalidRequest = "invalid_request",
     /// `ttl_seconds` is above the gateway's maximum (400).
@@ -82,7 +85,7 @@ error_codes! {
     UnknownApprover = "unknown_approver",
     /// A listed approver blocked this requester with a report (403).
     RequesterBlocked = "requester_blocked",
-    // ---- GET /v1/requests/{id} and withdraw
+    // ---- GET /v2/requests/{id} and withdraw
     /// No request with this id (for this requester, or at all) (404).
     UnknownRequest = "unknown_request",
     /// The request id in the path is not valid (400).
@@ -91,7 +94,7 @@ error_codes! {
     BadQuery = "bad_query",
     /// No pending request with this id from this requester to withdraw (409).
     NotWithdrawable = "not_withdrawable",
-    // ---- device authentication (GET /v1/stream, checkpoints, reports)
+    // ---- device authentication (GET /v2/stream, checkpoints, reports)
     /// No device Authorization header, or one that is not visible ASCII (401).
     DeviceAuthRequired = "device_auth_required",
     /// The header is not a well-formed `Countersign-Device` header (401).
@@ -133,7 +136,7 @@ error_codes! {
     PasskeyRegistrationRejected = "passkey_registration_rejected",
     /// This passkey credential is already registered (409).
     PasskeyExists = "passkey_exists",
-    // ---- POST /v1/decisions, in the order of the checks
+    // ---- POST /v2/decisions, in the order of the checks
     /// The body is not a valid Signed<Decision> (400).
     InvalidDecision = "invalid_decision",
     /// This `decision_id` was already used for a different decision (409).
@@ -166,6 +169,8 @@ error_codes! {
     PasskeyRequired = "passkey_required",
     /// `assertion` is not a WebAuthn `PublicKeyCredential` (400).
     BadAssertion = "bad_assertion",
+    /// `clientDataJSON` is not a valid WebAuthn client data object (400).
+    BadClientData = "bad_client_data",
     /// No WebAuthn challenge exists for this request and approver (409).
     NoChallenge = "no_challenge",
     /// The challenge for this request and approver was already used (409).
@@ -180,7 +185,7 @@ error_codes! {
     WrongWebauthnOrigin = "wrong_webauthn_origin",
     /// Any other WebAuthn verification failure; the message names it (403).
     PasskeyRejected = "passkey_rejected",
-    // ---- POST /v1/checkpoints
+    // ---- POST /v2/checkpoints
     /// The body is not a `Signed<Checkpoint>` (400).
     InvalidCheckpoint = "invalid_checkpoint",
     /// The checkpoint is not signed by the calling device's key (400).
@@ -189,12 +194,48 @@ error_codes! {
     CheckpointRollback = "checkpoint_rollback",
     /// The gateway holds a checkpoint of this device at the same `seq` with another head (409).
     CheckpointFork = "checkpoint_fork",
-    // ---- POST /v1/reports
+    // ---- POST /v2/reports
     /// The report's signature does not verify with the device key (401).
     BadReportSignature = "bad_report_signature",
     // ---- the gateway's command line only
     /// An approver or requester name is not 1 to 128 printable ASCII characters (400).
     InvalidName = "invalid_name",
+}
+
+impl ErrorCode {
+    /// The codes of `POST /v2/decisions` that refuse a decision for good. The gateway signs a
+    /// [`Refusal`](crate::Refusal) for these and only these; every other error answer, and any
+    /// answer without a valid signed refusal, is "try again later" to an approver.
+    pub fn is_final_refusal(&self) -> bool {
+        matches!(
+            self,
+            ErrorCode::DecisionIdReused
+                | ErrorCode::UnknownDevice
+                | ErrorCode::DeviceRevoked
+                | ErrorCode::DeviceNotForApprover
+                | ErrorCode::BadDecisionSignature
+                | ErrorCode::UnknownRequest
+                | ErrorCode::WrongGateway
+                | ErrorCode::RequestDigestMismatch
+                | ErrorCode::NotEligible
+                | ErrorCode::RequestClosed
+                | ErrorCode::RequestExpired
+                | ErrorCode::RequestNotYetValid
+                | ErrorCode::AlreadyDecided
+                | ErrorCode::MatchCodeRequired
+                | ErrorCode::WrongMatchCode
+                | ErrorCode::PasskeyRequired
+                | ErrorCode::BadAssertion
+                | ErrorCode::BadClientData
+                | ErrorCode::NoChallenge
+                | ErrorCode::AssertionReplayed
+                | ErrorCode::UserNotVerified
+                | ErrorCode::AssertionNotForThisRequest
+                | ErrorCode::PasskeyCounterRegressed
+                | ErrorCode::WrongWebauthnOrigin
+                | ErrorCode::PasskeyRejected
+        )
+    }
 }
 
 impl fmt::Display for ErrorCode {
@@ -340,6 +381,8 @@ mod tests {
                 code: ErrorCode::WrongMatchCode,
                 message: "The match code is wrong.".into(),
             },
+            refusal: None,
+            status: None,
         };
         assert_eq!(
             serde_json::to_string(&body).unwrap(),

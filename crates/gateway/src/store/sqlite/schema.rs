@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// The schema version this build writes; `PRAGMA user_version` holds a database's.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE tokens(
@@ -154,14 +154,39 @@ UPDATE passkeys SET
     backup_state = coalesce(json_extract(passkey, '$.cred.backup_state'), 0);
 "#;
 
+/// Version 6: protocol version 2 (docs/protocol.md, section 1.5).
+/// - Every request has a status sequence number and the time of its latest change, so that the
+///   status signed for a given `seq` is always the same body.
+/// - Pairings of protocol version 1 end: their devices are revoked, and their passkeys retired
+///   (kept, but never offered or used again, so the same authenticator can register anew).
+/// - The stored version 1 events are dropped: they were addressed to those devices only.
+const SCHEMA_V6: &str = r#"
+ALTER TABLE requests ADD COLUMN status_seq INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE requests ADD COLUMN status_at INTEGER NOT NULL DEFAULT 0;
+UPDATE requests SET
+    status_seq = 1 + (SELECT count(*) FROM decisions d WHERE d.request_id = requests.id)
+        + (CASE WHEN closed_at IS NULL THEN 0 ELSE 1 END),
+    status_at = coalesce(closed_at, created_at);
+UPDATE devices SET revoked_at = CAST(strftime('%s', 'now') AS INTEGER) WHERE revoked_at IS NULL;
+ALTER TABLE passkeys ADD COLUMN retired_at INTEGER;
+UPDATE passkeys SET retired_at = CAST(strftime('%s', 'now') AS INTEGER);
+DELETE FROM events;
+"#;
+
+/// The first schema version of protocol version 2.
+pub(super) const PROTOCOL_2_SCHEMA: i64 = 6;
+
 /// Each schema version's statements, in order: a database at version `n` runs the ones after
 /// it, in one transaction with the new `user_version`.
-const MIGRATIONS: [&str; 5] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+const MIGRATIONS: [&str; 6] = [
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+];
 
 /// Brings the database behind `conn` to `SCHEMA_VERSION`, all missing versions in one
 /// transaction with the new `user_version`, so a failed upgrade leaves the old version intact.
-/// A database written by a newer build is refused rather than misread.
-pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+/// A database written by a newer build is refused rather than misread. Returns the version the
+/// database had (0 for a new one).
+pub(super) fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
@@ -177,7 +202,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
     }
-    Ok(())
+    Ok(version)
 }
 
 #[cfg(test)]

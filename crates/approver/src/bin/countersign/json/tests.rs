@@ -63,6 +63,7 @@ fn receipt() -> Signed<Receipt> {
         approver: "alice@example.com".into(),
         verdict: Verdict::Approve,
         accepted_at: 1_700_000_100,
+        status_seq: 2,
         request_state: RequestState::Approved,
         approvals: 1,
         min_approvals: 1,

@@ -1,0 +1,58 @@
+//! Aggregated audit entries at the approver: refused stream frames and decision retries are
+//! audited through [`countersign_protocol::aggregate::Aggregator`], so that a peer cannot flood
+//! the log and no occurrence is lost. Windows still open are written at the end of
+//! [`crate::Engine::run`] and when the engine closes.
+
+use countersign_protocol::aggregate::Entry;
+
+use crate::audit;
+use crate::engine::Engine;
+use crate::error::EngineError;
+
+impl Engine {
+    /// Audits one occurrence of `kind` under `key` (see the protocol crate's `aggregate`).
+    pub(crate) fn audit_aggregated(
+        &self,
+        kind: &'static str,
+        key: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), EngineError> {
+        let now = self.now();
+        let entries = self
+            .inner
+            .aggregated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(now, kind, key, detail);
+        write(&mut self.db(), now, entries)
+    }
+
+    /// Writes the summaries of every open window (at the end of a run, so none is lost).
+    pub(crate) fn flush_aggregated(&self) -> Result<(), EngineError> {
+        let now = self.now();
+        let entries = self
+            .inner
+            .aggregated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .close(now, true);
+        write(&mut self.db(), now, entries)
+    }
+}
+
+/// Appends `entries` to the audit log in one transaction.
+pub(crate) fn write(
+    db: &mut rusqlite::Connection,
+    now: i64,
+    entries: Vec<Entry>,
+) -> Result<(), EngineError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for (kind, detail) in entries {
+        audit::append(&tx, now, kind, None, detail)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
