@@ -3,8 +3,6 @@
 //! the log and no occurrence is lost. Windows still open are written at the end of
 //! [`crate::Engine::run`] and when the engine closes.
 
-use countersign_protocol::aggregate::Entry;
-
 use crate::audit;
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -24,7 +22,7 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .record(now, kind, key, detail);
-        write(&mut self.db(), now, entries)
+        audit::append_all(&mut self.db(), now, entries)
     }
 
     /// Writes the summaries of every open window (at the end of a run, so none is lost).
@@ -36,23 +34,6 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .close(now, true);
-        write(&mut self.db(), now, entries)
+        audit::append_all(&mut self.db(), now, entries)
     }
-}
-
-/// Appends `entries` to the audit log in one transaction.
-pub(crate) fn write(
-    db: &mut rusqlite::Connection,
-    now: i64,
-    entries: Vec<Entry>,
-) -> Result<(), EngineError> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    for (kind, detail) in entries {
-        audit::append(&tx, now, kind, None, detail)?;
-    }
-    tx.commit()?;
-    Ok(())
 }

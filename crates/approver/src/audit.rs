@@ -190,6 +190,23 @@ fn checkpoints(conn: &Connection) -> Result<Vec<Signed<Checkpoint>>, EngineError
     Ok(out)
 }
 
+/// Appends `entries` (kind and detail, no request) in one transaction of its own.
+pub(crate) fn append_all(
+    db: &mut Connection,
+    at: i64,
+    entries: Vec<countersign_protocol::aggregate::Entry>,
+) -> Result<(), EngineError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for (kind, detail) in entries {
+        append(&tx, at, kind, None, detail)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// Appends one entry. Must run inside a transaction (the caller's), so that reading the
 /// previous hash and writing the new row cannot interleave with another append. Public for the
 /// benchmarks, which compare it with a plain insert; the engine is its only other user.

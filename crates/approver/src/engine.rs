@@ -127,7 +127,7 @@ impl Drop for Inner {
             .unwrap_or_else(|p| p.into_inner())
             .close(now, true);
         let db = self.db.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = crate::aggregate::write(db, now, pending) {
+        if let Err(e) = audit::append_all(db, now, pending) {
             tracing::warn!(error = %e, "writing aggregated audit entries at shutdown failed");
         }
         if let Err(e) = audit::checkpoint_if_due(db, &self.key, now, true) {

@@ -12,6 +12,7 @@
 
 mod aggregate;
 mod anchor;
+mod answers;
 pub mod audit;
 pub mod authenticator;
 pub mod clock;
@@ -31,6 +32,7 @@ mod pairing;
 mod pin;
 mod report;
 mod store;
+mod stream_rules;
 
 pub use anchor::AnchorReport;
 pub use audit::AuditSummary;

@@ -6,8 +6,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::audit::Checkpoint;
+use crate::canonical::domain;
 use crate::crypto::Digest;
-use crate::types::{ApprovalRequest, Refusal, Risk, Signed, StatusUpdate};
+use crate::error::ProtocolError;
+use crate::types::{
+    check_ident, check_u53, check_version, limits, ApprovalRequest, Decode, Risk, Signed,
+    SignedBody, StatusUpdate,
+};
 
 mod error_code;
 pub use error_code::ErrorCode;
@@ -115,6 +120,55 @@ impl crate::types::Decode for ReportAck {
                 found: self.v,
                 supported: crate::PROTOCOL_VERSION,
             });
+        }
+        Ok(())
+    }
+}
+
+/// The gateway's signed answer to a decision it refuses for good, carried beside the error in
+/// the answer to `POST /v2/decisions`. It names the refused decision, so it cannot be replayed
+/// for another one, and carries no text: an approver shows its own sentence for `code`. An
+/// unsigned error answer is never final.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refusal {
+    pub v: u32,
+    /// Fingerprint of the gateway key that signs the refusal.
+    pub gateway: String,
+    pub decision_id: String,
+    /// Digest of the refused decision (domain `countersign/v2/decision`).
+    pub decision_digest: Digest,
+    pub request_id: String,
+    /// The request digest the decision named.
+    pub request_digest: Digest,
+    pub approver: String,
+    /// Why: one of [`ErrorCode::is_final_refusal`]'s codes.
+    pub code: ErrorCode,
+    pub refused_at: i64,
+    /// The request's status `seq` when the decision was refused; null when the request is
+    /// unknown, or not addressed to the decision's approver.
+    pub status_seq: Option<u64>,
+}
+
+impl SignedBody for Refusal {
+    const DOMAIN: &'static str = domain::REFUSAL;
+}
+
+impl Decode for Refusal {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("gateway", &self.gateway, limits::ID)?;
+        check_ident("decision_id", &self.decision_id, limits::ID)?;
+        check_ident("request_id", &self.request_id, limits::ID)?;
+        check_ident("approver", &self.approver, limits::NAME)?;
+        if !self.code.is_final_refusal() {
+            return Err(ProtocolError::InvalidField {
+                field: "code",
+                reason: format!("`{}` is not a final refusal code", self.code.as_str()),
+            });
+        }
+        if let Some(seq) = self.status_seq {
+            check_u53("status_seq", seq, 1)?;
         }
         Ok(())
     }

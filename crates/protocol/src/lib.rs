@@ -15,13 +15,16 @@ pub mod canonical;
 pub mod crypto;
 pub mod deeplink;
 pub mod error;
+pub mod events;
 pub mod link;
 pub mod sse;
 pub mod types;
 pub mod webauthn;
 
+pub use api::Refusal;
 pub use crypto::{DeviceAuth, Digest, KeyPair, PublicKey, Signature};
 pub use error::ProtocolError;
+pub use events::*;
 pub use link::PairingLink;
 pub use types::*;
 

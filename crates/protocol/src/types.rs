@@ -30,7 +30,7 @@ pub mod limits {
     pub const AUDIENCE: usize = 512;
 }
 
-fn check_version(v: u32) -> Result<(), ProtocolError> {
+pub(crate) fn check_version(v: u32) -> Result<(), ProtocolError> {
     if v != PROTOCOL_VERSION {
         return Err(ProtocolError::UnsupportedVersion {
             found: v,
@@ -44,7 +44,7 @@ fn check_version(v: u32) -> Result<(), ProtocolError> {
 /// sequence numbers stay below it.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
-fn check_u53(field: &'static str, n: u64, min: u64) -> Result<(), ProtocolError> {
+pub(crate) fn check_u53(field: &'static str, n: u64, min: u64) -> Result<(), ProtocolError> {
     if n < min || n > MAX_SAFE_INTEGER {
         return Err(ProtocolError::InvalidField {
             field,
@@ -55,7 +55,7 @@ fn check_u53(field: &'static str, n: u64, min: u64) -> Result<(), ProtocolError>
 }
 
 /// A WebAuthn origin is written as an origin serialisation (`https://host[:port]`, no path).
-fn check_origin(origin: &str) -> Result<(), ProtocolError> {
+pub(crate) fn check_origin(origin: &str) -> Result<(), ProtocolError> {
     if !crate::webauthn::is_origin_serialization(origin) {
         return Err(ProtocolError::InvalidField {
             field: "webauthn_origin",
@@ -66,7 +66,7 @@ fn check_origin(origin: &str) -> Result<(), ProtocolError> {
     Ok(())
 }
 
-fn check_len(field: &'static str, s: &str, limit: usize) -> Result<(), ProtocolError> {
+pub(crate) fn check_len(field: &'static str, s: &str, limit: usize) -> Result<(), ProtocolError> {
     if s.len() > limit {
         return Err(ProtocolError::FieldTooLong {
             field,
@@ -77,7 +77,11 @@ fn check_len(field: &'static str, s: &str, limit: usize) -> Result<(), ProtocolE
     Ok(())
 }
 
-fn check_nonempty(field: &'static str, s: &str, limit: usize) -> Result<(), ProtocolError> {
+pub(crate) fn check_nonempty(
+    field: &'static str,
+    s: &str,
+    limit: usize,
+) -> Result<(), ProtocolError> {
     check_len(field, s, limit)?;
     if s.trim().is_empty() {
         return Err(ProtocolError::InvalidField {
@@ -90,7 +94,7 @@ fn check_nonempty(field: &'static str, s: &str, limit: usize) -> Result<(), Prot
 
 /// Identifiers (request ids, device ids, approver names) are printable ASCII without spaces
 /// or control characters, so they can never hide anything when displayed.
-fn check_ident(field: &'static str, s: &str, limit: usize) -> Result<(), ProtocolError> {
+pub(crate) fn check_ident(field: &'static str, s: &str, limit: usize) -> Result<(), ProtocolError> {
     check_nonempty(field, s, limit)?;
     if !s.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ProtocolError::InvalidField {
@@ -475,55 +479,6 @@ impl Decode for Receipt {
     }
 }
 
-/// The gateway's signed answer to a decision it refuses for good, carried beside the error in
-/// the answer to `POST /v2/decisions`. It names the refused decision, so it cannot be replayed
-/// for another one, and carries no text: an approver shows its own sentence for `code`. An
-/// unsigned error answer is never final.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Refusal {
-    pub v: u32,
-    /// Fingerprint of the gateway key that signs the refusal.
-    pub gateway: String,
-    pub decision_id: String,
-    /// Digest of the refused decision (domain `countersign/v2/decision`).
-    pub decision_digest: Digest,
-    pub request_id: String,
-    /// The request digest the decision named.
-    pub request_digest: Digest,
-    pub approver: String,
-    /// Why: one of [`crate::api::ErrorCode::is_final_refusal`]'s codes.
-    pub code: crate::api::ErrorCode,
-    pub refused_at: i64,
-    /// The request's status `seq` when the decision was refused; null when the request is
-    /// unknown, or not addressed to the decision's approver.
-    pub status_seq: Option<u64>,
-}
-
-impl SignedBody for Refusal {
-    const DOMAIN: &'static str = domain::REFUSAL;
-}
-
-impl Decode for Refusal {
-    fn validate(&self) -> Result<(), ProtocolError> {
-        check_version(self.v)?;
-        check_ident("gateway", &self.gateway, limits::ID)?;
-        check_ident("decision_id", &self.decision_id, limits::ID)?;
-        check_ident("request_id", &self.request_id, limits::ID)?;
-        check_ident("approver", &self.approver, limits::NAME)?;
-        if !self.code.is_final_refusal() {
-            return Err(ProtocolError::InvalidField {
-                field: "code",
-                reason: format!("`{}` is not a final refusal code", self.code.as_str()),
-            });
-        }
-        if let Some(seq) = self.status_seq {
-            check_u53("status_seq", seq, 1)?;
-        }
-        Ok(())
-    }
-}
-
 /// First pairing step, sent by the device with the one-time code from the link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -616,198 +571,6 @@ impl Decode for Paired {
     }
 }
 
-/// What arrives on a device's event stream (the `data:` of one SSE event).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum StreamEvent {
-    /// A new request for this approver, with the WebAuthn challenge bound to it.
-    Request {
-        request: Signed<ApprovalRequest>,
-        /// WebAuthn `RequestChallengeResponse` JSON for this request and approver.
-        challenge: serde_json::Value,
-    },
-    /// A change of state of a request this approver was asked about.
-    Status { status: Signed<StatusUpdate> },
-}
-
-impl StreamEvent {
-    /// The SSE `event:` name used for this event.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            StreamEvent::Request { .. } => "request",
-            StreamEvent::Status { .. } => "status",
-        }
-    }
-}
-
-impl Decode for StreamEvent {
-    fn validate(&self) -> Result<(), ProtocolError> {
-        match self {
-            StreamEvent::Request { request, .. } => request.validate(),
-            StreamEvent::Status { status } => status.validate(),
-        }
-    }
-}
-
-/// Whom a stream event is addressed to. A device acts on an event only if it is addressed to
-/// its approver; `groups` and `all` are reserved for group stages and gateway-wide events and
-/// are always written (empty and false until they are used).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Audience {
-    pub approvers: Vec<String>,
-    pub groups: Vec<String>,
-    pub all: bool,
-}
-
-impl Audience {
-    /// The audience of one approver.
-    pub fn approver(name: &str) -> Audience {
-        Audience {
-            approvers: vec![name.to_string()],
-            groups: Vec::new(),
-            all: false,
-        }
-    }
-
-    /// Whether an event with this audience is addressed to `approver`.
-    pub fn includes(&self, approver: &str) -> bool {
-        self.all || self.approvers.iter().any(|a| a == approver)
-    }
-
-    fn validate(&self) -> Result<(), ProtocolError> {
-        if self.approvers.len() > limits::AUDIENCE {
-            return Err(ProtocolError::InvalidField {
-                field: "audience",
-                reason: format!("names more than {} approvers", limits::AUDIENCE),
-            });
-        }
-        for a in &self.approvers {
-            check_ident("audience", a, limits::NAME)?;
-        }
-        if !self.groups.is_empty() {
-            return Err(ProtocolError::InvalidField {
-                field: "audience",
-                reason: "groups are not used in this version".into(),
-            });
-        }
-        if self.all != self.approvers.is_empty() {
-            return Err(ProtocolError::InvalidField {
-                field: "audience",
-                reason: "must name approvers, or be `all` with none".into(),
-            });
-        }
-        Ok(())
-    }
-}
-
-/// The gateway-signed envelope of every stream event. The event id a device resumes from is
-/// `id` in here, never the SSE `id:` line, so a forged frame cannot move a resume point.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Event {
-    pub v: u32,
-    /// Fingerprint of the gateway key that signs the envelope.
-    pub gateway: String,
-    /// The event id: at least 1, increasing in commit order, never reused.
-    pub id: u64,
-    /// When the event was committed (gateway clock).
-    pub at: i64,
-    pub audience: Audience,
-    pub payload: StreamEvent,
-}
-
-impl SignedBody for Event {
-    const DOMAIN: &'static str = domain::EVENT;
-}
-
-impl Decode for Event {
-    fn validate(&self) -> Result<(), ProtocolError> {
-        check_version(self.v)?;
-        check_ident("gateway", &self.gateway, limits::ID)?;
-        check_u53("id", self.id, 1)?;
-        self.audience.validate()?;
-        self.payload.validate()
-    }
-}
-
-/// How a stream's backlog was chosen (see [`StreamHello`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StreamMode {
-    /// The backlog is every event for this approver after `resumed_from`, up to `head`.
-    Resume,
-    /// The backlog is every stored event for this approver, up to `head`.
-    Resync,
-}
-
-/// Why a gateway answered a stream with a full resync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResyncReason {
-    /// The device sent no `Last-Event-ID`.
-    Requested,
-    /// The `Last-Event-ID` is above every event id the gateway has committed.
-    Ahead,
-}
-
-impl ResyncReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResyncReason::Requested => "requested",
-            ResyncReason::Ahead => "ahead",
-        }
-    }
-}
-
-/// The gateway-signed first event of every stream: who the stream is for, bound to this
-/// connection by the nonce of its Authorization header, and how far the gateway's events go.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StreamHello {
-    pub v: u32,
-    pub gateway: String,
-    pub device_id: String,
-    pub approver: String,
-    /// The nonce of the Authorization header this stream was opened with.
-    pub nonce: String,
-    /// The highest event id committed when the backlog was read; every backlog event has an id
-    /// at most this.
-    pub head: u64,
-    /// The `Last-Event-ID` the gateway read, if any.
-    pub resumed_from: Option<u64>,
-    pub mode: StreamMode,
-    /// Null exactly when `mode` is `resume`.
-    pub resync_reason: Option<ResyncReason>,
-    pub keepalive_seconds: u64,
-    pub at: i64,
-}
-
-impl SignedBody for StreamHello {
-    const DOMAIN: &'static str = domain::STREAM_HELLO;
-}
-
-impl Decode for StreamHello {
-    fn validate(&self) -> Result<(), ProtocolError> {
-        check_version(self.v)?;
-        check_ident("gateway", &self.gateway, limits::ID)?;
-        check_ident("device_id", &self.device_id, limits::ID)?;
-        check_ident("approver", &self.approver, limits::NAME)?;
-        check_ident("nonce", &self.nonce, limits::ID)?;
-        check_u53("head", self.head, 0)?;
-        if let Some(r) = self.resumed_from {
-            check_u53("resumed_from", r, 0)?;
-        }
-        if (self.mode == StreamMode::Resync) != self.resync_reason.is_some() {
-            return Err(ProtocolError::InvalidField {
-                field: "resync_reason",
-                reason: "must be given exactly when mode is resync".into(),
-            });
-        }
-        Ok(())
-    }
-}
-
 /// Public facts about a gateway (`GET /v2/info`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -836,6 +599,7 @@ impl Decode for GatewayInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::StreamEvent;
 
     pub(crate) fn sample_request() -> ApprovalRequest {
         ApprovalRequest {

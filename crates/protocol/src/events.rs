@@ -1,0 +1,204 @@
+//! The stream's messages: the gateway-signed [`Event`] envelope (its id, time and
+//! [`Audience`]) around each [`StreamEvent`] payload, and the [`StreamHello`] that opens every
+//! stream (`docs/protocol.md`, section 7).
+
+use serde::{Deserialize, Serialize};
+
+use crate::canonical::domain;
+use crate::error::ProtocolError;
+use crate::types::{
+    check_ident, check_u53, check_version, limits, ApprovalRequest, Decode, Signed, SignedBody,
+    StatusUpdate,
+};
+
+/// What arrives on a device's event stream (the `data:` of one SSE event).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StreamEvent {
+    /// A new request for this approver, with the WebAuthn challenge bound to it.
+    Request {
+        request: Signed<ApprovalRequest>,
+        /// WebAuthn `RequestChallengeResponse` JSON for this request and approver.
+        challenge: serde_json::Value,
+    },
+    /// A change of state of a request this approver was asked about.
+    Status { status: Signed<StatusUpdate> },
+}
+
+impl StreamEvent {
+    /// The SSE `event:` name used for this event.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StreamEvent::Request { .. } => "request",
+            StreamEvent::Status { .. } => "status",
+        }
+    }
+}
+
+impl Decode for StreamEvent {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        match self {
+            StreamEvent::Request { request, .. } => request.validate(),
+            StreamEvent::Status { status } => status.validate(),
+        }
+    }
+}
+
+/// Whom a stream event is addressed to. A device acts on an event only if it is addressed to
+/// its approver; `groups` and `all` are reserved for group stages and gateway-wide events and
+/// are always written (empty and false until they are used).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audience {
+    pub approvers: Vec<String>,
+    pub groups: Vec<String>,
+    pub all: bool,
+}
+
+impl Audience {
+    /// The audience of one approver.
+    pub fn approver(name: &str) -> Audience {
+        Audience {
+            approvers: vec![name.to_string()],
+            groups: Vec::new(),
+            all: false,
+        }
+    }
+
+    /// Whether an event with this audience is addressed to `approver`.
+    pub fn includes(&self, approver: &str) -> bool {
+        self.all || self.approvers.iter().any(|a| a == approver)
+    }
+
+    fn validate(&self) -> Result<(), ProtocolError> {
+        if self.approvers.len() > limits::AUDIENCE {
+            return Err(ProtocolError::InvalidField {
+                field: "audience",
+                reason: format!("names more than {} approvers", limits::AUDIENCE),
+            });
+        }
+        for a in &self.approvers {
+            check_ident("audience", a, limits::NAME)?;
+        }
+        if !self.groups.is_empty() {
+            return Err(ProtocolError::InvalidField {
+                field: "audience",
+                reason: "groups are not used in this version".into(),
+            });
+        }
+        if self.all != self.approvers.is_empty() {
+            return Err(ProtocolError::InvalidField {
+                field: "audience",
+                reason: "must name approvers, or be `all` with none".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The gateway-signed envelope of every stream event. The event id a device resumes from is
+/// `id` in here, never the SSE `id:` line, so a forged frame cannot move a resume point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub v: u32,
+    /// Fingerprint of the gateway key that signs the envelope.
+    pub gateway: String,
+    /// The event id: at least 1, increasing in commit order, never reused.
+    pub id: u64,
+    /// When the event was committed (gateway clock).
+    pub at: i64,
+    pub audience: Audience,
+    pub payload: StreamEvent,
+}
+
+impl SignedBody for Event {
+    const DOMAIN: &'static str = domain::EVENT;
+}
+
+impl Decode for Event {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("gateway", &self.gateway, limits::ID)?;
+        check_u53("id", self.id, 1)?;
+        self.audience.validate()?;
+        self.payload.validate()
+    }
+}
+
+/// How a stream's backlog was chosen (see [`StreamHello`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamMode {
+    /// The backlog is every event for this approver after `resumed_from`, up to `head`.
+    Resume,
+    /// The backlog is every stored event for this approver, up to `head`.
+    Resync,
+}
+
+/// Why a gateway answered a stream with a full resync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResyncReason {
+    /// The device sent no `Last-Event-ID`.
+    Requested,
+    /// The `Last-Event-ID` is above every event id the gateway has committed.
+    Ahead,
+}
+
+impl ResyncReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResyncReason::Requested => "requested",
+            ResyncReason::Ahead => "ahead",
+        }
+    }
+}
+
+/// The gateway-signed first event of every stream: who the stream is for, bound to this
+/// connection by the nonce of its Authorization header, and how far the gateway's events go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamHello {
+    pub v: u32,
+    pub gateway: String,
+    pub device_id: String,
+    pub approver: String,
+    /// The nonce of the Authorization header this stream was opened with.
+    pub nonce: String,
+    /// The highest event id committed when the backlog was read; every backlog event has an id
+    /// at most this.
+    pub head: u64,
+    /// The `Last-Event-ID` the gateway read, if any.
+    pub resumed_from: Option<u64>,
+    pub mode: StreamMode,
+    /// Null exactly when `mode` is `resume`.
+    pub resync_reason: Option<ResyncReason>,
+    pub keepalive_seconds: u64,
+    pub at: i64,
+}
+
+impl SignedBody for StreamHello {
+    const DOMAIN: &'static str = domain::STREAM_HELLO;
+}
+
+impl Decode for StreamHello {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("gateway", &self.gateway, limits::ID)?;
+        check_ident("device_id", &self.device_id, limits::ID)?;
+        check_ident("approver", &self.approver, limits::NAME)?;
+        check_ident("nonce", &self.nonce, limits::ID)?;
+        check_u53("head", self.head, 0)?;
+        if let Some(r) = self.resumed_from {
+            check_u53("resumed_from", r, 0)?;
+        }
+        if (self.mode == StreamMode::Resync) != self.resync_reason.is_some() {
+            return Err(ProtocolError::InvalidField {
+                field: "resync_reason",
+                reason: "must be given exactly when mode is resync".into(),
+            });
+        }
+        Ok(())
+    }
+}
