@@ -1034,3 +1034,62 @@ async fn a_checkpoint_due_by_entry_count_is_signed_in_the_background_while_runni
     stop.send(true).unwrap();
     run.await.unwrap().unwrap();
 }
+
+/// A gateway paired under protocol version 1 is kept as history, but its stream is not
+/// connected: the device must pair again (and a resume point no verified event set would be
+/// dropped first, not sent).
+#[tokio::test]
+async fn a_gateway_paired_under_protocol_1_asks_to_pair_again() {
+    let server = http::FakeGateway::start().await;
+    let rig = Rig::with_url(&server.url());
+    rig.accept("old-1", 41);
+    let conn = rusqlite::Connection::open(rig.dir.join("approver.db")).unwrap();
+    conn.execute("UPDATE gateways SET protocol = 1, resume_digest = NULL", [])
+        .unwrap();
+    let (reports, _) = rig.engine.sync().await.unwrap();
+    assert_eq!(
+        reports[0].error_code.as_deref(),
+        Some("gateway_refused"),
+        "{reports:?}"
+    );
+    assert!(
+        reports[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("protocol_upgraded"),
+        "{reports:?}"
+    );
+    assert_eq!(
+        server.last_stream_headers(),
+        (String::new(), None),
+        "nothing was sent"
+    );
+    // The history stays readable.
+    assert_eq!(
+        rig.engine.show("old-1").unwrap().state,
+        RequestState::Pending
+    );
+
+    // Paired under version 2 but with a resume point no verified event set: resync first.
+    conn.execute("UPDATE gateways SET protocol = 2", [])
+        .unwrap();
+    server.set_key(KeyPair::from_seed(&rig.gw_key.seed()));
+    server.set_stream(vec![(None, "ready", "{\"through\":0}".into())]);
+    rig.engine.sync().await.unwrap();
+    assert_eq!(
+        server.last_stream_headers().1,
+        None,
+        "the unverified resume point was not sent"
+    );
+    let (k, d) = rig
+        .audit_kinds()
+        .into_iter()
+        .rfind(|(k, _)| k == kind::STREAM_RESYNC)
+        .unwrap();
+    assert_eq!(
+        (k.as_str(), d["reason"].as_str()),
+        (kind::STREAM_RESYNC, Some("unverified_resume_point"))
+    );
+    assert_eq!(d["old_resume_point"], 41);
+}

@@ -280,6 +280,57 @@ mod tests {
         );
     }
 
+    /// A database of protocol version 1 (schema 5) ends its pairings at the upgrade: devices
+    /// revoked, passkeys retired (not offered again, and registrable anew), version 1 events
+    /// dropped without their ids being reused, and every request given its status `seq`.
+    #[test]
+    fn a_protocol_1_database_ends_its_pairings_at_the_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            for sql in &MIGRATIONS[..5] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO devices(id, approver, public_key, name, paired_at) VALUES ('d1', 'alice', 'k', 'laptop', 1);
+                 INSERT INTO passkeys(cred_id, approver, passkey, created_at) VALUES ('c1', 'alice', '{}', 1);
+                 INSERT INTO events(approver, kind, data) VALUES ('alice', 'request', '{}'), ('alice', 'status', '{}');
+                 INSERT INTO requests(id, signed, digest, requester, state, created_at, expires_at, min_approvals, dup_key, closed_at)
+                     VALUES ('r1', '{}', 'd', 'ci', 'denied', 10, 100, 1, 'k', 20);
+                 INSERT INTO decisions(decision_id, request_id, approver, verdict, digest, signed, receipt, at)
+                     VALUES ('x', 'r1', 'alice', 'deny', 'dd', '{}', '{}', 20);
+                 PRAGMA user_version = 5;",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&p, Arc::default()).unwrap();
+        assert_eq!(store.upgraded_from_protocol_1(), Some(5));
+        let (next, passkeys) = store
+            .read(|tx| -> Result<_, StoreError> {
+                Ok((tx.next_event_id()?, tx.passkey_rows("alice")?.len()))
+            })
+            .unwrap();
+        assert_eq!(
+            (next, passkeys),
+            (3, 0),
+            "ids go on; retired passkeys are not offered"
+        );
+        let c = Connection::open(&p).unwrap();
+        let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(
+            count("SELECT count(*) FROM devices WHERE revoked_at IS NULL"),
+            0
+        );
+        assert_eq!(count("SELECT count(*) FROM events"), 0);
+        assert_eq!(count("SELECT status_seq FROM requests WHERE id = 'r1'"), 3);
+        assert_eq!(count("SELECT status_at FROM requests WHERE id = 'r1'"), 20);
+        drop(store);
+        // Opened again, nothing more happens.
+        let store = Store::open(&p, Arc::default()).unwrap();
+        assert_eq!(store.upgraded_from_protocol_1(), None);
+    }
+
     #[test]
     fn newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
