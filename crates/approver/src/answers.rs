@@ -41,6 +41,7 @@ fn check_receipt(
     if r.decision_id != d.decision_id
         || r.request_id != d.request_id
         || r.request_digest != d.request_digest
+        || r.approver != d.approver
         || r.verdict != d.verdict
         || r.decision_digest != decision.digest()?
     {
