@@ -18,7 +18,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::events::EngineEvent;
 use crate::gateway::{self, GatewayRecord};
-use crate::inbox::{FrameRefusal, IngestOutcome};
+use crate::ingest::{FrameRefusal, IngestOutcome};
 use crate::outbox::{backoff_delay, FlushReport};
 use crate::stream_rules::{before_connect, check_hello, violation};
 
@@ -69,7 +69,7 @@ async fn connect_once(
     events: &mut u32,
 ) -> Result<End, EngineError> {
     // Re-read the record every time: the resume point moves as events are stored.
-    let gw: GatewayRecord = before_connect(engine, fingerprint)?;
+    let (gw, head_seen): (GatewayRecord, u64) = before_connect(engine, fingerprint)?;
     let url = gateway::endpoint(&gw.url, paths::STREAM)?;
     let auth = DeviceAuth::create(
         &engine.inner.key,
@@ -149,7 +149,8 @@ async fn connect_once(
             };
             match event.as_str() {
                 "hello" if hello.is_none() => {
-                    let (h, resync) = check_hello(engine, &gw, &data, &auth.nonce, sent)?;
+                    let (h, resync) =
+                        check_hello(engine, &gw, &data, &auth.nonce, sent, head_seen)?;
                     if resync.is_some() && h.mode == StreamMode::Resume {
                         // The gateway resumes from a point the device no longer trusts:
                         // reconnect without one, for the full backlog.

@@ -117,58 +117,6 @@ impl std::fmt::Display for RejectReason {
     }
 }
 
-/// What [`crate::Engine::ingest`] did with one event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum IngestOutcome {
-    Accepted,
-    /// Already seen: the event id was not newer than the last one stored, or the request is
-    /// already in the inbox.
-    Duplicate,
-    /// A genuine status update older than the one held, or one for a request already in a
-    /// final state: ignored, since a request never goes back.
-    Stale,
-    Rejected {
-        reason: RejectReason,
-    },
-    /// The frame is not a verified event addressed to this device: refused and audited, and
-    /// the resume point did not move.
-    Refused {
-        reason: FrameRefusal,
-    },
-}
-
-/// Why a stream frame was refused before anything in it was used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FrameRefusal {
-    /// The envelope is not a valid `Signed<Event>`.
-    Undecodable,
-    /// The envelope's signature does not verify with the pinned gateway key.
-    BadSignature,
-    /// The envelope names another gateway.
-    WrongGateway,
-    /// The SSE `id:` or `event:` line differs from the envelope.
-    IdMismatch,
-    /// The event is addressed to another approver.
-    NotAddressed,
-    /// An event before the stream's verified hello.
-    BeforeHello,
-}
-
-impl FrameRefusal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FrameRefusal::Undecodable => "undecodable",
-            FrameRefusal::BadSignature => "bad_signature",
-            FrameRefusal::WrongGateway => "wrong_gateway",
-            FrameRefusal::IdMismatch => "id_mismatch",
-            FrameRefusal::NotAddressed => "not_addressed",
-            FrameRefusal::BeforeHello => "before_hello",
-        }
-    }
-}
-
 /// The checks a request must pass before it is stored, in the order they are made: nothing in
 /// the body is trusted before its signature verifies.
 pub(crate) fn check_request(

@@ -57,9 +57,8 @@ pub use engine::{
 pub use error::EngineError;
 pub use events::{EngineEvent, Notifier, SilentNotifier};
 pub use gateway::GatewayRecord;
-pub use inbox::{
-    DeliveryState, FrameRefusal, InboxItem, IngestOutcome, ListFilter, LocalDecision, RejectReason,
-};
+pub use inbox::{DeliveryState, InboxItem, ListFilter, LocalDecision, RejectReason};
+pub use ingest::{FrameRefusal, IngestOutcome};
 pub use outbox::{Delivery, FlushReport, OutboxItem};
 pub use report::{ReportOutcome, UNEXPECTED_REASON};
 pub use store::SCHEMA_VERSION;

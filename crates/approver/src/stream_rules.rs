@@ -15,10 +15,11 @@ use crate::gateway::{self, GatewayRecord};
 
 /// The stream rules before a connection: a gateway paired under protocol version 1 must be
 /// paired again, and a resume point that no verified event set is dropped for a full resync.
+/// Returns the gateway record and the highest stream head the gateway signed so far.
 pub(crate) fn before_connect(
     engine: &Engine,
     fingerprint: &str,
-) -> Result<GatewayRecord, EngineError> {
+) -> Result<(GatewayRecord, u64), EngineError> {
     let state = gateway::stream_state(&engine.db(), fingerprint)?;
     if state.protocol != countersign_protocol::PROTOCOL_VERSION {
         return Err(EngineError::GatewayRefused {
@@ -33,7 +34,7 @@ pub(crate) fn before_connect(
     if !state.resume_verified {
         engine.resync(fingerprint, "unverified_resume_point")?;
     }
-    engine.gateway(fingerprint)
+    Ok((engine.gateway(fingerprint)?, state.head_seen))
 }
 
 /// Checks a stream's hello: signed by the pinned key, for this gateway, device and approver,
@@ -45,6 +46,7 @@ pub(crate) fn check_hello(
     data: &str,
     nonce: &str,
     sent: Option<u64>,
+    head_seen: u64,
 ) -> Result<(StreamHello, Option<&'static str>), EngineError> {
     let reject = |why: &str| -> EngineError {
         if let Err(e) = engine.audit_stream(
@@ -70,12 +72,11 @@ pub(crate) fn check_hello(
     if h.nonce != nonce {
         return Err(reject("not_this_connection"));
     }
-    let state = gateway::stream_state(&engine.db(), &gw.fingerprint)?;
-    let reason = if h.head < state.head_seen {
+    let reason = if h.head < head_seen {
         engine.audit_stream(
             kind::GATEWAY_ROLLED_BACK,
             serde_json::json!({
-                "gateway": gw.fingerprint, "held_head": state.head_seen, "head": h.head,
+                "gateway": gw.fingerprint, "held_head": head_seen, "head": h.head,
             }),
         )?;
         Some("head_regressed")

@@ -63,7 +63,7 @@ pub fn decide(gw: &Gateway, body: &[u8]) -> Result<Applied, ApiError> {
             if err.code.is_final_refusal() {
                 return Err(refuse(gw, &signed, err));
             }
-            audit_rejection(gw, Some(&signed.body), &err);
+            audit_rejection(gw, &signed.body, &err);
             Err(err)
         }
     }
@@ -104,44 +104,41 @@ fn refuse(gw: &Gateway, signed: &Signed<Decision>, mut err: ApiError) -> ApiErro
                 status_seq: status.as_ref().map(|s| s.body.seq),
             },
         )?;
-        tx.audit_append(
-            now,
-            "decision.rejected",
-            Some(&d.request_id),
-            json!({
-                "decision_id": d.decision_id,
-                "approver": d.approver,
-                "device_id": d.device_id,
-                "code": err.code.as_str(),
-                "message": err.message,
-                "refusal_digest": refusal.digest()?,
-                "status_seq": refusal.body.status_seq,
-            }),
-        )?;
+        tx.audit_append(now, "decision.rejected", Some(&d.request_id), {
+            let mut detail = rejection_detail(d, &err);
+            detail["refusal_digest"] = json!(refusal.digest()?);
+            detail["status_seq"] = json!(refusal.body.status_seq);
+            detail
+        })?;
         Ok(SignedRefusal { refusal, status })
     });
     match result {
         Ok(s) => err.signed = Some(Box::new(s)),
         Err(e) => {
             tracing::error!(%e, "could not sign and audit a refused decision");
-            audit_rejection(gw, Some(d), &err);
+            audit_rejection(gw, d, &err);
         }
     }
     err
 }
 
-fn audit_rejection(gw: &Gateway, d: Option<&Decision>, err: &ApiError) {
-    let now = gw.now();
-    let detail = json!({
-        "decision_id": d.map(|d| d.decision_id.clone()),
-        "approver": d.map(|d| d.approver.clone()),
-        "device_id": d.map(|d| d.device_id.clone()),
+/// The detail of a `decision.rejected` entry for the decision `d`.
+fn rejection_detail(d: &Decision, err: &ApiError) -> serde_json::Value {
+    json!({
+        "decision_id": d.decision_id,
+        "approver": d.approver,
+        "device_id": d.device_id,
         "code": err.code.as_str(),
         "message": err.message,
-    });
-    let request_id = d.map(|d| d.request_id.clone());
+    })
+}
+
+/// Audits a refused decision that gets no signed refusal.
+fn audit_rejection(gw: &Gateway, d: &Decision, err: &ApiError) {
+    let now = gw.now();
+    let detail = rejection_detail(d, err);
     let r = gw.store.write(|tx| -> Result<_, StoreError> {
-        tx.audit_append(now, "decision.rejected", request_id.as_deref(), detail)
+        tx.audit_append(now, "decision.rejected", Some(&d.request_id), detail)
     });
     if let Err(e) = r {
         tracing::error!(%e, "could not audit a rejected decision");

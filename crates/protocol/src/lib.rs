@@ -17,6 +17,7 @@ pub mod deeplink;
 pub mod error;
 pub mod events;
 pub mod link;
+pub mod pairing;
 pub mod sse;
 pub mod types;
 pub mod webauthn;
@@ -26,6 +27,7 @@ pub use crypto::{DeviceAuth, Digest, KeyPair, PublicKey, Signature};
 pub use error::ProtocolError;
 pub use events::*;
 pub use link::PairingLink;
+pub use pairing::*;
 pub use types::*;
 
 /// The protocol version carried in the `v` field of every wire message.
