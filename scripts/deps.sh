@@ -3,7 +3,8 @@
 # is missing, so that running it again (every `make demo` and `make test` does) takes a moment.
 #
 #   system packages: build-essential (cc, for the bundled SQLite and ring), pkg-config, curl,
-#                    ca-certificates, git; the WebKitGTK/GTK/tray/D-Bus libraries Tauri needs
+#                    ca-certificates, git; libudev and libclang for security keys over USB;
+#                    the WebKitGTK/GTK/tray/D-Bus libraries Tauri needs
 #   Rust:            a toolchain new enough for the workspace's rust-version, with rustfmt and
 #                    clippy (through rustup; rustup itself is installed if cargo is missing)
 #   Node.js and npm: the UI, built into the desktop app (and checked by `make test`), from apt
@@ -45,6 +46,9 @@ as_root() {
 # mount: mount/umount, with which the storage-fault tests make a small tmpfs and a read-only
 # bind mount (build-essential also brings g++, which the fuzz targets' libFuzzer needs).
 packages=(build-essential pkg-config curl ca-certificates git dbus-daemon mount)
+# Security keys over USB HID (webauthn-authenticator-rs's `usb` feature, built by default):
+# fido-hid-rs links libudev and generates its bindings with bindgen (libclang).
+packages+=(libudev-dev libclang-dev)
 # The desktop shell (src-tauri, built on its own outside the workspace): Tauri 2's WebKitGTK,
 # GTK, tray and D-Bus libraries, and `file` for bundling.
 packages+=(libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev libgtk-3-dev

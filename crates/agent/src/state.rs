@@ -182,7 +182,10 @@ impl AuthenticatorSlot {
     fn open(&self) -> Result<Guard<'_>, EngineError> {
         let mut g = lock(&self.slot);
         if g.is_none() && self.choice.is_some() {
-            let opened = open_authenticator(self.choice, &self.data_dir)?;
+            // The window has no PIN dialog yet: a security key works here only when it
+            // verifies by itself (built-in verification); a PIN is refused with pin_required.
+            let prompt = Arc::new(countersign_approver::security_key::Unattended);
+            let opened = open_authenticator(self.choice, &self.data_dir, prompt)?;
             *g = Some(if opened.kind() == AuthenticatorKind::Software {
                 Box::new(SimulatedTouch::new(opened, soft_touch_pause()))
             } else {

@@ -11,10 +11,12 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use countersign_protocol::webauthn::{client_data_json, origin_serialization, Ceremony};
 use serde::Serialize;
 use url::Url;
+use webauthn_authenticator_rs::error::WebauthnCError;
 use webauthn_authenticator_rs::softtoken::SoftToken;
 use webauthn_authenticator_rs::AuthenticatorBackendHashedClientData;
 use webauthn_rs::prelude::{
@@ -23,6 +25,7 @@ use webauthn_rs::prelude::{
 };
 
 use crate::error::EngineError;
+use crate::security_key::KeyPrompt;
 
 /// The file the software authenticator keeps its credentials in.
 pub const SOFT_AUTHENTICATOR_FILE: &str = "soft-authenticator.cbor";
@@ -90,25 +93,28 @@ impl fmt::Display for AuthenticatorChoice {
     }
 }
 
-/// Opens the chosen authenticator. With no choice this fails with a message that says how to
-/// choose: the software authenticator is never picked implicitly.
+/// Opens the chosen authenticator; with no choice, a security key. The software authenticator
+/// is never picked implicitly. A security key talks to the person through `prompt` (PIN,
+/// touch, Cancel).
 pub fn open_authenticator(
     choice: Option<AuthenticatorChoice>,
     data_dir: &Path,
+    prompt: Arc<dyn KeyPrompt>,
 ) -> Result<Box<dyn Authenticator>, EngineError> {
-    match choice {
-        None => Err(EngineError::NoAuthenticator),
-        Some(AuthenticatorChoice::Soft) => Ok(Box::new(SoftAuthenticator::open(
+    match choice.unwrap_or(AuthenticatorChoice::Usb) {
+        AuthenticatorChoice::Soft => Ok(Box::new(SoftAuthenticator::open(
             &data_dir.join(SOFT_AUTHENTICATOR_FILE),
         )?)),
-        // The CTAP2-over-HID path needs libudev at build time and a real key to test against;
-        // neither exists on the build machines yet, so the feature is declared but not wired.
         #[cfg(not(feature = "usb"))]
-        Some(AuthenticatorChoice::Usb) => Err(EngineError::SecurityKeyUnsupported),
+        AuthenticatorChoice::Usb => {
+            let _ = prompt;
+            Err(EngineError::SecurityKeyUnsupported)
+        }
         #[cfg(feature = "usb")]
-        Some(AuthenticatorChoice::Usb) => Err(EngineError::Ceremony(
-            "security keys are not supported by this version yet, even with the usb feature".into(),
-        )),
+        AuthenticatorChoice::Usb => Ok(Box::new(crate::security_key::SecurityKey::new(
+            crate::security_key::UsbKeys,
+            prompt,
+        )?)),
     }
 }
 
@@ -203,23 +209,46 @@ impl Authenticator for SoftAuthenticator {
     }
 }
 
+/// Why a ceremony through [`register_with`] or [`authenticate_with`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CeremonyError {
+    /// The client refused before asking the authenticator (the origin or relying party id).
+    #[error("{0}")]
+    Refused(EngineError),
+    /// The authenticator failed, as the library reports it.
+    #[error("the authenticator failed: {0}")]
+    Key(WebauthnCError),
+}
+
+impl From<CeremonyError> for EngineError {
+    fn from(e: CeremonyError) -> Self {
+        match e {
+            CeremonyError::Refused(e) => e,
+            CeremonyError::Key(e) => {
+                EngineError::Ceremony(format!("the authenticator failed: {e}"))
+            }
+        }
+    }
+}
+
 /// A registration with `token` for the gateway at `origin`, with the client data built by
 /// [`client_data_for`] and only its hash given to the authenticator.
 pub fn register_with<T: AuthenticatorBackendHashedClientData>(
     token: &mut T,
     origin: &Url,
     creation: CreationChallengeResponse,
-) -> Result<RegisterPublicKeyCredential, EngineError> {
+) -> Result<RegisterPublicKeyCredential, CeremonyError> {
     let options = creation.public_key;
     let client_data = client_data_for(
         Ceremony::Create,
         origin,
         &options.rp.id,
         options.challenge.as_ref(),
-    )?;
+    )
+    .map_err(CeremonyError::Refused)?;
     let mut out = token
         .perform_register(sha256(&client_data), options, CEREMONY_TIMEOUT_MS)
-        .map_err(|e| EngineError::Ceremony(format!("registration failed: {e:?}")))?;
+        .map_err(CeremonyError::Key)?;
     out.response.client_data_json = client_data;
     Ok(out)
 }
@@ -230,17 +259,18 @@ pub fn authenticate_with<T: AuthenticatorBackendHashedClientData>(
     token: &mut T,
     origin: &Url,
     challenge: RequestChallengeResponse,
-) -> Result<PublicKeyCredential, EngineError> {
+) -> Result<PublicKeyCredential, CeremonyError> {
     let options = challenge.public_key;
     let client_data = client_data_for(
         Ceremony::Get,
         origin,
         &options.rp_id,
         options.challenge.as_ref(),
-    )?;
+    )
+    .map_err(CeremonyError::Refused)?;
     let mut out = token
         .perform_auth(sha256(&client_data), options, CEREMONY_TIMEOUT_MS)
-        .map_err(|e| EngineError::Ceremony(format!("authentication failed: {e:?}")))?;
+        .map_err(CeremonyError::Key)?;
     out.response.client_data_json = client_data;
     Ok(out)
 }
@@ -291,15 +321,21 @@ mod tests {
     #[test]
     fn choice_is_explicit() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            open_authenticator(None, dir.path()),
-            Err(EngineError::NoAuthenticator)
-        ));
+        // No choice is a security key, never the software authenticator.
+        let a = open_authenticator(None, dir.path(), Arc::new(crate::security_key::Unattended))
+            .unwrap();
+        assert_eq!(a.kind(), AuthenticatorKind::SecurityKey);
+        assert!(!dir.path().join(SOFT_AUTHENTICATOR_FILE).exists());
         assert!(matches!(
             "bluetooth".parse::<AuthenticatorChoice>(),
             Err(EngineError::UnknownAuthenticator(_))
         ));
-        let a = open_authenticator(Some(AuthenticatorChoice::Soft), dir.path()).unwrap();
+        let a = open_authenticator(
+            Some(AuthenticatorChoice::Soft),
+            dir.path(),
+            Arc::new(crate::security_key::Unattended),
+        )
+        .unwrap();
         assert_eq!(a.kind(), AuthenticatorKind::Software);
         assert!(a.label().contains("development mode"));
         use std::os::unix::fs::PermissionsExt;

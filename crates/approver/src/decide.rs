@@ -36,7 +36,21 @@ impl Engine {
                     item.id()
                 ))
             })?;
-        let credential = authenticator.authenticate(&gw.webauthn_origin, challenge)?;
+        let credential = authenticator
+            .authenticate(&gw.webauthn_origin, challenge)
+            .map_err(|e| match e {
+                // Which approver at which gateway the key was asked for.
+                EngineError::SecurityKey(crate::KeyError::NoMatchingCredential { .. }) => {
+                    EngineError::SecurityKey(crate::KeyError::NoMatchingCredential {
+                        whom: Some(format!(
+                            "{} on {}",
+                            crate::display::visible(&gw.approver),
+                            crate::display::visible(&gw.name)
+                        )),
+                    })
+                }
+                other => other,
+            })?;
         serde_json::to_value(&credential)
             .map_err(|e| EngineError::Ceremony(format!("cannot encode the assertion: {e}")))
     }

@@ -64,6 +64,8 @@ pub enum EngineError {
     SecurityKeyUnsupported,
     #[error("The passkey ceremony failed: {0}")]
     Ceremony(String),
+    #[error("{0}")]
+    SecurityKey(#[from] crate::key_error::KeyError),
     #[error("The gateway at {url} could not be reached: {detail}")]
     GatewayUnreachable { url: String, detail: String },
     #[error("The gateway refused with {code}: {message}")]
@@ -150,6 +152,7 @@ impl EngineError {
             EngineError::UnknownAuthenticator(_) => "unknown_authenticator",
             EngineError::SecurityKeyUnsupported => "security_key_unsupported",
             EngineError::Ceremony(_) => "passkey_failed",
+            EngineError::SecurityKey(e) => e.code(),
             EngineError::GatewayUnreachable { .. } => "gateway_unreachable",
             EngineError::GatewayRefused { .. } => "gateway_refused",
             EngineError::BadGatewayResponse(_) => "bad_gateway_response",

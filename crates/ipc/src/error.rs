@@ -94,6 +94,31 @@ ipc_codes! {
     SecurityKeyUnsupported = "security_key_unsupported",
     /// The passkey ceremony did not complete.
     PasskeyFailed = "passkey_failed",
+    // ---- the security key's (KeyError::code)
+    /// The key needs its PIN and there is no way to ask for it.
+    PinRequired = "pin_required",
+    /// The PIN was wrong; the message says how many tries are left.
+    PinInvalid = "pin_invalid",
+    /// The key's PIN is blocked (for good, or until the key is plugged in again).
+    PinBlocked = "pin_blocked",
+    /// The key can verify nobody: no PIN set and no built-in verification.
+    UvUnavailable = "uv_unavailable",
+    /// The key holds no passkey for this approver at this gateway.
+    NoMatchingCredential = "no_matching_credential",
+    /// The key was not touched in time.
+    CeremonyTimeout = "ceremony_timeout",
+    /// The ceremony was cancelled (by the person, or on the key).
+    CeremonyCancelled = "ceremony_cancelled",
+    /// The key was removed during the ceremony.
+    KeyRemoved = "key_removed",
+    /// The key speaks only U2F.
+    U2fOnly = "u2f_only",
+    /// The key is registered already (a backup must be another key).
+    KeyAlreadyRegistered = "key_already_registered",
+    /// The new PIN breaks the key's rules, or its two entries differ.
+    PinPolicy = "pin_policy",
+    /// The key has a PIN already.
+    PinAlreadySet = "pin_already_set",
     /// The gateway could not be reached.
     GatewayUnreachable = "gateway_unreachable",
     /// The gateway's answer does not hold up.
@@ -295,6 +320,7 @@ impl From<&EngineError> for ErrorCode {
             E::UnknownAuthenticator(_) => ErrorCode::UnknownAuthenticator,
             E::SecurityKeyUnsupported => ErrorCode::SecurityKeyUnsupported,
             E::Ceremony(_) => ErrorCode::PasskeyFailed,
+            E::SecurityKey(k) => ErrorCode::parse(k.code()),
             E::GatewayUnreachable { .. } => ErrorCode::GatewayUnreachable,
             E::GatewayRefused { code, .. } => ErrorCode::from(code),
             E::BadGatewayResponse(_) => ErrorCode::BadGatewayResponse,
@@ -403,6 +429,24 @@ mod tests {
             EngineError::UnknownAuthenticator("x".into()),
             EngineError::SecurityKeyUnsupported,
             EngineError::Ceremony("x".into()),
+            EngineError::SecurityKey(countersign_approver::KeyError::PinInvalid {
+                retries: Some(2),
+            }),
+            EngineError::SecurityKey(countersign_approver::KeyError::KeyRemoved),
+            EngineError::SecurityKey(countersign_approver::KeyError::U2fOnly),
+            EngineError::SecurityKey(countersign_approver::KeyError::PinRequired),
+            EngineError::SecurityKey(countersign_approver::KeyError::PinBlocked { replug: false }),
+            EngineError::SecurityKey(countersign_approver::KeyError::UvUnavailable {
+                can_set_pin: true,
+            }),
+            EngineError::SecurityKey(countersign_approver::KeyError::NoMatchingCredential {
+                whom: None,
+            }),
+            EngineError::SecurityKey(countersign_approver::KeyError::CeremonyTimeout),
+            EngineError::SecurityKey(countersign_approver::KeyError::CeremonyCancelled),
+            EngineError::SecurityKey(countersign_approver::KeyError::AlreadyRegistered),
+            EngineError::SecurityKey(countersign_approver::KeyError::PinPolicy("x".into())),
+            EngineError::SecurityKey(countersign_approver::KeyError::PinAlreadySet),
             EngineError::GatewayUnreachable {
                 url: "u".into(),
                 detail: "d".into(),

@@ -20,6 +20,7 @@
 //! - `disks`: a small tmpfs to fill, a read-only directory, a directory's files.
 //! - `tls`: self-signed certificates for a gateway that serves HTTPS.
 //! - `keystore`: a device key read back from where the engine keeps it.
+//! - `fido`: a fake CTAP2 security key behind the `Token` transport interface.
 //! - `webdriver` (feature `webdriver`): the desktop app through tauri-driver.
 //!
 //! Everything here panics when something the test relies on fails: a failed unwrap is a failed
@@ -32,6 +33,7 @@ pub mod approver;
 pub mod device;
 pub mod disks;
 pub mod faults;
+pub mod fido;
 pub mod gateway;
 pub mod http;
 pub mod keystore;

@@ -15,5 +15,6 @@ mod quorum;
 mod reports;
 mod restarts;
 mod secrets;
+mod security_keys;
 mod storage;
 mod tls;

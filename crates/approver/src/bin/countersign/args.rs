@@ -18,9 +18,14 @@ pub struct Cli {
     /// Machine-readable output: one JSON object per line.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Passkey authenticator: `usb` (security key) or `soft` (development mode only).
+    /// Passkey authenticator: `usb`, a FIDO2 security key (the default), or `soft`, the
+    /// development-mode software authenticator (verifies nobody; for demos and tests).
     #[arg(long, global = true, env = "COUNTERSIGN_AUTHENTICATOR", value_parser = ["soft", "usb"])]
     pub authenticator: Option<String>,
+    /// Read the security key's PIN from the first line of standard input instead of the
+    /// terminal (for scripts; a wrong PIN is not asked again).
+    #[arg(long, global = true)]
+    pub pin_stdin: bool,
     /// Do not contact gateways first; use the local store only.
     #[arg(long, global = true)]
     pub offline: bool,

@@ -3,6 +3,7 @@
 //! syncing before reading the inbox).
 
 use crate::out::outln;
+use crate::prompt::TerminalPrompt;
 use countersign_approver::display::visible;
 use countersign_approver::{open_authenticator, Authenticator, AuthenticatorChoice, Engine};
 
@@ -11,11 +12,14 @@ pub struct Ctx {
     /// `--json`: one JSON object per line on stdout, nothing else there.
     pub json: bool,
     pub choice: Option<AuthenticatorChoice>,
+    /// `--pin-stdin`.
+    pub pin_stdin: bool,
 }
 
 impl Ctx {
     pub fn authenticator(&self) -> anyhow::Result<Box<dyn Authenticator>> {
-        let a = open_authenticator(self.choice, self.engine.data_dir())?;
+        let prompt = std::sync::Arc::new(TerminalPrompt::new(self.pin_stdin));
+        let a = open_authenticator(self.choice, self.engine.data_dir(), prompt)?;
         if !self.json {
             outln!("authenticator: {}", a.kind().describe());
         }

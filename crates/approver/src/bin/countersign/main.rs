@@ -25,6 +25,7 @@ mod gateways;
 mod inbox;
 mod json;
 mod out;
+mod prompt;
 mod sync;
 mod watch;
 
@@ -120,6 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         engine,
         json: cli.json,
         choice,
+        pin_stdin: cli.pin_stdin,
     };
     let offline = cli.offline;
     match cli.command {
