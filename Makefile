@@ -3,7 +3,8 @@
 #   make demo      build, then run the product: the reference gateway, the desktop app paired to
 #                  it (development mode) and a trickle of sample requests (scripts/demo.sh)
 #   make test      every check CI runs: formatting, clippy, cargo deny, the binaries, all Rust
-#                  tests, the desktop app's build and its end-to-end test under Xvfb, the UI's
+#                  tests, security keys over USB HID in an emulated guest (guest-test), the
+#                  desktop app's build and its end-to-end test under Xvfb, the UI's
 #                  type check, lint and tests, a short fuzzing run, and the .deb packaging
 #                  (deb-check)
 #   make demo-cli  the headless approval loop, narrated step by step (scripts/demo-cli.sh)
@@ -53,10 +54,18 @@ test: deps-lints ui-dist
 	# A private session bus for the desktop-notification tests (crates/notifications), with a
 	# throwaway Secret Service on it for the device-key store test.
 	dbus-run-session -- bash scripts/with-secret-service.sh $(CARGO) test --workspace
+	@$(MAKE) --no-print-directory guest-test
 	@$(MAKE) --no-print-directory desktop-e2e
 	@$(MAKE) --no-print-directory ui-test
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory deb-check
+
+# The real security key path (CTAP2 over USB HID) in a QEMU guest with a virtual FIDO2 key on
+# /dev/uhid, on the binaries the build above made (tests/guest/run.sh says how).
+.PHONY: guest-test
+guest-test:
+	@echo "== $$(date +%T) security keys over USB HID in an emulated guest (tests/guest)"
+	bash tests/guest/run.sh
 
 # Licences, duplicate versions and sources of both workspaces' dependency graphs (deny.toml).
 # Advisories need the RustSec database from GitHub: `make deny-advisories` where it is reachable.

@@ -61,6 +61,9 @@ packages+=(xvfb xauth fonts-dejavu-core imagemagick)
 # The device-key store test runs a throwaway Secret Service (gnome-keyring) on its private bus,
 # and waits for it with dbus-send.
 ((want_components)) && packages+=(gnome-keyring dbus-bin)
+# The security key test in an emulated guest (tests/guest/run.sh): QEMU, a static busybox for
+# its initramfs, and cpio to pack it. Debian's kernel is downloaded (not installed) by the test.
+((want_components)) && packages+=(qemu-system-x86 busybox-static cpio)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
     for p in "${packages[@]}"; do

@@ -64,7 +64,7 @@ pub enum EngineError {
     SecurityKeyUnsupported,
     #[error("The passkey ceremony failed: {0}")]
     Ceremony(String),
-    #[error("{0}")]
+    #[error(transparent)]
     SecurityKey(#[from] crate::key_error::KeyError),
     #[error("The gateway at {url} could not be reached: {detail}")]
     GatewayUnreachable { url: String, detail: String },

@@ -412,6 +412,7 @@ impl<S: KeySource> SecurityKey<S> {
         loop {
             let mut opened = Vec::new();
             let mut u2f_only = false;
+            let mut removed = false;
             for token in self.source.tokens()? {
                 let token = Arc::new(AsyncMutex::new(token));
                 let dropped = Arc::new(AtomicBool::new(false));
@@ -441,8 +442,13 @@ impl<S: KeySource> SecurityKey<S> {
                     Ok(_) | Err(WebauthnCError::Ctap(CtapError::Ctap1InvalidCommand)) => {
                         u2f_only = true
                     }
-                    // A key that does not initialise is skipped, as a browser would.
-                    Err(e) => tracing::warn!(error = ?e, "a security key did not initialise"),
+                    // A key that does not initialise is skipped, as a browser would; one that
+                    // went away while answering was pulled out.
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "a security key did not initialise");
+                        removed |= KeyError::from_ctap(e, &GetInfoResponse::default())
+                            == KeyError::KeyRemoved;
+                    }
                 }
             }
             if !opened.is_empty() {
@@ -450,6 +456,9 @@ impl<S: KeySource> SecurityKey<S> {
             }
             if u2f_only {
                 return Err(KeyError::U2fOnly);
+            }
+            if removed {
+                return Err(KeyError::KeyRemoved);
             }
             if let Some(e) = watch.check(&AtomicBool::new(false)) {
                 return Err(e);

@@ -48,7 +48,11 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+                // The CTAP2 library logs every key answer it treats as an error (a wrong PIN,
+                // a second init); the CLI says what happened in its own sentence instead.
+                .add_directive(quiet("webauthn_authenticator_rs"))
+                .add_directive(quiet("fido_hid_rs")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -98,6 +102,15 @@ fn report_error(json: bool, e: &anyhow::Error) {
     } else {
         eprintln!("error: {message}");
     }
+}
+
+/// A directive that silences `target` unless COUNTERSIGN_LOG names it.
+fn quiet(target: &str) -> tracing_subscriber::filter::Directive {
+    let named = std::env::var("COUNTERSIGN_LOG").is_ok_and(|v| v.contains(target));
+    let level = if named { "trace" } else { "off" };
+    format!("{target}={level}")
+        .parse()
+        .unwrap_or_else(|_| tracing_subscriber::filter::LevelFilter::WARN.into())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
