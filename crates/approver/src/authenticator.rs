@@ -64,6 +64,13 @@ pub trait Authenticator: Send {
         origin: &Url,
         challenge: RequestChallengeResponse,
     ) -> Result<PublicKeyCredential, EngineError>;
+    /// Sets a first PIN on the authenticator (a security key that supports one and has none).
+    fn set_pin(&mut self) -> Result<(), EngineError> {
+        Err(EngineError::InvalidInput(format!(
+            "the {} has no PIN to set",
+            self.label()
+        )))
+    }
 }
 
 /// The user's choice of authenticator.

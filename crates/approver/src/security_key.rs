@@ -532,7 +532,7 @@ impl<S: KeySource> SecurityKey<S> {
 
     /// Sets a first PIN on a key that supports one and has none (CTAP2 setPIN), with the PIN
     /// the person enters twice.
-    pub fn set_pin(&mut self) -> Result<(), EngineError> {
+    pub fn set_first_pin(&mut self) -> Result<(), EngineError> {
         let prompt = self.prompt.clone();
         self.ceremony(|a| {
             match a.get_info().get_option("clientPin") {
@@ -615,6 +615,10 @@ fn choose<T: Token>(
 impl<S: KeySource> Authenticator for SecurityKey<S> {
     fn kind(&self) -> AuthenticatorKind {
         AuthenticatorKind::SecurityKey
+    }
+
+    fn set_pin(&mut self) -> Result<(), EngineError> {
+        self.set_first_pin()
     }
 
     fn label(&self) -> &str {

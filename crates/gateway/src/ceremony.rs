@@ -112,7 +112,7 @@ pub(crate) fn consume(
             "The passkey challenge for this request was already used.",
         ));
     }
-    record_assertion(tx, &d.approver, result)
+    record_assertion(tx, &d.approver, result, now)
 }
 
 /// The refusal for an assertion webauthn-rs does not accept. The common reasons get codes of

@@ -26,6 +26,8 @@ pub struct Pushed {
 pub struct Hub {
     tx: broadcast::Sender<Arc<Pushed>>,
     closed: watch::Sender<bool>,
+    /// Ids of devices whose pairing was revoked: their streams end.
+    revoked: broadcast::Sender<Arc<str>>,
 }
 
 impl Default for Hub {
@@ -38,7 +40,12 @@ impl Hub {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(4096);
         let (closed, _) = watch::channel(false);
-        Hub { tx, closed }
+        let (revoked, _) = broadcast::channel(256);
+        Hub {
+            tx,
+            closed,
+            revoked,
+        }
     }
 
     pub fn publish(&self, events: &[Pushed]) {
@@ -64,6 +71,16 @@ impl Hub {
     /// Ends every open stream (at shutdown).
     pub fn close(&self) {
         let _ = self.closed.send(true);
+    }
+
+    /// Ends the open streams of the device `id` (its pairing was revoked).
+    pub fn revoke(&self, id: &str) {
+        let _ = self.revoked.send(Arc::from(id));
+    }
+
+    /// A receiver of revoked device ids, for a stream to end when its device is one.
+    pub fn revocations(&self) -> broadcast::Receiver<Arc<str>> {
+        self.revoked.subscribe()
     }
 
     /// Number of connected streams, for figures.

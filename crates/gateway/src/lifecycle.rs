@@ -94,12 +94,22 @@ pub fn expire_due(gw: &Gateway) -> Result<usize, ApiError> {
     Ok(n)
 }
 
-/// Background task: expires requests on the gateway's clock. Each sweep is a write, so it runs
+/// Background task: expires requests on the gateway's clock, and closes the streams of devices
+/// revoked meanwhile (see `admin`). Each sweep is a write, so it runs
 /// on the blocking pool ([`Gateway::blocking`]), like the handlers' writes.
 pub async fn expiry_sweeper(gw: Arc<Gateway>) {
     let mut tick = tokio::time::interval(Duration::from_millis(gw.config.expiry_sweep_ms.max(10)));
+    let mut revoked_since = gw.now();
     loop {
         tick.tick().await;
+        let since = revoked_since;
+        match gw
+            .blocking(move |gw| crate::admin::close_revoked_streams(gw, since))
+            .await
+        {
+            Ok(next) => revoked_since = next,
+            Err(e) => tracing::warn!(%e, "looking for revoked devices failed"),
+        }
         if let Err(e) = gw.blocking(expire_due).await {
             tracing::warn!(%e, "expiry sweep failed");
         }

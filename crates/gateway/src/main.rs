@@ -75,6 +75,32 @@ enum Command {
     },
     /// Lift the block an approver's "I did not expect this" report put on a requester.
     Unblock { requester: String, approver: String },
+    /// The approvers' devices and passkeys: list them, revoke a device or a passkey.
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// Each device (id, name, paired, last seen) and passkey (AAGUID, created, last used,
+    /// signature counter, backup flags) of every approver, or of one.
+    List {
+        #[arg(long)]
+        approver: Option<String>,
+        /// One JSON object per approver and line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a device (its stream closes at once, its decisions are refused from now on), or
+    /// with --passkey one passkey (never accepted again).
+    Revoke {
+        /// The device id, or with --passkey the passkey's credential id, as `list` shows them.
+        id: String,
+        #[arg(long)]
+        passkey: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -240,6 +266,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Invite { .. }
         | Command::Token { .. }
         | Command::Unblock { .. }
+        | Command::Devices { .. }
         | Command::Audit { .. } => tokio::task::spawn_blocking(move || admin(&cli))
             .await
             .context("the command's task did not finish")?,
@@ -295,6 +322,10 @@ fn admin(cli: &Cli) -> Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Devices { command } => {
+            let gw = Gateway::open(load_config(cli)?)?;
+            devices_command(&gw, command)
         }
         Command::Unblock {
             requester,
@@ -463,4 +494,92 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// `devices list` and `devices revoke`.
+fn devices_command(gw: &Gateway, command: &DevicesCommand) -> anyhow::Result<ExitCode> {
+    use countersign_gateway::admin::{self, Revoked};
+    let when = |t: Option<i64>| t.map_or_else(|| "never".to_owned(), format_time);
+    match command {
+        DevicesCommand::List { approver, json } => {
+            let listing = admin::list(gw, approver.as_deref())?;
+            if listing.is_empty() {
+                if let Some(a) = approver {
+                    eprintln!("{a} has no devices or passkeys");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            for a in &listing {
+                if *json {
+                    println!("{}", serde_json::to_string(a)?);
+                    continue;
+                }
+                println!("{}", a.approver);
+                for d in &a.devices {
+                    let state = match d.revoked_at {
+                        Some(t) => format!("revoked {}", format_time(t)),
+                        None => "active".into(),
+                    };
+                    println!(
+                        "  device {}  {:?}  paired {}  last seen {}  {state}",
+                        d.id,
+                        d.name,
+                        format_time(d.paired_at),
+                        when(d.last_seen_at)
+                    );
+                }
+                for p in &a.passkeys {
+                    let state = match p.retired_at {
+                        Some(t) => format!("revoked {}", format_time(t)),
+                        None => "active".into(),
+                    };
+                    println!(
+                        "  passkey {}  aaguid {} (model unknown: not attested)  created {}  last used {}  counter {}  backup eligible {} state {}  {state}",
+                        p.cred_id,
+                        p.aaguid.as_deref().unwrap_or("not recorded"),
+                        format_time(p.created_at),
+                        when(p.last_used_at),
+                        p.counter,
+                        p.backup_eligible,
+                        p.backup_state,
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DevicesCommand::Revoke { id, passkey } => {
+            let outcome = if *passkey {
+                admin::revoke_passkey(gw, id)?
+            } else {
+                admin::revoke_device(gw, id)?
+            };
+            match outcome {
+                Revoked::Device { approver } => {
+                    println!("device {id} of {approver} revoked: its stream closes, its decisions are refused");
+                }
+                Revoked::Passkey { approver } => {
+                    println!("passkey {id} of {approver} revoked: it is never accepted again");
+                }
+                Revoked::Nothing => {
+                    eprintln!(
+                        "error: no active {} {id}",
+                        if *passkey { "passkey" } else { "device" }
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A Unix time as RFC 3339 (UTC).
+fn format_time(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
 }

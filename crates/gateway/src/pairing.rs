@@ -14,8 +14,9 @@ use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
 use crate::error::{ApiError, StoreError};
 use crate::gateway::Gateway;
-use crate::passkeys::{base64_cred_id, passkey_row, passkeys_of};
+use crate::passkeys::{base64_cred_id, claimed_aaguid, passkey_row, passkeys_of};
 use crate::store::pairing::PairingRow;
+use crate::store::passkeys::PasskeyOrigin;
 
 /// How long a device has between the two pairing steps.
 const PAIRING_WINDOW_SECONDS: i64 = 300;
@@ -197,10 +198,15 @@ fn finish_inner(gw: &Gateway, body: &[u8]) -> Result<Signed<Paired>, ApiError> {
         })?;
         let row = passkey_row(&passkey)?;
         tx.use_pairing(&f.pairing_id, now)?;
-        if !tx.insert_passkey(&base64_cred_id(&passkey), &approver, &row, now)? {
+        let device_id = uuid::Uuid::new_v4().to_string();
+        let origin = PasskeyOrigin {
+            device_id: device_id.clone(),
+            aaguid: claimed_aaguid(&cred),
+            registration: f.credential.to_string(),
+        };
+        if !tx.insert_passkey(&base64_cred_id(&passkey), &approver, &row, &origin, now)? {
             return Err(ApiError::conflict(ErrorCode::PasskeyExists, "This passkey is already registered."));
         }
-        let device_id = uuid::Uuid::new_v4().to_string();
         tx.insert_device(&device_id, &approver, &device_key, &device_name, now)?;
         tx.audit_append(
             now,

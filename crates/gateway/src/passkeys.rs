@@ -7,7 +7,9 @@
 //! columns override its values when a passkey is loaded, so that an approval updates three
 //! integers instead of parsing and rewriting the whole stored credential.
 
-use webauthn_rs::prelude::{AuthenticationResult, Credential, Passkey};
+use webauthn_rs::prelude::{
+    AuthenticationResult, Credential, Passkey, RegisterPublicKeyCredential,
+};
 
 use crate::error::ApiError;
 use crate::store::passkeys::PasskeyRow;
@@ -60,26 +62,51 @@ fn cred_id_text(raw: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-/// Moves the counter and backup columns of the passkey that made an accepted assertion, inside
-/// the transaction that accepts the decision, if the assertion changed them.
+/// Moves the counter, backup and last-used columns of the passkey that made an accepted
+/// assertion, inside the transaction that accepts the decision; refuses the assertion if that
+/// passkey was revoked after the challenge was issued.
 pub(crate) fn record_assertion(
     tx: &dyn Tx,
     approver: &str,
     result: &AuthenticationResult,
+    at: i64,
 ) -> Result<(), ApiError> {
-    if !result.needs_update() {
-        return Ok(());
-    }
     // Only the credential that made the assertion changes, as `Passkey::update_credential`
     // would change it: the counter only forward (approvals by one passkey may arrive out of
     // order), backup eligibility only from false to true, the backup state to the one of the
     // assertion with the highest counter so far.
-    tx.record_passkey_use(
+    let active = tx.record_passkey_use(
         &cred_id_text(result.cred_id().as_ref()),
         approver,
         result.counter(),
         result.backup_eligible(),
         result.backup_state(),
+        at,
     )?;
+    // The challenge was issued for the passkeys the approver had then; one revoked since is
+    // refused here.
+    if !active {
+        return Err(ApiError::forbidden(
+            countersign_protocol::api::ErrorCode::PasskeyRejected,
+            "The passkey that made this assertion was revoked.",
+        ));
+    }
     Ok(())
+}
+
+/// The AAGUID an authenticator claimed in its registration (the attested credential data of
+/// its authenticator data, WebAuthn section 6.5.1), lowercase and hyphenated; all zeros when
+/// it gave none. Only a verified attestation makes it more than a claim.
+pub fn claimed_aaguid(cred: &RegisterPublicKeyCredential) -> String {
+    use serde_cbor_2::Value;
+    let bytes: Option<[u8; 16]> =
+        match serde_cbor_2::from_slice::<Value>(cred.response.attestation_object.as_ref()) {
+            Ok(Value::Map(m)) => match m.get(&Value::Text("authData".into())) {
+                // rpIdHash (32), flags (1), signCount (4), then the AAGUID.
+                Some(Value::Bytes(a)) => a.get(37..53).and_then(|b| b.try_into().ok()),
+                _ => None,
+            },
+            _ => None,
+        };
+    uuid::Uuid::from_bytes(bytes.unwrap_or_default()).to_string()
 }

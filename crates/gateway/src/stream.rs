@@ -113,6 +113,9 @@ pub async fn handler(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
+    // Subscribed before the device is authenticated: a revocation committed after that check
+    // reaches this stream.
+    let mut revocations = gw.hub.revocations();
     let (device, opening, mut live, mut closed) = gw
         .blocking(move |gw| {
             let device = authenticate_device(gw, &headers, "GET", paths::STREAM);
@@ -133,6 +136,7 @@ pub async fn handler(
     let gw2 = gw.clone();
     tokio::spawn(async move {
         let approver = device.approver;
+        let device_id = device.id;
         if tx.send(Ok(hello)).await.is_err() {
             return;
         }
@@ -179,6 +183,20 @@ pub async fn handler(
                                 return;
                             }
                             last = p.seq;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                r = revocations.recv() => match r {
+                    // The device's pairing was revoked: its stream ends now.
+                    Ok(id) if *id == *device_id => return,
+                    Ok(_) => {}
+                    // Missed some: the device may be among them.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let id = device_id.clone();
+                        let check = gw2.blocking(move |gw| crate::devices::paired_device(gw, &id));
+                        if check.await.is_err() {
+                            return;
                         }
                     }
                     Err(broadcast::error::RecvError::Closed) => return,

@@ -263,19 +263,21 @@ async fn a_key_that_verifies_nobody_is_never_used_and_can_be_given_a_pin() {
     assert!(matches!(
         key_error(
             b.authenticator(Duration::from_secs(5))
-                .set_pin()
+                .set_first_pin()
                 .unwrap_err()
         ),
         KeyError::PinPolicy(_)
     ));
     b.person.will_type(&["4321"]);
-    b.authenticator(Duration::from_secs(5)).set_pin().unwrap();
+    b.authenticator(Duration::from_secs(5))
+        .set_first_pin()
+        .unwrap();
     assert!(key.has_pin());
     // A second setPIN is refused: the key has one.
     assert_eq!(
         key_error(
             b.authenticator(Duration::from_secs(5))
-                .set_pin()
+                .set_first_pin()
                 .unwrap_err()
         ),
         KeyError::PinAlreadySet

@@ -15,6 +15,18 @@ pub struct DeviceRow {
     pub revoked_at: Option<i64>,
 }
 
+/// A device as an administrator lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceListing {
+    pub id: String,
+    pub approver: String,
+    pub name: String,
+    pub paired_at: i64,
+    pub revoked_at: Option<i64>,
+    /// Its latest decision, report or audit checkpoint.
+    pub last_seen_at: Option<i64>,
+}
+
 /// The rows of the paired devices.
 pub trait DeviceRows {
     /// The device `id`, revoked or not.
@@ -32,6 +44,15 @@ pub trait DeviceRows {
         name: &str,
         paired_at: i64,
     ) -> Result<(), StoreError>;
+
+    /// Every device, or `approver`'s, in pairing order.
+    fn device_listing(&self, approver: Option<&str>) -> Result<Vec<DeviceListing>, StoreError>;
+
+    /// Revokes the device `id`; false if it is unknown or revoked already.
+    fn revoke_device(&self, id: &str, at: i64) -> Result<bool, StoreError>;
+
+    /// The devices revoked at or after `since` (by any process on the database).
+    fn revoked_since(&self, since: i64) -> Result<Vec<String>, StoreError>;
 }
 
 impl DeviceRows for SqliteTx<'_> {
@@ -70,5 +91,45 @@ impl DeviceRows for SqliteTx<'_> {
             params![id, approver, public_key, name, paired_at],
         )?;
         Ok(())
+    }
+
+    fn device_listing(&self, approver: Option<&str>) -> Result<Vec<DeviceListing>, StoreError> {
+        self.rows(
+            "SELECT d.id, d.approver, d.name, d.paired_at, d.revoked_at,
+                    max(coalesce((SELECT max(at) FROM decisions
+                                  WHERE json_extract(signed, '$.body.device_id') = d.id), 0),
+                        coalesce((SELECT max(at) FROM reports WHERE device_id = d.id), 0),
+                        coalesce((SELECT received_at FROM device_checkpoints
+                                  WHERE device = d.id), 0))
+             FROM devices d WHERE ?1 IS NULL OR d.approver = ?1 ORDER BY d.paired_at, d.id",
+            params![approver],
+            |r| {
+                let seen: i64 = r.get(5)?;
+                Ok(DeviceListing {
+                    id: r.get(0)?,
+                    approver: r.get(1)?,
+                    name: r.get(2)?,
+                    paired_at: r.get(3)?,
+                    revoked_at: r.get(4)?,
+                    last_seen_at: (seen > 0).then_some(seen),
+                })
+            },
+        )
+    }
+
+    fn revoke_device(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        let n = self.exec(
+            "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, at],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn revoked_since(&self, since: i64) -> Result<Vec<String>, StoreError> {
+        self.rows(
+            "SELECT id FROM devices WHERE revoked_at >= ?1",
+            params![since],
+            |r| r.get(0),
+        )
     }
 }

@@ -17,6 +17,32 @@ pub struct PasskeyRow {
     pub backup_state: bool,
 }
 
+/// Where a newly registered passkey came from, kept beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyOrigin {
+    /// The device that registered it.
+    pub device_id: String,
+    /// The AAGUID its authenticator claimed (lowercase, hyphenated).
+    pub aaguid: String,
+    /// The registration response as the device sent it (JSON).
+    pub registration: String,
+}
+
+/// A passkey as an administrator lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PasskeyListing {
+    pub cred_id: String,
+    pub approver: String,
+    pub device_id: Option<String>,
+    pub aaguid: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub counter: u32,
+    pub backup_eligible: bool,
+    pub backup_state: bool,
+    pub retired_at: Option<i64>,
+}
+
 /// The rows of the passkeys.
 pub trait PasskeyRows {
     /// The approver's passkeys, oldest first.
@@ -29,12 +55,14 @@ pub trait PasskeyRows {
         cred_id: &str,
         approver: &str,
         row: &PasskeyRow,
+        origin: &PasskeyOrigin,
         created_at: i64,
     ) -> Result<bool, StoreError>;
 
     /// Moves the counter and backup columns of the approver's passkey `cred_id` after an
     /// accepted assertion: the counter only forward, backup eligibility only from false to
-    /// true, the backup state to the assertion's if its counter is the highest so far.
+    /// true, the backup state to the assertion's if its counter is the highest so far. False,
+    /// changing nothing, if that passkey is not the approver's or was retired.
     fn record_passkey_use(
         &self,
         cred_id: &str,
@@ -42,7 +70,15 @@ pub trait PasskeyRows {
         counter: u32,
         backup_eligible: bool,
         backup_state: bool,
-    ) -> Result<(), StoreError>;
+        at: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Every passkey (retired ones too), or `approver`'s, oldest first.
+    fn passkey_listing(&self, approver: Option<&str>) -> Result<Vec<PasskeyListing>, StoreError>;
+
+    /// Retires the passkey `cred_id` (never offered or used again); the approver it was of, or
+    /// None if it is unknown or retired already.
+    fn retire_passkey(&self, cred_id: &str, at: i64) -> Result<Option<String>, StoreError>;
 }
 
 impl PasskeyRows for SqliteTx<'_> {
@@ -67,18 +103,22 @@ impl PasskeyRows for SqliteTx<'_> {
         cred_id: &str,
         approver: &str,
         row: &PasskeyRow,
+        origin: &PasskeyOrigin,
         created_at: i64,
     ) -> Result<bool, StoreError> {
         // `ON CONFLICT` rather than catching the constraint failure: the write's transaction
         // goes on unharmed either way (PostgreSQL aborts a transaction on any failed statement).
         // A retired passkey (of a protocol version 1 pairing) may be registered again.
         let inserted = self.exec(
-            "INSERT INTO passkeys(cred_id, approver, passkey, created_at, counter, backup_eligible, backup_state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO passkeys(cred_id, approver, passkey, created_at, counter, backup_eligible,
+                                  backup_state, device_id, aaguid, registration)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (cred_id) DO UPDATE SET approver = excluded.approver,
                  passkey = excluded.passkey, created_at = excluded.created_at,
                  counter = excluded.counter, backup_eligible = excluded.backup_eligible,
-                 backup_state = excluded.backup_state, retired_at = NULL
+                 backup_state = excluded.backup_state, device_id = excluded.device_id,
+                 aaguid = excluded.aaguid, registration = excluded.registration,
+                 last_used_at = NULL, retired_at = NULL
              WHERE passkeys.retired_at IS NOT NULL",
             params![
                 cred_id,
@@ -87,7 +127,10 @@ impl PasskeyRows for SqliteTx<'_> {
                 created_at,
                 row.counter,
                 row.backup_eligible,
-                row.backup_state
+                row.backup_state,
+                origin.device_id,
+                origin.aaguid,
+                origin.registration
             ],
         )?;
         Ok(inserted == 1)
@@ -100,16 +143,63 @@ impl PasskeyRows for SqliteTx<'_> {
         counter: u32,
         backup_eligible: bool,
         backup_state: bool,
-    ) -> Result<(), StoreError> {
+        at: i64,
+    ) -> Result<bool, StoreError> {
         // The right-hand sides read the old values.
-        self.exec(
+        let n = self.exec(
             "UPDATE passkeys SET counter = max(counter, ?3),
                              backup_eligible = max(backup_eligible, ?4),
-                             backup_state = CASE WHEN ?3 >= counter THEN ?5 ELSE backup_state END
-                         WHERE cred_id = ?1 AND approver = ?2",
-            params![cred_id, approver, counter, backup_eligible, backup_state],
+                             backup_state = CASE WHEN ?3 >= counter THEN ?5 ELSE backup_state END,
+                             last_used_at = max(coalesce(last_used_at, 0), ?6)
+                         WHERE cred_id = ?1 AND approver = ?2 AND retired_at IS NULL",
+            params![
+                cred_id,
+                approver,
+                counter,
+                backup_eligible,
+                backup_state,
+                at
+            ],
         )?;
-        Ok(())
+        Ok(n == 1)
+    }
+
+    fn passkey_listing(&self, approver: Option<&str>) -> Result<Vec<PasskeyListing>, StoreError> {
+        self.rows(
+            "SELECT cred_id, approver, device_id, aaguid, created_at, last_used_at, counter,
+                    backup_eligible, backup_state, retired_at
+             FROM passkeys WHERE ?1 IS NULL OR approver = ?1 ORDER BY created_at, cred_id",
+            params![approver],
+            |r| {
+                Ok(PasskeyListing {
+                    cred_id: r.get(0)?,
+                    approver: r.get(1)?,
+                    device_id: r.get(2)?,
+                    aaguid: r.get(3)?,
+                    created_at: r.get(4)?,
+                    last_used_at: r.get(5)?,
+                    counter: r.get(6)?,
+                    backup_eligible: r.get(7)?,
+                    backup_state: r.get(8)?,
+                    retired_at: r.get(9)?,
+                })
+            },
+        )
+    }
+
+    fn retire_passkey(&self, cred_id: &str, at: i64) -> Result<Option<String>, StoreError> {
+        let approver: Option<String> = self.row(
+            "SELECT approver FROM passkeys WHERE cred_id = ?1 AND retired_at IS NULL",
+            params![cred_id],
+            |r| r.get(0),
+        )?;
+        if approver.is_some() {
+            self.exec(
+                "UPDATE passkeys SET retired_at = ?2 WHERE cred_id = ?1",
+                params![cred_id, at],
+            )?;
+        }
+        Ok(approver)
     }
 }
 
@@ -135,8 +225,13 @@ mod tests {
         };
         let (first, second) = store
             .write(|tx| -> Result<_, StoreError> {
-                let first = tx.insert_passkey("c", "alice", &row("one"), 1)?;
-                let second = tx.insert_passkey("c", "bob", &row("two"), 2)?;
+                let origin = super::PasskeyOrigin {
+                    device_id: "d".into(),
+                    aaguid: "00000000-0000-0000-0000-000000000000".into(),
+                    registration: "{}".into(),
+                };
+                let first = tx.insert_passkey("c", "alice", &row("one"), &origin, 1)?;
+                let second = tx.insert_passkey("c", "bob", &row("two"), &origin, 2)?;
                 tx.audit_append(2, "x", None, serde_json::json!({}))?;
                 Ok((first, second))
             })

@@ -81,11 +81,23 @@ pub enum Command {
     /// "I did not expect this": deny the request and report it to its gateway, which blocks
     /// its requester from you (their pending requests to you are denied, new ones refused).
     Report { id: String },
+    /// The security key itself.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Verify or export the audit log.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Set a first PIN on a security key that has none (entered twice), so that it can verify
+    /// you: Countersign never uses a key without verification.
+    SetPin,
 }
 
 #[derive(Subcommand)]

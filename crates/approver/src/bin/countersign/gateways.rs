@@ -1,10 +1,12 @@
-//! `pair` and `gateways`: pairing this device with a gateway from its link, and listing the
-//! gateways it is paired with.
+//! `pair`, `gateways` and `key set-pin`: pairing this device with a gateway from its link
+//! (offering a PIN to a security key that has none), listing the gateways it is paired with,
+//! and setting a first PIN on a security key.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use countersign_approver::display::visible;
-use countersign_approver::EngineError;
+use countersign_approver::{EngineError, KeyError};
 use countersign_protocol::PairingLink;
 
 use crate::ctx::Ctx;
@@ -16,7 +18,17 @@ pub async fn pair(ctx: &Ctx, link: &str, device_name: Option<String>) -> anyhow:
     let mut auth = ctx.authenticator()?;
     let name = device_name
         .unwrap_or_else(|| countersign_approver::device_name(countersign_approver::Host::Cli));
-    let g = ctx.engine.pair(&link, &name, auth.as_mut()).await?;
+    let g = match ctx.engine.pair(&link, &name, auth.as_mut()).await {
+        // A key that could have a PIN but has none: offered one, then paired with it.
+        Err(EngineError::SecurityKey(KeyError::UvUnavailable { can_set_pin: true }))
+            if !ctx.pin_stdin && std::io::stdin().is_terminal() && offer_pin() =>
+        {
+            auth.set_pin()?;
+            eprintln!("The key has a PIN now.");
+            ctx.engine.pair(&link, &name, auth.as_mut()).await?
+        }
+        other => other?,
+    };
     if ctx.json {
         json::print(&json::Paired::new(&g, auth.kind().describe()))?;
     } else {
@@ -24,6 +36,26 @@ pub async fn pair(ctx: &Ctx, link: &str, device_name: Option<String>) -> anyhow:
         outln!("approver:    {}", visible(&g.approver));
         outln!("fingerprint: {}", g.fingerprint);
         outln!("device id:   {}", g.device_id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks whether to set a PIN on a key that has none.
+fn offer_pin() -> bool {
+    eprintln!("{}", KeyError::UvUnavailable { can_set_pin: true });
+    eprint!("Set a PIN on this key now? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok() && answer.trim().eq_ignore_ascii_case("y")
+}
+
+/// `countersign key set-pin`.
+pub fn set_pin(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let mut auth = ctx.authenticator()?;
+    auth.set_pin()?;
+    if ctx.json {
+        outln!("{}", serde_json::json!({"pin_set": true}));
+    } else {
+        outln!("The security key has a PIN now; Countersign asks for it at each approval.");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -35,7 +35,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use countersign_approver::{AuthenticatorChoice, Engine, EngineError};
 
-use args::{AuditCommand, Cli, Command};
+use args::{AuditCommand, Cli, Command, KeyCommand};
 use ctx::Ctx;
 use json::Line as _;
 
@@ -151,6 +151,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => decide::approve(&ctx, &id, match_code, yes, offline).await,
         Command::Deny { id, reason } => decide::deny(&ctx, &id, &reason, offline).await,
         Command::Report { id } => decide::report(&ctx, &id, offline).await,
+        Command::Key {
+            command: KeyCommand::SetPin,
+        } => gateways::set_pin(&ctx),
         Command::Audit {
             command: AuditCommand::Verify { local },
         } => audit::verify(&ctx, local).await,

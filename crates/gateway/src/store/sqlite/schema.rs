@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// The schema version this build writes; `PRAGMA user_version` holds a database's.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE tokens(
@@ -173,13 +173,23 @@ UPDATE passkeys SET retired_at = CAST(strftime('%s', 'now') AS INTEGER);
 DELETE FROM events;
 "#;
 
+/// Version 7: what an administrator sees of a passkey (`countersign-gateway devices list`): the
+/// device that registered it, the AAGUID its authenticator claimed, the registration response
+/// as it arrived (for evidence), and when it last made an accepted assertion.
+const SCHEMA_V7: &str = r#"
+ALTER TABLE passkeys ADD COLUMN device_id TEXT;
+ALTER TABLE passkeys ADD COLUMN aaguid TEXT;
+ALTER TABLE passkeys ADD COLUMN registration TEXT;
+ALTER TABLE passkeys ADD COLUMN last_used_at INTEGER;
+"#;
+
 /// The first schema version of protocol version 2.
 pub(super) const PROTOCOL_2_SCHEMA: i64 = 6;
 
 /// Each schema version's statements, in order: a database at version `n` runs the ones after
 /// it, in one transaction with the new `user_version`.
-const MIGRATIONS: [&str; 6] = [
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+const MIGRATIONS: [&str; 7] = [
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
 ];
 
 /// Brings the database behind `conn` to `SCHEMA_VERSION`, all missing versions in one
