@@ -95,13 +95,13 @@ impl Engine {
     }
 
     /// One device-authorized call to `path` on `gw`, with `body` as JSON when given.
-    async fn device_call(
+    pub(crate) async fn device_call<B: serde::Serialize, T: countersign_protocol::types::Decode>(
         &self,
         gw: &GatewayRecord,
         method: reqwest::Method,
         path: &str,
-        body: Option<&Signed<Checkpoint>>,
-    ) -> Result<CheckpointState, EngineError> {
+        body: Option<&B>,
+    ) -> Result<T, EngineError> {
         let url = gateway::endpoint(&gw.url, path)?;
         let auth = self.device_auth(gw, method.as_str(), path)?;
         let mut req = self
@@ -120,8 +120,13 @@ impl Engine {
     }
 
     async fn held_checkpoint(&self, gw: &GatewayRecord) -> Result<CheckpointState, EngineError> {
-        self.device_call(gw, reqwest::Method::GET, paths::CHECKPOINT_LATEST, None)
-            .await
+        self.device_call::<Signed<Checkpoint>, _>(
+            gw,
+            reqwest::Method::GET,
+            paths::CHECKPOINT_LATEST,
+            None,
+        )
+        .await
     }
 
     async fn upload_checkpoint(

@@ -46,6 +46,10 @@ pub mod kind {
     pub const DECISION_REFUSED: &str = "decision.refused";
     pub const AUDIT_ROLLED_BACK: &str = "audit.rolled_back";
     pub const REPORT_SENT: &str = "report.sent";
+    /// A passkey added at a gateway (a backup key), proven by a registered one.
+    pub const PASSKEY_ADDED: &str = "passkey.added";
+    /// A passkey removed at a gateway.
+    pub const PASSKEY_REMOVED: &str = "passkey.removed";
 }
 
 /// A checkpoint is signed once this many entries follow the last one.

@@ -30,6 +30,7 @@ mod ingest;
 pub mod key_error;
 pub mod outbox;
 mod pairing;
+mod passkeys;
 mod pin;
 mod report;
 pub mod security_key;
@@ -63,6 +64,7 @@ pub use inbox::{DeliveryState, InboxItem, ListFilter, LocalDecision, RejectReaso
 pub use ingest::{FrameRefusal, IngestOutcome};
 pub use key_error::KeyError;
 pub use outbox::{Delivery, FlushReport, OutboxItem};
+pub use passkeys::BetweenCeremonies;
 pub use report::{ReportOutcome, UNEXPECTED_REASON};
 pub use security_key::{KeyPrompt, KeySource, Pin, PinAsk, SecurityKey};
 pub use store::SCHEMA_VERSION;

@@ -136,7 +136,7 @@ pub(crate) fn check_client_data(
         })
 }
 
-fn passkey_error(e: WebauthnError) -> ApiError {
+pub(crate) fn passkey_error(e: WebauthnError) -> ApiError {
     match e {
         WebauthnError::UserNotVerified => ApiError::forbidden(
             ErrorCode::UserNotVerified,

@@ -41,6 +41,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(paths::CHECKPOINTS, post(upload_checkpoint))
         .route(paths::CHECKPOINT_LATEST, get(latest_checkpoint))
         .route(paths::REPORTS, post(report))
+        .route(paths::PASSKEYS, get(list_passkeys).post(add_passkey))
+        .route(paths::PASSKEYS_ENROL, post(enrol_passkey))
+        .route(paths::PASSKEYS_REMOVE, post(remove_passkey))
         .route(paths::OPENAPI, get(openapi))
         .route("/v1", axum::routing::any(protocol_upgraded))
         .route("/v1/{*rest}", axum::routing::any(protocol_upgraded))
@@ -216,6 +219,58 @@ async fn upload_checkpoint(
     gw.blocking(move |gw| {
         let device = devices::authenticate_device(gw, &headers, "POST", paths::CHECKPOINTS)?;
         checkpoints::upload(gw, &device, &b)
+    })
+    .await
+    .map(Json)
+}
+
+async fn enrol_passkey(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Result<Json<countersign_protocol::PasskeyEnrolment>, ApiError> {
+    gw.blocking(move |gw| {
+        let device = devices::authenticate_device(gw, &headers, "POST", paths::PASSKEYS_ENROL)?;
+        crate::enrolment::begin(gw, &device)
+    })
+    .await
+    .map(Json)
+}
+
+async fn add_passkey(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<Signed<countersign_protocol::PasskeyList>>, ApiError> {
+    let b = body(b)?;
+    gw.blocking(move |gw| {
+        let device = devices::authenticate_device(gw, &headers, "POST", paths::PASSKEYS)?;
+        crate::enrolment::add(gw, &device, &b)
+    })
+    .await
+    .map(Json)
+}
+
+async fn list_passkeys(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Result<Json<Signed<countersign_protocol::PasskeyList>>, ApiError> {
+    gw.blocking(move |gw| {
+        let device = devices::authenticate_device(gw, &headers, "GET", paths::PASSKEYS)?;
+        crate::enrolment::list(gw, &device)
+    })
+    .await
+    .map(Json)
+}
+
+async fn remove_passkey(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<Signed<countersign_protocol::PasskeyList>>, ApiError> {
+    let b = body(b)?;
+    gw.blocking(move |gw| {
+        let device = devices::authenticate_device(gw, &headers, "POST", paths::PASSKEYS_REMOVE)?;
+        crate::enrolment::remove(gw, &device, &b)
     })
     .await
     .map(Json)

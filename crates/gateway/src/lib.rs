@@ -36,6 +36,7 @@ pub mod clock;
 pub mod config;
 pub mod decisions;
 pub mod devices;
+pub mod enrolment;
 pub mod envelope;
 pub mod error;
 pub mod gateway;

@@ -30,6 +30,9 @@ pub mod paths {
     pub const CHECKPOINT_LATEST: &str = "/v2/checkpoints/latest";
     /// `POST` a device-signed [`crate::Report`] ("I did not expect this").
     pub const REPORTS: &str = "/v2/reports";
+    pub const PASSKEYS: &str = "/v2/passkeys";
+    pub const PASSKEYS_ENROL: &str = "/v2/passkeys/enrol";
+    pub const PASSKEYS_REMOVE: &str = "/v2/passkeys/remove";
 }
 
 /// `POST /v2/requests` (bearer token). The requester's identity comes from the token.

@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod link;
 pub mod pairing;
+pub mod passkeys;
 pub mod sse;
 pub mod types;
 pub mod webauthn;
@@ -28,6 +29,7 @@ pub use error::ProtocolError;
 pub use events::*;
 pub use link::PairingLink;
 pub use pairing::*;
+pub use passkeys::*;
 pub use types::*;
 
 /// The protocol version carried in the `v` field of every wire message.

@@ -17,6 +17,8 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Field length limits, in bytes of UTF-8.
 pub mod limits {
     pub const ID: usize = 64;
+    /// A WebAuthn credential id in unpadded base64url (1023 bytes at most, WebAuthn 5.8.3).
+    pub const CRED_ID: usize = 1364;
     pub const NAME: usize = 128;
     pub const ACTION: usize = 128;
     pub const RESOURCE: usize = 256;

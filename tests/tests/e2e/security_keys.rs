@@ -499,3 +499,105 @@ async fn the_gateway_refuses_an_unverified_assertion_and_a_counter_that_went_bac
         other => panic!("a regressed counter was accepted: {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_key_is_added_with_a_proof_approves_alone_and_the_last_passkey_stays() {
+    let first = FakeKey::new(KeyConfig::with_pin("1111"));
+    let backup = FakeKey::new(KeyConfig::with_pin("2222"));
+    let b = Bench::new(&[&first], ScriptedPerson::typing(&["1111"])).await;
+    b.pair().await.unwrap();
+    let gateway = b.engine.gateways().unwrap()[0].fingerprint.clone();
+
+    // The same key twice: its registration is excluded, nothing is stored.
+    b.person.will_type(&["1111", "1111"]);
+    let mut key = b.authenticator(Duration::from_secs(10));
+    let e = b
+        .engine
+        .add_passkey(&gateway, &mut key, &mut || Ok(()))
+        .await
+        .unwrap_err();
+    assert_eq!(key_error(e), KeyError::AlreadyRegistered);
+    assert_eq!(b.engine.passkeys(&gateway).await.unwrap().passkeys.len(), 1);
+
+    // A key that holds no passkey cannot give the proof.
+    b.keys.unplug_all();
+    b.keys.plug(&backup);
+    b.person.will_type(&["2222"]);
+    let e = b
+        .engine
+        .add_passkey(&gateway, &mut key, &mut || Ok(()))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        key_error(e),
+        KeyError::NoMatchingCredential { .. }
+    ));
+
+    // The proof by the registered key, then the backup key's registration.
+    b.keys.unplug_all();
+    b.keys.plug(&first);
+    b.person.will_type(&["1111", "2222"]);
+    let keys = b.keys.clone();
+    let backup2 = backup.clone();
+    let list = b
+        .engine
+        .add_passkey(&gateway, &mut key, &mut move || {
+            keys.unplug_all();
+            keys.plug(&backup2);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(list.passkeys.len(), 2);
+    assert_eq!(backup.credential_count(), 1);
+    let audit = b.gw.audit();
+    let added: Vec<_> = audit
+        .iter()
+        .filter(|(e, _)| e.kind == "passkey.added")
+        .collect();
+    assert_eq!(added.len(), 1);
+
+    // The backup key alone approves.
+    let id = b.request().await;
+    b.person.will_type(&["2222"]);
+    delivered(b.approve_with_key(&id).await.unwrap());
+
+    // The first passkey is removed; the last one is refused removal.
+    let (old, new) = (
+        list.passkeys[0].cred_id.clone(),
+        list.passkeys[1].cred_id.clone(),
+    );
+    let left = b.engine.remove_passkey(&gateway, &old).await.unwrap();
+    assert_eq!(left.passkeys.len(), 1);
+    assert_eq!(left.passkeys[0].cred_id, new);
+    match b.engine.remove_passkey(&gateway, &new).await.unwrap_err() {
+        EngineError::GatewayRefused { code, .. } => assert_eq!(code, ErrorCode::LastPasskey),
+        other => panic!("the last passkey was removed: {other}"),
+    }
+    assert!(b
+        .gw
+        .audit()
+        .iter()
+        .any(|(e, _)| e.kind == "passkey.removed"));
+    // Both changes are in the device's own audit log.
+    let kinds: Vec<String> = b
+        .engine
+        .audit_entries()
+        .unwrap()
+        .into_iter()
+        .map(|(e, _)| e.kind)
+        .collect();
+    assert!(kinds.iter().any(|k| k == "passkey.added"), "{kinds:?}");
+    assert!(kinds.iter().any(|k| k == "passkey.removed"), "{kinds:?}");
+
+    // The removed passkey's key no longer approves.
+    let id = b.request().await;
+    b.keys.unplug_all();
+    b.keys.plug(&first);
+    b.person.will_type(&["1111"]);
+    let e = b.approve_with_key(&id).await.unwrap_err();
+    assert!(matches!(
+        key_error(e),
+        KeyError::NoMatchingCredential { .. }
+    ));
+}

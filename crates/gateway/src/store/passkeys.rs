@@ -43,6 +43,19 @@ pub struct PasskeyListing {
     pub retired_at: Option<i64>,
 }
 
+/// A passkey enrolment in progress (a device adding a passkey), as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrolmentRow {
+    pub approver: String,
+    pub device_id: String,
+    /// The webauthn-rs authentication state of the proof, as JSON.
+    pub proof_state: String,
+    /// The webauthn-rs registration state of the new passkey, as JSON.
+    pub registration_state: String,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
 /// The rows of the passkeys.
 pub trait PasskeyRows {
     /// The approver's passkeys, oldest first.
@@ -79,6 +92,15 @@ pub trait PasskeyRows {
     /// Retires the passkey `cred_id` (never offered or used again); the approver it was of, or
     /// None if it is unknown or retired already.
     fn retire_passkey(&self, cred_id: &str, at: i64) -> Result<Option<String>, StoreError>;
+
+    /// Stores a passkey enrolment in progress.
+    fn insert_enrolment(&self, id: &str, row: &EnrolmentRow) -> Result<(), StoreError>;
+
+    /// The enrolment `id`.
+    fn enrolment(&self, id: &str) -> Result<Option<EnrolmentRow>, StoreError>;
+
+    /// Marks the enrolment completed at `now`.
+    fn use_enrolment(&self, id: &str, now: i64) -> Result<(), StoreError>;
 }
 
 impl PasskeyRows for SqliteTx<'_> {
@@ -185,6 +207,49 @@ impl PasskeyRows for SqliteTx<'_> {
                 })
             },
         )
+    }
+
+    fn insert_enrolment(&self, id: &str, row: &EnrolmentRow) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO passkey_enrolments(id, approver, device_id, proof_state,
+                                            registration_state, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id,
+                row.approver,
+                row.device_id,
+                row.proof_state,
+                row.registration_state,
+                row.expires_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn enrolment(&self, id: &str) -> Result<Option<EnrolmentRow>, StoreError> {
+        self.row(
+            "SELECT approver, device_id, proof_state, registration_state, expires_at, used_at
+             FROM passkey_enrolments WHERE id = ?1",
+            params![id],
+            |r| {
+                Ok(EnrolmentRow {
+                    approver: r.get(0)?,
+                    device_id: r.get(1)?,
+                    proof_state: r.get(2)?,
+                    registration_state: r.get(3)?,
+                    expires_at: r.get(4)?,
+                    used_at: r.get(5)?,
+                })
+            },
+        )
+    }
+
+    fn use_enrolment(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE passkey_enrolments SET used_at = ?2 WHERE id = ?1",
+            params![id, now],
+        )?;
+        Ok(())
     }
 
     fn retire_passkey(&self, cred_id: &str, at: i64) -> Result<Option<String>, StoreError> {

@@ -136,6 +136,17 @@ error_codes! {
     PasskeyRegistrationRejected = "passkey_registration_rejected",
     /// This passkey credential is already registered (409).
     PasskeyExists = "passkey_exists",
+    // ---- the passkey endpoints (/v2/passkeys...)
+    /// No passkey enrolment by this id, for this device (404).
+    UnknownEnrolment = "unknown_enrolment",
+    /// This enrolment was already completed (409).
+    EnrolmentUsed = "enrolment_used",
+    /// This enrolment expired (410).
+    EnrolmentExpired = "enrolment_expired",
+    /// The approver has no active passkey by this credential id (404).
+    UnknownPasskey = "unknown_passkey",
+    /// The approver's last passkey is never removed (409).
+    LastPasskey = "last_passkey",
     // ---- POST /v2/decisions, in the order of the checks
     /// The body is not a valid Signed<Decision> (400).
     InvalidDecision = "invalid_decision",

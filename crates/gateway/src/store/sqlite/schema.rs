@@ -173,14 +173,26 @@ UPDATE passkeys SET retired_at = CAST(strftime('%s', 'now') AS INTEGER);
 DELETE FROM events;
 "#;
 
-/// Version 7: what an administrator sees of a passkey (`countersign-gateway devices list`): the
-/// device that registered it, the AAGUID its authenticator claimed, the registration response
-/// as it arrived (for evidence), and when it last made an accepted assertion.
+/// Version 7: security keys.
+/// - What an administrator sees of a passkey (`countersign-gateway devices list`): the device
+///   that registered it, the AAGUID its authenticator claimed, the registration response as it
+///   arrived (for evidence), and when it last made an accepted assertion.
+/// - Passkeys being added by a device (a backup key): the proof's and the registration's
+///   webauthn-rs states between the two steps.
 const SCHEMA_V7: &str = r#"
 ALTER TABLE passkeys ADD COLUMN device_id TEXT;
 ALTER TABLE passkeys ADD COLUMN aaguid TEXT;
 ALTER TABLE passkeys ADD COLUMN registration TEXT;
 ALTER TABLE passkeys ADD COLUMN last_used_at INTEGER;
+CREATE TABLE passkey_enrolments(
+    id TEXT PRIMARY KEY,
+    approver TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    proof_state TEXT NOT NULL,
+    registration_state TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+);
 "#;
 
 /// The first schema version of protocol version 2.
