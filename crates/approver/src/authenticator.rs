@@ -1,6 +1,7 @@
 //! The passkey client side: the [`Authenticator`] trait the engine runs WebAuthn ceremonies
-//! through, the development-mode [`SoftAuthenticator`], and how a user's choice
-//! (`--authenticator soft|usb`) becomes an authenticator.
+//! through, the development-mode [`SoftAuthenticator`], the user's choice
+//! (`--authenticator soft|usb`), and the ceremonies any CTAP2 backend runs with the client data
+//! built here ([`register_with`], [`authenticate_with`]).
 //!
 //! Ceremonies are blocking (a real key waits for a touch): call them from a thread that may
 //! block, e.g. inside `tokio::task::spawn_blocking`, or accept that the calling task blocks.
@@ -11,7 +12,6 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 
 use countersign_protocol::webauthn::{client_data_json, origin_serialization, Ceremony};
 use serde::Serialize;
@@ -25,7 +25,6 @@ use webauthn_rs::prelude::{
 };
 
 use crate::error::EngineError;
-use crate::security_key::KeyPrompt;
 
 /// The file the software authenticator keeps its credentials in.
 pub const SOFT_AUTHENTICATOR_FILE: &str = "soft-authenticator.cbor";
@@ -97,31 +96,6 @@ impl fmt::Display for AuthenticatorChoice {
             AuthenticatorChoice::Soft => "soft",
             AuthenticatorChoice::Usb => "usb",
         })
-    }
-}
-
-/// Opens the chosen authenticator; with no choice, a security key. The software authenticator
-/// is never picked implicitly. A security key talks to the person through `prompt` (PIN,
-/// touch, Cancel).
-pub fn open_authenticator(
-    choice: Option<AuthenticatorChoice>,
-    data_dir: &Path,
-    prompt: Arc<dyn KeyPrompt>,
-) -> Result<Box<dyn Authenticator>, EngineError> {
-    match choice.unwrap_or(AuthenticatorChoice::Usb) {
-        AuthenticatorChoice::Soft => Ok(Box::new(SoftAuthenticator::open(
-            &data_dir.join(SOFT_AUTHENTICATOR_FILE),
-        )?)),
-        #[cfg(not(feature = "usb"))]
-        AuthenticatorChoice::Usb => {
-            let _ = prompt;
-            Err(EngineError::SecurityKeyUnsupported)
-        }
-        #[cfg(feature = "usb")]
-        AuthenticatorChoice::Usb => Ok(Box::new(crate::security_key::SecurityKey::new(
-            crate::security_key::UsbKeys,
-            prompt,
-        )?)),
     }
 }
 
@@ -319,37 +293,4 @@ pub fn client_data_for(
         )));
     }
     Ok(client_data_json(ceremony, challenge, &serialized))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn choice_is_explicit() {
-        let dir = tempfile::tempdir().unwrap();
-        // No choice is a security key, never the software authenticator.
-        let a = open_authenticator(None, dir.path(), Arc::new(crate::security_key::Unattended))
-            .unwrap();
-        assert_eq!(a.kind(), AuthenticatorKind::SecurityKey);
-        assert!(!dir.path().join(SOFT_AUTHENTICATOR_FILE).exists());
-        assert!(matches!(
-            "bluetooth".parse::<AuthenticatorChoice>(),
-            Err(EngineError::UnknownAuthenticator(_))
-        ));
-        let a = open_authenticator(
-            Some(AuthenticatorChoice::Soft),
-            dir.path(),
-            Arc::new(crate::security_key::Unattended),
-        )
-        .unwrap();
-        assert_eq!(a.kind(), AuthenticatorKind::Software);
-        assert!(a.label().contains("development mode"));
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(SOFT_AUTHENTICATOR_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
 }

@@ -15,6 +15,7 @@ mod anchor;
 mod answers;
 pub mod audit;
 pub mod authenticator;
+mod choice;
 pub mod clock;
 /// The display-safety rules (a leaf crate, shared with the notifications and the UI's DTOs).
 pub use countersign_display as display;
@@ -39,9 +40,8 @@ mod stream_rules;
 
 pub use anchor::AnchorReport;
 pub use audit::AuditSummary;
-pub use authenticator::{
-    open_authenticator, Authenticator, AuthenticatorChoice, AuthenticatorKind, SoftAuthenticator,
-};
+pub use authenticator::{Authenticator, AuthenticatorChoice, AuthenticatorKind, SoftAuthenticator};
+pub use choice::open_authenticator;
 /// The WebAuthn messages an [`Authenticator`] takes and returns, for implementations outside
 /// this crate (the desktop shell wraps the software authenticator).
 pub mod ceremony {

@@ -213,6 +213,16 @@ ipc_codes! {
     PasskeyRegistrationRejected = "passkey_registration_rejected",
     /// Gateway: This passkey credential is already registered (409).
     PasskeyExists = "passkey_exists",
+    /// Gateway: No passkey enrolment by this id for this device (404).
+    UnknownEnrolment = "unknown_enrolment",
+    /// Gateway: The passkey enrolment was already completed (409).
+    EnrolmentUsed = "enrolment_used",
+    /// Gateway: The passkey enrolment expired (410).
+    EnrolmentExpired = "enrolment_expired",
+    /// Gateway: The approver has no active passkey by this credential id (404).
+    UnknownPasskey = "unknown_passkey",
+    /// Gateway: The approver's last passkey is never removed (409).
+    LastPasskey = "last_passkey",
     /// Gateway: The body is not a valid Signed<Decision> (400).
     InvalidDecision = "invalid_decision",
     /// Gateway: This `decision_id` was already used for a different decision (409).

@@ -15,8 +15,9 @@ use countersign_protocol::api::ErrorCode;
 use countersign_protocol::audit::{AuditEntry, GENESIS};
 use countersign_protocol::canonical::{domain, signing_message, to_canonical_bytes};
 use countersign_protocol::{
-    ApprovalRequest, Audience, Decision, Digest, Event, KeyPair, Receipt, Refusal, RequestState,
-    Risk, Signed, StatusUpdate, StreamEvent, Verdict, Vote, AUDIT_VERSION, PROTOCOL_VERSION,
+    ApprovalRequest, Audience, Decision, Digest, Event, KeyPair, PasskeyInfo, PasskeyList,
+    PasskeyRemove, Receipt, Refusal, RequestState, Risk, Signed, StatusUpdate, StreamEvent,
+    Verdict, Vote, AUDIT_VERSION, PROTOCOL_VERSION,
 };
 
 /// The gateway's Ed25519 seed: 32 bytes of 0x01.
@@ -208,6 +209,10 @@ fn message<T: serde::Serialize>(
     Ok(digest)
 }
 
+/// Two credential ids (unpadded base64url) for the passkey messages.
+const PASSKEY_A: &str = "q7dN3w9fZk2YpX4sVb6Tg1RcH8uJ0aLe";
+const PASSKEY_B: &str = "M2xQ9vR4tY7uI1oP3aS5dF8gH0jK6lZc";
+
 /// The complete output of the example, as printed by `main`.
 pub fn render() -> Result<String, Box<dyn Error>> {
     let mut out = String::new();
@@ -302,6 +307,56 @@ pub fn render() -> Result<String, Box<dyn Error>> {
             DEVICE_AUTH_NONCE,
             auth_sig.to_base64()
         ),
+    )?;
+
+    writeln!(out)?;
+    writeln!(out, "# PasskeyRemove, signed by the device key")?;
+    let remove = Signed::sign(
+        &device,
+        PasskeyRemove {
+            v: PROTOCOL_VERSION,
+            device_id: dec.body.device_id.clone(),
+            cred_id: PASSKEY_A.into(),
+            at: T0 + 60,
+        },
+    )?;
+    message(
+        &mut out,
+        "passkey_remove",
+        domain::PASSKEY_CHANGE,
+        &remove.body,
+    )?;
+    kv(
+        &mut out,
+        "passkey_remove.signature",
+        remove.signature.to_base64(),
+    )?;
+
+    writeln!(out)?;
+    writeln!(
+        out,
+        "# The PasskeyList answering it, signed by the gateway key"
+    )?;
+    let list = Signed::sign(
+        &gateway,
+        PasskeyList {
+            v: PROTOCOL_VERSION,
+            approver: dec.body.approver.clone(),
+            passkeys: vec![PasskeyInfo {
+                cred_id: PASSKEY_B.into(),
+                aaguid: Some("11111111-2222-4333-8444-555555555555".into()),
+                device_id: Some(dec.body.device_id.clone()),
+                created_at: T0 - 86_400,
+                last_used_at: Some(T0 + 48),
+            }],
+            at: T0 + 60,
+        },
+    )?;
+    message(&mut out, "passkey_list", domain::PASSKEYS, &list.body)?;
+    kv(
+        &mut out,
+        "passkey_list.signature",
+        list.signature.to_base64(),
     )?;
 
     writeln!(out)?;

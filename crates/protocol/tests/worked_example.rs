@@ -245,3 +245,24 @@ fn python_verifier_uses_the_example_values() {
     assert!(block.contains(doc_value("gateway.fingerprint")));
     assert!(block.contains(doc_value("request.sha256")));
 }
+
+#[test]
+fn passkey_removal_and_the_signed_list() {
+    use countersign_protocol::{PasskeyList, PasskeyRemove};
+    let msg = check_message("passkey_remove", domain::PASSKEY_CHANGE);
+    check_signature(
+        example::DEVICE_SEED,
+        &msg,
+        doc_value("passkey_remove.signature"),
+    );
+    let remove = PasskeyRemove::decode(doc_value("passkey_remove.jcs").as_bytes()).unwrap();
+    let msg = check_message("passkey_list", domain::PASSKEYS);
+    check_signature(
+        example::GATEWAY_SEED,
+        &msg,
+        doc_value("passkey_list.signature"),
+    );
+    let list = PasskeyList::decode(doc_value("passkey_list.jcs").as_bytes()).unwrap();
+    // The removed passkey is no longer listed.
+    assert!(list.passkeys.iter().all(|p| p.cred_id != remove.cred_id));
+}
