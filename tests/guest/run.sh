@@ -90,6 +90,8 @@ mount -t devtmpfs dev /dev
 for m in $(cat /modules.order); do insmod "/modules/$m" || echo "guest: insmod $m failed"; done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro hostfs /host || { echo "guest: no 9p root"; poweroff -f; }
 for d in dev proc sys; do mount --bind "/$d" "/host/$d"; done
+# Terminals, for the step that plays a person at one (`script`).
+mkdir -p /host/dev/pts && mount -t devpts devpts /host/dev/pts
 # The only writable place: a tmpfs over the host's /run.
 mount -t tmpfs -o mode=0755 run /host/run
 ip link set lo up

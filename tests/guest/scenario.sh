@@ -95,6 +95,38 @@ echo 1234 | "${cs[@]}" --pin-stdin approve "$id" >"$w/approve2.out" 2>&1 || fail
 wait "$req" || fail "the requester did not see the approval after a wrong PIN"
 ok "a wrong PIN was refused (pin_invalid, 7 tries left), the right one approved"
 
+# A backup key, added as a person at a terminal does it: the PIN of the registered key for the
+# proof, then, when asked, the registered key pulled out, the new one plugged in, Enter and the
+# new key's PIN. `script` gives the command a terminal whose input is this fifo.
+mkfifo "$w/tty"
+script -qfec "${cs[*]} passkey add" /dev/null <"$w/tty" >"$w/add.out" 2>&1 &
+adding=$!
+trap 'fail "passkey add ended before its input was given"' PIPE
+exec 3>"$w/tty"
+sleep 1
+echo 1234 >&3
+for _ in $(seq 600); do
+    grep -q 'Now plug in the new security key' "$w/add.out" && break
+    kill -0 "$adding" 2>/dev/null || break
+    sleep 0.1
+done
+grep -q 'Now plug in the new security key' "$w/add.out" || fail "passkey add did not ask for the new key"
+unplug
+plug
+echo >&3
+sleep 1
+echo 1234 >&3
+wait "$adding" || fail "passkey add"
+exec 3>&-
+trap - PIPE
+grep -q 'passkeys of alice@example.com: 2' "$w/add.out" || fail "the gateway does not list two passkeys"
+ok "a backup key was added (proven by the registered key, then registered)"
+
+request backup
+echo 1234 | "${cs[@]}" --pin-stdin approve "$id" >"$w/approve-backup.out" 2>&1 || fail "approve with the backup key"
+wait "$req" || fail "the requester did not see the approval by the backup key"
+ok "the backup key alone approved"
+
 # The key pulled out while the ceremony waits for its touch.
 request pulled
 touch "$w/hold"

@@ -22,8 +22,8 @@ pub struct Cli {
     /// development-mode software authenticator (verifies nobody; for demos and tests).
     #[arg(long, global = true, env = "COUNTERSIGN_AUTHENTICATOR", value_parser = ["soft", "usb"])]
     pub authenticator: Option<String>,
-    /// Read the security key's PIN from the first line of standard input instead of the
-    /// terminal (for scripts; a wrong PIN is not asked again).
+    /// Read the security key's PIN from standard input instead of the terminal, a line per
+    /// ceremony (for scripts; a wrong PIN is not asked again).
     #[arg(long, global = true)]
     pub pin_stdin: bool,
     /// Do not contact gateways first; use the local store only.
@@ -81,6 +81,14 @@ pub enum Command {
     /// "I did not expect this": deny the request and report it to its gateway, which blocks
     /// its requester from you (their pending requests to you are denied, new ones refused).
     Report { id: String },
+    /// The approver's passkeys at a gateway: add a backup key, list, remove.
+    Passkey {
+        /// The gateway (a fingerprint prefix); may be left out when only one is paired.
+        #[arg(long)]
+        gateway: Option<String>,
+        #[command(subcommand)]
+        command: PasskeyCommand,
+    },
     /// The security key itself.
     Key {
         #[command(subcommand)]
@@ -91,6 +99,17 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(Subcommand)]
+pub enum PasskeyCommand {
+    /// Register another passkey (a backup security key): first confirm with a key already
+    /// registered, then the new key is registered.
+    Add,
+    /// The approver's passkeys, as the gateway signs them.
+    List,
+    /// Remove a passkey by its credential id (as `list` shows it); the last one stays.
+    Remove { cred_id: String },
 }
 
 #[derive(Subcommand)]

@@ -25,6 +25,7 @@ mod gateways;
 mod inbox;
 mod json;
 mod out;
+mod passkeys;
 mod prompt;
 mod sync;
 mod watch;
@@ -35,7 +36,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use countersign_approver::{AuthenticatorChoice, Engine, EngineError};
 
-use args::{AuditCommand, Cli, Command, KeyCommand};
+use args::{AuditCommand, Cli, Command, KeyCommand, PasskeyCommand};
 use ctx::Ctx;
 use json::Line as _;
 
@@ -154,6 +155,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key {
             command: KeyCommand::SetPin,
         } => gateways::set_pin(&ctx),
+        Command::Passkey { gateway, command } => {
+            let gateway = passkeys::gateway(&ctx, gateway)?;
+            match command {
+                PasskeyCommand::Add => passkeys::add(&ctx, &gateway).await,
+                PasskeyCommand::List => passkeys::list(&ctx, &gateway).await,
+                PasskeyCommand::Remove { cred_id } => {
+                    passkeys::remove(&ctx, &gateway, &cred_id).await
+                }
+            }
+        }
         Command::Audit {
             command: AuditCommand::Verify { local },
         } => audit::verify(&ctx, local).await,

@@ -1,24 +1,19 @@
 //! The security key's questions on the terminal: the PIN read without echo from the
-//! controlling terminal (or one line of standard input with `--pin-stdin`), and "touch your
+//! controlling terminal (or, with `--pin-stdin`, the next line of standard input per ceremony), and "touch your
 //! key" on standard error, so that `--json` output stays clean.
 
 use std::io::BufRead;
-use std::sync::Mutex;
 
 use countersign_approver::{KeyError, KeyPrompt, Pin, PinAsk};
 
 pub struct TerminalPrompt {
-    /// `--pin-stdin`: the PIN is the first line of standard input, given once.
+    /// `--pin-stdin`: each ceremony's PIN is the next line of standard input.
     pin_stdin: bool,
-    given: Mutex<bool>,
 }
 
 impl TerminalPrompt {
     pub fn new(pin_stdin: bool) -> Self {
-        TerminalPrompt {
-            pin_stdin,
-            given: Mutex::new(false),
-        }
+        TerminalPrompt { pin_stdin }
     }
 
     fn read_stdin_line() -> Result<Pin, KeyError> {
@@ -69,14 +64,12 @@ impl KeyPrompt for TerminalPrompt {
 
     fn pin(&self, ask: PinAsk) -> Result<Pin, KeyError> {
         if self.pin_stdin {
-            let mut given = self.given.lock().unwrap_or_else(|p| p.into_inner());
-            if *given || ask.again {
-                // One PIN only: a wrong one is not guessed at again.
+            if ask.again {
+                // A wrong PIN is not guessed at again: the next line is for the next ceremony.
                 return Err(KeyError::PinInvalid {
                     retries: ask.retries,
                 });
             }
-            *given = true;
             return Self::read_stdin_line();
         }
         if ask.again {
