@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::gateway::Gateway;
-use crate::refusals::{refused, ANONYMOUS, DECISION_REJECTED, REQUEST_REFUSED};
+use crate::refusals::{refused, ANONYMOUS, DECISION_REJECTED, PASSKEY_REFUSED, REQUEST_REFUSED};
 use crate::{
     checkpoints, decisions, devices, lifecycle, pairing, reports, requests, stream, tokens,
 };
@@ -229,8 +229,14 @@ async fn enrol_passkey(
     headers: HeaderMap,
 ) -> Result<Json<countersign_protocol::PasskeyEnrolment>, ApiError> {
     gw.blocking(move |gw| {
-        let device = devices::authenticate_device(gw, &headers, "POST", paths::PASSKEYS_ENROL)?;
-        crate::enrolment::begin(gw, &device)
+        let r = devices::authenticate_device(gw, &headers, "POST", paths::PASSKEYS_ENROL)
+            .and_then(|device| crate::enrolment::begin(gw, &device));
+        refused(
+            gw,
+            PASSKEY_REFUSED,
+            &crate::stream::claimed_device(&headers),
+            r,
+        )
     })
     .await
     .map(Json)
@@ -243,8 +249,14 @@ async fn add_passkey(
 ) -> Result<Json<Signed<countersign_protocol::PasskeyList>>, ApiError> {
     let b = body(b)?;
     gw.blocking(move |gw| {
-        let device = devices::authenticate_device(gw, &headers, "POST", paths::PASSKEYS)?;
-        crate::enrolment::add(gw, &device, &b)
+        let r = devices::authenticate_device(gw, &headers, "POST", paths::PASSKEYS)
+            .and_then(|device| crate::enrolment::add(gw, &device, &b));
+        refused(
+            gw,
+            PASSKEY_REFUSED,
+            &crate::stream::claimed_device(&headers),
+            r,
+        )
     })
     .await
     .map(Json)
@@ -255,8 +267,14 @@ async fn list_passkeys(
     headers: HeaderMap,
 ) -> Result<Json<Signed<countersign_protocol::PasskeyList>>, ApiError> {
     gw.blocking(move |gw| {
-        let device = devices::authenticate_device(gw, &headers, "GET", paths::PASSKEYS)?;
-        crate::enrolment::list(gw, &device)
+        let r = devices::authenticate_device(gw, &headers, "GET", paths::PASSKEYS)
+            .and_then(|device| crate::enrolment::list(gw, &device));
+        refused(
+            gw,
+            PASSKEY_REFUSED,
+            &crate::stream::claimed_device(&headers),
+            r,
+        )
     })
     .await
     .map(Json)
@@ -269,8 +287,14 @@ async fn remove_passkey(
 ) -> Result<Json<Signed<countersign_protocol::PasskeyList>>, ApiError> {
     let b = body(b)?;
     gw.blocking(move |gw| {
-        let device = devices::authenticate_device(gw, &headers, "POST", paths::PASSKEYS_REMOVE)?;
-        crate::enrolment::remove(gw, &device, &b)
+        let r = devices::authenticate_device(gw, &headers, "POST", paths::PASSKEYS_REMOVE)
+            .and_then(|device| crate::enrolment::remove(gw, &device, &b));
+        refused(
+            gw,
+            PASSKEY_REFUSED,
+            &crate::stream::claimed_device(&headers),
+            r,
+        )
     })
     .await
     .map(Json)

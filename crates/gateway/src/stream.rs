@@ -39,7 +39,7 @@ fn to_event(p: &Pushed) -> Event {
 }
 
 /// The device a refused stream connection claimed to be, for the audit log.
-fn claimed_device(headers: &HeaderMap) -> String {
+pub(crate) fn claimed_device(headers: &HeaderMap) -> String {
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

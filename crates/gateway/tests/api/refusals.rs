@@ -9,6 +9,8 @@ pub trait Refusals {
     fn expect_rejection(&self, f: &Refusal, code: &str);
     /// A refused pairing: `code`, audited as `pairing.rejected`.
     fn expect_pairing_rejection(&self, f: &Refusal, code: &str);
+    /// A refused passkey change: `code`, audited (aggregated) as `passkey.refused`.
+    fn expect_passkey_refusal(&self, f: &Refusal, code: &str);
 }
 
 impl Refusals for TestGateway {
@@ -22,6 +24,12 @@ impl Refusals for TestGateway {
     fn expect_pairing_rejection(&self, f: &Refusal, code: &str) {
         assert_eq!(f.code(), Some(code), "{f:?}");
         expect_audited(self, "pairing.rejected", code);
+    }
+
+    fn expect_passkey_refusal(&self, f: &Refusal, code: &str) {
+        assert_eq!(f.code(), Some(code), "{f:?}");
+        assert!((400..500).contains(&f.status), "{f:?}");
+        expect_audited(self, "passkey.refused", code);
     }
 }
 
