@@ -42,6 +42,7 @@ export const HINTS: Record<ErrorCode, string | null> = {
   key_already_registered: "Use another key for the backup passkey.",
   pin_policy: null,
   pin_already_set: null,
+  attestation_rejected: "Use a security key model the gateway's administrator allows.",
   unknown_enrolment: "Start adding the passkey again.",
   enrolment_used: null,
   enrolment_expired: "Start adding the passkey again, and finish within five minutes.",

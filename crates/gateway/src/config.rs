@@ -58,6 +58,25 @@ pub struct Config {
     pub max_match_failures: u32,
     /// How often pending requests are checked for expiry, in milliseconds.
     pub expiry_sweep_ms: u64,
+    /// Which passkeys may register: `none` (any authenticator; its AAGUID is only a claim) or
+    /// `direct` (only authenticators whose attestation chains to a CA in `attestation_ca`).
+    pub attestation: Attestation,
+    /// PEM files of the attestation root CAs trusted with `attestation = "direct"`.
+    pub attestation_ca: Vec<PathBuf>,
+    /// With `attestation = "direct"`, only these AAGUIDs (verified by the chain) may register;
+    /// empty: any model the CAs attest.
+    pub allowed_aaguids: Vec<uuid::Uuid>,
+}
+
+/// The attestation a passkey's registration must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attestation {
+    /// Any authenticator; nothing about its model is verified.
+    #[default]
+    None,
+    /// The authenticator's attestation statement must verify up to a configured CA.
+    Direct,
 }
 
 impl Default for Config {
@@ -81,6 +100,9 @@ impl Default for Config {
             deny_requires_passkey: false,
             max_match_failures: 3,
             expiry_sweep_ms: 1000,
+            attestation: Attestation::None,
+            attestation_ca: Vec::new(),
+            allowed_aaguids: Vec::new(),
         }
     }
 }

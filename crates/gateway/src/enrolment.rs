@@ -12,7 +12,7 @@ use countersign_protocol::{
 use serde::Deserialize as _;
 use serde_json::json;
 use webauthn_rs::prelude::{
-    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+    PasskeyAuthentication, PublicKeyCredential, RegisterPublicKeyCredential,
 };
 
 use crate::ceremony::{check_client_data, passkey_error};
@@ -45,10 +45,8 @@ pub fn begin(gw: &Gateway, device: &Device) -> Result<PasskeyEnrolment, ApiError
             .start_passkey_authentication(&passkeys)
             .map_err(|e| ApiError::internal("start passkey authentication", e))?;
         let existing = passkeys.iter().map(|p| p.cred_id().clone()).collect();
-        let (creation, registration_state) = gw
-            .webauthn
-            .start_passkey_registration(user_id, &approver, &approver, Some(existing))
-            .map_err(|e| ApiError::internal("start passkey registration", e))?;
+        let (creation, registration_state) =
+            crate::attestation::start(gw, user_id, &approver, existing)?;
         let enrolment_id = uuid::Uuid::new_v4().to_string();
         let expires_at = now + ENROLMENT_WINDOW_SECONDS;
         tx.insert_enrolment(
@@ -141,17 +139,10 @@ pub fn add(gw: &Gateway, device: &Device, body: &[u8]) -> Result<Signed<PasskeyL
         cred.response.client_data_json.as_ref(),
         Ceremony::Create,
     )?;
-    let registration_state: PasskeyRegistration = serde_json::from_str(&row.registration_state)
-        .map_err(|e| ApiError::internal("stored registration state", e))?;
-    let passkey = gw
-        .webauthn
-        .finish_passkey_registration(&cred, &registration_state)
-        .map_err(|e| {
-            ApiError::forbidden(
-                ErrorCode::PasskeyRegistrationRejected,
-                format!("The passkey registration does not verify: {e}."),
-            )
-        })?;
+    let registration_state: crate::attestation::Registration =
+        serde_json::from_str(&row.registration_state)
+            .map_err(|e| ApiError::internal("stored registration state", e))?;
+    let passkey = crate::attestation::finish(gw, &cred, &registration_state)?;
     let cred_id = base64_cred_id(&passkey);
     let aaguid = claimed_aaguid(&cred);
     gw.store

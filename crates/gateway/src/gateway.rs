@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use countersign_protocol::{KeyPair, PROTOCOL_VERSION};
-use webauthn_rs::prelude::{Webauthn, WebauthnBuilder};
+use webauthn_rs::prelude::{AttestationCaList, Webauthn, WebauthnBuilder};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -29,6 +29,8 @@ pub struct Gateway {
     pub clock: Clock,
     pub hub: Arc<Hub>,
     pub webauthn: Webauthn,
+    /// With `attestation = "direct"`: the CAs (and AAGUIDs) a registration must attest to.
+    pub attestation_cas: Option<AttestationCaList>,
     /// Woken whenever any request changes state, for long-polling requesters.
     pub changes: tokio::sync::Notify,
     /// Device-auth nonces seen inside the clock window, so a captured header is used once.
@@ -68,6 +70,7 @@ impl Gateway {
                 origin: config.webauthn_origin.to_string(),
                 reason: e.to_string(),
             })?;
+        let attestation_cas = crate::attestation::ca_list(&config)?;
         let fingerprint = key.public().fingerprint();
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(tls::load(cert, key)?),
@@ -86,6 +89,7 @@ impl Gateway {
             clock: Clock::default(),
             hub,
             webauthn,
+            attestation_cas,
             changes: tokio::sync::Notify::new(),
             seen_nonces: std::sync::Mutex::new(std::collections::HashMap::new()),
             tls,

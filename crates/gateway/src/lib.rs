@@ -29,6 +29,7 @@
 
 pub mod admin;
 pub mod approvals;
+pub mod attestation;
 pub mod ceremony;
 pub mod checkpoints;
 pub mod client;

@@ -10,7 +10,7 @@ use countersign_protocol::{
 };
 use serde_json::json;
 use sha2::Digest as _;
-use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
+use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
 use crate::error::{ApiError, StoreError};
 use crate::gateway::Gateway;
@@ -122,10 +122,7 @@ fn start_inner(gw: &Gateway, body: &[u8]) -> Result<PairChallenge, ApiError> {
             .iter()
             .map(|p| p.cred_id().clone())
             .collect();
-        let (ccr, state) = gw
-            .webauthn
-            .start_passkey_registration(user_id, &approver, &approver, Some(existing))
-            .map_err(|e| ApiError::internal("start passkey registration", e))?;
+        let (ccr, state) = crate::attestation::start(gw, user_id, &approver, existing)?;
         let pairing_id = uuid::Uuid::new_v4().to_string();
         tx.insert_pairing(
             &pairing_id,
@@ -191,11 +188,9 @@ fn finish_inner(gw: &Gateway, body: &[u8]) -> Result<Signed<Paired>, ApiError> {
         let cred: RegisterPublicKeyCredential = serde_json::from_value(f.credential.clone())
             .map_err(|e| ApiError::bad_request(ErrorCode::BadCredential, format!("The passkey registration is malformed: {e}.")))?;
         crate::ceremony::check_client_data(gw, cred.response.client_data_json.as_ref(), Ceremony::Create)?;
-        let state: PasskeyRegistration =
+        let state: crate::attestation::Registration =
             serde_json::from_str(&state).map_err(|e| ApiError::internal("stored registration", e))?;
-        let passkey = gw.webauthn.finish_passkey_registration(&cred, &state).map_err(|e| {
-            ApiError::forbidden(ErrorCode::PasskeyRegistrationRejected, format!("The passkey registration does not verify: {e}."))
-        })?;
+        let passkey = crate::attestation::finish(gw, &cred, &state)?;
         let row = passkey_row(&passkey)?;
         tx.use_pairing(&f.pairing_id, now)?;
         let device_id = uuid::Uuid::new_v4().to_string();

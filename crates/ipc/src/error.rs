@@ -213,6 +213,8 @@ ipc_codes! {
     PasskeyRegistrationRejected = "passkey_registration_rejected",
     /// Gateway: This passkey credential is already registered (409).
     PasskeyExists = "passkey_exists",
+    /// Gateway: The authenticator's attestation does not meet the gateway's policy (403).
+    AttestationRejected = "attestation_rejected",
     /// Gateway: No passkey enrolment by this id for this device (404).
     UnknownEnrolment = "unknown_enrolment",
     /// Gateway: The passkey enrolment was already completed (409).

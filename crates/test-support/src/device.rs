@@ -67,6 +67,18 @@ impl Device {
         link: &PairingLink,
         name: &str,
     ) -> Result<Device, Refusal> {
+        let (token, _ca) = SoftToken::new(true).unwrap();
+        Self::pair_with(http, link, name, token).await
+    }
+
+    /// Pairs as [`Device::pair`] does, with the passkey on `token` (whose attestation CA the
+    /// caller may have made the gateway trust).
+    pub async fn pair_with(
+        http: &reqwest::Client,
+        link: &PairingLink,
+        name: &str,
+        mut token: SoftToken,
+    ) -> Result<Device, Refusal> {
         let key = KeyPair::generate();
         let start = PairStart {
             v: PROTOCOL_VERSION,
@@ -83,7 +95,6 @@ impl Device {
         let challenge: PairChallenge = answer(resp).await?;
         assert_eq!(challenge.gateway_key.fingerprint(), link.fingerprint);
         let origin = Url::parse(&challenge.webauthn_origin).unwrap();
-        let (mut token, _) = SoftToken::new(true).unwrap();
         let credential = register_with(
             &mut token,
             &origin,

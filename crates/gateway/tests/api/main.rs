@@ -3,6 +3,7 @@
 //! software authenticator from webauthn-authenticator-rs as the approver's passkey. These tests
 //! speak the protocol directly (no approver engine), so each gateway rule is checked on its own.
 
+mod attestation;
 mod devices;
 mod passkeys;
 mod refusals;

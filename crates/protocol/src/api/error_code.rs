@@ -136,6 +136,8 @@ error_codes! {
     PasskeyRegistrationRejected = "passkey_registration_rejected",
     /// This passkey credential is already registered (409).
     PasskeyExists = "passkey_exists",
+    /// The authenticator's attestation does not meet the gateway's attestation policy (403).
+    AttestationRejected = "attestation_rejected",
     // ---- the passkey endpoints (/v2/passkeys...)
     /// No passkey enrolment by this id, for this device (404).
     UnknownEnrolment = "unknown_enrolment",
