@@ -501,6 +501,9 @@ async fn openapi_names_every_route() {
                     "CHECKPOINTS" => "/v2/checkpoints",
                     "CHECKPOINT_LATEST" => "/v2/checkpoints/latest",
                     "REPORTS" => "/v2/reports",
+                    "PASSKEYS" => "/v2/passkeys",
+                    "PASSKEYS_ENROL" => "/v2/passkeys/enrol",
+                    "PASSKEYS_REMOVE" => "/v2/passkeys/remove",
                     other => panic!("unknown path constant {other}"),
                 }
                 .to_string()
