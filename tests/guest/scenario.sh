@@ -41,7 +41,9 @@ unplug() {
     fail "/dev/hidraw0 stayed after the key was pulled out"
 }
 
-gw=("$bin/countersign-gateway" --data-dir "$w/gw")
+# This gateway wants a passkey for denials too.
+printf 'deny_requires_passkey = true\n' >"$w/gateway.toml"
+gw=("$bin/countersign-gateway" --config "$w/gateway.toml" --data-dir "$w/gw")
 cs=("$bin/countersign" --data-dir "$w/alice" --key-store file --authenticator usb)
 
 plug
@@ -81,9 +83,14 @@ wait "$req" || fail "the requester did not see the approval"
 ok "approved with the security key; the requester saw it"
 
 request deny
-"${cs[@]}" deny "$id" --reason "not now" >"$w/deny.out" 2>&1 || fail "deny"
+"${cs[@]}" deny "$id" --reason "not now" >"$w/deny-nokey.out" 2>&1 </dev/null &&
+    fail "denied without the passkey the gateway wants"
+grep -q 'wants this denial confirmed' "$w/deny-nokey.out" || fail "a deny without a PIN did not say why"
+grep -q 'needs its PIN' "$w/deny-nokey.out" || fail "a deny without a PIN did not say pin_required"
+echo 1234 | "${cs[@]}" --pin-stdin deny "$id" --reason "not now" >"$w/deny.out" 2>&1 || fail "deny"
+grep -q 'security key' "$w/deny.out" || fail "the deny did not use the security key"
 wait "$req" && fail "the requester saw an approval after a deny"
-ok "denied; the requester saw it"
+ok "denied with the security key (the gateway wants a passkey to deny); the requester saw it"
 
 # A wrong PIN: refused with its code and the tries the key says are left, nothing signed.
 request wrong-pin

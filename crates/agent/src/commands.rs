@@ -97,8 +97,21 @@ async fn approve(agent: &Agent, id: String, match_code: Option<String>) -> Res<D
 }
 
 async fn deny(agent: &Agent, id: &str, reason: &str) -> Res<DecisionView> {
-    let outcome = agent.state.engine.deny(id, reason).await?;
-    decided(&agent.state.engine, id, &outcome.delivery)
+    let engine = agent.state.engine.clone();
+    if !engine.deny_needs_passkey(id)? {
+        let outcome = engine.deny(id, reason).await?;
+        return decided(&engine, id, &outcome.delivery);
+    }
+    // The gateway wants the denial confirmed with the passkey: a ceremony, as for approving.
+    let slot = agent.state.authenticator_slot();
+    let (run, why) = (id.to_owned(), reason.to_owned());
+    let e2 = engine.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let outcome = crate::state::spawn_blocking(move || {
+        slot.with(|a| runtime.block_on(e2.deny_with(&run, &why, Some(a))))
+    })
+    .await?;
+    decided(&engine, id, &outcome.delivery)
 }
 
 /// "I did not expect this": denies with a fixed reason and reports the request to its gateway,

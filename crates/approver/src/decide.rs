@@ -111,11 +111,30 @@ impl Engine {
         self.decide(&item, signed).await
     }
 
-    /// Denies `request_id`. No passkey is needed; the decision is still device-signed.
+    /// Denies `request_id` without a passkey (the decision is still device-signed). A request
+    /// whose gateway wants a passkey for denials too is refused with
+    /// [`EngineError::DenyNeedsPasskey`]: use [`Engine::deny_with`].
     pub async fn deny(
         &self,
         request_id: &str,
         reason: &str,
+    ) -> Result<DecisionOutcome, EngineError> {
+        self.deny_with(request_id, reason, None).await
+    }
+
+    /// Whether denying `request_id` needs a passkey ceremony (its signed request says so).
+    pub fn deny_needs_passkey(&self, request_id: &str) -> Result<bool, EngineError> {
+        Ok(self.show(request_id)?.request.body.deny_needs_passkey)
+    }
+
+    /// Denies `request_id`, with a passkey assertion by `authenticator` when given (required
+    /// when the request says its gateway wants one). Blocks the calling thread for the
+    /// ceremony.
+    pub async fn deny_with(
+        &self,
+        request_id: &str,
+        reason: &str,
+        authenticator: Option<&mut dyn Authenticator>,
     ) -> Result<DecisionOutcome, EngineError> {
         let item = self.show(request_id)?;
         self.check_decidable(&item)?;
@@ -123,12 +142,19 @@ impl Engine {
         if reason.is_empty() {
             return Err(EngineError::InvalidInput("a denial needs a reason".into()));
         }
+        let assertion = match authenticator {
+            Some(a) => Some(self.assertion_for(item.id(), a)?),
+            None if item.request.body.deny_needs_passkey => {
+                return Err(EngineError::DenyNeedsPasskey(item.id().to_owned()))
+            }
+            None => None,
+        };
         let signed = self.sign_decision(
             item.id(),
             Verdict::Deny,
             Some(reason.to_owned()),
             None,
-            None,
+            assertion,
         )?;
         self.decide(&item, signed).await
     }

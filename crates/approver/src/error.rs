@@ -56,6 +56,8 @@ pub enum EngineError {
     },
     #[error("Request {0} requires the match code the requester sees; pass it with --match-code.")]
     MatchCodeRequired(String),
+    #[error("The gateway of request {0} wants a passkey for denials too; confirm with your security key.")]
+    DenyNeedsPasskey(String),
     #[error("No passkey authenticator is chosen; pass --authenticator usb for a security key, or --authenticator soft (or set COUNTERSIGN_AUTHENTICATOR=soft) for the development-mode software authenticator.")]
     NoAuthenticator,
     #[error("`{0}` is not an authenticator; choose `soft` or `usb`.")]
@@ -148,6 +150,7 @@ impl EngineError {
             EngineError::RequestExpired { .. } => "request_expired",
             EngineError::AlreadyDecided { .. } => "already_decided",
             EngineError::MatchCodeRequired(_) => "match_code_required",
+            EngineError::DenyNeedsPasskey(_) => "passkey_required",
             EngineError::NoAuthenticator => "no_authenticator",
             EngineError::UnknownAuthenticator(_) => "unknown_authenticator",
             EngineError::SecurityKeyUnsupported => "security_key_unsupported",

@@ -78,6 +78,7 @@ pub fn create_request(
         approvers,
         min_approvals: new.min_approvals,
         match_required,
+        deny_needs_passkey: gw.config.deny_requires_passkey,
     };
     body.validate()
         .map_err(|e| ApiError::bad_request(ErrorCode::InvalidRequest, e.to_string()))?;

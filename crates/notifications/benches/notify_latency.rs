@@ -35,6 +35,7 @@ fn item(key: &KeyPair, i: usize, now: i64) -> RequestFacts {
         approvers: vec!["alice@example.com".into()],
         min_approvals: 1,
         match_required: false,
+        deny_needs_passkey: false,
     };
     let request = Signed::sign(key, body).unwrap();
     RequestFacts::from_request("gw", &request.body)

@@ -52,6 +52,7 @@ pub fn request(gateway_fingerprint: &str) -> ApprovalRequest {
         approvers: vec!["alice@example.com".into(), "bob@example.com".into()],
         min_approvals: 2,
         match_required: true,
+        deny_needs_passkey: false,
     }
 }
 

@@ -214,6 +214,10 @@ pub struct ApprovalRequest {
     pub min_approvals: u32,
     /// When true the approver must type the code the requester was shown.
     pub match_required: bool,
+    /// When true a denial must carry a passkey assertion too. Omitted when false, so requests
+    /// signed before it existed keep their canonical form.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deny_needs_passkey: bool,
 }
 
 impl SignedBody for ApprovalRequest {
@@ -505,6 +509,7 @@ mod tests {
             approvers: vec!["alice@example.com".into()],
             min_approvals: 1,
             match_required: false,
+            deny_needs_passkey: false,
         }
     }
 

@@ -88,6 +88,8 @@ fn request() -> impl Strategy<Value = ApprovalRequest> {
                     approvers: approvers.clone(),
                     min_approvals,
                     match_required,
+                    // Both forms: omitted (false) and present (true) round-trip and verify.
+                    deny_needs_passkey: min_approvals % 2 == 0,
                 })
             },
         )

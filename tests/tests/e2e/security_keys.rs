@@ -36,7 +36,10 @@ struct Bench {
 
 impl Bench {
     async fn new(keys: &[&FakeKey], person: ScriptedPerson) -> Bench {
-        let gw = TestGateway::start().await;
+        Self::on(TestGateway::start().await, keys, person)
+    }
+
+    fn on(gw: TestGateway, keys: &[&FakeKey], person: ScriptedPerson) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::open(dir.path().join("approver")).unwrap();
         Bench {
@@ -600,4 +603,29 @@ async fn a_backup_key_is_added_with_a_proof_approves_alone_and_the_last_passkey_
         key_error(e),
         KeyError::NoMatchingCredential { .. }
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_wants_a_passkey_to_deny_gets_one() {
+    let key = FakeKey::new(KeyConfig::with_pin("1234"));
+    let gw = TestGateway::start_with(|c| c.deny_requires_passkey = true).await;
+    let b = Bench::on(gw, &[&key], ScriptedPerson::typing(&["1234"]));
+    b.pair().await.unwrap();
+    let id = b.request().await;
+    // The signed request says so, and a denial without the ceremony is refused before signing.
+    assert!(b.engine.deny_needs_passkey(&id).unwrap());
+    let e = b.engine.deny(&id, "not now").await.unwrap_err();
+    assert_eq!(e.code(), "passkey_required");
+    assert!(matches!(e, EngineError::DenyNeedsPasskey(_)));
+    // With the key: the PIN, a touch, and the gateway accepts the denial.
+    b.person.take_asked();
+    b.person.will_type(&["1234"]);
+    let mut auth = b.authenticator(Duration::from_secs(10));
+    let out = b
+        .engine
+        .deny_with(&id, "not now", Some(&mut auth))
+        .await
+        .unwrap();
+    delivered(out.delivery);
+    assert_eq!(b.person.take_asked(), vec![first_ask(), Asked::Touch(1)]);
 }

@@ -123,6 +123,7 @@ impl Rig {
             approvers: vec![APPROVER.into(), "bob@example.com".into()],
             min_approvals: 1,
             match_required: false,
+            deny_needs_passkey: false,
         }
     }
 

@@ -107,6 +107,7 @@ fn item(r: Req<'_>) -> RequestFacts {
         approvers: vec!["alice@example.com".into()],
         min_approvals: 1,
         match_required: false,
+        deny_needs_passkey: false,
     };
     let request = Signed::sign(&key, body).unwrap();
     RequestFacts::from_request("gw-fingerprint", &request.body)

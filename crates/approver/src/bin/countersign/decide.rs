@@ -30,6 +30,16 @@ pub async fn deny(ctx: &Ctx, id: &str, reason: &str, offline: bool) -> anyhow::R
     ctx.maybe_sync(offline).await?;
     // Denying is safe whatever the text says; the flags are still shown.
     warn_flagged(ctx, id)?;
+    if ctx.engine.deny_needs_passkey(id)? {
+        // The gateway wants the denial confirmed like an approval.
+        eprintln!("The gateway wants this denial confirmed with your passkey.");
+        let mut auth = ctx.authenticator()?;
+        let out = ctx
+            .engine
+            .deny_with(id, reason, Some(auth.as_mut()))
+            .await?;
+        return decision_result(ctx, &out, Some(auth.kind().describe()));
+    }
     let out = ctx.engine.deny(id, reason).await?;
     decision_result(ctx, &out, None)
 }

@@ -49,6 +49,7 @@ fn signed_request() -> Signed<ApprovalRequest> {
         approvers: vec!["alice@example.com".into()],
         min_approvals: 1,
         match_required: false,
+        deny_needs_passkey: false,
     };
     Signed::sign(&key(), body).unwrap()
 }
