@@ -1,4 +1,5 @@
-//! The attestation policy (`attestation`, `attestation_ca`, `allowed_aaguids`): which
+//! The attestation policy (`attestation`, `attestation_ca`, `allowed_aaguids`; the CA list is
+//! built from the configuration by `config::attestation_cas`): which
 //! authenticators may register a passkey, for pairing and for adding one. With `none` any
 //! authenticator registers and its AAGUID is only what it claims. With `direct` the
 //! registration's attestation statement must verify up to one of the configured root CAs
@@ -9,71 +10,14 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use webauthn_rs::prelude::{
-    AttestationCaList, AttestationCaListBuilder, AttestedPasskeyRegistration,
-    CreationChallengeResponse, CredentialID, Passkey, PasskeyRegistration,
-    RegisterPublicKeyCredential,
+    AttestedPasskeyRegistration, CreationChallengeResponse, CredentialID, Passkey,
+    PasskeyRegistration, RegisterPublicKeyCredential,
 };
 
 use countersign_protocol::api::ErrorCode;
 
-use crate::config::{Attestation, Config};
-use crate::error::{ApiError, GatewayError};
+use crate::error::ApiError;
 use crate::gateway::Gateway;
-
-/// The CA list the configuration names, or None for `attestation = "none"`.
-pub fn ca_list(config: &Config) -> Result<Option<AttestationCaList>, GatewayError> {
-    let invalid = |why: String| GatewayError::Invalid(why);
-    match config.attestation {
-        Attestation::None => {
-            if !config.allowed_aaguids.is_empty() {
-                return Err(invalid(
-                    "allowed_aaguids needs attestation = \"direct\": an AAGUID is only what a key claims until its attestation chain is verified."
-                        .into(),
-                ));
-            }
-            Ok(None)
-        }
-        Attestation::Direct => {
-            if config.attestation_ca.is_empty() {
-                return Err(invalid(
-                    "attestation = \"direct\" needs attestation_ca: the PEM files of the root CAs to trust."
-                        .into(),
-                ));
-            }
-            let mut list = AttestationCaList::default();
-            let mut builder = AttestationCaListBuilder::new();
-            for path in &config.attestation_ca {
-                let pem = std::fs::read(path)
-                    .map_err(|e| invalid(format!("attestation_ca {}: {e}.", path.display())))?;
-                let bad = |e: &dyn std::fmt::Debug| {
-                    invalid(format!(
-                        "attestation_ca {} is not a PEM certificate: {e:?}.",
-                        path.display()
-                    ))
-                };
-                if config.allowed_aaguids.is_empty() {
-                    let one = AttestationCaList::try_from(pem.as_slice()).map_err(|e| bad(&e))?;
-                    list.union(&one);
-                } else {
-                    for aaguid in &config.allowed_aaguids {
-                        builder
-                            .insert_device_pem(
-                                &pem,
-                                *aaguid,
-                                aaguid.to_string(),
-                                Default::default(),
-                            )
-                            .map_err(|e| bad(&e))?;
-                    }
-                }
-            }
-            if !config.allowed_aaguids.is_empty() {
-                list = builder.build();
-            }
-            Ok(Some(list))
-        }
-    }
-}
 
 /// A registration's stored state: a plain passkey's, or an attested one's.
 #[derive(Serialize, Deserialize)]

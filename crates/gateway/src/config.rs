@@ -274,3 +274,62 @@ mod tests {
             .is_err());
     }
 }
+
+/// The CA list the configuration names, or None for `attestation = "none"`.
+pub fn attestation_cas(
+    config: &Config,
+) -> Result<Option<webauthn_rs::prelude::AttestationCaList>, crate::error::GatewayError> {
+    use crate::error::GatewayError;
+    use webauthn_rs::prelude::{AttestationCaList, AttestationCaListBuilder};
+    let invalid = |why: String| GatewayError::Invalid(why);
+    match config.attestation {
+        Attestation::None => {
+            if !config.allowed_aaguids.is_empty() {
+                return Err(invalid(
+                    "allowed_aaguids needs attestation = \"direct\": an AAGUID is only what a key claims until its attestation chain is verified."
+                        .into(),
+                ));
+            }
+            Ok(None)
+        }
+        Attestation::Direct => {
+            if config.attestation_ca.is_empty() {
+                return Err(invalid(
+                    "attestation = \"direct\" needs attestation_ca: the PEM files of the root CAs to trust."
+                        .into(),
+                ));
+            }
+            let mut list = AttestationCaList::default();
+            let mut builder = AttestationCaListBuilder::new();
+            for path in &config.attestation_ca {
+                let pem = std::fs::read(path)
+                    .map_err(|e| invalid(format!("attestation_ca {}: {e}.", path.display())))?;
+                let bad = |e: &dyn std::fmt::Debug| {
+                    invalid(format!(
+                        "attestation_ca {} is not a PEM certificate: {e:?}.",
+                        path.display()
+                    ))
+                };
+                if config.allowed_aaguids.is_empty() {
+                    let one = AttestationCaList::try_from(pem.as_slice()).map_err(|e| bad(&e))?;
+                    list.union(&one);
+                } else {
+                    for aaguid in &config.allowed_aaguids {
+                        builder
+                            .insert_device_pem(
+                                &pem,
+                                *aaguid,
+                                aaguid.to_string(),
+                                Default::default(),
+                            )
+                            .map_err(|e| bad(&e))?;
+                    }
+                }
+            }
+            if !config.allowed_aaguids.is_empty() {
+                list = builder.build();
+            }
+            Ok(Some(list))
+        }
+    }
+}

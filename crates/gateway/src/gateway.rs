@@ -70,7 +70,7 @@ impl Gateway {
                 origin: config.webauthn_origin.to_string(),
                 reason: e.to_string(),
             })?;
-        let attestation_cas = crate::attestation::ca_list(&config)?;
+        let attestation_cas = crate::config::attestation_cas(&config)?;
         let fingerprint = key.public().fingerprint();
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(tls::load(cert, key)?),
