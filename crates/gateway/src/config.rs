@@ -233,48 +233,6 @@ impl Config {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn layers_apply_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("g.toml");
-        std::fs::write(
-            &p,
-            "listen = \"127.0.0.1:9000\"\nname = \"file\"\nmatch_required_actions = [\"sql.*\"]\nmatch_required_resources = [\"prod-*\", \"billing\"]\n",
-        )
-        .unwrap();
-        let mut c = Config::from_file(&p).unwrap();
-        assert_eq!(c.listen.port(), 9000);
-        c.apply_env(|k| (k == "COUNTERSIGN_LISTEN").then(|| "127.0.0.1:9001".to_string()))
-            .unwrap();
-        assert_eq!(c.listen.port(), 9001);
-        assert_eq!(c.name, "file");
-        assert!(c.match_required_for("sql.exec", "staging-db"));
-        assert!(c.match_required_for("deploy", "prod-api"));
-        assert!(c.match_required_for("deploy", "billing"));
-        assert!(!c.match_required_for("deploy", "billing-eu"));
-        assert!(!c.match_required_for("deploy", "staging-api"));
-    }
-
-    #[test]
-    fn unknown_keys_and_bad_env_are_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("g.toml");
-        std::fs::write(&p, "lisen = 1\n").unwrap();
-        assert!(matches!(
-            Config::from_file(&p),
-            Err(ConfigError::Parse { .. })
-        ));
-        let mut c = Config::default();
-        assert!(c
-            .apply_env(|k| (k == "COUNTERSIGN_LISTEN").then(|| "nope".to_string()))
-            .is_err());
-    }
-}
-
 /// The CA list the configuration names, or None for `attestation = "none"`.
 pub fn attestation_cas(
     config: &Config,
@@ -331,5 +289,47 @@ pub fn attestation_cas(
             }
             Ok(Some(list))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.toml");
+        std::fs::write(
+            &p,
+            "listen = \"127.0.0.1:9000\"\nname = \"file\"\nmatch_required_actions = [\"sql.*\"]\nmatch_required_resources = [\"prod-*\", \"billing\"]\n",
+        )
+        .unwrap();
+        let mut c = Config::from_file(&p).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        c.apply_env(|k| (k == "COUNTERSIGN_LISTEN").then(|| "127.0.0.1:9001".to_string()))
+            .unwrap();
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.name, "file");
+        assert!(c.match_required_for("sql.exec", "staging-db"));
+        assert!(c.match_required_for("deploy", "prod-api"));
+        assert!(c.match_required_for("deploy", "billing"));
+        assert!(!c.match_required_for("deploy", "billing-eu"));
+        assert!(!c.match_required_for("deploy", "staging-api"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_env_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.toml");
+        std::fs::write(&p, "lisen = 1\n").unwrap();
+        assert!(matches!(
+            Config::from_file(&p),
+            Err(ConfigError::Parse { .. })
+        ));
+        let mut c = Config::default();
+        assert!(c
+            .apply_env(|k| (k == "COUNTERSIGN_LISTEN").then(|| "nope".to_string()))
+            .is_err());
     }
 }
