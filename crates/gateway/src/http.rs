@@ -224,13 +224,17 @@ async fn upload_checkpoint(
     .map(Json)
 }
 
-async fn enrol_passkey(
-    State(gw): State<Arc<Gateway>>,
+/// A passkey endpoint: the device authenticated for `method` and `path`, then `f`; a refusal
+/// is audited (aggregated `passkey.refused`).
+async fn passkey_call<T: serde::Serialize + Send + 'static>(
+    gw: Arc<Gateway>,
     headers: HeaderMap,
-) -> Result<Json<countersign_protocol::PasskeyEnrolment>, ApiError> {
+    method: &'static str,
+    path: &'static str,
+    f: impl FnOnce(&Gateway, &devices::Device) -> Result<T, ApiError> + Send + 'static,
+) -> Result<Json<T>, ApiError> {
     gw.blocking(move |gw| {
-        let r = devices::authenticate_device(gw, &headers, "POST", paths::PASSKEYS_ENROL)
-            .and_then(|device| crate::enrolment::begin(gw, &device));
+        let r = devices::authenticate_device(gw, &headers, method, path).and_then(|d| f(gw, &d));
         refused(
             gw,
             PASSKEY_REFUSED,
@@ -240,6 +244,20 @@ async fn enrol_passkey(
     })
     .await
     .map(Json)
+}
+
+async fn enrol_passkey(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Result<Json<countersign_protocol::PasskeyEnrolment>, ApiError> {
+    passkey_call(
+        gw,
+        headers,
+        "POST",
+        paths::PASSKEYS_ENROL,
+        crate::enrolment::begin,
+    )
+    .await
 }
 
 async fn add_passkey(
@@ -248,36 +266,17 @@ async fn add_passkey(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Signed<countersign_protocol::PasskeyList>>, ApiError> {
     let b = body(b)?;
-    gw.blocking(move |gw| {
-        let r = devices::authenticate_device(gw, &headers, "POST", paths::PASSKEYS)
-            .and_then(|device| crate::enrolment::add(gw, &device, &b));
-        refused(
-            gw,
-            PASSKEY_REFUSED,
-            &crate::stream::claimed_device(&headers),
-            r,
-        )
+    passkey_call(gw, headers, "POST", paths::PASSKEYS, move |gw, d| {
+        crate::enrolment::add(gw, d, &b)
     })
     .await
-    .map(Json)
 }
 
 async fn list_passkeys(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
 ) -> Result<Json<Signed<countersign_protocol::PasskeyList>>, ApiError> {
-    gw.blocking(move |gw| {
-        let r = devices::authenticate_device(gw, &headers, "GET", paths::PASSKEYS)
-            .and_then(|device| crate::enrolment::list(gw, &device));
-        refused(
-            gw,
-            PASSKEY_REFUSED,
-            &crate::stream::claimed_device(&headers),
-            r,
-        )
-    })
-    .await
-    .map(Json)
+    passkey_call(gw, headers, "GET", paths::PASSKEYS, crate::enrolment::list).await
 }
 
 async fn remove_passkey(
@@ -286,18 +285,10 @@ async fn remove_passkey(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Signed<countersign_protocol::PasskeyList>>, ApiError> {
     let b = body(b)?;
-    gw.blocking(move |gw| {
-        let r = devices::authenticate_device(gw, &headers, "POST", paths::PASSKEYS_REMOVE)
-            .and_then(|device| crate::enrolment::remove(gw, &device, &b));
-        refused(
-            gw,
-            PASSKEY_REFUSED,
-            &crate::stream::claimed_device(&headers),
-            r,
-        )
+    passkey_call(gw, headers, "POST", paths::PASSKEYS_REMOVE, move |gw, d| {
+        crate::enrolment::remove(gw, d, &b)
     })
     .await
-    .map(Json)
 }
 
 async fn latest_checkpoint(

@@ -33,6 +33,13 @@ async fn call<B: serde::Serialize, T: serde::de::DeserializeOwned>(
     answer(req.send().await.unwrap()).await
 }
 
+/// A `POST /v2/passkeys` of `body` by `d` that the gateway refuses.
+async fn refused_add(h: &TestGateway, d: &Device, body: &Signed<PasskeyAdd>) -> Refusal {
+    call::<_, Signed<PasskeyList>>(h, d, reqwest::Method::POST, paths::PASSKEYS, Some(body))
+        .await
+        .unwrap_err()
+}
+
 async fn enrol(h: &TestGateway, d: &Device) -> PasskeyEnrolment {
     call::<(), _>(h, d, reqwest::Method::POST, paths::PASSKEYS_ENROL, None)
         .await
@@ -96,40 +103,16 @@ async fn a_passkey_is_added_once_with_a_proof_by_the_enrolled_device() {
     let mut crossed = add_body(&other, &mut alice.token, &mut backup, &alice.key, &alice.id);
     crossed.body.enrolment_id = e.enrolment_id.clone();
     let crossed = Signed::sign(&alice.key, crossed.body).unwrap();
-    let err = call::<_, Signed<PasskeyList>>(
-        &h,
-        &alice,
-        reqwest::Method::POST,
-        paths::PASSKEYS,
-        Some(&crossed),
-    )
-    .await
-    .unwrap_err();
+    let err = refused_add(&h, &alice, &crossed).await;
     h.expect_passkey_refusal(&err, "assertion_not_for_this_request");
 
     // Another device may not complete alice's enrolment, nor name alice's device.
     let body = add_body(&e, &mut alice.token, &mut backup, &bob.key, &bob.id);
-    let err = call::<_, Signed<PasskeyList>>(
-        &h,
-        &bob,
-        reqwest::Method::POST,
-        paths::PASSKEYS,
-        Some(&body),
-    )
-    .await
-    .unwrap_err();
+    let err = refused_add(&h, &bob, &body).await;
     h.expect_passkey_refusal(&err, "unknown_enrolment");
     let e = enrol(&h, &alice).await;
     let body = add_body(&e, &mut alice.token, &mut backup, &bob.key, &alice.id);
-    let err = call::<_, Signed<PasskeyList>>(
-        &h,
-        &bob,
-        reqwest::Method::POST,
-        paths::PASSKEYS,
-        Some(&body),
-    )
-    .await
-    .unwrap_err();
+    let err = refused_add(&h, &bob, &body).await;
     h.expect_passkey_refusal(&err, "device_changed");
 
     // The proper one: added, signed list of two; the same body again is refused.
@@ -146,15 +129,7 @@ async fn a_passkey_is_added_once_with_a_proof_by_the_enrolled_device() {
     .unwrap();
     list.verify(&h.gateway_key()).unwrap();
     assert_eq!(list.body.passkeys.len(), 2);
-    let err = call::<_, Signed<PasskeyList>>(
-        &h,
-        &alice,
-        reqwest::Method::POST,
-        paths::PASSKEYS,
-        Some(&body),
-    )
-    .await
-    .unwrap_err();
+    let err = refused_add(&h, &alice, &body).await;
     h.expect_passkey_refusal(&err, "enrolment_used");
     assert_eq!(
         h.audit()
