@@ -53,6 +53,11 @@ impl AuthenticatorKind {
 pub trait Authenticator: Send {
     fn kind(&self) -> AuthenticatorKind;
     fn label(&self) -> &str;
+    /// True for the authenticators only development and tests use: the software one, and a
+    /// security key over the development socket. They are labelled wherever they show.
+    fn development_mode(&self) -> bool {
+        self.kind() == AuthenticatorKind::Software
+    }
     fn register(
         &mut self,
         origin: &Url,
@@ -77,6 +82,9 @@ pub trait Authenticator: Send {
 pub enum AuthenticatorChoice {
     Soft,
     Usb,
+    /// A security key behind the development socket (`<data dir>/dev-key.sock`), served by a
+    /// test harness: development mode only.
+    DevKey,
 }
 
 impl FromStr for AuthenticatorChoice {
@@ -85,6 +93,7 @@ impl FromStr for AuthenticatorChoice {
         match s {
             "soft" => Ok(AuthenticatorChoice::Soft),
             "usb" => Ok(AuthenticatorChoice::Usb),
+            "dev-key" => Ok(AuthenticatorChoice::DevKey),
             other => Err(EngineError::UnknownAuthenticator(other.to_owned())),
         }
     }
@@ -95,6 +104,7 @@ impl fmt::Display for AuthenticatorChoice {
         f.write_str(match self {
             AuthenticatorChoice::Soft => "soft",
             AuthenticatorChoice::Usb => "usb",
+            AuthenticatorChoice::DevKey => "dev-key",
         })
     }
 }

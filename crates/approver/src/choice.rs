@@ -1,5 +1,6 @@
-//! How a user's choice (`--authenticator soft|usb`, or none) becomes an authenticator: the
-//! development-mode software one, or a security key (the default).
+//! How a user's choice (`--authenticator soft|usb|dev-key`, or none) becomes an authenticator:
+//! the development-mode software one, a security key (the default), or the development-mode
+//! key behind a test harness's socket.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,6 +22,12 @@ pub fn open_authenticator(
     match choice.unwrap_or(AuthenticatorChoice::Usb) {
         AuthenticatorChoice::Soft => Ok(Box::new(SoftAuthenticator::open(
             &data_dir.join(SOFT_AUTHENTICATOR_FILE),
+        )?)),
+        AuthenticatorChoice::DevKey => Ok(Box::new(crate::security_key::SecurityKey::new(
+            crate::security_key::DevKeySocket::new(
+                data_dir.join(crate::security_key::DEV_KEY_SOCKET_FILE),
+            ),
+            prompt,
         )?)),
         #[cfg(not(feature = "usb"))]
         AuthenticatorChoice::Usb => {

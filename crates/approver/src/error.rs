@@ -60,9 +60,9 @@ pub enum EngineError {
     DenyNeedsPasskey(String),
     #[error("No passkey authenticator is chosen; pass --authenticator usb for a security key, or --authenticator soft (or set COUNTERSIGN_AUTHENTICATOR=soft) for the development-mode software authenticator.")]
     NoAuthenticator,
-    #[error("`{0}` is not an authenticator; choose `soft` or `usb`.")]
+    #[error("`{0}` is not an authenticator; choose `usb`, `soft` or `dev-key`.")]
     UnknownAuthenticator(String),
-    #[error("Security keys are not supported by this version yet (there is no tested CTAP2 path); for development use the software authenticator with --authenticator soft.")]
+    #[error("This build has no USB support for security keys (built without the `usb` feature); for development use the software authenticator with --authenticator soft.")]
     SecurityKeyUnsupported,
     #[error("The passkey ceremony failed: {0}")]
     Ceremony(String),

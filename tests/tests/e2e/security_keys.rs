@@ -636,3 +636,84 @@ async fn a_gateway_that_wants_a_passkey_to_deny_gets_one() {
     delivered(out.delivery);
     assert_eq!(b.person.take_asked(), vec![first_ask(), Asked::Touch(1)]);
 }
+
+/// The development key socket (what the desktop e2e drives the app's agent through): the same
+/// ceremonies cross a Unix socket to the fake key, with its keep-alives, a wrong PIN, Cancel
+/// while it waits for a touch, and a key pulled out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_development_key_socket_carries_pin_touch_cancel_and_removal() {
+    use countersign_approver::security_key::{DevKeySocket, DEV_KEY_SOCKET_FILE};
+    use countersign_test_support::fido::KeySocket;
+
+    let key = FakeKey::new(KeyConfig::with_pin("1234"));
+    let b = Bench::new(&[], ScriptedPerson::typing(&["1234"])).await;
+    let path = b._dir.path().join(DEV_KEY_SOCKET_FILE);
+    let over_socket = |timeout: Duration| {
+        SecurityKey::new(DevKeySocket::new(path.clone()), Arc::new(b.person.clone()))
+            .unwrap()
+            .with_timeout(timeout)
+    };
+    // Nobody serving the socket: no key plugged in, asked for, and the ceremony times out.
+    let mut early = over_socket(Duration::from_millis(500));
+    assert!(early.development_mode());
+    assert!(early.label().contains("development mode"));
+    let e = b.pair_with(&mut early).await.unwrap_err();
+    assert_eq!(key_error(e), KeyError::CeremonyTimeout);
+    assert_eq!(b.person.take_asked(), vec![Asked::Insert]);
+
+    let served = KeySocket::serve(key.clone(), &path).unwrap();
+    b.pair_with(&mut over_socket(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(b.person.take_asked(), vec![first_ask(), Asked::Touch(1)]);
+
+    // A wrong PIN is counted down by the key and asked again with the tries left.
+    let id = b.request().await;
+    b.person.will_type(&["0000", "1234"]);
+    delivered(
+        b.approve(&id, &mut over_socket(Duration::from_secs(10)))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        b.person.take_asked(),
+        vec![
+            first_ask(),
+            Asked::Pin(PinAsk {
+                retries: Some(PIN_RETRIES - 1),
+                again: true
+            }),
+            Asked::Touch(1)
+        ]
+    );
+    assert_eq!(key.pin_retries(), PIN_RETRIES);
+
+    // Cancel while the key waits for a touch: the command is cancelled on the key.
+    let id = b.request().await;
+    key.set_presence(Presence::Ignore);
+    b.person.will_type(&["1234"]);
+    let person = b.person.clone();
+    let pressing = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        person.press_cancel();
+    });
+    let e = b
+        .approve(&id, &mut over_socket(Duration::from_secs(10)))
+        .await
+        .unwrap_err();
+    pressing.join().unwrap();
+    assert_eq!(key_error(e), KeyError::CeremonyCancelled);
+    assert!(key.log().iter().any(|c| c == "cancel"), "{:?}", key.log());
+    b.person.reset_cancel();
+    b.person.take_asked();
+
+    // Pulled out while it waits for a touch.
+    key.set_presence(Presence::PullOut);
+    b.person.will_type(&["1234"]);
+    let e = b
+        .approve(&id, &mut over_socket(Duration::from_secs(10)))
+        .await
+        .unwrap_err();
+    assert_eq!(key_error(e), KeyError::KeyRemoved);
+    drop(served);
+}

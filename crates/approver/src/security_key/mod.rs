@@ -18,6 +18,7 @@
 
 mod guard;
 mod prompt;
+pub mod socket;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,7 @@ use guard::{Bridge, Watch};
 #[cfg(feature = "usb")]
 pub use prompt::UsbKeys;
 pub use prompt::{KeyPrompt, KeySource, Pin, PinAsk, Unattended};
+pub use socket::{DevKeySocket, DEV_KEY_SOCKET_FILE};
 
 /// How long a ceremony may take, from its start to the key's answer.
 pub const CEREMONY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -86,12 +88,13 @@ impl<S: KeySource> SecurityKey<S> {
             .thread_name("security-key")
             .enable_all()
             .build()?;
+        let label = source.label();
         Ok(SecurityKey {
             source,
             prompt,
             timeout: CEREMONY_TIMEOUT,
             runtime: Some(runtime),
-            label: "security key".into(),
+            label,
         })
     }
 
@@ -331,6 +334,10 @@ impl<S: KeySource> Authenticator for SecurityKey<S> {
 
     fn label(&self) -> &str {
         &self.label
+    }
+
+    fn development_mode(&self) -> bool {
+        self.source.development_mode()
     }
 
     fn register(

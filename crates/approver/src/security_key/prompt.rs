@@ -77,6 +77,14 @@ pub trait KeySource: Send {
     type Token: Token + 'static;
     /// The keys plugged in now (blocking; called with the key runtime entered).
     fn tokens(&mut self) -> Result<Vec<Self::Token>, KeyError>;
+    /// How the authenticator is named to the person.
+    fn label(&self) -> String {
+        "security key".into()
+    }
+    /// True for a source that only development and tests use (labelled wherever it shows).
+    fn development_mode(&self) -> bool {
+        false
+    }
 }
 
 /// The keys on the USB bus (CTAP2 over HID: `/dev/hidraw*`).

@@ -10,6 +10,7 @@ mod client_pin;
 mod commands;
 mod host;
 mod pin;
+mod socket;
 mod state;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use webauthn_rs_proto::AuthenticatorTransport;
 
 pub use host::{Asked, FakeKeys, ScriptedPerson};
 pub use pin::Protocol;
+pub use socket::KeySocket;
 use state::{pin_hash, Params, State, Step};
 pub use state::{Ctap, KeyConfig, Presence, PIN_RETRIES};
 

@@ -19,8 +19,9 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
     /// Passkey authenticator: `usb`, a FIDO2 security key (the default), or `soft`, the
-    /// development-mode software authenticator (verifies nobody; for demos and tests).
-    #[arg(long, global = true, env = "COUNTERSIGN_AUTHENTICATOR", value_parser = ["soft", "usb"])]
+    /// development-mode software authenticator (verifies nobody; for demos and tests), or
+    /// `dev-key`, a test harness's key behind `<data dir>/dev-key.sock` (development mode).
+    #[arg(long, global = true, env = "COUNTERSIGN_AUTHENTICATOR", value_parser = ["soft", "usb", "dev-key"])]
     pub authenticator: Option<String>,
     /// Read the security key's PIN from standard input instead of the terminal, a line per
     /// ceremony (for scripts; a wrong PIN is not asked again).
