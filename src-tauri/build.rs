@@ -19,6 +19,11 @@ const COMMANDS: &[&str] = &[
     "set_settings",
     "pending_navigation",
     "quit",
+    "key_answer",
+    "key_set_pin",
+    "passkey_list",
+    "passkey_add",
+    "passkey_remove",
 ];
 
 fn main() {

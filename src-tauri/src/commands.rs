@@ -3,7 +3,7 @@
 //! only `pending_navigation` is the window's own. Nothing here decides anything.
 
 use countersign_ipc::agent::Command;
-use countersign_ipc::{IpcError, ListKind, Settings};
+use countersign_ipc::{IpcError, KeyAnswer, ListKind, Settings};
 use tauri::ipc::Response;
 use tauri::{AppHandle, State};
 
@@ -83,6 +83,35 @@ pub async fn set_settings(app: AppHandle, settings: Settings) -> Res {
 #[tauri::command]
 pub async fn quit(app: AppHandle) -> Res {
     call(&app, Command::Quit).await
+}
+
+/// The person's answer to the security key (a PIN, the next key, Cancel). The PIN is a
+/// `Secret`: never logged, wiped when dropped.
+#[tauri::command]
+pub async fn key_answer(app: AppHandle, answer: KeyAnswer) -> Res {
+    call(&app, Command::KeyAnswer { answer }).await
+}
+
+/// Sets a first PIN on a security key that has none.
+#[tauri::command]
+pub async fn key_set_pin(app: AppHandle) -> Res {
+    call(&app, Command::KeySetPin).await
+}
+
+#[tauri::command]
+pub async fn passkey_list(app: AppHandle, gateway: String) -> Res {
+    call(&app, Command::PasskeyList { gateway }).await
+}
+
+/// Registers a backup key (two ceremonies: a registered key, then the new one).
+#[tauri::command]
+pub async fn passkey_add(app: AppHandle, gateway: String) -> Res {
+    call(&app, Command::PasskeyAdd { gateway }).await
+}
+
+#[tauri::command]
+pub async fn passkey_remove(app: AppHandle, gateway: String, cred_id: String) -> Res {
+    call(&app, Command::PasskeyRemove { gateway, cred_id }).await
 }
 
 /// The request a notification or deep link asked to show before the page was listening; taken

@@ -72,6 +72,11 @@ pub fn run() -> anyhow::Result<()> {
             commands::set_settings,
             commands::pending_navigation,
             commands::quit,
+            commands::key_answer,
+            commands::key_set_pin,
+            commands::passkey_list,
+            commands::passkey_add,
+            commands::passkey_remove,
         ])
         .on_page_load(|webview, payload| {
             if webview.label() == MAIN_WINDOW && payload.event() == PageLoadEvent::Finished {

@@ -44,6 +44,18 @@ pub async fn dispatch(agent: &Agent, id: u64, command: Command) -> AgentMessage 
             agent.quit();
             M::reply(id, Ok(()))
         }
+        Command::KeyAnswer { answer } => M::reply(id, crate::passkeys::key_answer(agent, answer)),
+        Command::KeySetPin => M::reply(id, crate::passkeys::key_set_pin(agent).await),
+        Command::PasskeyList { gateway } => {
+            M::reply(id, crate::passkeys::passkey_list(agent, &gateway).await)
+        }
+        Command::PasskeyAdd { gateway } => {
+            M::reply(id, crate::passkeys::passkey_add(agent, gateway).await)
+        }
+        Command::PasskeyRemove { gateway, cred_id } => M::reply(
+            id,
+            crate::passkeys::passkey_remove(agent, &gateway, &cred_id).await,
+        ),
     }
 }
 

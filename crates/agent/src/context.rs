@@ -11,7 +11,7 @@ use crate::window::Launcher;
 
 pub struct Agent {
     pub state: AppState,
-    pub clients: Clients,
+    pub clients: Arc<Clients>,
     pub launcher: Launcher,
     /// Asks the tray to count the pending requests again (see `tray`).
     pub tray_wanted: Notify,
@@ -23,10 +23,11 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn new(state: AppState, launcher: Launcher) -> Arc<Agent> {
+    /// `clients` are the windows, as `state` was given them.
+    pub fn new(state: AppState, clients: Arc<Clients>, launcher: Launcher) -> Arc<Agent> {
         Arc::new(Agent {
             state,
-            clients: Clients::default(),
+            clients,
             launcher,
             tray_wanted: Notify::new(),
             quit: Notify::new(),

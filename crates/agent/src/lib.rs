@@ -7,7 +7,9 @@
 //! Code map:
 //! - `service`: the agent's life (open the engine, start everything, end on Quit or a signal);
 //! - `server`, `lines`: the socket (same-user windows only, bounded JSON lines);
-//! - `commands`: one function per window call, over the engine;
+//! - `commands`: one function per window call, over the engine; `passkeys` those of the
+//!   security key and the approver's passkeys;
+//! - `key_prompt`: the security key's questions (PIN, touch, next key), asked in the window;
 //! - `clients`: the connected windows and what is pushed to them;
 //! - `window`: showing the window, starting it when none is open;
 //! - `notify`, `tray`: desktop notifications and the StatusNotifierItem tray;
@@ -26,9 +28,11 @@ pub mod client;
 mod clients;
 mod commands;
 mod context;
+mod key_prompt;
 mod lines;
 mod notify;
 mod pairing;
+mod passkeys;
 pub mod paths;
 mod server;
 mod service;

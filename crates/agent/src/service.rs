@@ -44,9 +44,14 @@ pub async fn run() -> anyhow::Result<()> {
     let (listener, uid) = crate::server::bind(&socket)
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
 
-    let state = AppState::new(engine.clone(), choice);
+    let clients = Arc::new(crate::clients::Clients::default());
+    let state = AppState::new(engine.clone(), choice, clients.clone());
     let saved = lock(&state.settings).clone();
-    let agent = Agent::new(state, Launcher::new(crate::paths::desktop_program()));
+    let agent = Agent::new(
+        state,
+        clients,
+        Launcher::new(crate::paths::desktop_program()),
+    );
     let desktop = crate::notify::start(&agent, &saved, engine.clock());
     engine.set_notifier(Arc::new(crate::notify::AppNotifier::new(
         &agent,

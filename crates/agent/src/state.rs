@@ -18,6 +18,8 @@ use countersign_notifications::DesktopNotifier;
 use tokio::sync::watch;
 use url::Url;
 
+use crate::clients::Clients;
+use crate::key_prompt::WindowPrompt;
 use crate::settings;
 
 /// Locks a mutex whose data stays valid even if a holder panicked (plain values, no invariants
@@ -26,8 +28,8 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The authenticator chosen by `COUNTERSIGN_AUTHENTICATOR` (`soft` or `usb`); none otherwise.
-/// There is no default: the software authenticator is never picked implicitly.
+/// The authenticator chosen by `COUNTERSIGN_AUTHENTICATOR` (`usb`, `soft` or `dev-key`); none
+/// otherwise, which is a security key (the software authenticator is never picked implicitly).
 pub fn authenticator_choice() -> Result<Option<AuthenticatorChoice>, EngineError> {
     match std::env::var("COUNTERSIGN_AUTHENTICATOR") {
         Ok(v) if !v.is_empty() => v.parse().map(Some),
@@ -72,6 +74,8 @@ pub struct AppState {
     pub engine: Engine,
     pub data_dir: PathBuf,
     pub choice: Option<AuthenticatorChoice>,
+    /// The windows, where a security key's questions are asked.
+    pub prompt: Arc<WindowPrompt>,
     /// Opened on first use; behind a mutex because a ceremony needs `&mut` and the software
     /// token's counter must not be used twice at once.
     authenticator: Arc<Mutex<Option<Box<dyn Authenticator>>>>,
@@ -84,13 +88,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(engine: Engine, choice: Option<AuthenticatorChoice>) -> AppState {
+    pub fn new(
+        engine: Engine,
+        choice: Option<AuthenticatorChoice>,
+        clients: Arc<Clients>,
+    ) -> AppState {
         let data_dir = engine.data_dir().to_path_buf();
         let settings = settings::load(&data_dir);
         AppState {
             engine,
             data_dir,
             choice,
+            prompt: Arc::new(WindowPrompt::new(clients)),
             authenticator: Arc::new(Mutex::new(None)),
             settings: Arc::new(Mutex::new(settings)),
             runner: Runner::default(),
@@ -109,6 +118,7 @@ impl AppState {
             slot: self.authenticator.clone(),
             choice: self.choice,
             data_dir: self.data_dir.clone(),
+            prompt: self.prompt.clone(),
         }
     }
 
@@ -124,7 +134,7 @@ impl AppState {
                     }
                     .into(),
                     label: a.label().to_owned(),
-                    development_mode: a.kind() == AuthenticatorKind::Software,
+                    development_mode: a.development_mode(),
                 },
                 None => none_view(EngineError::NoAuthenticator.to_string()),
             },
@@ -172,20 +182,18 @@ pub struct AuthenticatorSlot {
     slot: Arc<Mutex<Option<Box<dyn Authenticator>>>>,
     choice: Option<AuthenticatorChoice>,
     data_dir: PathBuf,
+    prompt: Arc<WindowPrompt>,
 }
 
 type Guard<'a> = MutexGuard<'a, Option<Box<dyn Authenticator>>>;
 
 impl AuthenticatorSlot {
-    /// Locks the slot and opens the chosen authenticator if it is not open yet. With no choice
-    /// the slot stays empty (the caller decides what that means).
+    /// Locks the slot and opens the chosen authenticator (a security key unless another was
+    /// chosen) if it is not open yet. A security key asks its PIN and touch in the window.
     fn open(&self) -> Result<Guard<'_>, EngineError> {
         let mut g = lock(&self.slot);
-        if g.is_none() && self.choice.is_some() {
-            // The window has no PIN dialog yet: a security key works here only when it
-            // verifies by itself (built-in verification); a PIN is refused with pin_required.
-            let prompt = Arc::new(countersign_approver::security_key::Unattended);
-            let opened = open_authenticator(self.choice, &self.data_dir, prompt)?;
+        if g.is_none() {
+            let opened = open_authenticator(self.choice, &self.data_dir, self.prompt.clone())?;
             *g = Some(if opened.kind() == AuthenticatorKind::Software {
                 Box::new(SimulatedTouch::new(opened, soft_touch_pause()))
             } else {
@@ -195,14 +203,14 @@ impl AuthenticatorSlot {
         Ok(g)
     }
 
-    /// Runs `f` with the authenticator, holding its lock throughout. Blocks: call it from a
-    /// blocking thread. With no authenticator chosen, fails with the engine's
-    /// `no_authenticator` error.
+    /// Runs `f` with the authenticator, holding its lock throughout: one ceremony, whose
+    /// questions the window answers. Blocks: call it from a blocking thread.
     pub fn with<T>(
         &self,
         f: impl FnOnce(&mut dyn Authenticator) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
         let mut g = self.open()?;
+        self.prompt.begin();
         match g.as_mut() {
             Some(a) => f(a.as_mut()),
             None => Err(EngineError::NoAuthenticator),

@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::{IpcError, ListKind, Settings, UiEvent};
+use crate::{IpcError, KeyAnswer, ListKind, Settings, UiEvent};
 
 /// The socket's file name in the data directory.
 pub const SOCKET_FILE: &str = "agent.sock";
@@ -80,6 +80,25 @@ pub enum Command {
     },
     /// Quit Countersign: the agent tells every window to close, then exits.
     Quit,
+    /// The person's answer to what the security key asked (`UiEvent::SecurityKey`).
+    KeyAnswer {
+        answer: KeyAnswer,
+    },
+    /// Sets a first PIN on a security key that has none (a ceremony: the new PIN is asked).
+    KeySetPin,
+    /// The approver's passkeys at `gateway` (its fingerprint).
+    PasskeyList {
+        gateway: String,
+    },
+    /// Registers a backup key at `gateway`: a ceremony with a registered key, then the new one.
+    PasskeyAdd {
+        gateway: String,
+    },
+    /// Removes a passkey at `gateway` (never the last one).
+    PasskeyRemove {
+        gateway: String,
+        cred_id: String,
+    },
 }
 
 /// The agent's answer to [`Command::Hello`].

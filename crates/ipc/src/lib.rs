@@ -15,7 +15,9 @@ pub use countersign_protocol::deeplink;
 
 pub mod agent;
 mod error;
+mod key;
 pub use error::{ErrorCode, IpcError};
+pub use key::{KeyAnswer, KeyAsk, PasskeyView, Secret};
 
 use countersign_approver::display;
 use countersign_approver::{DeliveryState, EngineEvent, GatewayRecord, InboxItem, LocalDecision};
@@ -392,6 +394,11 @@ pub enum UiEvent {
     /// The shell could not pass on every engine event (its receiver lagged behind): the UI
     /// re-reads what it holds instead of applying changes one by one.
     Resync,
+    /// The security key of the ceremony running now needs the person (a PIN, a touch, the
+    /// next key); answered with the `key_answer` command.
+    SecurityKey {
+        ask: KeyAsk,
+    },
 }
 
 /// The Tauri event name every [`UiEvent`] is emitted under.
@@ -493,6 +500,11 @@ pub const COMMANDS: &[&str] = &[
     "set_settings",
     "pending_navigation",
     "quit",
+    "key_answer",
+    "key_set_pin",
+    "passkey_list",
+    "passkey_add",
+    "passkey_remove",
 ];
 
 #[cfg(test)]
@@ -517,6 +529,8 @@ mod tests {
         Settings::export_all(&cfg).unwrap();
         ListKind::export_all(&cfg).unwrap();
         UiEvent::export_all(&cfg).unwrap();
+        KeyAnswer::export_all(&cfg).unwrap();
+        PasskeyView::export_all(&cfg).unwrap();
     }
 
     /// The committed bindings equal what the Rust types generate. Run with
