@@ -12,7 +12,9 @@ import type { DecisionView } from "./bindings/DecisionView";
 import type { ErrorCode } from "./bindings/ErrorCode";
 import type { GatewayView } from "./bindings/GatewayView";
 import type { IpcError } from "./bindings/IpcError";
+import type { KeyAnswer } from "./bindings/KeyAnswer";
 import type { ListKind } from "./bindings/ListKind";
+import type { PasskeyView } from "./bindings/PasskeyView";
 import type { RequestDetail } from "./bindings/RequestDetail";
 import type { RequestSummary } from "./bindings/RequestSummary";
 import type { Settings } from "./bindings/Settings";
@@ -82,6 +84,15 @@ export const ipc = {
   pendingNavigation: () => call<string | null>("pending_navigation"),
   /** Ends Countersign (the background service and every window). */
   quit: () => call<null>("quit"),
+  /** Answers what the security key asked (a `security_key` event): a PIN, continue, cancel. */
+  keyAnswer: (answer: KeyAnswer) => call<null>("key_answer", { answer }),
+  /** Sets a first PIN on a security key that has none (a ceremony; asks for the new PIN). */
+  keySetPin: () => call<null>("key_set_pin"),
+  passkeyList: (gateway: string) => call<PasskeyView[]>("passkey_list", { gateway }),
+  /** Registers a backup key: the registered key first, then the new one. */
+  passkeyAdd: (gateway: string) => call<PasskeyView[]>("passkey_add", { gateway }),
+  passkeyRemove: (gateway: string, credId: string) =>
+    call<PasskeyView[]>("passkey_remove", { gateway, credId }),
 } as const;
 
 export type Ipc = typeof ipc;

@@ -1,6 +1,7 @@
 /** App-wide state: what the header, toasts and views share, fed by commands and UiEvents. */
 import { computed, signal } from "@preact/signals";
 import type { AuthenticatorView } from "./bindings/AuthenticatorView";
+import type { KeyAsk } from "./bindings/KeyAsk";
 import type { RequestSummary } from "./bindings/RequestSummary";
 import type { Settings } from "./bindings/Settings";
 import type { UiEvent } from "./bindings/UiEvent";
@@ -42,6 +43,9 @@ export const firstRun = signal(false);
 /** Set by the first `gateway_paired` event, so a gateway list read before it cannot bring the
  * welcome screen back. */
 export const pairedThisSession = signal(false);
+/** What the security key of the running ceremony asks for now; null when nothing is asked
+ * (or the answer was just given). Reset when a ceremony starts. */
+export const keyAsk = signal<KeyAsk | null>(null);
 /** A link from a deep link, waiting for the user to confirm pairing. */
 export const offeredPairingLink = signal<string | null>(null);
 
@@ -288,6 +292,9 @@ export function handleUiEvent(event: UiEvent): void {
     case "pairing_link":
       offeredPairingLink.value = event.link;
       navigate({ view: "pair" });
+      break;
+    case "security_key":
+      keyAsk.value = event.ask;
       break;
     case "gateway_paired":
       // However the pairing happened (this window's form, a link confirmed here, or the

@@ -37,6 +37,11 @@ async function invokedCommands(): Promise<string[]> {
     setSettings: () => ipc.setSettings(settings),
     pendingNavigation: () => ipc.pendingNavigation(),
     quit: () => ipc.quit(),
+    keyAnswer: () => ipc.keyAnswer({ answer: "cancel" }),
+    keySetPin: () => ipc.keySetPin(),
+    passkeyList: () => ipc.passkeyList("gw"),
+    passkeyAdd: () => ipc.passkeyAdd("gw"),
+    passkeyRemove: () => ipc.passkeyRemove("gw", "cred"),
   };
   for (const call of Object.values(calls)) await call();
   return seen;

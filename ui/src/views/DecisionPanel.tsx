@@ -3,11 +3,12 @@ import { useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { DecisionView } from "../bindings/DecisionView";
 import type { RequestDetail } from "../bindings/RequestDetail";
 import { AuthenticatorNote, PasskeyInstruction } from "../components/AuthenticatorNote";
+import { KeyDialog } from "../components/KeyDialog";
 import { Spinner } from "../components/Spinner";
 import { ipc, toIpcFailure, type IpcFailure } from "../ipc";
 import { now } from "../clock";
 import { HINTS } from "../errors";
-import { authenticator } from "../store";
+import { authenticator, keyAsk } from "../store";
 import { DecisionResult } from "./DecisionResult";
 
 type Phase =
@@ -135,8 +136,9 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
         return;
       }
     }
+    keyAsk.value = null;
     setPhase({ step: "passkey" });
-    void run("approve", () => ipc.approve(summary.id, code));
+    void run("approve", () => ipc.approve(summary.id, code).finally(() => (keyAsk.value = null)));
   }
 
   function submitDeny(e: Event) {
@@ -387,7 +389,11 @@ function PasskeyPrompt({ request }: { request: RequestDetail }) {
           Approving <span class="mono">{request.summary.action.visible}</span> on{" "}
           <span class="mono">{request.summary.resource.visible}</span>
         </p>
-        <PasskeyInstruction info={authenticator.value} />
+        {authenticator.value?.kind === "security-key" ? (
+          <KeyDialog ask={keyAsk.value} />
+        ) : (
+          <PasskeyInstruction info={authenticator.value} />
+        )}
         <p class="muted small mono digest">request {request.digest}</p>
       </div>
     </div>,
