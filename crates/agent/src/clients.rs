@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use countersign_ipc::agent::AgentMessage;
 use tokio::sync::mpsc;
 
-use crate::state::lock;
+use crate::locks::lock;
 
 /// Pushed messages queued per window before it counts as behind: it is then sent a `resync`
 /// instead of the messages it missed (the page re-reads what it shows).

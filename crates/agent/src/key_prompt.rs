@@ -16,7 +16,7 @@ use countersign_ipc::agent::AgentMessage;
 use countersign_ipc::{ErrorCode, IpcError, KeyAnswer, KeyAsk, UiEvent};
 
 use crate::clients::Clients;
-use crate::state::lock;
+use crate::locks::lock;
 
 /// How long an ask waits for the person before the ceremony ends with `ceremony_timeout`.
 const ANSWER_TIMEOUT: Duration = CEREMONY_TIMEOUT;

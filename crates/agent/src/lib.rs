@@ -30,6 +30,7 @@ mod commands;
 mod context;
 mod key_prompt;
 mod lines;
+mod locks;
 mod notify;
 mod pairing;
 mod passkeys;

@@ -22,11 +22,7 @@ use crate::clients::Clients;
 use crate::key_prompt::WindowPrompt;
 use crate::settings;
 
-/// Locks a mutex whose data stays valid even if a holder panicked (plain values, no invariants
-/// spanning several fields).
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub use crate::locks::lock;
 
 /// The authenticator chosen by `COUNTERSIGN_AUTHENTICATOR` (`usb`, `soft` or `dev-key`); none
 /// otherwise, which is a security key (the software authenticator is never picked implicitly).
