@@ -15,12 +15,13 @@ pub use countersign_protocol::deeplink;
 
 pub mod agent;
 mod error;
+mod event;
 mod key;
 pub use error::{ErrorCode, IpcError};
 pub use key::{KeyAnswer, KeyAsk, PasskeyView, Secret};
 
 use countersign_approver::display;
-use countersign_approver::{DeliveryState, EngineEvent, GatewayRecord, InboxItem, LocalDecision};
+use countersign_approver::{DeliveryState, GatewayRecord, InboxItem, LocalDecision};
 use countersign_protocol::audit::AuditEntry;
 use countersign_protocol::{Digest, RequestState, Verdict};
 use serde::{Deserialize, Serialize};
@@ -47,7 +48,7 @@ impl Text {
     }
 }
 
-fn state_str(s: RequestState) -> String {
+pub(crate) fn state_str(s: RequestState) -> String {
     s.as_str().to_string()
 }
 
@@ -404,84 +405,6 @@ pub enum UiEvent {
 /// The Tauri event name every [`UiEvent`] is emitted under.
 pub const EVENT_NAME: &str = "countersign://event";
 
-impl From<&EngineEvent> for UiEvent {
-    fn from(e: &EngineEvent) -> Self {
-        match e {
-            EngineEvent::RequestReceived { request_id, .. } => UiEvent::RequestReceived {
-                request_id: request_id.clone(),
-                summary: None,
-            },
-            EngineEvent::RequestRejected { reason, .. } => UiEvent::RequestRejected {
-                reason: display::visible(reason),
-            },
-            EngineEvent::StatusChanged {
-                request_id,
-                state,
-                approvals,
-                min_approvals,
-                ..
-            } => UiEvent::StatusChanged {
-                request_id: request_id.clone(),
-                state: state_str(*state),
-                approvals: *approvals,
-                min_approvals: *min_approvals,
-            },
-            EngineEvent::DecisionQueued { request_id, .. } => UiEvent::DecisionQueued {
-                request_id: request_id.clone(),
-            },
-            EngineEvent::DecisionDelivered {
-                request_id,
-                request_state,
-                ..
-            } => UiEvent::DecisionDelivered {
-                request_id: request_id.clone(),
-                request_state: state_str(*request_state),
-            },
-            EngineEvent::DecisionRefused {
-                request_id,
-                code,
-                message,
-                ..
-            } => {
-                let e = IpcError::refused(code, message);
-                UiEvent::DecisionRefused {
-                    request_id: request_id.clone(),
-                    code: e.code,
-                    message: e.message,
-                }
-            }
-            EngineEvent::GatewayPaired {
-                gateway,
-                name,
-                approver,
-            } => UiEvent::GatewayPaired {
-                gateway: gateway.clone(),
-                name: display::visible(name),
-                approver: display::visible(approver),
-            },
-            EngineEvent::ConnectionUp { gateway } => UiEvent::Connection {
-                gateway: gateway.clone(),
-                up: true,
-                error: None,
-            },
-            EngineEvent::ConnectionDown { gateway, error } => UiEvent::Connection {
-                gateway: gateway.clone(),
-                up: false,
-                error: Some(display::visible(error)),
-            },
-            EngineEvent::AuditRolledBack {
-                gateway,
-                damage,
-                problem,
-            } => UiEvent::AuditRolledBack {
-                gateway: gateway.clone(),
-                damage: damage.clone(),
-                problem: display::visible(problem),
-            },
-        }
-    }
-}
-
 /// The Tauri commands the UI may invoke, with their argument names, for the typed wrappers
 /// (`ui/src/ipc.ts`) and the capability test. Keep in step with `src-tauri`.
 pub const COMMANDS: &[&str] = &[
@@ -510,6 +433,7 @@ pub const COMMANDS: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use countersign_approver::EngineEvent;
 
     /// Writes every TypeScript binding into `dir`.
     fn export_to(dir: &std::path::Path) {
