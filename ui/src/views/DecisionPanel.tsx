@@ -149,8 +149,9 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
       reasonInput.current?.focus();
       return;
     }
+    keyAsk.value = null;
     setPhase({ step: "sending", what: "Denying…" });
-    void run("deny", () => ipc.deny(summary.id, why));
+    void run("deny", () => ipc.deny(summary.id, why).finally(() => (keyAsk.value = null)));
   }
 
   function submitReport() {
@@ -357,9 +358,13 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
       )}
 
       {phase.step === "sending" && (
-        <p class="sending">
-          <Spinner label={phase.what} /> {phase.what}
-        </p>
+        <>
+          <p class="sending">
+            <Spinner label={phase.what} /> {phase.what}
+          </p>
+          {/* A gateway that wants a passkey to deny: the key's questions, as for approving. */}
+          {keyAsk.value !== null && <KeyDialog ask={keyAsk.value} />}
+        </>
       )}
 
       {phase.step === "passkey" && <PasskeyPrompt request={request} />}
