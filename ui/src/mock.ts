@@ -15,6 +15,9 @@ import type { DecisionView } from "./bindings/DecisionView";
 import type { ErrorCode } from "./bindings/ErrorCode";
 import type { GatewayView } from "./bindings/GatewayView";
 import type { IpcError } from "./bindings/IpcError";
+import type { KeyAnswer } from "./bindings/KeyAnswer";
+import type { KeyAsk } from "./bindings/KeyAsk";
+import type { PasskeyView } from "./bindings/PasskeyView";
 import type { RequestDetail } from "./bindings/RequestDetail";
 import type { Settings } from "./bindings/Settings";
 import type { Text } from "./bindings/Text";
@@ -338,6 +341,20 @@ export function installMockBackend(): void {
     : { kind: "software", label: "softpasskey (in-memory, this machine only)", development_mode: true };
 
   const send = (event: UiEvent) => void emit(EVENT_NAME, event);
+  // The security key's questions: an ask is pushed, the page's `key_answer` settles it.
+  let answerKey: ((a: KeyAnswer) => void) | null = null;
+  const askKey = (ask: KeyAsk): Promise<KeyAnswer> =>
+    new Promise((resolve) => {
+      answerKey = resolve;
+      send({ type: "security_key", ask });
+    });
+  const touched = async () => {
+    send({ type: "security_key", ask: { kind: "touch", among: 1 } });
+    await sleep(1200);
+  };
+  const passkeys = new Map<string, PasskeyView[]>(
+    gateways.map((g) => [g.fingerprint, [{ cred_id: `${g.device_id}-key-1`, aaguid: "ee882879-721c-4913-9775-3dfcce97072a", this_device: true, created_at: g.paired_at, last_used_at: now - 3600 }]]),
+  );
   const record = (kind: string, requestId: string | null, detail: Record<string, unknown>) => {
     const seq = (audit[0]?.seq ?? 0) + 1;
     audit = [{ seq, at: Math.floor(Date.now() / 1000), kind, request_id: requestId, detail: JSON.stringify(detail, null, 2), hash: hex(500 + seq) }, ...audit];
@@ -435,6 +452,36 @@ export function installMockBackend(): void {
           return null;
         case "quit":
           return null;
+        case "key_answer": {
+          const answer = args.answer as KeyAnswer;
+          if (answerKey === null) fail("invalid_input", "The security key is not waiting for an answer.");
+          answerKey(answer);
+          answerKey = null;
+          return null;
+        }
+        case "key_set_pin": {
+          const a = await askKey({ kind: "new_pin", min_length: 4 });
+          if (a.answer !== "pin") fail("ceremony_cancelled", "Cancelled.");
+          await touched();
+          return null;
+        }
+        case "passkey_list":
+          return passkeys.get(String(args.gateway)) ?? fail("unknown_gateway", "No such gateway.");
+        case "passkey_add": {
+          const list = passkeys.get(String(args.gateway)) ?? fail("unknown_gateway", "No such gateway.");
+          await touched();
+          if ((await askKey({ kind: "next_key" })).answer !== "continue") fail("ceremony_cancelled", "Cancelled.");
+          await touched();
+          const added = { cred_id: `backup-key-${list.length + 1}`, aaguid: null, this_device: true, created_at: Math.floor(Date.now() / 1000), last_used_at: null };
+          passkeys.set(String(args.gateway), [...list, added]);
+          return passkeys.get(String(args.gateway));
+        }
+        case "passkey_remove": {
+          const list = passkeys.get(String(args.gateway)) ?? fail("unknown_gateway", "No such gateway.");
+          if (list.length <= 1) fail("last_passkey", "The gateway refuses to remove your last passkey.");
+          passkeys.set(String(args.gateway), list.filter((p) => p.cred_id !== args.credId));
+          return passkeys.get(String(args.gateway));
+        }
         default:
           return fail("ipc", `The mock backend has no command ${cmd}.`);
       }

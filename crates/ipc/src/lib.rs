@@ -295,7 +295,8 @@ pub struct AuthenticatorView {
     /// software | security-key | none
     pub kind: String,
     pub label: String,
-    /// True for the software authenticator: the UI labels it visibly everywhere.
+    /// True for the software authenticator and the development key socket: the UI labels it
+    /// visibly everywhere.
     pub development_mode: bool,
 }
 

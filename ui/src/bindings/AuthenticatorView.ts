@@ -9,6 +9,7 @@ export type AuthenticatorView = {
  */
 kind: string, label: string, 
 /**
- * True for the software authenticator: the UI labels it visibly everywhere.
+ * True for the software authenticator and the development key socket: the UI labels it
+ * visibly everywhere.
  */
 development_mode: boolean, };

@@ -1,6 +1,11 @@
 import type { AuthenticatorView } from "../bindings/AuthenticatorView";
 
 export const DEVELOPMENT_LABEL = "Development mode — software passkey, not a security key";
+export const DEV_KEY_LABEL = "Development mode — a test key on a local socket, not a security key";
+
+function developmentLabel(info: AuthenticatorView): string {
+  return info.kind === "security-key" ? DEV_KEY_LABEL : DEVELOPMENT_LABEL;
+}
 
 /** Which authenticator will be used; the software one is always labelled as such. */
 export function AuthenticatorNote({ info }: { info: AuthenticatorView | null }) {
@@ -8,7 +13,7 @@ export function AuthenticatorNote({ info }: { info: AuthenticatorView | null }) 
   if (info.development_mode || info.kind === "software") {
     return (
       <div class="dev-mode" role="note">
-        <strong>{DEVELOPMENT_LABEL}</strong>
+        <strong>{developmentLabel(info)}</strong>
         <span class="muted">{info.label}</span>
       </div>
     );
@@ -30,9 +35,10 @@ export function AuthenticatorNote({ info }: { info: AuthenticatorView | null }) 
   );
 }
 
-/** What to do while the ceremony runs. */
+/** What to do while a software passkey's ceremony runs (a security key asks its own
+ * questions: `KeyDialog`). */
 export function PasskeyInstruction({ info }: { info: AuthenticatorView | null }) {
-  if (info?.development_mode || info?.kind === "software") {
+  if (info?.kind === "software") {
     return (
       <>
         <p class="dev-mode-inline">{DEVELOPMENT_LABEL}</p>

@@ -3,6 +3,7 @@ import { useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { DecisionView } from "../bindings/DecisionView";
 import type { RequestDetail } from "../bindings/RequestDetail";
 import { AuthenticatorNote, PasskeyInstruction } from "../components/AuthenticatorNote";
+import { SetPin } from "../components/KeyActions";
 import { KeyDialog } from "../components/KeyDialog";
 import { Spinner } from "../components/Spinner";
 import { ipc, toIpcFailure, type IpcFailure } from "../ipc";
@@ -189,6 +190,7 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
           </p>
           {HINTS[phase.error.code] !== null && <p class="error-hint">{HINTS[phase.error.code]}</p>}
         </div>
+        {phase.error.code === "uv_unavailable" && <SetPin />}
         <button
           type="button"
           class="button"

@@ -1,10 +1,12 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { AuthenticatorNote, PasskeyInstruction } from "../components/AuthenticatorNote";
+import { SetPin } from "../components/KeyActions";
+import { KeyDialog } from "../components/KeyDialog";
 import { Spinner } from "../components/Spinner";
 import { formatTime } from "../clock";
 import { ipc, toIpcFailure, type IpcFailure } from "../ipc";
 import { navigate } from "../route";
-import { authenticator, offeredPairingLink, scheduleReload } from "../store";
+import { authenticator, keyAsk, offeredPairingLink, scheduleReload } from "../store";
 import { visible } from "../text";
 
 export interface PairingLinkParts {
@@ -55,8 +57,9 @@ export function Pairing({ firstRun }: { firstRun: boolean }) {
     setTouched(true);
     if (parts === null || noAuthenticator) return;
     setPhase({ step: "registering" });
+    keyAsk.value = null;
     try {
-      await ipc.pair(link.trim());
+      await ipc.pair(link.trim()).finally(() => (keyAsk.value = null));
       offeredPairingLink.value = null;
       // The inbox is where a paired device lives; the engine's `gateway_paired` event says
       // with which gateway (a toast), whichever way the pairing was started.
@@ -81,7 +84,9 @@ export function Pairing({ firstRun }: { firstRun: boolean }) {
           what your administrator told you.
         </div>
       )}
-      <form onSubmit={(e) => void register(e)} noValidate>
+      {/* The key's own forms (its PIN, a new PIN) cannot nest in this one: the submit button
+          below names this form instead of sitting in it. */}
+      <form id="pair-form" onSubmit={(e) => void register(e)} noValidate>
         <div class="field">
           <label for="pair-link">Pairing link</label>
           <textarea
@@ -117,6 +122,8 @@ export function Pairing({ firstRun }: { firstRun: boolean }) {
             )}
           </dl>
         )}
+      </form>
+      <div class="pair-passkey">
         <h2 class="section-title">Passkey</h2>
         <AuthenticatorNote info={info} />
         {phase.step === "registering" && (
@@ -124,7 +131,7 @@ export function Pairing({ firstRun }: { firstRun: boolean }) {
             <Spinner label="Registering a passkey" />
             <div>
               <strong>Registering a passkey…</strong>
-              <PasskeyInstruction info={info} />
+              {info?.kind === "security-key" ? <KeyDialog ask={keyAsk.value} /> : <PasskeyInstruction info={info} />}
             </div>
           </div>
         )}
@@ -133,10 +140,14 @@ export function Pairing({ firstRun }: { firstRun: boolean }) {
             <code class="error-code">{phase.error.code}</code> {phase.error.message}
           </div>
         )}
+        {phase.step === "failed" && phase.error.code === "uv_unavailable" && (
+          <SetPin intro="Once the key has a PIN, register the passkey again." />
+        )}
         <div class="decision-buttons">
           <button
             ref={confirmRef}
             type="submit"
+            form="pair-form"
             class="button button-primary"
             disabled={phase.step === "registering" || noAuthenticator}
           >
@@ -155,7 +166,7 @@ export function Pairing({ firstRun }: { firstRun: boolean }) {
             </button>
           )}
         </div>
-      </form>
+      </div>
     </section>
   );
 }

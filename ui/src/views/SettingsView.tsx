@@ -2,6 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import type { GatewayView } from "../bindings/GatewayView";
 import type { Settings } from "../bindings/Settings";
 import { AuthenticatorNote } from "../components/AuthenticatorNote";
+import { GatewayPasskeys, SetPin } from "../components/KeyActions";
 import { formatTime, now } from "../clock";
 import { ipc, toIpcFailure, type IpcFailure } from "../ipc";
 import { hrefFor } from "../route";
@@ -61,6 +62,7 @@ function Gateways() {
                   <dt>Paired</dt>
                   <dd>{formatTime(g.paired_at)}</dd>
                 </dl>
+                <GatewayPasskeys gateway={g.fingerprint} canAdd={authenticator.value?.kind === "security-key"} />
               </li>
             );
           })}
@@ -148,8 +150,11 @@ export function SettingsView() {
         <Gateways />
         <div class="settings-col">
           <section class="card" aria-labelledby="passkey-title-settings">
-            <h2 id="passkey-title-settings">Passkey</h2>
+            <h2 id="passkey-title-settings">{authenticator.value?.kind === "security-key" ? "Security key" : "Passkey"}</h2>
             <AuthenticatorNote info={authenticator.value} />
+            {authenticator.value?.kind === "security-key" && (
+              <SetPin intro="Countersign never uses a key unverified: a key with neither a PIN nor a fingerprint reader cannot approve until it has a PIN. Plug such a key in and set one here." />
+            )}
           </section>
           {current === null ? (
             <p class="muted">Loading settings…</p>
