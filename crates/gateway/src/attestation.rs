@@ -27,6 +27,14 @@ pub enum Registration {
     Plain(PasskeyRegistration),
 }
 
+impl Registration {
+    /// Whether the registration verifies an attestation chain: its passkey's AAGUID is then
+    /// attested, not only claimed.
+    pub fn attested(&self) -> bool {
+        matches!(self, Registration::Attested(_))
+    }
+}
+
 /// Starts a passkey registration under the gateway's attestation policy.
 pub fn start(
     gw: &Gateway,

@@ -156,6 +156,7 @@ pub fn add(gw: &Gateway, device: &Device, body: &[u8]) -> Result<Signed<PasskeyL
                 device_id: device.id.clone(),
                 aaguid: aaguid.clone(),
                 registration: a.credential.to_string(),
+                attested: registration_state.attested(),
             };
             if !tx.insert_passkey(
                 &cred_id,

@@ -44,6 +44,7 @@ pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod lifecycle;
+pub mod models;
 pub mod openapi;
 pub mod pairing;
 pub mod passkeys;

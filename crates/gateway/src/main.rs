@@ -534,9 +534,9 @@ fn devices_command(gw: &Gateway, command: &DevicesCommand) -> anyhow::Result<Exi
                         None => "active".into(),
                     };
                     println!(
-                        "  passkey {}  aaguid {} (model unknown: not attested)  created {}  last used {}  counter {}  backup eligible {} state {}  {state}",
+                        "  passkey {}  {}  created {}  last used {}  counter {}  backup eligible {} state {}  {state}",
                         p.cred_id,
-                        p.aaguid.as_deref().unwrap_or("not recorded"),
+                        countersign_gateway::models::describe(p.aaguid.as_deref(), p.attested),
                         format_time(p.created_at),
                         when(p.last_used_at),
                         p.counter,

@@ -198,6 +198,7 @@ fn finish_inner(gw: &Gateway, body: &[u8]) -> Result<Signed<Paired>, ApiError> {
             device_id: device_id.clone(),
             aaguid: claimed_aaguid(&cred),
             registration: f.credential.to_string(),
+            attested: state.attested(),
         };
         if !tx.insert_passkey(&base64_cred_id(&passkey), &approver, &row, &origin, now)? {
             return Err(ApiError::conflict(ErrorCode::PasskeyExists, "This passkey is already registered."));

@@ -26,6 +26,8 @@ pub struct PasskeyOrigin {
     pub aaguid: String,
     /// The registration response as the device sent it (JSON).
     pub registration: String,
+    /// Registered under a verified attestation chain (`attestation = "direct"`).
+    pub attested: bool,
 }
 
 /// A passkey as an administrator lists it.
@@ -41,6 +43,10 @@ pub struct PasskeyListing {
     pub backup_eligible: bool,
     pub backup_state: bool,
     pub retired_at: Option<i64>,
+    /// Registered under a verified attestation chain: the AAGUID is then more than a claim.
+    pub attested: bool,
+    /// The model the AAGUID names, where known (`models`).
+    pub model: Option<String>,
 }
 
 /// A passkey enrolment in progress (a device adding a passkey), as stored.
@@ -133,14 +139,14 @@ impl PasskeyRows for SqliteTx<'_> {
         // A retired passkey (of a protocol version 1 pairing) may be registered again.
         let inserted = self.exec(
             "INSERT INTO passkeys(cred_id, approver, passkey, created_at, counter, backup_eligible,
-                                  backup_state, device_id, aaguid, registration)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                                  backup_state, device_id, aaguid, registration, attested)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT (cred_id) DO UPDATE SET approver = excluded.approver,
                  passkey = excluded.passkey, created_at = excluded.created_at,
                  counter = excluded.counter, backup_eligible = excluded.backup_eligible,
                  backup_state = excluded.backup_state, device_id = excluded.device_id,
                  aaguid = excluded.aaguid, registration = excluded.registration,
-                 last_used_at = NULL, retired_at = NULL
+                 attested = excluded.attested, last_used_at = NULL, retired_at = NULL
              WHERE passkeys.retired_at IS NOT NULL",
             params![
                 cred_id,
@@ -152,7 +158,8 @@ impl PasskeyRows for SqliteTx<'_> {
                 row.backup_state,
                 origin.device_id,
                 origin.aaguid,
-                origin.registration
+                origin.registration,
+                origin.attested
             ],
         )?;
         Ok(inserted == 1)
@@ -189,21 +196,27 @@ impl PasskeyRows for SqliteTx<'_> {
     fn passkey_listing(&self, approver: Option<&str>) -> Result<Vec<PasskeyListing>, StoreError> {
         self.rows(
             "SELECT cred_id, approver, device_id, aaguid, created_at, last_used_at, counter,
-                    backup_eligible, backup_state, retired_at
+                    backup_eligible, backup_state, retired_at, attested
              FROM passkeys WHERE ?1 IS NULL OR approver = ?1 ORDER BY created_at, cred_id",
             params![approver],
             |r| {
+                let aaguid: Option<String> = r.get(3)?;
                 Ok(PasskeyListing {
                     cred_id: r.get(0)?,
                     approver: r.get(1)?,
                     device_id: r.get(2)?,
-                    aaguid: r.get(3)?,
+                    model: aaguid
+                        .as_deref()
+                        .and_then(crate::models::model)
+                        .map(str::to_owned),
+                    aaguid,
                     created_at: r.get(4)?,
                     last_used_at: r.get(5)?,
                     counter: r.get(6)?,
                     backup_eligible: r.get(7)?,
                     backup_state: r.get(8)?,
                     retired_at: r.get(9)?,
+                    attested: r.get(10)?,
                 })
             },
         )
@@ -294,6 +307,7 @@ mod tests {
                     device_id: "d".into(),
                     aaguid: "00000000-0000-0000-0000-000000000000".into(),
                     registration: "{}".into(),
+                    attested: false,
                 };
                 let first = tx.insert_passkey("c", "alice", &row("one"), &origin, 1)?;
                 let second = tx.insert_passkey("c", "bob", &row("two"), &origin, 2)?;

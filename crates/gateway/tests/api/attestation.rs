@@ -52,6 +52,8 @@ async fn direct_attestation_admits_only_keys_a_trusted_ca_attests() {
     })
     .await;
     pair(&h, trusted).await.unwrap();
+    let listed = &admin::list(h.gw(), None).unwrap()[0].passkeys[0];
+    assert!(listed.attested, "registered under a verified chain");
     let err = pair(&h, other).await.unwrap_err();
     h.expect_pairing_rejection(&err, "attestation_rejected");
     assert!(err.text.contains("attestation"), "{}", err.text);
@@ -64,12 +66,10 @@ async fn allowed_aaguids_narrow_the_attested_models() {
     // The model's AAGUID, as it claims it where nothing is checked.
     let open = TestGateway::start().await;
     let first = pair(&open, token).await.unwrap();
-    let claimed: uuid::Uuid = admin::list(open.gw(), None).unwrap()[0].passkeys[0]
-        .aaguid
-        .as_deref()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let listed = admin::list(open.gw(), None).unwrap()[0].passkeys[0].clone();
+    assert!(!listed.attested, "nothing checked: only a claim");
+    assert_eq!(listed.model, None, "a soft token is no model anyone makes");
+    let claimed: uuid::Uuid = listed.aaguid.as_deref().unwrap().parse().unwrap();
     // Its AAGUID allowed under its CA: registers.
     let allowed = TestGateway::start_with(|c| {
         c.attestation = Attestation::Direct;
