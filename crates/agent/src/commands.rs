@@ -130,8 +130,21 @@ async fn deny(agent: &Agent, id: &str, reason: &str) -> Res<DecisionView> {
 /// which blocks the requester from this approver (see `Engine::report_unexpected`). Both are
 /// device-signed and audited here and at the gateway.
 async fn report_unexpected(agent: &Agent, id: &str) -> Res<DecisionView> {
-    agent.state.engine.report_unexpected(id).await?;
-    decision_of(&agent.state.engine, id)
+    let engine = agent.state.engine.clone();
+    if !engine.deny_needs_passkey(id)? {
+        engine.report_unexpected(id).await?;
+        return decision_of(&engine, id);
+    }
+    // The denial part wants the passkey, as a plain denial does.
+    let slot = agent.state.authenticator_slot();
+    let run = id.to_owned();
+    let e2 = engine.clone();
+    let runtime = tokio::runtime::Handle::current();
+    crate::state::spawn_blocking(move || {
+        slot.with(|a| runtime.block_on(e2.report_unexpected_with(&run, Some(a))))
+    })
+    .await?;
+    decision_of(&engine, id)
 }
 
 async fn pair(agent: &Agent, link: &str) -> Res<GatewayView> {

@@ -253,6 +253,18 @@ impl Authenticator for SimulatedTouch {
         self.inner.label()
     }
 
+    fn development_mode(&self) -> bool {
+        self.inner.development_mode()
+    }
+
+    fn check_can_verify(&mut self) -> Result<(), EngineError> {
+        self.inner.check_can_verify()
+    }
+
+    fn set_pin(&mut self) -> Result<(), EngineError> {
+        self.inner.set_pin()
+    }
+
     fn register(
         &mut self,
         origin: &Url,

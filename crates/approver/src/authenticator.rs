@@ -68,6 +68,12 @@ pub trait Authenticator: Send {
         origin: &Url,
         challenge: RequestChallengeResponse,
     ) -> Result<PublicKeyCredential, EngineError>;
+    /// Whether the authenticator can verify its user, checked before a pairing spends its
+    /// one-time code: a security key with neither a PIN nor built-in verification is refused
+    /// here (`uv_unavailable`), so the same link still works once it has a PIN.
+    fn check_can_verify(&mut self) -> Result<(), EngineError> {
+        Ok(())
+    }
     /// Sets a first PIN on the authenticator (a security key that supports one and has none).
     fn set_pin(&mut self) -> Result<(), EngineError> {
         Err(EngineError::InvalidInput(format!(

@@ -18,14 +18,14 @@ pub enum KeyError {
     })]
     PinBlocked { replug: bool },
     #[error("{}", if *.can_set_pin {
-        "This security key has no PIN and no built-in verification, and Countersign never uses a key without verifying you. Set a PIN on it first: `countersign key set-pin`, or Settings, Security key, Set a PIN."
+        "This security key has no PIN and no built-in verification, and Countersign never uses a key without verifying you. Set a PIN on it first: in the app under Settings, Security key, or with countersign key set-pin."
     } else {
         "This security key can verify nobody (it has neither a PIN nor built-in verification), so Countersign cannot use it. Use a key with a PIN or a fingerprint reader."
     })]
     UvUnavailable { can_set_pin: bool },
     #[error("This security key is not registered for {}; use the key you paired with{}.",
         whom.as_deref().unwrap_or("this approver"),
-        if whom.is_some() { " (or a backup key added with `countersign passkey add`)" } else { "" })]
+        if whom.is_some() { " (or a backup key added in Settings or with countersign passkey add)" } else { "" })]
     NoMatchingCredential { whom: Option<String> },
     #[error("The security key was not touched in time; try again and touch it when it blinks.")]
     CeremonyTimeout,

@@ -59,6 +59,9 @@ impl Engine {
                 presented: info.fingerprint,
             });
         }
+        // Before the one-time code is spent: an authenticator that cannot verify its user
+        // would only waste it.
+        authenticator.check_can_verify()?;
         let start = PairStart {
             v: PROTOCOL_VERSION,
             code: link.code.clone(),

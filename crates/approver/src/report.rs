@@ -29,14 +29,30 @@ impl Engine {
     /// Denies `request_id` (unless it was already decided here or is closed) and reports it to
     /// its gateway. The denial goes through the outbox, so it is kept and delivered even if the
     /// report cannot be sent now; the report itself needs the gateway and may be repeated.
+    /// A request whose gateway wants denials confirmed with a passkey is refused with
+    /// [`EngineError::DenyNeedsPasskey`]: use [`Engine::report_unexpected_with`].
     pub async fn report_unexpected(&self, request_id: &str) -> Result<ReportOutcome, EngineError> {
+        self.report_unexpected_with(request_id, None).await
+    }
+
+    /// [`Engine::report_unexpected`], with the denial confirmed by `authenticator` when given
+    /// (required when the request says its gateway wants a passkey on denials). Blocks the
+    /// calling thread for the ceremony.
+    pub async fn report_unexpected_with(
+        &self,
+        request_id: &str,
+        authenticator: Option<&mut dyn crate::Authenticator>,
+    ) -> Result<ReportOutcome, EngineError> {
         let item = self.show(request_id)?;
         let decided_here = item
             .decision
             .as_ref()
             .is_some_and(|d| d.delivery != DeliveryState::Refused);
         let denial = if !decided_here && item.effective_state(self.now()) == RequestState::Pending {
-            Some(self.deny(item.id(), UNEXPECTED_REASON).await?)
+            Some(
+                self.deny_with(item.id(), UNEXPECTED_REASON, authenticator)
+                    .await?,
+            )
         } else {
             None
         };

@@ -256,10 +256,19 @@ async fn a_key_that_verifies_nobody_is_never_used_and_can_be_given_a_pin() {
         ..KeyConfig::with_pin("unused")
     });
     let b = Bench::new(&[&key], ScriptedPerson::default()).await;
-    assert_eq!(
-        key_error(b.pair().await.unwrap_err()),
-        KeyError::UvUnavailable { can_set_pin: true }
-    );
+    // Refused before the link's one-time code is spent: the same link pairs once the key has
+    // a PIN.
+    let link = b.gw.invite(ALICE);
+    let e = b
+        .engine
+        .pair(
+            &link,
+            "security key test",
+            &mut b.authenticator(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(key_error(e), KeyError::UvUnavailable { can_set_pin: true });
     assert_eq!(key.credential_count(), 0);
     // Too short a PIN is refused before the key is asked.
     b.person.will_type(&["12"]);
@@ -286,7 +295,15 @@ async fn a_key_that_verifies_nobody_is_never_used_and_can_be_given_a_pin() {
         KeyError::PinAlreadySet
     );
     b.person.will_type(&["4321"]);
-    b.pair().await.unwrap();
+    b.engine
+        .pair(
+            &link,
+            "security key test",
+            &mut b.authenticator(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(key.credential_count(), 1);
 
     // A key with neither a PIN feature nor built-in verification cannot be used at all.
     let bare = FakeKey::new(KeyConfig {
@@ -634,6 +651,20 @@ async fn a_gateway_that_wants_a_passkey_to_deny_gets_one() {
         .await
         .unwrap();
     delivered(out.delivery);
+    assert_eq!(b.person.take_asked(), vec![first_ask(), Asked::Touch(1)]);
+
+    // "I did not expect this" denies too: without the key it is refused, with it reported.
+    let unexpected = b.request().await;
+    let e = b.engine.report_unexpected(&unexpected).await.unwrap_err();
+    assert!(matches!(e, EngineError::DenyNeedsPasskey(_)), "{e}");
+    b.person.will_type(&["1234"]);
+    let out = b
+        .engine
+        .report_unexpected_with(&unexpected, Some(&mut auth))
+        .await
+        .unwrap();
+    delivered(out.denial.expect("denied here").delivery);
+    assert_eq!(out.ack.request_id, unexpected);
     assert_eq!(b.person.take_asked(), vec![first_ask(), Asked::Touch(1)]);
 }
 

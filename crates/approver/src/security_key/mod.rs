@@ -241,6 +241,26 @@ impl<S: KeySource> SecurityKey<S> {
         }
     }
 
+    /// Whether a key plugged in can verify its user, asked of the keys' `getInfo` alone (no
+    /// touch): a key with neither a PIN nor built-in verification is refused with
+    /// `uv_unavailable` before anything is spent at the gateway.
+    pub fn keys_can_verify(&mut self) -> Result<(), KeyError> {
+        let _entered = match &self.runtime {
+            Some(rt) => rt.enter(),
+            None => return Err(KeyError::Failed("the key's runtime has stopped".into())),
+        };
+        let watch = self.watch();
+        let keys = self.open_keys(&watch)?;
+        if keys.iter().any(|k| verifies(&k.info)) {
+            return Ok(());
+        }
+        Err(KeyError::UvUnavailable {
+            can_set_pin: keys
+                .iter()
+                .any(|k| k.info.get_option("clientPin") == Some(false)),
+        })
+    }
+
     /// Sets a first PIN on a key that supports one and has none (CTAP2 setPIN), with the PIN
     /// the person enters twice.
     pub fn set_first_pin(&mut self) -> Result<(), EngineError> {
@@ -262,6 +282,11 @@ impl<S: KeySource> SecurityKey<S> {
         })
         .map_err(EngineError::from)
     }
+}
+
+/// Whether a key can verify its user: a PIN is set, or built-in verification is enrolled.
+fn verifies(info: &GetInfoResponse) -> bool {
+    info.get_option("clientPin") == Some(true) || info.get_option("uv") == Some(true)
 }
 
 /// How one attempt at a ceremony's operation failed.
@@ -330,6 +355,10 @@ impl<S: KeySource> Authenticator for SecurityKey<S> {
 
     fn set_pin(&mut self) -> Result<(), EngineError> {
         self.set_first_pin()
+    }
+
+    fn check_can_verify(&mut self) -> Result<(), EngineError> {
+        Ok(self.keys_can_verify()?)
     }
 
     fn label(&self) -> &str {

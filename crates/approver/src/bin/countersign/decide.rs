@@ -98,12 +98,22 @@ fn confirm_flagged(ctx: &Ctx, id: &str, yes: bool) -> anyhow::Result<()> {
 
 pub async fn report(ctx: &Ctx, id: &str, offline: bool) -> anyhow::Result<ExitCode> {
     ctx.maybe_sync(offline).await?;
-    let out = ctx.engine.report_unexpected(id).await?;
+    let (out, used) = if ctx.engine.deny_needs_passkey(id)? {
+        eprintln!("The gateway wants this denial confirmed with your passkey.");
+        let mut auth = ctx.authenticator()?;
+        let out = ctx
+            .engine
+            .report_unexpected_with(id, Some(auth.as_mut()))
+            .await?;
+        (out, Some(auth.kind().describe()))
+    } else {
+        (ctx.engine.report_unexpected(id).await?, None)
+    };
     if ctx.json {
         json::print(&out.ack)?;
     } else {
         if let Some(d) = &out.denial {
-            decision_result(ctx, d, None)?;
+            decision_result(ctx, d, used)?;
         }
         outln!(
             "reported: {} can no longer send you requests through this gateway; {} pending request(s) from them denied",
