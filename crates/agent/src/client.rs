@@ -113,12 +113,15 @@ impl AgentClient {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.waiters).insert(id, tx);
-        let line = serde_json::to_string(&Call { id, call: command }).map_err(|e| {
-            IpcError::new(
-                ErrorCode::Internal,
-                format!("The call could not be encoded: {e}."),
-            )
-        })?;
+        // Wiped once sent: a call may carry a security key's PIN.
+        let line = serde_json::to_string(&Call { id, call: command })
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| {
+                IpcError::new(
+                    ErrorCode::Internal,
+                    format!("The call could not be encoded: {e}."),
+                )
+            })?;
         let sent = {
             let mut w = self.write.lock().await;
             match w.write_all(line.as_bytes()).await {

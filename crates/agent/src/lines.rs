@@ -2,6 +2,7 @@
 //! side buffer without end.
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use zeroize::Zeroize;
 
 /// Why a line could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -13,13 +14,14 @@ pub enum LineError {
 }
 
 /// Reads the next line (without its newline) into `buf`. `Ok(false)` at the end of the stream;
-/// a last line without a newline is still returned.
+/// a last line without a newline is still returned. The previous line is wiped first: a line
+/// may carry a security key's PIN (`key_answer`).
 pub async fn read_line<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     max: usize,
 ) -> Result<bool, LineError> {
-    buf.clear();
+    buf.zeroize();
     loop {
         let available = reader.fill_buf().await?;
         if available.is_empty() {

@@ -68,7 +68,8 @@ async fn connection(agent: Arc<Agent>, stream: UnixStream) {
     let reader_agent = agent.clone();
     let mut reader = tokio::spawn(async move {
         let mut read = BufReader::new(read);
-        let mut buf = Vec::new();
+        // Wiped between lines and when dropped: a line may carry a PIN.
+        let mut buf = zeroize::Zeroizing::new(Vec::new());
         loop {
             match read_line(&mut read, &mut buf, MAX_LINE).await {
                 Ok(true) => {}
