@@ -103,6 +103,7 @@ export const HINTS: Record<ErrorCode, string | null> = {
   protocol_upgraded: "Ask the gateway's administrator for a new invitation, and pair this device again.",
   request_digest_mismatch: null,
   not_eligible: "You are not among this request's approvers.",
+  own_request: "The gateway's directory says you asked for this request yourself: someone else must approve it.",
   request_closed: "The request was closed before your decision arrived.",
   request_not_yet_valid: "Wait until the request's start time and try again.",
   wrong_match_code: "Check the code the requester sees and try again.",

@@ -66,6 +66,9 @@ pub struct Config {
     /// With `attestation = "direct"`, only these AAGUIDs (verified by the chain) may register;
     /// empty: any model the CAs attest.
     pub allowed_aaguids: Vec<uuid::Uuid>,
+    /// A directory of people (TOML, or JSON by its `.json` name) that replaces the one kept by
+    /// `countersign-gateway approver …`, read at start (`directory`).
+    pub directory_file: Option<PathBuf>,
 }
 
 /// The attestation a passkey's registration must carry.
@@ -103,6 +106,7 @@ impl Default for Config {
             attestation: Attestation::None,
             attestation_ca: Vec::new(),
             allowed_aaguids: Vec::new(),
+            directory_file: None,
         }
     }
 }

@@ -405,6 +405,24 @@ fn check_request<'r>(
             format!("{} is not an approver of this request.", d.approver),
         ));
     }
+    // Who is who is the directory's to say: someone removed from it approves nothing any
+    // more, and nobody decides a request of their own, whatever names they ask and vote under.
+    use crate::directory::{person_of, IdentityKind};
+    let Some(person) = person_of(tx, IdentityKind::Approver, &d.approver)? else {
+        return Err(ApiError::forbidden(
+            ErrorCode::NotEligible,
+            format!("{} is no longer in the gateway's directory.", d.approver),
+        ));
+    };
+    if person_of(tx, IdentityKind::Token, &request.body.requester)?.as_deref() == Some(&person) {
+        return Err(ApiError::forbidden(
+            ErrorCode::OwnRequest,
+            format!(
+                "{} and the requester {} are the same person ({person}) in the gateway's directory: nobody decides their own request.",
+                d.approver, request.body.requester
+            ),
+        ));
+    }
     if state == "expired" {
         return Err(ApiError::gone(
             ErrorCode::RequestExpired,

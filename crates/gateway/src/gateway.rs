@@ -81,7 +81,7 @@ impl Gateway {
                 ))
             }
         };
-        Ok(Arc::new(Gateway {
+        let gw = Arc::new(Gateway {
             config,
             store,
             key,
@@ -94,7 +94,12 @@ impl Gateway {
             seen_nonces: std::sync::Mutex::new(std::collections::HashMap::new()),
             tls,
             refusals: std::sync::Mutex::new(Default::default()),
-        }))
+        });
+        if let Some(path) = &gw.config.directory_file {
+            crate::directory::load(&gw.store, path, gw.now())
+                .map_err(|e| GatewayError::Invalid(e.to_string()))?;
+        }
+        Ok(gw)
     }
 
     /// The WebAuthn origin as an origin serialisation (`https://host[:port]`, no path), however

@@ -37,6 +37,8 @@ pub mod clock;
 pub mod config;
 pub mod decisions;
 pub mod devices;
+pub mod directory;
+pub mod directory_admin;
 pub mod enrolment;
 pub mod envelope;
 pub mod error;

@@ -9,10 +9,12 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use countersign_gateway::client::RequesterClient;
-use countersign_gateway::{pairing, tokens, Config, Gateway};
+use countersign_gateway::{pairing, Config, Gateway};
 use countersign_protocol::api::NewRequest;
 use countersign_protocol::{RequestState, Risk};
 use url::Url;
+
+mod people;
 
 /// Exit codes of `request --wait`.
 const EXIT_DENIED: u8 = 3;
@@ -64,7 +66,12 @@ enum Command {
     /// Manage requester tokens.
     Token {
         #[command(subcommand)]
-        command: TokenCommand,
+        command: people::TokenCommand,
+    },
+    /// The directory of people: approvers, their groups and their other identities.
+    Approver {
+        #[command(subcommand)]
+        command: people::ApproverCommand,
     },
     /// Create an approval request on a running gateway; optionally wait and run a command.
     Request(RequestArgs),
@@ -78,39 +85,8 @@ enum Command {
     /// The approvers' devices and passkeys: list them, revoke a device or a passkey.
     Devices {
         #[command(subcommand)]
-        command: DevicesCommand,
+        command: people::DevicesCommand,
     },
-}
-
-#[derive(Subcommand)]
-enum DevicesCommand {
-    /// Each device (id, name, paired, last seen) and passkey (AAGUID, created, last used,
-    /// signature counter, backup flags) of every approver, or of one.
-    List {
-        #[arg(long)]
-        approver: Option<String>,
-        /// One JSON object per approver and line.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Revoke a device (its stream closes at once, its decisions are refused from now on), or
-    /// with --passkey one passkey (never accepted again).
-    Revoke {
-        /// The device id, or with --passkey the passkey's credential id, as `list` shows them.
-        id: String,
-        #[arg(long)]
-        passkey: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum TokenCommand {
-    /// Create (or replace) the token of a requester and print it once.
-    Create { name: String },
-    /// Revoke a requester's token.
-    Revoke { name: String },
-    /// List requesters.
-    List,
 }
 
 #[derive(Subcommand)]
@@ -265,6 +241,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         // pool, never on an async worker thread (see the store's module documentation).
         Command::Invite { .. }
         | Command::Token { .. }
+        | Command::Approver { .. }
         | Command::Unblock { .. }
         | Command::Devices { .. }
         | Command::Audit { .. } => tokio::task::spawn_blocking(move || admin(&cli))
@@ -305,27 +282,15 @@ fn admin(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Token { command } => {
             let gw = Gateway::open(load_config(cli)?)?;
-            match command {
-                TokenCommand::Create { name } => println!("{}", tokens::create(&gw, name)?),
-                TokenCommand::Revoke { name } => {
-                    if !tokens::revoke(&gw, name)? {
-                        bail!("{name} has no active token");
-                    }
-                }
-                TokenCommand::List => {
-                    for (name, created, revoked) in tokens::list(&gw)? {
-                        println!(
-                            "{name}\tcreated {created}\t{}",
-                            if revoked { "revoked" } else { "active" }
-                        );
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            people::token_command(&gw, command)
+        }
+        Command::Approver { command } => {
+            let gw = Gateway::open(load_config(cli)?)?;
+            people::approver_command(&gw, command)
         }
         Command::Devices { command } => {
             let gw = Gateway::open(load_config(cli)?)?;
-            devices_command(&gw, command)
+            people::devices_command(&gw, command)
         }
         Command::Unblock {
             requester,
@@ -494,92 +459,4 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
-}
-
-/// `devices list` and `devices revoke`.
-fn devices_command(gw: &Gateway, command: &DevicesCommand) -> anyhow::Result<ExitCode> {
-    use countersign_gateway::admin::{self, Revoked};
-    let when = |t: Option<i64>| t.map_or_else(|| "never".to_owned(), format_time);
-    match command {
-        DevicesCommand::List { approver, json } => {
-            let listing = admin::list(gw, approver.as_deref())?;
-            if listing.is_empty() {
-                if let Some(a) = approver {
-                    eprintln!("{a} has no devices or passkeys");
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
-            for a in &listing {
-                if *json {
-                    println!("{}", serde_json::to_string(a)?);
-                    continue;
-                }
-                println!("{}", a.approver);
-                for d in &a.devices {
-                    let state = match d.revoked_at {
-                        Some(t) => format!("revoked {}", format_time(t)),
-                        None => "active".into(),
-                    };
-                    println!(
-                        "  device {}  {:?}  paired {}  last seen {}  {state}",
-                        d.id,
-                        d.name,
-                        format_time(d.paired_at),
-                        when(d.last_seen_at)
-                    );
-                }
-                for p in &a.passkeys {
-                    let state = match p.retired_at {
-                        Some(t) => format!("revoked {}", format_time(t)),
-                        None => "active".into(),
-                    };
-                    println!(
-                        "  passkey {}  {}  created {}  last used {}  counter {}  backup eligible {} state {}  {state}",
-                        p.cred_id,
-                        countersign_gateway::models::describe(p.aaguid.as_deref(), p.attested),
-                        format_time(p.created_at),
-                        when(p.last_used_at),
-                        p.counter,
-                        p.backup_eligible,
-                        p.backup_state,
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        DevicesCommand::Revoke { id, passkey } => {
-            let outcome = if *passkey {
-                admin::revoke_passkey(gw, id)?
-            } else {
-                admin::revoke_device(gw, id)?
-            };
-            match outcome {
-                Revoked::Device { approver } => {
-                    println!("device {id} of {approver} revoked: its stream closes, its decisions are refused");
-                }
-                Revoked::Passkey { approver } => {
-                    println!("passkey {id} of {approver} revoked: it is never accepted again");
-                }
-                Revoked::Nothing => {
-                    eprintln!(
-                        "error: no active {} {id}",
-                        if *passkey { "passkey" } else { "device" }
-                    );
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-/// A Unix time as RFC 3339 (UTC).
-fn format_time(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
 }

@@ -41,13 +41,19 @@ pub fn invite(gw: &Gateway, approver: &str, public_url: url::Url) -> Result<Pair
     let now = gw.now();
     let expires_at = now + gw.config.invite_ttl_seconds;
     gw.store.write(|tx| -> Result<(), ApiError> {
+        let person = crate::directory::person_for_invite(
+            tx,
+            approver,
+            gw.config.directory_file.is_some(),
+            now,
+        )?;
         tx.insert_invite(&code_hash(&code), approver, now, expires_at)?;
         tx.ensure_approver(approver, &uuid::Uuid::new_v4().to_string())?;
         tx.audit_append(
             now,
             "pairing.invited",
             None,
-            json!({"approver": approver, "expires_at": expires_at}),
+            json!({"approver": approver, "person": person, "expires_at": expires_at}),
         )?;
         Ok(())
     })?;

@@ -143,6 +143,26 @@ pub fn create_request(
                     ),
                 ));
             }
+            // Separation of duties, on the person: the directory says who each name is.
+            use crate::directory::{person_of, IdentityKind};
+            let asking = person_of(tx, IdentityKind::Token, requester)?;
+            for a in &body.approvers {
+                match person_of(tx, IdentityKind::Approver, a)? {
+                    None => {
+                        return Err(ApiError::bad_request(
+                            ErrorCode::UnknownApprover,
+                            format!("{a} is not in the gateway's directory."),
+                        ))
+                    }
+                    Some(p) if asking.as_deref() == Some(p.as_str()) => {
+                        return Err(ApiError::forbidden(
+                            ErrorCode::OwnRequest,
+                            format!("{a} is {p}, who asks for this request ({requester}): nobody approves their own request."),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
             let mut challenges = Vec::with_capacity(body.approvers.len());
             for a in &body.approvers {
                 let passkeys = passkeys_of(tx, a)?;

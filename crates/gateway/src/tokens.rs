@@ -20,14 +20,56 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// Creates a token for `name` and returns it. The token is shown once.
+/// What a requester token says about its holder, for the policy: the team, and the
+/// environments it may ask for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenAttributes {
+    pub team: Option<String>,
+    #[serde(default)]
+    pub environments: Vec<String>,
+}
+
+/// A requester token as `token list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenListing {
+    pub name: String,
+    pub created_at: i64,
+    pub revoked: bool,
+    #[serde(flatten)]
+    pub attributes: TokenAttributes,
+}
+
+/// Creates a token for `name` without attributes and returns it. The token is shown once.
 pub fn create(gw: &Gateway, name: &str) -> Result<String, ApiError> {
+    create_with(gw, name, &TokenAttributes::default())
+}
+
+/// Creates a token for `name` with `attributes` and returns it. The token is shown once.
+pub fn create_with(
+    gw: &Gateway,
+    name: &str,
+    attributes: &TokenAttributes,
+) -> Result<String, ApiError> {
     if !valid_name(name) {
         return Err(ApiError::bad_request(
             ErrorCode::InvalidName,
             "A requester name is 1 to 128 printable ASCII characters without spaces.",
         ));
     }
+    let mut attributes = attributes.clone();
+    attributes.environments.sort();
+    attributes.environments.dedup();
+    for n in attributes.team.iter().chain(&attributes.environments) {
+        if !valid_name(n) {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidName,
+                format!("{n:?}: a team or environment is 1 to 128 printable ASCII characters without spaces."),
+            ));
+        }
+    }
+    let environments = serde_json::to_string(&attributes.environments)
+        .map_err(|e| ApiError::internal("token environments", e))?;
     let raw: [u8; 32] = rand::random();
     let token = format!(
         "{TOKEN_PREFIX}{}",
@@ -35,12 +77,18 @@ pub fn create(gw: &Gateway, name: &str) -> Result<String, ApiError> {
     );
     let now = gw.now();
     gw.store.write(|tx| -> Result<(), ApiError> {
-        tx.put_token(name, &hash(&token), now)?;
+        tx.put_token(
+            name,
+            &hash(&token),
+            now,
+            attributes.team.as_deref(),
+            &environments,
+        )?;
         tx.audit_append(
             now,
             "token.created",
             None,
-            serde_json::json!({"name": name}),
+            serde_json::json!({"name": name, "team": attributes.team, "environments": attributes.environments}),
         )?;
         Ok(())
     })?;
@@ -63,9 +111,24 @@ pub fn revoke(gw: &Gateway, name: &str) -> Result<bool, ApiError> {
     })
 }
 
-/// `(name, created_at, revoked)` for every token.
-pub fn list(gw: &Gateway) -> Result<Vec<(String, i64, bool)>, ApiError> {
-    gw.store.read(|c| Ok(c.tokens()?))
+/// Every requester token, by name.
+pub fn list(gw: &Gateway) -> Result<Vec<TokenListing>, ApiError> {
+    let rows = gw.store.read(|c| c.tokens())?;
+    rows.into_iter()
+        .map(|r| {
+            let environments = serde_json::from_str(&r.environments)
+                .map_err(|e| ApiError::internal("stored token environments", e))?;
+            Ok(TokenListing {
+                name: r.name,
+                created_at: r.created_at,
+                revoked: r.revoked,
+                attributes: TokenAttributes {
+                    team: r.team,
+                    environments,
+                },
+            })
+        })
+        .collect()
 }
 
 /// The requester identity behind a `Bearer` token.

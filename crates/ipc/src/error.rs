@@ -241,6 +241,8 @@ ipc_codes! {
     RequestDigestMismatch = "request_digest_mismatch",
     /// Gateway: The approver is not among the request's approvers (403).
     NotEligible = "not_eligible",
+    /// Gateway: The approver and the requester are the same person in the gateway's directory (403).
+    OwnRequest = "own_request",
     /// Gateway: The request is no longer pending (409).
     RequestClosed = "request_closed",
     /// Gateway: The gateway's clock is before the request's `not_before` (409).

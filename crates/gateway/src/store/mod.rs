@@ -49,6 +49,7 @@ pub mod challenges;
 pub mod checkpoints;
 pub mod decisions;
 pub mod devices;
+pub mod directory;
 pub mod events;
 pub mod pairing;
 pub mod passkeys;
@@ -62,13 +63,14 @@ pub use challenges::ChallengeRows;
 pub use checkpoints::CheckpointRows;
 pub use decisions::DecisionRows;
 pub use devices::DeviceRows;
+pub use directory::{DirectoryRows, PersonListing};
 pub use events::EventRows;
 pub use pairing::PairingRows;
 pub use passkeys::PasskeyRows;
 pub use reports::ReportRows;
 pub use requests::RequestRows;
 pub use sqlite::StoreStats;
-pub use tokens::TokenRows;
+pub use tokens::{TokenRow, TokenRows};
 
 /// A write's or read's transaction: every owner's rows. A read's transaction only reads (its
 /// connection refuses changes) and sees the last commit.
@@ -103,6 +105,7 @@ pub trait Tx:
     + PasskeyRows
     + PairingRows
     + TokenRows
+    + DirectoryRows
     + ReportRows
     + CheckpointRows
     + EventRows
@@ -118,6 +121,7 @@ impl<T> Tx for T where
         + PasskeyRows
         + PairingRows
         + TokenRows
+        + DirectoryRows
         + ReportRows
         + CheckpointRows
         + EventRows

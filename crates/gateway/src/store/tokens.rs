@@ -6,28 +6,56 @@ use rusqlite::params;
 use super::sqlite::SqliteTx;
 use crate::error::StoreError;
 
+/// A requester token as listed (never its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub name: String,
+    pub created_at: i64,
+    pub revoked: bool,
+    pub team: Option<String>,
+    /// A JSON array of environment names.
+    pub environments: String,
+}
+
 /// The rows of the requester tokens.
 pub trait TokenRows {
-    /// Stores the token `hash` under `name`, replacing (and un-revoking) an earlier one.
-    fn put_token(&self, name: &str, hash: &str, created_at: i64) -> Result<(), StoreError>;
+    /// Stores the token `hash` under `name` with its attributes (`team`, and `environments`
+    /// as a JSON array), replacing (and un-revoking) an earlier one.
+    fn put_token(
+        &self,
+        name: &str,
+        hash: &str,
+        created_at: i64,
+        team: Option<&str>,
+        environments: &str,
+    ) -> Result<(), StoreError>;
 
     /// Revokes the token `name` at `now`; returns whether it was valid until then.
     fn revoke_token(&self, name: &str, now: i64) -> Result<bool, StoreError>;
 
-    /// `(name, created_at, revoked)` for every token, by name.
-    fn tokens(&self) -> Result<Vec<(String, i64, bool)>, StoreError>;
+    /// Every token, by name.
+    fn tokens(&self) -> Result<Vec<TokenRow>, StoreError>;
 
     /// The name of the token with `hash` and when it was revoked, if it is stored.
     fn token_by_hash(&self, hash: &str) -> Result<Option<(String, Option<i64>)>, StoreError>;
 }
 
 impl TokenRows for SqliteTx<'_> {
-    fn put_token(&self, name: &str, hash: &str, created_at: i64) -> Result<(), StoreError> {
+    fn put_token(
+        &self,
+        name: &str,
+        hash: &str,
+        created_at: i64,
+        team: Option<&str>,
+        environments: &str,
+    ) -> Result<(), StoreError> {
         let n = self.exec(
-            "INSERT INTO tokens(name, hash, created_at) VALUES (?1, ?2, ?3)
+            "INSERT INTO tokens(name, hash, created_at, team, environments)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(name) DO UPDATE SET hash = excluded.hash,
-                    created_at = excluded.created_at, revoked_at = NULL",
-            params![name, hash, created_at],
+                    created_at = excluded.created_at, revoked_at = NULL,
+                    team = excluded.team, environments = excluded.environments",
+            params![name, hash, created_at, team, environments],
         )?;
         debug_assert_eq!(n, 1);
         Ok(())
@@ -41,11 +69,20 @@ impl TokenRows for SqliteTx<'_> {
         Ok(n > 0)
     }
 
-    fn tokens(&self) -> Result<Vec<(String, i64, bool)>, StoreError> {
+    fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
         self.rows(
-            "SELECT name, created_at, revoked_at IS NOT NULL FROM tokens ORDER BY name",
+            "SELECT name, created_at, revoked_at IS NOT NULL, team, environments
+                 FROM tokens ORDER BY name",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| {
+                Ok(TokenRow {
+                    name: r.get(0)?,
+                    created_at: r.get(1)?,
+                    revoked: r.get(2)?,
+                    team: r.get(3)?,
+                    environments: r.get(4)?,
+                })
+            },
         )
     }
 

@@ -5,6 +5,7 @@
 
 mod attestation;
 mod devices;
+mod directory;
 mod passkeys;
 mod refusals;
 mod requests;

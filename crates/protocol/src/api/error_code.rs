@@ -166,6 +166,9 @@ error_codes! {
     RequestDigestMismatch = "request_digest_mismatch",
     /// The approver is not among the request's approvers (403).
     NotEligible = "not_eligible",
+    /// The approver is, in the gateway's directory, the same person as the request's
+    /// requester: nobody approves their own request (403; also when creating a request).
+    OwnRequest = "own_request",
     /// The request is no longer pending (409).
     RequestClosed = "request_closed",
     /// The gateway's clock is at or past the request's `expires_at` (410).
@@ -231,6 +234,7 @@ impl ErrorCode {
                 | ErrorCode::WrongGateway
                 | ErrorCode::RequestDigestMismatch
                 | ErrorCode::NotEligible
+                | ErrorCode::OwnRequest
                 | ErrorCode::RequestClosed
                 | ErrorCode::RequestExpired
                 | ErrorCode::RequestNotYetValid

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// The schema version this build writes; `PRAGMA user_version` holds a database's.
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE tokens(
@@ -201,13 +201,44 @@ const SCHEMA_V8: &str = r#"
 ALTER TABLE passkeys ADD COLUMN attested INTEGER NOT NULL DEFAULT 0;
 "#;
 
+/// Version 9: the directory of people (`directory`): each person, their identities in every
+/// system (an identity belongs to one person) and their groups; and the requester tokens'
+/// attributes (team, the environments they may ask for). Every approver known before becomes
+/// a person of the same id.
+const SCHEMA_V9: &str = r#"
+CREATE TABLE people(
+    id TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    removed_at INTEGER
+);
+CREATE TABLE person_identities(
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    person TEXT NOT NULL REFERENCES people(id),
+    PRIMARY KEY (kind, name)
+);
+CREATE INDEX person_identities_person ON person_identities(person);
+CREATE TABLE person_groups(
+    person TEXT NOT NULL REFERENCES people(id),
+    grp TEXT NOT NULL,
+    PRIMARY KEY (person, grp)
+);
+CREATE INDEX person_groups_grp ON person_groups(grp);
+INSERT INTO people(id, created_at)
+    SELECT name, CAST(strftime('%s', 'now') AS INTEGER) FROM approvers;
+INSERT INTO person_identities(kind, name, person) SELECT 'approver', name, name FROM approvers;
+ALTER TABLE tokens ADD COLUMN team TEXT;
+ALTER TABLE tokens ADD COLUMN environments TEXT NOT NULL DEFAULT '[]';
+"#;
+
 /// The first schema version of protocol version 2.
 pub(super) const PROTOCOL_2_SCHEMA: i64 = 6;
 
 /// Each schema version's statements, in order: a database at version `n` runs the ones after
 /// it, in one transaction with the new `user_version`.
-const MIGRATIONS: [&str; 8] = [
+const MIGRATIONS: [&str; 9] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
+    SCHEMA_V9,
 ];
 
 /// Brings the database behind `conn` to `SCHEMA_VERSION`, all missing versions in one

@@ -1,0 +1,170 @@
+//! The directory of people (tables `people`, `person_identities`, `person_groups`): one entry
+//! per person, the identities that are theirs in each system (approver names, requester token
+//! names, Kubernetes usernames, GitHub logins, hoop emails) and their groups. An identity
+//! belongs to at most one person. A removed person keeps their rows, marked removed, so that
+//! old decisions still name whose they were; nothing of theirs is eligible any more.
+
+use rusqlite::params;
+
+use super::sqlite::SqliteTx;
+use crate::error::StoreError;
+
+/// One person as the directory lists them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PersonListing {
+    pub person: String,
+    pub created_at: i64,
+    pub removed_at: Option<i64>,
+    /// `(kind, name)`, sorted.
+    pub identities: Vec<(String, String)>,
+    /// Sorted.
+    pub groups: Vec<String>,
+}
+
+/// The rows of the directory.
+pub trait DirectoryRows {
+    /// Adds `person` (or brings a removed one back); whether it was absent or removed.
+    fn put_person(&self, person: &str, now: i64) -> Result<bool, StoreError>;
+
+    /// Marks `person` removed at `now`; whether they were listed until then.
+    fn remove_person(&self, person: &str, now: i64) -> Result<bool, StoreError>;
+
+    /// The listed (not removed) person whose identity `(kind, name)` is.
+    fn person_of(&self, kind: &str, name: &str) -> Result<Option<String>, StoreError>;
+
+    /// The person, removed or not, an identity was linked to.
+    fn owner_of(&self, kind: &str, name: &str) -> Result<Option<String>, StoreError>;
+
+    /// Links `(kind, name)` to `person`. An identity already linked to someone else is left as
+    /// it is: returns that person. `None` when linked (or already linked to `person`).
+    fn link_identity(
+        &self,
+        person: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Replaces `person`'s groups with `groups`.
+    fn set_groups(&self, person: &str, groups: &[String]) -> Result<(), StoreError>;
+
+    /// Every person, listed and removed, by id, with identities and groups.
+    fn directory(&self) -> Result<Vec<PersonListing>, StoreError>;
+
+    /// Unlinks every identity of `person` (before a data file's entry replaces them).
+    fn unlink_identities(&self, person: &str) -> Result<(), StoreError>;
+}
+
+impl DirectoryRows for SqliteTx<'_> {
+    fn put_person(&self, person: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self.exec(
+            "INSERT INTO people(id, created_at) VALUES (?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET removed_at = NULL
+                 WHERE people.removed_at IS NOT NULL",
+            params![person, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn remove_person(&self, person: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self.exec(
+            "UPDATE people SET removed_at = ?2 WHERE id = ?1 AND removed_at IS NULL",
+            params![person, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn person_of(&self, kind: &str, name: &str) -> Result<Option<String>, StoreError> {
+        self.row(
+            "SELECT p.id FROM person_identities i JOIN people p ON p.id = i.person
+                 WHERE i.kind = ?1 AND i.name = ?2 AND p.removed_at IS NULL",
+            params![kind, name],
+            |r| r.get(0),
+        )
+    }
+
+    fn owner_of(&self, kind: &str, name: &str) -> Result<Option<String>, StoreError> {
+        self.row(
+            "SELECT person FROM person_identities WHERE kind = ?1 AND name = ?2",
+            params![kind, name],
+            |r| r.get(0),
+        )
+    }
+
+    fn link_identity(
+        &self,
+        person: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.exec(
+            "INSERT INTO person_identities(kind, name, person) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(kind, name) DO NOTHING",
+            params![kind, name, person],
+        )?;
+        Ok(self
+            .owner_of(kind, name)?
+            .filter(|owner| owner.as_str() != person))
+    }
+
+    fn set_groups(&self, person: &str, groups: &[String]) -> Result<(), StoreError> {
+        self.exec(
+            "DELETE FROM person_groups WHERE person = ?1",
+            params![person],
+        )?;
+        for g in groups {
+            self.exec(
+                "INSERT INTO person_groups(person, grp) VALUES (?1, ?2)
+                     ON CONFLICT(person, grp) DO NOTHING",
+                params![person, g],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn directory(&self) -> Result<Vec<PersonListing>, StoreError> {
+        let mut people: Vec<PersonListing> = self.rows(
+            "SELECT id, created_at, removed_at FROM people ORDER BY id",
+            [],
+            |r| {
+                Ok(PersonListing {
+                    person: r.get(0)?,
+                    created_at: r.get(1)?,
+                    removed_at: r.get(2)?,
+                    identities: Vec::new(),
+                    groups: Vec::new(),
+                })
+            },
+        )?;
+        let identities: Vec<(String, String, String)> = self.rows(
+            "SELECT person, kind, name FROM person_identities ORDER BY person, kind, name",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let groups: Vec<(String, String)> = self.rows(
+            "SELECT person, grp FROM person_groups ORDER BY person, grp",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        for p in &mut people {
+            p.identities = identities
+                .iter()
+                .filter(|(owner, _, _)| *owner == p.person)
+                .map(|(_, k, n)| (k.clone(), n.clone()))
+                .collect();
+            p.groups = groups
+                .iter()
+                .filter(|(owner, _)| *owner == p.person)
+                .map(|(_, g)| g.clone())
+                .collect();
+        }
+        Ok(people)
+    }
+
+    fn unlink_identities(&self, person: &str) -> Result<(), StoreError> {
+        self.exec(
+            "DELETE FROM person_identities WHERE person = ?1",
+            params![person],
+        )?;
+        Ok(())
+    }
+}
