@@ -270,6 +270,25 @@ pub(crate) fn person_of_approver(tx: &dyn Tx, approver: &str) -> Result<String, 
         .ok_or_else(|| DirectoryError::UnknownApprover(approver.to_owned()))
 }
 
+/// The directory as a policy reads it, `data.directory` (docs/policy.md): `approvers` maps each
+/// approver name to its person, `people` each person to their entry, `groups` each group to
+/// its people.
+pub fn policy_data(entries: &[Entry]) -> serde_json::Value {
+    let mut approvers = serde_json::Map::new();
+    let mut people = serde_json::Map::new();
+    let mut groups: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for e in entries {
+        for a in &e.approvers {
+            approvers.insert(a.clone(), json!(e.id));
+        }
+        for g in &e.groups {
+            groups.entry(g).or_default().push(&e.id);
+        }
+        people.insert(e.id.clone(), json!(e));
+    }
+    json!({"approvers": approvers, "people": people, "groups": groups})
+}
+
 /// SHA-256 (hex) of the listed entries as `approver list --json` prints them, one JSON line
 /// each in id order: what a policy's result names as the directory it was evaluated with.
 pub fn hash(entries: &[Entry]) -> Result<String, serde_json::Error> {

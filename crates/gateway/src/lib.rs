@@ -50,6 +50,7 @@ pub mod models;
 pub mod openapi;
 pub mod pairing;
 pub mod passkeys;
+pub mod policy;
 pub mod refusals;
 pub mod reports;
 pub mod requests;

@@ -15,6 +15,7 @@ use countersign_protocol::{RequestState, Risk};
 use url::Url;
 
 mod people;
+mod policy_cli;
 
 /// Exit codes of `request --wait`.
 const EXIT_DENIED: u8 = 3;
@@ -67,6 +68,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: people::TokenCommand,
+    },
+    /// Check a policy file, or run its tests.
+    Policy {
+        #[command(subcommand)]
+        command: policy_cli::PolicyCommand,
     },
     /// The directory of people: approvers, their groups and their other identities.
     Approver {
@@ -242,6 +248,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Invite { .. }
         | Command::Token { .. }
         | Command::Approver { .. }
+        | Command::Policy { .. }
         | Command::Unblock { .. }
         | Command::Devices { .. }
         | Command::Audit { .. } => tokio::task::spawn_blocking(move || admin(&cli))
@@ -287,6 +294,10 @@ fn admin(cli: &Cli) -> Result<ExitCode> {
         Command::Approver { command } => {
             let gw = Gateway::open(load_config(cli)?)?;
             people::approver_command(&gw, command)
+        }
+        Command::Policy { command } => {
+            let gw = Gateway::open(load_config(cli)?)?;
+            policy_cli::policy_command(&gw, command)
         }
         Command::Devices { command } => {
             let gw = Gateway::open(load_config(cli)?)?;

@@ -219,3 +219,93 @@ fn look_alikes_are_flagged_and_approve_asks_before_approving_one() {
     assert!(approved.status.success(), "{approved:?}");
     assert_eq!(wait_exit(&mut req.0), 0, "approved at the gateway");
 }
+
+/// The gateway binary's directory and policy commands: an approver added with groups and
+/// identities, listed as JSON lines; the shipped default policy passes `policy test`, and a
+/// policy that reads the system clock or fails its own test is refused with exit code 1.
+#[test]
+fn the_gateway_binary_keeps_the_directory_and_checks_policies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gw = GatewayProcess::start(&tmp.path().join("gateway"));
+    let added = gw.admin(&[
+        "approver",
+        "add",
+        "alice@example.com",
+        "--person",
+        "alice",
+        "--group",
+        "dba",
+        "--group",
+        "managers",
+        "--token",
+        "alice-ci",
+    ]);
+    assert_eq!(
+        added,
+        "added alice  approvers alice@example.com  groups dba,managers  tokens alice-ci"
+    );
+    gw.admin(&[
+        "approver",
+        "set-groups",
+        "alice@example.com",
+        "--group",
+        "dba",
+    ]);
+    let listed = gw.admin(&["approver", "list", "--json"]);
+    let entry: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(entry["groups"], serde_json::json!(["dba"]));
+    assert_eq!(entry["tokens"], serde_json::json!(["alice-ci"]));
+    let token = gw.admin(&[
+        "token", "create", "deploy", "--team", "ops", "--env", "prod",
+    ]);
+    assert!(token.starts_with("cst_"));
+    let tokens = gw.admin(&["token", "list", "--json"]);
+    assert!(
+        tokens.contains(r#""team":"ops","environments":["prod"]"#),
+        "{tokens}"
+    );
+
+    let policy = |args: &[&str]| {
+        Command::new(bin("countersign-gateway"))
+            .arg("--data-dir")
+            .arg(&gw.data_dir)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let default = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/policy/default.rego");
+    let out = policy(&["policy", "test", default, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["tests"].as_array().unwrap().len(), 4);
+
+    let clock = tmp.path().join("clock.rego");
+    std::fs::write(
+        &clock,
+        "package countersign\n\nimport rego.v1\n\nresult := {\"allow\": time.now_ns() > 0, \"rule\": \"r\", \"message\": \"m\"}\n",
+    )
+    .unwrap();
+    let out = policy(&["policy", "check", clock.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("reads the system clock"),
+        "{out:?}"
+    );
+    let failing = tmp.path().join("failing.rego");
+    std::fs::write(
+        &failing,
+        "package countersign\n\nimport rego.v1\n\nresult := {\"allow\": false, \"rule\": \"r\", \"message\": \"m\"}\n\ntest_allows if { result.allow }\n",
+    )
+    .unwrap();
+    // `check` compiles it; `test` runs the test that fails.
+    assert!(policy(&["policy", "check", failing.to_str().unwrap()])
+        .status
+        .success());
+    let out = policy(&["policy", "test", failing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("FAILED  test_allows"),
+        "{out:?}"
+    );
+}

@@ -7,6 +7,7 @@ mod attestation;
 mod devices;
 mod directory;
 mod passkeys;
+mod policy;
 mod refusals;
 mod requests;
 

@@ -1,0 +1,401 @@
+//! The gateway's policy: a Rego module (`package countersign`) evaluated by regorus, whose rule
+//! `result` decides whether a request may be made, by whom it is approved (stages combined
+//! with AND, each "N of a group or a list"), and under which constraints.
+//!
+//! What a policy may rely on and what the gateway does with its answer is specified in
+//! docs/policy.md. This module loads a policy (refusing one that does not compile, one whose
+//! own `test_*` rules do not all hold, and one that reads the system clock through
+//! `time.now_ns`, which would bypass the gateway's clock), evaluates it on an input, and reads
+//! its result strictly: an evaluation error, an undefined result or a result of the wrong
+//! shape is a policy error, and the gateway fails closed on it.
+
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+/// The policy that applies when `policy_file` is unset: requesters name approvers, who must be
+/// in the directory and never the requester; critical risk needs two of them.
+pub const DEFAULT_POLICY: &str = include_str!("../../../docs/policy/default.rego");
+
+/// The rule a policy answers with.
+const RESULT_RULE: &str = "data.countersign.result";
+
+/// Why a policy was refused or did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("the policy does not compile: {0}")]
+    Compile(String),
+    #[error("the policy is not `package countersign`")]
+    Package,
+    #[error("the policy reads the system clock (time.now_ns at line {line}); use input.time, the gateway's clock")]
+    ReadsSystemClock { line: usize },
+    #[error("the policy gives `result` a default (line {line}): an undefined helper would silently choose it; let the result be undefined instead, and the gateway refuses")]
+    DefaultResult { line: usize },
+    #[error("the policy's own tests fail: {}", .0.join(", "))]
+    TestsFail(Vec<String>),
+    #[error("the policy could not be evaluated: {0}")]
+    Evaluation(String),
+    #[error(
+        "the policy's result is undefined for this request (a helper it uses may be undefined)"
+    )]
+    Undefined,
+    #[error("the policy's result is malformed: {0}")]
+    Malformed(String),
+}
+
+/// A stage of approval: `min` approvals from a directory group or from a list of approvers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageRule {
+    pub name: String,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub approvers: Option<Vec<String>>,
+    pub min: u32,
+}
+
+/// How a request that the policy allows is decided.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Approvers decide.
+    #[default]
+    Ask,
+    /// Approved by the policy at once (low risk, under the gateway's ceiling).
+    Auto,
+    /// Approved at once with a reason; approvers are told after the fact.
+    BreakGlass,
+}
+
+/// What a policy's `result` rule answers, read strictly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outcome {
+    pub allow: bool,
+    /// The rule that decided (named in the signed request and the audit log).
+    pub rule: String,
+    /// For the requester: why it was refused, or what happens now.
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub stages: Vec<StageRule>,
+    /// One person's approval counts toward at most one stage (the default).
+    #[serde(default = "yes")]
+    pub distinct_people: bool,
+    #[serde(default)]
+    pub require_match: bool,
+    #[serde(default)]
+    pub deny_requires_passkey: bool,
+    /// The longest the request may wait for its approvals.
+    #[serde(default)]
+    pub max_wait_seconds: Option<u32>,
+    /// How long an approval stays valid for the action to start.
+    #[serde(default)]
+    pub grant_seconds: Option<u32>,
+    /// The time constraints, for people to read ("weekdays 08:00-18:00 Europe/Berlin").
+    #[serde(default)]
+    pub windows: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Limits of the request format (protocol-v2.md 3): stages, and votes they can ask for.
+const MAX_STAGES: usize = 8;
+const MAX_STAGE_APPROVERS: usize = 64;
+const MAX_QUORUM_TOTAL: u32 = 64;
+
+impl Outcome {
+    /// The shape rules the gateway holds a result to, whatever the policy says.
+    fn check(&self) -> Result<(), PolicyError> {
+        let bad = |why: String| Err(PolicyError::Malformed(why));
+        if self.rule.is_empty() || self.rule.len() > 128 {
+            return bad("`rule` must name the rule that decided (1 to 128 characters)".into());
+        }
+        if !self.allow {
+            if self.message.trim().is_empty() {
+                return bad("a refusal needs a `message` for the requester".into());
+            }
+            return Ok(());
+        }
+        if self.mode == Mode::Ask && self.stages.is_empty() {
+            return bad("an allowed request that approvers decide needs at least one stage".into());
+        }
+        if self.stages.len() > MAX_STAGES {
+            return bad(format!("at most {MAX_STAGES} stages"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut total = 0u32;
+        for s in &self.stages {
+            if !names.insert(s.name.as_str()) {
+                return bad(format!("the stage name {:?} is used twice", s.name));
+            }
+            match (&s.group, &s.approvers) {
+                (Some(_), None) => {}
+                (None, Some(list)) => {
+                    if list.is_empty() || list.len() > MAX_STAGE_APPROVERS {
+                        return bad(format!(
+                            "stage {:?} lists 1 to {MAX_STAGE_APPROVERS} approvers",
+                            s.name
+                        ));
+                    }
+                    if s.min as usize > list.len() {
+                        return bad(format!(
+                            "stage {:?} needs {} of {} approvers",
+                            s.name,
+                            s.min,
+                            list.len()
+                        ));
+                    }
+                }
+                _ => {
+                    return bad(format!(
+                        "stage {:?} names exactly one of `group` and `approvers`",
+                        s.name
+                    ))
+                }
+            }
+            if s.min == 0 {
+                return bad(format!("stage {:?} needs at least one approval", s.name));
+            }
+            total = total.saturating_add(s.min);
+        }
+        if total > MAX_QUORUM_TOTAL {
+            return bad(format!(
+                "the stages ask for {total} approvals; at most {MAX_QUORUM_TOTAL}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A loaded policy: compiled, its tests passed, ready to evaluate.
+pub struct Policy {
+    engine: Mutex<regorus::Engine>,
+    /// SHA-256 (hex) of the policy's text, as loaded.
+    pub hash: String,
+    /// The `test_*` rules it holds, all of which passed at load.
+    pub tests: Vec<String>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("hash", &self.hash)
+            .field("tests", &self.tests)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Policy {
+    /// Compiles `source` (named `name` in messages), refuses one that reads the system clock,
+    /// and runs its `test_*` rules with `data` (the directory and any data file) as data: the
+    /// policy loads only if each of them is true.
+    pub fn load(name: &str, source: &str, data: serde_json::Value) -> Result<Policy, PolicyError> {
+        Policy::compile(name, source, data, true)
+    }
+
+    /// [`Policy::load`] without running the policy's tests (`policy check`).
+    pub fn check(name: &str, source: &str, data: serde_json::Value) -> Result<Policy, PolicyError> {
+        Policy::compile(name, source, data, false)
+    }
+
+    fn compile(
+        name: &str,
+        source: &str,
+        data: serde_json::Value,
+        run_tests: bool,
+    ) -> Result<Policy, PolicyError> {
+        if let Some(line) = reads_system_clock(source) {
+            return Err(PolicyError::ReadsSystemClock { line });
+        }
+        if let Some(line) = defaults_the_result(source) {
+            return Err(PolicyError::DefaultResult { line });
+        }
+        let mut engine = regorus::Engine::new();
+        // regorus reads the system clock in time.now_ns; an extension of the same name is
+        // found first, so even a call the scan above missed fails closed.
+        engine
+            .add_extension(
+                "time.now_ns".into(),
+                0,
+                Box::new(|_: Vec<regorus::Value>| -> anyhow::Result<regorus::Value> {
+                    Err(anyhow::anyhow!(
+                        "time.now_ns reads the system clock: use input.time"
+                    ))
+                }),
+            )
+            .map_err(|e| PolicyError::Compile(e.to_string()))?;
+        let package = engine
+            .add_policy(name.to_owned(), source.to_owned())
+            .map_err(|e| PolicyError::Compile(e.to_string()))?;
+        if package != "data.countersign" {
+            return Err(PolicyError::Package);
+        }
+        engine
+            .add_data(regorus::Value::from(json_data(data)))
+            .map_err(|e| PolicyError::Compile(e.to_string()))?;
+        let tests = test_rules(source);
+        let mut failed = Vec::new();
+        for t in tests.iter().filter(|_| run_tests) {
+            match engine.eval_rule(format!("data.countersign.{t}")) {
+                Ok(regorus::Value::Bool(true)) => {}
+                Ok(_) => failed.push(t.clone()),
+                Err(e) => failed.push(format!("{t} ({e})")),
+            }
+        }
+        if !failed.is_empty() {
+            return Err(PolicyError::TestsFail(failed));
+        }
+        Ok(Policy {
+            engine: Mutex::new(engine),
+            hash: hex::encode(sha2::Sha256::digest(source.as_bytes())),
+            tests,
+        })
+    }
+
+    /// The embedded default policy.
+    pub fn default_policy(data: serde_json::Value) -> Result<Policy, PolicyError> {
+        Policy::load("default.rego", DEFAULT_POLICY, data)
+    }
+
+    /// Evaluates the policy on `input`; a result that is not a well-formed [`Outcome`] is an
+    /// error (the caller fails closed).
+    pub fn evaluate(&self, input: &serde_json::Value) -> Result<Outcome, PolicyError> {
+        let value = {
+            let mut engine = self
+                .engine
+                .lock()
+                .map_err(|_| PolicyError::Evaluation("an earlier evaluation panicked".into()))?;
+            engine.set_input(regorus::Value::from(input.clone()));
+            engine
+                .eval_rule(RESULT_RULE.into())
+                .map_err(|e| PolicyError::Evaluation(e.to_string()))?
+        };
+        if value == regorus::Value::Undefined {
+            return Err(PolicyError::Undefined);
+        }
+        let json = value
+            .to_json_str()
+            .map_err(|e| PolicyError::Malformed(e.to_string()))?;
+        let outcome: Outcome =
+            serde_json::from_str(&json).map_err(|e| PolicyError::Malformed(e.to_string()))?;
+        outcome.check()?;
+        Ok(outcome)
+    }
+}
+
+/// The data a policy sees: `data.directory` is the directory (`directory::policy_data`).
+fn json_data(directory: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ "directory": directory })
+}
+
+/// The Rego source with comments and string literals blanked out (each replaced by spaces, so
+/// that line numbers stay), for the scans below.
+fn code_only(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut chars = source.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '#' => {
+                out.push(' ');
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                    out.push(' ');
+                }
+            }
+            '"' => {
+                out.push(' ');
+                while let Some(d) = chars.next() {
+                    if d == '\\' {
+                        chars.next();
+                        out.push_str("  ");
+                        continue;
+                    }
+                    out.push(if d == '\n' { '\n' } else { ' ' });
+                    if d == '"' {
+                        break;
+                    }
+                }
+            }
+            '`' => {
+                out.push(' ');
+                for d in chars.by_ref() {
+                    out.push(if d == '\n' { '\n' } else { ' ' });
+                    if d == '`' {
+                        break;
+                    }
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The line of the first call of `time.now_ns` in code (not in a comment or a string).
+fn reads_system_clock(source: &str) -> Option<usize> {
+    code_only(source)
+        .lines()
+        .position(|l| {
+            let squeezed: String = l.chars().filter(|c| !c.is_whitespace()).collect();
+            squeezed.contains("time.now_ns")
+        })
+        .map(|i| i + 1)
+}
+
+/// The line of a `default result` declaration, if the policy has one.
+fn defaults_the_result(source: &str) -> Option<usize> {
+    code_only(source)
+        .lines()
+        .position(|l| {
+            let mut words = l.split_whitespace();
+            words.next() == Some("default")
+                && words.next().is_some_and(|w| {
+                    w == "result" || w.starts_with("result:") || w.starts_with("result=")
+                })
+        })
+        .map(|i| i + 1)
+}
+
+/// The names of the rules whose name starts with `test_`, in order, once each.
+fn test_rules(source: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for line in code_only(source).lines() {
+        let Some(rest) = line.strip_prefix("test_") else {
+            continue;
+        };
+        let tail: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let name = format!("test_{tail}");
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_and_strings_are_not_code() {
+        let src = "package countersign\n# time.now_ns()\nx := \"time.now_ns\"\ny := `time.\nnow_ns`\nz := time.now_ns()\n";
+        assert_eq!(reads_system_clock(src), Some(6));
+        assert_eq!(
+            test_rules("test_a if { true }\n  test_not_at_line_start := 1\ntest_b := true\ntest_a if { false }\n# test_c\n"),
+            vec!["test_a", "test_b"]
+        );
+    }
+}
