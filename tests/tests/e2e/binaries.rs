@@ -273,12 +273,26 @@ fn the_gateway_binary_keeps_the_directory_and_checks_policies() {
             .output()
             .unwrap()
     };
-    let default = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/policy/default.rego");
-    let out = policy(&["policy", "test", default, "--json"]);
-    assert!(out.status.success(), "{out:?}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["ok"], true);
-    assert_eq!(report["tests"].as_array().unwrap().len(), 4);
+    // The shipped default and every example of docs/policy.md pass their own tests.
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/policy");
+    let mut examples = 0;
+    for f in std::fs::read_dir(&docs).unwrap() {
+        let path = f.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rego") {
+            continue;
+        }
+        let out = policy(&["policy", "test", path.to_str().unwrap(), "--json"]);
+        assert!(out.status.success(), "{}: {out:?}", path.display());
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["ok"], true);
+        assert!(
+            report["tests"].as_array().unwrap().len() >= 3,
+            "{}: every example tests itself",
+            path.display()
+        );
+        examples += 1;
+    }
+    assert_eq!(examples, 6, "the default and the five examples of docs/policy.md");
 
     let clock = tmp.path().join("clock.rego");
     std::fs::write(
