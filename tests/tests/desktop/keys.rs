@@ -22,6 +22,13 @@ impl Desktop {
         .await
     }
 
+    /// On the welcome screen: pastes `link` and asks to register the passkey.
+    async fn register_with(&self, link: &str) {
+        self.wait_text("Welcome to Countersign").await;
+        self.find("#pair-link").await.send_keys(link).await.unwrap();
+        self.click_button("Register a passkey").await;
+    }
+
     /// Types `pin` into the key's PIN dialog and unlocks.
     async fn enter_pin(&self, pin: &str) {
         self.find("#key-pin").await.send_keys(pin).await.unwrap();
@@ -64,15 +71,9 @@ async fn a_security_key_gets_a_pin_then_asks_it_and_a_touch_in_the_window_with_c
 
     // ---- pairing with a key that has no PIN: refused before the link's one-time code is
     // spent, explained, and a PIN offered ----
-    app.wait_text("Welcome to Countersign").await;
     app.wait_text("Development mode — a test key on a local socket")
         .await;
-    app.find("#pair-link")
-        .await
-        .send_keys(&gw.invite(ALICE).to_string())
-        .await
-        .unwrap();
-    app.click_button("Register a passkey").await;
+    app.register_with(&gw.invite(ALICE).to_string()).await;
     app.wait_text("uv_unavailable").await;
     assert_eq!(key.credential_count(), 0, "nothing registered unverified");
     app.screenshot("14-key-without-pin").await;
@@ -174,13 +175,7 @@ async fn settings_adds_a_backup_key_and_removes_a_passkey() {
     });
     let socket = KeySocket::serve(first.clone(), &key_socket(app_dir.path())).unwrap();
     let app = Desktop::start_with_dev_key(app_dir.path()).await;
-    app.wait_text("Welcome to Countersign").await;
-    app.find("#pair-link")
-        .await
-        .send_keys(&gw.invite(ALICE).to_string())
-        .await
-        .unwrap();
-    app.click_button("Register a passkey").await;
+    app.register_with(&gw.invite(ALICE).to_string()).await;
     app.enter_pin("1357").await;
     app.wait_hash("#/inbox").await;
 

@@ -292,7 +292,10 @@ fn the_gateway_binary_keeps_the_directory_and_checks_policies() {
         );
         examples += 1;
     }
-    assert_eq!(examples, 6, "the default and the five examples of docs/policy.md");
+    assert_eq!(
+        examples, 6,
+        "the default and the five examples of docs/policy.md"
+    );
 
     let clock = tmp.path().join("clock.rego");
     std::fs::write(
