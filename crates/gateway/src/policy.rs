@@ -290,6 +290,50 @@ impl Policy {
     }
 }
 
+/// Who asks, as a policy's input names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Requester {
+    /// The token's name.
+    pub name: String,
+    /// The directory person the token belongs to.
+    pub person: Option<String>,
+    pub team: Option<String>,
+    pub environments: Vec<String>,
+}
+
+/// The input a policy is evaluated on for `request` from `requester` at `now` (Unix seconds,
+/// the gateway's clock), as docs/policy.md specifies it.
+pub fn input(
+    request: &countersign_protocol::api::NewRequest,
+    requester: &Requester,
+    now: i64,
+) -> serde_json::Value {
+    let risk = request
+        .risk
+        .unwrap_or(countersign_protocol::Risk::Medium)
+        .as_str();
+    serde_json::json!({
+        "request": {
+            "action": request.action,
+            "resource": request.resource,
+            "risk": risk,
+            "summary": request.summary,
+            "detail": request.detail,
+            "reason": request.reason,
+            "approvers": request.approvers,
+            "min_approvals": request.min_approvals,
+            "ttl_seconds": request.ttl_seconds,
+            "require_match": request.require_match,
+        },
+        "requester": requester,
+        "time": {
+            "unix": now,
+            "ns": now.saturating_mul(1_000_000_000),
+            "zone": "UTC",
+        },
+    })
+}
+
 /// The data a policy sees: `data.directory` is the directory (`directory::policy_data`).
 fn json_data(directory: serde_json::Value) -> serde_json::Value {
     serde_json::json!({ "directory": directory })

@@ -25,12 +25,45 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// What the policy answers for a request: the input it sees and its result.
+    Explain {
+        /// The request as a requester sends it (NewRequest JSON, protocol.md 3.14).
+        #[arg(long)]
+        request: std::path::PathBuf,
+        /// The requester token's name it comes from.
+        #[arg(long)]
+        requester: String,
+        /// When (RFC 3339); default: now on the gateway's clock.
+        #[arg(long)]
+        at: Option<String>,
+        /// The policy (default: the embedded default policy).
+        #[arg(long)]
+        policy: Option<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn policy_command(gw: &Gateway, command: &PolicyCommand) -> anyhow::Result<ExitCode> {
     let (file, json, run_tests) = match command {
         PolicyCommand::Check { file, json } => (file, *json, false),
         PolicyCommand::Test { file, json } => (file, *json, true),
+        PolicyCommand::Explain {
+            request,
+            requester,
+            at,
+            policy,
+            json,
+        } => {
+            return explain(
+                gw,
+                request,
+                requester,
+                at.as_deref(),
+                policy.as_deref(),
+                *json,
+            )
+        }
     };
     let source = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read the policy {}", file.display()))?;
@@ -96,4 +129,67 @@ fn report(
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn explain(
+    gw: &Gateway,
+    request: &Path,
+    requester: &str,
+    at: Option<&str>,
+    policy: Option<&Path>,
+    json_out: bool,
+) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(request)
+        .with_context(|| format!("cannot read the request {}", request.display()))?;
+    let new: countersign_protocol::api::NewRequest = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a request (NewRequest JSON)", request.display()))?;
+    let now = match at {
+        Some(t) => time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .with_context(|| format!("--at {t:?} is not an RFC 3339 time"))?
+            .unix_timestamp(),
+        None => gw.now(),
+    };
+    let who = gw
+        .store
+        .read(|tx| countersign_gateway::tokens::requester(tx, requester))?;
+    let data = directory::policy_data(&directory_admin::list(gw)?);
+    let (name, loaded) = match policy {
+        Some(file) => {
+            let source = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the policy {}", file.display()))?;
+            (
+                file_name(file),
+                Policy::load(&file_name(file), &source, data),
+            )
+        }
+        None => ("default.rego".to_owned(), Policy::default_policy(data)),
+    };
+    let policy = match loaded {
+        Ok(p) => p,
+        Err(e) => return report(&name, Err(e), true, json_out),
+    };
+    let input = countersign_gateway::policy::input(&new, &who, now);
+    let outcome = policy.evaluate(&input);
+    if json_out {
+        let result = match &outcome {
+            Ok(o) => json!({"ok": true, "result": o}),
+            Err(e) => json!({"ok": false, "error": e.to_string()}),
+        };
+        println!(
+            "{}",
+            json!({"policy": name, "policy_hash": policy.hash, "input": input, "outcome": result})
+        );
+    } else {
+        println!("policy {name} ({})", policy.hash);
+        println!("input {}", serde_json::to_string_pretty(&input)?);
+        match &outcome {
+            Ok(o) => println!("result {}", serde_json::to_string_pretty(o)?),
+            Err(e) => eprintln!("policy error: {e}"),
+        }
+    }
+    Ok(if outcome.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

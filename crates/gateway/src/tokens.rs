@@ -8,6 +8,7 @@ use sha2::Digest as _;
 
 use crate::error::ApiError;
 use crate::gateway::Gateway;
+use crate::store::Tx;
 
 /// Tokens start with this prefix so they are recognisable in secret scanners.
 pub const TOKEN_PREFIX: &str = "cst_";
@@ -108,6 +109,25 @@ pub fn revoke(gw: &Gateway, name: &str) -> Result<bool, ApiError> {
             )?;
         }
         Ok(revoked)
+    })
+}
+
+/// Who the token `name` is to a policy: its attributes and the directory person it belongs
+/// to. A name without a token is a requester with no attributes.
+pub fn requester(tx: &dyn Tx, name: &str) -> Result<crate::policy::Requester, ApiError> {
+    let attributes = match tx.token(name)? {
+        Some(r) => TokenAttributes {
+            team: r.team,
+            environments: serde_json::from_str(&r.environments)
+                .map_err(|e| ApiError::internal("stored token environments", e))?,
+        },
+        None => TokenAttributes::default(),
+    };
+    Ok(crate::policy::Requester {
+        name: name.to_owned(),
+        person: crate::directory::person_of(tx, crate::directory::IdentityKind::Token, name)?,
+        team: attributes.team,
+        environments: attributes.environments,
     })
 }
 

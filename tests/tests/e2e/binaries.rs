@@ -297,6 +297,53 @@ fn the_gateway_binary_keeps_the_directory_and_checks_policies() {
         "the default and the five examples of docs/policy.md"
     );
 
+    // `explain`: the input the policy sees (the token's person, from the directory) and what
+    // it answers.
+    let request = tmp.path().join("request.json");
+    std::fs::write(
+        &request,
+        r#"{"action": "deploy", "resource": "prod/api", "risk": "high", "summary": "Roll out",
+            "ttl_seconds": 600, "approvers": ["alice@example.com"], "min_approvals": 1}"#,
+    )
+    .unwrap();
+    let explain = |requester: &str, extra: &[&str]| {
+        let mut args = vec![
+            "policy",
+            "explain",
+            "--request",
+            request.to_str().unwrap(),
+            "--requester",
+            requester,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = policy(&args);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let own = explain("alice-ci", &[]);
+    assert_eq!(own["input"]["requester"]["person"], "alice");
+    assert_eq!(own["outcome"]["result"]["allow"], false);
+    assert_eq!(own["outcome"]["result"]["rule"], "default.own_request");
+    let other = explain("deploy", &[]);
+    assert_eq!(other["input"]["requester"]["team"], "ops");
+    assert_eq!(
+        other["outcome"]["result"]["rule"],
+        "default.named_approvers"
+    );
+    let hours = docs.join("business-hours.rego");
+    let saturday = explain(
+        "deploy",
+        &[
+            "--policy",
+            hours.to_str().unwrap(),
+            "--at",
+            "2026-01-03T10:00:00+01:00",
+        ],
+    );
+    assert_eq!(saturday["input"]["time"]["unix"], 1_767_430_800);
+    assert_eq!(saturday["outcome"]["result"]["allow"], false);
+
     let clock = tmp.path().join("clock.rego");
     std::fs::write(
         &clock,

@@ -36,6 +36,9 @@ pub trait TokenRows {
     /// Every token, by name.
     fn tokens(&self) -> Result<Vec<TokenRow>, StoreError>;
 
+    /// The stored token `name`, if there is one.
+    fn token(&self, name: &str) -> Result<Option<TokenRow>, StoreError>;
+
     /// The name of the token with `hash` and when it was revoked, if it is stored.
     fn token_by_hash(&self, hash: &str) -> Result<Option<(String, Option<i64>)>, StoreError>;
 }
@@ -74,6 +77,23 @@ impl TokenRows for SqliteTx<'_> {
             "SELECT name, created_at, revoked_at IS NOT NULL, team, environments
                  FROM tokens ORDER BY name",
             [],
+            |r| {
+                Ok(TokenRow {
+                    name: r.get(0)?,
+                    created_at: r.get(1)?,
+                    revoked: r.get(2)?,
+                    team: r.get(3)?,
+                    environments: r.get(4)?,
+                })
+            },
+        )
+    }
+
+    fn token(&self, name: &str) -> Result<Option<TokenRow>, StoreError> {
+        self.row(
+            "SELECT name, created_at, revoked_at IS NOT NULL, team, environments
+                 FROM tokens WHERE name = ?1",
+            params![name],
             |r| {
                 Ok(TokenRow {
                     name: r.get(0)?,
