@@ -18,6 +18,7 @@ mod common;
 mod desktop;
 mod engine;
 mod fanout;
+mod policy;
 mod throughput;
 
 use common::Figure;
@@ -107,6 +108,15 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         idle_seconds: u64,
     },
+    /// The gateway's policy evaluation: a 100-rule policy, 1,000 people in the directory,
+    /// beside regorus alone on the same inputs.
+    PolicyEval {
+        #[arg(long, default_value_t = 5000)]
+        evaluations: usize,
+        /// Rules in the generated policy (the target is set for 100).
+        #[arg(long, default_value_t = 100)]
+        rules: usize,
+    },
     /// Every benchmark with its defaults, then a summary.
     All,
     /// Internal: the gateway child process used by `throughput` and `fanout`.
@@ -178,6 +188,7 @@ async fn run(command: Command) -> Result<Vec<Figure>> {
             entries,
             data_parent,
         } => audit::verify(entries, data_parent.as_deref())?,
+        Command::PolicyEval { evaluations, rules } => policy::run(evaluations, rules.max(1))?,
         Command::Desktop {
             app,
             starts,
@@ -222,6 +233,7 @@ async fn run(command: Command) -> Result<Vec<Figure>> {
             );
             all.extend(audit::append_rate(1000, None)?);
             all.extend(audit::verify(1_000_000, None)?);
+            all.extend(policy::run(5000, 100)?);
             all
         }
         Command::GatewayChild { .. } => Vec::new(),
