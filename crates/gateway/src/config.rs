@@ -69,6 +69,11 @@ pub struct Config {
     /// A directory of people (TOML, or JSON by its `.json` name) that replaces the one kept by
     /// `countersign-gateway approver …`, read at start (`directory`).
     pub directory_file: Option<PathBuf>,
+    /// The policy (Rego, docs/policy.md); unset: the embedded default policy.
+    pub policy_file: Option<PathBuf>,
+    /// How often, in seconds, the policy and directory files are checked for changes (0: never
+    /// while running; they are read when the gateway opens).
+    pub reload_seconds: u64,
 }
 
 /// The attestation a passkey's registration must carry.
@@ -107,6 +112,8 @@ impl Default for Config {
             attestation_ca: Vec::new(),
             allowed_aaguids: Vec::new(),
             directory_file: None,
+            policy_file: None,
+            reload_seconds: 5,
         }
     }
 }

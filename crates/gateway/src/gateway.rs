@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{ApiError, GatewayError};
 use crate::hub::Hub;
+use crate::policy::Policy;
 use crate::store::Store;
 use crate::tls;
 
@@ -39,6 +40,10 @@ pub struct Gateway {
     pub tls: Option<tls::Tls>,
     /// Open windows of aggregated refusals (see `refusals`).
     pub refusals: std::sync::Mutex<countersign_protocol::aggregate::Aggregator>,
+    /// The policy in force (`policy_file`, or the default), replaced only by one that loads.
+    pub policy: std::sync::RwLock<Arc<Policy>>,
+    /// What the policy in force was made from, for the watcher (`reload`) to compare with.
+    policy_sources: std::sync::Mutex<crate::policy::Sources>,
 }
 
 impl Gateway {
@@ -81,7 +86,17 @@ impl Gateway {
                 ))
             }
         };
+        if let Some(path) = &config.directory_file {
+            crate::directory::load(&store, path, Clock::default().now())
+                .map_err(|e| GatewayError::Invalid(e.to_string()))?;
+        }
+        let policy_sources = crate::policy::sources(&config, &store);
+        let policy = crate::policy::load_for(&config, &store)
+            .map_err(|e| GatewayError::Invalid(e.to_string()))?;
+        tracing::debug!(policy = %policy.hash, tests = policy.tests.len(), "policy loaded");
         let gw = Arc::new(Gateway {
+            policy: std::sync::RwLock::new(Arc::new(policy)),
+            policy_sources: std::sync::Mutex::new(policy_sources),
             config,
             store,
             key,
@@ -95,10 +110,6 @@ impl Gateway {
             tls,
             refusals: std::sync::Mutex::new(Default::default()),
         });
-        if let Some(path) = &gw.config.directory_file {
-            crate::directory::load(&gw.store, path, gw.now())
-                .map_err(|e| GatewayError::Invalid(e.to_string()))?;
-        }
         Ok(gw)
     }
 
@@ -111,6 +122,31 @@ impl Gateway {
 
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// What the policy in force was made from.
+    pub fn policy_sources(&self) -> crate::policy::Sources {
+        match self.policy_sources.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Records what the policy being loaded is made from.
+    pub fn set_policy_sources(&self, sources: crate::policy::Sources) {
+        match self.policy_sources.lock() {
+            Ok(mut s) => *s = sources,
+            Err(poisoned) => *poisoned.into_inner() = sources,
+        }
+    }
+
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(p) => p.clone(),
+            // A writer only swaps an `Arc`; a poisoned lock still holds a loaded policy.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Runs `f` on tokio's blocking pool and awaits its result. This is how async code reaches

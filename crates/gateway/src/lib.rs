@@ -52,6 +52,7 @@ pub mod pairing;
 pub mod passkeys;
 pub mod policy;
 pub mod refusals;
+pub mod reload;
 pub mod reports;
 pub mod requests;
 pub mod server;

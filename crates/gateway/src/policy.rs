@@ -334,6 +334,82 @@ pub fn input(
     })
 }
 
+/// What a policy in force was made from: SHA-256 of the policy file, of the directory file and
+/// of the stored directory's entries (`directory::hash`), as last seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sources {
+    pub policy_file: Option<String>,
+    pub directory_file: Option<String>,
+    pub directory: Option<String>,
+}
+
+/// SHA-256 (hex) of the file at `path`, if it can be read.
+pub fn file_hash(path: Option<&std::path::Path>) -> Option<String> {
+    let bytes = std::fs::read(path?).ok()?;
+    Some(hex::encode(sha2::Sha256::digest(&bytes)))
+}
+
+/// What the policy `config` names would be made from now.
+pub fn sources(config: &crate::config::Config, store: &crate::store::Store) -> Sources {
+    let stored = store.read(|tx| tx.directory()).ok().and_then(|people| {
+        let entries: Vec<crate::directory::Entry> = people
+            .iter()
+            .filter(|p| p.removed_at.is_none())
+            .map(crate::directory::Entry::from_listing)
+            .collect();
+        crate::directory::hash(&entries).ok()
+    });
+    Sources {
+        policy_file: file_hash(config.policy_file.as_deref()),
+        directory_file: file_hash(config.directory_file.as_deref()),
+        directory: stored,
+    }
+}
+
+/// Why the configured policy could not be read or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("the policy file {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the policy {name}: {source}")]
+    Policy { name: String, source: PolicyError },
+    #[error(transparent)]
+    Directory(#[from] crate::directory::DirectoryError),
+}
+
+/// The policy `config` names (`policy_file`, or the embedded default), loaded with the
+/// store's directory as its data.
+pub fn load_for(
+    config: &crate::config::Config,
+    store: &crate::store::Store,
+) -> Result<Policy, LoadError> {
+    let people = store
+        .read(|tx| tx.directory())
+        .map_err(crate::directory::DirectoryError::from)?;
+    let entries: Vec<crate::directory::Entry> = people
+        .iter()
+        .filter(|p| p.removed_at.is_none())
+        .map(crate::directory::Entry::from_listing)
+        .collect();
+    let data = crate::directory::policy_data(&entries);
+    let (name, loaded) = match &config.policy_file {
+        Some(path) => {
+            let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let name = path.display().to_string();
+            let loaded = Policy::load(&name, &source, data);
+            (name, loaded)
+        }
+        None => ("default.rego".to_owned(), Policy::default_policy(data)),
+    };
+    loaded.map_err(|source| LoadError::Policy { name, source })
+}
+
 /// The data a policy sees: `data.directory` is the directory (`directory::policy_data`).
 fn json_data(directory: serde_json::Value) -> serde_json::Value {
     serde_json::json!({ "directory": directory })

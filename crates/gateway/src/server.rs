@@ -1,12 +1,12 @@
-//! Serving a [`Gateway`]: [`serve`] and [`serve_on`] start the HTTP or HTTPS server and the
-//! expiry sweeper, and [`Running`] stops them.
+//! Serving a [`Gateway`]: [`serve`] and [`serve_on`] start the HTTP or HTTPS server, the
+//! expiry sweeper and the policy's watcher (`reload`), and [`Running`] stops them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
-use crate::{http, lifecycle};
+use crate::{http, lifecycle, reload};
 
 /// A gateway serving on a socket, with its background tasks.
 pub struct Running {
@@ -15,6 +15,7 @@ pub struct Running {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
+    watcher: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -33,6 +34,7 @@ impl Running {
             let _ = tx.send(());
         }
         self.sweeper.abort();
+        self.watcher.abort();
         self.gateway.hub.close();
         let _ = (&mut self.task).await;
         // Counted refusals of windows still open are written, so none vanishes.
@@ -44,6 +46,7 @@ impl Running {
     pub fn abort(self) {
         self.task.abort();
         self.sweeper.abort();
+        self.watcher.abort();
         self.gateway.hub.close();
     }
 }
@@ -105,11 +108,13 @@ pub fn serve_on(
         }
     };
     let sweeper = tokio::spawn(lifecycle::expiry_sweeper(gateway.clone()));
+    let watcher = tokio::spawn(reload::watch(gateway.clone()));
     Ok(Running {
         gateway,
         addr,
         shutdown: Some(tx),
         task,
         sweeper,
+        watcher,
     })
 }

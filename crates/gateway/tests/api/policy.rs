@@ -201,3 +201,98 @@ fn time_comes_from_the_input_in_the_zone_the_policy_names() {
         vec!["weekdays 08:00-18:00 Europe/Berlin"]
     );
 }
+
+/// The gateway opens only with a policy that loads, watches its files while it runs, and
+/// replaces the policy only with one that loads: a broken one is refused and audited, and the
+/// old one stays in force. A change of the directory (file or store) loads the policy again
+/// with the new directory as its data.
+#[tokio::test]
+async fn a_changed_policy_replaces_the_old_one_only_if_it_loads() {
+    use countersign_test_support::TestGateway;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.rego");
+    let people = dir.path().join("people.toml");
+    let closed = format!("{HEAD}result := {{\"allow\": false, \"rule\": \"closed\", \"message\": \"closed\"}}\n\ntest_closed if {{ not result.allow }}\n");
+    std::fs::write(&policy, &closed).unwrap();
+    std::fs::write(
+        &people,
+        "[[people]]\nid = \"alice\"\napprovers = [\"alice@example.com\"]\n",
+    )
+    .unwrap();
+
+    // Broken at start: the gateway does not open.
+    let broken = dir.path().join("broken.rego");
+    std::fs::write(
+        &broken,
+        format!("{HEAD}result := {{\"allow\": time.now_ns() > 0}}\n"),
+    )
+    .unwrap();
+    let mut config = countersign_test_support::test_config(dir.path().join("gw0"));
+    config.policy_file = Some(broken.clone());
+    let e = countersign_gateway::Gateway::open(config).err().unwrap();
+    assert!(e.to_string().contains("reads the system clock"), "{e}");
+
+    let (p, d) = (policy.clone(), people.clone());
+    let h = TestGateway::start_with(move |c| {
+        c.policy_file = Some(p);
+        c.directory_file = Some(d);
+        c.reload_seconds = 1;
+    })
+    .await;
+    let first = h.gw().policy().hash.clone();
+    let audited = |kind: &str| h.audit().iter().filter(|(e, _)| e.kind == kind).count();
+    let wait_for = |kind: &'static str, n: usize| {
+        let audited = &audited;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            while audited(kind) < n {
+                assert!(std::time::Instant::now() < deadline, "no {kind} audited");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+
+    // A policy whose own test fails: refused, the old one stays.
+    std::fs::write(&policy, format!("{HEAD}result := {{\"allow\": false, \"rule\": \"x\", \"message\": \"x\"}}\n\ntest_open if {{ result.allow }}\n")).unwrap();
+    wait_for("policy.refused", 1).await;
+    assert_eq!(h.gw().policy().hash, first, "the old policy stays in force");
+    let refused = h
+        .audit()
+        .into_iter()
+        .rev()
+        .find(|(e, _)| e.kind == "policy.refused")
+        .unwrap()
+        .0;
+    assert!(
+        refused.detail["error"]
+            .as_str()
+            .unwrap()
+            .contains("test_open"),
+        "{}",
+        refused.detail
+    );
+    assert_eq!(refused.detail["policy_hash"], first.as_str());
+
+    // The default policy, as a file: loaded, in force.
+    std::fs::write(&policy, countersign_gateway::policy::DEFAULT_POLICY).unwrap();
+    wait_for("policy.loaded", 1).await;
+    let second = h.gw().policy().hash.clone();
+    assert_ne!(second, first);
+    let ask_bob = input(&["bob@example.com"], "low", 1);
+    let o = h.gw().policy().evaluate(&ask_bob).unwrap();
+    assert_eq!(
+        o.rule, "default.unknown_approver",
+        "bob is not in the directory yet"
+    );
+
+    // Bob joins through the directory file: applied, and the policy sees him.
+    std::fs::write(
+        &people,
+        "[[people]]\nid = \"alice\"\napprovers = [\"alice@example.com\"]\n\n[[people]]\nid = \"bob\"\napprovers = [\"bob@example.com\"]\n",
+    )
+    .unwrap();
+    wait_for("policy.loaded", 2).await;
+    assert_eq!(audited("directory.loaded"), 2);
+    let o = h.gw().policy().evaluate(&ask_bob).unwrap();
+    assert!(o.allow, "{o:?}");
+}

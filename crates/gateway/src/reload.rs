@@ -1,0 +1,114 @@
+//! Watching what the policy is made of while the gateway runs: the policy file, the directory
+//! file and the directory kept in the store (which `countersign-gateway approver …` changes
+//! from another process). Every `reload_seconds` each is fingerprinted (SHA-256 of its bytes or
+//! of the listed entries). When one changed, a changed directory file is applied first, then
+//! the policy is loaded again with the directory as its data: compiled, checked and its own
+//! tests run. A policy that loads replaces the old one (`policy.loaded`); one that does not is
+//! refused and the old one kept (`policy.refused`). Both are logged and audited with the
+//! policy's hash.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::gateway::Gateway;
+use crate::policy::{file_hash, sources};
+
+/// What one reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The policy was loaded again; its hash.
+    Loaded(String),
+    /// The new policy (or directory file) was refused; the old policy stays. Why.
+    Refused(String),
+}
+
+/// Applies a changed directory file (when `directory_file_changed`), then loads the policy
+/// again. Audited either way. What it was loaded from becomes the sources to compare with.
+pub fn reload(gw: &Gateway, directory_file_changed: bool) -> Reloaded {
+    let now = gw.now();
+    let audit = |kind: &str, detail: serde_json::Value| {
+        if let Err(e) = gw
+            .store
+            .write(|tx| tx.audit_append(now, kind, None, detail.clone()))
+        {
+            tracing::error!(%e, kind, "could not audit a policy reload");
+        }
+    };
+    let file = gw
+        .config
+        .policy_file
+        .as_ref()
+        .map(|p| p.display().to_string());
+    if directory_file_changed {
+        if let Some(path) = &gw.config.directory_file {
+            if let Err(e) = crate::directory::load(&gw.store, path, now) {
+                tracing::error!(%e, "the changed directory file was refused; the old directory stays");
+                // Not tried again until one of the files changes once more.
+                gw.set_policy_sources(sources(&gw.config, &gw.store));
+                audit(
+                    "policy.refused",
+                    json!({"file": path.display().to_string(), "error": e.to_string(), "policy_hash": gw.policy().hash}),
+                );
+                return Reloaded::Refused(e.to_string());
+            }
+        }
+    }
+    // Taken before the load: a change made while it loads is seen at the next look.
+    let seen = sources(&gw.config, &gw.store);
+    gw.set_policy_sources(seen);
+    match crate::policy::load_for(&gw.config, &gw.store) {
+        Ok(policy) => {
+            let hash = policy.hash.clone();
+            tracing::info!(policy = %hash, tests = policy.tests.len(), "policy loaded again");
+            audit(
+                "policy.loaded",
+                json!({"file": file, "policy_hash": hash, "tests": policy.tests, "previous": gw.policy().hash}),
+            );
+            match gw.policy.write() {
+                Ok(mut slot) => *slot = Arc::new(policy),
+                Err(poisoned) => *poisoned.into_inner() = Arc::new(policy),
+            }
+            Reloaded::Loaded(hash)
+        }
+        Err(e) => {
+            let refused = file_hash(gw.config.policy_file.as_deref());
+            tracing::error!(%e, "the changed policy was refused; the old one stays");
+            audit(
+                "policy.refused",
+                json!({"file": file, "error": e.to_string(), "refused_hash": refused, "policy_hash": gw.policy().hash}),
+            );
+            Reloaded::Refused(e.to_string())
+        }
+    }
+}
+
+/// Looks every `reload_seconds` (never when it is 0) and reloads on a change.
+pub async fn watch(gw: Arc<Gateway>) {
+    let seconds = gw.config.reload_seconds;
+    if seconds == 0 {
+        return;
+    }
+    let mut last = gw.policy_sources();
+    let mut tick = tokio::time::interval(Duration::from_secs(seconds));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Ok(now) = gw.blocking(|gw| Ok(sources(&gw.config, &gw.store))).await else {
+            continue;
+        };
+        if now == last {
+            continue;
+        }
+        let directory_file_changed = now.directory_file != last.directory_file;
+        let _ = gw
+            .blocking(move |gw| Ok(reload(gw, directory_file_changed)))
+            .await;
+        // A directory file applied changes the stored directory: seen afresh, not reloaded twice.
+        last = match gw.blocking(|gw| Ok(sources(&gw.config, &gw.store))).await {
+            Ok(after) => after,
+            Err(_) => gw.policy_sources(),
+        };
+    }
+}
