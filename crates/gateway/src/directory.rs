@@ -220,11 +220,20 @@ pub(crate) fn link_all(tx: &dyn Tx, entry: &Entry) -> Result<(), DirectoryError>
     Ok(())
 }
 
-pub(crate) fn listing_of(tx: &dyn Tx, person: &str) -> Result<Entry, DirectoryError> {
-    tx.directory()?
+/// Every listed (not removed) person's entry, by id.
+pub fn listed(tx: &dyn Tx) -> Result<Vec<Entry>, StoreError> {
+    Ok(tx
+        .directory()?
         .iter()
-        .find(|p| p.person == person && p.removed_at.is_none())
+        .filter(|p| p.removed_at.is_none())
         .map(Entry::from_listing)
+        .collect())
+}
+
+pub(crate) fn listing_of(tx: &dyn Tx, person: &str) -> Result<Entry, DirectoryError> {
+    listed(tx)?
+        .into_iter()
+        .find(|e| e.id == person)
         .ok_or_else(|| DirectoryError::UnknownApprover(person.to_owned()))
 }
 
@@ -348,12 +357,7 @@ pub fn load(store: &Store, path: &Path, now: i64) -> Result<bool, DirectoryError
         why: e.to_string(),
     })?;
     store.write(|tx| -> Result<bool, DirectoryError> {
-        let before: Vec<Entry> = tx
-            .directory()?
-            .iter()
-            .filter(|p| p.removed_at.is_none())
-            .map(Entry::from_listing)
-            .collect();
+        let before = listed(tx)?;
         if before == file.people {
             return Ok(false);
         }

@@ -151,10 +151,5 @@ pub fn remove(gw: &Gateway, approver: &str) -> Result<String, DirectoryError> {
 
 /// Every listed person's entry, by id.
 pub fn list(gw: &Gateway) -> Result<Vec<Entry>, DirectoryError> {
-    let people = gw.store.read(|tx| tx.directory())?;
-    Ok(people
-        .iter()
-        .filter(|p| p.removed_at.is_none())
-        .map(Entry::from_listing)
-        .collect())
+    Ok(gw.store.read(crate::directory::listed)?)
 }

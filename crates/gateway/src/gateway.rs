@@ -90,8 +90,9 @@ impl Gateway {
             crate::directory::load(&store, path, Clock::default().now())
                 .map_err(|e| GatewayError::Invalid(e.to_string()))?;
         }
-        let policy_sources = crate::policy::sources(&config, &store);
-        let policy = crate::policy::load_for(&config, &store)
+        let directory = store.read(crate::directory::listed)?;
+        let policy_sources = crate::policy::sources(&config, &directory);
+        let policy = crate::policy::load_for(&config, &directory)
             .map_err(|e| GatewayError::Invalid(e.to_string()))?;
         tracing::debug!(policy = %policy.hash, tests = policy.tests.len(), "policy loaded");
         let gw = Arc::new(Gateway {

@@ -349,20 +349,13 @@ pub fn file_hash(path: Option<&std::path::Path>) -> Option<String> {
     Some(hex::encode(sha2::Sha256::digest(&bytes)))
 }
 
-/// What the policy `config` names would be made from now.
-pub fn sources(config: &crate::config::Config, store: &crate::store::Store) -> Sources {
-    let stored = store.read(|tx| tx.directory()).ok().and_then(|people| {
-        let entries: Vec<crate::directory::Entry> = people
-            .iter()
-            .filter(|p| p.removed_at.is_none())
-            .map(crate::directory::Entry::from_listing)
-            .collect();
-        crate::directory::hash(&entries).ok()
-    });
+/// What the policy `config` names would be made from now, with `directory` (the listed
+/// entries, `directory::listed`) as the stored directory.
+pub fn sources(config: &crate::config::Config, directory: &[crate::directory::Entry]) -> Sources {
     Sources {
         policy_file: file_hash(config.policy_file.as_deref()),
         directory_file: file_hash(config.directory_file.as_deref()),
-        directory: stored,
+        directory: crate::directory::hash(directory).ok(),
     }
 }
 
@@ -376,25 +369,15 @@ pub enum LoadError {
     },
     #[error("the policy {name}: {source}")]
     Policy { name: String, source: PolicyError },
-    #[error(transparent)]
-    Directory(#[from] crate::directory::DirectoryError),
 }
 
-/// The policy `config` names (`policy_file`, or the embedded default), loaded with the
-/// store's directory as its data.
+/// The policy `config` names (`policy_file`, or the embedded default), loaded with
+/// `directory` (the listed entries) as its data.
 pub fn load_for(
     config: &crate::config::Config,
-    store: &crate::store::Store,
+    directory: &[crate::directory::Entry],
 ) -> Result<Policy, LoadError> {
-    let people = store
-        .read(|tx| tx.directory())
-        .map_err(crate::directory::DirectoryError::from)?;
-    let entries: Vec<crate::directory::Entry> = people
-        .iter()
-        .filter(|p| p.removed_at.is_none())
-        .map(crate::directory::Entry::from_listing)
-        .collect();
-    let data = crate::directory::policy_data(&entries);
+    let data = crate::directory::policy_data(directory);
     let (name, loaded) = match &config.policy_file {
         Some(path) => {
             let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {

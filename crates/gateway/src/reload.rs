@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::error::StoreError;
 use crate::gateway::Gateway;
-use crate::policy::{file_hash, sources};
+use crate::policy::{file_hash, sources, Sources};
 
 /// What one reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +47,9 @@ pub fn reload(gw: &Gateway, directory_file_changed: bool) -> Reloaded {
             if let Err(e) = crate::directory::load(&gw.store, path, now) {
                 tracing::error!(%e, "the changed directory file was refused; the old directory stays");
                 // Not tried again until one of the files changes once more.
-                gw.set_policy_sources(sources(&gw.config, &gw.store));
+                if let Ok((_, seen)) = current(gw) {
+                    gw.set_policy_sources(seen);
+                }
                 audit(
                     "policy.refused",
                     json!({"file": path.display().to_string(), "error": e.to_string(), "policy_hash": gw.policy().hash}),
@@ -56,9 +59,15 @@ pub fn reload(gw: &Gateway, directory_file_changed: bool) -> Reloaded {
         }
     }
     // Taken before the load: a change made while it loads is seen at the next look.
-    let seen = sources(&gw.config, &gw.store);
+    let (directory, seen) = match current(gw) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(%e, "the directory could not be read; the old policy stays");
+            return Reloaded::Refused(e.to_string());
+        }
+    };
     gw.set_policy_sources(seen);
-    match crate::policy::load_for(&gw.config, &gw.store) {
+    match crate::policy::load_for(&gw.config, &directory) {
         Ok(policy) => {
             let hash = policy.hash.clone();
             tracing::info!(policy = %hash, tests = policy.tests.len(), "policy loaded again");
@@ -84,6 +93,13 @@ pub fn reload(gw: &Gateway, directory_file_changed: bool) -> Reloaded {
     }
 }
 
+/// The listed directory, and what the policy would be made from with it.
+fn current(gw: &Gateway) -> Result<(Vec<crate::directory::Entry>, Sources), StoreError> {
+    let directory = gw.store.read(crate::directory::listed)?;
+    let seen = sources(&gw.config, &directory);
+    Ok((directory, seen))
+}
+
 /// Looks every `reload_seconds` (never when it is 0) and reloads on a change.
 pub async fn watch(gw: Arc<Gateway>) {
     let seconds = gw.config.reload_seconds;
@@ -95,7 +111,7 @@ pub async fn watch(gw: Arc<Gateway>) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        let Ok(now) = gw.blocking(|gw| Ok(sources(&gw.config, &gw.store))).await else {
+        let Ok((_, now)) = gw.blocking(|gw| Ok(current(gw)?)).await else {
             continue;
         };
         if now == last {
@@ -105,10 +121,7 @@ pub async fn watch(gw: Arc<Gateway>) {
         let _ = gw
             .blocking(move |gw| Ok(reload(gw, directory_file_changed)))
             .await;
-        // A directory file applied changes the stored directory: seen afresh, not reloaded twice.
-        last = match gw.blocking(|gw| Ok(sources(&gw.config, &gw.store))).await {
-            Ok(after) => after,
-            Err(_) => gw.policy_sources(),
-        };
+        // What the reload saw, after applying a directory file: not reloaded twice for it.
+        last = gw.policy_sources();
     }
 }

@@ -112,15 +112,20 @@ pub fn revoke(gw: &Gateway, name: &str) -> Result<bool, ApiError> {
     })
 }
 
+/// A stored token's attributes (`environments` as the JSON array the store keeps).
+fn attributes_of(team: Option<String>, environments: &str) -> Result<TokenAttributes, ApiError> {
+    Ok(TokenAttributes {
+        team,
+        environments: serde_json::from_str(environments)
+            .map_err(|e| ApiError::internal("stored token environments", e))?,
+    })
+}
+
 /// Who the token `name` is to a policy: its attributes and the directory person it belongs
 /// to. A name without a token is a requester with no attributes.
 pub fn requester(tx: &dyn Tx, name: &str) -> Result<crate::policy::Requester, ApiError> {
     let attributes = match tx.token(name)? {
-        Some(r) => TokenAttributes {
-            team: r.team,
-            environments: serde_json::from_str(&r.environments)
-                .map_err(|e| ApiError::internal("stored token environments", e))?,
-        },
+        Some(r) => attributes_of(r.team, &r.environments)?,
         None => TokenAttributes::default(),
     };
     Ok(crate::policy::Requester {
@@ -136,16 +141,11 @@ pub fn list(gw: &Gateway) -> Result<Vec<TokenListing>, ApiError> {
     let rows = gw.store.read(|c| c.tokens())?;
     rows.into_iter()
         .map(|r| {
-            let environments = serde_json::from_str(&r.environments)
-                .map_err(|e| ApiError::internal("stored token environments", e))?;
             Ok(TokenListing {
+                attributes: attributes_of(r.team, &r.environments)?,
                 name: r.name,
                 created_at: r.created_at,
                 revoked: r.revoked,
-                attributes: TokenAttributes {
-                    team: r.team,
-                    environments,
-                },
             })
         })
         .collect()

@@ -43,6 +43,17 @@ pub trait TokenRows {
     fn token_by_hash(&self, hash: &str) -> Result<Option<(String, Option<i64>)>, StoreError>;
 }
 
+/// A `TokenRow` from `name, created_at, revoked, team, environments`.
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        name: r.get(0)?,
+        created_at: r.get(1)?,
+        revoked: r.get(2)?,
+        team: r.get(3)?,
+        environments: r.get(4)?,
+    })
+}
+
 impl TokenRows for SqliteTx<'_> {
     fn put_token(
         &self,
@@ -77,15 +88,7 @@ impl TokenRows for SqliteTx<'_> {
             "SELECT name, created_at, revoked_at IS NOT NULL, team, environments
                  FROM tokens ORDER BY name",
             [],
-            |r| {
-                Ok(TokenRow {
-                    name: r.get(0)?,
-                    created_at: r.get(1)?,
-                    revoked: r.get(2)?,
-                    team: r.get(3)?,
-                    environments: r.get(4)?,
-                })
-            },
+            token_row,
         )
     }
 
@@ -94,15 +97,7 @@ impl TokenRows for SqliteTx<'_> {
             "SELECT name, created_at, revoked_at IS NOT NULL, team, environments
                  FROM tokens WHERE name = ?1",
             params![name],
-            |r| {
-                Ok(TokenRow {
-                    name: r.get(0)?,
-                    created_at: r.get(1)?,
-                    revoked: r.get(2)?,
-                    team: r.get(3)?,
-                    environments: r.get(4)?,
-                })
-            },
+            token_row,
         )
     }
 
