@@ -121,7 +121,7 @@ ok "the desktop app is paired as alice@example.com (development mode: software p
 # requester|action|resource|risk|match|summary|detail|reason
 samples=(
     "deploy-bot|deploy|prod/api|high|no|Deploy api v2.14.0 to production|helm upgrade api charts/api --namespace prod --set image.tag=v2.14.0|Release train 2026-48: payment retries and the new audit export"
-    "maria.dba|sql.exec|prod-db/billing|critical|yes|Drop the legacy invoices_2019 table|DROP TABLE billing.invoices_2019;|Archived to cold storage last week (OPS-4411); frees 210 GB"
+    "maria.dba|sql.exec|prod-db/billing|high|yes|Drop the legacy invoices_2019 table|DROP TABLE billing.invoices_2019;|Archived to cold storage last week (OPS-4411); frees 210 GB"
     "ci-pipeline|kubectl.exec|prod/payments-7f9c6d|high|no|Open a shell in a payments pod|kubectl -n prod exec -it payments-7f9c6d -- /bin/sh|Investigating stuck settlement batch INC-2291"
     "deploy-bot|terraform.apply|aws/prod-network|medium|no|Apply network plan: add a NAT gateway in eu-west-1c|terraform apply -target=module.vpc.aws_nat_gateway.c plan-8841.tfplan|Third AZ for the egress path (NET-310)"
     "maria.dba|sql.exec|prod-db/auth|high|no|Rotate the reporting role's password|ALTER ROLE reporting WITH PASSWORD '********';|Quarterly credential rotation"

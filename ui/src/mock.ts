@@ -20,6 +20,7 @@ import type { KeyAsk } from "./bindings/KeyAsk";
 import type { PasskeyView } from "./bindings/PasskeyView";
 import type { RequestDetail } from "./bindings/RequestDetail";
 import type { Settings } from "./bindings/Settings";
+import type { StageView } from "./bindings/StageView";
 import type { Text } from "./bindings/Text";
 import type { UiEvent } from "./bindings/UiEvent";
 import { EVENT_NAME } from "./ipc";
@@ -82,14 +83,24 @@ interface Seed {
   ttl: number;
   approvers: string[];
   min: number;
-  votes?: { approver: string; verdict: string; ago: number }[];
+  /** Group stages instead of the one list stage of `approvers`. */
+  groups?: { name: string; min: number }[];
+  votes?: { approver: string; verdict: string; ago: number; stages?: string[] }[];
   match?: boolean;
   state?: string;
   decision?: DecisionView | null;
 }
 
 function buildDetail(seed: Seed, now: number, index: number): RequestDetail {
-  const votes = (seed.votes ?? []).map((v) => ({ approver: v.approver, verdict: v.verdict, at: now - v.ago }));
+  const votes = (seed.votes ?? []).map((v) => ({ approver: v.approver, verdict: v.verdict, at: now - v.ago, stages: v.stages ?? [] }));
+  const approved = votes.filter((v) => v.verdict === "approve");
+  const stages: StageView[] =
+    seed.groups === undefined
+      ? [{ name: text("approvers"), group: null, approvers: seed.approvers, approvals: approved.length, min: seed.min, satisfied: approved.length >= seed.min }]
+      : seed.groups.map((g) => {
+          const n = approved.filter((v) => v.stages.includes(g.name)).length;
+          return { name: text(g.name), group: text(g.name), approvers: [], approvals: n, min: g.min, satisfied: n >= g.min };
+        });
   return {
     summary: {
       id: seed.id,
@@ -104,15 +115,21 @@ function buildDetail(seed: Seed, now: number, index: number): RequestDetail {
       created_at: now - seed.age,
       expires_at: now - seed.age + seed.ttl,
       received_at: now - seed.age + 1,
-      approvals: votes.filter((v) => v.verdict === "approve").length,
-      min_approvals: seed.min,
+      approvals: stages.reduce((n, st) => n + Math.min(st.approvals, st.min), 0),
+      min_approvals: stages.reduce((n, st) => n + st.min, 0),
+      stages,
       match_required: seed.match ?? false,
       decision: seed.decision ?? null,
     },
     detail: text(seed.detail),
     reason: text(seed.reason),
-    approvers: seed.approvers,
+    approvers: seed.groups === undefined ? seed.approvers : [],
     votes,
+    why_asked: [text(seed.groups === undefined ? "named in stage approvers" : `stage ${seed.groups[0]?.name ?? ""}: the gateway sent it to you as a member of group ${seed.groups[0]?.name ?? ""}`)],
+    policy_rule: text(seed.groups === undefined ? "default.named_approvers" : "peer_and_manager.prod"),
+    distinct_people: true,
+    grant_seconds: seed.groups === undefined ? null : 900,
+    windows: seed.groups === undefined ? [] : [text("weekdays 08:00-18:00 Europe/Berlin")],
     not_before: now - seed.age,
     digest: hex(100 + index),
     own_request: seed.requester === ME,
@@ -171,7 +188,11 @@ function samples(now: number): Seed[] {
       ttl: 3600,
       approvers: [ME, "bob@example.com", "carol@example.com"],
       min: 2,
-      votes: [{ approver: "bob@example.com", verdict: "approve", ago: 600 }],
+      groups: [
+        { name: "release-managers", min: 1 },
+        { name: "sre", min: 1 },
+      ],
+      votes: [{ approver: "bob@example.com", verdict: "approve", ago: 600, stages: ["sre"] }],
     },
     {
       id: "e2b7c9d1-6a4f-4e3b-8c2d-1f0e9a8b7c6d",
@@ -376,7 +397,7 @@ export function installMockBackend(): void {
       receipt: gatewayDown ? null : { request_state: state, approvals, min_approvals: s.min_approvals, accepted_at: at, digest: hex(at % 9973) },
     };
     r.summary = { ...s, decision, state: gatewayDown ? s.state : state, approvals: gatewayDown ? s.approvals : approvals };
-    if (!gatewayDown) r.votes = [...r.votes, { approver: ME, verdict, at }];
+    if (!gatewayDown) r.votes = [...r.votes, { approver: ME, verdict, at, stages: [] }];
     record("decision_signed", s.id, { verdict, decision_id: decision.decision_id });
     send(gatewayDown ? { type: "decision_queued", request_id: s.id } : { type: "decision_delivered", request_id: s.id, request_state: state });
     return decision;

@@ -4,9 +4,11 @@ import type { AuthenticatorView } from "./bindings/AuthenticatorView";
 import type { KeyAsk } from "./bindings/KeyAsk";
 import type { RequestSummary } from "./bindings/RequestSummary";
 import type { Settings } from "./bindings/Settings";
+import type { StageProgressView } from "./bindings/StageProgressView";
 import type { UiEvent } from "./bindings/UiEvent";
 import { ipc, toIpcFailure } from "./ipc";
 import { navigate, route } from "./route";
+import { withProgress } from "./stages";
 
 export interface Toast {
   id: number;
@@ -70,7 +72,7 @@ export function dismissErrorsAbout(requestId: string): void {
 /** One change to the pending list, as an event reported it. */
 export type PendingChange =
   | { kind: "upsert"; row: RequestSummary }
-  | { kind: "status"; id: string; state: string; approvals: number; min_approvals: number }
+  | { kind: "status"; id: string; state: string; approvals: number; min_approvals: number; stages: StageProgressView[] }
   | { kind: "remove"; id: string };
 
 /**
@@ -97,7 +99,13 @@ export function applyPendingChanges(
           byId.delete(c.id);
           unknown.delete(c.id);
         } else if (row !== undefined) {
-          byId.set(c.id, { ...row, state: c.state, approvals: c.approvals, min_approvals: c.min_approvals });
+          byId.set(c.id, {
+            ...row,
+            state: c.state,
+            approvals: c.approvals,
+            min_approvals: c.min_approvals,
+            stages: c.stages.length > 0 ? withProgress(row.stages, c.stages) : row.stages,
+          });
         } else {
           unknown.add(c.id);
         }
@@ -244,6 +252,7 @@ export function handleUiEvent(event: UiEvent): void {
         state: event.state,
         approvals: event.approvals,
         min_approvals: event.min_approvals,
+        stages: event.stages,
       });
       break;
     case "decision_delivered":

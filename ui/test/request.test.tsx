@@ -25,10 +25,43 @@ beforeEach(() => {
 });
 
 describe("the decision screen", () => {
+  it("shows each stage's progress, why this approver was asked and the constraints", async () => {
+    const stage = (name: string, approvals: number) => ({
+      name: text(name),
+      group: text(name),
+      approvers: [],
+      approvals,
+      min: 1,
+      satisfied: approvals >= 1,
+    });
+    showRequest(
+      detail(
+        {
+          approvers: [],
+          votes: [{ approver: "bob@example.com", verdict: "approve", at: NOW - 30, stages: ["dba"] }],
+          why_asked: [text("stage managers: the gateway sent it to you as a member of group managers")],
+          policy_rule: text("peer_and_manager"),
+          grant_seconds: 900,
+          windows: [text("weekdays 08:00-18:00 Europe/Berlin")],
+        },
+        { approvals: 1, min_approvals: 2, stages: [stage("dba", 1), stage("managers", 0)] },
+      ),
+    );
+    expect(await screen.findByText("dba 1/1 ✓ · managers 0/1")).toBeInTheDocument();
+    expect(screen.getByRole("meter", { name: "Stage dba" })).toHaveAttribute("aria-valuenow", "1");
+    expect(screen.getByRole("meter", { name: "Stage managers" })).toHaveAttribute("aria-valuenow", "0");
+    expect(screen.getByText(/counts for dba/)).toBeInTheDocument();
+    expect(screen.getByText("One person's approval counts for one stage only.", { exact: false })).toBeInTheDocument();
+    expect(screen.getByRole("heading", { name: "Why you were asked" })).toBeInTheDocument();
+    expect(screen.getByText(/member of group managers/)).toBeInTheDocument();
+    expect(screen.getByText("15 min from approval, for the action to start")).toBeInTheDocument();
+    expect(screen.getByText("weekdays 08:00-18:00 Europe/Berlin")).toBeInTheDocument();
+  });
+
   it("shows who, what, why, when, how many and the digest", async () => {
     showRequest(
       detail(
-        { votes: [{ approver: "bob@example.com", verdict: "approve", at: NOW - 30 }] },
+        { votes: [{ approver: "bob@example.com", verdict: "approve", at: NOW - 30, stages: [] }] },
         { approvals: 1, min_approvals: 2, requester: text("deploy-bot") },
       ),
     );

@@ -10,8 +10,9 @@ import {
   showToast,
   toasts,
 } from "../src/store";
+import { progressText } from "../src/stages";
 import { backend, deferred } from "./backend";
-import { detail, summary } from "./fixtures";
+import { detail, summary, text } from "./fixtures";
 
 const ids = (rows: readonly RequestSummary[]) => rows.map((r) => r.id).sort();
 
@@ -33,7 +34,7 @@ describe("applying changes to the pending list", () => {
       [
         { kind: "upsert", row: summary({ id: "c" }) },
         { kind: "upsert", row: summary({ id: "a", state: "approved" }) },
-        { kind: "status", id: "b", state: "pending", approvals: 1, min_approvals: 2 },
+        { kind: "status", id: "b", state: "pending", approvals: 1, min_approvals: 2, stages: [] },
       ],
     );
     expect(ids(rows)).toEqual(["b", "c"]);
@@ -45,7 +46,7 @@ describe("applying changes to the pending list", () => {
     const { rows } = applyPendingChanges(
       [a, b],
       [
-        { kind: "status", id: "a", state: "denied", approvals: 0, min_approvals: 1 },
+        { kind: "status", id: "a", state: "denied", approvals: 0, min_approvals: 1, stages: [] },
         { kind: "upsert", row: summary({ id: "d" }) },
         { kind: "remove", id: "d" },
         { kind: "remove", id: "missing" },
@@ -57,7 +58,7 @@ describe("applying changes to the pending list", () => {
   it("reports a pending status for a request it does not hold, so its row is fetched", () => {
     const { rows, unknown } = applyPendingChanges(
       [a],
-      [{ kind: "status", id: "x", state: "pending", approvals: 1, min_approvals: 2 }],
+      [{ kind: "status", id: "x", state: "pending", approvals: 1, min_approvals: 2, stages: [] }],
     );
     expect(ids(rows)).toEqual(["a"]);
     expect(unknown).toEqual(["x"]);
@@ -83,8 +84,8 @@ describe("keeping the pending list current from events", () => {
   it("removes a request decided elsewhere and updates the votes of one still pending", async () => {
     const api = backend({ list_requests: () => [] });
     pending.value = [summary({ id: "a" }), summary({ id: "b", min_approvals: 2 })];
-    handleUiEvent({ type: "status_changed", request_id: "a", state: "approved", approvals: 1, min_approvals: 1 });
-    handleUiEvent({ type: "status_changed", request_id: "b", state: "pending", approvals: 1, min_approvals: 2 });
+    handleUiEvent({ type: "status_changed", request_id: "a", state: "approved", approvals: 1, min_approvals: 1, stages: [] });
+    handleUiEvent({ type: "status_changed", request_id: "b", state: "pending", approvals: 1, min_approvals: 2, stages: [] });
     await applied(() => expect(ids(pending.value)).toEqual(["b"]));
     expect(pending.value[0]?.approvals).toBe(1);
     expect(api.calls("list_requests")).toHaveLength(0);
@@ -154,7 +155,7 @@ describe("reading the whole pending list", () => {
     backend({ list_requests: () => read.promise });
     const done = reloadPending();
     handleUiEvent({ type: "request_received", request_id: "new", summary: summary({ id: "new" }) });
-    handleUiEvent({ type: "status_changed", request_id: "old", state: "approved", approvals: 1, min_approvals: 1 });
+    handleUiEvent({ type: "status_changed", request_id: "old", state: "approved", approvals: 1, min_approvals: 1, stages: [] });
     await applied(() => expect(ids(pending.value)).toEqual(["new"]));
     // The answer was read before those two events.
     read.resolve([summary({ id: "old" }), summary({ id: "other" })]);
@@ -171,7 +172,7 @@ describe("fetching one request again", () => {
     pending.value = [summary({ id: "a" }), summary({ id: "b" })];
     handleUiEvent({ type: "decision_queued", request_id: "a" });
     await waitFor(() => expect(api.calls("get_request")).toHaveLength(1));
-    handleUiEvent({ type: "status_changed", request_id: "a", state: "approved", approvals: 1, min_approvals: 1 });
+    handleUiEvent({ type: "status_changed", request_id: "a", state: "approved", approvals: 1, min_approvals: 1, stages: [] });
     await applied(() => expect(ids(pending.value)).toEqual(["b"]));
     // Read before the approval: still pending. Not applied; the row is fetched again.
     answers[0]?.resolve(detail({}, { id: "a", state: "pending" }));
@@ -179,5 +180,33 @@ describe("fetching one request again", () => {
     answers[1]?.resolve(detail({}, { id: "a", state: "approved" }));
     await new Promise((r) => setTimeout(r, 250));
     expect(ids(pending.value)).toEqual(["b"]);
+  });
+});
+
+describe("stage progress from status events", () => {
+  it("merges a status's stage progress into the pending row, stage by stage", () => {
+    const stage = (name: string) => ({ name: text(name), group: text(name), approvers: [], approvals: 0, min: 1, satisfied: false });
+    const row = summary({ id: "s", min_approvals: 2, stages: [stage("dba"), stage("managers")] });
+    const { rows } = applyPendingChanges(
+      [row],
+      [
+        {
+          kind: "status",
+          id: "s",
+          state: "pending",
+          approvals: 1,
+          min_approvals: 2,
+          stages: [
+            { name: "dba", approvals: 1, min: 1, satisfied: true },
+            { name: "managers", approvals: 0, min: 1, satisfied: false },
+          ],
+        },
+      ],
+    );
+    expect(rows[0]?.stages.map((s) => [s.approvals, s.satisfied])).toEqual([
+      [1, true],
+      [0, false],
+    ]);
+    expect(progressText(rows[0]?.stages ?? [])).toBe("dba 1/1 ✓ · managers 0/1");
   });
 });

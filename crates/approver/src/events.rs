@@ -27,6 +27,8 @@ pub enum EngineEvent {
         state: RequestState,
         approvals: u32,
         min_approvals: u32,
+        /// Each stage's progress; empty for a request in the list form.
+        stages: Vec<countersign_protocol::StageProgress>,
     },
     DecisionQueued {
         decision_id: String,

@@ -3,7 +3,8 @@
 //! event.
 
 use countersign_protocol::{
-    ApprovalRequest, Digest, PublicKey, Receipt, RequestState, Signed, StatusUpdate, Verdict, Vote,
+    ApprovalRequest, Digest, PublicKey, Receipt, RequestState, Signed, StageProgress, StatusUpdate,
+    Verdict, Vote,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
@@ -151,7 +152,14 @@ pub(crate) fn check_request(
             limit: MAX_VALIDITY_SECONDS,
         });
     }
-    if !body.approvers.iter().any(|a| a == &gateway.approver) {
+    // Named in a list stage, or a group stage, for which the gateway-signed envelope that
+    // carried the request names this approver in its audience (protocol.md 8.1).
+    let named = body
+        .named_approvers()
+        .iter()
+        .any(|a| a == &gateway.approver);
+    let by_group = body.effective_stages().iter().any(|s| s.group.is_some());
+    if !named && !by_group {
         return Err(RejectReason::NotAddressed {
             approver: gateway.approver.clone(),
         });
@@ -217,6 +225,8 @@ pub struct InboxItem {
     /// Fingerprint of the gateway that sent it.
     pub gateway: String,
     pub gateway_name: String,
+    /// The approver this device is paired as with that gateway.
+    pub approver: String,
     /// The request exactly as signed by the gateway.
     pub request: Signed<ApprovalRequest>,
     pub digest: Digest,
@@ -227,6 +237,8 @@ pub struct InboxItem {
     pub approvals: u32,
     pub min_approvals: u32,
     pub votes: Vec<Vote>,
+    /// The progress of each stage at the newest status applied; empty for the list form.
+    pub stages: Vec<StageProgress>,
     pub received_at: i64,
     pub decision: Option<LocalDecision>,
 }
@@ -257,7 +269,7 @@ const LIST_ORDER: &str = "ORDER BY i.received_at DESC, i.request_id";
 
 const ITEM_SELECT: &str = "SELECT i.gateway, g.name, i.request, i.digest, i.challenge, i.state, \
      i.approvals, i.min_approvals, i.votes, i.received_at, i.decision_id, o.verdict, o.state, \
-     o.last_error, o.receipt, o.created_at \
+     o.last_error, o.receipt, o.created_at, i.stages, g.approver \
      FROM inbox i JOIN gateways g ON g.fingerprint = i.gateway \
      LEFT JOIN outbox o ON o.decision_id = i.decision_id";
 
@@ -278,6 +290,8 @@ fn item_row(r: &Row<'_>) -> rusqlite::Result<Result<InboxItem, EngineError>> {
     let approvals: u32 = r.get(6)?;
     let min_approvals: u32 = r.get(7)?;
     let received_at: i64 = r.get(9)?;
+    let stages: String = r.get(16)?;
+    let approver: String = r.get(17)?;
     let build = move || -> Result<InboxItem, EngineError> {
         let bad = |what: &str| EngineError::Corrupt(format!("inbox column {what} is unreadable"));
         let decision = match (decision_id, verdict, delivery) {
@@ -301,6 +315,7 @@ fn item_row(r: &Row<'_>) -> rusqlite::Result<Result<InboxItem, EngineError>> {
         Ok(InboxItem {
             gateway,
             gateway_name,
+            approver,
             request: serde_json::from_str(&request).map_err(|_| bad("request"))?,
             digest: Digest::parse("digest", &digest).map_err(|_| bad("digest"))?,
             challenge: serde_json::from_str(&challenge).map_err(|_| bad("challenge"))?,
@@ -308,6 +323,7 @@ fn item_row(r: &Row<'_>) -> rusqlite::Result<Result<InboxItem, EngineError>> {
             approvals,
             min_approvals,
             votes: serde_json::from_str(&votes).map_err(|_| bad("votes"))?,
+            stages: serde_json::from_str(&stages).map_err(|_| bad("stages"))?,
             received_at,
             decision,
         })
@@ -420,7 +436,7 @@ pub(crate) fn insert(
             request_json,
             digest.to_hex(),
             challenge.to_string(),
-            b.min_approvals,
+            b.quorum_total(),
             b.expires_at,
             now
         ],
@@ -454,7 +470,7 @@ pub(crate) fn apply_status(
     let n = crate::store::execute(
         db,
         "UPDATE inbox SET state = ?1, approvals = ?2, min_approvals = ?3, votes = ?4, \
-         status_seq = ?5 WHERE gateway = ?6 AND request_id = ?7 AND status_seq < ?5 \
+         status_seq = ?5, stages = ?8 WHERE gateway = ?6 AND request_id = ?7 AND status_seq < ?5 \
          AND state = 'pending'",
         params![
             status.state.as_str(),
@@ -463,7 +479,8 @@ pub(crate) fn apply_status(
             votes,
             status.seq as i64,
             gateway,
-            status.request_id
+            status.request_id,
+            stages_json(&status.stages)?
         ],
     )?;
     applied(db, gateway, &status.request_id, n)
@@ -507,18 +524,25 @@ pub(crate) fn apply_receipt(
 ) -> Result<StatusApplied, EngineError> {
     let n = crate::store::execute(
         db,
-        "UPDATE inbox SET state = ?1, approvals = ?2, min_approvals = ?3, status_seq = ?4 \
-         WHERE gateway = ?5 AND request_id = ?6 AND status_seq < ?4 AND state = 'pending'",
+        "UPDATE inbox SET state = ?1, approvals = ?2, min_approvals = ?3, status_seq = ?4, \
+         stages = ?7 WHERE gateway = ?5 AND request_id = ?6 AND status_seq < ?4 \
+         AND state = 'pending'",
         params![
             receipt.request_state.as_str(),
             receipt.approvals,
             receipt.min_approvals,
             receipt.status_seq as i64,
             gateway,
-            request_id
+            request_id,
+            stages_json(&receipt.stages)?
         ],
     )?;
     applied(db, gateway, request_id, n)
+}
+
+fn stages_json(stages: &[StageProgress]) -> Result<String, EngineError> {
+    serde_json::to_string(stages)
+        .map_err(|e| EngineError::Corrupt(format!("cannot encode stages: {e}")))
 }
 
 /// Links a request to the decision made on it here (the outbox row).

@@ -194,6 +194,7 @@ impl Engine {
                             state: b.state,
                             approvals: b.approvals,
                             min_approvals: b.min_approvals,
+                            stages: b.stages.clone(),
                         });
                         if b.state.is_final() {
                             resolved = Some((b.request_id.clone(), b.state));

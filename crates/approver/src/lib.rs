@@ -35,6 +35,7 @@ mod passkeys;
 mod pin;
 mod report;
 pub mod security_key;
+pub mod stages;
 mod store;
 mod stream_rules;
 

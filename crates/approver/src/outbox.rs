@@ -26,7 +26,7 @@ use crate::inbox::{self, DeliveryState};
 #[serde(tag = "delivery", rename_all = "snake_case")]
 pub enum Delivery {
     /// The gateway accepted the decision and signed a receipt (verified).
-    Delivered { receipt: Signed<Receipt> },
+    Delivered { receipt: Box<Signed<Receipt>> },
     /// The gateway refused the decision for good.
     Refused { code: ErrorCode, message: String },
     /// Not delivered yet; it stays queued and is retried with backoff.
@@ -181,7 +181,9 @@ impl Engine {
                     self.notifier()
                         .request_resolved(&d.request_id, r.request_state);
                 }
-                Ok(Delivery::Delivered { receipt })
+                Ok(Delivery::Delivered {
+                    receipt: Box::new(receipt),
+                })
             }
             Ok(Answer::Refused {
                 http_status: status,

@@ -10,7 +10,7 @@ use crate::error::EngineError;
 
 /// The schema version this build writes, kept in `PRAGMA user_version` and recorded, with the
 /// time each migration ran, in the table `schema_version`.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE gateways (
@@ -167,12 +167,17 @@ ALTER TABLE gateways ADD COLUMN head_seen INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE inbox ADD COLUMN status_seq INTEGER NOT NULL DEFAULT 0;
 "#;
 
+/// Version 5: stages of approval. Each request holds the progress of each of its stages from
+/// the newest status or receipt applied (`[]` for a request in the list form).
+const SCHEMA_V5: &str = "ALTER TABLE inbox ADD COLUMN stages TEXT NOT NULL DEFAULT '[]';";
+
 /// Every migration, in order: version `n` is applied to a database at version `n - 1`.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA_V1),
     (2, SCHEMA_V2),
     (3, SCHEMA_V3),
     (4, SCHEMA_V4),
+    (5, SCHEMA_V5),
 ];
 
 fn migrate(conn: &Connection, now: i64) -> Result<(), EngineError> {
@@ -302,7 +307,7 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(versions, vec![1, 2, 3, 4]);
+        assert_eq!(versions, vec![1, 2, 3, 4, 5]);
         c.execute(
             "INSERT INTO checkpoints (seq, signed, at) VALUES (1, 's', 0)",
             [],

@@ -5,7 +5,7 @@ use countersign_protocol::api::ErrorCode;
 use countersign_protocol::types::Decode;
 use countersign_protocol::{
     ApprovalRequest, Decision, Digest, PublicKey, Receipt, Refusal, RequestState, Signed,
-    StreamEvent, Verdict, Vote, PROTOCOL_VERSION,
+    StreamEvent, Verdict, PROTOCOL_VERSION,
 };
 use serde_json::json;
 
@@ -14,9 +14,10 @@ use crate::error::{json_text, ApiError, SignedRefusal, StoreError};
 use crate::gateway::Gateway;
 use crate::hub::Pushed;
 use crate::refusals::{ANONYMOUS, DECISION_REJECTED};
+use crate::routing::{eligibility, Eligibility};
 use crate::status::{outcome, push_status, status_of, Outcome};
 use crate::store::challenges::Challenge;
-use crate::store::decisions::NewDecision;
+use crate::store::decisions::{NewDecision, VoteRow};
 use crate::store::Tx;
 
 /// What a decision did.
@@ -77,17 +78,11 @@ fn refuse(gw: &Gateway, signed: &Signed<Decision>, mut err: ApiError) -> ApiErro
     let d = &signed.body;
     let now = gw.now();
     let result = gw.store.write(|tx| -> Result<SignedRefusal, ApiError> {
-        let status = match tx.request_signed(&d.request_id)? {
-            Some(text) => {
-                let request: Signed<ApprovalRequest> = serde_json::from_str(&text)
-                    .map_err(|e| ApiError::internal("stored request", e))?;
-                if request.body.approvers.iter().any(|a| a == &d.approver) {
-                    Some(status_of(gw, tx, &d.request_id)?.0)
-                } else {
-                    None
-                }
-            }
-            None => None,
+        // A request the approver was not addressed by is not disclosed.
+        let status = if tx.has_challenge(&d.request_id, &d.approver)? {
+            Some(status_of(gw, tx, &d.request_id)?.0)
+        } else {
+            None
         };
         let refusal = Signed::sign(
             &gw.key,
@@ -177,7 +172,9 @@ struct PreRead {
     /// The signed request as stored.
     request: Option<String>,
     /// The votes recorded on the request so far, and the status `seq` they are at.
-    votes: (Vec<Vote>, u64),
+    votes: (Vec<VoteRow>, u64),
+    /// Who the approver is now and the stages they may approve for, if eligible.
+    eligibility: Option<Eligibility>,
 }
 
 /// Checks a decision and records it, in the order of ARCHITECTURE.md ("The flow", step 6).
@@ -200,6 +197,7 @@ fn apply(
         challenge,
         request,
         votes,
+        eligibility,
     } = pre_read(gw, d)?;
     let decision_digest = verify_device_signature(signed, device_key.as_deref())?;
     let request = parse_stored_request(request)?;
@@ -210,7 +208,7 @@ fn apply(
         device_key.is_some(),
         decision_digest,
         now,
-        votes,
+        (votes, eligibility),
     )?;
     let needs_passkey = ceremony::needs_passkey(gw, d);
     let verified = ceremony::verify_assertion(
@@ -228,22 +226,22 @@ fn apply(
             if let Some(receipt) = replayed_receipt(tx, d, decision_digest)? {
                 return Ok((Applied::Replay(receipt), Vec::new()));
             }
-            let (request, match_code) = check_request(gw, tx, d, request.as_ref(), now)?;
+            let (request, match_code, eligible) = check_request(gw, tx, d, request.as_ref(), now)?;
             check_match_code(d, match_code.as_deref())?;
             if needs_passkey {
                 ceremony::consume(tx, d, verified.as_ref(), now)?;
             }
             check_not_yet_decided(tx, d)?;
-            let outcome = quorum_outcome(gw, tx, d, request, decision_digest, prepared, now)?;
-            let pushed = record(
+            let outcome = quorum_outcome(
                 gw,
                 tx,
                 d,
-                &request.body.approvers,
+                (request, eligible),
                 decision_digest,
-                &signed_text,
-                &outcome,
+                prepared,
+                now,
             )?;
+            let pushed = record(gw, tx, d, decision_digest, &signed_text, &outcome)?;
             Ok((Applied::New(outcome.receipt), pushed))
         })?;
     gw.changes.notify_waiters();
@@ -255,11 +253,19 @@ fn pre_read(gw: &Gateway, d: &Decision) -> Result<PreRead, ApiError> {
     gw.store.read(|c| -> Result<PreRead, ApiError> {
         // A request's signed content never changes after creation; only its state does, and
         // that is read again inside the transaction.
+        let request = c.request_signed(&d.request_id)?;
+        // Eligibility is computed again inside the transaction; an error here only means the
+        // outcome is not signed in advance.
+        let eligibility = match parse_stored_request(request.clone()) {
+            Ok(Some(r)) => eligibility(c, &d.approver, &r.body).ok(),
+            _ => None,
+        };
         Ok(PreRead {
             device_key: c.device_key(&d.device_id)?,
             challenge: c.challenge(&d.request_id, &d.approver)?,
-            request: c.request_signed(&d.request_id)?,
+            request,
             votes: (c.votes(&d.request_id)?, status_seq(c, &d.request_id)?),
+            eligibility,
         })
     })
 }
@@ -304,10 +310,12 @@ fn presign_outcome(
     device_verified: bool,
     decision_digest: Digest,
     now: i64,
-    votes: (Vec<Vote>, u64),
+    (votes, eligibility): ((Vec<VoteRow>, u64), Option<Eligibility>),
 ) -> Result<Option<Outcome>, ApiError> {
-    match request {
-        Some(r) if device_verified => Ok(Some(outcome(gw, d, r, decision_digest, now, votes)?)),
+    match (request, eligibility) {
+        (Some(r), Some(e)) if device_verified => {
+            Ok(Some(outcome(gw, d, r, decision_digest, now, votes, e)?))
+        }
         _ => Ok(None),
     }
 }
@@ -369,15 +377,16 @@ fn replayed_receipt(
 }
 
 /// The request exists on this gateway, is the version decided on, has the deciding approver
-/// among its approvers, is still pending, has not expired and is already valid, all on the
-/// gateway's clock. Returns the request and its match code, if it has one.
+/// eligible for one of its stages and is not the requester's person, is still pending, has not
+/// expired and is already valid, all on the gateway's clock. Returns the request, its match
+/// code if it has one, and the approver's eligibility.
 fn check_request<'r>(
     gw: &Gateway,
     tx: &dyn Tx,
     d: &Decision,
     request: Option<&'r Signed<ApprovalRequest>>,
     now: i64,
-) -> Result<(&'r Signed<ApprovalRequest>, Option<String>), ApiError> {
+) -> Result<(&'r Signed<ApprovalRequest>, Option<String>, Eligibility), ApiError> {
     let unknown = || {
         ApiError::not_found(
             ErrorCode::UnknownRequest,
@@ -399,30 +408,9 @@ fn check_request<'r>(
             "The decision was made for a different version of this request.",
         ));
     }
-    if !request.body.approvers.iter().any(|a| a == &d.approver) {
-        return Err(ApiError::forbidden(
-            ErrorCode::NotEligible,
-            format!("{} is not an approver of this request.", d.approver),
-        ));
-    }
     // Who is who is the directory's to say: someone removed from it approves nothing any
     // more, and nobody decides a request of their own, whatever names they ask and vote under.
-    use crate::directory::{person_of, IdentityKind};
-    let Some(person) = person_of(tx, IdentityKind::Approver, &d.approver)? else {
-        return Err(ApiError::forbidden(
-            ErrorCode::NotEligible,
-            format!("{} is no longer in the gateway's directory.", d.approver),
-        ));
-    };
-    if person_of(tx, IdentityKind::Token, &request.body.requester)?.as_deref() == Some(&person) {
-        return Err(ApiError::forbidden(
-            ErrorCode::OwnRequest,
-            format!(
-                "{} and the requester {} are the same person ({person}) in the gateway's directory: nobody decides their own request.",
-                d.approver, request.body.requester
-            ),
-        ));
-    }
+    let eligible = eligibility(tx, &d.approver, &request.body)?;
     if state == "expired" {
         return Err(ApiError::gone(
             ErrorCode::RequestExpired,
@@ -447,7 +435,7 @@ fn check_request<'r>(
             "The request is not valid yet.",
         ));
     }
-    Ok((request, gate.match_code))
+    Ok((request, gate.match_code, eligible))
 }
 
 /// An approval of a request with a match code carries that code, compared in constant time.
@@ -494,7 +482,7 @@ fn quorum_outcome(
     gw: &Gateway,
     tx: &dyn Tx,
     d: &Decision,
-    request: &Signed<ApprovalRequest>,
+    (request, eligible): (&Signed<ApprovalRequest>, Eligibility),
     decision_digest: Digest,
     prepared: Option<Outcome>,
     now: i64,
@@ -502,8 +490,22 @@ fn quorum_outcome(
     let before = tx.votes(&d.request_id)?;
     let seq_before = status_seq(tx, &d.request_id)?;
     match prepared {
-        Some(p) if p.votes_before == before && p.seq_before == seq_before => Ok(p),
-        _ => outcome(gw, d, request, decision_digest, now, (before, seq_before)),
+        Some(p)
+            if p.votes_before == before
+                && p.seq_before == seq_before
+                && p.eligibility == eligible =>
+        {
+            Ok(p)
+        }
+        _ => outcome(
+            gw,
+            d,
+            request,
+            decision_digest,
+            now,
+            (before, seq_before),
+            eligible,
+        ),
     }
 }
 
@@ -523,7 +525,6 @@ fn record(
     gw: &Gateway,
     tx: &dyn Tx,
     d: &Decision,
-    approvers: &[String],
     decision_digest: Digest,
     signed_text: &str,
     outcome: &Outcome,
@@ -540,6 +541,10 @@ fn record(
         signed: signed_text,
         receipt: &outcome.receipt_text,
         at: now,
+        person: outcome.eligibility.person.as_deref(),
+        // The list form has one stage, and its votes record none.
+        eligible: (!outcome.status.body.stages.is_empty())
+            .then_some(outcome.eligibility.stages.as_slice()),
     })?;
     if new_state != RequestState::Pending {
         tx.close_request(&d.request_id, new_state, now)?;
@@ -557,12 +562,14 @@ fn record(
             "verdict": d.verdict,
             "decision_digest": decision_digest,
             "request_state": new_state,
+            "person": outcome.eligibility.person,
+            "eligible_stages": outcome.eligibility.stages,
         }),
     )?;
     crate::envelope::enqueue(
         gw,
         tx,
-        approvers,
+        &tx.addressees(&d.request_id)?,
         &StreamEvent::Status {
             status: outcome.status.clone(),
         },

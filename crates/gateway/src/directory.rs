@@ -220,6 +220,11 @@ pub(crate) fn link_all(tx: &dyn Tx, entry: &Entry) -> Result<(), DirectoryError>
     Ok(())
 }
 
+/// The listed entries (`listed`) and the directory's version they are, read together.
+pub fn listed_at_version(tx: &dyn Tx) -> Result<(Vec<Entry>, i64), StoreError> {
+    Ok((listed(tx)?, tx.directory_version()?))
+}
+
 /// Every listed (not removed) person's entry, by id.
 pub fn listed(tx: &dyn Tx) -> Result<Vec<Entry>, StoreError> {
     Ok(tx

@@ -44,6 +44,10 @@ pub struct Gateway {
     pub policy: std::sync::RwLock<Arc<Policy>>,
     /// What the policy in force was made from, for the watcher (`reload`) to compare with.
     policy_sources: std::sync::Mutex<crate::policy::Sources>,
+    /// Held while the policy is loaded again, so that one reload runs at a time.
+    pub(crate) policy_reload: std::sync::Mutex<()>,
+    /// The directory version the last reload read, loaded or refused: not tried again for it.
+    pub(crate) policy_tried_version: std::sync::atomic::AtomicI64,
 }
 
 impl Gateway {
@@ -90,14 +94,16 @@ impl Gateway {
             crate::directory::load(&store, path, Clock::default().now())
                 .map_err(|e| GatewayError::Invalid(e.to_string()))?;
         }
-        let directory = store.read(crate::directory::listed)?;
+        let (directory, version) = store.read(crate::directory::listed_at_version)?;
         let policy_sources = crate::policy::sources(&config, &directory);
-        let policy = crate::policy::load_for(&config, &directory)
+        let policy = crate::policy::load_for(&config, (&directory, version))
             .map_err(|e| GatewayError::Invalid(e.to_string()))?;
         tracing::debug!(policy = %policy.hash, tests = policy.tests.len(), "policy loaded");
         let gw = Arc::new(Gateway {
             policy: std::sync::RwLock::new(Arc::new(policy)),
             policy_sources: std::sync::Mutex::new(policy_sources),
+            policy_reload: std::sync::Mutex::new(()),
+            policy_tried_version: std::sync::atomic::AtomicI64::new(version),
             config,
             store,
             key,

@@ -55,6 +55,7 @@ pub mod refusals;
 pub mod reload;
 pub mod reports;
 pub mod requests;
+pub mod routing;
 pub mod server;
 pub mod status;
 pub mod store;

@@ -56,18 +56,7 @@ pub struct StageRule {
     pub min: u32,
 }
 
-/// How a request that the policy allows is decided.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Approvers decide.
-    #[default]
-    Ask,
-    /// Approved by the policy at once (low risk, under the gateway's ceiling).
-    Auto,
-    /// Approved at once with a reason; approvers are told after the fact.
-    BreakGlass,
-}
+pub use countersign_protocol::Mode;
 
 /// What a policy's `result` rule answers, read strictly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,10 +94,7 @@ fn yes() -> bool {
     true
 }
 
-/// Limits of the request format (protocol-v2.md 3): stages, and votes they can ask for.
-const MAX_STAGES: usize = 8;
-const MAX_STAGE_APPROVERS: usize = 64;
-const MAX_QUORUM_TOTAL: u32 = 64;
+use countersign_protocol::stages::{MAX_QUORUM_TOTAL, MAX_STAGES, MAX_STAGE_APPROVERS};
 
 impl Outcome {
     /// The shape rules the gateway holds a result to, whatever the policy says.
@@ -181,6 +167,12 @@ pub struct Policy {
     pub hash: String,
     /// The `test_*` rules it holds, all of which passed at load.
     pub tests: Vec<String>,
+    /// The directory hash (`directory::hash`) of the entries it was loaded with as data: that
+    /// of no entries until `load_for` sets it.
+    pub directory_hash: String,
+    /// The store's directory version (`directory_version`) those entries were read at; -1
+    /// for a policy loaded without the store.
+    pub directory_version: i64,
 }
 
 impl std::fmt::Debug for Policy {
@@ -256,6 +248,8 @@ impl Policy {
             engine: Mutex::new(engine),
             hash: hex::encode(sha2::Sha256::digest(source.as_bytes())),
             tests,
+            directory_hash: hex::encode(sha2::Sha256::digest(b"")),
+            directory_version: -1,
         })
     }
 
@@ -372,10 +366,10 @@ pub enum LoadError {
 }
 
 /// The policy `config` names (`policy_file`, or the embedded default), loaded with
-/// `directory` (the listed entries) as its data.
+/// `directory` (the listed entries, at the store's directory version `version`) as its data.
 pub fn load_for(
     config: &crate::config::Config,
-    directory: &[crate::directory::Entry],
+    (directory, version): (&[crate::directory::Entry], i64),
 ) -> Result<Policy, LoadError> {
     let data = crate::directory::policy_data(directory);
     let (name, loaded) = match &config.policy_file {
@@ -390,7 +384,12 @@ pub fn load_for(
         }
         None => ("default.rego".to_owned(), Policy::default_policy(data)),
     };
-    loaded.map_err(|source| LoadError::Policy { name, source })
+    let mut policy = loaded.map_err(|source| LoadError::Policy { name, source })?;
+    if let Ok(hash) = crate::directory::hash(directory) {
+        policy.directory_hash = hash;
+    }
+    policy.directory_version = version;
+    Ok(policy)
 }
 
 /// The data a policy sees: `data.directory` is the directory (`directory::policy_data`).

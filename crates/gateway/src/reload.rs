@@ -7,6 +7,7 @@
 //! refused and the old one kept (`policy.refused`). Both are logged and audited with the
 //! policy's hash.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,10 @@ pub enum Reloaded {
 /// Applies a changed directory file (when `directory_file_changed`), then loads the policy
 /// again. Audited either way. What it was loaded from becomes the sources to compare with.
 pub fn reload(gw: &Gateway, directory_file_changed: bool) -> Reloaded {
+    let _one_at_a_time = match gw.policy_reload.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
     let now = gw.now();
     let audit = |kind: &str, detail: serde_json::Value| {
         if let Err(e) = gw
@@ -59,7 +64,7 @@ pub fn reload(gw: &Gateway, directory_file_changed: bool) -> Reloaded {
         }
     }
     // Taken before the load: a change made while it loads is seen at the next look.
-    let (directory, seen) = match current(gw) {
+    let ((directory, version), seen) = match current(gw) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(%e, "the directory could not be read; the old policy stays");
@@ -67,7 +72,8 @@ pub fn reload(gw: &Gateway, directory_file_changed: bool) -> Reloaded {
         }
     };
     gw.set_policy_sources(seen);
-    match crate::policy::load_for(&gw.config, &directory) {
+    gw.policy_tried_version.store(version, Ordering::SeqCst);
+    match crate::policy::load_for(&gw.config, (&directory, version)) {
         Ok(policy) => {
             let hash = policy.hash.clone();
             tracing::info!(policy = %hash, tests = policy.tests.len(), "policy loaded again");
@@ -93,11 +99,25 @@ pub fn reload(gw: &Gateway, directory_file_changed: bool) -> Reloaded {
     }
 }
 
-/// The listed directory, and what the policy would be made from with it.
-fn current(gw: &Gateway) -> Result<(Vec<crate::directory::Entry>, Sources), StoreError> {
-    let directory = gw.store.read(crate::directory::listed)?;
+/// The listed directory at its version, and what the policy would be made from with it.
+#[allow(clippy::type_complexity)]
+fn current(gw: &Gateway) -> Result<((Vec<crate::directory::Entry>, i64), Sources), StoreError> {
+    let (directory, version) = gw.store.read(crate::directory::listed_at_version)?;
     let seen = sources(&gw.config, &directory);
-    Ok((directory, seen))
+    Ok(((directory, version), seen))
+}
+
+/// Loads the policy again first if the store's directory changed since the policy in force was
+/// loaded (a pairing, or `countersign-gateway approver …` from another process), so that a
+/// request is routed with the directory as it is. One small read when nothing changed.
+pub fn ensure_current(gw: &Gateway) -> Result<(), StoreError> {
+    let version = gw.store.read(|c| c.directory_version())?;
+    if version != gw.policy().directory_version
+        && version != gw.policy_tried_version.load(Ordering::SeqCst)
+    {
+        reload(gw, false);
+    }
+    Ok(())
 }
 
 /// Looks every `reload_seconds` (never when it is 0) and reloads on a change.
@@ -106,7 +126,6 @@ pub async fn watch(gw: Arc<Gateway>) {
     if seconds == 0 {
         return;
     }
-    let mut last = gw.policy_sources();
     let mut tick = tokio::time::interval(Duration::from_secs(seconds));
     tick.tick().await;
     loop {
@@ -114,6 +133,9 @@ pub async fn watch(gw: Arc<Gateway>) {
         let Ok((_, now)) = gw.blocking(|gw| Ok(current(gw)?)).await else {
             continue;
         };
+        // What the last reload saw (here, or before routing a request), after applying a
+        // directory file: not reloaded twice for it.
+        let last = gw.policy_sources();
         if now == last {
             continue;
         }
@@ -121,7 +143,5 @@ pub async fn watch(gw: Arc<Gateway>) {
         let _ = gw
             .blocking(move |gw| Ok(reload(gw, directory_file_changed)))
             .await;
-        // What the reload saw, after applying a directory file: not reloaded twice for it.
-        last = gw.policy_sources();
     }
 }

@@ -1,17 +1,22 @@
-//! A request's status and its quorum: the recorded votes, the signed [`StatusUpdate`] built from
-//! them, the `Outcome` of accepting one more decision (new state, signed receipt, signed
-//! status event), and storing a status event for every approver of a request.
+//! A request's status and its stages: the recorded votes, their stage credit and the signed
+//! [`StatusUpdate`] built from them, the `Outcome` of accepting one more decision (new state,
+//! signed receipt, signed status event), and storing a status event for every approver the
+//! request is addressed to.
 
 use crate::error::{json_text, ApiError};
 use crate::gateway::Gateway;
 use crate::hub::Pushed;
+use crate::routing::Eligibility;
+use crate::store::decisions::VoteRow;
 use crate::store::Tx;
+use countersign_protocol::stages::{credit, Ballot, Credit};
 use countersign_protocol::{
     ApprovalRequest, Decision, Digest, Receipt, RequestState, Signed, StatusUpdate, StreamEvent,
     Verdict, Vote, PROTOCOL_VERSION,
 };
 
-/// The signed current status of a request, built inside `tx`.
+/// The signed current status of a request, built inside `tx`, and the approvers it is
+/// addressed to.
 pub(crate) fn status_of(
     gw: &Gateway,
     tx: &dyn Tx,
@@ -25,68 +30,86 @@ pub(crate) fn status_of(
     let state = RequestState::parse(&row.state)
         .ok_or_else(|| ApiError::internal("stored state", &row.state))?;
     // The status at a given `seq` is always the same body: it is built from the stored state,
-    // the votes and the time of the change that made `seq`, never from the clock.
+    // the votes as recorded and the time of the change that made `seq`, never from the clock
+    // or from the directory as it is now.
     let votes = tx.votes(request_id)?;
-    let status = status_from_votes(
-        gw,
-        StatusAt {
-            request_id,
-            request_digest: digest,
-            seq: row.status_seq,
-            state,
-            min_approvals: row.min_approvals,
-            at: row.status_at,
-        },
-        votes,
-    )?;
-    Ok((status, request.body.approvers))
+    let status = StatusAt {
+        request_id,
+        request_digest: digest,
+        seq: row.status_seq,
+        state,
+        at: row.status_at,
+    }
+    .body(&request.body, &votes);
+    Ok((Signed::sign(&gw.key, status)?, tx.addressees(request_id)?))
 }
 
-/// Which status of a request to sign.
+/// Which status of a request to build.
 struct StatusAt<'a> {
     request_id: &'a str,
     request_digest: Digest,
     seq: u64,
     state: RequestState,
-    min_approvals: u32,
     at: i64,
 }
 
-fn status_from_votes(
-    gw: &Gateway,
-    s: StatusAt<'_>,
-    votes: Vec<Vote>,
-) -> Result<Signed<StatusUpdate>, ApiError> {
-    let StatusAt {
-        request_id,
-        request_digest,
-        seq,
-        state,
-        min_approvals,
-        at,
-    } = s;
-    let update = StatusUpdate {
-        v: PROTOCOL_VERSION,
-        request_id: request_id.to_string(),
-        request_digest,
-        seq,
-        state,
-        approvals: votes
+impl StatusAt<'_> {
+    /// The status body at this `seq`, with the stage credit of `votes` (protocol.md 8.3a). A
+    /// request in the list form gets the list form's status: no stages, and votes without
+    /// person or stages.
+    fn body(self, request: &ApprovalRequest, votes: &[VoteRow]) -> StatusUpdate {
+        let credit = credit_of(request, votes);
+        let list_form = request.stages.is_empty();
+        let votes = votes
             .iter()
-            .filter(|v| v.verdict == Verdict::Approve)
-            .count() as u32,
-        min_approvals,
-        votes,
-        at,
-    };
-    Ok(Signed::sign(&gw.key, update)?)
+            .zip(credit.credited)
+            .map(|(v, stages)| Vote {
+                approver: v.approver.clone(),
+                verdict: v.verdict,
+                at: v.at,
+                person: if list_form { None } else { v.person.clone() },
+                stages: if list_form { Vec::new() } else { stages },
+            })
+            .collect();
+        StatusUpdate {
+            v: PROTOCOL_VERSION,
+            request_id: self.request_id.to_string(),
+            request_digest: self.request_digest,
+            seq: self.seq,
+            state: self.state,
+            approvals: credit.stages.iter().map(|s| s.approvals.min(s.min)).sum(),
+            min_approvals: request.quorum_total(),
+            votes,
+            at: self.at,
+            stages: if list_form { Vec::new() } else { credit.stages },
+        }
+    }
+}
+
+/// The stage credit of the recorded `votes` on `request`.
+fn credit_of(request: &ApprovalRequest, votes: &[VoteRow]) -> Credit {
+    const FIRST: &[u32] = &[0];
+    let ballots: Vec<Ballot<'_>> = votes
+        .iter()
+        .map(|v| Ballot {
+            person: v.person.as_deref().unwrap_or(&v.approver),
+            approve: v.verdict == Verdict::Approve,
+            eligible: v.eligible.as_deref().unwrap_or(FIRST),
+        })
+        .collect();
+    credit(
+        &request.effective_stages(),
+        request.distinct_people,
+        &ballots,
+    )
 }
 
 /// What accepting a decision produces, given the votes recorded before it and the status `seq`
 /// they were at: the new state and `seq`, the signed receipt and the signed status.
 pub(crate) struct Outcome {
-    pub(crate) votes_before: Vec<Vote>,
+    pub(crate) votes_before: Vec<VoteRow>,
     pub(crate) seq_before: u64,
+    pub(crate) eligibility: Eligibility,
     pub(crate) seq: u64,
     pub(crate) new_state: RequestState,
     pub(crate) receipt: Signed<Receipt>,
@@ -100,21 +123,34 @@ pub(crate) fn outcome(
     request: &Signed<ApprovalRequest>,
     decision_digest: Digest,
     now: i64,
-    (votes_before, seq_before): (Vec<Vote>, u64),
+    (votes_before, seq_before): (Vec<VoteRow>, u64),
+    eligibility: Eligibility,
 ) -> Result<Outcome, ApiError> {
     let seq = seq_before + 1;
-    // One deny closes the request at once; otherwise the quorum decides.
-    let approved_before = votes_before
-        .iter()
-        .filter(|v| v.verdict == Verdict::Approve)
-        .count() as u32;
-    let approvals = approved_before + u32::from(d.verdict == Verdict::Approve);
-    let min = request.body.min_approvals;
+    let list_form = request.body.stages.is_empty();
+    let mut votes = votes_before.clone();
+    votes.push(VoteRow {
+        approver: d.approver.clone(),
+        verdict: d.verdict,
+        at: now,
+        person: eligibility.person.clone(),
+        eligible: (!list_form).then(|| eligibility.stages.clone()),
+    });
+    votes.sort_by(|a, b| (a.at, &a.approver).cmp(&(b.at, &b.approver)));
+    // One deny closes the request at once; otherwise the stages decide.
     let new_state = match d.verdict {
         Verdict::Deny => RequestState::Denied,
-        Verdict::Approve if approvals >= min => RequestState::Approved,
+        Verdict::Approve if credit_of(&request.body, &votes).satisfied() => RequestState::Approved,
         Verdict::Approve => RequestState::Pending,
     };
+    let status = StatusAt {
+        request_id: &d.request_id,
+        request_digest: d.request_digest,
+        seq,
+        state: new_state,
+        at: now,
+    }
+    .body(&request.body, &votes);
     let receipt = Signed::sign(
         &gw.key,
         Receipt {
@@ -128,37 +164,20 @@ pub(crate) fn outcome(
             accepted_at: now,
             status_seq: seq,
             request_state: new_state,
-            approvals,
-            min_approvals: min,
+            approvals: status.approvals,
+            min_approvals: status.min_approvals,
+            stages: status.stages.clone(),
         },
-    )?;
-    let mut votes = votes_before.clone();
-    votes.push(Vote {
-        approver: d.approver.clone(),
-        verdict: d.verdict,
-        at: now,
-    });
-    votes.sort_by(|a, b| (a.at, &a.approver).cmp(&(b.at, &b.approver)));
-    let status = status_from_votes(
-        gw,
-        StatusAt {
-            request_id: &d.request_id,
-            request_digest: d.request_digest,
-            seq,
-            state: new_state,
-            min_approvals: min,
-            at: now,
-        },
-        votes,
     )?;
     Ok(Outcome {
         votes_before,
         seq_before,
+        eligibility,
         seq,
         new_state,
         receipt_text: json_text(&receipt)?,
         receipt,
-        status,
+        status: Signed::sign(&gw.key, status)?,
     })
 }
 

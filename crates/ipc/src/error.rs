@@ -165,6 +165,12 @@ ipc_codes! {
     RateLimited = "rate_limited",
     /// Gateway: A listed approver has no registered passkey on this gateway (400).
     UnknownApprover = "unknown_approver",
+    /// Gateway: The gateway's policy refused the request; the message carries its rule and sentence (403).
+    PolicyRefused = "policy_refused",
+    /// Gateway: The policy failed to evaluate or gave no result; nothing was created (503).
+    PolicyError = "policy_error",
+    /// Gateway: The requester named an approver or a quorum outside what the policy allows (403).
+    WideningRefused = "widening_refused",
     /// Gateway: A listed approver blocked this requester with a report (403).
     RequesterBlocked = "requester_blocked",
     /// Gateway: The request id in the path is not valid (400).

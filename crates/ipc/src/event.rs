@@ -19,12 +19,14 @@ impl From<&EngineEvent> for UiEvent {
                 state,
                 approvals,
                 min_approvals,
+                stages,
                 ..
             } => UiEvent::StatusChanged {
                 request_id: request_id.clone(),
                 state: state_str(*state),
                 approvals: *approvals,
                 min_approvals: *min_approvals,
+                stages: stages.iter().map(Into::into).collect(),
             },
             EngineEvent::DecisionQueued { request_id, .. } => UiEvent::DecisionQueued {
                 request_id: request_id.clone(),

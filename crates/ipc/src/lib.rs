@@ -83,8 +83,44 @@ pub struct RequestSummary {
     pub received_at: i64,
     pub approvals: u32,
     pub min_approvals: u32,
+    /// Each stage of approval with its progress, in the request's order (one stage, named
+    /// `approvers`, for a request in the list form).
+    pub stages: Vec<StageView>,
     pub match_required: bool,
     pub decision: Option<DecisionView>,
+}
+
+/// A stage of approval and its progress: "dba 1/1 ✓".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct StageView {
+    pub name: Text,
+    /// The directory group the stage takes approvals from, if it is a group stage.
+    pub group: Option<Text>,
+    /// The approvers a list stage names (empty for a group stage).
+    pub approvers: Vec<String>,
+    pub approvals: u32,
+    pub min: u32,
+    pub satisfied: bool,
+}
+
+/// A stage's progress as a status reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct StageProgressView {
+    pub name: String,
+    pub approvals: u32,
+    pub min: u32,
+    pub satisfied: bool,
+}
+
+impl From<&countersign_protocol::StageProgress> for StageProgressView {
+    fn from(p: &countersign_protocol::StageProgress) -> Self {
+        StageProgressView {
+            name: p.name.clone(),
+            approvals: p.approvals.min(p.min),
+            min: p.min,
+            satisfied: p.satisfied,
+        }
+    }
 }
 
 /// Everything the decision screen shows.
@@ -96,6 +132,16 @@ pub struct RequestDetail {
     pub reason: Text,
     pub approvers: Vec<String>,
     pub votes: Vec<VoteView>,
+    /// Why this approver was asked: one sentence per stage they may approve for.
+    pub why_asked: Vec<Text>,
+    /// The policy rule that set the stages, if a policy did.
+    pub policy_rule: Option<Text>,
+    /// True when one person's approval counts toward at most one stage.
+    pub distinct_people: bool,
+    /// How long an approval stays valid for the action to start, from approval.
+    pub grant_seconds: Option<u32>,
+    /// The time windows the gateway's policy allows, as it wrote them.
+    pub windows: Vec<Text>,
     #[ts(type = "number")]
     pub not_before: i64,
     /// The request digest the decision will be bound to.
@@ -111,6 +157,8 @@ pub struct VoteView {
     pub verdict: String,
     #[ts(type = "number")]
     pub at: i64,
+    /// The names of the stages the gateway credits this approval to.
+    pub stages: Vec<String>,
 }
 
 /// This device's decision on a request and where its delivery stands.
@@ -181,6 +229,19 @@ impl RequestSummary {
             received_at: item.received_at,
             approvals: item.approvals,
             min_approvals: item.min_approvals,
+            stages: b
+                .effective_stages()
+                .iter()
+                .zip(item.progress())
+                .map(|(s, p)| StageView {
+                    name: Text::new(&s.name),
+                    group: s.group.as_deref().map(Text::new),
+                    approvers: s.approvers.clone().unwrap_or_default(),
+                    approvals: p.approvals.min(p.min),
+                    min: p.min,
+                    satisfied: p.satisfied,
+                })
+                .collect(),
             match_required: b.match_required,
             decision: item.decision.as_ref().map(DecisionView::from_local),
         }
@@ -191,11 +252,12 @@ impl RequestDetail {
     /// `me`: the approver identity this device acts as at the request's gateway.
     pub fn from_item(item: &InboxItem, now: i64, me: Option<&str>) -> RequestDetail {
         let b = &item.request.body;
+        let stages = b.effective_stages();
         RequestDetail {
             summary: RequestSummary::from_item(item, now),
             detail: Text::new(&b.detail),
             reason: Text::new(&b.reason),
-            approvers: b.approvers.clone(),
+            approvers: b.named_approvers(),
             votes: item
                 .votes
                 .iter()
@@ -203,8 +265,18 @@ impl RequestDetail {
                     approver: v.approver.clone(),
                     verdict: verdict_str(v.verdict),
                     at: v.at,
+                    stages: v
+                        .stages
+                        .iter()
+                        .filter_map(|&i| stages.get(i as usize).map(|s| s.name.clone()))
+                        .collect(),
                 })
                 .collect(),
+            why_asked: item.why_asked().iter().map(|w| Text::new(w)).collect(),
+            policy_rule: b.policy.as_ref().map(|p| Text::new(&p.rule)),
+            distinct_people: b.distinct_people,
+            grant_seconds: b.grant_seconds,
+            windows: b.windows.iter().map(|w| Text::new(w)).collect(),
             not_before: b.not_before,
             digest: item.digest.to_hex(),
             own_request: me.is_some_and(|m| m == b.requester),
@@ -350,6 +422,8 @@ pub enum UiEvent {
         state: String,
         approvals: u32,
         min_approvals: u32,
+        /// Each stage's progress; empty for a request in the list form.
+        stages: Vec<StageProgressView>,
     },
     DecisionQueued {
         request_id: String,
@@ -496,11 +570,18 @@ mod tests {
             state: RequestState::Pending,
             approvals: 1,
             min_approvals: 2,
+            stages: vec![countersign_protocol::StageProgress {
+                name: "dba".into(),
+                approvals: 1,
+                min: 1,
+                satisfied: true,
+            }],
         });
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             serde_json::json!({"type": "status_changed", "request_id": "r1", "state": "pending",
-                "approvals": 1, "min_approvals": 2})
+                "approvals": 1, "min_approvals": 2,
+                "stages": [{"name": "dba", "approvals": 1, "min": 1, "satisfied": true}]})
         );
         let e = UiEvent::from(&EngineEvent::RequestReceived {
             gateway: "fp".into(),

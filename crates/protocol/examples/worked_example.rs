@@ -15,9 +15,9 @@ use countersign_protocol::api::ErrorCode;
 use countersign_protocol::audit::{AuditEntry, GENESIS};
 use countersign_protocol::canonical::{domain, signing_message, to_canonical_bytes};
 use countersign_protocol::{
-    ApprovalRequest, Audience, Decision, Digest, Event, KeyPair, PasskeyInfo, PasskeyList,
-    PasskeyRemove, Receipt, Refusal, RequestState, Risk, Signed, StatusUpdate, StreamEvent,
-    Verdict, Vote, AUDIT_VERSION, PROTOCOL_VERSION,
+    ApprovalRequest, Audience, Decision, Digest, Event, KeyPair, Mode, PasskeyInfo, PasskeyList,
+    PasskeyRemove, PolicyRef, Receipt, Refusal, RequestState, Risk, Signed, Stage, StageProgress,
+    StatusUpdate, StreamEvent, Verdict, Vote, AUDIT_VERSION, PROTOCOL_VERSION,
 };
 
 /// The gateway's Ed25519 seed: 32 bytes of 0x01.
@@ -49,10 +49,34 @@ pub fn request(gateway_fingerprint: &str) -> ApprovalRequest {
         created_at: T0,
         not_before: T0,
         expires_at: T0 + 600,
-        approvers: vec!["alice@example.com".into(), "bob@example.com".into()],
-        min_approvals: 2,
+        approvers: vec![],
+        min_approvals: 0,
         match_required: true,
         deny_needs_passkey: false,
+        stages: vec![
+            Stage {
+                name: "dba".into(),
+                approvers: None,
+                group: Some("dba".into()),
+                min: 1,
+            },
+            Stage {
+                name: "managers".into(),
+                approvers: None,
+                group: Some("managers".into()),
+                min: 1,
+            },
+        ],
+        mode: Mode::Ask,
+        distinct_people: true,
+        requester_person: Some("carol".into()),
+        policy: Some(PolicyRef {
+            rule: "peer_and_manager".into(),
+            policy_hash: Digest::of_bytes(b"example policy"),
+            directory_hash: Digest::of_bytes(b"example directory"),
+        }),
+        grant_seconds: Some(900),
+        windows: vec!["weekdays 08:00-18:00 Europe/Berlin".into()],
     }
 }
 
@@ -98,6 +122,20 @@ pub fn receipt(d: &Decision, decision_digest: Digest) -> Receipt {
         request_state: RequestState::Pending,
         approvals: 1,
         min_approvals: 2,
+        stages: vec![
+            StageProgress {
+                name: "dba".into(),
+                approvals: 1,
+                min: 1,
+                satisfied: true,
+            },
+            StageProgress {
+                name: "managers".into(),
+                approvals: 0,
+                min: 1,
+                satisfied: false,
+            },
+        ],
     }
 }
 
@@ -115,8 +153,11 @@ pub fn status(r: &Receipt) -> StatusUpdate {
             approver: r.approver.clone(),
             verdict: r.verdict,
             at: r.accepted_at,
+            person: Some("alice".into()),
+            stages: vec![0],
         }],
         at: r.accepted_at,
+        stages: r.stages.clone(),
     }
 }
 

@@ -50,7 +50,12 @@ pub struct NewRequest {
     pub reason: String,
     /// Seconds until the request expires.
     pub ttl_seconds: u32,
+    /// The approvers the requester names: with the default policy, who approves; with
+    /// another policy, a narrowing of the approvers it makes eligible.
+    #[serde(default)]
     pub approvers: Vec<String>,
+    /// How many approvals the requester asks for at least (per stage); 0 leaves the policy's.
+    #[serde(default)]
     pub min_approvals: u32,
     #[serde(default)]
     pub require_match: bool,

@@ -17,7 +17,8 @@ use crate::types::{
 pub enum StreamEvent {
     /// A new request for this approver, with the WebAuthn challenge bound to it.
     Request {
-        request: Signed<ApprovalRequest>,
+        /// Boxed: a request is far larger than a status.
+        request: Box<Signed<ApprovalRequest>>,
         /// WebAuthn `RequestChallengeResponse` JSON for this request and approver.
         challenge: serde_json::Value,
     },

@@ -16,10 +16,12 @@ pub mod crypto;
 pub mod deeplink;
 pub mod error;
 pub mod events;
+mod fields;
 pub mod link;
 pub mod pairing;
 pub mod passkeys;
 pub mod sse;
+pub mod stages;
 pub mod types;
 pub mod webauthn;
 
@@ -30,6 +32,7 @@ pub use events::*;
 pub use link::PairingLink;
 pub use pairing::*;
 pub use passkeys::*;
+pub use stages::{Mode, PolicyRef, Stage, StageProgress};
 pub use types::*;
 
 /// The protocol version carried in the `v` field of every wire message.

@@ -9,103 +9,17 @@ use serde::{Deserialize, Serialize};
 use crate::canonical::domain;
 use crate::crypto::{Digest, KeyPair, PublicKey, Signature};
 use crate::error::ProtocolError;
-use crate::PROTOCOL_VERSION;
+use crate::stages::{
+    check_stages, check_windows, Mode, PolicyRef, Stage, StageProgress, NAMED_STAGE,
+};
 
 /// Largest JSON document any decoder accepts.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
-/// Field length limits, in bytes of UTF-8.
-pub mod limits {
-    pub const ID: usize = 64;
-    /// A WebAuthn credential id in unpadded base64url (1023 bytes at most, WebAuthn 5.8.3).
-    pub const CRED_ID: usize = 1364;
-    pub const NAME: usize = 128;
-    pub const ACTION: usize = 128;
-    pub const RESOURCE: usize = 256;
-    pub const SUMMARY: usize = 256;
-    pub const DETAIL: usize = 64 * 1024;
-    pub const REASON: usize = 2048;
-    pub const APPROVERS: usize = 64;
-    pub const MATCH_CODE: usize = 16;
-    pub const URL: usize = 2048;
-    /// Approvers named in one event's audience.
-    pub const AUDIENCE: usize = 512;
-}
-
-pub(crate) fn check_version(v: u32) -> Result<(), ProtocolError> {
-    if v != PROTOCOL_VERSION {
-        return Err(ProtocolError::UnsupportedVersion {
-            found: v,
-            supported: PROTOCOL_VERSION,
-        });
-    }
-    Ok(())
-}
-
-/// The largest integer every JSON implementation reads exactly (2^53 - 1). Event ids and status
-/// sequence numbers stay below it.
-pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
-
-pub(crate) fn check_u53(field: &'static str, n: u64, min: u64) -> Result<(), ProtocolError> {
-    if n < min || n > MAX_SAFE_INTEGER {
-        return Err(ProtocolError::InvalidField {
-            field,
-            reason: format!("must be between {min} and 2^53 - 1"),
-        });
-    }
-    Ok(())
-}
-
-/// A WebAuthn origin is written as an origin serialisation (`https://host[:port]`, no path).
-pub(crate) fn check_origin(origin: &str) -> Result<(), ProtocolError> {
-    if !crate::webauthn::is_origin_serialization(origin) {
-        return Err(ProtocolError::InvalidField {
-            field: "webauthn_origin",
-            reason: "must be an origin serialisation such as https://host[:port], without a path"
-                .into(),
-        });
-    }
-    Ok(())
-}
-
-pub(crate) fn check_len(field: &'static str, s: &str, limit: usize) -> Result<(), ProtocolError> {
-    if s.len() > limit {
-        return Err(ProtocolError::FieldTooLong {
-            field,
-            len: s.len(),
-            limit,
-        });
-    }
-    Ok(())
-}
-
-pub(crate) fn check_nonempty(
-    field: &'static str,
-    s: &str,
-    limit: usize,
-) -> Result<(), ProtocolError> {
-    check_len(field, s, limit)?;
-    if s.trim().is_empty() {
-        return Err(ProtocolError::InvalidField {
-            field,
-            reason: "must not be empty".into(),
-        });
-    }
-    Ok(())
-}
-
-/// Identifiers (request ids, device ids, approver names) are printable ASCII without spaces
-/// or control characters, so they can never hide anything when displayed.
-pub(crate) fn check_ident(field: &'static str, s: &str, limit: usize) -> Result<(), ProtocolError> {
-    check_nonempty(field, s, limit)?;
-    if !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ProtocolError::InvalidField {
-            field,
-            reason: "must be printable ASCII without spaces".into(),
-        });
-    }
-    Ok(())
-}
+pub(crate) use crate::fields::{
+    check_ident, check_len, check_nonempty, check_origin, check_u53, check_version,
+};
+pub use crate::fields::{limits, MAX_SAFE_INTEGER};
 
 /// Strict decoding from bytes: size limit, JSON shape (unknown fields refused), then the
 /// type's own rules (version, lengths, encodings).
@@ -210,7 +124,12 @@ pub struct ApprovalRequest {
     pub created_at: i64,
     pub not_before: i64,
     pub expires_at: i64,
+    /// The approvers of a request in the list form (protocol.md 3.1): requests signed before
+    /// stages existed. A gateway now writes `stages` and leaves this empty, and then omitted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvers: Vec<String>,
+    /// With `approvers`: how many of them must approve. Omitted when zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub min_approvals: u32,
     /// When true the approver must type the code the requester was shown.
     pub match_required: bool,
@@ -218,6 +137,81 @@ pub struct ApprovalRequest {
     /// signed before it existed keep their canonical form.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deny_needs_passkey: bool,
+    /// The stages of approval, combined with AND (protocol.md 3.1a). Every member omitted
+    /// when it has its default value, so that a request in the list form keeps its canonical
+    /// form.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Stage>,
+    #[serde(default, skip_serializing_if = "Mode::is_ask")]
+    pub mode: Mode,
+    /// One person's approval counts toward at most one stage. Omitted when true.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub distinct_people: bool,
+    /// The directory entry of the requester, when its token belongs to one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester_person: Option<String>,
+    /// The policy rule that produced `stages`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyRef>,
+    /// How long an approval stays valid for the action to start, from approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_seconds: Option<u32>,
+    /// The time windows the policy allows, for people to read; the gateway enforces them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+impl ApprovalRequest {
+    /// The request's stages: `stages`, or for a request in the list form its one stage
+    /// [`NAMED_STAGE`] of `min_approvals` of `approvers`.
+    pub fn effective_stages(&self) -> std::borrow::Cow<'_, [Stage]> {
+        if self.stages.is_empty() && !self.approvers.is_empty() {
+            std::borrow::Cow::Owned(vec![Stage {
+                name: NAMED_STAGE.to_string(),
+                approvers: Some(self.approvers.clone()),
+                group: None,
+                min: self.min_approvals,
+            }])
+        } else {
+            std::borrow::Cow::Borrowed(&self.stages)
+        }
+    }
+
+    /// The approvers named by the request's list stages, sorted, each once.
+    pub fn named_approvers(&self) -> Vec<String> {
+        let mut named: Vec<String> = self
+            .effective_stages()
+            .iter()
+            .flat_map(|s| s.approvers.iter().flatten().cloned())
+            .collect();
+        named.sort();
+        named.dedup();
+        named
+    }
+
+    /// Whether an approver whose person is in `groups` is eligible for some stage.
+    pub fn admits(&self, approver: &str, groups: &[String]) -> bool {
+        self.effective_stages()
+            .iter()
+            .any(|s| s.admits(approver, groups))
+    }
+
+    /// The approvals needed in all: the sum of the stages' `min`.
+    pub fn quorum_total(&self) -> u32 {
+        self.effective_stages().iter().map(|s| s.min).sum()
+    }
 }
 
 impl SignedBody for ApprovalRequest {
@@ -235,21 +229,61 @@ impl Decode for ApprovalRequest {
         check_len("detail", &self.detail, limits::DETAIL)?;
         check_ident("requester", &self.requester, limits::NAME)?;
         check_len("reason", &self.reason, limits::REASON)?;
-        if self.approvers.is_empty() || self.approvers.len() > limits::APPROVERS {
-            return Err(ProtocolError::InvalidField {
-                field: "approvers",
-                reason: format!("must list 1 to {} approvers", limits::APPROVERS),
-            });
+        match (self.approvers.is_empty(), self.stages.is_empty()) {
+            (false, true) => {
+                if self.approvers.len() > limits::APPROVERS {
+                    return Err(ProtocolError::InvalidField {
+                        field: "approvers",
+                        reason: format!("must list 1 to {} approvers", limits::APPROVERS),
+                    });
+                }
+                for a in &self.approvers {
+                    check_ident("approvers", a, limits::NAME)?;
+                }
+                if self.min_approvals == 0 || self.min_approvals as usize > self.approvers.len() {
+                    return Err(ProtocolError::InvalidField {
+                        field: "min_approvals",
+                        reason: "must be between 1 and the number of approvers".into(),
+                    });
+                }
+                if !self.mode.is_ask() || self.policy.is_some() {
+                    return Err(ProtocolError::InvalidField {
+                        field: "approvers",
+                        reason: "the list form has no mode or policy; use stages".into(),
+                    });
+                }
+            }
+            (true, false) => {
+                if self.min_approvals != 0 {
+                    return Err(ProtocolError::InvalidField {
+                        field: "min_approvals",
+                        reason: "a request with stages has no min_approvals".into(),
+                    });
+                }
+                check_stages(&self.stages)?;
+            }
+            (true, true) if !self.mode.is_ask() => {}
+            (true, true) => {
+                return Err(ProtocolError::InvalidField {
+                    field: "stages",
+                    reason: "a request that approvers decide needs at least one stage".into(),
+                })
+            }
+            (false, false) => {
+                return Err(ProtocolError::InvalidField {
+                    field: "approvers",
+                    reason: "a request has either approvers (the list form) or stages, not both"
+                        .into(),
+                })
+            }
         }
-        for a in &self.approvers {
-            check_ident("approvers", a, limits::NAME)?;
+        if let Some(p) = &self.requester_person {
+            check_ident("requester_person", p, limits::NAME)?;
         }
-        if self.min_approvals == 0 || self.min_approvals as usize > self.approvers.len() {
-            return Err(ProtocolError::InvalidField {
-                field: "min_approvals",
-                reason: "must be between 1 and the number of approvers".into(),
-            });
+        if let Some(p) = &self.policy {
+            p.validate()?;
         }
+        check_windows(&self.windows)?;
         if self.not_before > self.expires_at || self.created_at > self.expires_at {
             return Err(ProtocolError::InvalidField {
                 field: "expires_at",
@@ -322,6 +356,13 @@ pub struct Vote {
     pub approver: String,
     pub verdict: Verdict,
     pub at: i64,
+    /// The approver's directory entry when the vote was accepted. Omitted when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
+    /// The indices (0-based) of the stages this approval is credited to (protocol.md 8.3a).
+    /// Omitted when empty: a deny, or a status of a request in the list form.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<u32>,
 }
 
 /// A gateway-signed change of a request's state, pushed to every eligible approver.
@@ -338,10 +379,16 @@ pub struct StatusUpdate {
     pub request_digest: Digest,
     pub seq: u64,
     pub state: RequestState,
+    /// Approvals credited to the stages, summed; for the list form, the approvals.
     pub approvals: u32,
+    /// The request's `quorum_total`.
     pub min_approvals: u32,
     pub votes: Vec<Vote>,
     pub at: i64,
+    /// One entry per stage of a request with stages, in the request's order. Omitted for a
+    /// request in the list form.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageProgress>,
 }
 
 impl SignedBody for StatusUpdate {
@@ -468,6 +515,9 @@ pub struct Receipt {
     pub request_state: RequestState,
     pub approvals: u32,
     pub min_approvals: u32,
+    /// The stage progress at `status_seq`, as in that status. Omitted for the list form.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageProgress>,
 }
 
 impl SignedBody for Receipt {
@@ -490,6 +540,7 @@ mod tests {
     use super::*;
     use crate::events::StreamEvent;
     use crate::pairing::{GatewayInfo, PairChallenge, PairFinish, PairStart, Paired};
+    use crate::PROTOCOL_VERSION;
 
     pub(crate) fn sample_request() -> ApprovalRequest {
         ApprovalRequest {
@@ -510,6 +561,13 @@ mod tests {
             min_approvals: 1,
             match_required: false,
             deny_needs_passkey: false,
+            stages: vec![],
+            mode: crate::stages::Mode::Ask,
+            distinct_people: true,
+            requester_person: None,
+            policy: None,
+            grant_seconds: None,
+            windows: vec![],
         }
     }
 
@@ -575,8 +633,21 @@ mod tests {
                 |e| matches!(e, ProtocolError::Json(m) if m.contains("base64url")),
             ),
             (
-                "zero approvers",
+                "zero approvers and no stages",
                 |v| v["body"]["approvers"] = serde_json::json!([]),
+                |e| {
+                    matches!(
+                        e,
+                        ProtocolError::InvalidField {
+                            field: "stages",
+                            ..
+                        }
+                    )
+                },
+            ),
+            (
+                "both the list form and stages",
+                |v| v["body"]["stages"] = serde_json::json!([{"name": "dba", "approvers": null, "group": "dba", "min": 1}]),
                 |e| {
                     matches!(
                         e,
@@ -586,6 +657,33 @@ mod tests {
                         }
                     )
                 },
+            ),
+            (
+                "a stage naming both a group and a list",
+                |v| {
+                    v["body"]["approvers"] = serde_json::json!([]);
+                    v["body"]["min_approvals"] = 0.into();
+                    v["body"]["stages"] = serde_json::json!([{"name": "dba", "approvers": ["a"], "group": "dba", "min": 1}]);
+                },
+                |e| {
+                    matches!(
+                        e,
+                        ProtocolError::InvalidField {
+                            field: "stages",
+                            ..
+                        }
+                    )
+                },
+            ),
+            (
+                "a stage field the format does not know",
+                |v| {
+                    v["body"]["approvers"] = serde_json::json!([]);
+                    v["body"]["min_approvals"] = 0.into();
+                    v["body"]["stages"] =
+                        serde_json::json!([{"name": "dba", "group": "dba", "min": 1, "weight": 2}]);
+                },
+                |e| matches!(e, ProtocolError::Json(_)),
             ),
             (
                 "quorum larger than approvers",
@@ -675,7 +773,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x0c0_5e7);
         let k = KeyPair::from_seed(&[1; 32]);
         let valid = serde_json::to_vec(&StreamEvent::Request {
-            request: Signed::sign(&k, sample_request()).unwrap(),
+            request: Box::new(Signed::sign(&k, sample_request()).unwrap()),
             challenge: serde_json::json!({"publicKey": {"challenge": "abc"}}),
         })
         .unwrap();

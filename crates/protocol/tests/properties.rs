@@ -90,6 +90,13 @@ fn request() -> impl Strategy<Value = ApprovalRequest> {
                     match_required,
                     // Both forms: omitted (false) and present (true) round-trip and verify.
                     deny_needs_passkey: min_approvals % 2 == 0,
+                    stages: vec![],
+                    mode: countersign_protocol::Mode::Ask,
+                    distinct_people: true,
+                    requester_person: None,
+                    policy: None,
+                    grant_seconds: None,
+                    windows: vec![],
                 })
             },
         )

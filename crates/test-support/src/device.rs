@@ -152,7 +152,7 @@ impl Device {
                     request.verify(&gw.gateway_key()).unwrap();
                     self.requests.insert(
                         request.body.id.clone(),
-                        (request.clone(), challenge.clone()),
+                        ((**request).clone(), challenge.clone()),
                     );
                 }
                 StreamEvent::Status { status } => {

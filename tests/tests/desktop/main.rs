@@ -428,7 +428,7 @@ async fn pair_receive_review_approve_deny_and_audit_in_the_real_app() {
     );
 
     // ---- a deep link to a request navigates (and decides nothing) ----
-    let exec = create(&requester, request("exec", &[ALICE], Risk::Critical)).await;
+    let exec = create(&requester, request("exec", &[ALICE], Risk::High)).await;
     notify_matching(&notifications, "prod/payments-7f9c", |c| {
         c.summary.contains("prod/payments-7f9c")
     })

@@ -10,7 +10,27 @@ export type RequestDetail = { summary: RequestSummary, detail: Text,
 /**
  * The requester's reason: untrusted text.
  */
-reason: Text, approvers: Array<string>, votes: Array<VoteView>, not_before: number, 
+reason: Text, approvers: Array<string>, votes: Array<VoteView>, 
+/**
+ * Why this approver was asked: one sentence per stage they may approve for.
+ */
+why_asked: Array<Text>, 
+/**
+ * The policy rule that set the stages, if a policy did.
+ */
+policy_rule: Text | null, 
+/**
+ * True when one person's approval counts toward at most one stage.
+ */
+distinct_people: boolean, 
+/**
+ * How long an approval stays valid for the action to start, from approval.
+ */
+grant_seconds: number | null, 
+/**
+ * The time windows the gateway's policy allows, as it wrote them.
+ */
+windows: Array<Text>, not_before: number, 
 /**
  * The request digest the decision will be bound to.
  */

@@ -2,8 +2,13 @@
 import type { ErrorCode } from "./ErrorCode";
 import type { KeyAsk } from "./KeyAsk";
 import type { RequestSummary } from "./RequestSummary";
+import type { StageProgressView } from "./StageProgressView";
 
 /**
  * Events the shell pushes to the UI (Tauri event name `countersign://event`).
  */
-export type UiEvent = { "type": "request_received", request_id: string, summary: RequestSummary | null, } | { "type": "request_rejected", reason: string, } | { "type": "status_changed", request_id: string, state: string, approvals: number, min_approvals: number, } | { "type": "decision_queued", request_id: string, } | { "type": "decision_delivered", request_id: string, request_state: string, } | { "type": "decision_refused", request_id: string, code: ErrorCode, message: string, } | { "type": "gateway_paired", gateway: string, name: string, approver: string, } | { "type": "connection", gateway: string, up: boolean, error: string | null, } | { "type": "audit_rolled_back", gateway: string, damage: string, problem: string, } | { "type": "navigate", request_id: string, } | { "type": "pairing_link", link: string, } | { "type": "link_refused", message: string, } | { "type": "resync" } | { "type": "security_key", ask: KeyAsk, };
+export type UiEvent = { "type": "request_received", request_id: string, summary: RequestSummary | null, } | { "type": "request_rejected", reason: string, } | { "type": "status_changed", request_id: string, state: string, approvals: number, min_approvals: number, 
+/**
+ * Each stage's progress; empty for a request in the list form.
+ */
+stages: Array<StageProgressView>, } | { "type": "decision_queued", request_id: string, } | { "type": "decision_delivered", request_id: string, request_state: string, } | { "type": "decision_refused", request_id: string, code: ErrorCode, message: string, } | { "type": "gateway_paired", gateway: string, name: string, approver: string, } | { "type": "connection", gateway: string, up: boolean, error: string | null, } | { "type": "audit_rolled_back", gateway: string, damage: string, problem: string, } | { "type": "navigate", request_id: string, } | { "type": "pairing_link", link: string, } | { "type": "link_refused", message: string, } | { "type": "resync" } | { "type": "security_key", ask: KeyAsk, };

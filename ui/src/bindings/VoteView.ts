@@ -4,4 +4,8 @@ export type VoteView = { approver: string,
 /**
  * approve | deny
  */
-verdict: string, at: number, };
+verdict: string, at: number, 
+/**
+ * The names of the stages the gateway credits this approval to.
+ */
+stages: Array<string>, };

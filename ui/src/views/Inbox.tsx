@@ -8,6 +8,7 @@ import { formatTime } from "../clock";
 import { ipc, toIpcFailure } from "../ipc";
 import { hrefFor, navigate } from "../route";
 import { changes, pending, pendingError, pendingLoaded } from "../store";
+import { progressText } from "../stages";
 import { visible } from "../text";
 
 export const ROW_HEIGHT = 68;
@@ -15,6 +16,13 @@ export const ROW_HEIGHT = 68;
 type Tab = "pending" | "history";
 
 function Quorum({ request }: { request: RequestSummary }) {
+  if (request.stages.length > 1) {
+    return (
+      <span class="quorum" title="Approvals so far of those needed, per stage">
+        {progressText(request.stages)}
+      </span>
+    );
+  }
   return (
     <span class="quorum" title="Approvals so far of those needed">
       {request.approvals}/{request.min_approvals}

@@ -1,11 +1,14 @@
+import { Fragment } from "preact";
 import { useCallback, useEffect, useState } from "preact/hooks";
 import type { RequestDetail } from "../bindings/RequestDetail";
+import type { StageView } from "../bindings/StageView";
 import { Countdown } from "../components/Countdown";
 import { RiskBadge } from "../components/RiskBadge";
 import { Escaped, TextWarnings, VisibleText, WarningMark } from "../components/VisibleText";
 import { formatTime, now } from "../clock";
 import { ipc, toIpcFailure, type IpcFailure } from "../ipc";
 import { hrefFor, navigate } from "../route";
+import { progressText, stageSource } from "../stages";
 import { changes, scheduleReload } from "../store";
 import { visible } from "../text";
 import { DecisionPanel } from "./DecisionPanel";
@@ -95,28 +98,70 @@ function When({ request }: { request: RequestDetail }) {
   );
 }
 
+function StageLine({ stage }: { stage: StageView }) {
+  const share = stage.min > 0 ? Math.min(1, stage.approvals / stage.min) : 0;
+  return (
+    <li class="stage">
+      <div class="stage-head">
+        <strong>{stage.name.visible}</strong>{" "}
+        <span>
+          {Math.min(stage.approvals, stage.min)} of {stage.min}
+        </span>
+        {stage.satisfied && <span class="stage-done" aria-label="satisfied"> ✓</span>}{" "}
+        <span class="muted small">from {stageSource(stage)}</span>
+      </div>
+      <div class="meter" role="meter" aria-valuemin={0} aria-valuemax={stage.min} aria-valuenow={stage.approvals} aria-label={`Stage ${stage.name.visible}`}>
+        <div class="meter-fill" style={{ width: `${share * 100}%` }} />
+      </div>
+    </li>
+  );
+}
+
 function HowMany({ request }: { request: RequestDetail }) {
   const s = request.summary;
   const voted = new Set(request.votes.map((v) => v.approver));
   const waiting = request.approvers.filter((a) => !voted.has(a));
+  const staged = s.stages.length > 1 || s.stages.some((st) => st.group !== null);
   const share = s.min_approvals > 0 ? Math.min(1, s.approvals / s.min_approvals) : 0;
   return (
     <section class="fact-block" aria-labelledby="quorum-title">
       <h2 id="quorum-title" class="section-title">How many</h2>
-      <p class="quorum-text">
-        <strong>
-          {s.approvals} of {s.min_approvals}
-        </strong>{" "}
-        approvals
-      </p>
-      <div class="meter" role="meter" aria-valuemin={0} aria-valuemax={s.min_approvals} aria-valuenow={s.approvals} aria-label="Quorum progress">
-        <div class="meter-fill" style={{ width: `${share * 100}%` }} />
-      </div>
+      {staged ? (
+        <>
+          <p class="quorum-text">
+            <strong>{progressText(s.stages)}</strong>
+          </p>
+          <ul class="stages">
+            {s.stages.map((st) => (
+              <StageLine key={st.name.visible} stage={st} />
+            ))}
+          </ul>
+          {s.stages.length > 1 && (
+            <p class="muted small">
+              Every stage must be met.{" "}
+              {request.distinct_people ? "One person's approval counts for one stage only." : "One person's approval may count for several stages."}
+            </p>
+          )}
+        </>
+      ) : (
+        <>
+          <p class="quorum-text">
+            <strong>
+              {s.approvals} of {s.min_approvals}
+            </strong>{" "}
+            approvals
+          </p>
+          <div class="meter" role="meter" aria-valuemin={0} aria-valuemax={s.min_approvals} aria-valuenow={s.approvals} aria-label="Quorum progress">
+            <div class="meter-fill" style={{ width: `${share * 100}%` }} />
+          </div>
+        </>
+      )}
       <ul class="votes">
         {request.votes.map((v) => (
           <li key={`${v.approver}-${v.at}`}>
             <span class={`vote vote-${v.verdict}`}>{v.verdict === "approve" ? "approved" : "denied"}</span>{" "}
             {visible(v.approver)} <span class="muted small">{formatTime(v.at)}</span>
+            {staged && v.stages.length > 0 && <span class="muted small"> · counts for {v.stages.map((n) => visible(n)).join(", ")}</span>}
           </li>
         ))}
         {waiting.map((a) => (
@@ -127,6 +172,34 @@ function HowMany({ request }: { request: RequestDetail }) {
       </ul>
     </section>
   );
+}
+
+function WhyYou({ request }: { request: RequestDetail }) {
+  const rows: [string, string][] = [];
+  if (request.why_asked.length > 0) rows.push(["Why you", request.why_asked.map((w) => w.visible).join("; ")]);
+  if (request.policy_rule !== null) rows.push(["Policy rule", request.policy_rule.visible]);
+  if (request.grant_seconds !== null) rows.push(["Approval lasts", `${formatDuration(request.grant_seconds)} from approval, for the action to start`]);
+  if (request.windows.length > 0) rows.push(["Allowed", request.windows.map((w) => w.visible).join("; ")]);
+  if (rows.length === 0) return null;
+  return (
+    <section class="fact-block" aria-labelledby="why-title">
+      <h2 id="why-title" class="section-title">Why you were asked</h2>
+      <dl class="facts-list">
+        {rows.map(([k, v]) => (
+          <Fragment key={k}>
+            <dt>{k}</dt>
+            <dd>{v}</dd>
+          </Fragment>
+        ))}
+      </dl>
+    </section>
+  );
+}
+
+function formatDuration(seconds: number): string {
+  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
+  if (seconds % 60 === 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
 }
 
 export function RequestView({ id }: { id: string }) {
@@ -219,6 +292,7 @@ export function RequestView({ id }: { id: string }) {
           <DecisionPanel key={s.id} request={request} onDecided={onDecided} />
           <When request={request} />
           <HowMany request={request} />
+          <WhyYou request={request} />
           <section class="fact-block" aria-labelledby="digest-title">
             <h2 id="digest-title" class="section-title">Request digest</h2>
             <p class="mono digest">{request.digest}</p>

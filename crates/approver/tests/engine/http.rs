@@ -193,6 +193,7 @@ async fn serve(mut sock: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
                     request_state: RequestState::Denied,
                     approvals: 0,
                     min_approvals: 1,
+                    stages: vec![],
                 };
                 let key = st.key.as_ref().unwrap();
                 (

@@ -124,6 +124,13 @@ impl Rig {
             min_approvals: 1,
             match_required: false,
             deny_needs_passkey: false,
+            stages: vec![],
+            mode: countersign_protocol::Mode::Ask,
+            distinct_people: true,
+            requester_person: None,
+            policy: None,
+            grant_seconds: None,
+            windows: vec![],
         }
     }
 
@@ -140,7 +147,7 @@ impl Rig {
             .unwrap();
         (
             StreamEvent::Request {
-                request,
+                request: Box::new(request),
                 challenge: serde_json::to_value(rcr).unwrap(),
             },
             state,
@@ -429,6 +436,7 @@ fn status_updates_are_verified_and_applied() {
                 min_approvals: 1,
                 votes: vec![],
                 at: T0 + 5,
+                stages: vec![],
             },
         )
         .unwrap(),
@@ -493,6 +501,7 @@ fn statuses_apply_in_sequence_order_and_never_reopen_a_final_state() {
                 min_approvals: 2,
                 votes: vec![],
                 at: T0 + seq as i64,
+                stages: vec![],
             },
         )
         .unwrap(),
@@ -880,6 +889,7 @@ async fn sync_drains_stream_and_delivers_outbox() {
         min_approvals: 1,
         votes: vec![],
         at: T0,
+        stages: vec![],
     };
     server.set_refusal(
         ErrorCode::RequestClosed,

@@ -37,6 +37,9 @@ pub trait ChallengeRows {
     /// Whether the request was addressed to the approver (it has a ceremony state for them).
     fn has_challenge(&self, request_id: &str, approver: &str) -> Result<bool, StoreError>;
 
+    /// The approvers the request was addressed to (those with a ceremony state), by name.
+    fn addressees(&self, request_id: &str) -> Result<Vec<String>, StoreError>;
+
     /// Marks the ceremony state used at `now` if it was unused; returns whether it was.
     fn consume_challenge(
         &self,
@@ -47,6 +50,14 @@ pub trait ChallengeRows {
 }
 
 impl ChallengeRows for SqliteTx<'_> {
+    fn addressees(&self, request_id: &str) -> Result<Vec<String>, StoreError> {
+        self.rows(
+            "SELECT approver FROM challenges WHERE request_id = ?1 ORDER BY approver",
+            params![request_id],
+            |r| r.get(0),
+        )
+    }
+
     fn insert_challenge(
         &self,
         request_id: &str,

@@ -2,15 +2,27 @@
 //! already accepted under an id (for idempotency), whether an approver has decided a request,
 //! and storing an accepted decision with its receipt.
 
-use countersign_protocol::{Verdict, Vote};
+use countersign_protocol::Verdict;
 use rusqlite::params;
 
 use super::sqlite::SqliteTx;
 use crate::error::StoreError;
 
 /// The votes on a request (`?1`), ordered by time, then approver.
-pub(super) const VOTES_SQL: &str =
-    "SELECT approver, verdict, at FROM decisions WHERE request_id = ?1 ORDER BY at, approver";
+pub(super) const VOTES_SQL: &str = "SELECT approver, verdict, at, person, eligible FROM decisions
+     WHERE request_id = ?1 ORDER BY at, approver";
+
+/// A vote as recorded: who decided, how and when, the approver's person then, and the stages
+/// (indices) they were eligible for then. `eligible` is `None` for a vote on a request in the
+/// list form, which has one stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoteRow {
+    pub approver: String,
+    pub verdict: Verdict,
+    pub at: i64,
+    pub person: Option<String>,
+    pub eligible: Option<Vec<u32>>,
+}
 
 /// An accepted decision as stored.
 pub struct NewDecision<'a> {
@@ -25,12 +37,16 @@ pub struct NewDecision<'a> {
     /// The signed receipt answered for it.
     pub receipt: &'a str,
     pub at: i64,
+    /// The approver's person when the decision was accepted.
+    pub person: Option<&'a str>,
+    /// The stages the approver was eligible for then; `None` for the list form.
+    pub eligible: Option<&'a [u32]>,
 }
 
 /// The rows of the accepted decisions.
 pub trait DecisionRows {
     /// The votes recorded on a request, ordered by time, then approver.
-    fn votes(&self, request_id: &str) -> Result<Vec<Vote>, StoreError>;
+    fn votes(&self, request_id: &str) -> Result<Vec<VoteRow>, StoreError>;
 
     /// The digest (hex) and receipt text of the decision accepted under `decision_id`, if any.
     fn decision_receipt(&self, decision_id: &str) -> Result<Option<(String, String)>, StoreError>;
@@ -43,18 +59,33 @@ pub trait DecisionRows {
 }
 
 impl DecisionRows for SqliteTx<'_> {
-    fn votes(&self, request_id: &str) -> Result<Vec<Vote>, StoreError> {
-        self.rows(VOTES_SQL, params![request_id], |r| {
-            Ok(Vote {
-                approver: r.get(0)?,
-                verdict: if r.get::<_, String>(1)? == "approve" {
-                    Verdict::Approve
-                } else {
-                    Verdict::Deny
-                },
-                at: r.get(2)?,
+    fn votes(&self, request_id: &str) -> Result<Vec<VoteRow>, StoreError> {
+        let rows: Vec<(VoteRow, Option<String>)> =
+            self.rows(VOTES_SQL, params![request_id], |r| {
+                Ok((
+                    VoteRow {
+                        approver: r.get(0)?,
+                        verdict: if r.get::<_, String>(1)? == "approve" {
+                            Verdict::Approve
+                        } else {
+                            Verdict::Deny
+                        },
+                        at: r.get(2)?,
+                        person: r.get(3)?,
+                        eligible: None,
+                    },
+                    r.get(4)?,
+                ))
+            })?;
+        rows.into_iter()
+            .map(|(mut v, eligible)| {
+                v.eligible = eligible
+                    .map(|text| serde_json::from_str(&text))
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(format!("decisions.eligible: {e}")))?;
+                Ok(v)
             })
-        })
+            .collect()
     }
 
     fn decision_receipt(&self, decision_id: &str) -> Result<Option<(String, String)>, StoreError> {
@@ -77,8 +108,9 @@ impl DecisionRows for SqliteTx<'_> {
 
     fn insert_decision(&self, d: &NewDecision<'_>) -> Result<(), StoreError> {
         self.exec(
-            "INSERT INTO decisions(decision_id, request_id, approver, verdict, digest, signed, receipt, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO decisions(decision_id, request_id, approver, verdict, digest, signed,
+                     receipt, at, person, eligible)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 d.decision_id,
                 d.request_id,
@@ -87,7 +119,9 @@ impl DecisionRows for SqliteTx<'_> {
                 d.digest,
                 d.signed,
                 d.receipt,
-                d.at
+                d.at,
+                d.person,
+                d.eligible.map(|e| serde_json::json!(e).to_string())
             ],
         )?;
         Ok(())

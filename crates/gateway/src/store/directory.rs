@@ -52,6 +52,15 @@ pub trait DirectoryRows {
 
     /// Unlinks every identity of `person` (before a data file's entry replaces them).
     fn unlink_identities(&self, person: &str) -> Result<(), StoreError>;
+
+    /// The directory's version: raised by every change to its rows.
+    fn directory_version(&self) -> Result<i64, StoreError>;
+
+    /// The groups of the listed `person`, sorted; none for a removed one.
+    fn groups_of(&self, person: &str) -> Result<Vec<String>, StoreError>;
+
+    /// The approver names of the listed people in `group`, with their person, by name.
+    fn group_approvers(&self, group: &str) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 impl DirectoryRows for SqliteTx<'_> {
@@ -166,5 +175,33 @@ impl DirectoryRows for SqliteTx<'_> {
             params![person],
         )?;
         Ok(())
+    }
+
+    fn directory_version(&self) -> Result<i64, StoreError> {
+        self.one(
+            "SELECT version FROM directory_version WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )
+    }
+
+    fn groups_of(&self, person: &str) -> Result<Vec<String>, StoreError> {
+        self.rows(
+            "SELECT g.grp FROM person_groups g JOIN people p ON p.id = g.person
+                 WHERE g.person = ?1 AND p.removed_at IS NULL ORDER BY g.grp",
+            params![person],
+            |r| r.get(0),
+        )
+    }
+
+    fn group_approvers(&self, group: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.rows(
+            "SELECT i.name, p.id FROM person_groups g
+                 JOIN people p ON p.id = g.person
+                 JOIN person_identities i ON i.person = p.id AND i.kind = 'approver'
+                 WHERE g.grp = ?1 AND p.removed_at IS NULL ORDER BY i.name",
+            params![group],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 }

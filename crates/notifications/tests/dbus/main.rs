@@ -108,6 +108,13 @@ fn item(r: Req<'_>) -> RequestFacts {
         min_approvals: 1,
         match_required: false,
         deny_needs_passkey: false,
+        stages: vec![],
+        mode: countersign_protocol::Mode::Ask,
+        distinct_people: true,
+        requester_person: None,
+        policy: None,
+        grant_seconds: None,
+        windows: vec![],
     };
     let request = Signed::sign(&key, body).unwrap();
     RequestFacts::from_request("gw-fingerprint", &request.body)

@@ -85,6 +85,12 @@ error_codes! {
     UnknownApprover = "unknown_approver",
     /// A listed approver blocked this requester with a report (403).
     RequesterBlocked = "requester_blocked",
+    /// The gateway's policy refused the request; the message carries its rule and sentence (403).
+    PolicyRefused = "policy_refused",
+    /// The policy failed to evaluate or gave no result; nothing was created (503).
+    PolicyError = "policy_error",
+    /// The requester named an approver or a quorum outside what the policy allows (403).
+    WideningRefused = "widening_refused",
     // ---- GET /v2/requests/{id} and withdraw
     /// No request with this id (for this requester, or at all) (404).
     UnknownRequest = "unknown_request",

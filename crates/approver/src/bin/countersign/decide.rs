@@ -136,12 +136,22 @@ fn decision_result(
     } else {
         match &out.delivery {
             Delivery::Delivered { receipt } => outln!(
-                "{} {}: delivered; the request is now {} ({} of {} approvals)",
+                "{} {}: delivered; the request is now {} ({} of {} approvals{})",
                 d.verdict.as_str(),
                 d.request_id,
                 receipt.body.request_state.as_str(),
                 receipt.body.approvals,
-                receipt.body.min_approvals
+                receipt.body.min_approvals,
+                if receipt.body.stages.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ": {}",
+                        visible(&countersign_approver::stages::progress_text(
+                            &receipt.body.stages
+                        ))
+                    )
+                }
             ),
             Delivery::Queued { error } => outln!(
                 "{} {}: recorded and queued; the gateway could not be reached ({error}). \

@@ -125,10 +125,11 @@ fn every_field(item: &InboxItem, now: i64) -> String {
     field(
         "state",
         format!(
-            "{} ({} of {} approvals)",
+            "{} ({})",
             item.effective_state(now).as_str(),
-            item.approvals,
-            item.min_approvals
+            visible(&countersign_approver::stages::progress_text(
+                &item.progress()
+            ))
         ),
     );
     field("requester", visible(&b.requester));
@@ -151,17 +152,52 @@ fn every_field(item: &InboxItem, now: i64) -> String {
         ),
     );
     field(
-        "approvers",
-        format!(
-            "{} (needs {})",
-            b.approvers
-                .iter()
-                .map(|a| visible(a))
-                .collect::<Vec<_>>()
-                .join(", "),
-            b.min_approvals
-        ),
+        "stages",
+        b.effective_stages()
+            .iter()
+            .map(|s| match (&s.approvers, &s.group) {
+                (Some(list), _) => format!(
+                    "{}: {} of {}",
+                    visible(&s.name),
+                    s.min,
+                    list.iter()
+                        .map(|a| visible(a))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                (None, Some(g)) => {
+                    format!("{}: {} of group {}", visible(&s.name), s.min, visible(g))
+                }
+                (None, None) => visible(&s.name),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+            + if b.distinct_people || b.effective_stages().len() < 2 {
+                ""
+            } else {
+                " (one person may count for several stages)"
+            },
     );
+    field("why you", visible(&item.why_asked().join("; ")));
+    if let Some(p) = &b.policy {
+        field("policy rule", visible(&p.rule));
+    }
+    if let Some(g) = b.grant_seconds {
+        field(
+            "approval lasts",
+            format!("{g} s from approval, for the action to start"),
+        );
+    }
+    if !b.windows.is_empty() {
+        field(
+            "time windows",
+            b.windows
+                .iter()
+                .map(|w| visible(w))
+                .collect::<Vec<_>>()
+                .join("; "),
+        );
+    }
     field(
         "match code",
         if b.match_required {

@@ -15,7 +15,7 @@ use countersign_approver as engine;
 use countersign_protocol::api::ReportAck;
 use countersign_protocol::audit::Damage;
 use countersign_protocol::{
-    ApprovalRequest, Digest, PublicKey, Receipt, RequestState, Signed, Verdict, Vote,
+    ApprovalRequest, Digest, PublicKey, Receipt, RequestState, Signed, StageProgress, Verdict, Vote,
 };
 use serde::Serialize;
 
@@ -123,8 +123,10 @@ pub struct Request<'a> {
     min_approvals: u32,
     received_at: i64,
     request: &'a Signed<ApprovalRequest>,
+    stages: Vec<StageProgress>,
     state: RequestState,
     votes: &'a [Vote],
+    why_asked: Vec<String>,
 }
 
 impl<'a> Request<'a> {
@@ -140,8 +142,10 @@ impl<'a> Request<'a> {
             min_approvals: item.min_approvals,
             received_at: item.received_at,
             request: &item.request,
+            stages: item.progress(),
             state: item.state,
             votes: &item.votes,
+            why_asked: item.why_asked(),
         }
     }
 }
@@ -389,7 +393,7 @@ impl<'a> From<&'a engine::AnchorReport> for Anchor<'a> {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Notice<'a> {
     Request {
-        request: Request<'a>,
+        request: Box<Request<'a>>,
     },
     Resolved {
         request_id: &'a str,

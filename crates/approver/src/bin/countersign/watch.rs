@@ -40,7 +40,7 @@ impl Notifier for PrintNotifier {
         let now = self.engine.now();
         if self.json {
             let notice = json::Notice::Request {
-                request: json::Request::new(item, now),
+                request: Box::new(json::Request::new(item, now)),
             };
             if let Ok(line) = notice.line() {
                 self.stop.say(format_args!("{line}"));

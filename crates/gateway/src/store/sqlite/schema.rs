@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// The schema version this build writes; `PRAGMA user_version` holds a database's.
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE tokens(
@@ -231,14 +231,50 @@ ALTER TABLE tokens ADD COLUMN team TEXT;
 ALTER TABLE tokens ADD COLUMN environments TEXT NOT NULL DEFAULT '[]';
 "#;
 
+/// Version 10: stages of approval. Each accepted decision records its approver's person and
+/// the stages they were eligible for at that moment, so that a request's status at a given
+/// `seq` is the same body whatever the directory says later. Votes recorded before are on
+/// requests in the list form (`eligible` null: its one stage).
+///
+/// The directory's version: a counter that every change to the directory's tables raises (by
+/// triggers), so that a request is never routed by a policy whose data is an older directory
+/// than the store's, without reading the whole directory to find out.
+const SCHEMA_V10: &str = r#"
+ALTER TABLE decisions ADD COLUMN person TEXT;
+ALTER TABLE decisions ADD COLUMN eligible TEXT;
+CREATE TABLE directory_version(
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT INTO directory_version(id, version) VALUES (1, 0);
+CREATE TRIGGER people_insert_version AFTER INSERT ON people
+    BEGIN UPDATE directory_version SET version = version + 1; END;
+CREATE TRIGGER people_update_version AFTER UPDATE ON people
+    BEGIN UPDATE directory_version SET version = version + 1; END;
+CREATE TRIGGER people_delete_version AFTER DELETE ON people
+    BEGIN UPDATE directory_version SET version = version + 1; END;
+CREATE TRIGGER person_identities_insert_version AFTER INSERT ON person_identities
+    BEGIN UPDATE directory_version SET version = version + 1; END;
+CREATE TRIGGER person_identities_update_version AFTER UPDATE ON person_identities
+    BEGIN UPDATE directory_version SET version = version + 1; END;
+CREATE TRIGGER person_identities_delete_version AFTER DELETE ON person_identities
+    BEGIN UPDATE directory_version SET version = version + 1; END;
+CREATE TRIGGER person_groups_insert_version AFTER INSERT ON person_groups
+    BEGIN UPDATE directory_version SET version = version + 1; END;
+CREATE TRIGGER person_groups_update_version AFTER UPDATE ON person_groups
+    BEGIN UPDATE directory_version SET version = version + 1; END;
+CREATE TRIGGER person_groups_delete_version AFTER DELETE ON person_groups
+    BEGIN UPDATE directory_version SET version = version + 1; END;
+"#;
+
 /// The first schema version of protocol version 2.
 pub(super) const PROTOCOL_2_SCHEMA: i64 = 6;
 
 /// Each schema version's statements, in order: a database at version `n` runs the ones after
 /// it, in one transaction with the new `user_version`.
-const MIGRATIONS: [&str; 9] = [
+const MIGRATIONS: [&str; 10] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-    SCHEMA_V9,
+    SCHEMA_V9, SCHEMA_V10,
 ];
 
 /// Brings the database behind `conn` to `SCHEMA_VERSION`, all missing versions in one

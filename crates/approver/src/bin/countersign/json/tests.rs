@@ -50,6 +50,13 @@ fn signed_request() -> Signed<ApprovalRequest> {
         min_approvals: 1,
         match_required: false,
         deny_needs_passkey: false,
+        stages: vec![],
+        mode: countersign_protocol::Mode::Ask,
+        distinct_people: true,
+        requester_person: None,
+        policy: None,
+        grant_seconds: None,
+        windows: vec![],
     };
     Signed::sign(&key(), body).unwrap()
 }
@@ -68,6 +75,7 @@ fn receipt() -> Signed<Receipt> {
         request_state: RequestState::Approved,
         approvals: 1,
         min_approvals: 1,
+        stages: vec![],
     };
     Signed::sign(&key(), body).unwrap()
 }
@@ -76,6 +84,7 @@ fn inbox_item(decision: Option<engine::LocalDecision>) -> engine::InboxItem {
     engine::InboxItem {
         gateway: "f00d".into(),
         gateway_name: "Gateway".into(),
+        approver: "alice@example.com".into(),
         request: signed_request(),
         digest: Digest::of_bytes(b"request"),
         challenge: json!({"publicKey": {"challenge": "abc", "rpId": "localhost"}}),
@@ -86,7 +95,10 @@ fn inbox_item(decision: Option<engine::LocalDecision>) -> engine::InboxItem {
             approver: "bob@example.com".into(),
             verdict: Verdict::Deny,
             at: 1_700_000_050,
+            person: None,
+            stages: vec![],
         }],
+        stages: vec![],
         received_at: 1_700_000_001,
         decision,
     }
@@ -164,8 +176,10 @@ fn request_pending_and_effectively_expired() {
             "min_approvals": 1,
             "received_at": 1_700_000_001,
             "request": value(&item.request),
+            "stages": [{"name": "approvers", "approvals": 0, "min": 1, "satisfied": false}],
             "state": "pending",
             "votes": [{"approver": "bob@example.com", "verdict": "deny", "at": 1_700_000_050}],
+            "why_asked": ["named in stage approvers"],
         })
     };
     assert_eq!(
@@ -180,7 +194,7 @@ fn request_pending_and_effectively_expired() {
     let line = Request::new(&item, 1_700_000_002).line().unwrap();
     assert!(line.starts_with(r#"{"approvals":0,"challenge":{"publicKey":{"challenge":"abc","rpId":"localhost"}},"decision":null,"digest":"#), "{line}");
     assert!(line.contains(r#","request":{"body":{"action":"sql.exec","approvers":["alice@example.com"],"created_at":1700000000,"#), "{line}");
-    assert!(line.ends_with(r#","state":"pending","votes":[{"approver":"bob@example.com","at":1700000050,"verdict":"deny"}]}"#), "{line}");
+    assert!(line.ends_with(r#","state":"pending","votes":[{"approver":"bob@example.com","at":1700000050,"verdict":"deny"}],"why_asked":["named in stage approvers"]}"#), "{line}");
 }
 
 #[test]
@@ -215,7 +229,7 @@ fn decided_for_each_delivery() {
     let cases = [
         (
             engine::Delivery::Delivered {
-                receipt: receipt.clone(),
+                receipt: Box::new(receipt.clone()),
             },
             json!({"delivery": "delivered", "receipt": value(&receipt)}),
         ),
@@ -359,7 +373,7 @@ fn audit_verified() {
 fn watch_notices() {
     let item = inbox_item(None);
     let notice = Notice::Request {
-        request: Request::new(&item, 1_700_000_002),
+        request: Box::new(Request::new(&item, 1_700_000_002)),
     };
     assert_eq!(
         value(&notice),

@@ -1,0 +1,67 @@
+//! Stages of approval as this approver sees a request: why it was asked (the stages it may
+//! approve for), each stage's progress, and the one-line progress text the CLI and the app
+//! show ("dba 1/1 ✓ · managers 0/1").
+
+use countersign_protocol::StageProgress;
+
+use crate::inbox::InboxItem;
+
+impl InboxItem {
+    /// Why this approver was asked: each stage they may approve for, as a sentence ("named in
+    /// stage approvers", "stage dba: the gateway sent it to you as a member of group dba").
+    pub fn why_asked(&self) -> Vec<String> {
+        self.request
+            .body
+            .effective_stages()
+            .iter()
+            .filter_map(|s| match (&s.approvers, &s.group) {
+                (Some(list), _) if list.contains(&self.approver) => {
+                    Some(format!("named in stage {}", s.name))
+                }
+                (None, Some(g)) => Some(format!(
+                    "stage {}: the gateway sent it to you as a member of group {g}",
+                    s.name
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The progress of each of the request's stages: as the gateway last signed it, or for a
+    /// request in the list form its one stage with the approvals held.
+    pub fn progress(&self) -> Vec<StageProgress> {
+        if !self.stages.is_empty() {
+            return self.stages.clone();
+        }
+        self.request
+            .body
+            .effective_stages()
+            .iter()
+            .map(|s| {
+                let approvals = if self.request.body.stages.is_empty() {
+                    self.approvals
+                } else {
+                    0
+                };
+                StageProgress {
+                    name: s.name.clone(),
+                    approvals,
+                    min: s.min,
+                    satisfied: approvals >= s.min,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Stage progress as one line: "dba 1/1 ✓ · managers 0/1".
+pub fn progress_text(stages: &[StageProgress]) -> String {
+    stages
+        .iter()
+        .map(|s| {
+            let mark = if s.satisfied { " ✓" } else { "" };
+            format!("{} {}/{}{mark}", s.name, s.approvals.min(s.min), s.min)
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}

@@ -1,0 +1,323 @@
+//! Who may approve a request. At creation, the policy in force routes a new request: the stages
+//! it needs, narrowed by what the requester named, and the approvers it is addressed to. At a
+//! decision, the deciding approver's eligibility: their person, and the stages they may approve
+//! for. The hard rules hold here whatever the policy says: the requester's person is never
+//! eligible, and nobody outside the stages is.
+
+use std::collections::BTreeSet;
+
+use axum::http::StatusCode;
+use countersign_protocol::api::{ErrorCode, NewRequest};
+use countersign_protocol::stages::check_stages;
+use countersign_protocol::{ApprovalRequest, Digest, Mode, PolicyRef, Stage};
+
+use crate::directory::{person_of, IdentityKind};
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::passkeys::passkeys_of;
+use crate::policy::{Outcome, Requester};
+use crate::store::Tx;
+
+/// Who the deciding approver is at the moment of the decision: their person and the stages
+/// (indices, ascending) they are eligible for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Eligibility {
+    pub(crate) person: Option<String>,
+    pub(crate) stages: Vec<u32>,
+}
+
+/// The eligibility of `approver` for `request` in the directory as `tx` sees it: listed, not
+/// the requester's person, and in a stage's list or group (`not_eligible`, `own_request`).
+pub(crate) fn eligibility(
+    tx: &dyn Tx,
+    approver: &str,
+    request: &ApprovalRequest,
+) -> Result<Eligibility, ApiError> {
+    let Some(person) = person_of(tx, IdentityKind::Approver, approver)? else {
+        return Err(ApiError::forbidden(
+            ErrorCode::NotEligible,
+            format!("{approver} is no longer in the gateway's directory."),
+        ));
+    };
+    let asking = person_of(tx, IdentityKind::Token, &request.requester)?;
+    if asking.as_deref() == Some(&person) || request.requester_person.as_deref() == Some(&person) {
+        return Err(ApiError::forbidden(
+            ErrorCode::OwnRequest,
+            format!(
+                "{approver} and the requester {} are the same person ({person}) in the gateway's directory: nobody decides their own request.",
+                request.requester
+            ),
+        ));
+    }
+    let groups = tx.groups_of(&person)?;
+    let stages: Vec<u32> = request
+        .effective_stages()
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.admits(approver, &groups))
+        .map(|(i, _)| i as u32)
+        .collect();
+    if stages.is_empty() {
+        return Err(ApiError::forbidden(
+            ErrorCode::NotEligible,
+            format!("{approver} is not eligible for any stage of this request."),
+        ));
+    }
+    Ok(Eligibility {
+        person: Some(person),
+        stages,
+    })
+}
+
+/// A new request as the policy routed it.
+#[derive(Debug)]
+pub(crate) struct Routed {
+    /// What the policy answered.
+    pub(crate) outcome: Outcome,
+    pub(crate) policy: PolicyRef,
+    /// The stages, narrowed by the requester.
+    pub(crate) stages: Vec<Stage>,
+    /// Every approver eligible for a stage, with a passkey, never the requester's person.
+    pub(crate) addressees: Vec<String>,
+    pub(crate) requester: Requester,
+}
+
+/// A refusal of the policy, or of the hard rules, at creation: the error answered, and the
+/// policy rule that refused if one did (for the audit log).
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) error: ApiError,
+    pub(crate) rule: Option<String>,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        Refused { error, rule: None }
+    }
+}
+
+impl From<crate::error::StoreError> for Refused {
+    fn from(e: crate::error::StoreError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+/// Routes `new` from `requester` (its token name) at `now` through the policy in force, with
+/// `named` the approvers the requester named (trimmed, sorted, unique).
+pub(crate) fn route(
+    gw: &Gateway,
+    tx: &dyn Tx,
+    requester: &str,
+    new: &NewRequest,
+    named: &[String],
+    now: i64,
+) -> Result<Routed, Refused> {
+    let requester = crate::tokens::requester(tx, requester)?;
+    let policy = gw.policy();
+    let input = crate::policy::input(new, &requester, now);
+    let outcome = policy.evaluate(&input).map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::PolicyError,
+            format!("The gateway's policy gave no answer, so nothing was created: {e}."),
+        )
+    })?;
+    let refused = |code: ErrorCode, message: String| Refused {
+        error: ApiError::forbidden(code, message),
+        rule: Some(outcome.rule.clone()),
+    };
+    if !outcome.allow {
+        return Err(refused(
+            ErrorCode::PolicyRefused,
+            format!(
+                "The gateway's policy refused this request (rule {}): {}",
+                outcome.rule, outcome.message
+            ),
+        ));
+    }
+    if outcome.mode != Mode::Ask {
+        return Err(Refused {
+            error: ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::PolicyError,
+                format!(
+                    "The policy's rule {} approves at once ({}), which this gateway does not do; nothing was created.",
+                    outcome.rule,
+                    outcome.mode.as_str()
+                ),
+            ),
+            rule: Some(outcome.rule.clone()),
+        });
+    }
+    let policy_ref = PolicyRef {
+        rule: outcome.rule.clone(),
+        policy_hash: Digest::parse("policy.hash", &policy.hash)
+            .map_err(|e| ApiError::internal("policy hash", e))?,
+        directory_hash: Digest::parse("directory.hash", &policy.directory_hash)
+            .map_err(|e| ApiError::internal("directory hash", e))?,
+    };
+    let mut stages = stages_of(&outcome)?;
+    let mut members = members_of(tx, &stages, requester.person.as_deref(), &outcome.rule)?;
+    if !named.is_empty() {
+        narrow(&mut stages, &mut members, named, &outcome.rule)?;
+    }
+    if new.min_approvals > 0 {
+        for s in &mut stages {
+            s.min = s.min.max(new.min_approvals);
+        }
+    }
+    check_stages(&stages).map_err(|e| {
+        refused(
+            ErrorCode::WideningRefused,
+            format!("The approvers asked for do not fit the policy's stages: {e}."),
+        )
+    })?;
+    let mut addressees = BTreeSet::new();
+    for (stage, people) in stages.iter().zip(&members) {
+        let mut able = BTreeSet::new();
+        for (approver, person) in people {
+            if !passkeys_of(tx, approver)?.is_empty() {
+                able.insert(person.as_str());
+                addressees.insert(approver.clone());
+            } else if stage.approvers.is_some() {
+                return Err(ApiError::bad_request(
+                    ErrorCode::UnknownApprover,
+                    format!("{approver} has no paired device with a passkey on this gateway."),
+                )
+                .into());
+            }
+        }
+        if (able.len() as u32) < stage.min {
+            return Err(refused(
+                ErrorCode::PolicyRefused,
+                format!(
+                    "Stage {} needs {} approvals, but only {} eligible people have a paired device (rule {}).",
+                    stage.name,
+                    stage.min,
+                    able.len(),
+                    outcome.rule
+                ),
+            ));
+        }
+    }
+    Ok(Routed {
+        outcome,
+        policy: policy_ref,
+        stages,
+        addressees: addressees.into_iter().collect(),
+        requester,
+    })
+}
+
+/// The policy's stages as a request carries them: lists sorted, each name once.
+fn stages_of(outcome: &Outcome) -> Result<Vec<Stage>, Refused> {
+    Ok(outcome
+        .stages
+        .iter()
+        .map(|s| Stage {
+            name: s.name.clone(),
+            approvers: s
+                .approvers
+                .as_ref()
+                .map(|l| crate::directory::sorted_unique(l)),
+            group: s.group.clone(),
+            min: s.min,
+        })
+        .collect())
+}
+
+/// Each stage's eligible members as `(approver, person)`: a list stage's approvers, each of
+/// whom must be in the directory and none the requester (`unknown_approver`, `own_request`);
+/// a group stage's listed members, less the requester's person.
+fn members_of(
+    tx: &dyn Tx,
+    stages: &[Stage],
+    asking: Option<&str>,
+    rule: &str,
+) -> Result<Vec<Vec<(String, String)>>, Refused> {
+    let mut out = Vec::with_capacity(stages.len());
+    for s in stages {
+        let members = match (&s.approvers, &s.group) {
+            (Some(list), _) => {
+                let mut members = Vec::with_capacity(list.len());
+                for a in list {
+                    let Some(p) = person_of(tx, IdentityKind::Approver, a)? else {
+                        return Err(Refused {
+                            error: ApiError::bad_request(
+                                ErrorCode::UnknownApprover,
+                                format!("{a} is not in the gateway's directory."),
+                            ),
+                            rule: Some(rule.to_owned()),
+                        });
+                    };
+                    if asking == Some(p.as_str()) {
+                        return Err(Refused {
+                            error: ApiError::forbidden(
+                                ErrorCode::OwnRequest,
+                                format!("{a} is {p}, who asks for this request: nobody approves their own request."),
+                            ),
+                            rule: Some(rule.to_owned()),
+                        });
+                    }
+                    members.push((a.clone(), p));
+                }
+                members
+            }
+            (None, Some(g)) => tx
+                .group_approvers(g)?
+                .into_iter()
+                .filter(|(_, p)| asking != Some(p.as_str()))
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        out.push(members);
+    }
+    Ok(out)
+}
+
+/// Narrows each stage to the approvers the requester named: every one of them must be eligible
+/// for some stage (`widening_refused`), and a group stage becomes the list of its named
+/// members.
+fn narrow(
+    stages: &mut [Stage],
+    members: &mut [Vec<(String, String)>],
+    named: &[String],
+    rule: &str,
+) -> Result<(), Refused> {
+    for a in named {
+        if !members.iter().flatten().any(|(m, _)| m == a) {
+            return Err(Refused {
+                error: ApiError::forbidden(
+                    ErrorCode::WideningRefused,
+                    format!("{a} is not eligible to approve this request under the policy's rule {rule}; a requester may only narrow who approves."),
+                ),
+                rule: Some(rule.to_owned()),
+            });
+        }
+    }
+    // A stage with none of the named among its members stays as the policy made it.
+    for (s, m) in stages.iter_mut().zip(members.iter_mut()) {
+        if !m.iter().any(|(a, _)| named.contains(a)) {
+            continue;
+        }
+        m.retain(|(a, _)| named.contains(a));
+        let list: Vec<String> = m.iter().map(|(a, _)| a.clone()).collect();
+        s.group = None;
+        s.approvers = Some(crate::directory::sorted_unique(&list));
+        if (list.len() as u32) < s.min {
+            return Err(Refused {
+                error: ApiError::forbidden(
+                    ErrorCode::WideningRefused,
+                    format!(
+                        "Stage {} needs {} approvals, but the approvers named include {} of its members (rule {rule}).",
+                        s.name,
+                        s.min,
+                        list.len()
+                    ),
+                ),
+                rule: Some(rule.to_owned()),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,26 @@
+/**
+ * Stages of approval as the app shows them: "dba 1/1 ✓ · managers 0/1".
+ */
+import type { StageProgressView } from "./bindings/StageProgressView";
+import type { StageView } from "./bindings/StageView";
+
+/** One line of progress for every stage, in the request's order. */
+export function progressText(stages: readonly StageView[]): string {
+  return stages
+    .map((s) => `${s.name.visible} ${Math.min(s.approvals, s.min)}/${s.min}${s.satisfied ? " ✓" : ""}`)
+    .join(" · ");
+}
+
+/** `stages` with the progress a status reported: one entry per stage, in the same order. */
+export function withProgress(stages: readonly StageView[], progress: readonly StageProgressView[]): StageView[] {
+  return stages.map((s, i) => {
+    const p = progress[i];
+    return p === undefined ? s : { ...s, approvals: p.approvals, min: p.min, satisfied: p.satisfied };
+  });
+}
+
+/** Who a stage takes approvals from, for people to read. */
+export function stageSource(s: StageView): string {
+  if (s.group !== null) return `group ${s.group.visible}`;
+  return s.approvers.join(", ");
+}
