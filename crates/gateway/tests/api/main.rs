@@ -10,6 +10,7 @@ mod passkeys;
 mod policy;
 mod refusals;
 mod requests;
+mod stages;
 
 use countersign_protocol::{RequestState, Verdict};
 use countersign_test_support::{request_id, PairedGateway, TestGateway, Uv};

@@ -1,0 +1,313 @@
+//! Stages of approval decided by the policy, through the real HTTP API: "1 of dba AND 1 of
+//! managers", with distinct people by default (a person in both groups satisfies one stage
+//! alone, and a later approval moves them), a policy that allows one person for both, the
+//! requester's own person never asked even when in a group, narrowing accepted and widening
+//! refused, the gateway's own rule against self-approval whatever the policy says, votes from
+//! outside the stages refused, and an undefined helper failing closed.
+
+use countersign_gateway::directory::Entry;
+use countersign_gateway::directory_admin as admin;
+use countersign_protocol::{RequestState, StageProgress, Verdict};
+use countersign_test_support::{Device, TestGateway, Uv, REQUESTER};
+
+use crate::refusals::Refusals;
+use crate::requests::Requests;
+
+const HEAD: &str = "package countersign\n\nimport rego.v1\n\n";
+
+/// "1 of dba AND 1 of managers"; the action `lenient` lets one person count for both, the
+/// action `named` lists who the requester named, `own` names the requester's own person.
+const TWO_STAGES: &str = r#"
+stages := [{"name": "dba", "group": "dba", "min": 1}, {"name": "managers", "group": "managers", "min": 1}]
+
+# A helper undefined for the action "broken": the result that uses it is undefined (there is no
+# `default` to fall back on), and the gateway fails closed.
+distinct := input.request.action != "lenient" if input.request.action != "broken"
+
+result := {"allow": true, "rule": "own", "mode": "ask", "stages": [{"name": "approvers", "approvers": ["rita@example.com"], "min": 1}]} if {
+	input.request.action == "own"
+} else := {"allow": true, "rule": "two_stages", "mode": "ask", "stages": stages, "distinct_people": distinct}
+
+test_two_stages if {
+	r := result with input as {"request": {"action": "deploy"}}
+	count(r.stages) == 2
+	r.distinct_people
+}
+"#;
+
+struct Org {
+    h: TestGateway,
+    _dir: tempfile::TempDir,
+    ann: Device,
+    bob: Device,
+    carl: Device,
+    dave: Device,
+    rita: Device,
+}
+
+const ANN: &str = "ann@example.com";
+const BOB: &str = "bob@example.com";
+const CARL: &str = "carl@example.com";
+const DAVE: &str = "dave@example.com";
+const RITA: &str = "rita@example.com";
+
+/// Ann is a DBA and a manager, Bob a DBA, Carl a manager, Dave in no group; Rita is a DBA and
+/// the requester token is hers.
+async fn org() -> Org {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("two-stages.rego");
+    std::fs::write(&policy, format!("{HEAD}{TWO_STAGES}")).unwrap();
+    let h = TestGateway::start_with(move |c| c.policy_file = Some(policy)).await;
+    let groups = |g: &[&str]| g.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut devices = Vec::new();
+    for (name, g) in [
+        (ANN, groups(&["dba", "managers"])),
+        (BOB, groups(&["dba"])),
+        (CARL, groups(&["managers"])),
+        (DAVE, groups(&[])),
+        (RITA, groups(&["dba"])),
+    ] {
+        let d = h.pair(name).await;
+        admin::set_groups(h.gw(), name, &g).unwrap();
+        devices.push(d);
+    }
+    admin::link(
+        h.gw(),
+        RITA,
+        &Entry {
+            tokens: vec![REQUESTER.into()],
+            ..Entry::default()
+        },
+    )
+    .unwrap();
+    let mut it = devices.into_iter();
+    let mut next = || it.next().unwrap();
+    Org {
+        ann: next(),
+        bob: next(),
+        carl: next(),
+        dave: next(),
+        rita: next(),
+        h,
+        _dir: dir,
+    }
+}
+
+fn progress(name: &str, approvals: u32, satisfied: bool) -> StageProgress {
+    StageProgress {
+        name: name.into(),
+        approvals,
+        min: 1,
+        satisfied,
+    }
+}
+
+async fn approve(d: &mut Device, h: &TestGateway, id: &str) -> countersign_protocol::Receipt {
+    let (req, ch) = d.request_event(h, id).await;
+    d.decide(h, &req, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .await
+        .unwrap()
+        .body
+}
+
+#[tokio::test]
+async fn peer_and_manager_one_approval_leaves_it_pending_and_the_second_approves() {
+    let mut o = org().await;
+    let created = o.h.create_with(|n| n.approvers.clear()).await;
+    let body = &created.request.body;
+    let id = body.id.clone();
+    assert_eq!(body.stages.len(), 2);
+    assert!(
+        body.stages.iter().all(|s| s.group.is_some()),
+        "by group, never by member"
+    );
+    assert_eq!(body.policy.as_ref().unwrap().rule, "two_stages");
+    assert_eq!(body.requester_person.as_deref(), Some(RITA));
+    assert!(body.approvers.is_empty() && body.min_approvals == 0);
+
+    let r = approve(&mut o.bob, &o.h, &id).await;
+    assert_eq!(r.request_state, RequestState::Pending);
+    assert_eq!(
+        r.stages,
+        vec![progress("dba", 1, true), progress("managers", 0, false)]
+    );
+    let r = approve(&mut o.carl, &o.h, &id).await;
+    assert_eq!(r.request_state, RequestState::Approved);
+    let status = o.h.view(&id).await.status.body;
+    assert_eq!(status.state, RequestState::Approved);
+    assert_eq!(
+        status.stages,
+        vec![progress("dba", 1, true), progress("managers", 1, true)]
+    );
+    let credited: Vec<_> = status
+        .votes
+        .iter()
+        .map(|v| (v.approver.as_str(), v.person.as_deref(), v.stages.clone()))
+        .collect();
+    assert_eq!(
+        credited,
+        vec![(BOB, Some(BOB), vec![0]), (CARL, Some(CARL), vec![1])]
+    );
+    // The requester's own person, a DBA, was never asked; Dave, in no group, neither.
+    assert!(o.rita.drain(&o.h).await.is_empty());
+    assert!(o.dave.drain(&o.h).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_person_in_both_groups_does_not_satisfy_both_stages_alone() {
+    let mut o = org().await;
+    let id =
+        o.h.create_with(|n| n.approvers.clear())
+            .await
+            .request
+            .body
+            .id;
+    let r = approve(&mut o.ann, &o.h, &id).await;
+    assert_eq!(r.request_state, RequestState::Pending, "Ann counts once");
+    assert_eq!(
+        r.stages,
+        vec![progress("dba", 1, true), progress("managers", 0, false)]
+    );
+    // Bob can only fill "dba": Ann's approval moves to "managers" and both stages are met.
+    let r = approve(&mut o.bob, &o.h, &id).await;
+    assert_eq!(r.request_state, RequestState::Approved);
+    let votes = o.h.view(&id).await.status.body.votes;
+    let moved: Vec<_> = votes
+        .iter()
+        .map(|v| (v.approver.as_str(), v.stages.clone()))
+        .collect();
+    assert_eq!(moved, vec![(ANN, vec![1]), (BOB, vec![0])]);
+
+    // A policy may allow one person for both stages explicitly.
+    let id =
+        o.h.create_with(|n| {
+            n.approvers.clear();
+            n.action = "lenient".into();
+        })
+        .await
+        .request
+        .body
+        .id;
+    let r = approve(&mut o.ann, &o.h, &id).await;
+    assert_eq!(r.request_state, RequestState::Approved);
+    assert_eq!(o.h.view(&id).await.status.body.votes[0].stages, vec![0, 1]);
+}
+
+#[tokio::test]
+async fn a_vote_from_outside_the_stages_is_refused() {
+    let mut o = org().await;
+    let id =
+        o.h.create_with(|n| n.approvers.clear())
+            .await
+            .request
+            .body
+            .id;
+    let (req, _) = o.bob.request_event(&o.h, &id).await;
+    // Dave is in no group and was never asked; he decides on what he learnt elsewhere.
+    let err = o
+        .dave
+        .decide(&o.h, &req, None, Verdict::Deny, None, Uv::Yes)
+        .await
+        .unwrap_err();
+    o.h.expect_rejection(&err, "not_eligible");
+    // Rita is a DBA, but the request is hers.
+    let err = o
+        .rita
+        .decide(&o.h, &req, None, Verdict::Deny, None, Uv::Yes)
+        .await
+        .unwrap_err();
+    o.h.expect_rejection(&err, "own_request");
+    // Bob leaves the dba group before he votes: refused, whatever he was sent.
+    admin::set_groups(o.h.gw(), BOB, &[]).unwrap();
+    let (req, ch) = o.bob.request_event(&o.h, &id).await;
+    let err = o
+        .bob
+        .decide(&o.h, &req, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .await
+        .unwrap_err();
+    o.h.expect_rejection(&err, "not_eligible");
+    assert_eq!(o.h.view(&id).await.status.body.state, RequestState::Pending);
+}
+
+#[tokio::test]
+async fn the_requester_may_narrow_but_never_widen() {
+    let mut o = org().await;
+    // Naming Carl narrows "managers" to him; "dba" stays the group.
+    let created = o.h.create_with(|n| n.approvers = vec![CARL.into()]).await;
+    let stages = &created.request.body.stages;
+    assert_eq!(stages[0].group.as_deref(), Some("dba"));
+    assert_eq!(
+        stages[1].approvers.as_deref(),
+        Some(&[CARL.to_string()][..])
+    );
+    assert_eq!(stages[1].group, None);
+    // Ann, a manager, is no longer asked for "managers", but still for "dba".
+    approve(&mut o.ann, &o.h, &created.request.body.id).await;
+    // Raising the quorum is narrowing too: two of each.
+    let err =
+        o.h.try_create(|n| {
+            n.approvers.clear();
+            n.min_approvals = 3;
+            n.summary = "three of each".into();
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("policy_refused"), "{err:?}");
+    assert!(err.text.contains("needs 3 approvals"), "{}", err.text);
+
+    // Widening: Dave is in no stage.
+    let err =
+        o.h.try_create(|n| {
+            n.approvers = vec![DAVE.into()];
+            n.summary = "widen".into();
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("widening_refused"), "{err:?}");
+    assert!(
+        err.text.contains("two_stages"),
+        "names the rule: {}",
+        err.text
+    );
+    let refused: Vec<_> =
+        o.h.audit()
+            .into_iter()
+            .filter(|(e, _)| e.kind == "request.policy_refused")
+            .map(|(e, _)| e.detail)
+            .collect();
+    assert!(refused
+        .iter()
+        .any(|d| d["code"] == "widening_refused" && d["rule"] == "two_stages"));
+}
+
+#[tokio::test]
+async fn the_gateway_refuses_self_approval_whatever_the_policy_says() {
+    let o = org().await;
+    // The policy names Rita as the approver of Rita's own request.
+    let err =
+        o.h.try_create(|n| {
+            n.approvers.clear();
+            n.action = "own".into();
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("own_request"), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_undefined_helper_fails_closed() {
+    let o = org().await;
+    let err =
+        o.h.try_create(|n| {
+            n.approvers.clear();
+            n.action = "broken".into();
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.status, 503, "{err:?}");
+    assert_eq!(err.code(), Some("policy_error"), "{err:?}");
+    assert!(
+        o.h.audit().iter().any(|(e, _)| e.kind == "policy.error"),
+        "audited"
+    );
+}
