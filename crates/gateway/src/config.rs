@@ -74,6 +74,47 @@ pub struct Config {
     /// How often, in seconds, the policy and directory files are checked for changes (0: never
     /// while running; they are read when the gateway opens).
     pub reload_seconds: u64,
+    /// The highest risk the policy may approve by itself (`mode = "auto"`): `none`, `low`,
+    /// `medium`, `high` or `critical`. A request above it is refused, whatever the policy says.
+    pub auto_approve_max_risk: AutoApproveCeiling,
+}
+
+/// The risk ceiling of auto-approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoApproveCeiling {
+    /// The policy never approves by itself.
+    None,
+    #[default]
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl AutoApproveCeiling {
+    /// Whether the policy may approve a request of `risk` by itself.
+    pub fn admits(self, risk: countersign_protocol::Risk) -> bool {
+        use countersign_protocol::Risk;
+        let ceiling = match self {
+            AutoApproveCeiling::None => return false,
+            AutoApproveCeiling::Low => Risk::Low,
+            AutoApproveCeiling::Medium => Risk::Medium,
+            AutoApproveCeiling::High => Risk::High,
+            AutoApproveCeiling::Critical => Risk::Critical,
+        };
+        risk <= ceiling
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoApproveCeiling::None => "none",
+            AutoApproveCeiling::Low => "low",
+            AutoApproveCeiling::Medium => "medium",
+            AutoApproveCeiling::High => "high",
+            AutoApproveCeiling::Critical => "critical",
+        }
+    }
 }
 
 /// The attestation a passkey's registration must carry.
@@ -114,6 +155,7 @@ impl Default for Config {
             directory_file: None,
             policy_file: None,
             reload_seconds: 5,
+            auto_approve_max_risk: AutoApproveCeiling::Low,
         }
     }
 }

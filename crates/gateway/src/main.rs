@@ -123,10 +123,12 @@ struct RequestArgs {
     /// Time to live in seconds.
     #[arg(long, default_value_t = 600)]
     ttl: u32,
-    /// An eligible approver (repeatable).
-    #[arg(long = "approver", required = true)]
+    /// An approver to ask (repeatable). With the default policy these are who approves; with
+    /// another policy they narrow the approvers it makes eligible.
+    #[arg(long = "approver")]
     approvers: Vec<String>,
-    #[arg(long, default_value_t = 1)]
+    /// Approvals to ask for at least, per stage (0: as the policy says).
+    #[arg(long, default_value_t = 0)]
     min_approvals: u32,
     /// Require number matching: you are shown a code the approver must type.
     #[arg(long)]
@@ -378,7 +380,27 @@ async fn request(args: &RequestArgs) -> Result<ExitCode> {
             serde_json::json!({"id": id, "digest": created.digest, "match_code": created.match_code, "duplicate": created.duplicate, "expires_at": created.request.body.expires_at})
         );
     } else {
-        eprintln!("request {id} created, waiting for approval");
+        let b = &created.request.body;
+        match (b.mode, &b.policy) {
+            (countersign_protocol::Mode::Auto, Some(p)) => {
+                eprintln!(
+                    "request {id} approved by the gateway's policy (rule {})",
+                    p.rule
+                )
+            }
+            _ => eprintln!(
+                "request {id} created, waiting for approval: {}",
+                b.effective_stages()
+                    .iter()
+                    .map(|s| match (&s.group, &s.approvers) {
+                        (Some(g), _) => format!("{} of group {g}", s.min),
+                        (None, Some(list)) => format!("{} of {}", s.min, list.join(", ")),
+                        (None, None) => s.name.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+        }
         if created.duplicate {
             eprintln!("(an identical request was already pending; this is that request)");
         }

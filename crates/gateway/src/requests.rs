@@ -245,6 +245,7 @@ fn create_in(
         min_approvals: body.quorum_total(),
         match_code: match_code.as_deref(),
         dup_key: &dup_key,
+        approved_by_policy: body.mode == countersign_protocol::Mode::Auto,
     })?;
     let mut pushed = Vec::new();
     for (a, rcr, state) in challenges {
@@ -273,9 +274,25 @@ fn create_in(
             "stages": body.stages,
             "rule": routed.policy.rule,
             "policy_hash": routed.policy.policy_hash,
+            "mode": body.mode,
             "digest": digest,
         }),
     )?;
+    if body.mode == countersign_protocol::Mode::Auto {
+        tx.audit_append(
+            now,
+            "request.auto_approved",
+            Some(&body.id),
+            json!({
+                "requester": requester,
+                "rule": routed.policy.rule,
+                "policy_hash": routed.policy.policy_hash,
+                "risk": body.risk,
+                "ceiling": gw.config.auto_approve_max_risk.as_str(),
+                "digest": digest,
+            }),
+        )?;
+    }
     Ok((
         CreatedRequest {
             request: signed,

@@ -135,19 +135,35 @@ pub(crate) fn route(
             ),
         ));
     }
-    if outcome.mode != Mode::Ask {
-        return Err(Refused {
-            error: ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::PolicyError,
-                format!(
-                    "The policy's rule {} approves at once ({}), which this gateway does not do; nothing was created.",
-                    outcome.rule,
-                    outcome.mode.as_str()
+    match outcome.mode {
+        Mode::Ask => {}
+        Mode::Auto => {
+            let risk = new.risk.unwrap_or_default();
+            if !gw.config.auto_approve_max_risk.admits(risk) {
+                return Err(refused(
+                    ErrorCode::PolicyRefused,
+                    format!(
+                        "The policy's rule {} approves this {} risk request by itself, above this gateway's ceiling for auto-approval ({}); nothing was created.",
+                        outcome.rule,
+                        risk.as_str(),
+                        gw.config.auto_approve_max_risk.as_str()
+                    ),
+                ));
+            }
+        }
+        Mode::BreakGlass => {
+            return Err(Refused {
+                error: ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::PolicyError,
+                    format!(
+                        "The policy's rule {} breaks glass, which this gateway does not do yet; nothing was created.",
+                        outcome.rule
+                    ),
                 ),
-            ),
-            rule: Some(outcome.rule.clone()),
-        });
+                rule: Some(outcome.rule.clone()),
+            })
+        }
     }
     let policy_ref = PolicyRef {
         rule: outcome.rule.clone(),
@@ -157,6 +173,16 @@ pub(crate) fn route(
             .map_err(|e| ApiError::internal("directory hash", e))?,
     };
     let mut stages = stages_of(&outcome)?;
+    if outcome.mode == Mode::Auto {
+        // Approved by the policy: nobody is asked, so nothing is routed.
+        return Ok(Routed {
+            outcome,
+            policy: policy_ref,
+            stages,
+            addressees: Vec::new(),
+            requester,
+        });
+    }
     let mut members = members_of(tx, &stages, requester.person.as_deref(), &outcome.rule)?;
     if !named.is_empty() {
         narrow(&mut stages, &mut members, named, &outcome.rule)?;

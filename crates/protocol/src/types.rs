@@ -83,7 +83,7 @@ impl<T: Decode + SignedBody> Decode for Signed<T> {
 }
 
 /// How risky the gateway judges an action. It drives notification urgency and display.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Risk {
     Low,

@@ -28,6 +28,7 @@ use fantoccini::{Client, Locator};
 mod agent;
 mod keys;
 mod refusals;
+mod stages;
 
 const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";

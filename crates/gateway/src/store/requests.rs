@@ -13,7 +13,7 @@ use rusqlite::params;
 use super::sqlite::SqliteTx;
 use crate::error::StoreError;
 
-/// A new request as stored (its state is `pending`).
+/// A new request as stored: `pending`, or `approved` at once by the policy.
 pub struct NewRequest<'a> {
     pub id: &'a str,
     /// The signed request, as JSON.
@@ -27,6 +27,8 @@ pub struct NewRequest<'a> {
     pub match_code: Option<&'a str>,
     /// The key under which identical pending requests collapse.
     pub dup_key: &'a str,
+    /// Approved by the policy when created (`mode = "auto"`): stored closed, `approved`.
+    pub approved_by_policy: bool,
 }
 
 /// What a decision is checked against inside its write: the columns that can change or that
@@ -129,8 +131,9 @@ impl RequestRows for SqliteTx<'_> {
     fn insert_request(&self, r: &NewRequest<'_>) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO requests(id, signed, digest, requester, state, created_at, expires_at,
-                    min_approvals, match_code, dup_key, status_seq, status_at)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9, 1, ?5)",
+                    min_approvals, match_code, dup_key, status_seq, status_at, closed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?10, ?5, ?6, ?7, ?8, ?9, 1, ?5,
+                    CASE WHEN ?10 = 'pending' THEN NULL ELSE ?5 END)",
             params![
                 r.id,
                 r.signed,
@@ -140,7 +143,12 @@ impl RequestRows for SqliteTx<'_> {
                 r.expires_at,
                 r.min_approvals,
                 r.match_code,
-                r.dup_key
+                r.dup_key,
+                if r.approved_by_policy {
+                    RequestState::Approved.as_str()
+                } else {
+                    RequestState::Pending.as_str()
+                }
             ],
         )?;
         Ok(())

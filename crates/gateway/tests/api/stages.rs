@@ -26,6 +26,8 @@ distinct := input.request.action != "lenient" if input.request.action != "broken
 
 result := {"allow": true, "rule": "own", "mode": "ask", "stages": [{"name": "approvers", "approvers": ["rita@example.com"], "min": 1}]} if {
 	input.request.action == "own"
+} else := {"allow": true, "rule": "auto_read", "mode": "auto"} if {
+	input.request.action == "read"
 } else := {"allow": true, "rule": "two_stages", "mode": "ask", "stages": stages, "distinct_people": distinct}
 
 test_two_stages if {
@@ -54,10 +56,18 @@ const RITA: &str = "rita@example.com";
 /// Ann is a DBA and a manager, Bob a DBA, Carl a manager, Dave in no group; Rita is a DBA and
 /// the requester token is hers.
 async fn org() -> Org {
+    org_with(|_| {}).await
+}
+
+async fn org_with(tweak: impl FnOnce(&mut countersign_gateway::config::Config)) -> Org {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("two-stages.rego");
     std::fs::write(&policy, format!("{HEAD}{TWO_STAGES}")).unwrap();
-    let h = TestGateway::start_with(move |c| c.policy_file = Some(policy)).await;
+    let h = TestGateway::start_with(move |c| {
+        c.policy_file = Some(policy);
+        tweak(c);
+    })
+    .await;
     let groups = |g: &[&str]| g.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut devices = Vec::new();
     for (name, g) in [
@@ -310,4 +320,54 @@ async fn an_undefined_helper_fails_closed() {
         o.h.audit().iter().any(|(e, _)| e.kind == "policy.error"),
         "audited"
     );
+}
+
+#[tokio::test]
+async fn auto_approval_is_recorded_and_refused_above_the_ceiling() {
+    use countersign_protocol::{Mode, Risk};
+    let mut o = org().await;
+    let read = |risk: Risk| {
+        move |n: &mut countersign_protocol::api::NewRequest| {
+            n.approvers.clear();
+            n.action = "read".into();
+            n.risk = Some(risk);
+            n.summary = format!("read at {}", risk.as_str());
+        }
+    };
+    let created = o.h.create_with(read(Risk::Low)).await;
+    let body = &created.request.body;
+    assert_eq!(body.mode, Mode::Auto);
+    assert_eq!(body.policy.as_ref().unwrap().rule, "auto_read");
+    let status = o.h.view(&body.id).await.status.body;
+    assert_eq!((status.state, status.seq), (RequestState::Approved, 1));
+    assert!(
+        status.votes.is_empty(),
+        "approved by the policy, not by a vote"
+    );
+    let audited: Vec<_> =
+        o.h.audit()
+            .into_iter()
+            .filter(|(e, _)| e.kind == "request.auto_approved")
+            .map(|(e, _)| e.detail)
+            .collect();
+    assert_eq!(audited.len(), 1);
+    assert_eq!(audited[0]["rule"], "auto_read");
+    assert_eq!(audited[0]["ceiling"], "low");
+    // Nobody is asked about it.
+    assert!(o.ann.drain(&o.h).await.is_empty());
+
+    // Above the gateway's ceiling the policy's answer is refused, whatever it says.
+    let err = o.h.try_create(read(Risk::Medium)).await.unwrap_err();
+    assert_eq!(err.code(), Some("policy_refused"), "{err:?}");
+    assert!(err.text.contains("ceiling"), "{}", err.text);
+
+    // A gateway that allows auto-approval up to high risk.
+    let o = org_with(|c| {
+        c.auto_approve_max_risk = countersign_gateway::config::AutoApproveCeiling::High;
+    })
+    .await;
+    let created = o.h.create_with(read(Risk::High)).await;
+    assert_eq!(created.request.body.mode, Mode::Auto);
+    let err = o.h.try_create(read(Risk::Critical)).await.unwrap_err();
+    assert_eq!(err.code(), Some("policy_refused"), "{err:?}");
 }
