@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 mod audit;
 mod child;
 mod common;
+mod create;
 mod desktop;
 mod engine;
 mod fanout;
@@ -117,6 +118,12 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         rules: usize,
     },
+    /// Request creation under the default policy and a 100-rule policy, beside a pass-through
+    /// policy (creation without a policy's cost).
+    RequestCreate {
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+    },
     /// Every benchmark with its defaults, then a summary.
     All,
     /// Internal: the gateway child process used by `throughput` and `fanout`.
@@ -189,6 +196,7 @@ async fn run(command: Command) -> Result<Vec<Figure>> {
             data_parent,
         } => audit::verify(entries, data_parent.as_deref())?,
         Command::PolicyEval { evaluations, rules } => policy::run(evaluations, rules.max(1))?,
+        Command::RequestCreate { requests } => create::run(requests.max(50)).await?,
         Command::Desktop {
             app,
             starts,
@@ -234,6 +242,7 @@ async fn run(command: Command) -> Result<Vec<Figure>> {
             all.extend(audit::append_rate(1000, None)?);
             all.extend(audit::verify(1_000_000, None)?);
             all.extend(policy::run(5000, 100)?);
+            all.extend(create::run(2000).await?);
             all
         }
         Command::GatewayChild { .. } => Vec::new(),

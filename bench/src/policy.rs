@@ -19,7 +19,7 @@ const GROUPS: usize = 20;
 /// A policy of `rules` rules, each matching one service's production deploys and asking one
 /// approval of the service's group AND one of managers; the result takes the matching rule
 /// with the lowest priority, after checking the named approvers against the directory.
-fn policy_source(rules: usize) -> String {
+pub(crate) fn policy_source(rules: usize) -> String {
     let mut s = String::from("package countersign\n\nimport rego.v1\n\n");
     for i in 0..rules {
         s.push_str(&format!(
@@ -45,7 +45,7 @@ fn policy_source(rules: usize) -> String {
     s
 }
 
-fn directory() -> Vec<Entry> {
+pub(crate) fn directory() -> Vec<Entry> {
     (0..PEOPLE)
         .map(|i| Entry {
             id: format!("p{i:04}"),

@@ -54,7 +54,6 @@ async fn a_two_stage_request_shows_each_stages_progress_and_why_you_were_asked()
         .await;
     app.wait_text("dba 1/1 ✓ · managers 0/1").await;
     app.wait_text("counts for dba").await;
-    app.wait_text("Why you were asked").await;
     app.wait_text("member of group managers").await;
     app.wait_text("15 min from approval, for the action to start")
         .await;
