@@ -126,6 +126,51 @@ pub async fn run(requests: usize) -> Result<Vec<Figure>> {
         ),
     ];
 
+    // What evaluating each policy alone costs on the same input, for the breakdown.
+    let requester = {
+        let gw = gw.clone();
+        tokio::task::spawn_blocking(move || {
+            gw.store
+                .read(|c| countersign_gateway::tokens::requester(c, REQUESTER))
+                .map_err(|e| anyhow!("{e}"))
+        })
+        .await??
+    };
+    let mut evaluation = Vec::new();
+    for (name, p) in &policies {
+        let input = countersign_gateway::policy::input(&request(0), &requester, 1_767_225_600);
+        for _ in 0..50 {
+            p.evaluate(&input).map_err(|e| anyhow!("{name}: {e}"))?;
+        }
+        let mut t = Vec::with_capacity(500);
+        for _ in 0..500 {
+            let t0 = Instant::now();
+            std::hint::black_box(p.evaluate(&input).map_err(|e| anyhow!("{name}: {e}"))?);
+            t.push(t0.elapsed());
+        }
+        evaluation.push(Stats::of(&t)?);
+    }
+
+    // What resolving the 100-rule policy's two groups (owners g1, managers) costs alone.
+    let groups = {
+        let gw = gw.clone();
+        tokio::task::spawn_blocking(move || -> Result<Stats> {
+            let mut t = Vec::with_capacity(500);
+            for k in 0..550 {
+                let t0 = Instant::now();
+                let n = gw.store.read(|c| -> Result<usize, countersign_gateway::error::StoreError> {
+                    Ok(c.group_approvers("g1")?.len() + c.group_approvers("managers")?.len())
+                })?;
+                if k >= 50 {
+                    t.push(t0.elapsed());
+                }
+                std::hint::black_box(n);
+            }
+            Stats::of(&t)
+        })
+        .await??
+    };
+
     let samples = tokio::task::spawn_blocking(move || -> Result<Vec<Vec<Duration>>> {
         let mut samples = vec![Vec::with_capacity(requests); policies.len()];
         let mut i = 0usize;
@@ -171,9 +216,15 @@ pub async fn run(requests: usize) -> Result<Vec<Figure>> {
         "request-create: {requests} requests per policy, {} people in the directory, 2 paired approvers",
         entries.len()
     );
-    for (name, s) in ["pass-through", "default", "100 rules"].iter().zip(&stats) {
+    for ((name, s), e) in ["pass-through", "default", "100 rules"]
+        .iter()
+        .zip(&stats)
+        .zip(&evaluation)
+    {
         println!("  {name:<13} {}", s.line());
+        println!("  {:<13} evaluation alone: {}", "", e.line());
     }
+    println!("  the 100-rule policy's two groups resolved alone: {}", groups.line());
     let ratio = |k: usize| stats[k].p50.as_secs_f64() / stats[0].p50.as_secs_f64().max(1e-9);
     let (default, hundred) = (ratio(1), ratio(2));
     Ok(vec![Figure {

@@ -55,13 +55,4 @@ impl InboxItem {
 }
 
 /// Stage progress as one line: "dba 1/1 ✓ · managers 0/1".
-pub fn progress_text(stages: &[StageProgress]) -> String {
-    stages
-        .iter()
-        .map(|s| {
-            let mark = if s.satisfied { " ✓" } else { "" };
-            format!("{} {}/{}{mark}", s.name, s.approvals.min(s.min), s.min)
-        })
-        .collect::<Vec<_>>()
-        .join(" · ")
-}
+pub use countersign_protocol::stages::progress_line as progress_text;

@@ -431,7 +431,17 @@ async fn request(args: &RequestArgs) -> Result<ExitCode> {
         .iter()
         .map(|v| format!("{} {}", v.approver, v.verdict.as_str()))
         .collect();
-    eprintln!("request {id} {}: {}", state.as_str(), votes.join(", "));
+    let stages = &view.status.body.stages;
+    if stages.is_empty() {
+        eprintln!("request {id} {}: {}", state.as_str(), votes.join(", "));
+    } else {
+        eprintln!(
+            "request {id} {} ({}): {}",
+            state.as_str(),
+            countersign_protocol::stages::progress_line(stages),
+            votes.join(", ")
+        );
+    }
     match state {
         RequestState::Approved => {
             if args.command.is_empty() {

@@ -180,6 +180,18 @@ pub struct StageProgress {
     pub satisfied: bool,
 }
 
+/// Stage progress as one line, as people read it: "dba 1/1 ✓ · managers 0/1".
+pub fn progress_line(stages: &[StageProgress]) -> String {
+    stages
+        .iter()
+        .map(|s| {
+            let mark = if s.satisfied { " ✓" } else { "" };
+            format!("{} {}/{}{mark}", s.name, s.approvals.min(s.min), s.min)
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
 /// One accepted vote as the stage credit counts it (protocol.md 8.3a).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ballot<'a> {
