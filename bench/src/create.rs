@@ -158,9 +158,11 @@ pub async fn run(requests: usize) -> Result<Vec<Figure>> {
             let mut t = Vec::with_capacity(500);
             for k in 0..550 {
                 let t0 = Instant::now();
-                let n = gw.store.read(|c| -> Result<usize, countersign_gateway::error::StoreError> {
-                    Ok(c.group_approvers("g1")?.len() + c.group_approvers("managers")?.len())
-                })?;
+                let n = gw.store.read(
+                    |c| -> Result<usize, countersign_gateway::error::StoreError> {
+                        Ok(c.group_approvers("g1")?.len() + c.group_approvers("managers")?.len())
+                    },
+                )?;
                 if k >= 50 {
                     t.push(t0.elapsed());
                 }
@@ -224,7 +226,10 @@ pub async fn run(requests: usize) -> Result<Vec<Figure>> {
         println!("  {name:<13} {}", s.line());
         println!("  {:<13} evaluation alone: {}", "", e.line());
     }
-    println!("  the 100-rule policy's two groups resolved alone: {}", groups.line());
+    println!(
+        "  the 100-rule policy's two groups resolved alone: {}",
+        groups.line()
+    );
     let ratio = |k: usize| stats[k].p50.as_secs_f64() / stats[0].p50.as_secs_f64().max(1e-9);
     let (default, hundred) = (ratio(1), ratio(2));
     Ok(vec![Figure {

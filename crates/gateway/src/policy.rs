@@ -88,20 +88,24 @@ pub struct Outcome {
     /// The time constraints, for people to read ("weekdays 08:00-18:00 Europe/Berlin").
     #[serde(default)]
     pub windows: Vec<String>,
+    /// The policy's judgement of the request's risk; the signed request carries the higher of
+    /// it and the requester's claim, and auto-approval's ceiling is checked against that.
+    #[serde(default)]
+    pub risk: Option<countersign_protocol::Risk>,
 }
 
 fn yes() -> bool {
     true
 }
 
-use countersign_protocol::stages::{MAX_QUORUM_TOTAL, MAX_STAGES, MAX_STAGE_APPROVERS};
-
 impl Outcome {
-    /// The shape rules the gateway holds a result to, whatever the policy says.
+    /// The shape rules the gateway holds a result to, whatever the policy says: the same rules
+    /// the signed request's members must keep (protocol.md 3.1, 3.1a), so that a result that
+    /// breaks one is a policy error, never a refused request.
     fn check(&self) -> Result<(), PolicyError> {
         let bad = |why: String| Err(PolicyError::Malformed(why));
-        if self.rule.is_empty() || self.rule.len() > 128 {
-            return bad("`rule` must name the rule that decided (1 to 128 characters)".into());
+        if let Err(e) = countersign_protocol::stages::check_rule(&self.rule) {
+            return bad(format!("`rule` must name the rule that decided: {e}"));
         }
         if !self.allow {
             if self.message.trim().is_empty() {
@@ -112,51 +116,31 @@ impl Outcome {
         if self.mode == Mode::Ask && self.stages.is_empty() {
             return bad("an allowed request that approvers decide needs at least one stage".into());
         }
-        if self.stages.len() > MAX_STAGES {
-            return bad(format!("at most {MAX_STAGES} stages"));
+        if let Err(e) = countersign_protocol::stages::check_stages(&self.request_stages()) {
+            return bad(e.to_string());
         }
-        let mut names = std::collections::BTreeSet::new();
-        let mut total = 0u32;
-        for s in &self.stages {
-            if !names.insert(s.name.as_str()) {
-                return bad(format!("the stage name {:?} is used twice", s.name));
-            }
-            match (&s.group, &s.approvers) {
-                (Some(_), None) => {}
-                (None, Some(list)) => {
-                    if list.is_empty() || list.len() > MAX_STAGE_APPROVERS {
-                        return bad(format!(
-                            "stage {:?} lists 1 to {MAX_STAGE_APPROVERS} approvers",
-                            s.name
-                        ));
-                    }
-                    if s.min as usize > list.len() {
-                        return bad(format!(
-                            "stage {:?} needs {} of {} approvers",
-                            s.name,
-                            s.min,
-                            list.len()
-                        ));
-                    }
-                }
-                _ => {
-                    return bad(format!(
-                        "stage {:?} names exactly one of `group` and `approvers`",
-                        s.name
-                    ))
-                }
-            }
-            if s.min == 0 {
-                return bad(format!("stage {:?} needs at least one approval", s.name));
-            }
-            total = total.saturating_add(s.min);
-        }
-        if total > MAX_QUORUM_TOTAL {
-            return bad(format!(
-                "the stages ask for {total} approvals; at most {MAX_QUORUM_TOTAL}"
-            ));
+        if let Err(e) = countersign_protocol::stages::check_windows(&self.windows) {
+            return bad(e.to_string());
         }
         Ok(())
+    }
+
+    /// The result's stages as a request carries them: each list sorted, each name once.
+    pub fn request_stages(&self) -> Vec<countersign_protocol::Stage> {
+        self.stages
+            .iter()
+            .map(|s| countersign_protocol::Stage {
+                name: s.name.clone(),
+                approvers: s.approvers.as_ref().map(|l| {
+                    let mut l = l.clone();
+                    l.sort();
+                    l.dedup();
+                    l
+                }),
+                group: s.group.clone(),
+                min: s.min,
+            })
+            .collect()
     }
 }
 

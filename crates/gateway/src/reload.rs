@@ -72,8 +72,10 @@ pub fn reload(gw: &Gateway, directory_file_changed: bool) -> Reloaded {
         }
     };
     gw.set_policy_sources(seen);
+    let loaded = crate::policy::load_for(&gw.config, (&directory, version));
+    // Only once the load is over: until then a request for this version waits on the lock.
     gw.policy_tried_version.store(version, Ordering::SeqCst);
-    match crate::policy::load_for(&gw.config, (&directory, version)) {
+    match loaded {
         Ok(policy) => {
             let hash = policy.hash.clone();
             tracing::info!(policy = %hash, tests = policy.tests.len(), "policy loaded again");
@@ -112,10 +114,17 @@ fn current(gw: &Gateway) -> Result<((Vec<crate::directory::Entry>, i64), Sources
 /// request is routed with the directory as it is. One small read when nothing changed.
 pub fn ensure_current(gw: &Gateway) -> Result<(), StoreError> {
     let version = gw.store.read(|c| c.directory_version())?;
-    if version != gw.policy().directory_version
-        && version != gw.policy_tried_version.load(Ordering::SeqCst)
-    {
+    if version == gw.policy().directory_version {
+        return Ok(());
+    }
+    if version != gw.policy_tried_version.load(Ordering::SeqCst) {
         reload(gw, false);
+    } else {
+        // A reload for this version may still be running: wait for it to finish.
+        drop(match gw.policy_reload.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        });
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 use axum::http::StatusCode;
 use countersign_protocol::api::{CreatedRequest, ErrorCode, NewRequest};
 use countersign_protocol::types::Decode as _;
-use countersign_protocol::{ApprovalRequest, Digest, Risk, Signed, StreamEvent, PROTOCOL_VERSION};
+use countersign_protocol::{ApprovalRequest, Digest, Signed, StreamEvent, PROTOCOL_VERSION};
 use serde_json::json;
 use sha2::Digest as _;
 
@@ -125,7 +125,7 @@ fn signed_body(
         gateway: gw.fingerprint.clone(),
         action: new.action.clone(),
         resource: new.resource.clone(),
-        risk: new.risk.unwrap_or(Risk::Medium),
+        risk: crate::routing::effective_risk(new, outcome),
         summary: new.summary.clone(),
         detail: new.detail.clone(),
         requester: requester.to_string(),
@@ -173,7 +173,15 @@ fn create_in(
             body.detail,
             body.reason,
             body.stages,
-            body.match_required
+            body.match_required,
+            body.deny_needs_passkey,
+            body.mode,
+            body.distinct_people,
+            body.requester_person,
+            body.policy,
+            body.grant_seconds,
+            body.windows,
+            body.expires_at - body.created_at
         ]);
         hex::encode(sha2::Sha256::digest(json_text(&key)?.as_bytes()))
     };

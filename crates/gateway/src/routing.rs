@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use axum::http::StatusCode;
 use countersign_protocol::api::{ErrorCode, NewRequest};
-use countersign_protocol::stages::check_stages;
+use countersign_protocol::stages::{check_stages, credit, Ballot};
 use countersign_protocol::{ApprovalRequest, Digest, Mode, PolicyRef, Stage};
 
 use crate::directory::{person_of, IdentityKind};
@@ -67,6 +67,17 @@ pub(crate) fn eligibility(
         person: Some(person),
         stages,
     })
+}
+
+/// The most approvers one request is addressed to: each gets a WebAuthn challenge when the
+/// request is created, and a status lists at most this many approvals.
+pub(crate) const MAX_ADDRESSEES: usize = 64;
+
+/// The request's risk as signed: the higher of the requester's claim (default medium) and the
+/// policy's judgement.
+pub(crate) fn effective_risk(new: &NewRequest, outcome: &Outcome) -> countersign_protocol::Risk {
+    let claimed = new.risk.unwrap_or_default();
+    outcome.risk.map_or(claimed, |r| r.max(claimed))
 }
 
 /// A new request as the policy routed it.
@@ -138,7 +149,7 @@ pub(crate) fn route(
     match outcome.mode {
         Mode::Ask => {}
         Mode::Auto => {
-            let risk = new.risk.unwrap_or_default();
+            let risk = effective_risk(new, &outcome);
             if !gw.config.auto_approve_max_risk.admits(risk) {
                 return Err(refused(
                     ErrorCode::PolicyRefused,
@@ -172,17 +183,28 @@ pub(crate) fn route(
         directory_hash: Digest::parse("directory.hash", &policy.directory_hash)
             .map_err(|e| ApiError::internal("directory hash", e))?,
     };
-    let mut stages = stages_of(&outcome)?;
     if outcome.mode == Mode::Auto {
-        // Approved by the policy: nobody is asked, so nothing is routed.
+        // Never on a directory older than the store's (a reload refused, or a change since).
+        if tx.directory_version()? != policy.directory_version {
+            return Err(Refused {
+                error: ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::PolicyError,
+                    "The gateway's policy was loaded with an older directory than the one it keeps, so it approves nothing by itself until it loads again; nothing was created.",
+                ),
+                rule: Some(outcome.rule.clone()),
+            });
+        }
+        // Approved by the policy: nobody is asked, so nothing is routed and no stage signed.
         return Ok(Routed {
             outcome,
             policy: policy_ref,
-            stages,
+            stages: Vec::new(),
             addressees: Vec::new(),
             requester,
         });
     }
+    let mut stages = outcome.request_stages();
     let mut members = members_of(tx, &stages, requester.person.as_deref(), &outcome.rule)?;
     if !named.is_empty() {
         narrow(&mut stages, &mut members, named, &outcome.rule)?;
@@ -199,32 +221,67 @@ pub(crate) fn route(
         )
     })?;
     let mut addressees = BTreeSet::new();
-    for (stage, people) in stages.iter().zip(&members) {
-        let mut able = BTreeSet::new();
+    // Each able person (with a passkey) and the stages they may approve for.
+    let mut able: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+    for (i, (stage, people)) in stages.iter().zip(&members).enumerate() {
+        let mut here = BTreeSet::new();
         for (approver, person) in people {
             if !passkeys_of(tx, approver)?.is_empty() {
-                able.insert(person.as_str());
+                here.insert(person.as_str());
                 addressees.insert(approver.clone());
+                able.entry(person.clone()).or_default().push(i as u32);
             } else if stage.approvers.is_some() {
-                return Err(ApiError::bad_request(
+                return Err(refused(
                     ErrorCode::UnknownApprover,
                     format!("{approver} has no paired device with a passkey on this gateway."),
-                )
-                .into());
+                ));
             }
         }
-        if (able.len() as u32) < stage.min {
+        if (here.len() as u32) < stage.min {
             return Err(refused(
                 ErrorCode::PolicyRefused,
                 format!(
                     "Stage {} needs {} approvals, but only {} eligible people have a paired device (rule {}).",
                     stage.name,
                     stage.min,
-                    able.len(),
+                    here.len(),
                     outcome.rule
                 ),
             ));
         }
+    }
+    // All the stages at once: with distinct people, one person fills one stage only.
+    let ballots: Vec<Ballot<'_>> = able
+        .iter_mut()
+        .map(|(person, eligible)| {
+            eligible.dedup();
+            Ballot {
+                person,
+                approve: true,
+                eligible,
+            }
+        })
+        .collect();
+    if !credit(&stages, outcome.distinct_people, &ballots).satisfied() {
+        return Err(refused(
+            ErrorCode::PolicyRefused,
+            format!(
+                "The stages cannot all be met: one person counts for one stage only, and too few distinct people with a paired device are eligible (rule {}).",
+                outcome.rule
+            ),
+        ));
+    }
+    // Every addressee gets its own challenge now; challenges on demand for larger groups are
+    // not built yet.
+    if addressees.len() > MAX_ADDRESSEES {
+        return Err(refused(
+            ErrorCode::PolicyRefused,
+            format!(
+                "The stages reach {} approvers; this gateway asks at most {MAX_ADDRESSEES} approvers per request (rule {}).",
+                addressees.len(),
+                outcome.rule
+            ),
+        ));
     }
     Ok(Routed {
         outcome,
@@ -233,23 +290,6 @@ pub(crate) fn route(
         addressees: addressees.into_iter().collect(),
         requester,
     })
-}
-
-/// The policy's stages as a request carries them: lists sorted, each name once.
-fn stages_of(outcome: &Outcome) -> Result<Vec<Stage>, Refused> {
-    Ok(outcome
-        .stages
-        .iter()
-        .map(|s| Stage {
-            name: s.name.clone(),
-            approvers: s
-                .approvers
-                .as_ref()
-                .map(|l| crate::directory::sorted_unique(l)),
-            group: s.group.clone(),
-            min: s.min,
-        })
-        .collect())
 }
 
 /// Each stage's eligible members as `(approver, person)`: a list stage's approvers, each of

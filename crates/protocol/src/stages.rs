@@ -151,8 +151,13 @@ pub struct PolicyRef {
 
 impl PolicyRef {
     pub fn validate(&self) -> Result<(), ProtocolError> {
-        check_ident("policy.rule", &self.rule, limits::NAME)
+        check_rule(&self.rule)
     }
+}
+
+/// Checks the name of a policy rule (`PolicyRef.rule`).
+pub fn check_rule(rule: &str) -> Result<(), ProtocolError> {
+    check_ident("policy.rule", rule, limits::NAME)
 }
 
 /// Checks the time-window descriptions of a request.
@@ -225,7 +230,8 @@ impl Credit {
 
 /// Credits `ballots`, in the order the gateway accepted them, to `stages` (protocol.md 8.3a).
 ///
-/// Only a person's first approval counts. With `distinct_people`, each stage has `min` slots
+/// A person's approvals count as one, at the first of them, eligible for every stage any of them
+/// was eligible for. With `distinct_people`, each stage has `min` slots
 /// and a person fills at most one slot in all: ballots are taken in order, and each is placed
 /// by the first augmenting path found trying its eligible stages in ascending order, and within
 /// a full stage its occupants in the order they were accepted (Kuhn's algorithm with stage
@@ -241,13 +247,21 @@ pub fn credit(stages: &[Stage], distinct_people: bool, ballots: &[Ballot<'_>]) -
                     .any(|b| b.approve && b.person == ballots[i].person)
         })
         .collect();
-    let eligible = |i: usize| {
-        ballots[i]
-            .eligible
+    // A person's approvals count as one, placed at the first of them, eligible for every
+    // stage any of them was eligible for (one person may approve under two approver names).
+    let mut merged: Vec<Vec<u32>> = vec![Vec::new(); ballots.len()];
+    for &b in &counted {
+        let mut u: Vec<u32> = ballots
             .iter()
-            .copied()
+            .filter(|x| x.approve && x.person == ballots[b].person)
+            .flat_map(|x| x.eligible.iter().copied())
             .filter(|&s| (s as usize) < stages.len())
-    };
+            .collect();
+        u.sort_unstable();
+        u.dedup();
+        merged[b] = u;
+    }
+    let eligible = |i: usize| merged[i].iter().copied();
     if distinct_people {
         // occupants[s]: the ballots placed in stage s, in acceptance order.
         let mut occupants: Vec<Vec<usize>> = vec![Vec::new(); stages.len()];
@@ -392,6 +406,20 @@ mod tests {
         assert_eq!(c.credited, vec![vec![0], vec![], vec![]]);
         assert_eq!(c.stages[0].approvals, 1);
         assert!(!c.satisfied());
+    }
+
+    #[test]
+    fn a_person_voting_under_two_names_counts_once_for_any_of_their_stages() {
+        // P approves as p1 (listed in stage 0), then Q (stage 0 only), then P again as p2
+        // (listed in stage 1): P fills stage 1, Q stage 0.
+        let stages = [group("a", 1), group("b", 1)];
+        let c = credit(
+            &stages,
+            true,
+            &[approve("P", &[0]), approve("Q", &[0]), approve("P", &[1])],
+        );
+        assert!(c.satisfied(), "{c:?}");
+        assert_eq!(c.credited, vec![vec![1], vec![0], vec![]]);
     }
 
     #[test]

@@ -400,7 +400,8 @@ impl Decode for StatusUpdate {
         check_version(self.v)?;
         check_ident("request_id", &self.request_id, limits::ID)?;
         check_u53("seq", self.seq, 1)?;
-        if self.votes.len() > limits::APPROVERS {
+        // At most 64 addressees approve, and one more eligible approver may deny.
+        if self.votes.len() > limits::APPROVERS + 1 {
             return Err(ProtocolError::InvalidField {
                 field: "votes",
                 reason: "too many votes".into(),

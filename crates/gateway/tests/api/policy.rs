@@ -147,7 +147,15 @@ fn a_result_of_the_wrong_shape_is_an_error() {
         ),
         (
             "result := {\"allow\": true, \"rule\": \"r\", \"stages\": [{\"name\": \"s\", \"approvers\": [\"a\"], \"min\": 2}]}",
-            "needs 2 of 1",
+            "needs 2 approvals of 1 approvers",
+        ),
+        (
+            "result := {\"allow\": true, \"rule\": \"a rule\", \"stages\": [{\"name\": \"s\", \"group\": \"g\", \"min\": 1}]}",
+            "printable ASCII",
+        ),
+        (
+            "result := {\"allow\": true, \"rule\": \"r\", \"stages\": [{\"name\": \"s\", \"group\": \"g\", \"min\": 1}], \"windows\": [\"\"]}",
+            "windows",
         ),
         (
             "result := {\"allow\": true, \"rule\": \"r\", \"stages\": [{\"name\": \"s\", \"group\": \"g\", \"min\": 1}, {\"name\": \"s\", \"group\": \"h\", \"min\": 1}]}",

@@ -28,6 +28,8 @@ result := {"allow": true, "rule": "own", "mode": "ask", "stages": [{"name": "app
 	input.request.action == "own"
 } else := {"allow": true, "rule": "auto_read", "mode": "auto"} if {
 	input.request.action == "read"
+} else := {"allow": true, "rule": "auto_read_prod", "mode": "auto", "risk": "high"} if {
+	input.request.action == "read-prod"
 } else := {"allow": true, "rule": "two_stages", "mode": "ask", "stages": stages, "distinct_people": distinct}
 
 test_two_stages if {
@@ -265,6 +267,17 @@ async fn the_requester_may_narrow_but_never_widen() {
     assert_eq!(err.code(), Some("policy_refused"), "{err:?}");
     assert!(err.text.contains("needs 3 approvals"), "{}", err.text);
 
+    // Narrowing both stages to Ann alone: one person cannot fill both.
+    let err =
+        o.h.try_create(|n| {
+            n.approvers = vec![ANN.into()];
+            n.summary = "ann alone".into();
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("policy_refused"), "{err:?}");
+    assert!(err.text.contains("cannot all be met"), "{}", err.text);
+
     // Widening: Dave is in no stage.
     let err =
         o.h.try_create(|n| {
@@ -360,6 +373,15 @@ async fn auto_approval_is_recorded_and_refused_above_the_ceiling() {
     let err = o.h.try_create(read(Risk::Medium)).await.unwrap_err();
     assert_eq!(err.code(), Some("policy_refused"), "{err:?}");
     assert!(err.text.contains("ceiling"), "{}", err.text);
+    // The risk checked is the higher of the requester's claim and the policy's judgement.
+    let err =
+        o.h.try_create(|n| {
+            read(Risk::Low)(n);
+            n.action = "read-prod".into();
+        })
+        .await
+        .unwrap_err();
+    assert!(err.text.contains("this high risk request"), "{}", err.text);
 
     // A gateway that allows auto-approval up to high risk.
     let o = org_with(|c| {
