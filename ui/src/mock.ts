@@ -245,7 +245,7 @@ function samples(now: number): Seed[] {
         decided_at: now - 2900,
         delivery: "delivered",
         last_error: null,
-        receipt: { request_state: "approved", approvals: 1, min_approvals: 1, accepted_at: now - 2899, digest: hex(55) },
+        receipt: { request_state: "approved", approvals: 1, min_approvals: 1, stages: [], accepted_at: now - 2899, digest: hex(55) },
       },
     },
     {
@@ -394,7 +394,7 @@ export function installMockBackend(): void {
       decided_at: at,
       delivery: gatewayDown ? "queued" : "delivered",
       last_error: gatewayDown ? "gateway unreachable: connection refused (os error 111)" : null,
-      receipt: gatewayDown ? null : { request_state: state, approvals, min_approvals: s.min_approvals, accepted_at: at, digest: hex(at % 9973) },
+      receipt: gatewayDown ? null : { request_state: state, approvals, min_approvals: s.min_approvals, stages: [], accepted_at: at, digest: hex(at % 9973) },
     };
     r.summary = { ...s, decision, state: gatewayDown ? s.state : state, approvals: gatewayDown ? s.approvals : approvals };
     if (!gatewayDown) r.votes = [...r.votes, { approver: ME, verdict, at, stages: [] }];

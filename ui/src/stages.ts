@@ -3,12 +3,19 @@
  */
 import type { StageProgressView } from "./bindings/StageProgressView";
 import type { StageView } from "./bindings/StageView";
+import { visible } from "./text";
 
 /** One line of progress for every stage, in the request's order. */
 export function progressText(stages: readonly StageView[]): string {
   return stages
     .map((s) => `${s.name.visible} ${Math.min(s.approvals, s.min)}/${s.min}${s.satisfied ? " ✓" : ""}`)
     .join(" · ");
+}
+
+/** Each stage's progress as a status or a receipt reported it, one part per stage ("dba 1/1 ✓"),
+ * the stage names made visible. */
+export function progressParts(stages: readonly StageProgressView[]): string[] {
+  return stages.map((s) => `${visible(s.name)} ${Math.min(s.approvals, s.min)}/${s.min}${s.satisfied ? " ✓" : ""}`);
 }
 
 /** `stages` with the progress a status reported: one entry per stage, in the same order. */

@@ -62,6 +62,7 @@ export function decision(overrides: Partial<DecisionView> = {}): DecisionView {
       request_state: "approved",
       approvals: 2,
       min_approvals: 2,
+      stages: [],
       accepted_at: NOW + 1,
       digest: "9d1c0ffee0000000000000000000000000000000000000000000000000000abc",
     },

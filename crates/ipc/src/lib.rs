@@ -181,6 +181,8 @@ pub struct ReceiptView {
     pub request_state: String,
     pub approvals: u32,
     pub min_approvals: u32,
+    /// Each stage's progress after this decision; empty for a request in the list form.
+    pub stages: Vec<StageProgressView>,
     #[ts(type = "number")]
     pub accepted_at: i64,
     /// Digest of the signed receipt body.
@@ -200,6 +202,7 @@ impl DecisionView {
                 request_state: state_str(r.body.request_state),
                 approvals: r.body.approvals,
                 min_approvals: r.body.min_approvals,
+                stages: r.body.stages.iter().map(Into::into).collect(),
                 accepted_at: r.body.accepted_at,
                 digest: r.digest().map(|d| d.to_hex()).unwrap_or_default(),
             }),

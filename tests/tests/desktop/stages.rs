@@ -64,6 +64,8 @@ async fn a_two_stage_request_shows_each_stages_progress_and_why_you_were_asked()
     app.click_xpath("//form[@aria-label='Approve']//button[@type='submit']")
         .await;
     app.find(".result-approve").await;
+    // The gateway's receipt names each stage's progress after Alice's approval.
+    app.wait_text("dba 1/1 ✓ · managers 1/1 ✓").await;
     wait_state_at_gateway(
         &requester,
         &id,

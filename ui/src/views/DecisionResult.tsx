@@ -1,5 +1,6 @@
 import type { DecisionView } from "../bindings/DecisionView";
 import { formatTime } from "../clock";
+import { progressParts } from "../stages";
 
 /** The delivery state in words: what happened to the signed decision. */
 export function deliveryText(decision: DecisionView): string {
@@ -50,7 +51,14 @@ export function DecisionResult({ decision }: { decision: DecisionView }) {
             </dd>
             <dt>Approvals</dt>
             <dd>
-              {receipt.approvals} of {receipt.min_approvals}
+              {receipt.stages.length > 1
+                ? progressParts(receipt.stages).map((part, i) => (
+                    <span key={part}>
+                      {i > 0 && " · "}
+                      <span class="nowrap">{part}</span>
+                    </span>
+                  ))
+                : `${receipt.approvals} of ${receipt.min_approvals}`}
             </dd>
             <dt>Accepted at</dt>
             <dd>{formatTime(receipt.accepted_at)}</dd>
