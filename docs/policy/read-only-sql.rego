@@ -1,6 +1,9 @@
 # Read-only SQL in staging is approved by the policy at once (`mode: auto`, recorded as
 # approved by this rule and signed by the gateway); anything else goes to the DBAs. The gateway
-# refuses auto-approval above its configured risk ceiling, whatever a policy says.
+# refuses auto-approval above its configured risk ceiling (`auto_approve_max_risk`, `low` by
+# default), whatever a policy says, judged on the higher of the requester's `risk` and the
+# policy's: a requester that asks for a read-only query sends `--risk low`, and a policy may only
+# raise the risk (a `"risk"` member in its result), never lower it.
 package countersign
 
 import rego.v1
