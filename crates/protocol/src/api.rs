@@ -9,9 +9,9 @@ use crate::audit::Checkpoint;
 use crate::canonical::domain;
 use crate::crypto::Digest;
 use crate::error::ProtocolError;
+use crate::request::{ApprovalRequest, Risk};
 use crate::types::{
-    check_ident, check_u53, check_version, limits, ApprovalRequest, Decode, Risk, Signed,
-    SignedBody, StatusUpdate,
+    check_ident, check_u53, check_version, limits, Decode, Signed, SignedBody, StatusUpdate,
 };
 
 mod error_code;

@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::canonical::domain;
 use crate::error::ProtocolError;
+use crate::request::ApprovalRequest;
 use crate::types::{
-    check_ident, check_u53, check_version, limits, ApprovalRequest, Decode, Signed, SignedBody,
-    StatusUpdate,
+    check_ident, check_u53, check_version, limits, Decode, Signed, SignedBody, StatusUpdate,
 };
 
 /// What arrives on a device's event stream (the `data:` of one SSE event).

@@ -20,6 +20,7 @@ mod fields;
 pub mod link;
 pub mod pairing;
 pub mod passkeys;
+pub mod request;
 pub mod sse;
 pub mod stages;
 pub mod types;
@@ -32,6 +33,7 @@ pub use events::*;
 pub use link::PairingLink;
 pub use pairing::*;
 pub use passkeys::*;
+pub use request::{ApprovalRequest, Risk};
 pub use stages::{Mode, PolicyRef, Stage, StageProgress};
 pub use types::*;
 
