@@ -5,17 +5,20 @@ import type { StageProgressView } from "./bindings/StageProgressView";
 import type { StageView } from "./bindings/StageView";
 import { visible } from "./text";
 
+/** One stage's progress: "dba 1/1 ✓" (`name` already made visible). */
+function part(name: string, approvals: number, min: number, satisfied: boolean): string {
+  return `${name} ${Math.min(approvals, min)}/${min}${satisfied ? " ✓" : ""}`;
+}
+
 /** One line of progress for every stage, in the request's order. */
 export function progressText(stages: readonly StageView[]): string {
-  return stages
-    .map((s) => `${s.name.visible} ${Math.min(s.approvals, s.min)}/${s.min}${s.satisfied ? " ✓" : ""}`)
-    .join(" · ");
+  return stages.map((s) => part(s.name.visible, s.approvals, s.min, s.satisfied)).join(" · ");
 }
 
 /** Each stage's progress as a status or a receipt reported it, one part per stage ("dba 1/1 ✓"),
  * the stage names made visible. */
 export function progressParts(stages: readonly StageProgressView[]): string[] {
-  return stages.map((s) => `${visible(s.name)} ${Math.min(s.approvals, s.min)}/${s.min}${s.satisfied ? " ✓" : ""}`);
+  return stages.map((s) => part(visible(s.name), s.approvals, s.min, s.satisfied));
 }
 
 /** `stages` with the progress a status reported: one entry per stage, in the same order. */

@@ -169,8 +169,8 @@ struct PreRead {
     device_key: Option<String>,
     /// The ceremony state stored for the request and approver.
     challenge: Option<Challenge>,
-    /// The signed request as stored.
-    request: Option<String>,
+    /// The signed request as stored, parsed once.
+    request: Option<Signed<ApprovalRequest>>,
     /// The votes recorded on the request so far, and the status `seq` they are at.
     votes: (Vec<VoteRow>, u64),
     /// Who the approver is now and the stages they may approve for, if eligible.
@@ -200,7 +200,6 @@ fn apply(
         eligibility,
     } = pre_read(gw, d)?;
     let decision_digest = verify_device_signature(signed, device_key.as_deref())?;
-    let request = parse_stored_request(request)?;
     let prepared = presign_outcome(
         gw,
         d,
@@ -253,12 +252,12 @@ fn pre_read(gw: &Gateway, d: &Decision) -> Result<PreRead, ApiError> {
     gw.store.read(|c| -> Result<PreRead, ApiError> {
         // A request's signed content never changes after creation; only its state does, and
         // that is read again inside the transaction.
-        let request = c.request_signed(&d.request_id)?;
+        let request = parse_stored_request(c.request_signed(&d.request_id)?)?;
         // Eligibility is computed again inside the transaction; an error here only means the
         // outcome is not signed in advance.
-        let eligibility = match parse_stored_request(request.clone()) {
-            Ok(Some(r)) => eligibility(c, &d.approver, &r.body).ok(),
-            _ => None,
+        let eligibility = match &request {
+            Some(r) => eligibility(c, &d.approver, &r.body).ok(),
+            None => None,
         };
         Ok(PreRead {
             device_key: c.device_key(&d.device_id)?,

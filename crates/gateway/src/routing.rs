@@ -101,6 +101,16 @@ pub(crate) struct Refused {
     pub(crate) rule: Option<String>,
 }
 
+impl Refused {
+    /// `error`, answered for the policy's rule `rule`.
+    fn by(rule: &str, error: ApiError) -> Refused {
+        Refused {
+            error,
+            rule: Some(rule.to_owned()),
+        }
+    }
+}
+
 impl From<ApiError> for Refused {
     fn from(error: ApiError) -> Self {
         Refused { error, rule: None }
@@ -133,9 +143,8 @@ pub(crate) fn route(
             format!("The gateway's policy gave no answer, so nothing was created: {e}."),
         )
     })?;
-    let refused = |code: ErrorCode, message: String| Refused {
-        error: ApiError::forbidden(code, message),
-        rule: Some(outcome.rule.clone()),
+    let refused = |code: ErrorCode, message: String| {
+        Refused::by(&outcome.rule, ApiError::forbidden(code, message))
     };
     if !outcome.allow {
         return Err(refused(
@@ -163,17 +172,14 @@ pub(crate) fn route(
             }
         }
         Mode::BreakGlass => {
-            return Err(Refused {
-                error: ApiError::new(
+            return Err(Refused::by(&outcome.rule, ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::PolicyError,
                     format!(
                         "The policy's rule {} breaks glass, which this gateway does not do yet; nothing was created.",
                         outcome.rule
                     ),
-                ),
-                rule: Some(outcome.rule.clone()),
-            })
+                )))
         }
     }
     let policy_ref = PolicyRef {
@@ -186,14 +192,11 @@ pub(crate) fn route(
     if outcome.mode == Mode::Auto {
         // Never on a directory older than the store's (a reload refused, or a change since).
         if tx.directory_version()? != policy.directory_version {
-            return Err(Refused {
-                error: ApiError::new(
+            return Err(Refused::by(&outcome.rule, ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::PolicyError,
                     "The gateway's policy was loaded with an older directory than the one it keeps, so it approves nothing by itself until it loads again; nothing was created.",
-                ),
-                rule: Some(outcome.rule.clone()),
-            });
+                )));
         }
         // Approved by the policy: nobody is asked, so nothing is routed and no stage signed.
         return Ok(Routed {
@@ -308,22 +311,19 @@ fn members_of(
                 let mut members = Vec::with_capacity(list.len());
                 for a in list {
                     let Some(p) = person_of(tx, IdentityKind::Approver, a)? else {
-                        return Err(Refused {
-                            error: ApiError::bad_request(
+                        return Err(Refused::by(
+                            rule,
+                            ApiError::bad_request(
                                 ErrorCode::UnknownApprover,
                                 format!("{a} is not in the gateway's directory."),
                             ),
-                            rule: Some(rule.to_owned()),
-                        });
+                        ));
                     };
                     if asking == Some(p.as_str()) {
-                        return Err(Refused {
-                            error: ApiError::forbidden(
+                        return Err(Refused::by(rule, ApiError::forbidden(
                                 ErrorCode::OwnRequest,
                                 format!("{a} is {p}, who asks for this request: nobody approves their own request."),
-                            ),
-                            rule: Some(rule.to_owned()),
-                        });
+                            )));
                     }
                     members.push((a.clone(), p));
                 }
@@ -352,13 +352,10 @@ fn narrow(
 ) -> Result<(), Refused> {
     for a in named {
         if !members.iter().flatten().any(|(m, _)| m == a) {
-            return Err(Refused {
-                error: ApiError::forbidden(
+            return Err(Refused::by(rule, ApiError::forbidden(
                     ErrorCode::WideningRefused,
                     format!("{a} is not eligible to approve this request under the policy's rule {rule}; a requester may only narrow who approves."),
-                ),
-                rule: Some(rule.to_owned()),
-            });
+                )));
         }
     }
     // A stage with none of the named among its members stays as the policy made it.
@@ -371,8 +368,7 @@ fn narrow(
         s.group = None;
         s.approvers = Some(crate::directory::sorted_unique(&list));
         if (list.len() as u32) < s.min {
-            return Err(Refused {
-                error: ApiError::forbidden(
+            return Err(Refused::by(rule, ApiError::forbidden(
                     ErrorCode::WideningRefused,
                     format!(
                         "Stage {} needs {} approvals, but the approvers named include {} of its members (rule {rule}).",
@@ -380,9 +376,7 @@ fn narrow(
                         s.min,
                         list.len()
                     ),
-                ),
-                rule: Some(rule.to_owned()),
-            });
+                )));
         }
     }
     Ok(())

@@ -40,7 +40,7 @@ pub(crate) fn status_of(
         state,
         at: row.status_at,
     }
-    .body(&request.body, &votes);
+    .body(&request.body, &votes, credit_of(&request.body, &votes));
     Ok((Signed::sign(&gw.key, status)?, tx.addressees(request_id)?))
 }
 
@@ -57,8 +57,7 @@ impl StatusAt<'_> {
     /// The status body at this `seq`, with the stage credit of `votes` (protocol.md 8.3a). A
     /// request in the list form gets the list form's status: no stages, and votes without
     /// person or stages.
-    fn body(self, request: &ApprovalRequest, votes: &[VoteRow]) -> StatusUpdate {
-        let credit = credit_of(request, votes);
+    fn body(self, request: &ApprovalRequest, votes: &[VoteRow], credit: Credit) -> StatusUpdate {
         let list_form = request.stages.is_empty();
         let votes = votes
             .iter()
@@ -138,9 +137,10 @@ pub(crate) fn outcome(
     });
     votes.sort_by(|a, b| (a.at, &a.approver).cmp(&(b.at, &b.approver)));
     // One deny closes the request at once; otherwise the stages decide.
+    let credit = credit_of(&request.body, &votes);
     let new_state = match d.verdict {
         Verdict::Deny => RequestState::Denied,
-        Verdict::Approve if credit_of(&request.body, &votes).satisfied() => RequestState::Approved,
+        Verdict::Approve if credit.satisfied() => RequestState::Approved,
         Verdict::Approve => RequestState::Pending,
     };
     let status = StatusAt {
@@ -150,7 +150,7 @@ pub(crate) fn outcome(
         state: new_state,
         at: now,
     }
-    .body(&request.body, &votes);
+    .body(&request.body, &votes, credit);
     let receipt = Signed::sign(
         &gw.key,
         Receipt {
