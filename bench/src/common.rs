@@ -154,6 +154,7 @@ pub fn new_request(approvers: Vec<String>, n: usize) -> countersign_protocol::ap
         approvers,
         min_approvals: 1,
         require_match: false,
+        break_glass: false,
     }
 }
 

@@ -42,6 +42,7 @@ fn request(i: usize) -> NewRequest {
         approvers: vec![OWNER.into(), MANAGER.into()],
         min_approvals: 0,
         require_match: false,
+        break_glass: false,
     }
 }
 

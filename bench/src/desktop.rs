@@ -293,6 +293,7 @@ fn request(n: usize, resource: String) -> NewRequest {
         approvers: vec![APPROVER.into()],
         min_approvals: 1,
         require_match: false,
+        break_glass: false,
     }
 }
 

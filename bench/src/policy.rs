@@ -76,6 +76,7 @@ fn request(i: usize, rules: usize) -> NewRequest {
         approvers: vec![format!("p{:04}@example.com", (i * 7) % PEOPLE)],
         min_approvals: 1,
         require_match: false,
+        break_glass: false,
     }
 }
 

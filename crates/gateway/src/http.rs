@@ -41,6 +41,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(paths::CHECKPOINTS, post(upload_checkpoint))
         .route(paths::CHECKPOINT_LATEST, get(latest_checkpoint))
         .route(paths::REPORTS, post(report))
+        .route(paths::ACKS, post(acknowledge))
         .route(paths::PASSKEYS, get(list_passkeys).post(add_passkey))
         .route(paths::PASSKEYS_ENROL, post(enrol_passkey))
         .route(paths::PASSKEYS_REMOVE, post(remove_passkey))
@@ -309,6 +310,16 @@ async fn report(
 ) -> Result<Json<ReportAck>, ApiError> {
     let b = body(b)?;
     gw.blocking(move |gw| reports::report(gw, &b))
+        .await
+        .map(Json)
+}
+
+async fn acknowledge(
+    State(gw): State<Arc<Gateway>>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<Signed<countersign_protocol::StatusUpdate>>, ApiError> {
+    let b = body(b)?;
+    gw.blocking(move |gw| crate::acks::acknowledge(gw, &b))
         .await
         .map(Json)
 }

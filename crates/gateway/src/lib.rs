@@ -27,6 +27,7 @@
 //!   [`client`] the requester-side HTTP client used by the `request` command.
 #![forbid(unsafe_code)]
 
+pub mod acks;
 pub mod admin;
 pub mod approvals;
 pub mod attestation;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use countersign_protocol::api::{ErrorCode, RequestView};
-use countersign_protocol::{ApprovalRequest, RequestState, Signed};
+use countersign_protocol::{ApprovalRequest, RequestState, Signed, StatusUpdate};
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -71,6 +71,62 @@ pub fn withdraw(gw: &Gateway, requester: &str, id: &str) -> Result<RequestView, 
         })?;
     gw.changes.notify_waiters();
     view(gw, requester, id)
+}
+
+/// Revokes the approval of request `id` for `by` (an approver, or `admin`), while its grant is
+/// live: approved, not used, not revoked and inside its window (`not_revocable`). One status
+/// change, pushed to the request's addressees and seen by its requester; audited
+/// `request.revoked`. Answers the status after it.
+pub fn revoke(
+    gw: &Gateway,
+    id: &str,
+    by: &str,
+    reason: &str,
+) -> Result<Signed<StatusUpdate>, ApiError> {
+    let now = gw.now();
+    let status = gw.store.write_publish(
+        |tx| -> Result<(Signed<StatusUpdate>, Vec<Pushed>), ApiError> {
+            if tx.request_signed(id)?.is_none() {
+                return Err(ApiError::not_found(
+                    ErrorCode::UnknownRequest,
+                    format!("There is no request {id}."),
+                ));
+            }
+            let (before, _) = status_of(gw, tx, id)?;
+            let not_revocable = |why: &str| {
+                ApiError::conflict(
+                    ErrorCode::NotRevocable,
+                    format!("The approval of {id} cannot be revoked: {why}."),
+                )
+            };
+            let Some(grant) = &before.body.grant else {
+                return Err(not_revocable(&format!(
+                    "the request is {}, not approved with a grant",
+                    before.body.state.as_str()
+                )));
+            };
+            if grant.revoked_at.is_some() {
+                return Err(not_revocable("it was revoked already"));
+            }
+            if grant.used_at.is_some() {
+                return Err(not_revocable("it was used already"));
+            }
+            if !grant.is_live(now) {
+                return Err(not_revocable("its grant window has passed"));
+            }
+            tx.revoke_request(id, by, now)?;
+            tx.audit_append(
+                now,
+                "request.revoked",
+                Some(id),
+                json!({"by": by, "reason": reason}),
+            )?;
+            let pushed = push_status(gw, tx, id)?;
+            Ok((status_of(gw, tx, id)?.0, pushed))
+        },
+    )?;
+    gw.changes.notify_waiters();
+    Ok(status)
 }
 
 /// Marks due pending requests expired and pushes the change. Returns how many expired.

@@ -88,6 +88,14 @@ enum Command {
     },
     /// Lift the block an approver's "I did not expect this" report put on a requester.
     Unblock { requester: String, approver: String },
+    /// Revoke an approval before it is used, within its grant window: the requester and the
+    /// integrations see it revoked, and its approvers are told.
+    Revoke {
+        request_id: String,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// The approvers' devices and passkeys: list them, revoke a device or a passkey.
     Devices {
         #[command(subcommand)]
@@ -133,6 +141,10 @@ struct RequestArgs {
     /// Require number matching: you are shown a code the approver must type.
     #[arg(long)]
     require_match: bool,
+    /// Break glass: approved at once if the gateway's policy lets you, with --reason (which
+    /// every eligible approver reads); they are told after the fact and acknowledge it.
+    #[arg(long)]
+    break_glass: bool,
     #[arg(long, value_parser = parse_risk)]
     risk: Option<Risk>,
     /// Block until the request is decided (implied by a command).
@@ -252,6 +264,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Approver { .. }
         | Command::Policy { .. }
         | Command::Unblock { .. }
+        | Command::Revoke { .. }
         | Command::Devices { .. }
         | Command::Audit { .. } => tokio::task::spawn_blocking(move || admin(&cli))
             .await
@@ -304,6 +317,15 @@ fn admin(cli: &Cli) -> Result<ExitCode> {
         Command::Devices { command } => {
             let gw = Gateway::open(load_config(cli)?)?;
             people::devices_command(&gw, command)
+        }
+        Command::Revoke { request_id, reason } => {
+            let gw = Gateway::open(load_config(cli)?)?;
+            let status = countersign_gateway::lifecycle::revoke(&gw, request_id, "admin", reason)?;
+            println!(
+                "the approval of {request_id} is revoked (status {})",
+                status.body.seq
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Unblock {
             requester,
@@ -370,6 +392,7 @@ async fn request(args: &RequestArgs) -> Result<ExitCode> {
         approvers: args.approvers.clone(),
         min_approvals: args.min_approvals,
         require_match: args.require_match,
+        break_glass: args.break_glass,
     };
     let client = RequesterClient::new(gateway, token)?;
     let created = client.create(&new).await?;
@@ -388,6 +411,15 @@ async fn request(args: &RequestArgs) -> Result<ExitCode> {
                     p.rule
                 )
             }
+            (countersign_protocol::Mode::BreakGlass, Some(p)) => eprintln!(
+                "request {id} approved by breaking glass (rule {}); {} told and must acknowledge it",
+                p.rule,
+                b.effective_stages()
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
             _ => eprintln!(
                 "request {id} created, waiting for approval: {}",
                 b.effective_stages()

@@ -302,6 +302,7 @@ pub fn input(
             "min_approvals": request.min_approvals,
             "ttl_seconds": request.ttl_seconds,
             "require_match": request.require_match,
+            "break_glass": request.break_glass,
         },
         "requester": requester,
         "time": {

@@ -7,7 +7,7 @@
 use axum::http::StatusCode;
 use countersign_protocol::api::{CreatedRequest, ErrorCode, NewRequest};
 use countersign_protocol::types::Decode as _;
-use countersign_protocol::{ApprovalRequest, Digest, Signed, StreamEvent, PROTOCOL_VERSION};
+use countersign_protocol::{ApprovalRequest, Digest, Mode, Signed, StreamEvent, PROTOCOL_VERSION};
 use serde_json::json;
 use sha2::Digest as _;
 
@@ -230,9 +230,10 @@ fn create_in(
         )
         .into());
     }
-    // One WebAuthn authentication per addressee, each approver's ceremony state kept once.
+    // One WebAuthn authentication per addressee, each approver's ceremony state kept once; a
+    // request approved at once takes no decision.
     let mut challenges = Vec::with_capacity(routed.addressees.len());
-    for a in &routed.addressees {
+    for a in routed.addressees.iter().filter(|_| body.mode.is_ask()) {
         let passkeys = passkeys_of(tx, a)?;
         let (rcr, state) = gw
             .webauthn
@@ -253,9 +254,12 @@ fn create_in(
         min_approvals: body.quorum_total(),
         match_code: match_code.as_deref(),
         dup_key: &dup_key,
-        approved_by_policy: body.mode == countersign_protocol::Mode::Auto,
+        approved_at_once: !body.mode.is_ask(),
     })?;
     let mut pushed = Vec::new();
+    if body.mode == Mode::BreakGlass {
+        pushed = tell_after_the_fact(gw, tx, &signed, &routed, now)?;
+    }
     for (a, rcr, state) in challenges {
         tx.insert_challenge(&body.id, &a, &json_text(&state)?)?;
         let event = StreamEvent::Request {
@@ -286,7 +290,7 @@ fn create_in(
             "digest": digest,
         }),
     )?;
-    if body.mode == countersign_protocol::Mode::Auto {
+    if body.mode == Mode::Auto {
         tx.audit_append(
             now,
             "request.auto_approved",
@@ -310,4 +314,48 @@ fn create_in(
         },
         pushed,
     ))
+}
+
+/// Breaking glass: the request is approved as it is stored, and every eligible approver is
+/// told after the fact. Each gets the request, without a challenge since there is nothing to
+/// decide, and its approved status, which they acknowledge (`POST /v2/acks`). Audited
+/// `request.break_glass` with the reason.
+fn tell_after_the_fact(
+    gw: &Gateway,
+    tx: &dyn crate::store::Tx,
+    signed: &Signed<ApprovalRequest>,
+    routed: &Routed,
+    now: i64,
+) -> Result<Vec<Pushed>, ApiError> {
+    let body = &signed.body;
+    let mut pushed = Vec::new();
+    for a in &routed.addressees {
+        tx.insert_addressee(&body.id, a, now)?;
+    }
+    let event = StreamEvent::Request {
+        request: Box::new(signed.clone()),
+        challenge: serde_json::Value::Null,
+    };
+    for a in &routed.addressees {
+        pushed.extend(crate::envelope::enqueue(
+            gw,
+            tx,
+            std::slice::from_ref(a),
+            &event,
+        )?);
+    }
+    pushed.extend(crate::status::push_status(gw, tx, &body.id)?);
+    tx.audit_append(
+        now,
+        "request.break_glass",
+        Some(&body.id),
+        json!({
+            "requester": body.requester,
+            "reason": body.reason,
+            "rule": routed.policy.rule,
+            "policy_hash": routed.policy.policy_hash,
+            "told": routed.addressees,
+        }),
+    )?;
+    Ok(pushed)
 }

@@ -172,14 +172,25 @@ pub(crate) fn route(
             }
         }
         Mode::BreakGlass => {
-            return Err(Refused::by(&outcome.rule, ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::PolicyError,
+            // Only when the requester asked to, and with a reason the approvers will read.
+            if !new.break_glass {
+                return Err(refused(
+                    ErrorCode::PolicyRefused,
                     format!(
-                        "The policy's rule {} breaks glass, which this gateway does not do yet; nothing was created.",
+                        "The policy's rule {} breaks glass, but the requester did not ask to break glass; nothing was created.",
                         outcome.rule
                     ),
-                )))
+                ));
+            }
+            if new.reason.trim().is_empty() {
+                return Err(Refused::by(
+                    &outcome.rule,
+                    ApiError::bad_request(
+                        ErrorCode::ReasonRequired,
+                        "Breaking glass needs a reason, which every eligible approver reads; nothing was created.",
+                    ),
+                ));
+            }
         }
     }
     let policy_ref = PolicyRef {
@@ -223,6 +234,9 @@ pub(crate) fn route(
             format!("The approvers asked for do not fit the policy's stages: {e}."),
         )
     })?;
+    // Breaking glass asks nobody first: its stages say who is told afterwards, and someone must
+    // be, but no stage needs to be satisfiable.
+    let asking = outcome.mode == Mode::Ask;
     let mut addressees = BTreeSet::new();
     // Each able person (with a passkey) and the stages they may approve for.
     let mut able: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
@@ -240,7 +254,7 @@ pub(crate) fn route(
                 ));
             }
         }
-        if (here.len() as u32) < stage.min {
+        if asking && (here.len() as u32) < stage.min {
             return Err(refused(
                 ErrorCode::PolicyRefused,
                 format!(
@@ -265,11 +279,20 @@ pub(crate) fn route(
             }
         })
         .collect();
-    if !credit(&stages, outcome.distinct_people, &ballots).satisfied() {
+    if asking && !credit(&stages, outcome.distinct_people, &ballots).satisfied() {
         return Err(refused(
             ErrorCode::PolicyRefused,
             format!(
                 "The stages cannot all be met: one person counts for one stage only, and too few distinct people with a paired device are eligible (rule {}).",
+                outcome.rule
+            ),
+        ));
+    }
+    if addressees.is_empty() {
+        return Err(refused(
+            ErrorCode::PolicyRefused,
+            format!(
+                "Nobody with a paired device is eligible to be told that glass was broken (rule {}); nothing was created.",
                 outcome.rule
             ),
         ));

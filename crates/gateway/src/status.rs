@@ -11,8 +11,8 @@ use crate::store::decisions::VoteRow;
 use crate::store::Tx;
 use countersign_protocol::stages::{credit, Ballot, Credit};
 use countersign_protocol::{
-    ApprovalRequest, Decision, Digest, Receipt, RequestState, Signed, StatusUpdate, StreamEvent,
-    Verdict, Vote, PROTOCOL_VERSION,
+    ApprovalRequest, Decision, Digest, Grant, Receipt, RequestState, Signed, StatusUpdate,
+    StreamEvent, Verdict, Vote, PROTOCOL_VERSION,
 };
 
 /// The signed current status of a request, built inside `tx`, and the approvers it is
@@ -33,15 +33,33 @@ pub(crate) fn status_of(
     // the votes as recorded and the time of the change that made `seq`, never from the clock
     // or from the directory as it is now.
     let votes = tx.votes(request_id)?;
+    let grant = (state == RequestState::Approved && !request.body.stages.is_empty()).then(|| {
+        let mut g = granted(&request.body, row.closed_at.unwrap_or(row.status_at));
+        (g.revoked_at, g.revoked_by) = row.revoked.clone().unzip();
+        (g.acknowledged_at, g.acknowledged_by) = row.acked.clone().unzip();
+        g
+    });
     let status = StatusAt {
         request_id,
         request_digest: digest,
         seq: row.status_seq,
         state,
         at: row.status_at,
+        grant,
     }
     .body(&request.body, &votes, credit_of(&request.body, &votes));
     Ok((Signed::sign(&gw.key, status)?, tx.addressees(request_id)?))
+}
+
+/// The grant of `request` approved at `approved_at`, before anything happened to it: valid
+/// for the action to start for the request's `grant_seconds`, or until used.
+pub(crate) fn granted(request: &ApprovalRequest, approved_at: i64) -> Grant {
+    Grant {
+        expires_at: request
+            .grant_seconds
+            .map(|s| approved_at.saturating_add(i64::from(s))),
+        ..Grant::default()
+    }
 }
 
 /// Which status of a request to build.
@@ -51,6 +69,7 @@ struct StatusAt<'a> {
     seq: u64,
     state: RequestState,
     at: i64,
+    grant: Option<Grant>,
 }
 
 impl StatusAt<'_> {
@@ -81,6 +100,7 @@ impl StatusAt<'_> {
             votes,
             at: self.at,
             stages: if list_form { Vec::new() } else { credit.stages },
+            grant: self.grant,
         }
     }
 }
@@ -149,6 +169,8 @@ pub(crate) fn outcome(
         seq,
         state: new_state,
         at: now,
+        grant: (new_state == RequestState::Approved && !list_form)
+            .then(|| granted(&request.body, now)),
     }
     .body(&request.body, &votes, credit);
     let receipt = Signed::sign(

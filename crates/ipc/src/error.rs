@@ -171,6 +171,8 @@ ipc_codes! {
     PolicyError = "policy_error",
     /// Gateway: The requester named an approver or a quorum outside what the policy allows (403).
     WideningRefused = "widening_refused",
+    /// Gateway: The requester asked to break glass without a reason (400).
+    ReasonRequired = "reason_required",
     /// Gateway: A listed approver blocked this requester with a report (403).
     RequesterBlocked = "requester_blocked",
     /// Gateway: The request id in the path is not valid (400).
@@ -179,6 +181,10 @@ ipc_codes! {
     BadQuery = "bad_query",
     /// Gateway: No pending request with this id from this requester to withdraw (409).
     NotWithdrawable = "not_withdrawable",
+    /// Gateway: The approval cannot be revoked: the request is not approved, or its grant was already used, revoked or is past its window (409).
+    NotRevocable = "not_revocable",
+    /// Gateway: No break-glass or auto-approved request with this id addressed to this approver (404).
+    UnknownAckRequest = "unknown_ack_request",
     /// Gateway: No device Authorization header, or one that is not visible ASCII (401).
     DeviceAuthRequired = "device_auth_required",
     /// Gateway: The header is not a well-formed `Countersign-Device` header (401).

@@ -158,6 +158,7 @@ pub fn status(r: &Receipt) -> StatusUpdate {
         }],
         at: r.accepted_at,
         stages: r.stages.clone(),
+        grant: None,
     }
 }
 

@@ -30,6 +30,8 @@ pub mod paths {
     pub const CHECKPOINT_LATEST: &str = "/v2/checkpoints/latest";
     /// `POST` a device-signed [`crate::Report`] ("I did not expect this").
     pub const REPORTS: &str = "/v2/reports";
+    /// `POST` a device-signed [`crate::Acknowledgement`] of a break-glass or auto-approval.
+    pub const ACKS: &str = "/v2/acks";
     pub const PASSKEYS: &str = "/v2/passkeys";
     pub const PASSKEYS_ENROL: &str = "/v2/passkeys/enrol";
     pub const PASSKEYS_REMOVE: &str = "/v2/passkeys/remove";
@@ -59,6 +61,10 @@ pub struct NewRequest {
     pub min_approvals: u32,
     #[serde(default)]
     pub require_match: bool,
+    /// The requester asks to break glass: approved at once if the policy allows it for this
+    /// requester, with a reason; the eligible approvers are told after the fact.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub break_glass: bool,
 }
 
 /// The answer to [`NewRequest`]. `match_code` is shown to the requester only.

@@ -175,6 +175,10 @@ pub struct StatusUpdate {
     /// request in the list form.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<StageProgress>,
+    /// What the approval grants: present exactly when the state is `approved` and the request
+    /// has stages (omitted for the list form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<crate::grant::Grant>,
 }
 
 impl SignedBody for StatusUpdate {
@@ -192,6 +196,15 @@ impl Decode for StatusUpdate {
                 field: "votes",
                 reason: "too many votes".into(),
             });
+        }
+        if let Some(g) = &self.grant {
+            if self.state != RequestState::Approved {
+                return Err(ProtocolError::InvalidField {
+                    field: "grant",
+                    reason: "only an approved request has a grant".into(),
+                });
+            }
+            g.validate()?;
         }
         Ok(())
     }

@@ -317,6 +317,38 @@ impl Device {
         answer(resp).await
     }
 
+    /// Acknowledges `req` (approved without asking) with an acknowledgement signed by this
+    /// device, under `ack_id`.
+    pub async fn acknowledge(
+        &self,
+        gw: &impl PairedGateway,
+        req: &Signed<ApprovalRequest>,
+        ack_id: &str,
+    ) -> Result<Signed<StatusUpdate>, Refusal> {
+        let ack = Signed::sign(
+            &self.key,
+            countersign_protocol::Acknowledgement {
+                v: PROTOCOL_VERSION,
+                ack_id: ack_id.to_owned(),
+                request_id: req.body.id.clone(),
+                request_digest: req.digest().unwrap(),
+                gateway: req.body.gateway.clone(),
+                approver: self.approver.clone(),
+                device_id: self.id.clone(),
+                acked_at: gw.now(),
+            },
+        )
+        .unwrap();
+        let resp = self
+            .http
+            .post(gw.url().join(paths::ACKS).unwrap())
+            .json(&ack)
+            .send()
+            .await
+            .unwrap();
+        answer(resp).await
+    }
+
     /// A checkpoint over a chain of `seq` entries ending in `head`, signed by this device.
     pub fn checkpoint(&self, seq: u64, head: u8) -> Signed<Checkpoint> {
         self.checkpoint_by(&self.key, seq, head)

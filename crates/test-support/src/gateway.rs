@@ -117,6 +117,7 @@ impl TestGateway {
             approvers: approvers.iter().map(|s| s.to_string()).collect(),
             min_approvals: 1,
             require_match: false,
+            break_glass: false,
         }
     }
 

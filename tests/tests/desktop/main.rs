@@ -241,6 +241,7 @@ fn request(id_hint: &str, approvers: &[&str], risk: Risk) -> NewRequest {
         approvers: approvers.iter().map(|s| s.to_string()).collect(),
         min_approvals: 1,
         require_match: false,
+        break_glass: false,
     }
 }
 

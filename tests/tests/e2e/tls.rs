@@ -32,6 +32,7 @@ async fn the_gateway_certificate_is_pinned_at_pairing_and_a_different_one_is_ref
             approvers: vec!["alice@example.com".into()],
             min_approvals: 1,
             require_match: false,
+            break_glass: false,
         };
         countersign_gateway::approvals::create_request(gw, "ci-bot", n)
             .unwrap()

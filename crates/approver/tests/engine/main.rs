@@ -437,6 +437,7 @@ fn status_updates_are_verified_and_applied() {
                 votes: vec![],
                 at: T0 + 5,
                 stages: vec![],
+                grant: None,
             },
         )
         .unwrap(),
@@ -502,6 +503,7 @@ fn statuses_apply_in_sequence_order_and_never_reopen_a_final_state() {
                 votes: vec![],
                 at: T0 + seq as i64,
                 stages: vec![],
+                grant: None,
             },
         )
         .unwrap(),
@@ -890,6 +892,7 @@ async fn sync_drains_stream_and_delivers_outbox() {
         votes: vec![],
         at: T0,
         stages: vec![],
+        grant: None,
     };
     server.set_refusal(
         ErrorCode::RequestClosed,

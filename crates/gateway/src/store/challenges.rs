@@ -24,6 +24,16 @@ pub trait ChallengeRows {
         state: &str,
     ) -> Result<(), StoreError>;
 
+    /// Records that a request approved at once (break-glass) was addressed to an approver, who
+    /// is told after the fact: its row has no ceremony (`state` the JSON `null`) and is used
+    /// from the start, since an approved request takes no decision.
+    fn insert_addressee(
+        &self,
+        request_id: &str,
+        approver: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
     /// The ceremony state of a request for an approver, if the request was addressed to them.
     fn challenge(&self, request_id: &str, approver: &str) -> Result<Option<Challenge>, StoreError>;
 
@@ -67,6 +77,19 @@ impl ChallengeRows for SqliteTx<'_> {
         self.exec(
             "INSERT INTO challenges(request_id, approver, state) VALUES (?1, ?2, ?3)",
             params![request_id, approver, state],
+        )?;
+        Ok(())
+    }
+
+    fn insert_addressee(
+        &self,
+        request_id: &str,
+        approver: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO challenges(request_id, approver, state, used_at) VALUES (?1, ?2, 'null', ?3)",
+            params![request_id, approver, now],
         )?;
         Ok(())
     }

@@ -44,6 +44,7 @@ use countersign_protocol::Digest;
 use crate::error::StoreError;
 use crate::hub::{Hub, Pushed};
 
+pub mod acks;
 pub mod audit;
 pub mod challenges;
 pub mod checkpoints;
@@ -58,6 +59,7 @@ pub mod requests;
 mod sqlite;
 pub mod tokens;
 
+pub use acks::AckRows;
 pub use audit::AuditRows;
 pub use challenges::ChallengeRows;
 pub use checkpoints::CheckpointRows;
@@ -110,6 +112,7 @@ pub trait Tx:
     + CheckpointRows
     + EventRows
     + AuditRows
+    + AckRows
 {
 }
 
@@ -126,6 +129,7 @@ impl<T> Tx for T where
         + CheckpointRows
         + EventRows
         + AuditRows
+        + AckRows
         + ?Sized
 {
 }

@@ -27,8 +27,9 @@ pub struct NewRequest<'a> {
     pub match_code: Option<&'a str>,
     /// The key under which identical pending requests collapse.
     pub dup_key: &'a str,
-    /// Approved by the policy when created (`mode = "auto"`): stored closed, `approved`.
-    pub approved_by_policy: bool,
+    /// Approved when created, by the policy (`mode = "auto"`) or by breaking glass: stored
+    /// closed, `approved`.
+    pub approved_at_once: bool,
 }
 
 /// What a decision is checked against inside its write: the columns that can change or that
@@ -56,6 +57,11 @@ pub struct RequestStatusRow {
     /// The status sequence number of the latest change, and when it committed.
     pub status_seq: u64,
     pub status_at: i64,
+    /// When the request reached its final state (for an approved one, the approval).
+    pub closed_at: Option<i64>,
+    /// The revocation of its approval, and the first acknowledgement: (when, by whom).
+    pub revoked: Option<(i64, String)>,
+    pub acked: Option<(i64, String)>,
 }
 
 /// A pending request found under a duplicate key.
@@ -115,6 +121,14 @@ pub trait RequestRows {
     /// Closes the request in `state` at `now`, one status change.
     fn close_request(&self, id: &str, state: RequestState, now: i64) -> Result<(), StoreError>;
 
+    /// Records the revocation of the request's approval by `by` at `now`, one status change, if
+    /// it is approved and not revoked; returns whether it was.
+    fn revoke_request(&self, id: &str, by: &str, now: i64) -> Result<bool, StoreError>;
+
+    /// Records the first acknowledgement of the approved request by `approver` at `now`, one
+    /// status change; returns whether this was the first.
+    fn acknowledge_request(&self, id: &str, approver: &str, now: i64) -> Result<bool, StoreError>;
+
     /// Withdraws the request if it is pending and from `requester`; returns whether it was.
     fn withdraw_request(&self, id: &str, requester: &str, now: i64) -> Result<bool, StoreError>;
 
@@ -144,7 +158,7 @@ impl RequestRows for SqliteTx<'_> {
                 r.min_approvals,
                 r.match_code,
                 r.dup_key,
-                if r.approved_by_policy {
+                if r.approved_at_once {
                     RequestState::Approved.as_str()
                 } else {
                     RequestState::Pending.as_str()
@@ -196,10 +210,16 @@ impl RequestRows for SqliteTx<'_> {
 
     fn request_status(&self, id: &str) -> Result<RequestStatusRow, StoreError> {
         self.one(
-            "SELECT signed, digest, state, min_approvals, status_seq, status_at FROM requests
-             WHERE id = ?1",
+            "SELECT signed, digest, state, min_approvals, status_seq, status_at, closed_at,
+                    revoked_at, revoked_by, acked_at, acked_by FROM requests WHERE id = ?1",
             params![id],
             |r| {
+                let pair = |at: usize| -> rusqlite::Result<Option<(i64, String)>> {
+                    Ok(match (r.get(at)?, r.get(at + 1)?) {
+                        (Some(t), Some(by)) => Some((t, by)),
+                        _ => None,
+                    })
+                };
                 Ok(RequestStatusRow {
                     signed: r.get(0)?,
                     digest: r.get(1)?,
@@ -207,6 +227,9 @@ impl RequestRows for SqliteTx<'_> {
                     min_approvals: r.get(3)?,
                     status_seq: r.get::<_, i64>(4)? as u64,
                     status_at: r.get(5)?,
+                    closed_at: r.get(6)?,
+                    revoked: pair(7)?,
+                    acked: pair(9)?,
                 })
             },
         )
@@ -276,6 +299,26 @@ impl RequestRows for SqliteTx<'_> {
             params![id, state.as_str(), now],
         )?;
         Ok(())
+    }
+
+    fn revoke_request(&self, id: &str, by: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self.exec(
+            "UPDATE requests SET revoked_at = ?3, revoked_by = ?2,
+                    status_seq = status_seq + 1, status_at = ?3
+                     WHERE id = ?1 AND state = 'approved' AND revoked_at IS NULL",
+            params![id, by, now],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn acknowledge_request(&self, id: &str, approver: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self.exec(
+            "UPDATE requests SET acked_at = ?3, acked_by = ?2,
+                    status_seq = status_seq + 1, status_at = ?3
+                     WHERE id = ?1 AND state = 'approved' AND acked_at IS NULL",
+            params![id, approver, now],
+        )?;
+        Ok(n > 0)
     }
 
     fn withdraw_request(&self, id: &str, requester: &str, now: i64) -> Result<bool, StoreError> {

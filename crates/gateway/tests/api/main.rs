@@ -6,6 +6,7 @@
 mod attestation;
 mod devices;
 mod directory;
+mod grants;
 mod passkeys;
 mod policy;
 mod refusals;
@@ -504,6 +505,7 @@ async fn openapi_names_every_route() {
                     "CHECKPOINTS" => "/v2/checkpoints",
                     "CHECKPOINT_LATEST" => "/v2/checkpoints/latest",
                     "REPORTS" => "/v2/reports",
+                    "ACKS" => "/v2/acks",
                     "PASSKEYS" => "/v2/passkeys",
                     "PASSKEYS_ENROL" => "/v2/passkeys/enrol",
                     "PASSKEYS_REMOVE" => "/v2/passkeys/remove",

@@ -29,6 +29,7 @@ impl Requests for TestGateway {
             approvers: vec!["alice@example.com".into()],
             min_approvals: 1,
             require_match: false,
+            break_glass: false,
         }
     }
 

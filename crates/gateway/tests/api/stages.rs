@@ -3,7 +3,8 @@
 //! alone, and a later approval moves them), a policy that allows one person for both, the
 //! requester's own person never asked even when in a group, narrowing accepted and widening
 //! refused, the gateway's own rule against self-approval whatever the policy says, votes from
-//! outside the stages refused, and an undefined helper failing closed.
+//! outside the stages refused, and an undefined helper failing closed. The fixture also breaks
+//! glass (action `incident`) and grants approvals for 300 s (action `granted`), for `grants`.
 
 use countersign_gateway::directory::Entry;
 use countersign_gateway::directory_admin as admin;
@@ -24,7 +25,11 @@ stages := [{"name": "dba", "group": "dba", "min": 1}, {"name": "managers", "grou
 # `default` to fall back on), and the gateway fails closed.
 distinct := input.request.action != "lenient" if input.request.action != "broken"
 
-result := {"allow": true, "rule": "own", "mode": "ask", "stages": [{"name": "approvers", "approvers": ["rita@example.com"], "min": 1}]} if {
+result := {"allow": true, "rule": "incident", "mode": "break_glass", "stages": [{"name": "dba", "group": "dba", "min": 1}]} if {
+	input.request.action == "incident"
+} else := {"allow": true, "rule": "granted", "mode": "ask", "stages": stages, "grant_seconds": 300} if {
+	input.request.action == "granted"
+} else := {"allow": true, "rule": "own", "mode": "ask", "stages": [{"name": "approvers", "approvers": ["rita@example.com"], "min": 1}]} if {
 	input.request.action == "own"
 } else := {"allow": true, "rule": "auto_read", "mode": "auto"} if {
 	input.request.action == "read"
@@ -39,25 +44,25 @@ test_two_stages if {
 }
 "#;
 
-struct Org {
-    h: TestGateway,
+pub(crate) struct Org {
+    pub(crate) h: TestGateway,
     _dir: tempfile::TempDir,
-    ann: Device,
-    bob: Device,
-    carl: Device,
-    dave: Device,
-    rita: Device,
+    pub(crate) ann: Device,
+    pub(crate) bob: Device,
+    pub(crate) carl: Device,
+    pub(crate) dave: Device,
+    pub(crate) rita: Device,
 }
 
-const ANN: &str = "ann@example.com";
-const BOB: &str = "bob@example.com";
+pub(crate) const ANN: &str = "ann@example.com";
+pub(crate) const BOB: &str = "bob@example.com";
 const CARL: &str = "carl@example.com";
 const DAVE: &str = "dave@example.com";
 const RITA: &str = "rita@example.com";
 
 /// Ann is a DBA and a manager, Bob a DBA, Carl a manager, Dave in no group; Rita is a DBA and
 /// the requester token is hers.
-async fn org() -> Org {
+pub(crate) async fn org() -> Org {
     org_with(|_| {}).await
 }
 
@@ -105,7 +110,7 @@ async fn org_with(tweak: impl FnOnce(&mut countersign_gateway::config::Config)) 
     }
 }
 
-fn progress(name: &str, approvals: u32, satisfied: bool) -> StageProgress {
+pub(crate) fn progress(name: &str, approvals: u32, satisfied: bool) -> StageProgress {
     StageProgress {
         name: name.into(),
         approvals,
@@ -114,7 +119,11 @@ fn progress(name: &str, approvals: u32, satisfied: bool) -> StageProgress {
     }
 }
 
-async fn approve(d: &mut Device, h: &TestGateway, id: &str) -> countersign_protocol::Receipt {
+pub(crate) async fn approve(
+    d: &mut Device,
+    h: &TestGateway,
+    id: &str,
+) -> countersign_protocol::Receipt {
     let (req, ch) = d.request_event(h, id).await;
     d.decide(h, &req, Some(&ch), Verdict::Approve, None, Uv::Yes)
         .await

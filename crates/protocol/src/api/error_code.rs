@@ -91,6 +91,8 @@ error_codes! {
     PolicyError = "policy_error",
     /// The requester named an approver or a quorum outside what the policy allows (403).
     WideningRefused = "widening_refused",
+    /// The requester asked to break glass without a reason (400).
+    ReasonRequired = "reason_required",
     // ---- GET /v2/requests/{id} and withdraw
     /// No request with this id (for this requester, or at all) (404).
     UnknownRequest = "unknown_request",
@@ -100,6 +102,12 @@ error_codes! {
     BadQuery = "bad_query",
     /// No pending request with this id from this requester to withdraw (409).
     NotWithdrawable = "not_withdrawable",
+    /// The approval cannot be revoked: the request is not approved, or its grant was already
+    /// used, revoked or is past its window (409).
+    NotRevocable = "not_revocable",
+    // ---- POST /v2/acks
+    /// No break-glass or auto-approved request with this id addressed to this approver (404).
+    UnknownAckRequest = "unknown_ack_request",
     // ---- device authentication (GET /v2/stream, checkpoints, reports)
     /// No device Authorization header, or one that is not visible ASCII (401).
     DeviceAuthRequired = "device_auth_required",

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// The schema version this build writes; `PRAGMA user_version` holds a database's.
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE tokens(
@@ -267,14 +267,33 @@ CREATE TRIGGER person_groups_delete_version AFTER DELETE ON person_groups
     BEGIN UPDATE directory_version SET version = version + 1; END;
 "#;
 
+/// Version 11: what an approval grants after it is made. A request's revocation (when, by
+/// whom) and the first acknowledgement of a break-glass or auto-approved request; every
+/// acknowledgement as the device signed it (table `acks`, one per `ack_id`).
+const SCHEMA_V11: &str = r#"
+ALTER TABLE requests ADD COLUMN revoked_at INTEGER;
+ALTER TABLE requests ADD COLUMN revoked_by TEXT;
+ALTER TABLE requests ADD COLUMN acked_at INTEGER;
+ALTER TABLE requests ADD COLUMN acked_by TEXT;
+CREATE TABLE acks(
+    ack_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL REFERENCES requests(id),
+    approver TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    signed TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX acks_request ON acks(request_id);
+"#;
+
 /// The first schema version of protocol version 2.
 pub(super) const PROTOCOL_2_SCHEMA: i64 = 6;
 
 /// Each schema version's statements, in order: a database at version `n` runs the ones after
 /// it, in one transaction with the new `user_version`.
-const MIGRATIONS: [&str; 10] = [
+const MIGRATIONS: [&str; 11] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-    SCHEMA_V9, SCHEMA_V10,
+    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11,
 ];
 
 /// Brings the database behind `conn` to `SCHEMA_VERSION`, all missing versions in one
