@@ -46,6 +46,8 @@ pub mod kind {
     pub const DECISION_REFUSED: &str = "decision.refused";
     pub const AUDIT_ROLLED_BACK: &str = "audit.rolled_back";
     pub const REPORT_SENT: &str = "report.sent";
+    /// This device acknowledged a request approved without asking (break-glass).
+    pub const ACK_SENT: &str = "ack.sent";
     /// A passkey added at a gateway (a backup key), proven by a registered one.
     pub const PASSKEY_ADDED: &str = "passkey.added";
     /// A passkey removed at a gateway.

@@ -3,8 +3,8 @@
 //! event.
 
 use countersign_protocol::{
-    ApprovalRequest, Digest, PublicKey, Receipt, RequestState, Signed, StageProgress, StatusUpdate,
-    Verdict, Vote,
+    ApprovalRequest, Digest, Grant, PublicKey, Receipt, RequestState, Signed, StageProgress,
+    StatusUpdate, Verdict, Vote,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
@@ -239,6 +239,8 @@ pub struct InboxItem {
     pub votes: Vec<Vote>,
     /// The progress of each stage at the newest status applied; empty for the list form.
     pub stages: Vec<StageProgress>,
+    /// What the approval grants, from the newest approved status; `None` until approved.
+    pub grant: Option<Grant>,
     pub received_at: i64,
     pub decision: Option<LocalDecision>,
 }
@@ -246,6 +248,17 @@ pub struct InboxItem {
 impl InboxItem {
     pub fn id(&self) -> &str {
         &self.request.body.id
+    }
+
+    /// Approved without asking (break-glass, or by the policy) and not acknowledged by anyone
+    /// yet: it asks for this approver's attention until someone does.
+    pub fn needs_acknowledgement(&self) -> bool {
+        !self.request.body.mode.is_ask()
+            && self.state != RequestState::Pending
+            && self
+                .grant
+                .as_ref()
+                .is_some_and(|g| g.acknowledged_at.is_none())
     }
 
     /// The state to show: a request still pending at the gateway but past its expiry by our
@@ -263,13 +276,14 @@ impl InboxItem {
 //
 // This module owns the table: every statement that reads or writes an inbox row is here.
 
-/// Pending at the gateway and not past expiry by our clock (`?1`): `effective_state` in SQL.
-const PENDING_WHERE: &str = "WHERE i.state = 'pending' AND i.expires_at > ?1";
+/// Pending at the gateway and not past expiry by our clock (`?1`): `effective_state` in SQL;
+/// or approved without asking and not acknowledged yet (`attention`).
+const PENDING_WHERE: &str = "WHERE (i.state = 'pending' AND i.expires_at > ?1) OR i.attention = 1";
 const LIST_ORDER: &str = "ORDER BY i.received_at DESC, i.request_id";
 
 const ITEM_SELECT: &str = "SELECT i.gateway, g.name, i.request, i.digest, i.challenge, i.state, \
      i.approvals, i.min_approvals, i.votes, i.received_at, i.decision_id, o.verdict, o.state, \
-     o.last_error, o.receipt, o.created_at, i.stages, g.approver \
+     o.last_error, o.receipt, o.created_at, i.stages, g.approver, i.granted \
      FROM inbox i JOIN gateways g ON g.fingerprint = i.gateway \
      LEFT JOIN outbox o ON o.decision_id = i.decision_id";
 
@@ -292,6 +306,7 @@ fn item_row(r: &Row<'_>) -> rusqlite::Result<Result<InboxItem, EngineError>> {
     let received_at: i64 = r.get(9)?;
     let stages: String = r.get(16)?;
     let approver: String = r.get(17)?;
+    let granted: Option<String> = r.get(18)?;
     let build = move || -> Result<InboxItem, EngineError> {
         let bad = |what: &str| EngineError::Corrupt(format!("inbox column {what} is unreadable"));
         let decision = match (decision_id, verdict, delivery) {
@@ -324,6 +339,10 @@ fn item_row(r: &Row<'_>) -> rusqlite::Result<Result<InboxItem, EngineError>> {
             min_approvals,
             votes: serde_json::from_str(&votes).map_err(|_| bad("votes"))?,
             stages: serde_json::from_str(&stages).map_err(|_| bad("stages"))?,
+            grant: granted
+                .map(|g| serde_json::from_str(&g))
+                .transpose()
+                .map_err(|_| bad("granted"))?,
             received_at,
             decision,
         })
@@ -428,8 +447,8 @@ pub(crate) fn insert(
     crate::store::execute(
         db,
         "INSERT INTO inbox (gateway, request_id, request, digest, challenge, state, approvals, \
-         min_approvals, votes, expires_at, received_at, status_seq) \
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, '[]', ?7, ?8, 1)",
+         min_approvals, votes, expires_at, received_at, status_seq, attention) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, '[]', ?7, ?8, ?9, ?10)",
         params![
             gateway,
             b.id,
@@ -438,7 +457,10 @@ pub(crate) fn insert(
             challenge.to_string(),
             b.quorum_total(),
             b.expires_at,
-            now
+            now,
+            // A request approved at once arrives with its status at `seq` 1, which follows.
+            if b.mode.is_ask() { 1 } else { 0 },
+            !b.mode.is_ask()
         ],
     )?;
     Ok(())
@@ -467,11 +489,22 @@ pub(crate) fn apply_status(
 ) -> Result<StatusApplied, EngineError> {
     let votes = serde_json::to_string(&status.votes)
         .map_err(|e| EngineError::Corrupt(format!("cannot encode votes: {e}")))?;
-    let n = crate::store::execute(
+    let granted = status
+        .grant
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| EngineError::Corrupt(format!("cannot encode the grant: {e}")))?;
+    let acknowledged = status
+        .grant
+        .as_ref()
+        .is_some_and(|g| g.acknowledged_at.is_some());
+    let mut n = crate::store::execute(
         db,
         "UPDATE inbox SET state = ?1, approvals = ?2, min_approvals = ?3, votes = ?4, \
-         status_seq = ?5, stages = ?8 WHERE gateway = ?6 AND request_id = ?7 AND status_seq < ?5 \
-         AND state = 'pending'",
+         status_seq = ?5, stages = ?8, granted = ?9, \
+         attention = CASE WHEN ?10 THEN 0 ELSE attention END \
+         WHERE gateway = ?6 AND request_id = ?7 AND status_seq < ?5 AND state = 'pending'",
         params![
             status.state.as_str(),
             status.approvals,
@@ -480,9 +513,28 @@ pub(crate) fn apply_status(
             status.seq as i64,
             gateway,
             status.request_id,
-            stages_json(&status.stages)?
+            stages_json(&status.stages)?,
+            granted,
+            acknowledged
         ],
     )?;
+    if n == 0 && status.state == RequestState::Approved {
+        // After approval only the grant changes (protocol.md 3.3): its revocation, or its
+        // first acknowledgement, which ends the request's call for attention.
+        n = crate::store::execute(
+            db,
+            "UPDATE inbox SET status_seq = ?1, granted = ?2, \
+             attention = CASE WHEN ?3 THEN 0 ELSE attention END \
+             WHERE gateway = ?4 AND request_id = ?5 AND status_seq < ?1 AND state = 'approved'",
+            params![
+                status.seq as i64,
+                granted,
+                acknowledged,
+                gateway,
+                status.request_id
+            ],
+        )?;
+    }
     applied(db, gateway, &status.request_id, n)
 }
 

@@ -10,6 +10,7 @@
 //! and a [`Notifier`].
 #![forbid(unsafe_code)]
 
+mod acks;
 mod aggregate;
 mod anchor;
 mod answers;

@@ -10,7 +10,7 @@ use crate::error::EngineError;
 
 /// The schema version this build writes, kept in `PRAGMA user_version` and recorded, with the
 /// time each migration ran, in the table `schema_version`.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE gateways (
@@ -171,6 +171,14 @@ ALTER TABLE inbox ADD COLUMN status_seq INTEGER NOT NULL DEFAULT 0;
 /// the newest status or receipt applied (`[]` for a request in the list form).
 const SCHEMA_V5: &str = "ALTER TABLE inbox ADD COLUMN stages TEXT NOT NULL DEFAULT '[]';";
 
+/// Version 6: what an approval grants. Each request holds the grant of its newest approved
+/// status (JSON, or null), and whether it needs this approver's attention though it is
+/// approved: a break-glass or auto-approved request nobody acknowledged yet.
+const SCHEMA_V6: &str = r#"
+ALTER TABLE inbox ADD COLUMN granted TEXT;
+ALTER TABLE inbox ADD COLUMN attention INTEGER NOT NULL DEFAULT 0;
+"#;
+
 /// Every migration, in order: version `n` is applied to a database at version `n - 1`.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA_V1),
@@ -178,6 +186,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, SCHEMA_V3),
     (4, SCHEMA_V4),
     (5, SCHEMA_V5),
+    (6, SCHEMA_V6),
 ];
 
 fn migrate(conn: &Connection, now: i64) -> Result<(), EngineError> {

@@ -37,6 +37,8 @@ pub struct RequestFacts {
     pub summary: String,
     /// Unix seconds.
     pub expires_at: i64,
+    /// Approved at once by breaking glass: the approver is told, and acknowledges it.
+    pub broke_glass: bool,
 }
 
 impl RequestFacts {
@@ -52,6 +54,7 @@ impl RequestFacts {
             risk: b.risk,
             summary: b.summary.clone(),
             expires_at: b.expires_at,
+            broke_glass: b.mode == countersign_protocol::Mode::BreakGlass,
         }
     }
 }
@@ -142,6 +145,9 @@ pub fn expires_in(expires_at: i64, now: i64) -> String {
 ///          Expires in 5 min
 /// ```
 pub fn single(r: &RequestFacts, now: i64) -> Text {
+    if r.broke_glass {
+        return broke_glass(r);
+    }
     let mut body = format!(
         "{} asks: {}\n{}",
         field(&r.requester, MAX_REQUESTER),
@@ -154,6 +160,35 @@ pub fn single(r: &RequestFacts, now: i64) -> Text {
     Text {
         summary: format!(
             "Approve {} on {}? ({} risk)",
+            field(&r.action, MAX_ACTION),
+            field(&r.resource, MAX_RESOURCE),
+            r.risk.as_str()
+        ),
+        body,
+        urgency: urgency(r.risk),
+        resolved: false,
+    }
+}
+
+/// A request approved at once by breaking glass, which the approver acknowledges:
+///
+/// ```text
+/// summary: Glass broken: sql.exec on prod-db (high risk)
+/// body:    dana approved it at once: Restart the settlement worker
+///          Acknowledge it in Countersign
+/// ```
+fn broke_glass(r: &RequestFacts) -> Text {
+    let mut body = format!(
+        "{} approved it at once: {}\nAcknowledge it in Countersign",
+        field(&r.requester, MAX_REQUESTER),
+        field(&r.summary, MAX_SUMMARY),
+    );
+    if looks_deceptive(r) {
+        body.push_str(LOOK_ALIKE);
+    }
+    Text {
+        summary: format!(
+            "Glass broken: {} on {} ({} risk)",
             field(&r.action, MAX_ACTION),
             field(&r.resource, MAX_RESOURCE),
             r.risk.as_str()
@@ -267,7 +302,24 @@ mod tests {
             risk,
             summary: "Drop the sessions table".into(),
             expires_at: 1_000 + 300,
+            broke_glass: false,
         }
+    }
+
+    #[test]
+    fn a_broken_glass_asks_for_acknowledgement_not_approval() {
+        let t = single(
+            &RequestFacts {
+                broke_glass: true,
+                ..facts(Risk::High)
+            },
+            1_000,
+        );
+        assert_eq!(t.summary, "Glass broken: sql.exec on prod-db (high risk)");
+        assert_eq!(
+            t.body,
+            "ci-bot approved it at once: Drop the sessions table\nAcknowledge it in Countersign"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod audit;
 mod binaries;
+mod break_glass;
 mod crash;
 mod faults;
 mod keystore;

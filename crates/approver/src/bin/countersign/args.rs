@@ -82,6 +82,9 @@ pub enum Command {
     /// "I did not expect this": deny the request and report it to its gateway, which blocks
     /// its requester from you (their pending requests to you are denied, new ones refused).
     Report { id: String },
+    /// Acknowledge a request approved without asking you (break-glass): it stops asking for
+    /// attention on every device of everyone who was told.
+    Ack { id: String },
     /// The approver's passkeys at a gateway: add a backup key, list, remove.
     Passkey {
         /// The gateway (a fingerprint prefix); may be left out when only one is paired.

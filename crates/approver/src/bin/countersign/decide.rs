@@ -124,6 +124,24 @@ pub async fn report(ctx: &Ctx, id: &str, offline: bool) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn acknowledge(ctx: &Ctx, id: &str, offline: bool) -> anyhow::Result<ExitCode> {
+    ctx.maybe_sync(offline).await?;
+    let item = ctx.engine.acknowledge(id).await?;
+    let by = item
+        .grant
+        .as_ref()
+        .and_then(|g| g.acknowledged_by.clone())
+        .unwrap_or_default();
+    if ctx.json {
+        json::print(&json::Request::new(&item, ctx.engine.now()))?;
+    } else if by == item.approver {
+        outln!("acknowledged {}", item.id());
+    } else {
+        outln!("{} was already acknowledged by {}", item.id(), visible(&by));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Prints what became of a decision; a refusal by the gateway is a failure (exit 1).
 fn decision_result(
     ctx: &Ctx,

@@ -112,6 +112,26 @@ pub async fn show(ctx: &Ctx, id: &str, offline: bool) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// What an approval grants: its window, its revocation and its acknowledgement.
+fn grant_line(g: &countersign_protocol::Grant) -> String {
+    let mut parts = vec![match g.expires_at {
+        Some(t) => format!("valid until {}", format_time(t)),
+        None => "valid until used".to_owned(),
+    }];
+    if let (Some(t), Some(by)) = (g.revoked_at, &g.revoked_by) {
+        parts.push(format!("revoked by {} at {}", visible(by), format_time(t)));
+    }
+    match (g.acknowledged_at, &g.acknowledged_by) {
+        (Some(t), Some(by)) => parts.push(format!(
+            "acknowledged by {} at {}",
+            visible(by),
+            format_time(t)
+        )),
+        _ => {}
+    }
+    parts.join("; ")
+}
+
 /// Every field of a request, one per line, then its detail indented.
 fn every_field(item: &InboxItem, now: i64) -> String {
     let b = &item.request.body;
@@ -178,6 +198,15 @@ fn every_field(item: &InboxItem, now: i64) -> String {
                 " (one person may count for several stages)"
             },
     );
+    if b.mode == countersign_protocol::Mode::BreakGlass {
+        field(
+            "break-glass",
+            "approved at once by the requester with a reason; you are told after the fact".into(),
+        );
+    }
+    if let Some(g) = &item.grant {
+        field("grant", grant_line(g));
+    }
     field("why you", visible(&item.why_asked().join("; ")));
     if let Some(p) = &b.policy {
         field("policy rule", visible(&p.rule));

@@ -120,7 +120,11 @@ pub struct Request<'a> {
     effective_state: RequestState,
     gateway: &'a str,
     gateway_name: &'a str,
+    /// What the approval grants (window, revocation, acknowledgement); null until approved.
+    grant: Option<&'a countersign_protocol::Grant>,
     min_approvals: u32,
+    /// Approved without asking (break-glass) and acknowledged by nobody yet.
+    needs_acknowledgement: bool,
     received_at: i64,
     request: &'a Signed<ApprovalRequest>,
     stages: Vec<StageProgress>,
@@ -139,7 +143,9 @@ impl<'a> Request<'a> {
             effective_state: item.effective_state(now),
             gateway: &item.gateway,
             gateway_name: &item.gateway_name,
+            grant: item.grant.as_ref(),
             min_approvals: item.min_approvals,
+            needs_acknowledgement: item.needs_acknowledgement(),
             received_at: item.received_at,
             request: &item.request,
             stages: item.progress(),

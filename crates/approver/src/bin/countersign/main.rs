@@ -152,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => decide::approve(&ctx, &id, match_code, yes, offline).await,
         Command::Deny { id, reason } => decide::deny(&ctx, &id, &reason, offline).await,
         Command::Report { id } => decide::report(&ctx, &id, offline).await,
+        Command::Ack { id } => decide::acknowledge(&ctx, &id, offline).await,
         Command::Key {
             command: KeyCommand::SetPin,
         } => gateways::set_pin(&ctx),

@@ -1,0 +1,77 @@
+//! Break-glass from the engines: two approvers are told after the fact, the request asks for
+//! their attention (in the pending list, with a notification-worthy state) until one of them
+//! acknowledges it, and the acknowledgement reaches the other through her stream.
+
+use countersign_gateway::directory_admin as admin;
+use countersign_protocol::{Mode, RequestState};
+use countersign_test_support::{Approver, TestGateway};
+
+const POLICY: &str = r#"package countersign
+
+import rego.v1
+
+result := {
+	"allow": true,
+	"rule": "break_glass_oncall",
+	"message": "",
+	"mode": "break_glass",
+	"stages": [{"name": "sre", "group": "sre", "min": 1}],
+} if input.request.break_glass
+
+test_breaks_glass if result.mode == "break_glass" with input as {"request": {"break_glass": true}}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_glass_asks_for_attention_until_one_approver_acknowledges_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("break-glass.rego");
+    std::fs::write(&policy, POLICY).unwrap();
+    let gw = TestGateway::start_with(move |c| c.policy_file = Some(policy)).await;
+    let (mut ann, mut bob) = (Approver::new(), Approver::new());
+    ann.pair(&gw.invite("ann@example.com")).await;
+    bob.pair(&gw.invite("bob@example.com")).await;
+    for a in ["ann@example.com", "bob@example.com"] {
+        admin::set_groups(gw.gw(), a, &["sre".into()]).unwrap();
+    }
+    let mut new = gw.new_request(&[], "restart the settlement worker");
+    new.break_glass = true;
+    new.reason = "settlement stuck, INC-2291".into();
+    let created = gw.requester().create(&new).await.unwrap();
+    let id = created.request.body.id.clone();
+    assert_eq!(created.request.body.mode, Mode::BreakGlass);
+
+    for a in [&ann, &bob] {
+        a.engine.sync().await.unwrap();
+        let item = a.engine.show(&id).unwrap();
+        assert_eq!(item.state, RequestState::Approved);
+        assert!(item.needs_acknowledgement());
+        let pending = a.engine.list(Default::default()).unwrap();
+        assert!(pending.iter().any(|i| i.id() == id), "asks for attention");
+    }
+    // Nothing to decide: a decision is refused here, before it is signed.
+    assert!(ann.engine.deny(&id, "no").await.is_err());
+
+    let item = ann.engine.acknowledge(&id).await.unwrap();
+    let grant = item.grant.clone().unwrap();
+    assert_eq!(grant.acknowledged_by.as_deref(), Some("ann@example.com"));
+    assert!(!item.needs_acknowledgement());
+    assert!(!ann
+        .engine
+        .list(Default::default())
+        .unwrap()
+        .iter()
+        .any(|i| i.id() == id));
+    // Bob hears of it on his stream, and his own acknowledgement changes nothing.
+    bob.engine.sync().await.unwrap();
+    assert!(!bob.engine.show(&id).unwrap().needs_acknowledgement());
+    let again = bob.engine.acknowledge(&id).await.unwrap();
+    assert_eq!(again.grant, item.grant);
+    let kinds: Vec<String> = ann
+        .engine
+        .audit_entries()
+        .unwrap()
+        .into_iter()
+        .map(|(e, _)| e.kind)
+        .collect();
+    assert!(kinds.contains(&"ack.sent".to_string()), "{kinds:?}");
+}
