@@ -316,7 +316,7 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+        assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
         c.execute(
             "INSERT INTO checkpoints (seq, signed, at) VALUES (1, 's', 0)",
             [],

@@ -99,6 +99,7 @@ fn inbox_item(decision: Option<engine::LocalDecision>) -> engine::InboxItem {
             stages: vec![],
         }],
         stages: vec![],
+        grant: None,
         received_at: 1_700_000_001,
         decision,
     }
@@ -173,7 +174,9 @@ fn request_pending_and_effectively_expired() {
             "effective_state": effective,
             "gateway": "f00d",
             "gateway_name": "Gateway",
+            "grant": null,
             "min_approvals": 1,
+            "needs_acknowledgement": false,
             "received_at": 1_700_000_001,
             "request": value(&item.request),
             "stages": [{"name": "approvers", "approvals": 0, "min": 1, "satisfied": false}],
