@@ -9,6 +9,7 @@ const COMMANDS: &[&str] = &[
     "approve",
     "deny",
     "report_unexpected",
+    "acknowledge",
     "pair",
     "list_gateways",
     "authenticator_info",

@@ -38,6 +38,12 @@ pub async fn report_unexpected(app: AppHandle, id: String) -> Res {
     call(&app, Command::ReportUnexpected { id }).await
 }
 
+/// Acknowledges a request approved without asking (break-glass).
+#[tauri::command]
+pub async fn acknowledge(app: AppHandle, id: String) -> Res {
+    call(&app, Command::Acknowledge { id }).await
+}
+
 #[tauri::command]
 pub async fn pair(app: AppHandle, link: String) -> Res {
     call(&app, Command::Pair { link }).await

@@ -62,6 +62,7 @@ pub fn run() -> anyhow::Result<()> {
             commands::approve,
             commands::deny,
             commands::report_unexpected,
+            commands::acknowledge,
             commands::pair,
             commands::list_gateways,
             commands::authenticator_info,

@@ -70,6 +70,8 @@ export const ipc = {
   deny: (id: string, reason: string) => call<DecisionView>("deny", { id, reason }),
   /** "I did not expect this": denies and reports in one step. */
   reportUnexpected: (id: string) => call<DecisionView>("report_unexpected", { id }),
+  /** Acknowledges a request approved without asking you (break-glass). */
+  acknowledge: (id: string) => call<RequestDetail>("acknowledge", { id }),
   pair: (link: string) => call<GatewayView>("pair", { link }),
   listGateways: () => call<GatewayView[]>("list_gateways"),
   authenticatorInfo: () => call<AuthenticatorView>("authenticator_info"),

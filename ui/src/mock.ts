@@ -89,6 +89,8 @@ interface Seed {
   match?: boolean;
   state?: string;
   decision?: DecisionView | null;
+  /** Approved at once by breaking glass: the approvers are told and acknowledge it. */
+  breakGlass?: boolean;
 }
 
 function buildDetail(seed: Seed, now: number, index: number): RequestDetail {
@@ -120,16 +122,22 @@ function buildDetail(seed: Seed, now: number, index: number): RequestDetail {
       stages,
       match_required: seed.match ?? false,
       decision: seed.decision ?? null,
+      mode: seed.breakGlass === true ? "break_glass" : "ask",
+      needs_acknowledgement: seed.breakGlass === true,
     },
     detail: text(seed.detail),
     reason: text(seed.reason),
     approvers: seed.groups === undefined ? seed.approvers : [],
     votes,
     why_asked: [text(seed.groups === undefined ? "named in stage approvers" : `stage ${seed.groups[0]?.name ?? ""}: the gateway sent it to you as a member of group ${seed.groups[0]?.name ?? ""}`)],
-    policy_rule: text(seed.groups === undefined ? "default.named_approvers" : "peer_and_manager.prod"),
+    policy_rule: text(seed.breakGlass === true ? "break_glass_oncall" : seed.groups === undefined ? "default.named_approvers" : "peer_and_manager.prod"),
     distinct_people: true,
     grant_seconds: seed.groups === undefined ? null : 900,
     windows: seed.groups === undefined ? [] : [text("weekdays 08:00-18:00 Europe/Berlin")],
+    grant:
+      seed.state === "approved"
+        ? { expires_at: seed.breakGlass === true ? now - seed.age + 3600 : null, revoked_at: null, revoked_by: null, acknowledged_at: null, acknowledged_by: null }
+        : null,
     not_before: now - seed.age,
     digest: hex(100 + index),
     own_request: seed.requester === ME,
@@ -155,6 +163,24 @@ function samples(now: number): Seed[] {
       approvers: [ME, "bob@example.com"],
       min: 1,
       match: true,
+    },
+    {
+      id: "b3a9e8d7-1c2f-4a5b-9e8d-7c6b5a4f3e2d",
+      gateway: prod,
+      action: "k8s.rollout.restart",
+      resource: "prod-eu-1/settlement/worker",
+      risk: "high",
+      summary: "Restart the settlement worker",
+      requester: "dana@example.com",
+      reason: "Settlement stuck for 40 minutes, INC-2291; paging did not reach the SREs.",
+      detail: "kubectl --context prod-eu-1 -n settlement rollout restart deploy/worker",
+      age: 120,
+      ttl: 600,
+      approvers: [],
+      min: 1,
+      groups: [{ name: "sre", min: 1 }],
+      state: "approved",
+      breakGlass: true,
     },
     {
       id: "c41e9b77-2f0a-4d8e-a1b3-5e6f7a8b9c0d",
@@ -430,6 +456,17 @@ export function installMockBackend(): void {
           if (reason === "") fail("invalid_input", "A reason is required.");
           await sleep(400);
           return decide(find(id), "deny", isOpsShell(find(id)));
+        }
+        case "acknowledge": {
+          await sleep(300);
+          const r = find(id);
+          if (r.summary.mode === "ask") fail("invalid_input", `${id} asks for your decision; only a request approved without asking you is acknowledged`);
+          if (r.summary.needs_acknowledgement && r.grant !== null) {
+            r.grant = { ...r.grant, acknowledged_at: Math.floor(Date.now() / 1000), acknowledged_by: text(ME) };
+            r.summary = { ...r.summary, needs_acknowledgement: false };
+            record("ack.sent", id, {});
+          }
+          return r;
         }
         case "report_unexpected": {
           await sleep(400);

@@ -28,6 +28,8 @@ export function summary(overrides: Partial<RequestSummary> = {}): RequestSummary
     stages: [{ name: text("approvers"), group: null, approvers: ["alice@example.com", "bob@example.com"], approvals: 0, min: 1, satisfied: false }],
     match_required: false,
     decision: null,
+    mode: "ask",
+    needs_acknowledgement: false,
     ...overrides,
   };
 }
@@ -44,6 +46,7 @@ export function detail(overrides: Partial<RequestDetail> = {}, summaryOverrides:
     distinct_people: true,
     grant_seconds: null,
     windows: [],
+    grant: null,
     not_before: NOW - 60,
     digest: "ca6eff9ef57081b7c4482928c1394529f452d62e125be8a89c70b2b196151a1b",
     own_request: false,

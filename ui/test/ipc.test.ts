@@ -27,6 +27,7 @@ async function invokedCommands(): Promise<string[]> {
     approve: () => ipc.approve("r", null),
     deny: () => ipc.deny("r", "no"),
     reportUnexpected: () => ipc.reportUnexpected("r"),
+    acknowledge: () => ipc.acknowledge("r"),
     pair: () => ipc.pair("countersign://pair?x"),
     listGateways: () => ipc.listGateways(),
     authenticatorInfo: () => ipc.authenticatorInfo(),

@@ -326,4 +326,27 @@ describe("the decision screen", () => {
     await user.keyboard("{Escape}");
     expect(location.hash).toBe("#/inbox");
   });
+
+  it("shows a broken glass, offers no decision and acknowledges it once", async () => {
+    const grant = { expires_at: NOW + 3600, revoked_at: null, revoked_by: null, acknowledged_at: null, acknowledged_by: null };
+    const glass = (acknowledged: boolean) =>
+      detail(
+        { grant: acknowledged ? { ...grant, acknowledged_at: NOW, acknowledged_by: text("alice@example.com") } : grant },
+        { mode: "break_glass", state: "approved", needs_acknowledgement: !acknowledged, requester: text("dana@example.com") },
+      );
+    let acked = 0;
+    const { user } = showRequest(glass(false), {
+      acknowledge: () => {
+        acked++;
+        backend({ get_request: () => glass(true), list_requests: () => [] });
+        return glass(true);
+      },
+    });
+    expect(await screen.findByRole("heading", { name: "Glass broken" })).toBeInTheDocument();
+    expect(screen.queryByRole("button", { name: /Approve/ })).toBeNull();
+    await user.click(screen.getByRole("button", { name: "Acknowledge" }));
+    await waitFor(() => expect(document.querySelector(".acknowledged")?.textContent).toContain("Acknowledged by alice@example.com"));
+    expect(acked).toBe(1);
+    expect(screen.queryByRole("button", { name: "Acknowledge" })).toBeNull();
+  });
 });

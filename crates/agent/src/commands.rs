@@ -32,6 +32,7 @@ pub async fn dispatch(agent: &Agent, id: u64, command: Command) -> AgentMessage 
         Command::Approve { id: r, match_code } => M::reply(id, approve(agent, r, match_code).await),
         Command::Deny { id: r, reason } => M::reply(id, deny(agent, &r, &reason).await),
         Command::ReportUnexpected { id: r } => M::reply(id, report_unexpected(agent, &r).await),
+        Command::Acknowledge { id: r } => M::reply(id, acknowledge(agent, &r).await),
         Command::Pair { link } => M::reply(id, pair(agent, &link).await),
         Command::ListGateways => M::reply(id, list_gateways(agent)),
         Command::AuthenticatorInfo => M::reply(id, authenticator_info(agent)),
@@ -145,6 +146,13 @@ async fn report_unexpected(agent: &Agent, id: &str) -> Res<DecisionView> {
     })
     .await?;
     decision_of(&engine, id)
+}
+
+/// Acknowledges a request approved without asking this approver (break-glass); answers the
+/// request as it is after the gateway's answer.
+async fn acknowledge(agent: &Agent, id: &str) -> Res<RequestDetail> {
+    agent.state.engine.acknowledge(id).await?;
+    get_request(agent, id)
 }
 
 async fn pair(agent: &Agent, link: &str) -> Res<GatewayView> {

@@ -63,6 +63,9 @@ pub enum Command {
     ReportUnexpected {
         id: String,
     },
+    Acknowledge {
+        id: String,
+    },
     Pair {
         link: String,
     },

@@ -261,6 +261,7 @@ pub const COMMANDS: &[&str] = &[
     "approve",
     "deny",
     "report_unexpected",
+    "acknowledge",
     "pair",
     "list_gateways",
     "authenticator_info",

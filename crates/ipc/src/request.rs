@@ -46,6 +46,10 @@ pub struct RequestSummary {
     pub stages: Vec<StageView>,
     pub match_required: bool,
     pub decision: Option<DecisionView>,
+    /// ask | auto | break_glass
+    pub mode: String,
+    /// Approved without asking (break-glass) and acknowledged by nobody yet.
+    pub needs_acknowledgement: bool,
 }
 
 /// A stage of approval and its progress: "dba 1/1 ✓".
@@ -100,12 +104,40 @@ pub struct RequestDetail {
     pub grant_seconds: Option<u32>,
     /// The time windows the gateway's policy allows, as it wrote them.
     pub windows: Vec<Text>,
+    /// What the approval grants, once approved.
+    pub grant: Option<GrantView>,
     #[ts(type = "number")]
     pub not_before: i64,
     /// The request digest the decision will be bound to.
     pub digest: String,
     /// True when the requester is this approver (flag "this is your own request").
     pub own_request: bool,
+}
+
+/// What an approval grants: until when it lets the action start, its revocation, and who
+/// acknowledged a request approved without asking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct GrantView {
+    #[ts(type = "number | null")]
+    pub expires_at: Option<i64>,
+    #[ts(type = "number | null")]
+    pub revoked_at: Option<i64>,
+    pub revoked_by: Option<Text>,
+    #[ts(type = "number | null")]
+    pub acknowledged_at: Option<i64>,
+    pub acknowledged_by: Option<Text>,
+}
+
+impl From<&countersign_protocol::Grant> for GrantView {
+    fn from(g: &countersign_protocol::Grant) -> Self {
+        GrantView {
+            expires_at: g.expires_at,
+            revoked_at: g.revoked_at,
+            revoked_by: g.revoked_by.as_deref().map(Text::new),
+            acknowledged_at: g.acknowledged_at,
+            acknowledged_by: g.acknowledged_by.as_deref().map(Text::new),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -205,6 +237,8 @@ impl RequestSummary {
                 .collect(),
             match_required: b.match_required,
             decision: item.decision.as_ref().map(DecisionView::from_local),
+            mode: b.mode.as_str().to_owned(),
+            needs_acknowledgement: item.needs_acknowledgement(),
         }
     }
 }
@@ -238,6 +272,7 @@ impl RequestDetail {
             distinct_people: b.distinct_people,
             grant_seconds: b.grant_seconds,
             windows: b.windows.iter().map(|w| Text::new(w)).collect(),
+            grant: item.grant.as_ref().map(GrantView::from),
             not_before: b.not_before,
             digest: item.digest.to_hex(),
             own_request: me.is_some_and(|m| m == b.requester),

@@ -19,4 +19,12 @@ state: string, created_at: number, expires_at: number, received_at: number, appr
  * Each stage of approval with its progress, in the request's order (one stage, named
  * `approvers`, for a request in the list form).
  */
-stages: Array<StageView>, match_required: boolean, decision: DecisionView | null, };
+stages: Array<StageView>, match_required: boolean, decision: DecisionView | null, 
+/**
+ * ask | auto | break_glass
+ */
+mode: string, 
+/**
+ * Approved without asking (break-glass) and acknowledged by nobody yet.
+ */
+needs_acknowledgement: boolean, };

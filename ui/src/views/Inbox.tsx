@@ -57,7 +57,11 @@ function RequestRow({ request, tab }: { request: RequestSummary; tab: Tab }) {
         <span class="muted small">{visible(request.gateway_name)}</span>
       </div>
       <div class="row-when">
-        {tab === "pending" ? (
+        {tab === "pending" && request.needs_acknowledgement ? (
+          <span class="state state-approved" title="Approved at once by breaking glass; acknowledge it">
+            glass broken · acknowledge
+          </span>
+        ) : tab === "pending" ? (
           <>
             <Countdown expiresAt={request.expires_at} />
             <Quorum request={request} />
