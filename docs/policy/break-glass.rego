@@ -1,7 +1,8 @@
-# Break-glass for on-call: someone in the oncall group may get an immediate approval, but only
-# with a reason that names an incident. The approval is audited as break-glass, every eligible
-# approver is told after the fact, and it shows in their app until one acknowledges it.
-# Everyone else, and on-call without an incident, asks the SREs as usual.
+# Break-glass for on-call: someone in the oncall group who asks to break glass
+# (`countersign-gateway request --break-glass`) gets an immediate approval, but only with a
+# reason that names an incident. The approval is audited as break-glass, every eligible
+# approver (the SREs) is told after the fact, and it shows in their app until one acknowledges
+# it. Everyone else, and on-call without an incident, asks the SREs as usual.
 package countersign
 
 import rego.v1
@@ -19,6 +20,7 @@ result := {
 	"mode": "break_glass",
 	"stages": [{"name": "sre", "group": "sre", "min": 1}],
 } if {
+	input.request.break_glass
 	on_call
 	names_an_incident
 } else := {
@@ -30,7 +32,7 @@ result := {
 
 people := {"people": {"dana": {"groups": ["oncall", "sre"]}, "erik": {"groups": ["dev"]}}}
 
-ask(person, reason) := {"requester": {"person": person}, "request": {"reason": reason}}
+ask(person, reason) := {"requester": {"person": person}, "request": {"reason": reason, "break_glass": true}}
 
 test_oncall_with_an_incident_breaks_glass if {
 	r := result with input as ask("dana", "settlement stuck, INC-2291") with data.directory as people
@@ -39,6 +41,11 @@ test_oncall_with_an_incident_breaks_glass if {
 
 test_oncall_without_an_incident_asks if {
 	r := result with input as ask("dana", "just checking") with data.directory as people
+	r.rule == "sre_review"
+}
+
+test_nobody_breaks_glass_without_asking if {
+	r := result with input as {"requester": {"person": "dana"}, "request": {"reason": "INC-2291", "break_glass": false}} with data.directory as people
 	r.rule == "sre_review"
 }
 
