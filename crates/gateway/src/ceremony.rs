@@ -19,10 +19,10 @@ use crate::passkeys::record_assertion;
 use crate::store::challenges::Challenge;
 use crate::store::Tx;
 
-/// An approval always needs a passkey assertion; a denial needs one if the gateway is set so,
+/// An approval (and a revocation) always needs a passkey assertion; a denial needs one if the gateway is set so,
 /// or if the device sent one anyway (then it must verify).
 pub(crate) fn needs_passkey(gw: &Gateway, d: &Decision) -> bool {
-    d.verdict == Verdict::Approve || gw.config.deny_requires_passkey || d.assertion.is_some()
+    d.verdict != Verdict::Deny || gw.config.deny_requires_passkey || d.assertion.is_some()
 }
 
 /// Verifies the WebAuthn assertion against the stored ceremony state, before the lock, when

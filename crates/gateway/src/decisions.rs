@@ -188,6 +188,9 @@ fn apply(
     signed: &Signed<Decision>,
     signed_text: String,
 ) -> Result<Applied, ApiError> {
+    if signed.body.verdict == Verdict::Revoke {
+        return crate::revocations::apply(gw, signed, signed_text);
+    }
     let now = gw.now();
     let d = &signed.body;
 
@@ -272,7 +275,7 @@ fn pre_read(gw: &Gateway, d: &Decision) -> Result<PreRead, ApiError> {
 /// The decision's digest, verifying the device's signature over it when the device is paired.
 /// An unknown device is refused inside the transaction (`unknown_device`), where every device
 /// check runs against the current row.
-fn verify_device_signature(
+pub(crate) fn verify_device_signature(
     signed: &Signed<Decision>,
     device_key: Option<&str>,
 ) -> Result<Digest, ApiError> {
@@ -294,7 +297,9 @@ fn verify_device_signature(
 
 /// The stored request, read before the lock. Its signed content never changes after creation,
 /// so this copy serves the checks inside the transaction as well.
-fn parse_stored_request(text: Option<String>) -> Result<Option<Signed<ApprovalRequest>>, ApiError> {
+pub(crate) fn parse_stored_request(
+    text: Option<String>,
+) -> Result<Option<Signed<ApprovalRequest>>, ApiError> {
     text.map(|text| serde_json::from_str(&text))
         .transpose()
         .map_err(|e| ApiError::internal("stored request", e))
@@ -321,7 +326,11 @@ fn presign_outcome(
 
 /// The deciding device is paired, not revoked, paired to the deciding approver, and still has
 /// the key its signature was verified with before the lock.
-fn check_device(tx: &dyn Tx, d: &Decision, verified_key: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn check_device(
+    tx: &dyn Tx,
+    d: &Decision,
+    verified_key: Option<&str>,
+) -> Result<(), ApiError> {
     let device = tx.device(&d.device_id)?.ok_or_else(|| {
         ApiError::forbidden(
             ErrorCode::UnknownDevice,

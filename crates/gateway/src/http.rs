@@ -42,6 +42,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(paths::CHECKPOINT_LATEST, get(latest_checkpoint))
         .route(paths::REPORTS, post(report))
         .route(paths::ACKS, post(acknowledge))
+        .route(paths::CHALLENGES, post(challenge))
         .route(paths::PASSKEYS, get(list_passkeys).post(add_passkey))
         .route(paths::PASSKEYS_ENROL, post(enrol_passkey))
         .route(paths::PASSKEYS_REMOVE, post(remove_passkey))
@@ -312,6 +313,20 @@ async fn report(
     gw.blocking(move |gw| reports::report(gw, &b))
         .await
         .map(Json)
+}
+
+async fn challenge(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let b = body(b)?;
+    gw.blocking(move |gw| {
+        let device = devices::authenticate_device(gw, &headers, "POST", paths::CHALLENGES)?;
+        crate::challenges::issue(gw, &device, &b)
+    })
+    .await
+    .map(Json)
 }
 
 async fn acknowledge(

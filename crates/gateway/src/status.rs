@@ -160,6 +160,12 @@ pub(crate) fn outcome(
     let credit = credit_of(&request.body, &votes);
     let new_state = match d.verdict {
         Verdict::Deny => RequestState::Denied,
+        Verdict::Revoke => {
+            return Err(ApiError::internal(
+                "decision outcome",
+                "a revocation is not a vote",
+            ))
+        }
         Verdict::Approve if credit.satisfied() => RequestState::Approved,
         Verdict::Approve => RequestState::Pending,
     };

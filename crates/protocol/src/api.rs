@@ -32,6 +32,8 @@ pub mod paths {
     pub const REPORTS: &str = "/v2/reports";
     /// `POST` a device-signed [`crate::Acknowledgement`] of a break-glass or auto-approval.
     pub const ACKS: &str = "/v2/acks";
+    /// `POST` a [`super::ChallengeRequest`] (device authorization): a WebAuthn challenge now.
+    pub const CHALLENGES: &str = "/v2/challenges";
     pub const PASSKEYS: &str = "/v2/passkeys";
     pub const PASSKEYS_ENROL: &str = "/v2/passkeys/enrol";
     pub const PASSKEYS_REMOVE: &str = "/v2/passkeys/remove";
@@ -65,6 +67,26 @@ pub struct NewRequest {
     /// requester, with a reason; the eligible approvers are told after the fact.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub break_glass: bool,
+}
+
+/// `POST /v2/challenges` (device authorization): a new WebAuthn challenge for this approver and
+/// request, to decide a pending request or to revoke the approver's live approval. The answer
+/// is webauthn-rs's `RequestChallengeResponse` JSON; it replaces any unused challenge the
+/// approver held for the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    pub v: u32,
+    pub request_id: String,
+    pub request_digest: Digest,
+}
+
+impl Decode for ChallengeRequest {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("request_id", &self.request_id, limits::ID)?;
+        Ok(())
+    }
 }
 
 /// The answer to [`NewRequest`]. `match_code` is shown to the requester only.

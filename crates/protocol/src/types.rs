@@ -118,12 +118,15 @@ impl RequestState {
     }
 }
 
-/// Approve or deny.
+/// Approve or deny; or revoke the approver's own approval while its grant is live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Approve,
     Deny,
+    /// Withdraws this approver's earlier approval of an approved request within its grant
+    /// window (protocol.md 3.22). Needs a passkey assertion, like an approval.
+    Revoke,
 }
 
 impl Verdict {
@@ -131,6 +134,7 @@ impl Verdict {
         match self {
             Verdict::Approve => "approve",
             Verdict::Deny => "deny",
+            Verdict::Revoke => "revoke",
         }
     }
 }
@@ -250,10 +254,10 @@ impl Decode for Decision {
         if let Some(c) = &self.match_code {
             check_len("match_code", c, limits::MATCH_CODE)?;
         }
-        if self.verdict == Verdict::Approve && self.assertion.is_none() {
+        if self.verdict != Verdict::Deny && self.assertion.is_none() {
             return Err(ProtocolError::InvalidField {
                 field: "assertion",
-                reason: "an approval must carry a passkey assertion".into(),
+                reason: "an approval or a revocation must carry a passkey assertion".into(),
             });
         }
         Ok(())

@@ -317,6 +317,28 @@ impl Device {
         answer(resp).await
     }
 
+    /// Asks the gateway for a WebAuthn challenge on `req` now (`POST /v2/challenges`).
+    pub async fn ask_challenge(
+        &self,
+        gw: &impl PairedGateway,
+        req: &Signed<ApprovalRequest>,
+    ) -> Result<serde_json::Value, Refusal> {
+        let body = countersign_protocol::api::ChallengeRequest {
+            v: PROTOCOL_VERSION,
+            request_id: req.body.id.clone(),
+            request_digest: req.digest().unwrap(),
+        };
+        let resp = self
+            .http
+            .post(gw.url().join(paths::CHALLENGES).unwrap())
+            .header("authorization", self.auth(gw, "POST", paths::CHALLENGES))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        answer(resp).await
+    }
+
     /// Acknowledges `req` (approved without asking) with an acknowledgement signed by this
     /// device, under `ack_id`.
     pub async fn acknowledge(

@@ -34,6 +34,15 @@ pub trait ChallengeRows {
         now: i64,
     ) -> Result<(), StoreError>;
 
+    /// Replaces the ceremony state of a request for an approver it was addressed to with a new,
+    /// unused one (a challenge issued on demand); returns whether there was a row to replace.
+    fn reissue_challenge(
+        &self,
+        request_id: &str,
+        approver: &str,
+        state: &str,
+    ) -> Result<bool, StoreError>;
+
     /// The ceremony state of a request for an approver, if the request was addressed to them.
     fn challenge(&self, request_id: &str, approver: &str) -> Result<Option<Challenge>, StoreError>;
 
@@ -92,6 +101,19 @@ impl ChallengeRows for SqliteTx<'_> {
             params![request_id, approver, now],
         )?;
         Ok(())
+    }
+
+    fn reissue_challenge(
+        &self,
+        request_id: &str,
+        approver: &str,
+        state: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self.exec(
+            "UPDATE challenges SET state = ?3, used_at = NULL WHERE request_id = ?1 AND approver = ?2",
+            params![request_id, approver, state],
+        )?;
+        Ok(n > 0)
     }
 
     fn challenge(&self, request_id: &str, approver: &str) -> Result<Option<Challenge>, StoreError> {

@@ -1,7 +1,8 @@
 //! What an approval grants, through the real HTTP API: break-glass approved at once with a
 //! reason and only when the requester asked, its eligible approvers told after the fact (the
 //! requester's own person and people outside its stages not), acknowledged once for everyone;
-//! and the grant window of an approval, revocable before it ends and never after.
+//! and the grant window of an approval, revocable before it ends and never after, by the
+//! administrator or by an approver who approved it, with a challenge issued on demand.
 
 use countersign_protocol::{Mode, RequestState, StreamEvent, Verdict};
 use countersign_test_support::Uv;
@@ -184,4 +185,87 @@ async fn an_approval_is_revocable_within_its_grant_window_only() {
     o.h.running.gateway.clock.shift(301);
     let err = revoke(o.h.gw(), &id, "admin", "").unwrap_err();
     assert!(err.message.contains("window has passed"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn an_approver_revokes_their_own_approval_with_a_challenge_issued_on_demand() {
+    let mut o = org().await;
+    let id =
+        o.h.create_with(|n| {
+            n.approvers.clear();
+            n.action = "granted".into();
+        })
+        .await
+        .request
+        .body
+        .id;
+    let (req, _) = o.bob.request_event(&o.h, &id).await;
+    // Pending: a fresh challenge replaces the pre-issued one, which no longer verifies.
+    let (_, pre_issued) = o.carl.request_event(&o.h, &id).await;
+    let fresh = o.carl.ask_challenge(&o.h, &req).await.unwrap();
+    let err = o
+        .carl
+        .decide(
+            &o.h,
+            &req,
+            Some(&pre_issued),
+            Verdict::Approve,
+            None,
+            Uv::Yes,
+        )
+        .await
+        .unwrap_err();
+    o.h.expect_rejection(&err, "assertion_not_for_this_request");
+    approve(&mut o.bob, &o.h, &id).await;
+    o.carl
+        .decide(&o.h, &req, Some(&fresh), Verdict::Approve, None, Uv::Yes)
+        .await
+        .unwrap();
+    assert_eq!(
+        o.h.view(&id).await.status.body.state,
+        RequestState::Approved
+    );
+
+    // Ann approved nothing: no challenge to revoke with, and no revocation.
+    let err = o.ann.ask_challenge(&o.h, &req).await.unwrap_err();
+    assert_eq!(err.code(), Some("not_revocable"), "{err:?}");
+    // The approver's challenge was spent approving: a revocation without a new one is refused.
+    let (_, spent) = o.bob.request_event(&o.h, &id).await;
+    let err = o
+        .bob
+        .decide(&o.h, &req, Some(&spent), Verdict::Revoke, None, Uv::Yes)
+        .await
+        .unwrap_err();
+    o.h.expect_rejection(&err, "assertion_replayed");
+    // With a challenge issued now, Bob revokes: a signed receipt, one status change.
+    let ch = o.bob.ask_challenge(&o.h, &req).await.unwrap();
+    let receipt = o
+        .bob
+        .decide(&o.h, &req, Some(&ch), Verdict::Revoke, None, Uv::Yes)
+        .await
+        .unwrap()
+        .body;
+    assert_eq!(receipt.verdict, Verdict::Revoke);
+    assert_eq!(receipt.request_state, RequestState::Approved);
+    let status = o.h.view(&id).await.status.body;
+    assert_eq!(status.seq, receipt.status_seq);
+    let g = status.grant.clone().unwrap();
+    assert_eq!(g.revoked_by.as_deref(), Some(BOB));
+    assert_eq!(status.votes.len(), 2, "a revocation is no vote");
+    assert_eq!(o.carl.status_event(&o.h, &id).await.body, status);
+    // Once revoked, nothing more to revoke, by anyone.
+    let err = o.carl.ask_challenge(&o.h, &req).await.unwrap_err();
+    assert_eq!(err.code(), Some("not_revocable"), "{err:?}");
+    assert!(o
+        .h
+        .audit()
+        .iter()
+        .any(|(e, _)| e.kind == "request.revoked" && e.detail["by"] == BOB));
+    assert_eq!(
+        o.h.audit()
+            .iter()
+            .filter(|(e, _)| e.kind == "challenge.issued")
+            .count(),
+        2
+    );
 }

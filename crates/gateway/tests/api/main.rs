@@ -506,6 +506,7 @@ async fn openapi_names_every_route() {
                     "CHECKPOINT_LATEST" => "/v2/checkpoints/latest",
                     "REPORTS" => "/v2/reports",
                     "ACKS" => "/v2/acks",
+                    "CHALLENGES" => "/v2/challenges",
                     "PASSKEYS" => "/v2/passkeys",
                     "PASSKEYS_ENROL" => "/v2/passkeys/enrol",
                     "PASSKEYS_REMOVE" => "/v2/passkeys/remove",

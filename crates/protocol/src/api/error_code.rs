@@ -253,6 +253,7 @@ impl ErrorCode {
                 | ErrorCode::RequestExpired
                 | ErrorCode::RequestNotYetValid
                 | ErrorCode::AlreadyDecided
+                | ErrorCode::NotRevocable
                 | ErrorCode::MatchCodeRequired
                 | ErrorCode::WrongMatchCode
                 | ErrorCode::PasskeyRequired

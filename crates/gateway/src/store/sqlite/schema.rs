@@ -269,7 +269,9 @@ CREATE TRIGGER person_groups_delete_version AFTER DELETE ON person_groups
 
 /// Version 11: what an approval grants after it is made. A request's revocation (when, by
 /// whom) and the first acknowledgement of a break-glass or auto-approved request; every
-/// acknowledgement as the device signed it (table `acks`, one per `ack_id`).
+/// acknowledgement as the device signed it (table `acks`, one per `ack_id`); every revocation
+/// an approver signed, with its receipt (table `revocations`, one per `decision_id`; they are
+/// not votes, so they are kept apart from `decisions`).
 const SCHEMA_V11: &str = r#"
 ALTER TABLE requests ADD COLUMN revoked_at INTEGER;
 ALTER TABLE requests ADD COLUMN revoked_by TEXT;
@@ -284,6 +286,15 @@ CREATE TABLE acks(
     at INTEGER NOT NULL
 );
 CREATE INDEX acks_request ON acks(request_id);
+CREATE TABLE revocations(
+    decision_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL REFERENCES requests(id),
+    approver TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    signed TEXT NOT NULL,
+    receipt TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
 "#;
 
 /// The first schema version of protocol version 2.

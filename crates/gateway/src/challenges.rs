@@ -1,0 +1,90 @@
+//! WebAuthn challenges issued on demand (`POST /v2/challenges`, device authorization). A
+//! request's challenges are pre-issued in its `request` events; a device asks for a new one
+//! when it has none to use: to decide a pending request (its pre-issued one lost, say), or to
+//! revoke the approver's live approval, whose challenge was spent approving. The new ceremony
+//! state replaces the approver's old one for the request, so one challenge at a time is valid
+//! per (request, approver), and it is consumed once, as a pre-issued one is.
+
+use countersign_protocol::api::{ChallengeRequest, ErrorCode};
+use countersign_protocol::types::Decode;
+use countersign_protocol::{ApprovalRequest, Signed};
+use serde_json::json;
+
+use crate::devices::Device;
+use crate::error::{json_text, ApiError};
+use crate::gateway::Gateway;
+use crate::passkeys::passkeys_of;
+use crate::routing::eligibility;
+
+/// Checks the device's request for a challenge and issues one: the WebAuthn
+/// `RequestChallengeResponse` over the approver's passkeys.
+pub fn issue(gw: &Gateway, device: &Device, body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let asked = ChallengeRequest::decode(body)
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidMessage, e.to_string()))?;
+    let (id, approver) = (asked.request_id.as_str(), device.approver.as_str());
+    let now = gw.now();
+    gw.store.write(|tx| -> Result<serde_json::Value, ApiError> {
+        // A request not addressed to this approver is not disclosed.
+        let unknown = || {
+            ApiError::not_found(
+                ErrorCode::UnknownRequest,
+                format!("There is no request {id} addressed to {approver}."),
+            )
+        };
+        let (Some(text), Some(gate)) = (tx.request_signed(id)?, tx.request_gate(id)?) else {
+            return Err(unknown());
+        };
+        if !tx.has_challenge(id, approver)? {
+            return Err(unknown());
+        }
+        let request: Signed<ApprovalRequest> =
+            serde_json::from_str(&text).map_err(|e| ApiError::internal("stored request", e))?;
+        if asked.request_digest.to_hex() != gate.digest {
+            return Err(ApiError::conflict(
+                ErrorCode::RequestDigestMismatch,
+                "The challenge was asked for a different version of this request.",
+            ));
+        }
+        let purpose = match gate.state.as_str() {
+            "pending" => {
+                eligibility(tx, approver, &request.body)?;
+                if now >= gate.expires_at {
+                    return Err(ApiError::gone(
+                        ErrorCode::RequestExpired,
+                        "The request has expired.",
+                    ));
+                }
+                if tx.has_decided(id, approver)? {
+                    return Err(ApiError::conflict(
+                        ErrorCode::AlreadyDecided,
+                        format!("{approver} has already decided this request."),
+                    ));
+                }
+                "decide"
+            }
+            "approved" => {
+                crate::revocations::check_revocable(gw, tx, id, approver, now)?;
+                "revoke"
+            }
+            state => {
+                return Err(ApiError::conflict(
+                    ErrorCode::RequestClosed,
+                    format!("The request is already {state}."),
+                ))
+            }
+        };
+        let passkeys = passkeys_of(tx, approver)?;
+        let (rcr, state) = gw
+            .webauthn
+            .start_passkey_authentication(&passkeys)
+            .map_err(|e| ApiError::internal("start passkey authentication", e))?;
+        tx.reissue_challenge(id, approver, &json_text(&state)?)?;
+        tx.audit_append(
+            now,
+            "challenge.issued",
+            Some(id),
+            json!({"approver": approver, "device_id": device.id, "purpose": purpose}),
+        )?;
+        serde_json::to_value(&rcr).map_err(|e| ApiError::internal("challenge", e))
+    })
+}
