@@ -48,6 +48,8 @@ pub mod kind {
     pub const REPORT_SENT: &str = "report.sent";
     /// This device acknowledged a request approved without asking (break-glass).
     pub const ACK_SENT: &str = "ack.sent";
+    /// This device revoked its approval; the detail names the gateway's receipt.
+    pub const APPROVAL_REVOKED: &str = "approval.revoked";
     /// A passkey added at a gateway (a backup key), proven by a registered one.
     pub const PASSKEY_ADDED: &str = "passkey.added";
     /// A passkey removed at a gateway.

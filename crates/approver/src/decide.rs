@@ -28,11 +28,22 @@ impl Engine {
         authenticator: &mut dyn Authenticator,
     ) -> Result<serde_json::Value, EngineError> {
         let item = self.show(request_id)?;
+        self.assertion_over(&item, &item.challenge, authenticator)
+    }
+
+    /// Runs the passkey ceremony for `item` over `challenge` (a WebAuthn
+    /// `RequestChallengeResponse` from its gateway) and returns the assertion JSON.
+    pub(crate) fn assertion_over(
+        &self,
+        item: &InboxItem,
+        challenge: &serde_json::Value,
+        authenticator: &mut dyn Authenticator,
+    ) -> Result<serde_json::Value, EngineError> {
         let gw = self.gateway(&item.gateway)?;
-        let challenge: RequestChallengeResponse = serde_json::from_value(item.challenge.clone())
+        let challenge: RequestChallengeResponse = serde_json::from_value(challenge.clone())
             .map_err(|e| {
                 EngineError::BadGatewayResponse(format!(
-                    "the passkey challenge stored with request {} is malformed: {e}",
+                    "the passkey challenge for request {} is malformed: {e}",
                     item.id()
                 ))
             })?;

@@ -520,12 +520,15 @@ pub(crate) fn apply_status(
     )?;
     if n == 0 && status.state == RequestState::Approved {
         // After approval only the grant changes (protocol.md 3.3): its revocation, or its
-        // first acknowledgement, which ends the request's call for attention.
+        // first acknowledgement, which ends the request's call for attention. A receipt that
+        // approved the request set its `seq` without the grant, which the status of that same
+        // `seq` brings.
         n = crate::store::execute(
             db,
             "UPDATE inbox SET status_seq = ?1, granted = ?2, \
              attention = CASE WHEN ?3 THEN 0 ELSE attention END \
-             WHERE gateway = ?4 AND request_id = ?5 AND status_seq < ?1 AND state = 'approved'",
+             WHERE gateway = ?4 AND request_id = ?5 AND state = 'approved' \
+             AND (status_seq < ?1 OR (status_seq = ?1 AND granted IS NULL AND ?2 IS NOT NULL))",
             params![
                 status.seq as i64,
                 granted,

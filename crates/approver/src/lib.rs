@@ -35,6 +35,7 @@ mod pairing;
 mod passkeys;
 mod pin;
 mod report;
+mod revoke;
 pub mod security_key;
 pub mod stages;
 mod store;

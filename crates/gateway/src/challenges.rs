@@ -5,9 +5,9 @@
 //! state replaces the approver's old one for the request, so one challenge at a time is valid
 //! per (request, approver), and it is consumed once, as a pre-issued one is.
 
-use countersign_protocol::api::{ChallengeRequest, ErrorCode};
+use countersign_protocol::api::{ChallengeRequest, ErrorCode, IssuedChallenge};
 use countersign_protocol::types::Decode;
-use countersign_protocol::{ApprovalRequest, Signed};
+use countersign_protocol::{ApprovalRequest, Signed, PROTOCOL_VERSION};
 use serde_json::json;
 
 use crate::devices::Device;
@@ -18,12 +18,12 @@ use crate::routing::eligibility;
 
 /// Checks the device's request for a challenge and issues one: the WebAuthn
 /// `RequestChallengeResponse` over the approver's passkeys.
-pub fn issue(gw: &Gateway, device: &Device, body: &[u8]) -> Result<serde_json::Value, ApiError> {
+pub fn issue(gw: &Gateway, device: &Device, body: &[u8]) -> Result<IssuedChallenge, ApiError> {
     let asked = ChallengeRequest::decode(body)
         .map_err(|e| ApiError::bad_request(ErrorCode::InvalidMessage, e.to_string()))?;
     let (id, approver) = (asked.request_id.as_str(), device.approver.as_str());
     let now = gw.now();
-    gw.store.write(|tx| -> Result<serde_json::Value, ApiError> {
+    gw.store.write(|tx| -> Result<IssuedChallenge, ApiError> {
         // A request not addressed to this approver is not disclosed.
         let unknown = || {
             ApiError::not_found(
@@ -85,6 +85,12 @@ pub fn issue(gw: &Gateway, device: &Device, body: &[u8]) -> Result<serde_json::V
             Some(id),
             json!({"approver": approver, "device_id": device.id, "purpose": purpose}),
         )?;
-        serde_json::to_value(&rcr).map_err(|e| ApiError::internal("challenge", e))
+        Ok(IssuedChallenge {
+            v: PROTOCOL_VERSION,
+            request_id: id.to_owned(),
+            request_digest: asked.request_digest,
+            challenge: serde_json::to_value(&rcr)
+                .map_err(|e| ApiError::internal("challenge", e))?,
+        })
     })
 }

@@ -319,7 +319,7 @@ async fn challenge(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<countersign_protocol::api::IssuedChallenge>, ApiError> {
     let b = body(b)?;
     gw.blocking(move |gw| {
         let device = devices::authenticate_device(gw, &headers, "POST", paths::CHALLENGES)?;

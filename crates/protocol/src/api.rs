@@ -89,6 +89,25 @@ impl Decode for ChallengeRequest {
     }
 }
 
+/// The answer to a [`ChallengeRequest`]: the WebAuthn `RequestChallengeResponse` (webauthn-rs
+/// JSON) for the request and the device's approver, as a `request` event carries one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuedChallenge {
+    pub v: u32,
+    pub request_id: String,
+    pub request_digest: Digest,
+    pub challenge: serde_json::Value,
+}
+
+impl Decode for IssuedChallenge {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("request_id", &self.request_id, limits::ID)?;
+        Ok(())
+    }
+}
+
 /// The answer to [`NewRequest`]. `match_code` is shown to the requester only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -336,7 +336,9 @@ impl Device {
             .send()
             .await
             .unwrap();
-        answer(resp).await
+        answer::<countersign_protocol::api::IssuedChallenge>(resp)
+            .await
+            .map(|c| c.challenge)
     }
 
     /// Acknowledges `req` (approved without asking) with an acknowledgement signed by this

@@ -1,6 +1,7 @@
 //! Break-glass from the engines: two approvers are told after the fact, the request asks for
 //! their attention (in the pending list, with a notification-worthy state) until one of them
-//! acknowledges it, and the acknowledgement reaches the other through her stream.
+//! acknowledges it, and the acknowledgement reaches the other through her stream; and an
+//! approval revoked from the engine within its grant window.
 
 use countersign_gateway::directory_admin as admin;
 use countersign_protocol::{Mode, RequestState};
@@ -74,4 +75,71 @@ async fn a_broken_glass_asks_for_attention_until_one_approver_acknowledges_it() 
         .map(|(e, _)| e.kind)
         .collect();
     assert!(kinds.contains(&"ack.sent".to_string()), "{kinds:?}");
+}
+
+const GRANTED: &str = r#"package countersign
+
+import rego.v1
+
+result := {
+	"allow": true,
+	"rule": "granted",
+	"stages": [{"name": "sre", "group": "sre", "min": 1}],
+	"grant_seconds": 600,
+}
+
+test_grants if result.grant_seconds == 600
+"#;
+
+/// Revoking from the engine: a challenge asked for now, the passkey, a signed receipt; the
+/// revoked grant reaches the engine on its stream, and a second revocation is refused here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approver_revokes_an_approval_from_the_engine_within_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("granted.rego");
+    std::fs::write(&policy, GRANTED).unwrap();
+    let gw = TestGateway::start_with(move |c| c.policy_file = Some(policy)).await;
+    let mut ann = Approver::new();
+    ann.pair(&gw.invite("ann@example.com")).await;
+    admin::set_groups(gw.gw(), "ann@example.com", &["sre".into()]).unwrap();
+    let created = gw
+        .requester()
+        .create(&gw.new_request(&[], "rotate the payment keys"))
+        .await
+        .unwrap();
+    let id = created.request.body.id.clone();
+    ann.engine.sync().await.unwrap();
+    ann.engine.approve(&id, None, &mut ann.auth).await.unwrap();
+    ann.engine.sync().await.unwrap();
+    let grant = ann.engine.show(&id).unwrap().grant.unwrap();
+    assert!(grant.is_live(ann.engine.now()), "{grant:?}");
+
+    let receipt = ann
+        .engine
+        .revoke(&id, "wrong cluster", &mut ann.auth)
+        .await
+        .unwrap();
+    assert_eq!(receipt.body.verdict, countersign_protocol::Verdict::Revoke);
+    ann.engine.sync().await.unwrap();
+    let item = ann.engine.show(&id).unwrap();
+    assert_eq!(item.state, RequestState::Approved);
+    let grant = item.grant.unwrap();
+    assert_eq!(grant.revoked_by.as_deref(), Some("ann@example.com"));
+    // The requester (and an integration with its token) sees the revocation.
+    let view = gw
+        .requester()
+        .get(&id, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(view.status.body.grant, Some(grant));
+    let again = ann.engine.revoke(&id, "twice", &mut ann.auth).await;
+    assert!(again.is_err(), "{again:?}");
+    let kinds: Vec<String> = ann
+        .engine
+        .audit_entries()
+        .unwrap()
+        .into_iter()
+        .map(|(e, _)| e.kind)
+        .collect();
+    assert!(kinds.contains(&"approval.revoked".to_string()), "{kinds:?}");
 }
