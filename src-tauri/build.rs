@@ -10,6 +10,7 @@ const COMMANDS: &[&str] = &[
     "deny",
     "report_unexpected",
     "acknowledge",
+    "revoke",
     "pair",
     "list_gateways",
     "authenticator_info",

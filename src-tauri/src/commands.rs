@@ -44,6 +44,12 @@ pub async fn acknowledge(app: AppHandle, id: String) -> Res {
     call(&app, Command::Acknowledge { id }).await
 }
 
+/// Revokes this approver's live approval of a request, with the passkey.
+#[tauri::command]
+pub async fn revoke(app: AppHandle, id: String, reason: String) -> Res {
+    call(&app, Command::Revoke { id, reason }).await
+}
+
 #[tauri::command]
 pub async fn pair(app: AppHandle, link: String) -> Res {
     call(&app, Command::Pair { link }).await

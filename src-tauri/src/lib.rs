@@ -63,6 +63,7 @@ pub fn run() -> anyhow::Result<()> {
             commands::deny,
             commands::report_unexpected,
             commands::acknowledge,
+            commands::revoke,
             commands::pair,
             commands::list_gateways,
             commands::authenticator_info,

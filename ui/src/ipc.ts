@@ -72,6 +72,8 @@ export const ipc = {
   reportUnexpected: (id: string) => call<DecisionView>("report_unexpected", { id }),
   /** Acknowledges a request approved without asking you (break-glass). */
   acknowledge: (id: string) => call<RequestDetail>("acknowledge", { id }),
+  /** Revokes your live approval of a request, with your passkey. */
+  revoke: (id: string, reason: string) => call<RequestDetail>("revoke", { id, reason }),
   pair: (link: string) => call<GatewayView>("pair", { link }),
   listGateways: () => call<GatewayView[]>("list_gateways"),
   authenticatorInfo: () => call<AuthenticatorView>("authenticator_info"),

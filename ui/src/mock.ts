@@ -424,6 +424,9 @@ export function installMockBackend(): void {
     };
     r.summary = { ...s, decision, state: gatewayDown ? s.state : state, approvals: gatewayDown ? s.approvals : approvals };
     if (!gatewayDown) r.votes = [...r.votes, { approver: ME, verdict, at, stages: [] }];
+    if (!gatewayDown && state === "approved" && r.summary.stages.length > 0 && r.grant === null) {
+      r.grant = { expires_at: r.grant_seconds === null ? null : at + r.grant_seconds, revoked_at: null, revoked_by: null, acknowledged_at: null, acknowledged_by: null };
+    }
     record("decision_signed", s.id, { verdict, decision_id: decision.decision_id });
     send(gatewayDown ? { type: "decision_queued", request_id: s.id } : { type: "decision_delivered", request_id: s.id, request_state: state });
     return decision;
@@ -437,7 +440,7 @@ export function installMockBackend(): void {
       switch (cmd) {
         case "list_requests": {
           const all = [...requests.values()].map((r) => r.summary);
-          return args.kind === "pending" ? all.filter((r) => r.state === "pending") : all;
+          return args.kind === "pending" ? all.filter((r) => r.state === "pending" || r.needs_acknowledgement) : all;
         }
         case "get_request":
           return structuredClone(find(id));
@@ -456,6 +459,15 @@ export function installMockBackend(): void {
           if (reason === "") fail("invalid_input", "A reason is required.");
           await sleep(400);
           return decide(find(id), "deny", isOpsShell(find(id)));
+        }
+        case "revoke": {
+          await sleep(1200);
+          const r = find(id);
+          const mine = r.summary.decision?.verdict === "approve" && r.summary.decision.delivery === "delivered";
+          if (!mine || r.grant === null || r.grant.revoked_at !== null) fail("not_revocable", `The approval of ${id} cannot be revoked.`);
+          r.grant = { ...r.grant, revoked_at: Math.floor(Date.now() / 1000), revoked_by: text(ME) };
+          record("approval.revoked", id, { reason: typeof args.reason === "string" ? args.reason : "" });
+          return r;
         }
         case "acknowledge": {
           await sleep(300);

@@ -28,6 +28,7 @@ async function invokedCommands(): Promise<string[]> {
     deny: () => ipc.deny("r", "no"),
     reportUnexpected: () => ipc.reportUnexpected("r"),
     acknowledge: () => ipc.acknowledge("r"),
+    revoke: () => ipc.revoke("r", "why"),
     pair: () => ipc.pair("countersign://pair?x"),
     listGateways: () => ipc.listGateways(),
     authenticatorInfo: () => ipc.authenticatorInfo(),

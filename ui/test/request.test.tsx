@@ -349,4 +349,32 @@ describe("the decision screen", () => {
     expect(acked).toBe(1);
     expect(screen.queryByRole("button", { name: "Acknowledge" })).toBeNull();
   });
+
+  it("revokes your own live approval with the passkey, and then offers nothing more", async () => {
+    const grant = { expires_at: NOW + 600, revoked_at: null, revoked_by: null, acknowledged_at: null, acknowledged_by: null };
+    const approved = (revoked: boolean) =>
+      detail(
+        { grant: revoked ? { ...grant, revoked_at: NOW, revoked_by: text("alice@example.com") } : grant },
+        { state: "approved", decision: decision() },
+      );
+    const { api, user } = showRequest(approved(false), {
+      revoke: () => {
+        backend({ get_request: () => approved(true), list_requests: () => [] });
+        return approved(true);
+      },
+    });
+    await user.click(await screen.findByRole("button", { name: "Revoke my approval…" }));
+    await user.type(screen.getByLabelText("Why (for the audit log)"), "wrong cluster");
+    await user.click(screen.getByRole("button", { name: "Revoke with your passkey" }));
+    await waitFor(() => expect(document.querySelector(".revoked")?.textContent).toContain("Revoked by alice@example.com"));
+    expect(api.calls("revoke")).toEqual([{ id: "req-1", reason: "wrong cluster" }]);
+    expect(screen.queryByRole("button", { name: "Revoke my approval…" })).toBeNull();
+  });
+
+  it("offers no revocation once the grant window has passed", async () => {
+    const grant = { expires_at: NOW - 1, revoked_at: null, revoked_by: null, acknowledged_at: null, acknowledged_by: null };
+    showRequest(detail({ grant }, { state: "approved", decision: decision() }));
+    expect(await screen.findByRole("heading", { name: "The approval" })).toBeInTheDocument();
+    expect(screen.queryByRole("button", { name: "Revoke my approval…" })).toBeNull();
+  });
 });

@@ -33,6 +33,7 @@ pub async fn dispatch(agent: &Agent, id: u64, command: Command) -> AgentMessage 
         Command::Deny { id: r, reason } => M::reply(id, deny(agent, &r, &reason).await),
         Command::ReportUnexpected { id: r } => M::reply(id, report_unexpected(agent, &r).await),
         Command::Acknowledge { id: r } => M::reply(id, acknowledge(agent, &r).await),
+        Command::Revoke { id: r, reason } => M::reply(id, revoke(agent, &r, &reason).await),
         Command::Pair { link } => M::reply(id, pair(agent, &link).await),
         Command::ListGateways => M::reply(id, list_gateways(agent)),
         Command::AuthenticatorInfo => M::reply(id, authenticator_info(agent)),
@@ -152,6 +153,20 @@ async fn report_unexpected(agent: &Agent, id: &str) -> Res<DecisionView> {
 /// request as it is after the gateway's answer.
 async fn acknowledge(agent: &Agent, id: &str) -> Res<RequestDetail> {
     agent.state.engine.acknowledge(id).await?;
+    get_request(agent, id)
+}
+
+/// Revokes this approver's live approval of a request, confirmed with the passkey; answers the
+/// request as this device holds it (the revoked grant follows on the stream).
+async fn revoke(agent: &Agent, id: &str, reason: &str) -> Res<RequestDetail> {
+    let engine = agent.state.engine.clone();
+    let slot = agent.state.authenticator_slot();
+    let (run, why) = (id.to_owned(), reason.to_owned());
+    let runtime = tokio::runtime::Handle::current();
+    crate::state::spawn_blocking(move || {
+        slot.with(|a| runtime.block_on(engine.revoke(&run, &why, a)))
+    })
+    .await?;
     get_request(agent, id)
 }
 

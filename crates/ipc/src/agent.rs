@@ -66,6 +66,10 @@ pub enum Command {
     Acknowledge {
         id: String,
     },
+    Revoke {
+        id: String,
+        reason: String,
+    },
     Pair {
         link: String,
     },

@@ -262,6 +262,7 @@ pub const COMMANDS: &[&str] = &[
     "deny",
     "report_unexpected",
     "acknowledge",
+    "revoke",
     "pair",
     "list_gateways",
     "authenticator_info",

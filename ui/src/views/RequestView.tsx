@@ -12,6 +12,7 @@ import { progressText, stageSource } from "../stages";
 import { changes, scheduleReload } from "../store";
 import { visible } from "../text";
 import { DecisionPanel } from "./DecisionPanel";
+import { AfterTheFact, GrantPanel } from "./GrantPanel";
 
 function Who({ request }: { request: RequestDetail }) {
   const s = request.summary;
@@ -58,68 +59,6 @@ function What({ request }: { request: RequestDetail }) {
       <pre class="detail" aria-label="Exact detail of the action" tabIndex={0}>
         <Escaped value={request.detail.visible} />
       </pre>
-    </section>
-  );
-}
-
-/** A request approved without asking you: break-glass (or the policy). You are told after the
- * fact, and one acknowledgement, anyone's, stops it asking for attention everywhere. */
-function AfterTheFact({ request, onDone }: { request: RequestDetail; onDone: () => void }) {
-  const s = request.summary;
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<IpcFailure | null>(null);
-  const acknowledge = () => {
-    setBusy(true);
-    setError(null);
-    ipc
-      .acknowledge(s.id)
-      .then(onDone)
-      .catch((e: unknown) => setError(toIpcFailure(e)))
-      .finally(() => setBusy(false));
-  };
-  const g = request.grant;
-  const glass = s.mode === "break_glass";
-  return (
-    <section class="fact-block after-the-fact" aria-labelledby="glass-title">
-      <h2 id="glass-title" class="section-title">{glass ? "Glass broken" : "Approved by the policy"}</h2>
-      <p>
-        {glass ? (
-          <>
-            <VisibleText text={s.requester} class="strong" /> broke glass: the gateway approved this at once, with the reason shown,
-            and tells you after the fact.
-          </>
-        ) : (
-          "The gateway's policy approved this by itself; you are told after the fact."
-        )}
-      </p>
-      {g !== null && (
-        <p class="muted small">
-          {g.expires_at === null ? "The approval lasts until it is used." : <>The approval lets the action start until {formatTime(g.expires_at)}.</>}
-          {g.revoked_at !== null && g.revoked_by !== null && (
-            <>
-              {" "}
-              Revoked by <VisibleText text={g.revoked_by} /> at {formatTime(g.revoked_at)}.
-            </>
-          )}
-        </p>
-      )}
-      {s.needs_acknowledgement ? (
-        <button type="button" class="button button-primary" disabled={busy} onClick={acknowledge}>
-          {busy ? "Acknowledging…" : "Acknowledge"}
-        </button>
-      ) : (
-        g?.acknowledged_by != null &&
-        g.acknowledged_at !== null && (
-          <p class="acknowledged">
-            ✓ Acknowledged by <VisibleText text={g.acknowledged_by} /> at {formatTime(g.acknowledged_at)}
-          </p>
-        )
-      )}
-      {error !== null && (
-        <div class="notice notice-error" role="alert">
-          <code class="error-code">{error.code}</code> {error.message}
-        </div>
-      )}
     </section>
   );
 }
@@ -356,6 +295,7 @@ export function RequestView({ id }: { id: string }) {
           ) : (
             <AfterTheFact key={s.id} request={request} onDone={onDecided} />
           )}
+          {s.mode === "ask" && request.grant !== null && <GrantPanel key={`grant-${s.id}`} request={request} onDone={onDecided} />}
           <When request={request} />
           <HowMany request={request} />
           <WhyYou request={request} />

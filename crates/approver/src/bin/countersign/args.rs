@@ -85,6 +85,13 @@ pub enum Command {
     /// Acknowledge a request approved without asking you (break-glass): it stops asking for
     /// attention on every device of everyone who was told.
     Ack { id: String },
+    /// Revoke your approval of a request while it is still live (within its grant window),
+    /// confirmed with your passkey: the requester and its integrations see it revoked.
+    Revoke {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// The approver's passkeys at a gateway: add a backup key, list, remove.
     Passkey {
         /// The gateway (a fingerprint prefix); may be left out when only one is paired.

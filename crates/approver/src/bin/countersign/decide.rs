@@ -124,6 +124,26 @@ pub async fn report(ctx: &Ctx, id: &str, offline: bool) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn revoke(ctx: &Ctx, id: &str, reason: &str, offline: bool) -> anyhow::Result<ExitCode> {
+    ctx.maybe_sync(offline).await?;
+    let mut auth = ctx.authenticator()?;
+    let receipt = ctx.engine.revoke(id, reason, auth.as_mut()).await?;
+    // The revoked grant comes with the request's next status, on the stream.
+    ctx.maybe_sync(offline).await?;
+    if ctx.json {
+        let item = ctx.engine.show(&receipt.body.request_id)?;
+        json::print(&json::Request::new(&item, ctx.engine.now()))?;
+    } else {
+        outln!(
+            "revoked your approval of {} (confirmed with {}; status {})",
+            receipt.body.request_id,
+            auth.kind().describe(),
+            receipt.body.status_seq
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn acknowledge(ctx: &Ctx, id: &str, offline: bool) -> anyhow::Result<ExitCode> {
     ctx.maybe_sync(offline).await?;
     let item = ctx.engine.acknowledge(id).await?;

@@ -153,6 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deny { id, reason } => decide::deny(&ctx, &id, &reason, offline).await,
         Command::Report { id } => decide::report(&ctx, &id, offline).await,
         Command::Ack { id } => decide::acknowledge(&ctx, &id, offline).await,
+        Command::Revoke { id, reason } => decide::revoke(&ctx, &id, &reason, offline).await,
         Command::Key {
             command: KeyCommand::SetPin,
         } => gateways::set_pin(&ctx),
