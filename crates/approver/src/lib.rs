@@ -34,6 +34,7 @@ pub mod outbox;
 mod pairing;
 mod passkeys;
 mod pin;
+mod reject;
 mod report;
 mod revoke;
 pub mod security_key;

@@ -60,6 +60,7 @@ pub mod requests;
 pub mod revocations;
 pub mod routing;
 pub mod server;
+pub mod signed_decision;
 pub mod status;
 pub mod store;
 pub mod stream;

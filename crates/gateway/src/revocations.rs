@@ -11,10 +11,12 @@ use countersign_protocol::{ApprovalRequest, Decision, Receipt, Signed, StreamEve
 use serde_json::json;
 
 use crate::ceremony;
-use crate::decisions::{check_device, parse_stored_request, verify_device_signature, Applied};
 use crate::error::{json_text, ApiError};
 use crate::gateway::Gateway;
 use crate::hub::Pushed;
+use crate::signed_decision::{
+    check_device, parse_stored_request, verify_device_signature, Applied,
+};
 use crate::status::status_of;
 use crate::store::acks::NewRevocation;
 use crate::store::Tx;
@@ -132,8 +134,14 @@ pub(crate) fn apply(
                     "decision_digest": decision_digest,
                 }),
             )?;
-            let pushed =
-                crate::envelope::enqueue(gw, tx, &addressees, &StreamEvent::Status { status })?;
+            let pushed = crate::envelope::enqueue(
+                gw,
+                tx,
+                &addressees,
+                &StreamEvent::Status {
+                    status: Box::new(status),
+                },
+            )?;
             Ok((Applied::New(receipt), pushed))
         })?;
     gw.changes.notify_waiters();

@@ -216,5 +216,12 @@ pub(crate) fn push_status(
     request_id: &str,
 ) -> Result<Vec<Pushed>, ApiError> {
     let (status, approvers) = status_of(gw, tx, request_id)?;
-    crate::envelope::enqueue(gw, tx, &approvers, &StreamEvent::Status { status })
+    crate::envelope::enqueue(
+        gw,
+        tx,
+        &approvers,
+        &StreamEvent::Status {
+            status: Box::new(status),
+        },
+    )
 }

@@ -170,7 +170,9 @@ pub fn event(gateway_fingerprint: &str, status: Signed<StatusUpdate>) -> Event {
         id: 17,
         at: T0 + 43,
         audience: Audience::approver("alice@example.com"),
-        payload: StreamEvent::Status { status },
+        payload: StreamEvent::Status {
+            status: Box::new(status),
+        },
     }
 }
 

@@ -108,6 +108,42 @@ impl Decode for IssuedChallenge {
     }
 }
 
+/// An approver's acknowledgement of a request approved without asking them (break-glass, or
+/// auto-approved), signed by its device key and sent to `POST /v2/acks`. The gateway is
+/// idempotent on `ack_id`, and the first acknowledgement of a request sets its grant's
+/// `acknowledged_at` and `acknowledged_by`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acknowledgement {
+    pub v: u32,
+    /// Random, chosen by the device.
+    pub ack_id: String,
+    pub request_id: String,
+    pub request_digest: Digest,
+    /// Fingerprint of the gateway key the request was signed with.
+    pub gateway: String,
+    pub approver: String,
+    pub device_id: String,
+    /// The device's clock.
+    pub acked_at: i64,
+}
+
+impl SignedBody for Acknowledgement {
+    const DOMAIN: &'static str = domain::ACK;
+}
+
+impl Decode for Acknowledgement {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_version(self.v)?;
+        check_ident("ack_id", &self.ack_id, limits::ID)?;
+        check_ident("request_id", &self.request_id, limits::ID)?;
+        check_ident("gateway", &self.gateway, limits::ID)?;
+        check_ident("approver", &self.approver, limits::NAME)?;
+        check_ident("device_id", &self.device_id, limits::ID)?;
+        Ok(())
+    }
+}
+
 /// The answer to [`NewRequest`]. `match_code` is shown to the requester only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

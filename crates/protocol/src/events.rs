@@ -17,13 +17,14 @@ use crate::types::{
 pub enum StreamEvent {
     /// A new request for this approver, with the WebAuthn challenge bound to it.
     Request {
-        /// Boxed: a request is far larger than a status.
+        /// Boxed, as the status is: both are large beside the tag.
         request: Box<Signed<ApprovalRequest>>,
-        /// WebAuthn `RequestChallengeResponse` JSON for this request and approver.
+        /// WebAuthn `RequestChallengeResponse` JSON for this request and approver; `null` for
+        /// a request that takes no decision (break-glass, told after the fact).
         challenge: serde_json::Value,
     },
     /// A change of state of a request this approver was asked about.
-    Status { status: Signed<StatusUpdate> },
+    Status { status: Box<Signed<StatusUpdate>> },
 }
 
 impl StreamEvent {

@@ -1,14 +1,12 @@
 //! What an approval grants after it is made: the [`Grant`] carried by an approved request's
 //! status (how long the approval stays valid for the action to start, its revocation, and the
-//! first acknowledgement of a break-glass or auto-approved request), and the device-signed
-//! [`Acknowledgement`] that sets it.
+//! first acknowledgement of a break-glass or auto-approved request, which the device-signed
+//! [`crate::api::Acknowledgement`] sets).
 
 use serde::{Deserialize, Serialize};
 
-use crate::canonical::domain;
-use crate::crypto::Digest;
 use crate::error::ProtocolError;
-use crate::types::{check_ident, check_version, limits, Decode, SignedBody};
+use crate::fields::{check_ident, limits};
 
 /// The grant of an approved request, in its status (protocol.md 3.3). Every member is `null`
 /// until it happens; a member never goes back to `null`.
@@ -52,42 +50,6 @@ impl Grant {
                 reason: "a time and its approver come together".into(),
             });
         }
-        Ok(())
-    }
-}
-
-/// An approver's acknowledgement of a request approved without asking them (break-glass, or
-/// auto-approved), signed by its device key and sent to `POST /v2/acks`. The gateway is
-/// idempotent on `ack_id`, and the first acknowledgement of a request sets its grant's
-/// `acknowledged_at` and `acknowledged_by`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Acknowledgement {
-    pub v: u32,
-    /// Random, chosen by the device.
-    pub ack_id: String,
-    pub request_id: String,
-    pub request_digest: Digest,
-    /// Fingerprint of the gateway key the request was signed with.
-    pub gateway: String,
-    pub approver: String,
-    pub device_id: String,
-    /// The device's clock.
-    pub acked_at: i64,
-}
-
-impl SignedBody for Acknowledgement {
-    const DOMAIN: &'static str = domain::ACK;
-}
-
-impl Decode for Acknowledgement {
-    fn validate(&self) -> Result<(), ProtocolError> {
-        check_version(self.v)?;
-        check_ident("ack_id", &self.ack_id, limits::ID)?;
-        check_ident("request_id", &self.request_id, limits::ID)?;
-        check_ident("gateway", &self.gateway, limits::ID)?;
-        check_ident("approver", &self.approver, limits::NAME)?;
-        check_ident("device_id", &self.device_id, limits::ID)?;
         Ok(())
     }
 }

@@ -27,11 +27,12 @@ pub mod stages;
 pub mod types;
 pub mod webauthn;
 
+pub use api::Acknowledgement;
 pub use api::Refusal;
 pub use crypto::{DeviceAuth, Digest, KeyPair, PublicKey, Signature};
 pub use error::ProtocolError;
 pub use events::*;
-pub use grant::{Acknowledgement, Grant};
+pub use grant::Grant;
 pub use link::PairingLink;
 pub use pairing::*;
 pub use passkeys::*;

@@ -157,7 +157,7 @@ impl Device {
                 }
                 StreamEvent::Status { status } => {
                     self.statuses
-                        .insert(status.body.request_id.clone(), status.clone());
+                        .insert(status.body.request_id.clone(), (**status).clone());
                 }
             }
         }

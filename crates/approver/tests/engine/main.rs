@@ -424,23 +424,25 @@ fn status_updates_are_verified_and_applied() {
     rig.accept("st-1", 1);
     let item = rig.engine.show("st-1").unwrap();
     let status = |digest: Digest, key: &KeyPair| StreamEvent::Status {
-        status: Signed::sign(
-            key,
-            StatusUpdate {
-                v: PROTOCOL_VERSION,
-                request_id: "st-1".into(),
-                request_digest: digest,
-                seq: 2,
-                state: RequestState::Approved,
-                approvals: 1,
-                min_approvals: 1,
-                votes: vec![],
-                at: T0 + 5,
-                stages: vec![],
-                grant: None,
-            },
-        )
-        .unwrap(),
+        status: Box::new(
+            Signed::sign(
+                key,
+                StatusUpdate {
+                    v: PROTOCOL_VERSION,
+                    request_id: "st-1".into(),
+                    request_digest: digest,
+                    seq: 2,
+                    state: RequestState::Approved,
+                    approvals: 1,
+                    min_approvals: 1,
+                    votes: vec![],
+                    at: T0 + 5,
+                    stages: vec![],
+                    grant: None,
+                },
+            )
+            .unwrap(),
+        ),
     };
     let forged = rig
         .engine
@@ -490,23 +492,25 @@ fn statuses_apply_in_sequence_order_and_never_reopen_a_final_state() {
     rig.accept("seq-1", 1);
     let digest = rig.engine.show("seq-1").unwrap().digest;
     let status = |seq: u64, state: RequestState, approvals: u32| StreamEvent::Status {
-        status: Signed::sign(
-            &rig.gw_key,
-            StatusUpdate {
-                v: PROTOCOL_VERSION,
-                request_id: "seq-1".into(),
-                request_digest: digest,
-                seq,
-                state,
-                approvals,
-                min_approvals: 2,
-                votes: vec![],
-                at: T0 + seq as i64,
-                stages: vec![],
-                grant: None,
-            },
-        )
-        .unwrap(),
+        status: Box::new(
+            Signed::sign(
+                &rig.gw_key,
+                StatusUpdate {
+                    v: PROTOCOL_VERSION,
+                    request_id: "seq-1".into(),
+                    request_digest: digest,
+                    seq,
+                    state,
+                    approvals,
+                    min_approvals: 2,
+                    votes: vec![],
+                    at: T0 + seq as i64,
+                    stages: vec![],
+                    grant: None,
+                },
+            )
+            .unwrap(),
+        ),
     };
     let pending_1_of_2 = status(2, RequestState::Pending, 1);
     assert_eq!(

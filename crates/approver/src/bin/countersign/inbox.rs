@@ -121,13 +121,12 @@ fn grant_line(g: &countersign_protocol::Grant) -> String {
     if let (Some(t), Some(by)) = (g.revoked_at, &g.revoked_by) {
         parts.push(format!("revoked by {} at {}", visible(by), format_time(t)));
     }
-    match (g.acknowledged_at, &g.acknowledged_by) {
-        (Some(t), Some(by)) => parts.push(format!(
+    if let (Some(t), Some(by)) = (g.acknowledged_at, &g.acknowledged_by) {
+        parts.push(format!(
             "acknowledged by {} at {}",
             visible(by),
             format_time(t)
-        )),
-        _ => {}
+        ));
     }
     parts.join("; ")
 }
