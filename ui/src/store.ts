@@ -75,9 +75,14 @@ export type PendingChange =
   | { kind: "status"; id: string; state: string; approvals: number; min_approvals: number; stages: StageProgressView[] }
   | { kind: "remove"; id: string };
 
+/** A request the inbox lists: pending, or approved without asking and not yet acknowledged. */
+export function inInbox(r: RequestSummary): boolean {
+  return r.state === "pending" || r.needs_acknowledgement;
+}
+
 /**
- * `rows` with `batch` applied in order: a row that is no longer pending leaves, a pending one
- * is added or replaced. O(rows + batch). `unknown` lists the ids of pending requests that a
+ * `rows` with `batch` applied in order: a row that is no longer pending leaves (unless it asks
+ * to be acknowledged), a pending one is added or replaced. O(rows + batch). `unknown` lists the ids of pending requests that a
  * status change named but `rows` does not hold (their row must be fetched).
  */
 export function applyPendingChanges(
@@ -89,13 +94,16 @@ export function applyPendingChanges(
   for (const c of batch) {
     switch (c.kind) {
       case "upsert":
-        if (c.row.state === "pending") byId.set(c.row.id, c.row);
+        if (inInbox(c.row)) byId.set(c.row.id, c.row);
         else byId.delete(c.row.id);
         unknown.delete(c.row.id);
         break;
       case "status": {
         const row = byId.get(c.id);
-        if (c.state !== "pending") {
+        if (c.state !== "pending" && row !== undefined && row.mode !== "ask") {
+          // Approved without asking: whether it still asks for acknowledgement is in its row.
+          unknown.add(c.id);
+        } else if (c.state !== "pending") {
           byId.delete(c.id);
           unknown.delete(c.id);
         } else if (row !== undefined) {

@@ -64,6 +64,20 @@ describe("applying changes to the pending list", () => {
     expect(unknown).toEqual(["x"]);
   });
 
+  it("keeps a broken glass until it is acknowledged, fetching its row when its status changes", () => {
+    const glass = summary({ id: "g", mode: "break_glass" });
+    const { rows, unknown } = applyPendingChanges(
+      [glass],
+      [{ kind: "status", id: "g", state: "approved", approvals: 0, min_approvals: 1, stages: [] }],
+    );
+    expect(ids(rows)).toEqual(["g"]);
+    expect(unknown).toEqual(["g"]);
+    const asking = applyPendingChanges(rows, [{ kind: "upsert", row: { ...glass, state: "approved", needs_acknowledgement: true } }]);
+    expect(ids(asking.rows)).toEqual(["g"]);
+    const acknowledged = applyPendingChanges(asking.rows, [{ kind: "upsert", row: { ...glass, state: "approved", needs_acknowledgement: false } }]);
+    expect(ids(acknowledged.rows)).toEqual([]);
+  });
+
   it("leaves the input untouched", () => {
     const input = [a, b];
     applyPendingChanges(input, [{ kind: "remove", id: "a" }]);

@@ -26,6 +26,7 @@ use countersign_protocol::{RequestState, Risk};
 use fantoccini::{Client, Locator};
 
 mod agent;
+mod grants;
 mod keys;
 mod refusals;
 mod stages;

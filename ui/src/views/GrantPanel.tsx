@@ -13,12 +13,18 @@ export function grantLive(g: GrantView, at: number): boolean {
 function GrantLine({ grant }: { grant: GrantView }) {
   return (
     <p class="muted small">
-      {grant.expires_at === null ? "The approval lasts until it is used." : <>The approval lets the action start until {formatTime(grant.expires_at)}.</>}
+      {grant.expires_at === null ? (
+        "The approval lasts until it is used."
+      ) : (
+        <>
+          The approval lets the action start until <span class="nowrap">{formatTime(grant.expires_at)}</span>.
+        </>
+      )}
       {grant.revoked_at !== null && grant.revoked_by !== null && (
         <>
           {" "}
           <strong class="revoked">
-            Revoked by <VisibleText text={grant.revoked_by} /> at {formatTime(grant.revoked_at)}.
+            Revoked by <VisibleText text={grant.revoked_by} /> at <span class="nowrap">{formatTime(grant.revoked_at)}</span>.
           </strong>
         </>
       )}

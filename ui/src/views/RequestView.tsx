@@ -92,7 +92,13 @@ function When({ request }: { request: RequestDetail }) {
         )}
         <dt>Expires</dt>
         <dd>
-          {formatTime(s.expires_at)} · <Countdown expiresAt={s.expires_at} />
+          {formatTime(s.expires_at)}
+          {s.state === "pending" && (
+            <>
+              {" "}
+              · <Countdown expiresAt={s.expires_at} />
+            </>
+          )}
         </dd>
       </dl>
     </section>
@@ -118,8 +124,27 @@ function StageLine({ stage }: { stage: StageView }) {
   );
 }
 
+/** Who a request approved without asking was told of: its stages, which nobody had to meet. */
+function WhoIsTold({ request }: { request: RequestDetail }) {
+  return (
+    <section class="fact-block" aria-labelledby="told-title">
+      <h2 id="told-title" class="section-title">Who is told</h2>
+      <ul class="stages">
+        {request.summary.stages.map((st) => (
+          <li key={st.name.visible} class="stage">
+            <strong>{st.name.visible}</strong>{" "}
+            <span class="muted small">{st.group !== null ? <>everyone in group {st.group.visible}</> : st.approvers.map((a) => visible(a)).join(", ")}</span>
+          </li>
+        ))}
+      </ul>
+      <p class="muted small">Nobody had to approve it; one acknowledgement, anyone's, is enough.</p>
+    </section>
+  );
+}
+
 function HowMany({ request }: { request: RequestDetail }) {
   const s = request.summary;
+  if (s.mode !== "ask") return <WhoIsTold request={request} />;
   const voted = new Set(request.votes.map((v) => v.approver));
   const waiting = request.approvers.filter((a) => !voted.has(a));
   const staged = s.stages.length > 1 || s.stages.some((st) => st.group !== null);
@@ -177,14 +202,15 @@ function HowMany({ request }: { request: RequestDetail }) {
 
 function WhyYou({ request }: { request: RequestDetail }) {
   const rows: [string, string][] = [];
-  if (request.why_asked.length > 0) rows.push(["Why you", request.why_asked.map((w) => w.visible).join("; ")]);
+  const told = request.summary.mode !== "ask";
+  if (request.why_asked.length > 0) rows.push([told ? "Told because" : "Why you", request.why_asked.map((w) => w.visible).join("; ")]);
   if (request.policy_rule !== null) rows.push(["Policy rule", request.policy_rule.visible]);
   if (request.grant_seconds !== null) rows.push(["Approval lasts", `${formatDuration(request.grant_seconds)} from approval, for the action to start`]);
   if (request.windows.length > 0) rows.push(["Allowed", request.windows.map((w) => w.visible).join("; ")]);
   if (rows.length === 0) return null;
   return (
-    <section class="fact-block" aria-labelledby="why-title">
-      <h2 id="why-title" class="section-title">Why you were asked</h2>
+    <section class="fact-block" aria-labelledby="why-you-title">
+      <h2 id="why-you-title" class="section-title">{told ? "Why you were told" : "Why you were asked"}</h2>
       <dl class="facts-list">
         {rows.map(([k, v]) => (
           <Fragment key={k}>
@@ -271,6 +297,7 @@ export function RequestView({ id }: { id: string }) {
             <VisibleText text={s.resource} class="mono" />
           </h1>
           <span class={`state state-${s.state}`}>{s.state}</span>
+          {request.grant?.revoked_at != null && <span class="state state-denied">revoked</span>}
         </div>
       </header>
       <TextWarnings
