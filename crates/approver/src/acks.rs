@@ -72,6 +72,13 @@ impl Engine {
             )?;
             tx.commit()?;
         }
+        if !b
+            .grant
+            .as_ref()
+            .is_some_and(|g| g.acknowledged_at.is_none())
+        {
+            self.notifier().request_resolved(&b.request_id, b.state);
+        }
         self.emit(EngineEvent::StatusChanged {
             gateway: gw.fingerprint.clone(),
             request_id: b.request_id.clone(),

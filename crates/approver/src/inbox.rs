@@ -372,6 +372,23 @@ pub(crate) fn insert(
     Ok(())
 }
 
+/// Whether the request `id` from `gateway` asks for attention though it is approved: approved
+/// without asking this approver, and acknowledged by nobody yet.
+pub(crate) fn asks_attention(
+    db: &Connection,
+    gateway: &str,
+    id: &str,
+) -> Result<bool, EngineError> {
+    let attention: Option<bool> = db
+        .query_row(
+            "SELECT attention FROM inbox WHERE gateway = ?1 AND request_id = ?2",
+            params![gateway, id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(attention.unwrap_or(false))
+}
+
 /// How a signed status (or a receipt's status part) met the request held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StatusApplied {

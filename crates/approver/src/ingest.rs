@@ -196,7 +196,11 @@ impl Engine {
                             min_approvals: b.min_approvals,
                             stages: b.stages.clone(),
                         });
-                        if b.state.is_final() {
+                        // A broken glass is still news until someone acknowledges it: its
+                        // notification stays until then.
+                        if b.state.is_final()
+                            && !inbox::asks_attention(&tx, &gw.fingerprint, &b.request_id)?
+                        {
                             resolved = Some((b.request_id.clone(), b.state));
                         }
                     }

@@ -3,6 +3,9 @@
 //! acknowledges it, and the acknowledgement reaches the other through her stream; and an
 //! approval revoked from the engine within its grant window.
 
+use std::sync::{Arc, Mutex};
+
+use countersign_approver::{InboxItem, Notifier};
 use countersign_gateway::directory_admin as admin;
 use countersign_protocol::{Mode, RequestState};
 use countersign_test_support::{Approver, TestGateway};
@@ -22,6 +25,25 @@ result := {
 test_breaks_glass if result.mode == "break_glass" with input as {"request": {"break_glass": true}}
 "#;
 
+/// What the engine told its notifier: arrivals and resolutions, in order.
+#[derive(Default)]
+struct Told(Mutex<Vec<String>>);
+
+impl Notifier for Told {
+    fn request_arrived(&self, item: &InboxItem) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("arrived {}", item.id()));
+    }
+    fn request_resolved(&self, request_id: &str, state: RequestState) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("resolved {request_id} {}", state.as_str()));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_glass_asks_for_attention_until_one_approver_acknowledges_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -31,6 +53,9 @@ async fn a_broken_glass_asks_for_attention_until_one_approver_acknowledges_it() 
     let (mut ann, mut bob) = (Approver::new(), Approver::new());
     ann.pair(&gw.invite("ann@example.com")).await;
     bob.pair(&gw.invite("bob@example.com")).await;
+    let (ann_told, bob_told) = (Arc::new(Told::default()), Arc::new(Told::default()));
+    ann.engine.set_notifier(ann_told.clone());
+    bob.engine.set_notifier(bob_told.clone());
     for a in ["ann@example.com", "bob@example.com"] {
         admin::set_groups(gw.gw(), a, &["sre".into()]).unwrap();
     }
@@ -49,6 +74,8 @@ async fn a_broken_glass_asks_for_attention_until_one_approver_acknowledges_it() 
         let pending = a.engine.list(Default::default()).unwrap();
         assert!(pending.iter().any(|i| i.id() == id), "asks for attention");
     }
+    // Told of it, and its notification stays: the approved status resolves nothing yet.
+    assert_eq!(*ann_told.0.lock().unwrap(), vec![format!("arrived {id}")]);
     // Nothing to decide: a decision is refused here, before it is signed.
     assert!(ann.engine.deny(&id, "no").await.is_err());
 
@@ -64,6 +91,9 @@ async fn a_broken_glass_asks_for_attention_until_one_approver_acknowledges_it() 
         .any(|i| i.id() == id));
     // Bob hears of it on his stream, and his own acknowledgement changes nothing.
     bob.engine.sync().await.unwrap();
+    let resolved = format!("resolved {id} approved");
+    assert_eq!(ann_told.0.lock().unwrap().last(), Some(&resolved));
+    assert_eq!(bob_told.0.lock().unwrap().last(), Some(&resolved));
     assert!(!bob.engine.show(&id).unwrap().needs_acknowledgement());
     let again = bob.engine.acknowledge(&id).await.unwrap();
     assert_eq!(again.grant, item.grant);
