@@ -2,6 +2,7 @@
 //! challenge the gateway bound to the request, and the signed [`Decision`]. Recording and
 //! sending it belong to [`crate::outbox`].
 
+use countersign_protocol::api::{paths, ChallengeRequest, IssuedChallenge};
 use countersign_protocol::{Decision, RequestState, Signed, Verdict, PROTOCOL_VERSION};
 use webauthn_rs::prelude::RequestChallengeResponse;
 
@@ -29,6 +30,46 @@ impl Engine {
     ) -> Result<serde_json::Value, EngineError> {
         let item = self.show(request_id)?;
         self.assertion_over(&item, &item.challenge, authenticator)
+    }
+
+    /// The challenge to decide `item` with: the one its `request` event carried, or, for a
+    /// request whose challenges are issued on demand (it came without one), one the gateway
+    /// issues now (`POST /v2/challenges`), which needs the gateway to be reachable.
+    pub(crate) async fn challenge_for(
+        &self,
+        item: &InboxItem,
+    ) -> Result<serde_json::Value, EngineError> {
+        if !item.challenge.is_null() {
+            return Ok(item.challenge.clone());
+        }
+        self.challenge_now(item).await
+    }
+
+    /// A challenge the gateway issues now for `item` and this approver, to decide it or to
+    /// revoke a live approval of it (`POST /v2/challenges`).
+    pub(crate) async fn challenge_now(
+        &self,
+        item: &InboxItem,
+    ) -> Result<serde_json::Value, EngineError> {
+        let gw = self.gateway(&item.gateway)?;
+        let issued: IssuedChallenge = self
+            .device_call(
+                &gw,
+                reqwest::Method::POST,
+                paths::CHALLENGES,
+                Some(&ChallengeRequest {
+                    v: PROTOCOL_VERSION,
+                    request_id: item.id().to_owned(),
+                    request_digest: item.digest,
+                }),
+            )
+            .await?;
+        if issued.request_id != item.id() || issued.request_digest != item.digest {
+            return Err(EngineError::BadGatewayResponse(
+                "the gateway issued a challenge for another request".into(),
+            ));
+        }
+        Ok(issued.challenge)
     }
 
     /// Runs the passkey ceremony for `item` over `challenge` (a WebAuthn
@@ -111,7 +152,8 @@ impl Engine {
         if item.request.body.match_required && match_code.is_none() {
             return Err(EngineError::MatchCodeRequired(item.id().to_owned()));
         }
-        let assertion = self.assertion_for(item.id(), authenticator)?;
+        let challenge = self.challenge_for(&item).await?;
+        let assertion = self.assertion_over(&item, &challenge, authenticator)?;
         let signed = self.sign_decision(
             item.id(),
             Verdict::Approve,
@@ -154,7 +196,10 @@ impl Engine {
             return Err(EngineError::InvalidInput("a denial needs a reason".into()));
         }
         let assertion = match authenticator {
-            Some(a) => Some(self.assertion_for(item.id(), a)?),
+            Some(a) => {
+                let challenge = self.challenge_for(&item).await?;
+                Some(self.assertion_over(&item, &challenge, a)?)
+            }
             None if item.request.body.deny_needs_passkey => {
                 return Err(EngineError::DenyNeedsPasskey(item.id().to_owned()))
             }

@@ -341,9 +341,11 @@ fn ingest_request(
             outcome
         });
     }
-    // A request approved at once (break-glass) takes no decision, so it comes without one.
-    let decidable = request.body.mode.is_ask();
-    if decidable && serde_json::from_value::<RequestChallengeResponse>(challenge.clone()).is_err() {
+    // A request approved at once (break-glass) takes no decision, and one addressed to many
+    // approvers has each ask for a challenge when they decide: both come without one.
+    if !challenge.is_null()
+        && serde_json::from_value::<RequestChallengeResponse>(challenge.clone()).is_err()
+    {
         return reject(RejectReason::Malformed {
             error: "the passkey challenge is not a WebAuthn RequestChallengeResponse".into(),
         });

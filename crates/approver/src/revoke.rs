@@ -6,8 +6,8 @@
 //! delivery for later. The gateway's receipt is verified and written to the audit log; the new
 //! status (the grant's `revoked_at`) comes on the stream.
 
-use countersign_protocol::api::{paths, ChallengeRequest, IssuedChallenge};
-use countersign_protocol::{Receipt, Signed, Verdict, PROTOCOL_VERSION};
+use countersign_protocol::api::paths;
+use countersign_protocol::{Receipt, Signed, Verdict};
 use serde_json::json;
 
 use crate::audit::{self, kind};
@@ -43,24 +43,8 @@ impl Engine {
             )));
         }
         let gw = self.gateway(&item.gateway)?;
-        let issued: IssuedChallenge = self
-            .device_call(
-                &gw,
-                reqwest::Method::POST,
-                paths::CHALLENGES,
-                Some(&ChallengeRequest {
-                    v: PROTOCOL_VERSION,
-                    request_id: item.id().to_owned(),
-                    request_digest: item.digest,
-                }),
-            )
-            .await?;
-        if issued.request_id != item.id() || issued.request_digest != item.digest {
-            return Err(EngineError::BadGatewayResponse(
-                "the gateway issued a challenge for another request".into(),
-            ));
-        }
-        let assertion = self.assertion_over(&item, &issued.challenge, authenticator)?;
+        let challenge = self.challenge_now(&item).await?;
+        let assertion = self.assertion_over(&item, &challenge, authenticator)?;
         let reason = reason.trim();
         let signed = self.sign_decision(
             item.id(),

@@ -19,6 +19,10 @@ use crate::passkeys::record_assertion;
 use crate::store::challenges::Challenge;
 use crate::store::Tx;
 
+/// The stored ceremony state of an addressee who has no challenge yet: one told after the fact
+/// (break-glass), or one of a request whose challenges are issued on demand.
+pub(crate) const NO_CEREMONY: &str = "null";
+
 /// An approval (and a revocation) always needs a passkey assertion; a denial needs one if the gateway is set so,
 /// or if the device sent one anyway (then it must verify).
 pub(crate) fn needs_passkey(gw: &Gateway, d: &Decision) -> bool {
@@ -45,6 +49,9 @@ pub(crate) fn verify_assertion(
     else {
         return Ok(None);
     };
+    if state == NO_CEREMONY {
+        return Ok(None);
+    }
     let cred: PublicKeyCredential = PublicKeyCredential::deserialize(assertion).map_err(|e| {
         ApiError::bad_request(
             ErrorCode::BadAssertion,
@@ -85,15 +92,16 @@ pub(crate) fn consume(
             )
         })?;
     }
-    let used = tx
-        .challenge_used_at(&d.request_id, &d.approver)?
-        .ok_or_else(|| {
-            ApiError::conflict(
-                ErrorCode::NoChallenge,
-                "There is no passkey challenge for this request and approver.",
-            )
-        })?;
-    if used.is_some() {
+    let no_challenge = |why: &str| ApiError::conflict(ErrorCode::NoChallenge, why.to_owned());
+    let stored = tx.challenge(&d.request_id, &d.approver)?.ok_or_else(|| {
+        no_challenge("There is no passkey challenge for this request and approver.")
+    })?;
+    if stored.state == NO_CEREMONY && stored.used_at.is_none() {
+        return Err(no_challenge(
+            "No passkey challenge was issued for this request and approver yet: ask for one (POST /v2/challenges).",
+        ));
+    }
+    if stored.used_at.is_some() {
         return Err(ApiError::conflict(
             ErrorCode::AssertionReplayed,
             "The passkey challenge for this request was already used; an assertion is accepted only once.",

@@ -77,6 +77,11 @@ pub struct Config {
     /// The highest risk the policy may approve by itself (`mode = "auto"`): `none`, `low`,
     /// `medium`, `high` or `critical`. A request above it is refused, whatever the policy says.
     pub auto_approve_max_risk: AutoApproveCeiling,
+    /// A request addressed to at most this many approvers gets each of them a WebAuthn
+    /// challenge when it is created, in its `request` event; above it, each approver asks for
+    /// one when they decide (`POST /v2/challenges`), so a large group costs no ceremony per
+    /// member up front.
+    pub prechallenge_max: usize,
 }
 
 /// The risk ceiling of auto-approval.
@@ -156,6 +161,7 @@ impl Default for Config {
             policy_file: None,
             reload_seconds: 5,
             auto_approve_max_risk: AutoApproveCeiling::Low,
+            prechallenge_max: 64,
         }
     }
 }

@@ -231,9 +231,15 @@ fn create_in(
         .into());
     }
     // One WebAuthn authentication per addressee, each approver's ceremony state kept once; a
-    // request approved at once takes no decision.
+    // request approved at once takes no decision, and one addressed to more approvers than
+    // `prechallenge_max` has each of them ask for theirs when they decide.
+    let prechallenged = routed.addressees.len() <= gw.config.prechallenge_max;
     let mut challenges = Vec::with_capacity(routed.addressees.len());
-    for a in routed.addressees.iter().filter(|_| body.mode.is_ask()) {
+    for a in routed
+        .addressees
+        .iter()
+        .filter(|_| body.mode.is_ask() && prechallenged)
+    {
         let passkeys = passkeys_of(tx, a)?;
         let (rcr, state) = gw
             .webauthn
@@ -259,6 +265,20 @@ fn create_in(
     let mut pushed = Vec::new();
     if body.mode == Mode::BreakGlass {
         pushed = tell_after_the_fact(gw, tx, &signed, &routed, now)?;
+    } else if body.mode.is_ask() && !prechallenged {
+        let event = StreamEvent::Request {
+            request: Box::new(signed.clone()),
+            challenge: serde_json::Value::Null,
+        };
+        for a in &routed.addressees {
+            tx.insert_on_demand(&body.id, a)?;
+            pushed.extend(crate::envelope::enqueue(
+                gw,
+                tx,
+                std::slice::from_ref(a),
+                &event,
+            )?);
+        }
     }
     for (a, rcr, state) in challenges {
         tx.insert_challenge(&body.id, &a, &json_text(&state)?)?;
@@ -287,6 +307,7 @@ fn create_in(
             "rule": routed.policy.rule,
             "policy_hash": routed.policy.policy_hash,
             "mode": body.mode,
+            "challenges": if prechallenged { "pre-issued" } else { "on demand" },
             "digest": digest,
         }),
     )?;

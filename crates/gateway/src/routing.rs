@@ -69,9 +69,9 @@ pub(crate) fn eligibility(
     })
 }
 
-/// The most approvers one request is addressed to: each gets a WebAuthn challenge when the
-/// request is created, and a status lists at most this many approvals.
-pub(crate) const MAX_ADDRESSEES: usize = 64;
+/// The most approvers one request is addressed to, each with its own signed `request` event.
+/// Above the gateway's `prechallenge_max` they ask for their challenges on demand.
+pub(crate) const MAX_ADDRESSEES: usize = 1024;
 
 /// The request's risk as signed: the higher of the requester's claim (default medium) and the
 /// policy's judgement.
@@ -297,8 +297,6 @@ pub(crate) fn route(
             ),
         ));
     }
-    // Every addressee gets its own challenge now; challenges on demand for larger groups are
-    // not built yet.
     if addressees.len() > MAX_ADDRESSEES {
         return Err(refused(
             ErrorCode::PolicyRefused,

@@ -75,3 +75,32 @@ async fn quorum_two_of_three_and_one_deny_decides_at_once() {
         a.stop().await;
     }
 }
+
+/// A request addressed to more approvers than the gateway's `prechallenge_max` comes without a
+/// challenge: the engine asks for one when its person approves, and the approval is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_asks_for_its_challenge_when_the_request_came_without_one() {
+    let gw = TestGateway::start_with(|c| c.prechallenge_max = 1).await;
+    let names = ["a@example.com", "b@example.com"];
+    let mut approvers = Vec::new();
+    for n in names {
+        let mut a = Approver::new();
+        a.pair(&gw.invite(n)).await;
+        approvers.push(a);
+    }
+    let created = gw
+        .requester()
+        .create(&gw.new_request(&names, "two addressees, challenges on demand"))
+        .await
+        .unwrap();
+    let id = created.request.body.id.clone();
+    let a = &mut approvers[0];
+    a.engine.sync().await.unwrap();
+    assert!(a.engine.show(&id).unwrap().challenge.is_null());
+    let out = a.engine.approve(&id, None, &mut a.auth).await.unwrap();
+    assert!(
+        matches!(&out.delivery, Delivery::Delivered { receipt } if receipt.body.request_state == RequestState::Approved),
+        "{:?}",
+        out.delivery
+    );
+}

@@ -34,6 +34,10 @@ pub trait ChallengeRows {
         now: i64,
     ) -> Result<(), StoreError>;
 
+    /// Records that a request was addressed to an approver who asks for a challenge when they
+    /// decide (`POST /v2/challenges`): no ceremony yet (`state` the JSON `null`), unused.
+    fn insert_on_demand(&self, request_id: &str, approver: &str) -> Result<(), StoreError>;
+
     /// Replaces the ceremony state of a request for an approver it was addressed to with a new,
     /// unused one (a challenge issued on demand); returns whether there was a row to replace.
     fn reissue_challenge(
@@ -45,13 +49,6 @@ pub trait ChallengeRows {
 
     /// The ceremony state of a request for an approver, if the request was addressed to them.
     fn challenge(&self, request_id: &str, approver: &str) -> Result<Option<Challenge>, StoreError>;
-
-    /// When the ceremony state was used: `None` if there is none, `Some(None)` if unused.
-    fn challenge_used_at(
-        &self,
-        request_id: &str,
-        approver: &str,
-    ) -> Result<Option<Option<i64>>, StoreError>;
 
     /// Whether the request was addressed to the approver (it has a ceremony state for them).
     fn has_challenge(&self, request_id: &str, approver: &str) -> Result<bool, StoreError>;
@@ -116,6 +113,14 @@ impl ChallengeRows for SqliteTx<'_> {
         Ok(n > 0)
     }
 
+    fn insert_on_demand(&self, request_id: &str, approver: &str) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO challenges(request_id, approver, state) VALUES (?1, ?2, 'null')",
+            params![request_id, approver],
+        )?;
+        Ok(())
+    }
+
     fn challenge(&self, request_id: &str, approver: &str) -> Result<Option<Challenge>, StoreError> {
         self.row(
             "SELECT state, used_at FROM challenges WHERE request_id = ?1 AND approver = ?2",
@@ -126,18 +131,6 @@ impl ChallengeRows for SqliteTx<'_> {
                     used_at: r.get(1)?,
                 })
             },
-        )
-    }
-
-    fn challenge_used_at(
-        &self,
-        request_id: &str,
-        approver: &str,
-    ) -> Result<Option<Option<i64>>, StoreError> {
-        self.row(
-            "SELECT used_at FROM challenges WHERE request_id = ?1 AND approver = ?2",
-            params![request_id, approver],
-            |r| r.get(0),
         )
     }
 

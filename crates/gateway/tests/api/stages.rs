@@ -402,3 +402,78 @@ async fn auto_approval_is_recorded_and_refused_above_the_ceiling() {
     let err = o.h.try_create(read(Risk::Critical)).await.unwrap_err();
     assert_eq!(err.code(), Some("policy_refused"), "{err:?}");
 }
+
+/// Above `prechallenge_max` addressees, no challenge is issued at creation: each approver asks
+/// for one when they decide. An assertion over no challenge of this request is `no_challenge`,
+/// a denial needs none, and the stages complete as usual.
+#[tokio::test]
+async fn a_request_to_more_approvers_than_prechallenge_max_issues_challenges_on_demand() {
+    let mut o = org_with(|c| c.prechallenge_max = 2).await;
+    let id =
+        o.h.create_with(|n| n.approvers.clear())
+            .await
+            .request
+            .body
+            .id;
+    let (req, challenge) = o.bob.request_event(&o.h, &id).await;
+    assert!(
+        challenge.is_null(),
+        "three addressees, above the maximum of two"
+    );
+    let audited =
+        o.h.audit()
+            .into_iter()
+            .find(|(e, _)| e.kind == "request.created")
+            .unwrap()
+            .0
+            .detail;
+    assert_eq!(audited["challenges"], "on demand");
+
+    // An assertion over another request's challenge is no challenge of this one.
+    let other =
+        o.h.create_with(|n| {
+            n.approvers.clear();
+            n.summary = "another".into();
+        })
+        .await
+        .request;
+    let elsewhere = o.bob.ask_challenge(&o.h, &other).await.unwrap();
+    let err = o
+        .bob
+        .decide(
+            &o.h,
+            &req,
+            Some(&elsewhere),
+            Verdict::Approve,
+            None,
+            Uv::Yes,
+        )
+        .await
+        .unwrap_err();
+    o.h.expect_rejection(&err, "no_challenge");
+
+    let ch = o.bob.ask_challenge(&o.h, &req).await.unwrap();
+    let r = o
+        .bob
+        .decide(&o.h, &req, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .await
+        .unwrap()
+        .body;
+    assert_eq!(r.request_state, RequestState::Pending);
+    // Bob has decided: no second challenge for him.
+    let err = o.bob.ask_challenge(&o.h, &req).await.unwrap_err();
+    assert_eq!(err.code(), Some("already_decided"), "{err:?}");
+    let ch = o.carl.ask_challenge(&o.h, &req).await.unwrap();
+    let r = o
+        .carl
+        .decide(&o.h, &req, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .await
+        .unwrap()
+        .body;
+    assert_eq!(r.request_state, RequestState::Approved);
+    // Dave is in no stage and Rita asked: neither gets a challenge.
+    let err = o.dave.ask_challenge(&o.h, &req).await.unwrap_err();
+    assert_eq!(err.code(), Some("unknown_request"), "{err:?}");
+    let err = o.rita.ask_challenge(&o.h, &req).await.unwrap_err();
+    assert_eq!(err.code(), Some("unknown_request"), "{err:?}");
+}
