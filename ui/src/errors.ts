@@ -25,6 +25,7 @@ export const HINTS: Record<ErrorCode, string | null> = {
   request_not_pending: "Someone else has already closed this request.",
   request_expired: "The request expired before the decision reached the gateway.",
   already_decided: "This device has already decided on this request.",
+  approval_not_needed: "The stages you could count for already have their approvals.",
   match_code_required: "This request needs the match code the requester sees.",
   no_authenticator: "Plug in your security key and try again.",
   unknown_authenticator: null,

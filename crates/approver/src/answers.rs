@@ -108,6 +108,9 @@ pub fn refusal_sentence(code: &ErrorCode) -> String {
             "The request expired before this decision reached the gateway."
         }
         ErrorCode::AlreadyDecided => "You had already decided this request.",
+        ErrorCode::ApprovalNotNeeded => {
+            "Every stage you could count for already has its approvals; yours was not needed."
+        }
         ErrorCode::RequestNotYetValid => "The request is not valid yet; decide again once it is.",
         ErrorCode::WrongMatchCode => "The match code does not match the one the requester sees.",
         ErrorCode::MatchCodeRequired => "This request needs the match code the requester sees.",

@@ -271,8 +271,10 @@ fn presign_outcome(
     (votes, eligibility): ((Vec<VoteRow>, u64), Option<Eligibility>),
 ) -> Result<Option<Outcome>, ApiError> {
     match (request, eligibility) {
+        // A refusal here (an approval not needed) is only an outcome not signed in advance:
+        // the transaction decides on the votes as they are then.
         (Some(r), Some(e)) if device_verified => {
-            Ok(Some(outcome(gw, d, r, decision_digest, now, votes, e)?))
+            Ok(outcome(gw, d, r, decision_digest, now, votes, e).ok())
         }
         _ => Ok(None),
     }

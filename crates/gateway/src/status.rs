@@ -3,6 +3,8 @@
 //! signed receipt, signed status event), and storing a status event for every approver the
 //! request is addressed to.
 
+use countersign_protocol::api::ErrorCode;
+
 use crate::error::{json_text, ApiError};
 use crate::gateway::Gateway;
 use crate::hub::Pushed;
@@ -105,6 +107,11 @@ impl StatusAt<'_> {
     }
 }
 
+/// Approvals that count: each stage's credited approvals, up to its `min`, summed.
+fn met(credit: &Credit) -> u32 {
+    credit.stages.iter().map(|s| s.approvals.min(s.min)).sum()
+}
+
 /// The stage credit of the recorded `votes` on `request`.
 fn credit_of(request: &ApprovalRequest, votes: &[VoteRow]) -> Credit {
     const FIRST: &[u32] = &[0];
@@ -158,6 +165,17 @@ pub(crate) fn outcome(
     votes.sort_by(|a, b| (a.at, &a.approver).cmp(&(b.at, &b.approver)));
     // One deny closes the request at once; otherwise the stages decide.
     let credit = credit_of(&request.body, &votes);
+    // An approval that adds nothing (its stages are met, and no other assignment frees one) is
+    // not recorded, so that a status lists at most the approvals that count and one deny.
+    if d.verdict == Verdict::Approve
+        && !list_form
+        && met(&credit) <= met(&credit_of(&request.body, &votes_before))
+    {
+        return Err(ApiError::conflict(
+            ErrorCode::ApprovalNotNeeded,
+            "Every stage this approval could count toward already has its approvals.",
+        ));
+    }
     let new_state = match d.verdict {
         Verdict::Deny => RequestState::Denied,
         Verdict::Revoke => {

@@ -84,6 +84,8 @@ ipc_codes! {
     RequestExpired = "request_expired",
     /// This device (or, at the gateway, this approver) already decided.
     AlreadyDecided = "already_decided",
+    /// Gateway: Every stage this approval could count toward already has its approvals, and no other assignment would let it count: it is not recorded (409).
+    ApprovalNotNeeded = "approval_not_needed",
     /// The request needs the match code the requester sees.
     MatchCodeRequired = "match_code_required",
     /// No passkey authenticator is chosen.

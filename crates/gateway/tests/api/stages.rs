@@ -477,3 +477,30 @@ async fn a_request_to_more_approvers_than_prechallenge_max_issues_challenges_on_
     let err = o.rita.ask_challenge(&o.h, &req).await.unwrap_err();
     assert_eq!(err.code(), Some("unknown_request"), "{err:?}");
 }
+
+/// An approval that cannot count (its only stage is met, and moving nobody frees a place) is
+/// refused and not recorded, so a status lists only approvals that count; one that can count
+/// by moving an earlier one is taken.
+#[tokio::test]
+async fn an_approval_that_cannot_count_is_refused_and_not_recorded() {
+    let mut o = org().await;
+    admin::set_groups(o.h.gw(), DAVE, &["dba".into()]).unwrap();
+    let id =
+        o.h.create_with(|n| n.approvers.clear())
+            .await
+            .request
+            .body
+            .id;
+    approve(&mut o.bob, &o.h, &id).await;
+    let (req, ch) = o.dave.request_event(&o.h, &id).await;
+    let err = o
+        .dave
+        .decide(&o.h, &req, Some(&ch), Verdict::Approve, None, Uv::Yes)
+        .await
+        .unwrap_err();
+    o.h.expect_rejection(&err, "approval_not_needed");
+    assert_eq!(o.h.view(&id).await.status.body.votes.len(), 1);
+    // Ann is a DBA and a manager: she counts for managers.
+    let r = approve(&mut o.ann, &o.h, &id).await;
+    assert_eq!(r.request_state, RequestState::Approved);
+}

@@ -191,6 +191,9 @@ error_codes! {
     RequestNotYetValid = "request_not_yet_valid",
     /// This approver already has an accepted decision on this request (409).
     AlreadyDecided = "already_decided",
+    /// Every stage this approval could count toward already has its approvals, and no other
+    /// assignment would let it count: it is not recorded (409).
+    ApprovalNotNeeded = "approval_not_needed",
     /// An approval of a request with a match code carries none (400).
     MatchCodeRequired = "match_code_required",
     /// The typed match code differs from the requester's; counted against the request (403).
@@ -254,6 +257,7 @@ impl ErrorCode {
                 | ErrorCode::RequestNotYetValid
                 | ErrorCode::AlreadyDecided
                 | ErrorCode::NotRevocable
+                | ErrorCode::ApprovalNotNeeded
                 | ErrorCode::MatchCodeRequired
                 | ErrorCode::WrongMatchCode
                 | ErrorCode::PasskeyRequired
