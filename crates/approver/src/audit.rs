@@ -48,6 +48,10 @@ pub mod kind {
     pub const REPORT_SENT: &str = "report.sent";
     /// This device acknowledged a request approved without asking (break-glass).
     pub const ACK_SENT: &str = "ack.sent";
+    /// The gateway's newer statement of this approver's person and groups, kept.
+    pub const MEMBERSHIP_RECEIVED: &str = "membership.received";
+    /// A membership statement not newer than the one held: ignored.
+    pub const MEMBERSHIP_STALE: &str = "membership.stale";
     /// This device revoked its approval; the detail names the gateway's receipt.
     pub const APPROVAL_REVOKED: &str = "approval.revoked";
     /// A passkey added at a gateway (a backup key), proven by a registered one.

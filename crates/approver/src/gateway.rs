@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use countersign_protocol::api::{ErrorBody, ErrorCode};
 use countersign_protocol::types::Decode;
-use countersign_protocol::{Digest, PublicKey};
+use countersign_protocol::{Digest, Membership, PublicKey, Signed};
 use rusqlite::{params, Connection, Row};
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -317,4 +317,32 @@ mod tests {
             "http://127.0.0.1:8/v2/info"
         );
     }
+}
+
+/// Stores `membership` for `gateway` if its `seq` is above the one held; returns the `seq` held
+/// before (0 for none) and whether it was stored.
+pub(crate) fn store_membership(
+    db: &Connection,
+    gateway: &str,
+    membership: &Signed<Membership>,
+) -> Result<(u64, bool), EngineError> {
+    let held: Option<String> = db.query_row(
+        "SELECT membership FROM gateways WHERE fingerprint = ?1",
+        params![gateway],
+        |r| r.get(0),
+    )?;
+    let held_seq = held
+        .and_then(|m| serde_json::from_str::<Signed<Membership>>(&m).ok())
+        .map_or(0, |m| m.body.seq);
+    if membership.body.seq <= held_seq {
+        return Ok((held_seq, false));
+    }
+    let text = serde_json::to_string(membership)
+        .map_err(|e| EngineError::Corrupt(format!("cannot encode the membership: {e}")))?;
+    crate::store::execute(
+        db,
+        "UPDATE gateways SET membership = ?1 WHERE fingerprint = ?2",
+        params![text, gateway],
+    )?;
+    Ok((held_seq, true))
 }

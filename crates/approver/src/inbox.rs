@@ -3,8 +3,8 @@
 //! event.
 
 use countersign_protocol::{
-    ApprovalRequest, Digest, Grant, PublicKey, Receipt, RequestState, Signed, StageProgress,
-    StatusUpdate, Verdict, Vote,
+    ApprovalRequest, Digest, Grant, Membership, PublicKey, Receipt, RequestState, Signed,
+    StageProgress, StatusUpdate, Verdict, Vote,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
@@ -147,6 +147,9 @@ pub struct InboxItem {
     pub stages: Vec<StageProgress>,
     /// What the approval grants, from the newest approved status; `None` until approved.
     pub grant: Option<Grant>,
+    /// The gateway's newest signed statement of this approver's person and groups, if it sent
+    /// one.
+    pub membership: Option<Membership>,
     pub received_at: i64,
     pub decision: Option<LocalDecision>,
 }
@@ -189,7 +192,7 @@ const LIST_ORDER: &str = "ORDER BY i.received_at DESC, i.request_id";
 
 const ITEM_SELECT: &str = "SELECT i.gateway, g.name, i.request, i.digest, i.challenge, i.state, \
      i.approvals, i.min_approvals, i.votes, i.received_at, i.decision_id, o.verdict, o.state, \
-     o.last_error, o.receipt, o.created_at, i.stages, g.approver, i.granted \
+     o.last_error, o.receipt, o.created_at, i.stages, g.approver, i.granted, g.membership \
      FROM inbox i JOIN gateways g ON g.fingerprint = i.gateway \
      LEFT JOIN outbox o ON o.decision_id = i.decision_id";
 
@@ -213,6 +216,7 @@ fn item_row(r: &Row<'_>) -> rusqlite::Result<Result<InboxItem, EngineError>> {
     let stages: String = r.get(16)?;
     let approver: String = r.get(17)?;
     let granted: Option<String> = r.get(18)?;
+    let membership: Option<String> = r.get(19)?;
     let build = move || -> Result<InboxItem, EngineError> {
         let bad = |what: &str| EngineError::Corrupt(format!("inbox column {what} is unreadable"));
         let decision = match (decision_id, verdict, delivery) {
@@ -249,6 +253,10 @@ fn item_row(r: &Row<'_>) -> rusqlite::Result<Result<InboxItem, EngineError>> {
                 .map(|g| serde_json::from_str(&g))
                 .transpose()
                 .map_err(|_| bad("granted"))?,
+            membership: membership
+                .map(|m| serde_json::from_str::<Signed<Membership>>(&m).map(|s| s.body))
+                .transpose()
+                .map_err(|_| bad("membership"))?,
             received_at,
             decision,
         })

@@ -4,7 +4,7 @@
 //! and says what happened.
 
 use countersign_protocol::{
-    ApprovalRequest, Digest, Event, RequestState, Signed, StatusUpdate, StreamEvent,
+    ApprovalRequest, Digest, Event, Membership, RequestState, Signed, StatusUpdate, StreamEvent,
 };
 use rusqlite::Connection;
 use serde::Serialize;
@@ -182,6 +182,9 @@ impl Engine {
                     | IngestOutcome::Refused { .. } => {}
                 }
                 outcome
+            }
+            StreamEvent::Membership { membership } => {
+                ingest_membership(&tx, &gw, event_id, now, &membership)?
             }
             StreamEvent::Status { status } => {
                 let outcome = ingest_status(&tx, &gw, event_id, now, &status)?;
@@ -369,6 +372,61 @@ fn ingest_request(
         }),
     )?;
     Ok(IngestOutcome::Accepted)
+}
+
+/// The gateway's statement of this approver's person and groups: verified, for this gateway
+/// and approver, and kept if newer than the one held (an older one is a replay and changes
+/// nothing). Audited either way.
+fn ingest_membership(
+    db: &Connection,
+    gw: &GatewayRecord,
+    event_id: Option<u64>,
+    now: i64,
+    membership: &Signed<Membership>,
+) -> Result<IngestOutcome, EngineError> {
+    let m = &membership.body;
+    let reject = |reason: RejectReason| -> Result<IngestOutcome, EngineError> {
+        audit_rejection(db, now, gw, event_id, None, None, &reason)?;
+        Ok(IngestOutcome::Rejected { reason })
+    };
+    if membership.verify(&gw.gateway_key).is_err() {
+        return reject(RejectReason::BadSignature);
+    }
+    if m.gateway != gw.fingerprint {
+        return reject(RejectReason::WrongGateway {
+            named: m.gateway.clone(),
+            pinned: gw.fingerprint.clone(),
+        });
+    }
+    if m.approver != gw.approver {
+        return reject(RejectReason::NotAddressed {
+            approver: gw.approver.clone(),
+        });
+    }
+    let (held, stored) = crate::gateway::store_membership(db, &gw.fingerprint, membership)?;
+    audit::append(
+        db,
+        now,
+        if stored {
+            kind::MEMBERSHIP_RECEIVED
+        } else {
+            kind::MEMBERSHIP_STALE
+        },
+        None,
+        serde_json::json!({
+            "gateway": gw.fingerprint,
+            "event_id": event_id,
+            "seq": m.seq,
+            "held_seq": held,
+            "person": m.person,
+            "groups": m.groups,
+        }),
+    )?;
+    Ok(if stored {
+        IngestOutcome::Accepted
+    } else {
+        IngestOutcome::Stale
+    })
 }
 
 fn ingest_status(

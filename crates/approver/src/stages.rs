@@ -8,7 +8,9 @@ use crate::inbox::InboxItem;
 
 impl InboxItem {
     /// Why this approver was asked: each stage they may approve for, as a sentence ("named in
-    /// stage approvers", "stage dba: the gateway sent it to you as a member of group dba").
+    /// stage approvers", "stage dba: you are in group dba, as the gateway's membership
+    /// statement 3 says"). Without a statement, the gateway's envelope that addressed the
+    /// request here is the only word for it; a statement that does not list the group is said.
     pub fn why_asked(&self) -> Vec<String> {
         self.request
             .body
@@ -18,10 +20,20 @@ impl InboxItem {
                 (Some(list), _) if list.contains(&self.approver) => {
                     Some(format!("named in stage {}", s.name))
                 }
-                (None, Some(g)) => Some(format!(
-                    "stage {}: the gateway sent it to you as a member of group {g}",
-                    s.name
-                )),
+                (None, Some(g)) => Some(match &self.membership {
+                    Some(m) if m.groups.contains(g) => format!(
+                        "stage {}: you are in group {g}, as the gateway's membership statement {} says",
+                        s.name, m.seq
+                    ),
+                    Some(m) => format!(
+                        "stage {}: sent to you as a member of group {g}, which the gateway's membership statement {} does not list",
+                        s.name, m.seq
+                    ),
+                    None => format!(
+                        "stage {}: the gateway sent it to you as a member of group {g}",
+                        s.name
+                    ),
+                }),
                 _ => None,
             })
             .collect()

@@ -173,10 +173,12 @@ const SCHEMA_V5: &str = "ALTER TABLE inbox ADD COLUMN stages TEXT NOT NULL DEFAU
 
 /// Version 6: what an approval grants. Each request holds the grant of its newest approved
 /// status (JSON, or null), and whether it needs this approver's attention though it is
-/// approved: a break-glass or auto-approved request nobody acknowledged yet.
+/// approved: a break-glass or auto-approved request nobody acknowledged yet. Each gateway holds
+/// the newest membership statement it signed for this approver (`Signed<Membership>` JSON).
 const SCHEMA_V6: &str = r#"
 ALTER TABLE inbox ADD COLUMN granted TEXT;
 ALTER TABLE inbox ADD COLUMN attention INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE gateways ADD COLUMN membership TEXT;
 "#;
 
 /// Every migration, in order: version `n` is applied to a database at version `n - 1`.

@@ -48,6 +48,7 @@ pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod lifecycle;
+pub mod memberships;
 pub mod models;
 pub mod openapi;
 pub mod pairing;

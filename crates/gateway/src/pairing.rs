@@ -161,8 +161,14 @@ fn start_inner(gw: &Gateway, body: &[u8]) -> Result<PairChallenge, ApiError> {
 /// `POST /v1/pair/finish`: registers the passkey and the device key.
 pub fn finish(gw: &Gateway, body: &[u8]) -> Result<Signed<Paired>, ApiError> {
     let r = finish_inner(gw, body);
-    if let Err(e) = &r {
-        audit_pairing_rejection(gw, e);
+    match &r {
+        Err(e) => audit_pairing_rejection(gw, e),
+        // The invite may have put the approver in the directory: their first statement.
+        Ok(_) => {
+            if let Err(e) = crate::memberships::sync(gw) {
+                tracing::error!(%e, "the membership statements could not be brought up to date");
+            }
+        }
     }
     r
 }

@@ -72,6 +72,11 @@ pub fn reload(gw: &Gateway, directory_file_changed: bool) -> Reloaded {
         }
     };
     gw.set_policy_sources(seen);
+    // The approvers whose person or groups changed are told before any request routed with
+    // the new directory reaches them.
+    if let Err(e) = crate::memberships::sync(gw) {
+        tracing::error!(%e, "the membership statements could not be brought up to date");
+    }
     let loaded = crate::policy::load_for(&gw.config, (&directory, version));
     // Only once the load is over: until then a request for this version waits on the lock.
     gw.policy_tried_version.store(version, Ordering::SeqCst);

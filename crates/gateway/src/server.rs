@@ -107,6 +107,10 @@ pub fn serve_on(
             })
         }
     };
+    // Every approver's membership statement, as the directory is now, before the first stream.
+    if let Err(e) = crate::memberships::sync(&gateway) {
+        tracing::error!(%e, "the membership statements could not be brought up to date");
+    }
     let sweeper = tokio::spawn(lifecycle::expiry_sweeper(gateway.clone()));
     let watcher = tokio::spawn(reload::watch(gateway.clone()));
     Ok(Running {

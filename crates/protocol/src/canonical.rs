@@ -22,6 +22,7 @@ pub mod domain {
     pub const DEVICE_AUTH: &str = "countersign/v2/device-auth";
     pub const REPORT: &str = "countersign/v2/report";
     pub const ACK: &str = "countersign/v2/ack";
+    pub const MEMBERSHIP: &str = "countersign/v2/membership";
     pub const PASSKEY_CHANGE: &str = "countersign/v2/passkey-change";
     pub const PASSKEYS: &str = "countersign/v2/passkeys";
     /// The audit log format keeps its own version ([`crate::AUDIT_VERSION`]).

@@ -25,6 +25,10 @@ pub enum StreamEvent {
     },
     /// A change of state of a request this approver was asked about.
     Status { status: Box<Signed<StatusUpdate>> },
+    /// The gateway's statement of the approver's person and groups, when it changes.
+    Membership {
+        membership: Box<Signed<crate::membership::Membership>>,
+    },
 }
 
 impl StreamEvent {
@@ -33,6 +37,7 @@ impl StreamEvent {
         match self {
             StreamEvent::Request { .. } => "request",
             StreamEvent::Status { .. } => "status",
+            StreamEvent::Membership { .. } => "membership",
         }
     }
 }
@@ -42,6 +47,7 @@ impl Decode for StreamEvent {
         match self {
             StreamEvent::Request { request, .. } => request.validate(),
             StreamEvent::Status { status } => status.validate(),
+            StreamEvent::Membership { membership } => membership.validate(),
         }
     }
 }

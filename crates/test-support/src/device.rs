@@ -50,6 +50,8 @@ pub struct Device {
     pub requests: HashMap<String, (Signed<ApprovalRequest>, serde_json::Value)>,
     /// The latest status pushed for each request.
     pub statuses: HashMap<String, Signed<StatusUpdate>>,
+    /// The newest membership statement pushed, verified.
+    pub membership: Option<Signed<countersign_protocol::Membership>>,
 }
 
 impl std::fmt::Debug for Device {
@@ -129,6 +131,7 @@ impl Device {
             last_event: 0,
             requests: HashMap::new(),
             statuses: HashMap::new(),
+            membership: None,
         })
     }
 
@@ -141,6 +144,8 @@ impl Device {
 
     /// Connects, reads the backlog after the last seen event, disconnects. Each request is
     /// checked against the gateway's key and kept with its challenge; each status is kept.
+    /// Membership statements are verified and kept (`membership`), and left out of the events
+    /// returned, which are about requests.
     pub async fn drain(&mut self, gw: &impl PairedGateway) -> Vec<(u64, StreamEvent)> {
         let mut s = self.open_stream(gw, self.last_event).await;
         let events = s.until_ready().await;
@@ -155,6 +160,10 @@ impl Device {
                         ((**request).clone(), challenge.clone()),
                     );
                 }
+                StreamEvent::Membership { membership } => {
+                    membership.verify(&gw.gateway_key()).unwrap();
+                    self.membership = Some((**membership).clone());
+                }
                 StreamEvent::Status { status } => {
                     self.statuses
                         .insert(status.body.request_id.clone(), (**status).clone());
@@ -162,6 +171,9 @@ impl Device {
             }
         }
         events
+            .into_iter()
+            .filter(|(_, e)| !matches!(e, StreamEvent::Membership { .. }))
+            .collect()
     }
 
     /// The request `id` as pushed, with its passkey challenge (reading the stream if it has

@@ -74,6 +74,13 @@ async fn a_broken_glass_asks_for_attention_until_one_approver_acknowledges_it() 
         let pending = a.engine.list(Default::default()).unwrap();
         assert!(pending.iter().any(|i| i.id() == id), "asks for attention");
     }
+    // Why: the gateway's signed statement of her groups names sre.
+    let why = ann.engine.show(&id).unwrap().why_asked();
+    assert!(
+        why.iter()
+            .any(|w| w.contains("you are in group sre, as the gateway's membership statement")),
+        "{why:?}"
+    );
     // Told of it, and its notification stays: the approved status resolves nothing yet.
     assert_eq!(*ann_told.0.lock().unwrap(), vec![format!("arrived {id}")]);
     // Nothing to decide: a decision is refused here, before it is signed.

@@ -52,6 +52,7 @@ pub mod decisions;
 pub mod devices;
 pub mod directory;
 pub mod events;
+pub mod memberships;
 pub mod pairing;
 pub mod passkeys;
 pub mod reports;
@@ -67,6 +68,7 @@ pub use decisions::DecisionRows;
 pub use devices::DeviceRows;
 pub use directory::{DirectoryRows, PersonListing};
 pub use events::EventRows;
+pub use memberships::MembershipRows;
 pub use pairing::PairingRows;
 pub use passkeys::PasskeyRows;
 pub use reports::ReportRows;
@@ -113,6 +115,7 @@ pub trait Tx:
     + EventRows
     + AuditRows
     + AckRows
+    + MembershipRows
 {
 }
 
@@ -130,6 +133,7 @@ impl<T> Tx for T where
         + EventRows
         + AuditRows
         + AckRows
+        + MembershipRows
         + ?Sized
 {
 }

@@ -504,3 +504,48 @@ async fn an_approval_that_cannot_count_is_refused_and_not_recorded() {
     let r = approve(&mut o.ann, &o.h, &id).await;
     assert_eq!(r.request_state, RequestState::Approved);
 }
+
+/// Each approver's devices get the gateway's signed statement of their person and groups, and
+/// a new one (the next `seq`) when the directory changes, before a request routed with the
+/// change; one removed from the directory is told they are nobody.
+#[tokio::test]
+async fn approvers_are_told_their_groups_in_signed_membership_statements() {
+    let mut o = org().await;
+    o.h.create_with(|n| n.approvers.clear()).await;
+    o.ann.drain(&o.h).await;
+    let first = o.ann.membership.clone().expect("a membership statement");
+    first
+        .verify(&countersign_test_support::PairedGateway::gateway_key(&o.h))
+        .unwrap();
+    assert_eq!(first.body.approver, ANN);
+    assert_eq!(first.body.person.as_deref(), Some(ANN));
+    assert_eq!(
+        first.body.groups,
+        vec!["dba".to_string(), "managers".into()]
+    );
+
+    admin::set_groups(o.h.gw(), ANN, &["dba".into()]).unwrap();
+    admin::remove(o.h.gw(), DAVE).unwrap();
+    o.h.create_with(|n| {
+        n.approvers.clear();
+        n.summary = "after the change".into();
+    })
+    .await;
+    o.ann.drain(&o.h).await;
+    let second = o.ann.membership.clone().unwrap().body;
+    assert_eq!(second.seq, first.body.seq + 1);
+    assert_eq!(second.groups, vec!["dba".to_string()]);
+    o.dave.drain(&o.h).await;
+    let dave = o.dave.membership.clone().unwrap().body;
+    assert_eq!((dave.person, dave.groups), (None, Vec::<String>::new()));
+    // Bob's groups did not change: no new statement for him.
+    o.bob.drain(&o.h).await;
+    let bob_seq = o.bob.membership.clone().unwrap().body.seq;
+    o.h.create_with(|n| {
+        n.approvers.clear();
+        n.summary = "nothing changed".into();
+    })
+    .await;
+    o.bob.drain(&o.h).await;
+    assert_eq!(o.bob.membership.clone().unwrap().body.seq, bob_seq);
+}

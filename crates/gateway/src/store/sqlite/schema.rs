@@ -271,7 +271,8 @@ CREATE TRIGGER person_groups_delete_version AFTER DELETE ON person_groups
 /// whom) and the first acknowledgement of a break-glass or auto-approved request; every
 /// acknowledgement as the device signed it (table `acks`, one per `ack_id`); every revocation
 /// an approver signed, with its receipt (table `revocations`, one per `decision_id`; they are
-/// not votes, so they are kept apart from `decisions`).
+/// not votes, so they are kept apart from `decisions`); and the membership statement last sent
+/// to each approver (table `memberships`: its `seq`, person and groups).
 const SCHEMA_V11: &str = r#"
 ALTER TABLE requests ADD COLUMN revoked_at INTEGER;
 ALTER TABLE requests ADD COLUMN revoked_by TEXT;
@@ -286,6 +287,13 @@ CREATE TABLE acks(
     at INTEGER NOT NULL
 );
 CREATE INDEX acks_request ON acks(request_id);
+CREATE TABLE memberships(
+    approver TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    person TEXT,
+    groups TEXT NOT NULL,
+    issued_at INTEGER NOT NULL
+);
 CREATE TABLE revocations(
     decision_id TEXT PRIMARY KEY,
     request_id TEXT NOT NULL REFERENCES requests(id),

@@ -100,6 +100,7 @@ fn inbox_item(decision: Option<engine::LocalDecision>) -> engine::InboxItem {
         }],
         stages: vec![],
         grant: None,
+        membership: None,
         received_at: 1_700_000_001,
         decision,
     }
