@@ -72,11 +72,7 @@ impl Engine {
             )?;
             tx.commit()?;
         }
-        if !b
-            .grant
-            .as_ref()
-            .is_some_and(|g| g.acknowledged_at.is_none())
-        {
+        if b.grant.as_ref().is_none_or(|g| g.acknowledged_at.is_some()) {
             self.notifier().request_resolved(&b.request_id, b.state);
         }
         self.emit(EngineEvent::StatusChanged {

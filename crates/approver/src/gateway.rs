@@ -300,25 +300,6 @@ pub(crate) fn see_head(db: &Connection, fingerprint: &str, head: u64) -> Result<
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoint_keeps_prefix() {
-        let u = Url::parse("http://127.0.0.1:8/gw").unwrap();
-        assert_eq!(
-            endpoint(&u, "/v2/stream").unwrap().as_str(),
-            "http://127.0.0.1:8/gw/v2/stream"
-        );
-        let u = Url::parse("http://127.0.0.1:8/").unwrap();
-        assert_eq!(
-            endpoint(&u, "/v2/info").unwrap().as_str(),
-            "http://127.0.0.1:8/v2/info"
-        );
-    }
-}
-
 /// Stores `membership` for `gateway` if its `seq` is above the one held; returns the `seq` held
 /// before (0 for none) and whether it was stored.
 pub(crate) fn store_membership(
@@ -345,4 +326,23 @@ pub(crate) fn store_membership(
         params![text, gateway],
     )?;
     Ok((held_seq, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_keeps_prefix() {
+        let u = Url::parse("http://127.0.0.1:8/gw").unwrap();
+        assert_eq!(
+            endpoint(&u, "/v2/stream").unwrap().as_str(),
+            "http://127.0.0.1:8/gw/v2/stream"
+        );
+        let u = Url::parse("http://127.0.0.1:8/").unwrap();
+        assert_eq!(
+            endpoint(&u, "/v2/info").unwrap().as_str(),
+            "http://127.0.0.1:8/v2/info"
+        );
+    }
 }
