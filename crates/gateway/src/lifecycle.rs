@@ -92,28 +92,7 @@ pub fn revoke(
                     format!("There is no request {id}."),
                 ));
             }
-            let (before, _) = status_of(gw, tx, id)?;
-            let not_revocable = |why: &str| {
-                ApiError::conflict(
-                    ErrorCode::NotRevocable,
-                    format!("The approval of {id} cannot be revoked: {why}."),
-                )
-            };
-            let Some(grant) = &before.body.grant else {
-                return Err(not_revocable(&format!(
-                    "the request is {}, not approved with a grant",
-                    before.body.state.as_str()
-                )));
-            };
-            if grant.revoked_at.is_some() {
-                return Err(not_revocable("it was revoked already"));
-            }
-            if grant.used_at.is_some() {
-                return Err(not_revocable("it was used already"));
-            }
-            if !grant.is_live(now) {
-                return Err(not_revocable("its grant window has passed"));
-            }
+            crate::revocations::check_grant_live(gw, tx, id, now)?;
             tx.revoke_request(id, by, now)?;
             tx.audit_append(
                 now,

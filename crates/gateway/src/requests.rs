@@ -266,19 +266,10 @@ fn create_in(
     if body.mode == Mode::BreakGlass {
         pushed = tell_after_the_fact(gw, tx, &signed, &routed, now)?;
     } else if body.mode.is_ask() && !prechallenged {
-        let event = StreamEvent::Request {
-            request: Box::new(signed.clone()),
-            challenge: serde_json::Value::Null,
-        };
         for a in &routed.addressees {
             tx.insert_on_demand(&body.id, a)?;
-            pushed.extend(crate::envelope::enqueue(
-                gw,
-                tx,
-                std::slice::from_ref(a),
-                &event,
-            )?);
         }
+        pushed = without_challenge(gw, tx, &signed, &routed.addressees)?;
     }
     for (a, rcr, state) in challenges {
         tx.insert_challenge(&body.id, &a, &json_text(&state)?)?;
@@ -353,18 +344,7 @@ fn tell_after_the_fact(
     for a in &routed.addressees {
         tx.insert_addressee(&body.id, a, now)?;
     }
-    let event = StreamEvent::Request {
-        request: Box::new(signed.clone()),
-        challenge: serde_json::Value::Null,
-    };
-    for a in &routed.addressees {
-        pushed.extend(crate::envelope::enqueue(
-            gw,
-            tx,
-            std::slice::from_ref(a),
-            &event,
-        )?);
-    }
+    pushed.extend(without_challenge(gw, tx, signed, &routed.addressees)?);
     pushed.extend(crate::status::push_status(gw, tx, &body.id)?);
     tx.audit_append(
         now,
@@ -378,5 +358,29 @@ fn tell_after_the_fact(
             "told": routed.addressees,
         }),
     )?;
+    Ok(pushed)
+}
+
+/// One `request` event for each of `addressees`, without a challenge: they are told after the
+/// fact, or ask for theirs when they decide.
+fn without_challenge(
+    gw: &Gateway,
+    tx: &dyn crate::store::Tx,
+    signed: &Signed<ApprovalRequest>,
+    addressees: &[String],
+) -> Result<Vec<Pushed>, ApiError> {
+    let event = StreamEvent::Request {
+        request: Box::new(signed.clone()),
+        challenge: serde_json::Value::Null,
+    };
+    let mut pushed = Vec::new();
+    for a in addressees {
+        pushed.extend(crate::envelope::enqueue(
+            gw,
+            tx,
+            std::slice::from_ref(a),
+            &event,
+        )?);
+    }
     Ok(pushed)
 }

@@ -30,21 +30,35 @@ pub(crate) fn check_revocable(
     approver: &str,
     now: i64,
 ) -> Result<(), ApiError> {
-    let not_revocable = |why: &str| {
-        ApiError::conflict(
-            ErrorCode::NotRevocable,
-            format!("The approval of {id} cannot be revoked: {why}."),
-        )
-    };
     let approved = tx
         .votes(id)?
         .iter()
         .any(|v| v.approver == approver && v.verdict == Verdict::Approve);
     if !approved {
-        return Err(not_revocable(&format!(
-            "{approver} has no approval of it to revoke"
-        )));
+        return Err(not_revocable(
+            id,
+            &format!("{approver} has no approval of it to revoke"),
+        ));
     }
+    check_grant_live(gw, tx, id, now)
+}
+
+fn not_revocable(id: &str, why: &str) -> ApiError {
+    ApiError::conflict(
+        ErrorCode::NotRevocable,
+        format!("The approval of {id} cannot be revoked: {why}."),
+    )
+}
+
+/// Whether request `id` is approved with a grant that is live at `now`: not revoked, not used
+/// and inside its window (`not_revocable`, naming which).
+pub(crate) fn check_grant_live(
+    gw: &Gateway,
+    tx: &dyn Tx,
+    id: &str,
+    now: i64,
+) -> Result<(), ApiError> {
+    let not_revocable = |why: &str| not_revocable(id, why);
     let (status, _) = status_of(gw, tx, id)?;
     let Some(grant) = status.body.grant else {
         return Err(not_revocable(&format!(
