@@ -129,7 +129,7 @@ function buildDetail(seed: Seed, now: number, index: number): RequestDetail {
     reason: text(seed.reason),
     approvers: seed.groups === undefined ? seed.approvers : [],
     votes,
-    why_asked: [text(seed.groups === undefined ? "named in stage approvers" : `stage ${seed.groups[0]?.name ?? ""}: the gateway sent it to you as a member of group ${seed.groups[0]?.name ?? ""}`)],
+    why_asked: [text(seed.groups === undefined ? "named in stage approvers" : `stage ${seed.groups[0]?.name ?? ""}: you are in group ${seed.groups[0]?.name ?? ""}, as the gateway's membership statement 4 says`)],
     policy_rule: text(seed.breakGlass === true ? "break_glass_oncall" : seed.groups === undefined ? "default.named_approvers" : "peer_and_manager.prod"),
     distinct_people: true,
     grant_seconds: seed.groups === undefined ? null : 900,

@@ -12,31 +12,40 @@ impl InboxItem {
     /// statement 3 says"). Without a statement, the gateway's envelope that addressed the
     /// request here is the only word for it; a statement that does not list the group is said.
     pub fn why_asked(&self) -> Vec<String> {
-        self.request
-            .body
-            .effective_stages()
+        let stages = self.request.body.effective_stages();
+        let mut why: Vec<String> = stages
             .iter()
             .filter_map(|s| match (&s.approvers, &s.group) {
                 (Some(list), _) if list.contains(&self.approver) => {
                     Some(format!("named in stage {}", s.name))
                 }
-                (None, Some(g)) => Some(match &self.membership {
-                    Some(m) if m.groups.contains(g) => format!(
+                (None, Some(g)) => match &self.membership {
+                    Some(m) if m.groups.contains(g) => Some(format!(
                         "stage {}: you are in group {g}, as the gateway's membership statement {} says",
                         s.name, m.seq
-                    ),
-                    Some(m) => format!(
-                        "stage {}: sent to you as a member of group {g}, which the gateway's membership statement {} does not list",
-                        s.name, m.seq
-                    ),
-                    None => format!(
+                    )),
+                    // Another group's stage: not why this approver was asked.
+                    Some(_) => None,
+                    None => Some(format!(
                         "stage {}: the gateway sent it to you as a member of group {g}",
                         s.name
-                    ),
-                }),
+                    )),
+                },
                 _ => None,
             })
-            .collect()
+            .collect();
+        // Sent here for a group stage, yet the statement lists none of its groups: say so.
+        if let (true, Some(m)) = (why.is_empty(), &self.membership) {
+            let groups: Vec<&str> = stages.iter().filter_map(|s| s.group.as_deref()).collect();
+            if !groups.is_empty() {
+                why.push(format!(
+                    "sent to you for group {}, which the gateway's membership statement {} does not list",
+                    groups.join(", "),
+                    m.seq
+                ));
+            }
+        }
+        why
     }
 
     /// The progress of each of the request's stages: as the gateway last signed it, or for a

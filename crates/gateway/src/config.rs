@@ -71,6 +71,9 @@ pub struct Config {
     pub directory_file: Option<PathBuf>,
     /// The policy (Rego, docs/policy.md); unset: the embedded default policy.
     pub policy_file: Option<PathBuf>,
+    /// The operator's data for the policy: a JSON object whose members the policy reads as
+    /// `data.<name>` (a change calendar as `data.freezes`, say); watched like the policy.
+    pub policy_data_file: Option<PathBuf>,
     /// How often, in seconds, the policy and directory files are checked for changes (0: never
     /// while running; they are read when the gateway opens).
     pub reload_seconds: u64,
@@ -159,6 +162,7 @@ impl Default for Config {
             allowed_aaguids: Vec::new(),
             directory_file: None,
             policy_file: None,
+            policy_data_file: None,
             reload_seconds: 5,
             auto_approve_max_risk: AutoApproveCeiling::Low,
             prechallenge_max: 64,

@@ -173,12 +173,22 @@ impl Policy {
     /// and runs its `test_*` rules with `data` (the directory and any data file) as data: the
     /// policy loads only if each of them is true.
     pub fn load(name: &str, source: &str, data: serde_json::Value) -> Result<Policy, PolicyError> {
-        Policy::compile(name, source, data, true)
+        Policy::compile(name, source, json_data(data, None), true)
+    }
+
+    /// [`Policy::load`] with the operator's data (`policy_data_file`) beside the directory.
+    pub fn load_with(
+        name: &str,
+        source: &str,
+        data: serde_json::Value,
+        extra: Option<&OperatorData>,
+    ) -> Result<Policy, PolicyError> {
+        Policy::compile(name, source, json_data(data, extra), true)
     }
 
     /// [`Policy::load`] without running the policy's tests (`policy check`).
     pub fn check(name: &str, source: &str, data: serde_json::Value) -> Result<Policy, PolicyError> {
-        Policy::compile(name, source, data, false)
+        Policy::compile(name, source, json_data(data, None), false)
     }
 
     fn compile(
@@ -214,7 +224,7 @@ impl Policy {
             return Err(PolicyError::Package);
         }
         engine
-            .add_data(regorus::Value::from(json_data(data)))
+            .add_data(regorus::Value::from(data))
             .map_err(|e| PolicyError::Compile(e.to_string()))?;
         let tests = test_rules(source);
         let mut failed = Vec::new();
@@ -320,6 +330,8 @@ pub struct Sources {
     pub policy_file: Option<String>,
     pub directory_file: Option<String>,
     pub directory: Option<String>,
+    /// The operator's data file (`policy_data_file`).
+    pub data_file: Option<String>,
 }
 
 /// SHA-256 (hex) of the file at `path`, if it can be read.
@@ -335,6 +347,7 @@ pub fn sources(config: &crate::config::Config, directory: &[crate::directory::En
         policy_file: file_hash(config.policy_file.as_deref()),
         directory_file: file_hash(config.directory_file.as_deref()),
         directory: crate::directory::hash(directory).ok(),
+        data_file: file_hash(config.policy_data_file.as_deref()),
     }
 }
 
@@ -348,6 +361,11 @@ pub enum LoadError {
     },
     #[error("the policy {name}: {source}")]
     Policy { name: String, source: PolicyError },
+    #[error("the policy's data file {}: {reason}", path.display())]
+    Data {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 /// The policy `config` names (`policy_file`, or the embedded default), loaded with
@@ -357,6 +375,11 @@ pub fn load_for(
     (directory, version): (&[crate::directory::Entry], i64),
 ) -> Result<Policy, LoadError> {
     let data = crate::directory::policy_data(directory);
+    let extra = config
+        .policy_data_file
+        .as_deref()
+        .map(operator_data)
+        .transpose()?;
     let (name, loaded) = match &config.policy_file {
         Some(path) => {
             let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
@@ -364,10 +387,13 @@ pub fn load_for(
                 source,
             })?;
             let name = path.display().to_string();
-            let loaded = Policy::load(&name, &source, data);
+            let loaded = Policy::load_with(&name, &source, data, extra.as_ref());
             (name, loaded)
         }
-        None => ("default.rego".to_owned(), Policy::default_policy(data)),
+        None => (
+            "default.rego".to_owned(),
+            Policy::load_with("default.rego", DEFAULT_POLICY, data, extra.as_ref()),
+        ),
     };
     let mut policy = loaded.map_err(|source| LoadError::Policy { name, source })?;
     if let Ok(hash) = crate::directory::hash(directory) {
@@ -377,9 +403,37 @@ pub fn load_for(
     Ok(policy)
 }
 
-/// The data a policy sees: `data.directory` is the directory (`directory::policy_data`).
-fn json_data(directory: serde_json::Value) -> serde_json::Value {
-    serde_json::json!({ "directory": directory })
+/// The operator's own data for the policy (`policy_data_file`): a JSON object whose members
+/// become `data.<name>` (a change calendar as `data.freezes`, say).
+pub type OperatorData = serde_json::Map<String, serde_json::Value>;
+
+/// The data a policy sees: `data.directory` is the directory (`directory::policy_data`), and
+/// each member of the operator's data beside it.
+fn json_data(directory: serde_json::Value, extra: Option<&OperatorData>) -> serde_json::Value {
+    let mut data = extra.cloned().unwrap_or_default();
+    data.insert("directory".to_owned(), directory);
+    serde_json::Value::Object(data)
+}
+
+/// Reads the operator's data file `path`: a JSON object without a `directory` member (that is
+/// the gateway's).
+pub fn operator_data(path: &std::path::Path) -> Result<OperatorData, LoadError> {
+    let bad = |reason: String| LoadError::Data {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let serde_json::Value::Object(map) =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?
+    else {
+        return Err(bad("not a JSON object".into()));
+    };
+    if map.contains_key("directory") {
+        return Err(bad(
+            "`directory` is the gateway's directory; name the data otherwise".into(),
+        ));
+    }
+    Ok(map)
 }
 
 /// The Rego source with comments and string literals blanked out (each replaced by spaces, so

@@ -70,7 +70,7 @@ pub fn policy_command(gw: &Gateway, command: &PolicyCommand) -> anyhow::Result<E
     let data = directory::policy_data(&directory_admin::list(gw)?);
     let name = file_name(file);
     let loaded = if run_tests {
-        Policy::load(&name, &source, data)
+        Policy::load_with(&name, &source, data, operator_data(gw)?.as_ref())
     } else {
         Policy::check(&name, &source, data)
     };
@@ -159,10 +159,18 @@ fn explain(
                 .with_context(|| format!("cannot read the policy {}", file.display()))?;
             (
                 file_name(file),
-                Policy::load(&file_name(file), &source, data),
+                Policy::load_with(&file_name(file), &source, data, operator_data(gw)?.as_ref()),
             )
         }
-        None => ("default.rego".to_owned(), Policy::default_policy(data)),
+        None => (
+            "default.rego".to_owned(),
+            Policy::load_with(
+                "default.rego",
+                countersign_gateway::policy::DEFAULT_POLICY,
+                data,
+                operator_data(gw)?.as_ref(),
+            ),
+        ),
     };
     let policy = match loaded {
         Ok(p) => p,
@@ -192,4 +200,17 @@ fn explain(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The operator's data file the gateway's configuration names (`policy_data_file`), read as
+/// the gateway reads it.
+fn operator_data(
+    gw: &Gateway,
+) -> anyhow::Result<Option<countersign_gateway::policy::OperatorData>> {
+    Ok(gw
+        .config
+        .policy_data_file
+        .as_deref()
+        .map(countersign_gateway::policy::operator_data)
+        .transpose()?)
 }

@@ -86,7 +86,7 @@ pub fn reload(gw: &Gateway, directory_file_changed: bool) -> Reloaded {
             tracing::info!(policy = %hash, tests = policy.tests.len(), "policy loaded again");
             audit(
                 "policy.loaded",
-                json!({"file": file, "policy_hash": hash, "tests": policy.tests, "previous": gw.policy().hash}),
+                json!({"file": file, "policy_hash": hash, "tests": policy.tests, "previous": gw.policy().hash, "data_file_hash": gw.policy_sources().data_file}),
             );
             match gw.policy.write() {
                 Ok(mut slot) => *slot = Arc::new(policy),

@@ -85,6 +85,8 @@ pub struct GatewayProcess {
     pub child: ChildGuard,
     pub data_dir: PathBuf,
     pub url: Url,
+    /// The configuration file it was started with, which `admin` passes on too.
+    pub config: Option<PathBuf>,
 }
 
 impl GatewayProcess {
@@ -94,7 +96,25 @@ impl GatewayProcess {
 
     /// Starts the gateway with `COUNTERSIGN_LOG=<filter>`, its log going to `stderr`.
     pub fn start_with_log(data_dir: &Path, filter: &str, stderr: Stdio) -> GatewayProcess {
-        let child = Command::new(bin("countersign-gateway"))
+        Self::start_configured(data_dir, None, filter, stderr)
+    }
+
+    /// Starts the gateway with the configuration file `config`.
+    pub fn start_with_config(data_dir: &Path, config: &Path) -> GatewayProcess {
+        Self::start_configured(data_dir, Some(config), "warn", Stdio::inherit())
+    }
+
+    fn start_configured(
+        data_dir: &Path,
+        config: Option<&Path>,
+        filter: &str,
+        stderr: Stdio,
+    ) -> GatewayProcess {
+        let mut cmd = Command::new(bin("countersign-gateway"));
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        let child = cmd
             .args(["--data-dir"])
             .arg(data_dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -119,12 +139,17 @@ impl GatewayProcess {
             child,
             data_dir: data_dir.to_owned(),
             url,
+            config: config.map(Path::to_owned),
         }
     }
 
     /// Runs `countersign-gateway --data-dir <dir> <args>` and returns its stdout.
     pub fn admin(&self, args: &[&str]) -> String {
-        let out = Command::new(bin("countersign-gateway"))
+        let mut cmd = Command::new(bin("countersign-gateway"));
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        let out = cmd
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(args)

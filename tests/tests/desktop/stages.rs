@@ -54,7 +54,8 @@ async fn a_two_stage_request_shows_each_stages_progress_and_why_you_were_asked()
         .await;
     app.wait_text("dba 1/1 ✓ · managers 0/1").await;
     app.wait_text("counts for dba").await;
-    app.wait_text("member of group managers").await;
+    app.wait_text("you are in group managers, as the gateway's membership statement")
+        .await;
     app.wait_text("15 min from approval, for the action to start")
         .await;
     app.wait_text("weekdays 08:00-18:00 Europe/Berlin").await;

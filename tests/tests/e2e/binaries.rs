@@ -373,3 +373,101 @@ fn the_gateway_binary_keeps_the_directory_and_checks_policies() {
         "{out:?}"
     );
 }
+
+/// After approval, with the real binaries: `request --break-glass` is approved at once where
+/// the policy lets the requester, `countersign ack` acknowledges it; an approval lasting 15
+/// minutes is revoked with `countersign revoke` (the passkey), another by the operator with
+/// `countersign-gateway revoke`, and the approver's device shows who revoked each.
+#[test]
+fn break_glass_acknowledgement_and_revocation_with_the_real_binaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("policy.rego");
+    std::fs::write(
+        &policy,
+        r#"package countersign
+
+import rego.v1
+
+result := {"allow": true, "rule": "break_glass_oncall", "mode": "break_glass",
+	"stages": [{"name": "sre", "group": "sre", "min": 1}]} if input.request.break_glass
+else := {"allow": true, "rule": "sre_review", "grant_seconds": 900,
+	"stages": [{"name": "sre", "group": "sre", "min": 1}]}
+"#,
+    )
+    .unwrap();
+    let config = tmp.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!("policy_file = {:?}\n", policy.to_str().unwrap()),
+    )
+    .unwrap();
+    let gw = GatewayProcess::start_with_config(&tmp.path().join("gateway"), &config);
+    let token = gw.admin(&["token", "create", "dana-ci"]);
+    let link = gw.admin(&["invite", "alice@example.com"]);
+    let alice = tmp.path().join("alice");
+    let soft = |args: &[&str]| {
+        let mut all = vec!["--authenticator", "soft"];
+        all.extend_from_slice(args);
+        countersign(&alice, &all)
+    };
+    assert!(soft(&["pair", &link]).status.success());
+    gw.admin(&[
+        "approver",
+        "set-groups",
+        "alice@example.com",
+        "--group",
+        "sre",
+    ]);
+
+    let request = |extra: &[&str]| {
+        let out = Command::new(bin("countersign-gateway"))
+            .args(["request", "--gateway", gw.url.as_str(), "--token", &token])
+            .args(["--action", "deploy", "--resource", "prod/api"])
+            .args(["--reason", "API down, INC-2291"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let shown = |id: &str| {
+        let out = countersign(&alice, &["--json", "show", id]);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+
+    let (glass, said) = request(&["--break-glass", "--summary", "restart the API"]);
+    assert!(said.contains("approved by breaking glass"), "{said}");
+    assert_eq!(shown(&glass)["needs_acknowledgement"], true);
+    let acked = countersign(&alice, &["ack", &glass]);
+    assert!(acked.status.success(), "{acked:?}");
+    assert!(String::from_utf8_lossy(&acked.stdout).contains("acknowledged"));
+    let after = shown(&glass);
+    assert_eq!(after["needs_acknowledgement"], false);
+    assert_eq!(after["grant"]["acknowledged_by"], "alice@example.com");
+
+    for by_operator in [false, true] {
+        let (id, _) = request(&["--summary", if by_operator { "second" } else { "first" }]);
+        let approved = soft(&["approve", &id]);
+        assert!(approved.status.success(), "{approved:?}");
+        if by_operator {
+            let said = gw.admin(&["revoke", &id, "--reason", "wrong ticket"]);
+            assert!(said.contains("is revoked"), "{said}");
+        } else {
+            let revoked = soft(&["revoke", &id, "--reason", "wrong cluster"]);
+            assert!(revoked.status.success(), "{revoked:?}");
+        }
+        let grant = shown(&id)["grant"].clone();
+        let by = if by_operator {
+            "admin"
+        } else {
+            "alice@example.com"
+        };
+        // The operator's revocation was written by another process: the device hears of it
+        // when its stream next connects, as `show` does.
+        assert_eq!(grant["revoked_by"], by, "{grant}");
+    }
+}

@@ -81,6 +81,7 @@ async fn a_broken_glass_asks_for_attention_until_one_approver_acknowledges_it() 
             .any(|w| w.contains("you are in group sre, as the gateway's membership statement")),
         "{why:?}"
     );
+    assert_eq!(why.len(), 1, "{why:?}");
     // Told of it, and its notification stays: the approved status resolves nothing yet.
     assert_eq!(*ann_told.0.lock().unwrap(), vec![format!("arrived {id}")]);
     // Nothing to decide: a decision is refused here, before it is signed.

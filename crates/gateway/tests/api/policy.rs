@@ -304,3 +304,112 @@ async fn a_changed_policy_replaces_the_old_one_only_if_it_loads() {
     let o = h.gw().policy().evaluate(&ask_bob).unwrap();
     assert!(o.allow, "{o:?}");
 }
+
+/// The example policies of docs/policy/, served: their decisions follow the gateway's clock
+/// (shifted here, never slept) and the operator's data file.
+mod served {
+    use countersign_test_support::TestGateway;
+
+    use crate::requests::Requests;
+
+    const ALICE: &str = "alice@example.com";
+
+    fn example(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/policy")
+            .join(name)
+    }
+
+    /// Moves the gateway's clock to `unix` (seconds).
+    fn set_clock(h: &TestGateway, unix: i64) {
+        let by = unix - h.gw().now();
+        h.running.gateway.clock.shift(by);
+    }
+
+    #[tokio::test]
+    async fn a_change_freeze_from_the_operators_data_refuses_frozen_environments_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("freezes.json");
+        std::fs::write(
+            &data,
+            r#"{"freezes": [{"from": "2026-12-20T00:00:00Z", "until": "2027-01-04T00:00:00Z", "environments": ["prod"], "reason": "year-end freeze (CHG-1200)"}]}"#,
+        )
+        .unwrap();
+        let h = TestGateway::start_with(move |c| {
+            c.policy_file = Some(example("change-freeze.rego"));
+            c.policy_data_file = Some(data);
+        })
+        .await;
+        h.pair(ALICE).await;
+        // 2026-12-24 12:00 UTC: inside the freeze.
+        set_clock(&h, 1_798_113_600);
+        let err = h
+            .try_create(|n| n.resource = "prod/api".into())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some("policy_refused"), "{err:?}");
+        assert!(
+            err.text
+                .contains("change freeze: year-end freeze (CHG-1200)"),
+            "{}",
+            err.text
+        );
+        h.create_with(|n| n.resource = "staging/api".into()).await;
+        // 2027-01-05 12:00 UTC: the freeze is over.
+        set_clock(&h, 1_799_150_400);
+        let created = h.create_with(|n| n.resource = "prod/api".into()).await;
+        assert_eq!(created.request.body.policy.unwrap().rule, "outside_freeze");
+    }
+
+    #[tokio::test]
+    async fn business_hours_follow_the_gateways_clock() {
+        use countersign_gateway::directory_admin as admin;
+        let h = TestGateway::start_with(|c| {
+            c.policy_file = Some(example("business-hours.rego"));
+        })
+        .await;
+        h.pair(ALICE).await;
+        admin::set_groups(h.gw(), ALICE, &["oncall".into()]).unwrap();
+        // Thursday 2026-01-01 10:00 in Berlin (09:00 UTC): open.
+        set_clock(&h, 1_767_258_000);
+        let created = h.create_with(|n| n.approvers.clear()).await;
+        assert_eq!(
+            created.request.body.windows,
+            vec!["weekdays 08:00-18:00 Europe/Berlin".to_string()]
+        );
+        // 17:58 in Berlin: the request waits, and its approval lasts, until 18:00 only.
+        set_clock(&h, 1_767_258_000 + 7 * 3600 + 58 * 60);
+        let late = h
+            .create_with(|n| {
+                n.approvers.clear();
+                n.summary = "just before closing".into();
+            })
+            .await
+            .request
+            .body;
+        assert_eq!(late.expires_at - late.created_at, 120);
+        assert_eq!(late.grant_seconds, Some(120));
+        // 19:00 in Berlin the same day: closed.
+        set_clock(&h, 1_767_258_000 + 9 * 3600);
+        let err = h
+            .try_create(|n| {
+                n.approvers.clear();
+                n.summary = "in the evening".into();
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some("policy_refused"), "{err:?}");
+        assert!(err.text.contains("08:00 to 18:00"), "{}", err.text);
+    }
+
+    #[tokio::test]
+    async fn a_data_file_that_claims_the_directory_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data.json");
+        std::fs::write(&data, r#"{"directory": {}}"#).unwrap();
+        let mut config = countersign_test_support::test_config(dir.path().join("gw"));
+        config.policy_data_file = Some(data);
+        let e = countersign_gateway::Gateway::open(config).err().unwrap();
+        assert!(e.to_string().contains("directory"), "{e}");
+    }
+}
