@@ -35,7 +35,7 @@ pub(crate) fn status_of(
     // the votes as recorded and the time of the change that made `seq`, never from the clock
     // or from the directory as it is now.
     let votes = tx.votes(request_id)?;
-    let grant = (state == RequestState::Approved && !request.body.stages.is_empty()).then(|| {
+    let grant = (state == RequestState::Approved && !request.body.is_list_form()).then(|| {
         let mut g = granted(&request.body, row.closed_at.unwrap_or(row.status_at));
         (g.revoked_at, g.revoked_by) = row.revoked.clone().unzip();
         (g.acknowledged_at, g.acknowledged_by) = row.acked.clone().unzip();

@@ -101,6 +101,12 @@ fn is_true(b: &bool) -> bool {
 }
 
 impl ApprovalRequest {
+    /// Whether the request is in the list form that gateways signed before stages (`approvers`
+    /// and `min_approvals`, no `stages`).
+    pub fn is_list_form(&self) -> bool {
+        self.stages.is_empty() && !self.approvers.is_empty()
+    }
+
     /// The request's stages: `stages`, or for a request in the list form its one stage
     /// [`NAMED_STAGE`] of `min_approvals` of `approvers`.
     pub fn effective_stages(&self) -> std::borrow::Cow<'_, [Stage]> {

@@ -366,6 +366,10 @@ async fn auto_approval_is_recorded_and_refused_above_the_ceiling() {
         status.votes.is_empty(),
         "approved by the policy, not by a vote"
     );
+    assert!(
+        status.grant.is_some(),
+        "an auto-approval grants like any approval"
+    );
     let audited: Vec<_> =
         o.h.audit()
             .into_iter()
