@@ -92,13 +92,7 @@ function When({ request }: { request: RequestDetail }) {
         )}
         <dt>Expires</dt>
         <dd>
-          {formatTime(s.expires_at)}
-          {s.state === "pending" && (
-            <>
-              {" "}
-              · <Countdown expiresAt={s.expires_at} />
-            </>
-          )}
+          {formatTime(s.expires_at)} · <Countdown expiresAt={s.expires_at} />
         </dd>
       </dl>
     </section>
