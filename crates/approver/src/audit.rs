@@ -18,47 +18,7 @@ use serde::Serialize;
 use crate::error::EngineError;
 
 /// Audit entry kinds written by the engine.
-pub mod kind {
-    pub const GATEWAY_PAIRED: &str = "gateway.paired";
-    pub const REQUEST_RECEIVED: &str = "request.received";
-    pub const REQUEST_REJECTED: &str = "request.rejected";
-    pub const REQUEST_STATUS: &str = "request.status";
-    /// A genuine status older than the one held, or after the request closed: ignored.
-    pub const STATUS_STALE: &str = "status.stale";
-    /// A stream frame that is not a verified event for this device (aggregated).
-    pub const STREAM_FRAME_REJECTED: &str = "stream.frame_rejected";
-    /// A stream hello that does not verify or is not for this connection.
-    pub const STREAM_HELLO_REJECTED: &str = "stream.hello_rejected";
-    /// A stream that broke the protocol's order (ids not rising, events above the head).
-    pub const STREAM_VIOLATION: &str = "stream.violation";
-    /// The resume point was dropped and the backlog read again in full.
-    pub const STREAM_RESYNC: &str = "stream.resync";
-    /// The gateway signed a lower stream head than it signed before.
-    pub const GATEWAY_ROLLED_BACK: &str = "gateway.rolled_back";
-    /// A decision's answer that was not a verified receipt or refusal: it will be sent again
-    /// (aggregated).
-    pub const DECISION_RETRY: &str = "decision.retry";
-    /// A signed refusal whose request status did not bear it out: retried.
-    pub const REFUSAL_UNCONFIRMED: &str = "refusal.unconfirmed";
-    pub const DECISION_MADE: &str = "decision.made";
-    pub const DECISION_SENT: &str = "decision.sent";
-    pub const RECEIPT_RECEIVED: &str = "receipt.received";
-    pub const DECISION_REFUSED: &str = "decision.refused";
-    pub const AUDIT_ROLLED_BACK: &str = "audit.rolled_back";
-    pub const REPORT_SENT: &str = "report.sent";
-    /// This device acknowledged a request approved without asking (break-glass).
-    pub const ACK_SENT: &str = "ack.sent";
-    /// The gateway's newer statement of this approver's person and groups, kept.
-    pub const MEMBERSHIP_RECEIVED: &str = "membership.received";
-    /// A membership statement not newer than the one held: ignored.
-    pub const MEMBERSHIP_STALE: &str = "membership.stale";
-    /// This device revoked its approval; the detail names the gateway's receipt.
-    pub const APPROVAL_REVOKED: &str = "approval.revoked";
-    /// A passkey added at a gateway (a backup key), proven by a registered one.
-    pub const PASSKEY_ADDED: &str = "passkey.added";
-    /// A passkey removed at a gateway.
-    pub const PASSKEY_REMOVED: &str = "passkey.removed";
-}
+pub mod kind;
 
 /// A checkpoint is signed once this many entries follow the last one.
 pub const CHECKPOINT_EVERY_ENTRIES: u64 = 100;
