@@ -199,6 +199,11 @@ impl Signature {
         URL_SAFE_NO_PAD.encode(self.0.to_bytes())
     }
 
+    /// From the 64 raw bytes (R || S); whether they verify is for [`PublicKey::verify_raw`].
+    pub fn from_bytes(raw: [u8; 64]) -> Self {
+        Signature(ed25519_dalek::Signature::from_bytes(&raw))
+    }
+
     pub fn to_bytes(&self) -> [u8; 64] {
         self.0.to_bytes()
     }

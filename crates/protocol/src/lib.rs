@@ -19,6 +19,7 @@ pub mod events;
 mod fields;
 pub mod grant;
 pub mod link;
+pub mod log;
 pub mod membership;
 pub mod pairing;
 pub mod passkeys;
