@@ -391,7 +391,7 @@ pub fn verify_checkpoint(note: &str, gateway: &PublicKey) -> Result<VerifiedChec
     let verifier = LogVerifier {
         id: key_id(&name, ALG_ED25519, gateway),
         name,
-        key: gateway.clone(),
+        key: *gateway,
     };
     let known = VerifierList::new(vec![Box::new(verifier)]);
     parsed
@@ -476,7 +476,7 @@ impl Cosignature {
         let verifier = CosignatureVerifier {
             id: key_id(&name, ALG_COSIGNATURE_V1, device),
             name: name.clone(),
-            key: device.clone(),
+            key: *device,
         };
         if id != verifier.id.to_be_bytes() {
             return Err(LogError::BadCosignature(
@@ -534,7 +534,7 @@ pub fn verify_cosignatures(note: &str, witnesses: &[Witness]) -> Result<Vec<Stri
                 CosignatureVerifier {
                     id: key_id(&name, ALG_COSIGNATURE_V1, &w.key),
                     name,
-                    key: w.key.clone(),
+                    key: w.key,
                 }
             })
             .collect(),
