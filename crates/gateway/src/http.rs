@@ -28,6 +28,8 @@ use crate::{
     checkpoints, decisions, devices, lifecycle, pairing, reports, requests, stream, tokens,
 };
 
+mod log;
+
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route(paths::INFO, get(info))
@@ -46,6 +48,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(paths::PASSKEYS, get(list_passkeys).post(add_passkey))
         .route(paths::PASSKEYS_ENROL, post(enrol_passkey))
         .route(paths::PASSKEYS_REMOVE, post(remove_passkey))
+        .route(paths::LOG_CHECKPOINT, get(log::checkpoint))
+        .route(paths::LOG_ENTRIES, get(log::entries))
+        .route(paths::LOG_INCLUSION, get(log::inclusion))
+        .route(paths::LOG_CONSISTENCY, get(log::consistency))
+        .route("/v2/requests/{id}/evidence", get(log::evidence))
         .route(paths::OPENAPI, get(openapi))
         .route("/v1", axum::routing::any(protocol_upgraded))
         .route("/v1/{*rest}", axum::routing::any(protocol_upgraded))

@@ -44,6 +44,7 @@ pub mod directory_admin;
 pub mod enrolment;
 pub mod envelope;
 pub mod error;
+pub mod evidence;
 pub mod gateway;
 pub mod http;
 pub mod hub;
@@ -65,6 +66,7 @@ pub mod signed_decision;
 pub mod status;
 pub mod store;
 pub mod stream;
+pub mod tlog;
 pub mod tls;
 pub mod tokens;
 

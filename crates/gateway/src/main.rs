@@ -96,6 +96,14 @@ enum Command {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Write a request's evidence bundle (docs/protocol.md, section 9.7); check it with
+    /// `countersign verify-evidence`.
+    Evidence {
+        request_id: String,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
     /// The approvers' devices and passkeys: list them, revoke a device or a passkey.
     Devices {
         #[command(subcommand)]
@@ -105,7 +113,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// Check the chain, and that the newest log checkpoint is the tree over it.
     Verify,
+    /// Write the log: one LogEntry per line, then `{"checkpoint": note}` signed over exactly
+    /// those entries (docs/protocol.md, section 9.6).
+    Export {
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -266,6 +282,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Unblock { .. }
         | Command::Revoke { .. }
         | Command::Devices { .. }
+        | Command::Evidence { .. }
         | Command::Audit { .. } => tokio::task::spawn_blocking(move || admin(&cli))
             .await
             .context("the command's task did not finish")?,
@@ -348,13 +365,57 @@ fn admin(cli: &Cli) -> Result<ExitCode> {
             match countersign_protocol::audit::verify_chain(entries) {
                 Ok((n, head)) => {
                     println!("audit chain intact: {n} entries, head {head}");
-                    Ok(ExitCode::SUCCESS)
+                    match countersign_gateway::tlog::verify_tree(&gw) {
+                        Ok(Some(size)) => {
+                            println!("log checkpoint of {size} entries matches the tree over them");
+                            Ok(ExitCode::SUCCESS)
+                        }
+                        Ok(None) => Ok(ExitCode::SUCCESS),
+                        Err(e) => {
+                            println!("log BROKEN: {e}");
+                            Ok(ExitCode::FAILURE)
+                        }
+                    }
                 }
                 Err(b) => {
                     println!("audit chain BROKEN: {b}");
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Evidence { request_id, output } => {
+            let gw = Gateway::open(load_config(cli)?)?;
+            let bundle = countersign_gateway::evidence::bundle(&gw, request_id)?;
+            let text = serde_json::to_string_pretty(&bundle)? + "\n";
+            match output {
+                Some(path) => std::fs::write(path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Export { output },
+        } => {
+            let gw = Gateway::open(load_config(cli)?)?;
+            let size = match output {
+                Some(path) => {
+                    let mut file = std::io::BufWriter::new(
+                        std::fs::File::create(path)
+                            .with_context(|| format!("cannot create {}", path.display()))?,
+                    );
+                    let size = countersign_gateway::tlog::export(&gw, &mut file)?;
+                    std::io::Write::flush(&mut file)?;
+                    size
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut lock = stdout.lock();
+                    countersign_gateway::tlog::export(&gw, &mut lock)?
+                }
+            };
+            eprintln!("exported {size} entries with their checkpoint");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Serve { .. } | Command::Request(_) => {
             bail!("`serve` and `request` are not administrative commands")

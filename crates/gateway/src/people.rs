@@ -12,9 +12,14 @@ use countersign_gateway::Gateway;
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
-    /// Create (or replace) the token of a requester and print it once.
+    /// Create (or replace) the token of a requester (or, with --auditor, of an auditor) and
+    /// print it once.
     Create {
         name: String,
+        /// An auditor token: it reads every request's evidence and the gateway log, and can
+        /// never create or change a request.
+        #[arg(long, conflicts_with_all = ["team", "environments"])]
+        auditor: bool,
         /// The requester's team (for the policy).
         #[arg(long)]
         team: Option<String>,
@@ -166,8 +171,16 @@ pub fn token_command(gw: &Gateway, command: &TokenCommand) -> anyhow::Result<Exi
     match command {
         TokenCommand::Create {
             name,
+            auditor: true,
+            ..
+        } => {
+            println!("{}", tokens::create_auditor(gw, name)?);
+        }
+        TokenCommand::Create {
+            name,
             team,
             environments,
+            auditor: false,
         } => {
             let attributes = TokenAttributes {
                 team: team.clone(),
@@ -192,6 +205,9 @@ pub fn token_command(gw: &Gateway, command: &TokenCommand) -> anyhow::Result<Exi
                     t.created_at,
                     if t.revoked { "revoked" } else { "active" }
                 );
+                if t.role == tokens::Role::Auditor {
+                    line.push_str("\tauditor");
+                }
                 if let Some(team) = &t.attributes.team {
                     line.push_str(&format!("\tteam {team}"));
                 }

@@ -1,5 +1,6 @@
 //! Serving a [`Gateway`]: [`serve`] and [`serve_on`] start the HTTP or HTTPS server, the
-//! expiry sweeper and the policy's watcher (`reload`), and [`Running`] stops them.
+//! expiry sweeper, the policy's watcher (`reload`) and the log's checkpointer (`tlog`), and
+//! [`Running`] stops them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ pub struct Running {
     task: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
     watcher: tokio::task::JoinHandle<()>,
+    checkpointer: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -35,6 +37,7 @@ impl Running {
         }
         self.sweeper.abort();
         self.watcher.abort();
+        self.checkpointer.abort();
         self.gateway.hub.close();
         let _ = (&mut self.task).await;
         // Counted refusals of windows still open are written, so none vanishes.
@@ -47,6 +50,7 @@ impl Running {
         self.task.abort();
         self.sweeper.abort();
         self.watcher.abort();
+        self.checkpointer.abort();
         self.gateway.hub.close();
     }
 }
@@ -113,6 +117,7 @@ pub fn serve_on(
     }
     let sweeper = tokio::spawn(lifecycle::expiry_sweeper(gateway.clone()));
     let watcher = tokio::spawn(reload::watch(gateway.clone()));
+    let checkpointer = tokio::spawn(crate::tlog::checkpointer(gateway.clone()));
     Ok(Running {
         gateway,
         addr,
@@ -120,5 +125,6 @@ pub fn serve_on(
         task,
         sweeper,
         watcher,
+        checkpointer,
     })
 }

@@ -1,5 +1,7 @@
-//! Requester tokens: `countersign-gateway token create <name>` issues one; only its SHA-256 is
-//! stored. The token's name is the requester identity approvers see.
+//! Requester and auditor tokens: `countersign-gateway token create <name> [--auditor]` issues
+//! one; only its SHA-256 is stored. A requester token's name is the requester identity
+//! approvers see; an auditor token only reads (evidence bundles and the gateway log) and can
+//! never create or withdraw a request.
 
 use axum::http::HeaderMap;
 use base64::Engine as _;
@@ -31,12 +33,44 @@ pub struct TokenAttributes {
     pub environments: Vec<String>,
 }
 
-/// A requester token as `token list` shows it.
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Creates, reads and withdraws its own requests, and reads their evidence.
+    Requester,
+    /// Reads every request's evidence, the gateway log and the devices' checkpoints; nothing
+    /// else.
+    Auditor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Requester => "requester",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Role, ApiError> {
+        match s {
+            "requester" => Ok(Role::Requester),
+            "auditor" => Ok(Role::Auditor),
+            other => Err(ApiError::internal(
+                "stored token role",
+                format!("unknown role {other:?}"),
+            )),
+        }
+    }
+}
+
+/// A token as `token list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TokenListing {
     pub name: String,
     pub created_at: i64,
     pub revoked: bool,
+    pub role: Role,
     #[serde(flatten)]
     pub attributes: TokenAttributes,
 }
@@ -46,11 +80,26 @@ pub fn create(gw: &Gateway, name: &str) -> Result<String, ApiError> {
     create_with(gw, name, &TokenAttributes::default())
 }
 
-/// Creates a token for `name` with `attributes` and returns it. The token is shown once.
+/// Creates a requester token for `name` with `attributes` and returns it. The token is shown
+/// once.
 pub fn create_with(
     gw: &Gateway,
     name: &str,
     attributes: &TokenAttributes,
+) -> Result<String, ApiError> {
+    create_token(gw, name, attributes, Role::Requester)
+}
+
+/// Creates an auditor token for `name` and returns it. The token is shown once.
+pub fn create_auditor(gw: &Gateway, name: &str) -> Result<String, ApiError> {
+    create_token(gw, name, &TokenAttributes::default(), Role::Auditor)
+}
+
+fn create_token(
+    gw: &Gateway,
+    name: &str,
+    attributes: &TokenAttributes,
+    role: Role,
 ) -> Result<String, ApiError> {
     if !valid_name(name) {
         return Err(ApiError::bad_request(
@@ -84,12 +133,13 @@ pub fn create_with(
             now,
             attributes.team.as_deref(),
             &environments,
+            role.as_str(),
         )?;
         tx.audit_append(
             now,
             "token.created",
             None,
-            serde_json::json!({"name": name, "team": attributes.team, "environments": attributes.environments}),
+            serde_json::json!({"name": name, "team": attributes.team, "environments": attributes.environments, "role": role.as_str()}),
         )?;
         Ok(())
     })?;
@@ -143,6 +193,7 @@ pub fn list(gw: &Gateway) -> Result<Vec<TokenListing>, ApiError> {
         .map(|r| {
             Ok(TokenListing {
                 attributes: attributes_of(r.team, &r.environments)?,
+                role: Role::parse(&r.role)?,
                 name: r.name,
                 created_at: r.created_at,
                 revoked: r.revoked,
@@ -151,8 +202,20 @@ pub fn list(gw: &Gateway) -> Result<Vec<TokenListing>, ApiError> {
         .collect()
 }
 
-/// The requester identity behind a `Bearer` token.
+/// The requester identity behind a `Bearer` requester token; an auditor token is refused
+/// (`read_only_token`).
 pub fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<String, ApiError> {
+    match authenticate_any(gw, headers)? {
+        (name, Role::Requester) => Ok(name),
+        (_, Role::Auditor) => Err(ApiError::forbidden(
+            ErrorCode::ReadOnlyToken,
+            "This is an auditor token: it reads evidence and the gateway log, and cannot create or change requests.",
+        )),
+    }
+}
+
+/// The name and role behind a `Bearer` token of either role.
+pub fn authenticate_any(gw: &Gateway, headers: &HeaderMap) -> Result<(String, Role), ApiError> {
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -169,8 +232,8 @@ pub fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<String, ApiErro
         .store
         .read(|c| -> Result<_, ApiError> { Ok(c.token_by_hash(&h)?) })?;
     match row {
-        Some((name, None)) => Ok(name),
-        Some((_, Some(_))) => Err(ApiError::unauthorized(
+        Some((name, None, role)) => Ok((name, Role::parse(&role)?)),
+        Some((_, Some(_), _)) => Err(ApiError::unauthorized(
             ErrorCode::TokenRevoked,
             "This requester token was revoked.",
         )),

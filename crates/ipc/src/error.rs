@@ -157,6 +157,12 @@ ipc_codes! {
     UnknownToken = "unknown_token",
     /// Gateway: The requester token was revoked (401).
     TokenRevoked = "token_revoked",
+    /// Gateway: An auditor token was used where a requester token is needed (403).
+    ReadOnlyToken = "read_only_token",
+    /// Gateway: The endpoint needs an auditor token, or the request's own requester token (403).
+    AuditorTokenRequired = "auditor_token_required",
+    /// Gateway: A log range, index or tree size outside the log (400).
+    BadLogRange = "bad_log_range",
     /// Gateway: The body is not a valid NewRequest, or the ApprovalRequest breaks a rule (400).
     InvalidRequest = "invalid_request",
     /// Gateway: `ttl_seconds` is above the gateway's maximum (400).

@@ -37,6 +37,14 @@ pub mod paths {
     pub const PASSKEYS: &str = "/v2/passkeys";
     pub const PASSKEYS_ENROL: &str = "/v2/passkeys/enrol";
     pub const PASSKEYS_REMOVE: &str = "/v2/passkeys/remove";
+    /// `GET` the newest log checkpoint (a C2SP signed note, `text/plain`).
+    pub const LOG_CHECKPOINT: &str = "/v2/log/checkpoint";
+    /// `GET ?start=A&end=B` (auditor): the log's entries `A <= index < B`, as JSON Lines.
+    pub const LOG_ENTRIES: &str = "/v2/log/entries";
+    /// `GET ?index=I&size=N` (auditor or device): an inclusion proof.
+    pub const LOG_INCLUSION: &str = "/v2/log/proof/inclusion";
+    /// `GET ?old=M&size=N` (auditor or device): a consistency proof.
+    pub const LOG_CONSISTENCY: &str = "/v2/log/proof/consistency";
 }
 
 /// `POST /v2/requests` (bearer token). The requester's identity comes from the token.

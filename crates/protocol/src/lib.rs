@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod deeplink;
 pub mod error;
 pub mod events;
+pub mod evidence;
 mod fields;
 pub mod grant;
 pub mod link;

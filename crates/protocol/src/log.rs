@@ -16,8 +16,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use signed_note::{Note, VerificationError, Verifier, VerifierList, Verifiers};
-pub use tlog_tiles::tlog::Hash;
-use tlog_tiles::tlog::{self, HashReader};
+use tlog_tiles::tlog;
+pub use tlog_tiles::tlog::Error as TreeError;
+pub use tlog_tiles::tlog::{Hash, HashReader};
 
 use crate::audit::AuditEntry;
 use crate::canonical::{domain, to_canonical_bytes};
@@ -97,6 +98,22 @@ pub fn hashes_to_store<R: HashReader>(
 /// The index, in the stored-hash layout, of the first hash stored for leaf `index`.
 pub fn first_stored_index(index: u64) -> u64 {
     tlog::stored_hash_index(0, index)
+}
+
+/// The number of leaves whose hashes fill exactly the first `count` stored hashes (the largest
+/// `n` with `stored_hash_count(n) <= count`).
+pub fn leaves_of_stored(count: u64) -> u64 {
+    let mut lo = 0u64;
+    let mut hi = count + 1;
+    while lo + 1 < hi {
+        let mid = lo + (hi - lo) / 2;
+        if tlog::stored_hash_count(mid) <= count {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// The root hash of the tree of the first `size` leaves.
@@ -593,19 +610,7 @@ impl MemoryHashes {
 
     /// The number of leaves.
     pub fn leaves(&self) -> u64 {
-        // Every leaf `n` stores its hashes from stored_hash_index(0, n); the count of hashes
-        // for n leaves is stored_hash_count(n).
-        let mut lo = 0u64;
-        let mut hi = self.0.len() as u64 + 1;
-        while lo + 1 < hi {
-            let mid = lo + (hi - lo) / 2;
-            if tlog::stored_hash_count(mid) <= self.0.len() as u64 {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
+        leaves_of_stored(self.0.len() as u64)
     }
 
     /// The tree over these leaf hashes.

@@ -443,4 +443,22 @@ impl Device {
         let state: CheckpointState = answer(resp).await.unwrap();
         state.checkpoint
     }
+
+    /// GETs `path_and_query` with this device's authorization for `path` (the path alone, as
+    /// the header signs it), as JSON.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        gw: &impl PairedGateway,
+        path: &str,
+        path_and_query: &str,
+    ) -> T {
+        let resp = self
+            .http
+            .get(gw.url().join(path_and_query).unwrap())
+            .header("authorization", self.auth(gw, "GET", path))
+            .send()
+            .await
+            .unwrap();
+        answer(resp).await.unwrap()
+    }
 }

@@ -51,6 +51,13 @@ pub trait DecisionRows {
     /// The digest (hex) and receipt text of the decision accepted under `decision_id`, if any.
     fn decision_receipt(&self, decision_id: &str) -> Result<Option<(String, String)>, StoreError>;
 
+    /// Every accepted decision on a request and its receipt, both as stored (signed JSON), in
+    /// the order accepted, the revocations (table `revocations`) after the votes.
+    fn decisions_with_receipts(
+        &self,
+        request_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+
     /// Whether `approver` has a decision recorded on the request.
     fn has_decided(&self, request_id: &str, approver: &str) -> Result<bool, StoreError>;
 
@@ -86,6 +93,23 @@ impl DecisionRows for SqliteTx<'_> {
                 Ok(v)
             })
             .collect()
+    }
+
+    fn decisions_with_receipts(
+        &self,
+        request_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut out = self.rows(
+            "SELECT signed, receipt FROM decisions WHERE request_id = ?1 ORDER BY at, rowid",
+            params![request_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        out.extend(self.rows(
+            "SELECT signed, receipt FROM revocations WHERE request_id = ?1 ORDER BY at, rowid",
+            params![request_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?);
+        Ok(out)
     }
 
     fn decision_receipt(&self, decision_id: &str) -> Result<Option<(String, String)>, StoreError> {

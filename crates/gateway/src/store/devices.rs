@@ -13,6 +13,7 @@ pub struct DeviceRow {
     /// The device's Ed25519 public key, as stored (base64).
     pub public_key: String,
     pub revoked_at: Option<i64>,
+    pub paired_at: i64,
 }
 
 /// A device as an administrator lists it.
@@ -58,13 +59,14 @@ pub trait DeviceRows {
 impl DeviceRows for SqliteTx<'_> {
     fn device(&self, id: &str) -> Result<Option<DeviceRow>, StoreError> {
         self.row(
-            "SELECT approver, public_key, revoked_at FROM devices WHERE id = ?1",
+            "SELECT approver, public_key, revoked_at, paired_at FROM devices WHERE id = ?1",
             params![id],
             |r| {
                 Ok(DeviceRow {
                     approver: r.get(0)?,
                     public_key: r.get(1)?,
                     revoked_at: r.get(2)?,
+                    paired_at: r.get(3)?,
                 })
             },
         )

@@ -150,11 +150,20 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating it owner-only if needed) and migrates the database at `path`; committed
-    /// events are published to `hub`.
+    /// events are published to `hub`. Fills in the transparency log's tree for audit entries
+    /// that have none yet (those written before schema version 12).
     pub fn open(path: &Path, hub: Arc<Hub>) -> Result<Store, StoreError> {
-        Ok(Store {
+        let store = Store {
             engine: sqlite::Sqlite::open(path, hub)?,
-        })
+        };
+        if store.read(|tx| tx.log_behind())? {
+            let added = store.write(|tx| tx.log_backfill())?;
+            tracing::info!(
+                entries = added,
+                "audit entries added to the transparency log's tree"
+            );
+        }
+        Ok(store)
     }
 
     /// Runs `f` in a write transaction that commits if `f` returns `Ok` and is rolled back if it

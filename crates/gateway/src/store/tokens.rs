@@ -15,12 +15,15 @@ pub struct TokenRow {
     pub team: Option<String>,
     /// A JSON array of environment names.
     pub environments: String,
+    /// `requester`, or `auditor` (read-only).
+    pub role: String,
 }
 
 /// The rows of the requester tokens.
 pub trait TokenRows {
     /// Stores the token `hash` under `name` with its attributes (`team`, and `environments`
     /// as a JSON array), replacing (and un-revoking) an earlier one.
+    /// `role` is `requester` or `auditor`.
     fn put_token(
         &self,
         name: &str,
@@ -28,6 +31,7 @@ pub trait TokenRows {
         created_at: i64,
         team: Option<&str>,
         environments: &str,
+        role: &str,
     ) -> Result<(), StoreError>;
 
     /// Revokes the token `name` at `now`; returns whether it was valid until then.
@@ -39,11 +43,14 @@ pub trait TokenRows {
     /// The stored token `name`, if there is one.
     fn token(&self, name: &str) -> Result<Option<TokenRow>, StoreError>;
 
-    /// The name of the token with `hash` and when it was revoked, if it is stored.
-    fn token_by_hash(&self, hash: &str) -> Result<Option<(String, Option<i64>)>, StoreError>;
+    /// The name of the token with `hash`, when it was revoked and its role, if it is stored.
+    fn token_by_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(String, Option<i64>, String)>, StoreError>;
 }
 
-/// A `TokenRow` from `name, created_at, revoked, team, environments`.
+/// A `TokenRow` from `name, created_at, revoked, team, environments, role`.
 fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
     Ok(TokenRow {
         name: r.get(0)?,
@@ -51,6 +58,7 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
         revoked: r.get(2)?,
         team: r.get(3)?,
         environments: r.get(4)?,
+        role: r.get(5)?,
     })
 }
 
@@ -62,14 +70,16 @@ impl TokenRows for SqliteTx<'_> {
         created_at: i64,
         team: Option<&str>,
         environments: &str,
+        role: &str,
     ) -> Result<(), StoreError> {
         let n = self.exec(
-            "INSERT INTO tokens(name, hash, created_at, team, environments)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO tokens(name, hash, created_at, team, environments, role)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(name) DO UPDATE SET hash = excluded.hash,
                     created_at = excluded.created_at, revoked_at = NULL,
-                    team = excluded.team, environments = excluded.environments",
-            params![name, hash, created_at, team, environments],
+                    team = excluded.team, environments = excluded.environments,
+                    role = excluded.role",
+            params![name, hash, created_at, team, environments, role],
         )?;
         debug_assert_eq!(n, 1);
         Ok(())
@@ -85,7 +95,7 @@ impl TokenRows for SqliteTx<'_> {
 
     fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
         self.rows(
-            "SELECT name, created_at, revoked_at IS NOT NULL, team, environments
+            "SELECT name, created_at, revoked_at IS NOT NULL, team, environments, role
                  FROM tokens ORDER BY name",
             [],
             token_row,
@@ -94,18 +104,21 @@ impl TokenRows for SqliteTx<'_> {
 
     fn token(&self, name: &str) -> Result<Option<TokenRow>, StoreError> {
         self.row(
-            "SELECT name, created_at, revoked_at IS NOT NULL, team, environments
+            "SELECT name, created_at, revoked_at IS NOT NULL, team, environments, role
                  FROM tokens WHERE name = ?1",
             params![name],
             token_row,
         )
     }
 
-    fn token_by_hash(&self, hash: &str) -> Result<Option<(String, Option<i64>)>, StoreError> {
+    fn token_by_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(String, Option<i64>, String)>, StoreError> {
         self.row(
-            "SELECT name, revoked_at FROM tokens WHERE hash = ?1",
+            "SELECT name, revoked_at, role FROM tokens WHERE hash = ?1",
             params![hash],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
     }
 }

@@ -6,6 +6,7 @@
 mod attestation;
 mod devices;
 mod directory;
+mod evidence;
 mod grants;
 mod passkeys;
 mod policy;
@@ -510,6 +511,10 @@ async fn openapi_names_every_route() {
                     "PASSKEYS" => "/v2/passkeys",
                     "PASSKEYS_ENROL" => "/v2/passkeys/enrol",
                     "PASSKEYS_REMOVE" => "/v2/passkeys/remove",
+                    "LOG_CHECKPOINT" => "/v2/log/checkpoint",
+                    "LOG_ENTRIES" => "/v2/log/entries",
+                    "LOG_INCLUSION" => "/v2/log/proof/inclusion",
+                    "LOG_CONSISTENCY" => "/v2/log/proof/consistency",
                     other => panic!("unknown path constant {other}"),
                 }
                 .to_string()

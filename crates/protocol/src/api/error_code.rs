@@ -72,6 +72,16 @@ error_codes! {
     UnknownToken = "unknown_token",
     /// The requester token was revoked (401).
     TokenRevoked = "token_revoked",
+    /// An auditor token was used where a requester token is needed: auditor tokens only read
+    /// (403).
+    ReadOnlyToken = "read_only_token",
+    /// The endpoint needs an auditor token (or, for a request's evidence, the request's own
+    /// requester token) (403).
+    AuditorTokenRequired = "auditor_token_required",
+    // ---- the gateway log
+    /// A log range, index or tree size outside the log, or a range of more than 1000
+    /// entries (400).
+    BadLogRange = "bad_log_range",
     // ---- POST /v2/requests
     /// The body is not a valid NewRequest, or the ApprovalRequest breaks a rule (400).
     InvalidRequest = "invalid_request",

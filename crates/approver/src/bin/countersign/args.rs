@@ -110,6 +110,16 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Check a request's evidence bundle offline (from `countersign-gateway evidence` or
+    /// `GET /v2/requests/{id}/evidence`); exits non-zero naming the first thing that fails.
+    VerifyEvidence {
+        file: PathBuf,
+        /// The gateway's key fingerprint, learnt out of band (the pairing link's `fp`, or
+        /// `countersign gateways`). Without it the bundle is only checked against the key it
+        /// carries.
+        #[arg(long, value_name = "FINGERPRINT")]
+        gateway: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

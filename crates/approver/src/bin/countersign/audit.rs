@@ -94,3 +94,54 @@ pub fn export(ctx: &Ctx, output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `verify-evidence FILE`: checks a bundle offline, with no data directory.
+pub fn verify_evidence(
+    file: &std::path::Path,
+    gateway: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let bundle: countersign_protocol::evidence::Evidence = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not an evidence bundle", file.display()))?;
+    match countersign_protocol::evidence::verify(&bundle, gateway) {
+        Ok(v) => {
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::to_string(&serde_json::json!({"verified": v}))?
+                );
+            } else {
+                outln!(
+                    "evidence verifies: request {} ({}), {}, {} decision(s), {} log entries in a checkpoint of {}",
+                    v.request_id,
+                    v.request_digest,
+                    v.state.as_str(),
+                    v.decisions.len(),
+                    v.entries,
+                    v.log_size
+                );
+                for (approver, verdict, device) in &v.decisions {
+                    outln!("  {verdict} by {approver} on device {device}");
+                }
+                if gateway.is_none() {
+                    outln!("  (checked against the key the bundle carries, {}; pass --gateway to compare it with the fingerprint you trust)", v.gateway);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::to_string(
+                        &serde_json::json!({"failed": {"what": e.what, "problem": e.problem}})
+                    )?
+                );
+            } else {
+                outln!("evidence does NOT verify: {e}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -115,6 +115,9 @@ fn quiet(target: &str) -> tracing_subscriber::filter::Directive {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::VerifyEvidence { file, gateway } = &cli.command {
+        return audit::verify_evidence(file, gateway.as_deref(), cli.json);
+    }
     let data_dir = match cli.data_dir {
         Some(d) => d,
         None => countersign_approver::default_data_dir()
@@ -173,5 +176,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Export { output },
         } => audit::export(&ctx, output),
+        Command::VerifyEvidence { .. } => unreachable!("handled before the engine opens"),
     }
 }

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// The schema version this build writes; `PRAGMA user_version` holds a database's.
-const SCHEMA_VERSION: i64 = 11;
+const SCHEMA_VERSION: i64 = 12;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE tokens(
@@ -305,14 +305,34 @@ CREATE TABLE revocations(
 );
 "#;
 
+/// Version 12: the audit chain as a transparency log (docs/protocol.md, section 9.6). The
+/// tree's stored hashes (`log_hashes`, by tlog-tiles stored-hash index, written with each
+/// audit entry; those of entries written before this version are filled in when the store
+/// opens), an index of the entries by request (for evidence bundles), every log checkpoint the gateway signed (`log_checkpoints`), and the role of each
+/// token (`requester`, or `auditor`: read-only access to evidence and the log).
+const SCHEMA_V12: &str = r#"
+CREATE TABLE log_hashes(
+    idx INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL
+);
+CREATE TABLE log_checkpoints(
+    size INTEGER PRIMARY KEY,
+    root TEXT NOT NULL,
+    note TEXT NOT NULL,
+    signed_at INTEGER NOT NULL
+);
+ALTER TABLE tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'requester';
+CREATE INDEX audit_request ON audit(json_extract(entry, '$.request_id'));
+"#;
+
 /// The first schema version of protocol version 2.
 pub(super) const PROTOCOL_2_SCHEMA: i64 = 6;
 
 /// Each schema version's statements, in order: a database at version `n` runs the ones after
 /// it, in one transaction with the new `user_version`.
-const MIGRATIONS: [&str; 11] = [
+const MIGRATIONS: [&str; 12] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11,
+    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12,
 ];
 
 /// Brings the database behind `conn` to `SCHEMA_VERSION`, all missing versions in one

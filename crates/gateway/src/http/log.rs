@@ -1,0 +1,147 @@
+//! The handlers of the gateway log (docs/protocol.md, section 9.6) and of evidence bundles:
+//! authenticate (none, an auditor token, a device, or the request's own requester token),
+//! decode the query, call `tlog` or `evidence`.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use countersign_protocol::api::{paths, ErrorCode};
+use countersign_protocol::log::Proof;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::tokens::{self, Role};
+use crate::{devices, tlog};
+
+/// Whoever reads the log's proofs: an auditor token or a paired device.
+fn auditor_or_device(gw: &Gateway, headers: &HeaderMap, path: &str) -> Result<(), ApiError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer "));
+    if bearer {
+        auditor(gw, headers)
+    } else {
+        devices::authenticate_device(gw, headers, "GET", path).map(|_| ())
+    }
+}
+
+/// An auditor token, and nothing else.
+pub(super) fn auditor(gw: &Gateway, headers: &HeaderMap) -> Result<(), ApiError> {
+    match tokens::authenticate_any(gw, headers)? {
+        (_, Role::Auditor) => Ok(()),
+        (_, Role::Requester) => Err(ApiError::forbidden(
+            ErrorCode::AuditorTokenRequired,
+            "This endpoint needs an auditor token (countersign-gateway token create NAME --auditor).",
+        )),
+    }
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>, what: &str) -> Result<T, ApiError> {
+    q.map(|Query(q)| q).map_err(|_| {
+        ApiError::bad_request(
+            ErrorCode::BadQuery,
+            format!("The query must give {what} as whole numbers."),
+        )
+    })
+}
+
+pub(super) async fn checkpoint(State(gw): State<Arc<Gateway>>) -> Result<Response, ApiError> {
+    let note = gw.blocking(tlog::latest).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct Range {
+    start: u64,
+    end: u64,
+}
+
+pub(super) async fn entries(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    q: Result<Query<Range>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query(q, "`start` and `end`")?;
+    let lines = gw
+        .blocking(move |gw| {
+            auditor(gw, &headers)?;
+            tlog::entries(gw, q.start, q.end)
+        })
+        .await?;
+    let mut body = String::new();
+    for e in lines {
+        body.push_str(
+            &serde_json::to_string(&e).map_err(|e| ApiError::internal("log entries", e))?,
+        );
+        body.push('\n');
+    }
+    Ok(([(header::CONTENT_TYPE, "application/jsonl")], body).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct Inclusion {
+    index: u64,
+    size: u64,
+}
+
+pub(super) async fn inclusion(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    q: Result<Query<Inclusion>, QueryRejection>,
+) -> Result<Json<Proof>, ApiError> {
+    let q = query(q, "`index` and `size`")?;
+    gw.blocking(move |gw| {
+        auditor_or_device(gw, &headers, paths::LOG_INCLUSION)?;
+        tlog::inclusion(gw, q.index, q.size)
+    })
+    .await
+    .map(Json)
+}
+
+#[derive(Deserialize)]
+pub(super) struct Consistency {
+    old: u64,
+    size: u64,
+}
+
+pub(super) async fn consistency(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    q: Result<Query<Consistency>, QueryRejection>,
+) -> Result<Json<Proof>, ApiError> {
+    let q = query(q, "`old` and `size`")?;
+    gw.blocking(move |gw| {
+        auditor_or_device(gw, &headers, paths::LOG_CONSISTENCY)?;
+        tlog::consistency(gw, q.old, q.size)
+    })
+    .await
+    .map(Json)
+}
+
+/// `GET /v2/requests/{id}/evidence`: for an auditor token, or the request's own requester.
+pub(super) async fn evidence(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<countersign_protocol::evidence::Evidence>, ApiError> {
+    let id = super::path_param(id)?;
+    gw.blocking(move |gw| {
+        let (name, role) = tokens::authenticate_any(gw, &headers)?;
+        let bundle = crate::evidence::bundle(gw, &id)?;
+        if role == Role::Requester && bundle.request.body.requester != name {
+            return Err(ApiError::forbidden(
+                ErrorCode::AuditorTokenRequired,
+                "A request's evidence is for its own requester or an auditor token.",
+            ));
+        }
+        Ok(bundle)
+    })
+    .await
+    .map(Json)
+}
