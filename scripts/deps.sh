@@ -64,6 +64,7 @@ packages+=(xvfb xauth fonts-dejavu-core imagemagick)
 # The security key test in an emulated guest (tests/guest/run.sh): QEMU, a static busybox for
 # its initramfs, and cpio to pack it. Debian's kernel is downloaded (not installed) by the test.
 ((want_components)) && packages+=(qemu-system-x86 busybox-static cpio)
+((want_components)) && packages+=(python3 python3-venv)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
     for p in "${packages[@]}"; do
@@ -149,6 +150,19 @@ fi
 if ((want_components)) && ! command -v tauri-driver >/dev/null 2>&1; then
     say "installing tauri-driver"
     cargo install tauri-driver --locked
+fi
+
+# ---- Python (the second-language conformance test, tests/conformance) ------------------------
+# A virtual environment of its own under the target directory, with the two PyPI packages the
+# independent verifier uses; the e2e test runs it from there.
+if ((want_components)); then
+    here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    venv="${CARGO_TARGET_DIR:-$here/target}/conformance-venv"
+    if ! "$venv/bin/python3" -c 'import cryptography, rfc8785' >/dev/null 2>&1; then
+        say "installing the conformance test's Python packages into $venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check 'cryptography==48.0.0' 'rfc8785==0.1.4'
+    fi
 fi
 
 # ---- Node.js (the UI: built into the desktop app, and its checks in `make test`) --------------

@@ -28,7 +28,10 @@ use crate::{
     checkpoints, decisions, devices, lifecycle, pairing, reports, requests, stream, tokens,
 };
 
+mod extract;
 mod log;
+
+use extract::{body, path_param};
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -90,30 +93,6 @@ fn requester(gw: &Gateway, headers: &HeaderMap) -> Result<String, ApiError> {
         ANONYMOUS,
         tokens::authenticate(gw, headers),
     )
-}
-
-/// Turns axum's plain-text extractor rejections into the API's JSON errors.
-fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    b.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::BodyTooLarge,
-                format!("The body is larger than {MAX_MESSAGE_BYTES} bytes."),
-            )
-        } else {
-            ApiError::bad_request(
-                ErrorCode::UnreadableBody,
-                "The request body could not be read.",
-            )
-        }
-    })
-}
-
-fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    p.map(|Path(id)| id).map_err(|_| {
-        ApiError::bad_request(ErrorCode::BadPath, "The request id in the path is invalid.")
-    })
 }
 
 async fn info(State(gw): State<Arc<Gateway>>) -> Json<GatewayInfo> {

@@ -7,6 +7,7 @@ mod audit;
 mod binaries;
 mod break_glass;
 mod crash;
+mod evidence;
 mod faults;
 mod keystore;
 mod mitm;

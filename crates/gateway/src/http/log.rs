@@ -130,7 +130,7 @@ pub(super) async fn evidence(
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<countersign_protocol::evidence::Evidence>, ApiError> {
-    let id = super::path_param(id)?;
+    let id = super::extract::path_param(id)?;
     gw.blocking(move |gw| {
         let (name, role) = tokens::authenticate_any(gw, &headers)?;
         let bundle = crate::evidence::bundle(gw, &id)?;

@@ -7,6 +7,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
 use super::*;
+use crate::crypto::{KeyPair, PublicKey};
+use signed_note::Verifier as _;
 
 const LEAVES: [&str; 8] = [
     "",
