@@ -26,6 +26,7 @@ mod device;
 mod engine;
 pub mod error;
 pub mod events;
+mod evidence;
 pub mod gateway;
 pub mod inbox;
 mod ingest;

@@ -37,6 +37,18 @@ pub struct Evidence {
     pub log: LogEvidence,
 }
 
+impl crate::types::Decode for Evidence {
+    fn validate(&self) -> Result<(), crate::ProtocolError> {
+        if self.v != EVIDENCE_VERSION {
+            return Err(crate::ProtocolError::UnsupportedVersion {
+                found: self.v,
+                supported: EVIDENCE_VERSION,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// A decision and the receipt that accepted it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

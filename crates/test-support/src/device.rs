@@ -452,6 +452,16 @@ impl Device {
         path: &str,
         path_and_query: &str,
     ) -> T {
+        self.get_answer(gw, path, path_and_query).await.unwrap()
+    }
+
+    /// Like [`Device::get_json`], keeping a refusal.
+    pub async fn get_answer<T: serde::de::DeserializeOwned>(
+        &self,
+        gw: &impl PairedGateway,
+        path: &str,
+        path_and_query: &str,
+    ) -> Result<T, Refusal> {
         let resp = self
             .http
             .get(gw.url().join(path_and_query).unwrap())
@@ -459,6 +469,6 @@ impl Device {
             .send()
             .await
             .unwrap();
-        answer(resp).await.unwrap()
+        answer(resp).await
     }
 }

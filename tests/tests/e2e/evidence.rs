@@ -1,5 +1,6 @@
-//! Evidence with the real binaries: `countersign-gateway evidence` writes a bundle for an
-//! approval with a match code and for a denial, `countersign verify-evidence` checks each
+//! Evidence with the real binaries: `countersign evidence` (the approver's side) and
+//! `countersign-gateway evidence` write a bundle for an approval with a match code and for a
+//! denial, `countersign verify-evidence` checks each
 //! offline, and so does the second-language verifier (tests/conformance, Python, written from
 //! docs/protocol.md alone), which also checks `countersign-gateway audit export`. A one-byte
 //! change makes both fail, naming the part.
@@ -98,9 +99,20 @@ fn bundles_from_the_real_binaries_verify_in_rust_and_in_python() {
     assert!(out.status.success(), "{out:?}");
 
     let mut key = String::new();
-    for (id, state) in [(&approved, "approved"), (&denied, "denied")] {
+    for (n, (id, state)) in [(&approved, "approved"), (&denied, "denied")]
+        .into_iter()
+        .enumerate()
+    {
         let file = tmp.path().join(format!("{id}.json"));
-        gw.admin(&["evidence", id, "-o", file.to_str().unwrap()]);
+        if n == 0 {
+            // From the approver's side: fetched with the device's authorization and checked
+            // against the pinned key before it is written.
+            let out = countersign(&alice, &["evidence", id, "-o", file.to_str().unwrap()]);
+            assert!(out.status.success(), "{}", said(&out));
+            assert!(said(&out).contains("verified against the pinned gateway key"));
+        } else {
+            gw.admin(&["evidence", id, "-o", file.to_str().unwrap()]);
+        }
         let out = countersign(
             &alice,
             &["verify-evidence", file.to_str().unwrap(), "--gateway", &fp],

@@ -18,13 +18,16 @@ use crate::gateway::Gateway;
 use crate::tokens::{self, Role};
 use crate::{devices, tlog};
 
-/// Whoever reads the log's proofs: an auditor token or a paired device.
-fn auditor_or_device(gw: &Gateway, headers: &HeaderMap, path: &str) -> Result<(), ApiError> {
-    let bearer = headers
+fn is_bearer(headers: &HeaderMap) -> bool {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer "));
-    if bearer {
+        .is_some_and(|v| v.starts_with("Bearer "))
+}
+
+/// Whoever reads the log's proofs: an auditor token or a paired device.
+fn auditor_or_device(gw: &Gateway, headers: &HeaderMap, path: &str) -> Result<(), ApiError> {
+    if is_bearer(headers) {
         auditor(gw, headers)
     } else {
         devices::authenticate_device(gw, headers, "GET", path).map(|_| ())
@@ -124,7 +127,9 @@ pub(super) async fn consistency(
     .map(Json)
 }
 
-/// `GET /v2/requests/{id}/evidence`: for an auditor token, or the request's own requester.
+/// `GET /v2/requests/{id}/evidence`: for an auditor token, the request's own requester, or a
+/// device whose approver the request was addressed to (for anyone else's device, the request
+/// does not exist).
 pub(super) async fn evidence(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
@@ -132,6 +137,20 @@ pub(super) async fn evidence(
 ) -> Result<Json<countersign_protocol::evidence::Evidence>, ApiError> {
     let id = super::extract::path_param(id)?;
     gw.blocking(move |gw| {
+        if !is_bearer(&headers) {
+            let path = format!("{}/{id}/evidence", paths::REQUESTS);
+            let device = devices::authenticate_device(gw, &headers, "GET", &path)?;
+            let addressed = gw.store.read(|tx| -> Result<bool, ApiError> {
+                Ok(tx.addressees(&id)?.contains(&device.approver))
+            })?;
+            if !addressed {
+                return Err(ApiError::not_found(
+                    ErrorCode::UnknownRequest,
+                    "The gateway has no request with this id for this approver.",
+                ));
+            }
+            return crate::evidence::bundle(gw, &id);
+        }
         let (name, role) = tokens::authenticate_any(gw, &headers)?;
         let bundle = crate::evidence::bundle(gw, &id)?;
         if role == Role::Requester && bundle.request.body.requester != name {

@@ -103,6 +103,15 @@ async fn an_approval_with_a_match_code_has_evidence_that_verifies_and_only_its_r
         .unwrap();
     let err = answer::<serde_json::Value>(resp).await.unwrap_err();
     assert_eq!((err.status, err.code()), (403, Some("read_only_token")));
+    // The approver's own device reads it; another approver's device is told it does not exist.
+    let by_device: Evidence = alice.get_json(&h, &path, &path).await;
+    assert_eq!(by_device.request, b.request);
+    let bob = h.pair("bob@example.com").await;
+    let err = bob
+        .get_answer::<Evidence>(&h, &path, &path)
+        .await
+        .unwrap_err();
+    assert_eq!((err.status, err.code()), (404, Some("unknown_request")));
     let err = get::<Evidence>(&h, "/v2/requests/no-such-request/evidence", &auditor)
         .await
         .unwrap_err();

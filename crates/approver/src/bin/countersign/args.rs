@@ -110,6 +110,13 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Fetch a request's evidence bundle from its gateway, check it against the pinned gateway
+    /// key, and write it (to standard output, or to a file).
+    Evidence {
+        id: String,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Check a request's evidence bundle offline (from `countersign-gateway evidence` or
     /// `GET /v2/requests/{id}/evidence`); exits non-zero naming the first thing that fails.
     VerifyEvidence {

@@ -95,6 +95,28 @@ pub fn export(ctx: &Ctx, output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `evidence ID [-o FILE]`: the bundle from the request's gateway, verified before it is written.
+pub async fn evidence(
+    ctx: &Ctx,
+    id: &str,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let bundle = ctx.engine.evidence(id).await?;
+    let text = serde_json::to_string_pretty(&bundle)? + "\n";
+    match output {
+        Some(path) => {
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            outln!(
+                "evidence of {id} verified against the pinned gateway key and written to {}",
+                path.display()
+            );
+        }
+        None => outln!("{}", text.trim_end()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `verify-evidence FILE`: checks a bundle offline, with no data directory.
 pub fn verify_evidence(
     file: &std::path::Path,

@@ -176,6 +176,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Export { output },
         } => audit::export(&ctx, output),
+        Command::Evidence { id, output } => audit::evidence(&ctx, &id, output.as_deref()).await,
         Command::VerifyEvidence { .. } => unreachable!("handled before the engine opens"),
     }
 }
