@@ -19,6 +19,7 @@ mod create;
 mod desktop;
 mod engine;
 mod fanout;
+mod log;
 mod policy;
 mod throughput;
 
@@ -85,6 +86,12 @@ enum Command {
         entries: usize,
         #[arg(long)]
         data_parent: Option<PathBuf>,
+    },
+    /// The gateway log: appends with the tree near the start and at this many entries, proofs,
+    /// checkpoints and the backfill at open.
+    GatewayLog {
+        #[arg(long, default_value_t = 100_000)]
+        entries: u64,
     },
     /// Engine::audit_verify over a chain of this many entries.
     AuditVerify {
@@ -195,6 +202,7 @@ async fn run(command: Command) -> Result<Vec<Figure>> {
             entries,
             data_parent,
         } => audit::verify(entries, data_parent.as_deref())?,
+        Command::GatewayLog { entries } => log::run(entries.max(1000))?,
         Command::PolicyEval { evaluations, rules } => policy::run(evaluations, rules.max(1))?,
         Command::RequestCreate { requests } => create::run(requests.max(50)).await?,
         Command::Desktop {

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """An independent verifier of Countersign evidence bundles and gateway log exports.
 
-Written from docs/protocol.md alone (sections 2, 3, 9.1, 9.6 and 9.7), with no project code:
-RFC 8785 canonical JSON from the `rfc8785` package, Ed25519 from `cryptography`, SHA-256 and
-the RFC 9162 Merkle tree from the standard library.
+Written from docs/protocol.md alone (sections 2, 3, 5a, 9.1, 9.6 and 9.7), with no project
+code: RFC 8785 canonical JSON from the `rfc8785` package, Ed25519 from `cryptography`, COSE keys
+and their signatures (WebAuthn assertions) from `fido2`, SHA-256 and the RFC 9162 Merkle tree
+from the standard library.
 
     verify_evidence.py evidence BUNDLE.json GATEWAY_FINGERPRINT
     verify_evidence.py export EXPORT.jsonl GATEWAY_FINGERPRINT
@@ -18,6 +19,8 @@ import re
 import sys
 
 import rfc8785
+from fido2 import cbor
+from fido2.cose import CoseKey
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -83,6 +86,38 @@ def key_of(s, what):
     if len(raw) != 32:
         raise Failed(what, "a key is 32 bytes")
     return raw
+
+
+# ---- WebAuthn assertions (protocol.md 3.5, 5a, 9.7)
+
+def b64u_lenient(s, what):
+    if not isinstance(s, str):
+        raise Failed(what, "missing")
+    return base64.urlsafe_b64decode(s.rstrip("=") + "=" * (-len(s.rstrip("=")) % 4))
+
+
+def verify_assertion(assertion, record, what):
+    """W3C WebAuthn Level 3, verifying an authentication assertion, from signed data alone."""
+    if b64u_lenient(assertion.get("rawId"), what) != b64u(record["credential_id"], what):
+        raise Failed(what, "the assertion names another credential")
+    response = assertion["response"]
+    client_data = b64u_lenient(response.get("clientDataJSON"), what)
+    auth_data = b64u_lenient(response.get("authenticatorData"), what)
+    signature = b64u_lenient(response.get("signature"), what)
+    cd = json.loads(client_data)
+    if cd.get("type") != "webauthn.get":
+        raise Failed(what, "the client data is not of an authentication")
+    if cd.get("origin") != record["origin"] or cd.get("crossOrigin") is True:
+        raise Failed(what, "the client data names another origin")
+    if len(auth_data) < 37 or auth_data[:32] != hashlib.sha256(record["rp_id"].encode()).digest():
+        raise Failed(what, "the authenticator data is for another relying party")
+    if not auth_data[32] & 0x01 or not auth_data[32] & 0x04:
+        raise Failed(what, "the authenticator data does not show user presence and verification")
+    key = CoseKey.parse(cbor.decode(b64u(record["public_key"], what)))
+    try:
+        key.verify(auth_data + hashlib.sha256(client_data).digest(), signature)
+    except Exception:
+        raise Failed(what, "the WebAuthn assertion does not verify: the passkey's signature does not verify")
 
 
 # ---- the gateway log (protocol.md 9.6)
@@ -190,6 +225,13 @@ def verify_evidence(e, fingerprint):
         body, _ = verify_signed(d, "countersign/v2/paired", gw, f"devices[{i}]")
         devices[body["device_id"]] = body
 
+    records = []
+    for i, p in enumerate(e["passkeys"]):
+        body, _ = verify_signed(p["record"], "countersign/v2/passkey-record", gw, f"passkeys[{i}]")
+        if body["gateway"] != fingerprint:
+            raise Failed(f"passkeys[{i}]", "it names another gateway")
+        records.append(body)
+
     decision_digests = []
     for i, d in enumerate(e["decisions"]):
         what = f"decisions[{i}]"
@@ -207,6 +249,14 @@ def verify_evidence(e, fingerprint):
             raise Failed(what, "it names another gateway")
         if request.get("match_required") and body["verdict"] == "approve" and body.get("match_code") is None:
             raise Failed(what, "an approval of a request that needs a match code carries none")
+        assertion = body.get("assertion")
+        if assertion is not None:
+            cred = b64u_lenient(assertion.get("rawId"), what)
+            record = next((r for r in records if r["approver"] == body["approver"]
+                           and b64u(r["credential_id"], what) == cred), None)
+            if record is None:
+                raise Failed(what, "the passkey of its assertion has no record in the bundle")
+            verify_assertion(assertion, record, what)
         rwhat = what + ".receipt"
         receipt, _ = verify_signed(d["receipt"], "countersign/v2/receipt", gw, rwhat)
         if receipt["decision_id"] != body["decision_id"] or receipt["decision_digest"] != decision_digest:

@@ -9,7 +9,8 @@
 use countersign_protocol::api::ErrorCode;
 use countersign_protocol::audit::AuditEntry;
 use countersign_protocol::evidence::{
-    DecisionEvidence, Evidence, LogEvidence, ProvenEntry, EVIDENCE_VERSION,
+    DecisionEvidence, Evidence, LogEvidence, PasskeyEvidence, PasskeyRecord, ProvenEntry,
+    EVIDENCE_VERSION,
 };
 use countersign_protocol::log::Proof;
 use countersign_protocol::PROTOCOL_VERSION;
@@ -33,6 +34,7 @@ pub fn bundle(gw: &Gateway, id: &str) -> Result<Evidence, ApiError> {
         let (status, _) = crate::status::status_of(gw, tx, id)?;
         let mut decisions = Vec::new();
         let mut devices: Vec<Signed<Paired>> = Vec::new();
+        let mut passkeys: Vec<PasskeyEvidence> = Vec::new();
         for (decision, receipt) in tx.decisions_with_receipts(id)? {
             let decision: Signed<Decision> = serde_json::from_str(&decision)
                 .map_err(|e| ApiError::internal("stored decision", e))?;
@@ -56,12 +58,25 @@ pub fn bundle(gw: &Gateway, id: &str) -> Result<Evidence, ApiError> {
                     Signed::sign(&gw.key, paired).map_err(|e| ApiError::internal("paired", e))?,
                 );
             }
+            if let Some(assertion) = &decision.body.assertion {
+                let cred_id = assertion
+                    .get("rawId")
+                    .and_then(|v| v.as_str())
+                    .map(|s| s.trim_end_matches('=').to_owned())
+                    .unwrap_or_default();
+                if !passkeys
+                    .iter()
+                    .any(|p| p.record.body.credential_id == cred_id)
+                {
+                    passkeys.push(passkey_evidence(gw, tx, &decision.body.approver, &cred_id)?);
+                }
+            }
             decisions.push(DecisionEvidence { decision, receipt });
         }
         let entries = tx.audit_text_of_request(id)?;
-        Ok((request, status, decisions, devices, entries))
+        Ok((request, status, decisions, devices, passkeys, entries))
     })?;
-    let (request, status, decisions, devices, entries) = gathered;
+    let (request, status, decisions, devices, passkeys, entries) = gathered;
     let last = entries.last().map_or(0, |(seq, _)| *seq);
     let (size, checkpoint) = crate::tlog::covering(gw, last)?;
     let entries = gw.store.read(|tx| -> Result<_, ApiError> {
@@ -87,9 +102,80 @@ pub fn bundle(gw: &Gateway, id: &str) -> Result<Evidence, ApiError> {
         status,
         decisions,
         devices,
+        passkeys,
         log: LogEvidence {
             checkpoint,
             entries,
         },
     })
+}
+
+/// The gateway-signed record of the passkey `cred_id` (unpadded base64url) of `approver`, with
+/// its registration response. The COSE key is the one in the registration's attested
+/// credential data, as the authenticator gave it.
+fn passkey_evidence(
+    gw: &Gateway,
+    tx: &dyn crate::store::Tx,
+    approver: &str,
+    cred_id: &str,
+) -> Result<PasskeyEvidence, ApiError> {
+    let missing = |why: &str| ApiError::internal("evidence", format!("passkey {cred_id}: {why}"));
+    let listing = tx
+        .passkey_listing(Some(approver))?
+        .into_iter()
+        .find(|p| p.cred_id == cred_id)
+        .ok_or_else(|| missing("not stored for its approver"))?;
+    let registration = tx
+        .passkey_registration(cred_id)?
+        .flatten()
+        .ok_or_else(|| missing("its registration response was not kept"))?;
+    let registration: serde_json::Value = serde_json::from_str(&registration)
+        .map_err(|e| ApiError::internal("stored registration", e))?;
+    let public_key =
+        cose_key_of(&registration).ok_or_else(|| missing("no COSE key in its registration"))?;
+    let record = PasskeyRecord {
+        v: PROTOCOL_VERSION,
+        gateway: gw.fingerprint.clone(),
+        approver: approver.to_owned(),
+        credential_id: cred_id.to_owned(),
+        public_key,
+        rp_id: gw.config.webauthn_rp_id.clone(),
+        origin: gw.origin(),
+        aaguid: listing.aaguid,
+        attested: listing.attested,
+        registered_at: listing.created_at,
+        device_id: listing.device_id,
+    };
+    Ok(PasskeyEvidence {
+        record: Signed::sign(&gw.key, record)
+            .map_err(|e| ApiError::internal("passkey record", e))?,
+        registration: Some(registration),
+    })
+}
+
+/// The credential public key (COSE_Key, unpadded base64url) in a registration response's
+/// attestation object: the attested credential data of its authenticator data, after the
+/// relying party hash (32 bytes), flags (1), counter (4), AAGUID (16), the credential id's
+/// length (2) and the credential id.
+fn cose_key_of(registration: &serde_json::Value) -> Option<String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use serde::Deserialize as _;
+    use serde_cbor_2::Value;
+    let object = registration
+        .pointer("/response/attestationObject")?
+        .as_str()?;
+    let object = URL_SAFE_NO_PAD.decode(object.trim_end_matches('=')).ok()?;
+    let Ok(Value::Map(map)) = serde_cbor_2::from_slice::<Value>(&object) else {
+        return None;
+    };
+    let Some(Value::Bytes(auth_data)) = map.get(&Value::Text("authData".into())) else {
+        return None;
+    };
+    let id_len = u16::from_be_bytes(auth_data.get(53..55)?.try_into().ok()?) as usize;
+    let rest = auth_data.get(55 + id_len..)?;
+    // The COSE key is one CBOR item; extensions may follow it.
+    let mut de = serde_cbor_2::Deserializer::from_slice(rest);
+    Value::deserialize(&mut de).ok()?;
+    Some(URL_SAFE_NO_PAD.encode(&rest[..de.byte_offset()]))
 }

@@ -25,6 +25,8 @@ pub mod domain {
     pub const MEMBERSHIP: &str = "countersign/v2/membership";
     pub const PASSKEY_CHANGE: &str = "countersign/v2/passkey-change";
     pub const PASSKEYS: &str = "countersign/v2/passkeys";
+    /// A passkey's record in an evidence bundle (docs/protocol.md 9.7).
+    pub const PASSKEY_RECORD: &str = "countersign/v2/passkey-record";
     /// The audit log format keeps its own version ([`crate::AUDIT_VERSION`]).
     pub const AUDIT_ENTRY: &str = "countersign/v1/audit-entry";
     pub const CHECKPOINT: &str = "countersign/v1/checkpoint";

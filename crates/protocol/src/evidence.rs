@@ -2,11 +2,15 @@
 //!
 //! A bundle holds the gateway-signed request and its current status, every signed decision
 //! (with its WebAuthn assertion, inside the device signature) and the receipt that accepted it,
-//! the gateway-signed pairing record of each deciding device, and the gateway's audit entries of
-//! the request with inclusion proofs against a signed log checkpoint. [`verify`] checks all of
+//! the gateway-signed pairing record of each deciding device and record of each passkey that
+//! made an assertion, and the gateway's audit entries of the request with inclusion proofs
+//! against a signed log checkpoint. [`verify`] checks all of
 //! it against the gateway key and names the first thing that fails.
 
 use serde::{Deserialize, Serialize};
+
+mod passkey;
+pub use passkey::{verify_assertion, PasskeyRecord};
 
 use crate::audit::AuditEntry;
 use crate::canonical::to_canonical_bytes;
@@ -34,7 +38,18 @@ pub struct Evidence {
     pub decisions: Vec<DecisionEvidence>,
     /// The pairing record of every device that made one of `decisions`.
     pub devices: Vec<Signed<Paired>>,
+    /// The record of every passkey that made one of the decisions' assertions.
+    pub passkeys: Vec<PasskeyEvidence>,
     pub log: LogEvidence,
+}
+
+/// A passkey's gateway-signed record, and its registration response as the gateway received
+/// it (with the authenticator's attestation), where kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyEvidence {
+    pub record: Signed<PasskeyRecord>,
+    pub registration: Option<serde_json::Value>,
 }
 
 impl crate::types::Decode for Evidence {
@@ -164,6 +179,20 @@ pub fn verify(e: &Evidence, expected_gateway: Option<&str>) -> Result<Verified, 
         devices.insert(d.body.device_id.clone(), &d.body);
     }
 
+    // The passkeys.
+    for (i, p) in e.passkeys.iter().enumerate() {
+        let what = format!("passkeys[{i}]");
+        p.record.verify(gw).map_err(|err| {
+            fail(
+                &what,
+                format!("the gateway signature does not verify ({err})"),
+            )
+        })?;
+        if p.record.body.gateway != fingerprint {
+            return Err(fail(&what, "it names another gateway"));
+        }
+    }
+
     // The decisions and their receipts.
     let mut decisions = Vec::new();
     let mut decision_digests = Vec::new();
@@ -208,6 +237,30 @@ pub fn verify(e: &Evidence, expected_gateway: Option<&str>) -> Result<Verified, 
                 &what,
                 "an approval of a request that needs a match code carries none",
             ));
+        }
+        if let Some(assertion) = &body.assertion {
+            let credential =
+                passkey::assertion_credential(assertion).map_err(|err| fail(&what, err))?;
+            let record = e
+                .passkeys
+                .iter()
+                .map(|p| &p.record.body)
+                .find(|r| {
+                    r.approver == body.approver
+                        && passkey::record_credential(r).is_ok_and(|c| c == credential)
+                })
+                .ok_or_else(|| {
+                    fail(
+                        &what,
+                        "the passkey of its assertion has no record in the bundle",
+                    )
+                })?;
+            verify_assertion(assertion, record).map_err(|err| {
+                fail(
+                    &what,
+                    format!("the WebAuthn assertion does not verify: {err}"),
+                )
+            })?;
         }
         let receipt_what = format!("{what}.receipt");
         d.receipt.verify(gw).map_err(|err| {

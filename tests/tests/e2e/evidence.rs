@@ -1,8 +1,9 @@
 //! Evidence with the real binaries: `countersign evidence` (the approver's side) and
 //! `countersign-gateway evidence` write a bundle for an approval with a match code and for a
 //! denial, `countersign verify-evidence` checks each
-//! offline, and so does the second-language verifier (tests/conformance, Python, written from
-//! docs/protocol.md alone), which also checks `countersign-gateway audit export`. A one-byte
+//! offline (the assertions against the passkey records included), and so does the
+//! second-language verifier (tests/conformance, Python, written from docs/protocol.md alone),
+//! which also checks `countersign-gateway audit export`. A one-byte
 //! change makes both fail, naming the part.
 
 use std::path::{Path, PathBuf};

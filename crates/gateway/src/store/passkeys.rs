@@ -95,6 +95,10 @@ pub trait PasskeyRows {
     /// Every passkey (retired ones too), or `approver`'s, oldest first.
     fn passkey_listing(&self, approver: Option<&str>) -> Result<Vec<PasskeyListing>, StoreError>;
 
+    /// The registration response a passkey was registered with, as the device sent it (JSON);
+    /// `None` for an unknown passkey, `Some(None)` for one registered before it was kept.
+    fn passkey_registration(&self, cred_id: &str) -> Result<Option<Option<String>>, StoreError>;
+
     /// Retires the passkey `cred_id` (never offered or used again); the approver it was of, or
     /// None if it is unknown or retired already.
     fn retire_passkey(&self, cred_id: &str, at: i64) -> Result<Option<String>, StoreError>;
@@ -219,6 +223,14 @@ impl PasskeyRows for SqliteTx<'_> {
                     attested: r.get(10)?,
                 })
             },
+        )
+    }
+
+    fn passkey_registration(&self, cred_id: &str) -> Result<Option<Option<String>>, StoreError> {
+        self.row(
+            "SELECT registration FROM passkeys WHERE cred_id = ?1",
+            params![cred_id],
+            |r| r.get(0),
         )
     }
 

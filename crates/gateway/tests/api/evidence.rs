@@ -223,7 +223,9 @@ async fn a_one_byte_change_to_any_signed_field_key_or_proof_fails_naming_the_par
     let fp = fingerprint(&h);
     evidence::verify(&b, Some(&fp)).unwrap();
     let v = serde_json::to_value(&b).unwrap();
-    let cases: [(&str, usize, &str); 16] = [
+    let cases: [(&str, usize, &str); 18] = [
+        ("/passkeys/0/record/body/public_key", 20, "passkeys[0]"),
+        ("/passkeys/0/record/signature", 9, "passkeys[0]"),
         ("/request/body/summary", 0, "request"),
         ("/request/body/detail", 3, "request"),
         ("/request/body/expires_at", 0, "request"),
