@@ -36,6 +36,23 @@ fn fingerprint(h: &TestGateway) -> String {
     h.gateway_key().fingerprint()
 }
 
+/// A request to `approver` alone, decided by `device` with `verdict`: its id.
+async fn decided(
+    h: &TestGateway,
+    device: &mut countersign_test_support::Device,
+    approver: &str,
+    verdict: Verdict,
+) -> String {
+    let created = h.create(&[approver], 1, false).await;
+    let id = created.request.body.id.clone();
+    let (req, ch) = device.request_event(h, &id).await;
+    device
+        .decide(h, &req, Some(&ch), verdict, None, Uv::Yes)
+        .await
+        .unwrap();
+    id
+}
+
 /// Verifies `b` and checks what it shows.
 fn verified(h: &TestGateway, b: &Evidence, state: RequestState, verdicts: &[&str]) {
     let v = evidence::verify(b, Some(&fingerprint(h))).unwrap();
@@ -134,13 +151,8 @@ async fn two_stages_denied_expired_and_withdrawn_requests_have_evidence_that_ver
     let mut alice = h.pair("alice@example.com").await;
 
     // Denied.
-    let denied = h.create(&["alice@example.com"], 1, false).await;
-    let (req, ch) = alice.request_event(&h, &denied.request.body.id).await;
-    alice
-        .decide(&h, &req, Some(&ch), Verdict::Deny, None, Uv::Yes)
-        .await
-        .unwrap();
-    let b = bundle_of(&h, &denied.request.body.id).await;
+    let denied = decided(&h, &mut alice, "alice@example.com", Verdict::Deny).await;
+    let b = bundle_of(&h, &denied).await;
     verified(&h, &b, RequestState::Denied, &["deny"]);
 
     // Withdrawn by its requester.
@@ -212,13 +224,7 @@ fn mutate(v: &serde_json::Value, pointer: &str, at: usize) -> serde_json::Value 
 async fn a_one_byte_change_to_any_signed_field_key_or_proof_fails_naming_the_part() {
     let h = TestGateway::start().await;
     let mut alice = h.pair("alice@example.com").await;
-    let created = h.create(&["alice@example.com"], 1, false).await;
-    let id = created.request.body.id.clone();
-    let (req, ch) = alice.request_event(&h, &id).await;
-    alice
-        .decide(&h, &req, Some(&ch), Verdict::Approve, None, Uv::Yes)
-        .await
-        .unwrap();
+    let id = decided(&h, &mut alice, "alice@example.com", Verdict::Approve).await;
     let b = bundle_of(&h, &id).await;
     let fp = fingerprint(&h);
     evidence::verify(&b, Some(&fp)).unwrap();
@@ -296,12 +302,7 @@ async fn the_log_serves_checkpoints_entries_and_proofs_that_verify() {
     let first = tlog::verify_checkpoint(&note(&h).await, &key).unwrap();
     assert!(first.size > 0);
 
-    let created = h.create(&["alice@example.com"], 1, false).await;
-    let (req, ch) = alice.request_event(&h, &created.request.body.id).await;
-    alice
-        .decide(&h, &req, Some(&ch), Verdict::Approve, None, Uv::Yes)
-        .await
-        .unwrap();
+    decided(&h, &mut alice, "alice@example.com", Verdict::Approve).await;
     let (size, _) = countersign_gateway::tlog::checkpoint(h.gw()).unwrap();
     let second = tlog::verify_checkpoint(&note(&h).await, &key).unwrap();
     assert_eq!(second.size, size);
@@ -398,13 +399,7 @@ fn rows(db: &rusqlite::Connection) -> Vec<(i64, String)> {
 async fn a_rewritten_log_is_caught_by_a_checkpoint_held_from_before() {
     let h = TestGateway::start().await;
     let mut alice = h.pair("alice@example.com").await;
-    let created = h.create(&["alice@example.com"], 1, false).await;
-    let id = created.request.body.id.clone();
-    let (req, ch) = alice.request_event(&h, &id).await;
-    alice
-        .decide(&h, &req, Some(&ch), Verdict::Deny, None, Uv::Yes)
-        .await
-        .unwrap();
+    let id = decided(&h, &mut alice, "alice@example.com", Verdict::Deny).await;
     let key = h.gateway_key();
     // An auditor (or a witness) keeps this checkpoint.
     let (_, held) = countersign_gateway::tlog::checkpoint(h.gw()).unwrap();
