@@ -203,6 +203,40 @@ def verify_checkpoint(note, gateway_key, fingerprint):
     return size, root
 
 
+def verify_cosignatures(note, witnesses, gateway_key):
+    """Each witness's pairing record, and its tlog-cosignature/v1 line on the checkpoint
+    (protocol.md 9.8). Returns the witnesses' device ids."""
+    text = note.split("\n\n", 1)[0] + "\n"
+    lines = {}
+    for line in note.split("\n\n", 1)[1].rstrip("\n").split("\n"):
+        m = re.fullmatch("\u2014 (\\S+) (\\S+)", line)
+        if m:
+            lines.setdefault(m.group(1), []).append(m.group(2))
+    ids = []
+    for i, w in enumerate(witnesses):
+        what = f"log.witnesses[{i}]"
+        body, _ = verify_signed(w, "countersign/v2/paired", gateway_key, what)
+        key = key_of(body["device_key"], what)
+        name = f"countersign/device/{hashlib.sha256(key).hexdigest()}"
+        key_id = hashlib.sha256(name.encode() + b"\n" + b"\x04" + key).digest()[:4]
+        good = False
+        for sig in lines.get(name, []):
+            raw = b64std(sig, what)
+            if len(raw) != 76 or raw[:4] != key_id:
+                continue
+            timestamp = int.from_bytes(raw[4:12], "big")
+            message = f"cosignature/v1\ntime {timestamp}\n".encode() + text.encode()
+            try:
+                Ed25519PublicKey.from_public_bytes(key).verify(raw[12:], message)
+            except InvalidSignature:
+                raise Failed(what, "its cosignature of the checkpoint does not verify")
+            good = True
+        if not good:
+            raise Failed(what, "the checkpoint carries no cosignature by this device")
+        ids.append(body["device_id"])
+    return ids
+
+
 # ---- the evidence bundle (protocol.md 9.7)
 
 def verify_evidence(e, fingerprint):
@@ -270,6 +304,7 @@ def verify_evidence(e, fingerprint):
         decision_digests.append(decision_digest)
 
     size, root = verify_checkpoint(e["log"]["checkpoint"], gw, fingerprint)
+    witnesses = verify_cosignatures(e["log"]["checkpoint"], e["log"]["witnesses"], gw)
     created = False
     accepted = set()
     for i, p in enumerate(e["log"]["entries"]):
@@ -292,7 +327,8 @@ def verify_evidence(e, fingerprint):
         if dd not in accepted:
             raise Failed(f"decisions[{i}]", "no log entry records that the gateway accepted it")
     return f"request {request['id']} {status['state']}, {len(decision_digests)} decision(s), " \
-           f"{len(e['log']['entries'])} entries in a checkpoint of {size}"
+           f"{len(e['log']['entries'])} entries in a checkpoint of {size} with " \
+           f"{len(witnesses)} witness(es)"
 
 
 def verify_export(lines, fingerprint, gateway_key):

@@ -69,6 +69,8 @@ export const HINTS: Record<ErrorCode, string | null> = {
   read_only_token: null,
   auditor_token_required: null,
   bad_log_range: null,
+  unknown_checkpoint: null,
+  bad_cosignature: null,
   invalid_request: null,
   ttl_too_long: null,
   duplicate_approver: null,

@@ -58,6 +58,7 @@ const GATEWAYS: GatewayView[] = [
     approver: ME,
     device_id: "9b2d4f6a-1c3e-4a5b-8d7f-0e1c2b3a4d5e",
     paired_at: 0,
+    log_history_changed: null,
   },
   {
     fingerprint: hex(2),
@@ -66,6 +67,7 @@ const GATEWAYS: GatewayView[] = [
     approver: ME,
     device_id: "2c4e6a8b-0d1f-4e3a-9b5c-7d9e1f3a5b7c",
     paired_at: 0,
+    log_history_changed: null,
   },
 ];
 
@@ -380,7 +382,16 @@ export function installMockBackend(): void {
   const offline = params.has("offline");
   const seeds = [...samples(now), ...generated(extra, now)];
   const requests = new Map<string, RequestDetail>(seeds.map((s, i) => [s.id, buildDetail(s, now, i)]));
-  const gateways = params.has("unpaired") ? [] : GATEWAYS.map((g) => ({ ...g, paired_at: now - 86400 * 3 }));
+  // `?forked` shows the first gateway as one whose log changed history.
+  const forked =
+    "This gateway's log changed history: this device witnessed 412 entries (root 3q2+7w==), and the gateway now signs 412 entries (root q83v7Q==) that do not extend them: its log was forked. Its evidence cannot be trusted until whoever runs it explains why.";
+  const gateways = params.has("unpaired")
+    ? []
+    : GATEWAYS.map((g, i) => ({
+        ...g,
+        paired_at: now - 86400 * 3,
+        log_history_changed: i === 0 && params.has("forked") ? forked : null,
+      }));
   let audit = auditLog([...requests.values()].slice(0, 8), now);
   let settings: Settings = { notifications_paused_until: null, notifications_enabled: true, autostart: true, theme: params.get("theme") ?? "system" };
   const authenticator: AuthenticatorView = params.has("securitykey")

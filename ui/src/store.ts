@@ -294,6 +294,13 @@ export function handleUiEvent(event: UiEvent): void {
         message: `${event.damage}: ${event.problem}`,
       });
       break;
+    case "log_history_changed":
+      showToast({
+        tone: "error",
+        title: "This gateway's log changed history",
+        message: event.problem,
+      });
+      break;
     case "link_refused":
       showToast({ tone: "error", title: "Link refused", message: event.message });
       break;

@@ -19,6 +19,7 @@ const GATEWAY = {
   approver: "alice@example.com",
   device_id: "dev-1",
   paired_at: 1,
+  log_history_changed: null,
 };
 const SETTINGS = { notifications_paused_until: null, notifications_enabled: true, autostart: false, theme: "system" };
 const LINK = "countersign://pair?gateway=https%3A%2F%2Fgw.example.com&code=abc&fp=f00d&exp=1767225600";

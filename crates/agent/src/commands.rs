@@ -176,13 +176,19 @@ async fn pair(agent: &Agent, link: &str) -> Res<GatewayView> {
 }
 
 fn list_gateways(agent: &Agent) -> Res<Vec<GatewayView>> {
-    Ok(agent
-        .state
-        .engine
+    let engine = &agent.state.engine;
+    engine
         .gateways()?
         .iter()
-        .map(GatewayView::from)
-        .collect())
+        .map(|g| {
+            let mut view = GatewayView::from(g);
+            view.log_history_changed = engine
+                .log_witness(&g.fingerprint)?
+                .history_changed
+                .map(|h| countersign_approver::display::visible(&h.sentence()));
+            Ok(view)
+        })
+        .collect()
 }
 
 fn authenticator_info(agent: &Agent) -> Res<AuthenticatorView> {

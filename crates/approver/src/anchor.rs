@@ -102,7 +102,26 @@ impl Engine {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, EngineError> {
-        let url = gateway::endpoint(&gw.url, path)?;
+        self.device_call_query(gw, method, path, &[], body).await
+    }
+
+    /// [`Engine::device_call`] with a query string; the authorization signs the path alone.
+    pub(crate) async fn device_call_query<
+        B: serde::Serialize,
+        T: countersign_protocol::types::Decode,
+    >(
+        &self,
+        gw: &GatewayRecord,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<T, EngineError> {
+        let mut url = gateway::endpoint(&gw.url, path)?;
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (k, v)));
+        }
         let auth = self.device_auth(gw, method.as_str(), path)?;
         let mut req = self
             .http_for(gw)?

@@ -39,6 +39,9 @@ pub struct SyncReport {
     /// Why the gateway could not be synced, if it could not.
     pub error: Option<String>,
     pub error_code: Option<String>,
+    /// "This gateway's log changed history: ...", once this device refused one of its log
+    /// checkpoints.
+    pub log_history_changed: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,7 +198,7 @@ async fn connect_once(
                             {
                                 engine.refuse_frame(&gw, FrameRefusal::IdMismatch, claimed)?
                             } else {
-                                let outcome = engine.ingest(&gw.fingerprint, &envelope)?;
+                                let outcome = engine.receive(&gw.fingerprint, &envelope).await?;
                                 // Ids rise on a connection, and none in the backlog is above
                                 // the hello's head: checked on events that verified. One that
                                 // breaks this was a duplicate of the resume point, or is
@@ -510,12 +513,15 @@ impl Engine {
                 Ok(_) => (None, None),
                 Err(e) => (Some(e.to_string()), Some(e.code().to_owned())),
             };
+            let log_history_changed =
+                crate::witness::history_changed(&self.db(), &gw.fingerprint)?.map(|h| h.sentence());
             reports.push(SyncReport {
                 gateway: gw.fingerprint,
                 name: gw.name,
                 events,
                 error,
                 error_code,
+                log_history_changed,
             });
         }
         let flushed = self.flush_due(true).await?;

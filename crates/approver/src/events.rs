@@ -66,6 +66,13 @@ pub enum EngineEvent {
         damage: String,
         problem: String,
     },
+    /// A gateway's log checkpoint does not extend the one this device witnessed: the gateway
+    /// rewrote or forked its log.
+    LogHistoryChanged {
+        gateway: String,
+        damage: String,
+        problem: String,
+    },
 }
 
 /// Called by the engine when a person should be told something. Implementations must not block

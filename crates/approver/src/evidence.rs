@@ -23,6 +23,18 @@ impl Engine {
                 item.id()
             ))
         })?;
+        // The bundle verified, so its checkpoint does.
+        let cp =
+            countersign_protocol::log::verify_checkpoint(&bundle.log.checkpoint, &gw.gateway_key)
+                .map_err(|e| EngineError::BadGatewayResponse(e.to_string()))?;
+        let root = countersign_protocol::log::hash_to_string(&cp.root);
+        let seen = crate::witness::bundle_witness(&self.db(), &gw.fingerprint, cp.size, &root)?;
+        if let crate::witness::BundleWitness::Contradicted { problem } = seen {
+            return Err(EngineError::BadGatewayResponse(format!(
+                "the gateway's evidence for {}: {problem}",
+                item.id()
+            )));
+        }
         Ok(bundle)
     }
 }

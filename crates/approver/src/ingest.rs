@@ -90,6 +90,17 @@ impl Engine {
         gateway: &str,
         envelope: &Signed<Event>,
     ) -> Result<IngestOutcome, EngineError> {
+        self.ingest_with(gateway, envelope, None)
+    }
+
+    /// [`Engine::ingest`], with the consistency proof a `checkpoint` event of a larger tree
+    /// needs (see [`Engine::receive`]).
+    pub(crate) fn ingest_with(
+        &self,
+        gateway: &str,
+        envelope: &Signed<Event>,
+        proof: Option<&countersign_protocol::log::Proof>,
+    ) -> Result<IngestOutcome, EngineError> {
         let gw = self.gateway(gateway)?;
         let digest = match envelope.verify_and_digest(&gw.gateway_key) {
             Ok(d) => d,
@@ -112,7 +123,7 @@ impl Engine {
         // reconnect. Decisions, receipts and everything else stay FULL: the next FULL commit
         // also makes these durable.
         db.pragma_update(None, "synchronous", "NORMAL")?;
-        let ingested = Self::ingest_tx(&mut db, gateway, (event_id, digest), event, now);
+        let ingested = Self::ingest_tx(&mut db, gateway, (event_id, digest), event, now, proof);
         db.pragma_update(None, "synchronous", "FULL")?;
         let (outcome, after_commit, arrived, resolved) = ingested?;
         drop(db);
@@ -146,6 +157,7 @@ impl Engine {
         (event_id, envelope_digest): (Option<u64>, Digest),
         event: StreamEvent,
         now: i64,
+        proof: Option<&countersign_protocol::log::Proof>,
     ) -> Result<Ingested, EngineError> {
         let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let gw = find_gateway(&tx, gateway)?;
@@ -185,6 +197,17 @@ impl Engine {
             }
             StreamEvent::Membership { membership } => {
                 ingest_membership(&tx, &gw, event_id, now, &membership)?
+            }
+            StreamEvent::Checkpoint { checkpoint } => {
+                use crate::witness::{ingest_checkpoint, CheckpointOutcome};
+                let (outcome, event) = ingest_checkpoint(&tx, &gw, now, &checkpoint, proof)?;
+                after_commit.extend(event);
+                match outcome {
+                    CheckpointOutcome::Witnessed => IngestOutcome::Accepted,
+                    CheckpointOutcome::Duplicate => IngestOutcome::Duplicate,
+                    CheckpointOutcome::Stale => IngestOutcome::Stale,
+                    CheckpointOutcome::Rejected(reason) => IngestOutcome::Rejected { reason },
+                }
             }
             StreamEvent::Status { status } => {
                 let outcome = ingest_status(&tx, &gw, event_id, now, &status)?;

@@ -35,6 +35,7 @@ pub mod outbox;
 mod pairing;
 mod passkeys;
 mod pin;
+mod receive;
 mod reject;
 mod report;
 mod revoke;
@@ -42,6 +43,7 @@ pub mod security_key;
 pub mod stages;
 mod store;
 mod stream_rules;
+pub mod witness;
 
 pub use anchor::AnchorReport;
 pub use audit::AuditSummary;

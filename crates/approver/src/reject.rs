@@ -37,6 +37,10 @@ pub enum RejectReason {
     Malformed {
         error: String,
     },
+    /// A log checkpoint that does not extend the newest one this device witnessed.
+    LogHistoryChanged {
+        damage: String,
+    },
 }
 
 impl RejectReason {
@@ -53,6 +57,7 @@ impl RejectReason {
             RejectReason::StatusBadSignature => "status_bad_signature",
             RejectReason::StatusDigestMismatch => "status_digest_mismatch",
             RejectReason::Malformed { .. } => "malformed",
+            RejectReason::LogHistoryChanged { .. } => "log_history_changed",
         }
     }
 
@@ -90,6 +95,9 @@ impl RejectReason {
                 "status update names a different version of the request than the one stored".into()
             }
             RejectReason::Malformed { error } => format!("the event could not be decoded: {error}"),
+            RejectReason::LogHistoryChanged { damage } => {
+                format!("the gateway's log checkpoint does not extend the one witnessed ({damage})")
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::error::EngineError;
 
 /// The schema version this build writes, kept in `PRAGMA user_version` and recorded, with the
 /// time each migration ran, in the table `schema_version`.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE gateways (
@@ -181,6 +181,25 @@ ALTER TABLE inbox ADD COLUMN attention INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE gateways ADD COLUMN membership TEXT;
 "#;
 
+/// Version 7: this device as a witness of each gateway's log. Every log checkpoint it
+/// witnessed (verified as consistent with the ones before, and cosigned), and, per gateway,
+/// the newest checkpoint it refused because the log changed history (JSON, with when that was
+/// first and last seen).
+const SCHEMA_V7: &str = r#"
+CREATE TABLE log_witnessed (
+    gateway TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    root TEXT NOT NULL,
+    note TEXT NOT NULL,
+    witnessed_at INTEGER NOT NULL,
+    PRIMARY KEY (gateway, size)
+);
+CREATE TABLE log_history_changed (
+    gateway TEXT PRIMARY KEY,
+    detail TEXT NOT NULL
+);
+"#;
+
 /// Every migration, in order: version `n` is applied to a database at version `n - 1`.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA_V1),
@@ -189,6 +208,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, SCHEMA_V4),
     (5, SCHEMA_V5),
     (6, SCHEMA_V6),
+    (7, SCHEMA_V7),
 ];
 
 fn migrate(conn: &Connection, now: i64) -> Result<(), EngineError> {
@@ -318,7 +338,7 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
         c.execute(
             "INSERT INTO checkpoints (seq, signed, at) VALUES (1, 's', 0)",
             [],

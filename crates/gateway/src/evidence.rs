@@ -12,7 +12,7 @@ use countersign_protocol::evidence::{
     DecisionEvidence, Evidence, LogEvidence, PasskeyEvidence, PasskeyRecord, ProvenEntry,
     EVIDENCE_VERSION,
 };
-use countersign_protocol::log::Proof;
+use countersign_protocol::log::{self as tlog, Proof};
 use countersign_protocol::PROTOCOL_VERSION;
 use countersign_protocol::{ApprovalRequest, Decision, Paired, PublicKey, Receipt, Signed};
 
@@ -42,21 +42,7 @@ pub fn bundle(gw: &Gateway, id: &str) -> Result<Evidence, ApiError> {
                 .map_err(|e| ApiError::internal("stored receipt", e))?;
             let device_id = &decision.body.device_id;
             if !devices.iter().any(|d| &d.body.device_id == device_id) {
-                let row = tx.device(device_id)?.ok_or_else(|| {
-                    ApiError::internal("evidence", format!("device {device_id} is not stored"))
-                })?;
-                let device_key = PublicKey::parse("devices.public_key", &row.public_key)
-                    .map_err(|e| ApiError::internal("stored device key", e))?;
-                let paired = Paired {
-                    v: PROTOCOL_VERSION,
-                    device_id: device_id.clone(),
-                    approver: row.approver,
-                    device_key,
-                    paired_at: row.paired_at,
-                };
-                devices.push(
-                    Signed::sign(&gw.key, paired).map_err(|e| ApiError::internal("paired", e))?,
-                );
+                devices.push(paired_record(gw, tx, device_id)?);
             }
             if let Some(assertion) = &decision.body.assertion {
                 let cred_id = assertion
@@ -79,8 +65,8 @@ pub fn bundle(gw: &Gateway, id: &str) -> Result<Evidence, ApiError> {
     let (request, status, decisions, devices, passkeys, entries) = gathered;
     let last = entries.last().map_or(0, |(seq, _)| *seq);
     let (size, checkpoint) = crate::tlog::covering(gw, last)?;
-    let entries = gw.store.read(|tx| -> Result<_, ApiError> {
-        entries
+    let (entries, checkpoint, witnesses) = gw.store.read(|tx| -> Result<_, ApiError> {
+        let entries = entries
             .into_iter()
             .map(|(seq, text)| {
                 let entry: AuditEntry = serde_json::from_str(&text)
@@ -93,7 +79,18 @@ pub fn bundle(gw: &Gateway, id: &str) -> Result<Evidence, ApiError> {
                     proof: proof.hashes,
                 })
             })
-            .collect::<Result<Vec<_>, ApiError>>()
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let mut lines = Vec::new();
+        let mut witnesses = Vec::new();
+        for (device, line) in tx.cosignatures_of(size)? {
+            witnesses.push(paired_record(gw, tx, &device)?);
+            lines.push(line);
+        }
+        Ok((
+            entries,
+            tlog::with_cosignatures(&checkpoint, &lines),
+            witnesses,
+        ))
     })?;
     Ok(Evidence {
         v: EVIDENCE_VERSION,
@@ -106,8 +103,31 @@ pub fn bundle(gw: &Gateway, id: &str) -> Result<Evidence, ApiError> {
         log: LogEvidence {
             checkpoint,
             entries,
+            witnesses,
         },
     })
+}
+
+/// The pairing record of device `id` as the gateway signed it at pairing (Ed25519 is
+/// deterministic, so this is the record the device got).
+fn paired_record(
+    gw: &Gateway,
+    tx: &dyn crate::store::Tx,
+    id: &str,
+) -> Result<Signed<Paired>, ApiError> {
+    let row = tx
+        .device(id)?
+        .ok_or_else(|| ApiError::internal("evidence", format!("device {id} is not stored")))?;
+    let device_key = PublicKey::parse("devices.public_key", &row.public_key)
+        .map_err(|e| ApiError::internal("stored device key", e))?;
+    let paired = Paired {
+        v: PROTOCOL_VERSION,
+        device_id: id.to_owned(),
+        approver: row.approver,
+        device_key,
+        paired_at: row.paired_at,
+    };
+    Signed::sign(&gw.key, paired).map_err(|e| ApiError::internal("paired", e))
 }
 
 /// The gateway-signed record of the passkey `cred_id` (unpadded base64url) of `approver`, with

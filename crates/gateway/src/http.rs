@@ -55,6 +55,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(paths::LOG_ENTRIES, get(log::entries))
         .route(paths::LOG_INCLUSION, get(log::inclusion))
         .route(paths::LOG_CONSISTENCY, get(log::consistency))
+        .route(paths::LOG_COSIGNATURES, post(log::cosignature))
         .route("/v2/requests/{id}/evidence", get(log::evidence))
         .route(paths::OPENAPI, get(openapi))
         .route("/v1", axum::routing::any(protocol_upgraded))

@@ -26,6 +26,7 @@ use crate::error::{json_text, ApiError};
 use crate::gateway::Gateway;
 use crate::hub::Pushed;
 use crate::refusals::{refused, ANONYMOUS, STREAM_REFUSED};
+use crate::store::events::EVERYONE;
 
 fn backlog(gw: &Gateway, approver: &str, after: u64) -> Result<Vec<Pushed>, ApiError> {
     gw.store.read(|c| Ok(c.events_after(approver, after)?))
@@ -158,7 +159,8 @@ pub async fn handler(
             tokio::select! {
                 r = live.recv() => match r {
                     Ok(p) => {
-                        if p.approver == approver && p.seq > last {
+                        let addressed = p.approver == approver || p.approver == EVERYONE;
+                        if addressed && p.seq > last {
                             if tx.send(Ok(to_event(&p))).await.is_err() {
                                 return;
                             }

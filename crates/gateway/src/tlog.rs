@@ -12,7 +12,9 @@ use std::time::Duration;
 use countersign_protocol::api::ErrorCode;
 use countersign_protocol::audit::AuditEntry;
 use countersign_protocol::log::{self as tlog, LogEntry, Proof};
+use countersign_protocol::StreamEvent;
 
+use crate::devices::Device;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::store::audit::StoredTree;
@@ -23,24 +25,26 @@ use crate::store::Tx;
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The newest checkpoint covering the whole log, signed now if the log grew since the last
-/// one: its size and note.
+/// one (and then sent to every device as a `checkpoint` event): its size and note.
 pub fn checkpoint(gw: &Gateway) -> Result<(u64, String), ApiError> {
     let now = gw.now();
-    gw.store
-        .write(|tx| -> Result<(u64, String), ApiError> { checkpoint_in(gw, tx, now) })
-}
-
-fn checkpoint_in(gw: &Gateway, tx: &dyn Tx, now: i64) -> Result<(u64, String), ApiError> {
-    let size = tree_size(tx)?;
-    if let Some((held, note)) = tx.log_checkpoint_latest()? {
-        if held == size {
-            return Ok((held, note));
+    gw.store.write_publish(|tx| -> Result<_, ApiError> {
+        let size = tree_size(tx)?;
+        if let Some((held, note)) = tx.log_checkpoint_latest()? {
+            if held == size {
+                return Ok(((held, note), Vec::new()));
+            }
         }
-    }
-    let root = tlog::root(size, &StoredTree(tx)).map_err(|e| ApiError::internal("log root", e))?;
-    let note = tlog::sign_checkpoint(&gw.key, size, &root);
-    tx.log_checkpoint_put(size, &tlog::hash_to_string(&root), &note, now)?;
-    Ok((size, note))
+        let root =
+            tlog::root(size, &StoredTree(tx)).map_err(|e| ApiError::internal("log root", e))?;
+        let note = tlog::sign_checkpoint(&gw.key, size, &root);
+        tx.log_checkpoint_put(size, &tlog::hash_to_string(&root), &note, now)?;
+        let event = StreamEvent::Checkpoint {
+            checkpoint: note.clone(),
+        };
+        let pushed = crate::envelope::enqueue_everyone(gw, tx, &event)?;
+        Ok(((size, note), vec![pushed]))
+    })
 }
 
 /// The number of leaves: the audit chain's length.
@@ -59,16 +63,55 @@ pub fn latest(gw: &Gateway) -> Result<String, ApiError> {
     }
 }
 
-/// The smallest stored checkpoint covering the first `size` entries, signing one over the whole
-/// log if none does: its size and note.
+/// The checkpoint an evidence bundle of the first `size` entries is proven against: the
+/// smallest stored one covering them that a device cosigned, else the smallest stored one
+/// covering them, else one signed now over the whole log. Its size and note.
 pub fn covering(gw: &Gateway, size: u64) -> Result<(u64, String), ApiError> {
-    let held = gw
-        .store
-        .read(|tx| -> Result<_, ApiError> { Ok(tx.log_checkpoint_covering(size)?) })?;
+    let held = gw.store.read(|tx| -> Result<_, ApiError> {
+        match tx.log_checkpoint_witnessed(size)? {
+            Some(found) => Ok(Some(found)),
+            None => Ok(tx.log_checkpoint_covering(size)?),
+        }
+    })?;
     match held {
         Some(found) => Ok(found),
         None => checkpoint(gw),
     }
+}
+
+/// `POST /v2/log/cosignatures`: keeps a device's cosignature of a stored checkpoint once it
+/// verified under the device's key. Answers the checkpoint's size.
+pub fn cosigned(
+    gw: &Gateway,
+    device: &Device,
+    cosignature: &tlog::Cosignature,
+) -> Result<tlog::CosignatureAck, ApiError> {
+    if cosignature.device_id != device.id {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidMessage,
+            "The cosignature names another device.",
+        ));
+    }
+    let size = cosignature.size;
+    let now = gw.now();
+    gw.store.write(|tx| -> Result<_, ApiError> {
+        let Some(note) = tx.log_checkpoint_of(size)? else {
+            return Err(ApiError::not_found(
+                ErrorCode::UnknownCheckpoint,
+                format!("The gateway signed no checkpoint of {size} entries."),
+            ));
+        };
+        let cp = tlog::verify_checkpoint(&note, &gw.key.public())
+            .map_err(|e| ApiError::internal("stored log checkpoint", e))?;
+        let line = cosignature.verify(&cp, &device.public_key).map_err(|e| {
+            ApiError::bad_request(ErrorCode::BadCosignature, format!("The cosignature {e}."))
+        })?;
+        tx.cosignature_put(size, &device.id, &line, now)?;
+        Ok(tlog::CosignatureAck {
+            v: countersign_protocol::PROTOCOL_VERSION,
+            size,
+        })
+    })
 }
 
 fn bad_range(message: impl Into<String>) -> ApiError {

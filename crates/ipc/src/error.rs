@@ -163,6 +163,10 @@ ipc_codes! {
     AuditorTokenRequired = "auditor_token_required",
     /// Gateway: A log range, index or tree size outside the log (400).
     BadLogRange = "bad_log_range",
+    /// Gateway: A cosignature names a tree size the gateway signed no checkpoint of (404).
+    UnknownCheckpoint = "unknown_checkpoint",
+    /// Gateway: A cosignature does not verify under the device key, or names another root (400).
+    BadCosignature = "bad_cosignature",
     /// Gateway: The body is not a valid NewRequest, or the ApprovalRequest breaks a rule (400).
     InvalidRequest = "invalid_request",
     /// Gateway: `ttl_seconds` is above the gateway's maximum (400).

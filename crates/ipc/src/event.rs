@@ -80,6 +80,15 @@ impl From<&EngineEvent> for UiEvent {
                 damage: damage.clone(),
                 problem: display::visible(problem),
             },
+            EngineEvent::LogHistoryChanged {
+                gateway,
+                damage,
+                problem,
+            } => UiEvent::LogHistoryChanged {
+                gateway: gateway.clone(),
+                damage: damage.clone(),
+                problem: display::visible(problem),
+            },
         }
     }
 }

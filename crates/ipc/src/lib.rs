@@ -67,6 +67,9 @@ pub struct GatewayView {
     pub device_id: String,
     #[ts(type = "number")]
     pub paired_at: i64,
+    /// "This gateway's log changed history: ...", once this device refused one of its log
+    /// checkpoints; null while its log is consistent with what this device witnessed.
+    pub log_history_changed: Option<String>,
 }
 
 impl From<&GatewayRecord> for GatewayView {
@@ -78,6 +81,7 @@ impl From<&GatewayRecord> for GatewayView {
             approver: g.approver.clone(),
             device_id: g.device_id.clone(),
             paired_at: g.paired_at,
+            log_history_changed: None,
         }
     }
 }
@@ -224,6 +228,13 @@ pub enum UiEvent {
     },
     /// The local audit log disagrees with the checkpoint a gateway holds for this device.
     AuditRolledBack {
+        gateway: String,
+        damage: String,
+        problem: String,
+    },
+    /// A gateway's log checkpoint does not extend the one this device witnessed: it rewrote
+    /// or forked its log (`problem` is the sentence to show).
+    LogHistoryChanged {
         gateway: String,
         damage: String,
         problem: String,

@@ -45,6 +45,8 @@ pub mod paths {
     pub const LOG_INCLUSION: &str = "/v2/log/proof/inclusion";
     /// `GET ?old=M&size=N` (auditor or device): a consistency proof.
     pub const LOG_CONSISTENCY: &str = "/v2/log/proof/consistency";
+    /// `POST` a device's [`crate::log::Cosignature`] of a log checkpoint it witnessed.
+    pub const LOG_COSIGNATURES: &str = "/v2/log/cosignatures";
 }
 
 /// `POST /v2/requests` (bearer token). The requester's identity comes from the token.

@@ -29,7 +29,14 @@ pub enum StreamEvent {
     Membership {
         membership: Box<Signed<crate::membership::Membership>>,
     },
+    /// A new checkpoint of the gateway's log (a C2SP signed note, docs/protocol.md 9.6), sent
+    /// to every device (audience `all`), which witnesses it (9.8).
+    Checkpoint { checkpoint: String },
 }
+
+/// The longest checkpoint note an event carries: the three body lines and a handful of
+/// signature lines.
+pub const MAX_CHECKPOINT_NOTE: usize = 4096;
 
 impl StreamEvent {
     /// The SSE `event:` name used for this event.
@@ -38,6 +45,7 @@ impl StreamEvent {
             StreamEvent::Request { .. } => "request",
             StreamEvent::Status { .. } => "status",
             StreamEvent::Membership { .. } => "membership",
+            StreamEvent::Checkpoint { .. } => "checkpoint",
         }
     }
 }
@@ -48,6 +56,15 @@ impl Decode for StreamEvent {
             StreamEvent::Request { request, .. } => request.validate(),
             StreamEvent::Status { status } => status.validate(),
             StreamEvent::Membership { membership } => membership.validate(),
+            StreamEvent::Checkpoint { checkpoint } => {
+                if checkpoint.is_empty() || checkpoint.len() > MAX_CHECKPOINT_NOTE {
+                    return Err(ProtocolError::InvalidField {
+                        field: "checkpoint",
+                        reason: format!("must be 1 to {MAX_CHECKPOINT_NOTE} bytes"),
+                    });
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -70,6 +87,15 @@ impl Audience {
             approvers: vec![name.to_string()],
             groups: Vec::new(),
             all: false,
+        }
+    }
+
+    /// The audience of every device (gateway-wide events: log checkpoints).
+    pub fn everyone() -> Audience {
+        Audience {
+            approvers: Vec::new(),
+            groups: Vec::new(),
+            all: true,
         }
     }
 

@@ -76,9 +76,12 @@ pub struct DecisionEvidence {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogEvidence {
-    /// A log checkpoint (signed note) covering every entry below.
+    /// A log checkpoint (signed note) covering every entry below, with the cosignature lines
+    /// of the devices that witnessed it.
     pub checkpoint: String,
     pub entries: Vec<ProvenEntry>,
+    /// The pairing record of every device whose cosignature is on `checkpoint`.
+    pub witnesses: Vec<Signed<Paired>>,
 }
 
 /// An audit entry with its inclusion proof in the checkpoint's tree.
@@ -118,6 +121,8 @@ pub struct Verified {
     pub decisions: Vec<(String, String, String)>,
     pub log_size: u64,
     pub entries: usize,
+    /// The devices whose cosignature of the checkpoint verified.
+    pub witnessed_by: Vec<String>,
 }
 
 /// Checks a bundle offline. `expected_gateway` is the gateway fingerprint learnt out of band;
@@ -304,6 +309,7 @@ pub fn verify(e: &Evidence, expected_gateway: Option<&str>) -> Result<Verified, 
     // request and each decision.
     let cp =
         log::verify_checkpoint(&e.log.checkpoint, gw).map_err(|err| fail("log.checkpoint", err))?;
+    let witnessed_by = witnesses(e, gw)?;
     let mut created = false;
     let mut accepted = vec![false; decision_digests.len()];
     for (i, p) in e.log.entries.iter().enumerate() {
@@ -363,5 +369,32 @@ pub fn verify(e: &Evidence, expected_gateway: Option<&str>) -> Result<Verified, 
         decisions,
         log_size: cp.size,
         entries: e.log.entries.len(),
+        witnessed_by,
     })
+}
+
+/// Checks each witness's pairing record and its cosignature on the checkpoint, and returns the
+/// witnesses' device ids.
+fn witnesses(e: &Evidence, gw: &PublicKey) -> Result<Vec<String>, EvidenceError> {
+    let mut keys = Vec::with_capacity(e.log.witnesses.len());
+    for (i, w) in e.log.witnesses.iter().enumerate() {
+        let what = format!("log.witnesses[{i}]");
+        w.verify(gw).map_err(|err| fail(&what, err))?;
+        keys.push(log::Witness {
+            key: w.body.device_key,
+        });
+    }
+    let verified = log::verify_cosignatures(&e.log.checkpoint, &keys)
+        .map_err(|err| fail("log.checkpoint", err))?;
+    let mut ids = Vec::with_capacity(keys.len());
+    for (i, w) in e.log.witnesses.iter().enumerate() {
+        if !verified.contains(&w.body.device_key.fingerprint()) {
+            return Err(fail(
+                format!("log.witnesses[{i}]"),
+                "the checkpoint carries no cosignature by this device",
+            ));
+        }
+        ids.push(w.body.device_id.clone());
+    }
+    Ok(ids)
 }

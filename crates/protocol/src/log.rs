@@ -121,6 +121,20 @@ pub fn hash_to_string(h: &Hash) -> String {
     to_b64(h)
 }
 
+impl crate::types::Decode for Proof {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        crate::fields::check_version(self.v)?;
+        // A proof in a tree of at most 2^53 leaves has at most 2 * 53 hashes.
+        if self.hashes.len() > 128 {
+            return Err(ProtocolError::InvalidField {
+                field: "hashes",
+                reason: "a proof has at most 128 hashes".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Proof {
     fn hashes(&self) -> Result<Vec<Hash>, LogError> {
         self.hashes.iter().map(|s| parse_hash(s)).collect()

@@ -52,6 +52,8 @@ pub struct Device {
     pub statuses: HashMap<String, Signed<StatusUpdate>>,
     /// The newest membership statement pushed, verified.
     pub membership: Option<Signed<countersign_protocol::Membership>>,
+    /// The log checkpoint notes pushed, in order.
+    pub checkpoints: Vec<String>,
 }
 
 impl std::fmt::Debug for Device {
@@ -132,6 +134,7 @@ impl Device {
             requests: HashMap::new(),
             statuses: HashMap::new(),
             membership: None,
+            checkpoints: Vec::new(),
         })
     }
 
@@ -144,8 +147,8 @@ impl Device {
 
     /// Connects, reads the backlog after the last seen event, disconnects. Each request is
     /// checked against the gateway's key and kept with its challenge; each status is kept.
-    /// Membership statements are verified and kept (`membership`), and left out of the events
-    /// returned, which are about requests.
+    /// Membership statements are verified and kept (`membership`), log checkpoints are kept
+    /// (`checkpoints`), and both are left out of the events returned, which are about requests.
     pub async fn drain(&mut self, gw: &impl PairedGateway) -> Vec<(u64, StreamEvent)> {
         let mut s = self.open_stream(gw, self.last_event).await;
         let events = s.until_ready().await;
@@ -164,6 +167,9 @@ impl Device {
                     membership.verify(&gw.gateway_key()).unwrap();
                     self.membership = Some((**membership).clone());
                 }
+                StreamEvent::Checkpoint { checkpoint } => {
+                    self.checkpoints.push(checkpoint.clone());
+                }
                 StreamEvent::Status { status } => {
                     self.statuses
                         .insert(status.body.request_id.clone(), (**status).clone());
@@ -172,7 +178,12 @@ impl Device {
         }
         events
             .into_iter()
-            .filter(|(_, e)| !matches!(e, StreamEvent::Membership { .. }))
+            .filter(|(_, e)| {
+                !matches!(
+                    e,
+                    StreamEvent::Membership { .. } | StreamEvent::Checkpoint { .. }
+                )
+            })
             .collect()
     }
 
@@ -466,6 +477,24 @@ impl Device {
             .http
             .get(gw.url().join(path_and_query).unwrap())
             .header("authorization", self.auth(gw, "GET", path))
+            .send()
+            .await
+            .unwrap();
+        answer(resp).await
+    }
+
+    /// POSTs `body` as JSON to `path` with this device's authorization.
+    pub async fn post_answer<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        gw: &impl PairedGateway,
+        path: &str,
+        body: &B,
+    ) -> Result<T, Refusal> {
+        let resp = self
+            .http
+            .post(gw.url().join(path).unwrap())
+            .header("authorization", self.auth(gw, "POST", path))
+            .json(body)
             .send()
             .await
             .unwrap();

@@ -39,6 +39,7 @@ pub mod http;
 pub mod keystore;
 pub mod mitm;
 pub mod processes;
+pub mod rewrite;
 pub mod sse;
 pub mod tls;
 #[cfg(feature = "webdriver")]

@@ -104,11 +104,47 @@ impl GatewayProcess {
         Self::start_configured(data_dir, Some(config), "warn", Stdio::inherit())
     }
 
+    /// Stops the gateway (killed, as a crash would), runs `between` on its data directory, and
+    /// starts it again on the same address and data.
+    pub fn restart_with(self, between: impl FnOnce(&Path)) -> GatewayProcess {
+        let GatewayProcess {
+            child,
+            data_dir,
+            url,
+            config,
+        } = self;
+        drop(child);
+        let _ = std::fs::remove_file(data_dir.join("serving-url"));
+        between(&data_dir);
+        let listen = format!(
+            "{}:{}",
+            url.host_str().unwrap_or("127.0.0.1"),
+            url.port().unwrap_or(0)
+        );
+        Self::start_on(
+            &data_dir,
+            config.as_deref(),
+            "warn",
+            Stdio::inherit(),
+            &listen,
+        )
+    }
+
     fn start_configured(
         data_dir: &Path,
         config: Option<&Path>,
         filter: &str,
         stderr: Stdio,
+    ) -> GatewayProcess {
+        Self::start_on(data_dir, config, filter, stderr, "127.0.0.1:0")
+    }
+
+    fn start_on(
+        data_dir: &Path,
+        config: Option<&Path>,
+        filter: &str,
+        stderr: Stdio,
+        listen: &str,
     ) -> GatewayProcess {
         let mut cmd = Command::new(bin("countersign-gateway"));
         if let Some(c) = config {
@@ -117,7 +153,7 @@ impl GatewayProcess {
         let child = cmd
             .args(["--data-dir"])
             .arg(data_dir)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .env("COUNTERSIGN_LOG", filter)
             .stdout(Stdio::null())
             .stderr(stderr)

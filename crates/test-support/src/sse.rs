@@ -20,7 +20,9 @@ const PATIENCE: Duration = Duration::from_secs(10);
 pub fn request_id(e: &StreamEvent) -> Option<String> {
     match e {
         StreamEvent::Request { request, .. } => Some(request.body.id.clone()),
-        StreamEvent::Status { .. } | StreamEvent::Membership { .. } => None,
+        StreamEvent::Status { .. }
+        | StreamEvent::Membership { .. }
+        | StreamEvent::Checkpoint { .. } => None,
     }
 }
 

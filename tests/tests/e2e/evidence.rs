@@ -30,7 +30,7 @@ fn python() -> PathBuf {
     py
 }
 
-fn conformance(args: &[&str], key: &str) -> std::process::Output {
+pub(crate) fn conformance(args: &[&str], key: &str) -> std::process::Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/verify_evidence.py");
     Command::new(python())
         .arg(script)

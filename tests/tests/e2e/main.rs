@@ -20,3 +20,4 @@ mod secrets;
 mod security_keys;
 mod storage;
 mod tls;
+mod witness;

@@ -50,6 +50,11 @@ function Gateways() {
                     {link === undefined ? "no news yet" : link.up ? "connected" : "unreachable"}
                   </span>
                 </div>
+                {g.log_history_changed !== null && (
+                  <div class="notice notice-error" role="alert">
+                    <strong>This gateway's log changed history.</strong> {visible(g.log_history_changed)}
+                  </div>
+                )}
                 <dl class="facts-list compact">
                   <dt>URL</dt>
                   <dd class="mono">{visible(g.url)}</dd>

@@ -37,3 +37,7 @@ pub const APPROVAL_REVOKED: &str = "approval.revoked";
 pub const PASSKEY_ADDED: &str = "passkey.added";
 /// A passkey removed at a gateway.
 pub const PASSKEY_REMOVED: &str = "passkey.removed";
+/// A gateway log checkpoint this device verified as extending the ones before, and co-signed.
+pub const LOG_WITNESSED: &str = "log.witnessed";
+/// A gateway log checkpoint refused: the log was rolled back or forked (once per checkpoint).
+pub const LOG_HISTORY_CHANGED: &str = "log.history_changed";

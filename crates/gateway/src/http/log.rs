@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use countersign_protocol::api::{paths, ErrorCode};
 use countersign_protocol::log::Proof;
+use countersign_protocol::types::Decode;
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -160,6 +161,23 @@ pub(super) async fn evidence(
             ));
         }
         Ok(bundle)
+    })
+    .await
+    .map(Json)
+}
+
+/// `POST /v2/log/cosignatures` (device): a witness's cosignature of a checkpoint.
+pub(super) async fn cosignature(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    b: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<countersign_protocol::log::CosignatureAck>, ApiError> {
+    let b = super::extract::body(b)?;
+    gw.blocking(move |gw| {
+        let device = devices::authenticate_device(gw, &headers, "POST", paths::LOG_COSIGNATURES)?;
+        let cosignature = <countersign_protocol::log::Cosignature as Decode>::decode(&b)
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidMessage, e.to_string()))?;
+        tlog::cosigned(gw, &device, &cosignature)
     })
     .await
     .map(Json)

@@ -9,9 +9,14 @@ use super::sqlite::SqliteTx;
 use crate::error::StoreError;
 use crate::hub::Pushed;
 
-/// An approver's (`?1`) stored events after a sequence number (`?2`), in order.
-pub(super) const BACKLOG_SQL: &str =
-    "SELECT seq, kind, data FROM events WHERE approver = ?1 AND seq > ?2 ORDER BY seq";
+/// The `approver` of an event addressed to every device (audience `all`): not an approver
+/// name, which is an identifier.
+pub const EVERYONE: &str = "*";
+
+/// An approver's (`?1`) stored events, and those to every device, after a sequence number
+/// (`?2`), in order.
+pub(super) const BACKLOG_SQL: &str = "SELECT seq, kind, data FROM events \
+     WHERE (approver = ?1 OR approver = '*') AND seq > ?2 ORDER BY seq";
 
 /// The rows of the push events.
 pub trait EventRows {
@@ -34,7 +39,12 @@ pub trait EventRows {
         data: &str,
     ) -> Result<(), StoreError>;
 
-    /// The events stored for `approver` after sequence number `after`, in order.
+    /// Removes the stored events of `kind` to every device below `id`: a newer one (a log
+    /// checkpoint) makes them redundant, so a device's backlog holds only the newest.
+    fn drop_older_to_everyone(&self, kind: &str, id: u64) -> Result<(), StoreError>;
+
+    /// The events stored for `approver` (and to every device) after sequence number `after`,
+    /// in order.
     fn events_after(&self, approver: &str, after: u64) -> Result<Vec<Pushed>, StoreError>;
 }
 
@@ -63,10 +73,19 @@ impl EventRows for SqliteTx<'_> {
         Ok(())
     }
 
+    fn drop_older_to_everyone(&self, kind: &str, id: u64) -> Result<(), StoreError> {
+        self.exec(
+            "DELETE FROM events WHERE approver = ?1 AND kind = ?2 AND seq < ?3",
+            params![EVERYONE, kind, id as i64],
+        )?;
+        Ok(())
+    }
+
     fn events_after(&self, approver: &str, after: u64) -> Result<Vec<Pushed>, StoreError> {
         self.rows(BACKLOG_SQL, params![approver, after as i64], |r| {
             Ok(Pushed {
                 seq: r.get::<_, i64>(0)? as u64,
+                // Read back as the stream's approver: the stream sends what it reads.
                 approver: approver.to_string(),
                 kind: r.get(1)?,
                 data: r.get::<_, String>(2)?.into(),

@@ -8,7 +8,8 @@
 //! of rows, each defined with its row types and its SQLite statements in one module here:
 //! [`requests`], [`decisions`] (the votes), [`challenges`], [`devices`], [`passkeys`],
 //! [`pairing`] (invites, approvers, pairings), [`tokens`], [`reports`] (reports and blocks),
-//! [`checkpoints`], [`events`] (the stored push events) and [`audit`] (the audit chain). The
+//! [`checkpoints`], [`events`] (the stored push events), [`audit`] (the audit chain and its
+//! tree) and [`witnesses`] (the devices' cosignatures of the log). The
 //! SQLite engine itself (connections, group commit, the checkpointer, the schema and its
 //! migrations) is `sqlite`.
 //!
@@ -59,6 +60,7 @@ pub mod reports;
 pub mod requests;
 mod sqlite;
 pub mod tokens;
+pub mod witnesses;
 
 pub use acks::AckRows;
 pub use audit::AuditRows;
@@ -75,6 +77,7 @@ pub use reports::ReportRows;
 pub use requests::RequestRows;
 pub use sqlite::StoreStats;
 pub use tokens::{TokenRow, TokenRows};
+pub use witnesses::WitnessRows;
 
 /// A write's or read's transaction: every owner's rows. A read's transaction only reads (its
 /// connection refuses changes) and sees the last commit.
@@ -116,6 +119,7 @@ pub trait Tx:
     + AuditRows
     + AckRows
     + MembershipRows
+    + WitnessRows
 {
 }
 
@@ -134,6 +138,7 @@ impl<T> Tx for T where
         + AuditRows
         + AckRows
         + MembershipRows
+        + WitnessRows
         + ?Sized
 {
 }

@@ -26,7 +26,7 @@ async fn get<T: serde::de::DeserializeOwned>(
     answer(resp).await
 }
 
-async fn bundle_of(h: &TestGateway, id: &str) -> Evidence {
+pub(crate) async fn bundle_of(h: &TestGateway, id: &str) -> Evidence {
     get(h, &format!("/v2/requests/{id}/evidence"), &h.token)
         .await
         .unwrap()
@@ -37,7 +37,7 @@ fn fingerprint(h: &TestGateway) -> String {
 }
 
 /// A request to `approver` alone, decided by `device` with `verdict`: its id.
-async fn decided(
+pub(crate) async fn decided(
     h: &TestGateway,
     device: &mut countersign_test_support::Device,
     approver: &str,

@@ -13,6 +13,7 @@ mod policy;
 mod refusals;
 mod requests;
 mod stages;
+mod witnesses;
 
 use countersign_protocol::{RequestState, Verdict};
 use countersign_test_support::{request_id, PairedGateway, TestGateway, Uv};
@@ -515,6 +516,7 @@ async fn openapi_names_every_route() {
                     "LOG_ENTRIES" => "/v2/log/entries",
                     "LOG_INCLUSION" => "/v2/log/proof/inclusion",
                     "LOG_CONSISTENCY" => "/v2/log/proof/consistency",
+                    "LOG_COSIGNATURES" => "/v2/log/cosignatures",
                     other => panic!("unknown path constant {other}"),
                 }
                 .to_string()

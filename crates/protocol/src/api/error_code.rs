@@ -82,6 +82,10 @@ error_codes! {
     /// A log range, index or tree size outside the log, or a range of more than 1000
     /// entries (400).
     BadLogRange = "bad_log_range",
+    /// A cosignature names a tree size the gateway signed no checkpoint of (404).
+    UnknownCheckpoint = "unknown_checkpoint",
+    /// A cosignature does not verify under the device key, or names another root (400).
+    BadCosignature = "bad_cosignature",
     // ---- POST /v2/requests
     /// The body is not a valid NewRequest, or the ApprovalRequest breaks a rule (400).
     InvalidRequest = "invalid_request",

@@ -195,6 +195,37 @@ pub struct Cosignature {
     pub signature: String,
 }
 
+impl crate::types::Decode for Cosignature {
+    fn validate(&self) -> Result<(), crate::ProtocolError> {
+        crate::fields::check_version(self.v)?;
+        crate::fields::check_ident("device_id", &self.device_id, crate::fields::limits::ID)?;
+        crate::fields::check_u53("size", self.size, 1)?;
+        crate::fields::check_u53("timestamp", self.timestamp, 0)?;
+        if self.root.len() != 44 || self.signature.len() > 128 {
+            return Err(crate::ProtocolError::InvalidField {
+                field: "signature",
+                reason: "a root is 44 characters of base64, a signature 104".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The gateway's answer to an accepted cosignature: the size of the checkpoint it now holds
+/// the device's cosignature of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosignatureAck {
+    pub v: u32,
+    pub size: u64,
+}
+
+impl crate::types::Decode for CosignatureAck {
+    fn validate(&self) -> Result<(), crate::ProtocolError> {
+        crate::fields::check_version(self.v)
+    }
+}
+
 /// Co-signs a verified checkpoint with a device key at `timestamp` (POSIX seconds).
 pub fn cosign(
     device: &KeyPair,

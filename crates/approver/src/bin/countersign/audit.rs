@@ -121,49 +121,75 @@ pub async fn evidence(
 pub fn verify_evidence(
     file: &std::path::Path,
     gateway: Option<&str>,
+    data_dir: Option<&std::path::Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    use countersign_approver::witness::{bundle_witness_in, BundleWitness};
     let text = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let bundle: countersign_protocol::evidence::Evidence = serde_json::from_slice(&text)
         .with_context(|| format!("{} is not an evidence bundle", file.display()))?;
-    match countersign_protocol::evidence::verify(&bundle, gateway) {
-        Ok(v) => {
-            if json {
-                outln!(
-                    "{}",
-                    serde_json::to_string(&serde_json::json!({"verified": v}))?
-                );
-            } else {
-                outln!(
-                    "evidence verifies: request {} ({}), {}, {} decision(s), {} log entries in a checkpoint of {}",
-                    v.request_id,
-                    v.request_digest,
-                    v.state.as_str(),
-                    v.decisions.len(),
-                    v.entries,
-                    v.log_size
-                );
-                for (approver, verdict, device) in &v.decisions {
-                    outln!("  {verdict} by {approver} on device {device}");
-                }
-                if gateway.is_none() {
-                    outln!("  (checked against the key the bundle carries, {}; pass --gateway to compare it with the fingerprint you trust)", v.gateway);
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+    let failed = |what: &str, problem: &str| -> anyhow::Result<ExitCode> {
+        if json {
+            outln!(
+                "{}",
+                serde_json::to_string(
+                    &serde_json::json!({"failed": {"what": what, "problem": problem}})
+                )?
+            );
+        } else {
+            outln!("evidence does NOT verify: {what}: {problem}");
         }
-        Err(e) => {
-            if json {
-                outln!(
-                    "{}",
-                    serde_json::to_string(
-                        &serde_json::json!({"failed": {"what": e.what, "problem": e.problem}})
-                    )?
-                );
-            } else {
-                outln!("evidence does NOT verify: {e}");
-            }
-            Ok(ExitCode::FAILURE)
-        }
+        Ok(ExitCode::FAILURE)
+    };
+    let v = match countersign_protocol::evidence::verify(&bundle, gateway) {
+        Ok(v) => v,
+        Err(e) => return failed(&e.what, &e.problem),
+    };
+    // On a device paired with the gateway, its checkpoint is compared with the ones this
+    // device witnessed.
+    let witness = match data_dir {
+        Some(dir) => bundle_witness_in(dir, &bundle)?,
+        None => None,
+    };
+    if let Some(BundleWitness::Contradicted { problem }) = &witness {
+        return failed("log.checkpoint", problem);
     }
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({"verified": v, "witness": witness}))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "evidence verifies: request {} ({}), {}, {} decision(s), {} log entries in a checkpoint of {}",
+        v.request_id,
+        v.request_digest,
+        v.state.as_str(),
+        v.decisions.len(),
+        v.entries,
+        v.log_size
+    );
+    for (approver, verdict, device) in &v.decisions {
+        outln!("  {verdict} by {approver} on device {device}");
+    }
+    if !v.witnessed_by.is_empty() {
+        outln!(
+            "  checkpoint cosigned by device(s) {}",
+            v.witnessed_by.join(", ")
+        );
+    }
+    match witness {
+        Some(BundleWitness::Witnessed { size }) => {
+            outln!("  this device witnessed the checkpoint of {size} entries")
+        }
+        Some(BundleWitness::NotWitnessed { size }) => outln!(
+            "  this device witnessed no checkpoint of {size} entries: the log rests on the gateway's signature"
+        ),
+        Some(BundleWitness::Contradicted { .. }) | None => {}
+    }
+    if gateway.is_none() {
+        outln!("  (checked against the key the bundle carries, {}; pass --gateway to compare it with the fingerprint you trust)", v.gateway);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -65,8 +65,9 @@ pub fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         outln!("device key: {}", ctx.engine.key_location().describe());
     }
     for g in ctx.engine.gateways()? {
+        let log = ctx.engine.log_witness(&g.fingerprint)?;
         if ctx.json {
-            json::print(&json::Gateway::from(&g))?;
+            json::print(&json::Gateway::from(&g).with_log(&log))?;
         } else {
             outln!(
                 "{}  {}  approver {}  device {}  {}",
@@ -76,6 +77,11 @@ pub fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 g.device_id,
                 g.url
             );
+            match (&log.history_changed, &log.newest) {
+                (Some(h), _) => outln!("  WARNING: {}", h.sentence()),
+                (None, Some(w)) => outln!("  log: witnessed {} entries (root {})", w.size, w.root),
+                (None, None) => outln!("  log: no checkpoint witnessed yet"),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -83,6 +83,17 @@ pub struct Gateway<'a> {
     tls_pin: Option<&'a str>,
     paired_at: i64,
     last_event_id: u64,
+    /// What this device witnessed of the gateway's log (`gateways` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: Option<&'a engine::witness::LogWitness>,
+}
+
+impl<'a> Gateway<'a> {
+    /// With what this device witnessed of the gateway's log.
+    pub fn with_log(mut self, log: &'a engine::witness::LogWitness) -> Self {
+        self.log = Some(log);
+        self
+    }
 }
 
 impl<'a> From<&'a engine::GatewayRecord> for Gateway<'a> {
@@ -98,6 +109,7 @@ impl<'a> From<&'a engine::GatewayRecord> for Gateway<'a> {
             tls_pin: g.tls_pin.as_deref(),
             paired_at: g.paired_at,
             last_event_id: g.last_event_id,
+            log: None,
         }
     }
 }
@@ -288,6 +300,7 @@ pub struct Synced<'a> {
     events: u32,
     error: Option<&'a str>,
     error_code: Option<&'a str>,
+    log_history_changed: Option<&'a str>,
 }
 
 impl<'a> From<&'a engine::SyncReport> for Synced<'a> {
@@ -298,6 +311,7 @@ impl<'a> From<&'a engine::SyncReport> for Synced<'a> {
             events: r.events,
             error: r.error.as_deref(),
             error_code: r.error_code.as_deref(),
+            log_history_changed: r.log_history_changed.as_deref(),
         }
     }
 }

@@ -116,7 +116,11 @@ fn quiet(target: &str) -> tracing_subscriber::filter::Directive {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::VerifyEvidence { file, gateway } = &cli.command {
-        return audit::verify_evidence(file, gateway.as_deref(), cli.json);
+        let data_dir = cli
+            .data_dir
+            .clone()
+            .or_else(|| countersign_approver::default_data_dir().ok());
+        return audit::verify_evidence(file, gateway.as_deref(), data_dir.as_deref(), cli.json);
     }
     let data_dir = match cli.data_dir {
         Some(d) => d,

@@ -22,6 +22,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 None => outln!("{}: up to date ({} events)", visible(&r.name), r.events),
                 Some(e) => outln!("{}: {e}", visible(&r.name)),
             }
+            if let Some(h) = &r.log_history_changed {
+                outln!("{}: WARNING: {h}", visible(&r.name));
+            }
         }
     }
     if ctx.json {

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// The schema version this build writes; `PRAGMA user_version` holds a database's.
-const SCHEMA_VERSION: i64 = 12;
+const SCHEMA_VERSION: i64 = 13;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE tokens(
@@ -325,14 +325,26 @@ ALTER TABLE tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'requester';
 CREATE INDEX audit_request ON audit(json_extract(entry, '$.request_id'));
 "#;
 
+/// Version 13: the devices' cosignatures of the log's checkpoints (one line per checkpoint and
+/// device, as the checkpoint note carries it in evidence bundles).
+const SCHEMA_V13: &str = r#"
+CREATE TABLE log_cosignatures(
+    size INTEGER NOT NULL,
+    device TEXT NOT NULL,
+    line TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY(size, device)
+);
+"#;
+
 /// The first schema version of protocol version 2.
 pub(super) const PROTOCOL_2_SCHEMA: i64 = 6;
 
 /// Each schema version's statements, in order: a database at version `n` runs the ones after
 /// it, in one transaction with the new `user_version`.
-const MIGRATIONS: [&str; 12] = [
+const MIGRATIONS: [&str; 13] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12,
+    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12, SCHEMA_V13,
 ];
 
 /// Brings the database behind `conn` to `SCHEMA_VERSION`, all missing versions in one

@@ -301,17 +301,18 @@ fn sync_lines() {
         events: 3,
         error: Some("unreachable".into()),
         error_code: Some("gateway_unreachable".into()),
+        log_history_changed: None,
     };
     assert_eq!(
         value(&Synced::from(&report)),
         json!({
             "gateway": "f00d", "name": "Gateway", "events": 3, "error": "unreachable",
-            "error_code": "gateway_unreachable",
+            "error_code": "gateway_unreachable", "log_history_changed": null,
         })
     );
     assert_eq!(
         Synced::from(&report).line().unwrap(),
-        r#"{"gateway":"f00d","name":"Gateway","events":3,"error":"unreachable","error_code":"gateway_unreachable"}"#
+        r#"{"gateway":"f00d","name":"Gateway","events":3,"error":"unreachable","error_code":"gateway_unreachable","log_history_changed":null}"#
     );
     let flushed = FlushReport {
         delivered: 1,
