@@ -384,7 +384,7 @@ export function installMockBackend(): void {
   const requests = new Map<string, RequestDetail>(seeds.map((s, i) => [s.id, buildDetail(s, now, i)]));
   // `?forked` shows the first gateway as one whose log changed history.
   const forked =
-    "This gateway's log changed history: this device witnessed 412 entries (root 3q2+7w==), and the gateway now signs 412 entries (root q83v7Q==) that do not extend them: its log was forked. Its evidence cannot be trusted until whoever runs it explains why.";
+    "This device witnessed 412 entries (root 3q2+7w==), and the gateway now signs 412 entries (root q83v7Q==) that do not extend them: its log was forked. Its evidence cannot be trusted until whoever runs it explains why.";
   const gateways = params.has("unpaired")
     ? []
     : GATEWAYS.map((g, i) => ({

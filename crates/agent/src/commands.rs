@@ -185,7 +185,7 @@ fn list_gateways(agent: &Agent) -> Res<Vec<GatewayView>> {
             view.log_history_changed = engine
                 .log_witness(&g.fingerprint)?
                 .history_changed
-                .map(|h| countersign_approver::display::visible(&h.sentence()));
+                .map(|h| countersign_approver::display::visible(&h.explanation()));
             Ok(view)
         })
         .collect()

@@ -39,7 +39,7 @@ pub struct SyncReport {
     /// Why the gateway could not be synced, if it could not.
     pub error: Option<String>,
     pub error_code: Option<String>,
-    /// "This gateway's log changed history: ...", once this device refused one of its log
+    /// "This gateway's log changed history. ...", once this device refused one of its log
     /// checkpoints.
     pub log_history_changed: Option<String>,
 }

@@ -44,17 +44,22 @@ pub struct HistoryChanged {
 }
 
 impl HistoryChanged {
-    /// The sentence the app and the command line show.
+    /// What the command line shows: "This gateway's log changed history." and why.
     pub fn sentence(&self) -> String {
+        format!("This gateway's log changed history. {}", self.explanation())
+    }
+
+    /// What was seen, for a display that titles it "This gateway's log changed history".
+    pub fn explanation(&self) -> String {
         let how = if self.damage == "rolled_back" {
             "rolled back"
         } else {
             "forked"
         };
         format!(
-            "This gateway's log changed history: this device witnessed {} entries (root {}), \
-             and the gateway now signs {} entries (root {}) that do not extend them: its log \
-             was {how}. Its evidence cannot be trusted until whoever runs it explains why.",
+            "This device witnessed {} entries (root {}), and the gateway now signs {} entries \
+             (root {}) that do not extend them: its log was {how}. Its evidence cannot be \
+             trusted until whoever runs it explains why.",
             self.held_size, self.held_root, self.size, self.root
         )
     }
@@ -239,7 +244,7 @@ pub(crate) fn ingest_checkpoint(
     let event = EngineEvent::LogHistoryChanged {
         gateway: gw.fingerprint.clone(),
         damage: damage.to_owned(),
-        problem: change.sentence(),
+        problem: change.explanation(),
     };
     Ok((CheckpointOutcome::Rejected(reason), Some(event)))
 }

@@ -67,8 +67,9 @@ pub struct GatewayView {
     pub device_id: String,
     #[ts(type = "number")]
     pub paired_at: i64,
-    /// "This gateway's log changed history: ...", once this device refused one of its log
-    /// checkpoints; null while its log is consistent with what this device witnessed.
+    /// Why this gateway's log changed history ("This device witnessed ..."), once this device
+    /// refused one of its log checkpoints; null while its log is consistent with what this
+    /// device witnessed.
     pub log_history_changed: Option<String>,
 }
 
@@ -233,7 +234,7 @@ pub enum UiEvent {
         problem: String,
     },
     /// A gateway's log checkpoint does not extend the one this device witnessed: it rewrote
-    /// or forked its log (`problem` is the sentence to show).
+    /// or forked its log (`problem` says what was seen).
     LogHistoryChanged {
         gateway: String,
         damage: String,

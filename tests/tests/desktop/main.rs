@@ -30,6 +30,7 @@ mod grants;
 mod keys;
 mod refusals;
 mod stages;
+mod witness;
 
 const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";

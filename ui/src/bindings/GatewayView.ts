@@ -5,7 +5,8 @@
  */
 export type GatewayView = { fingerprint: string, name: string, url: string, approver: string, device_id: string, paired_at: number, 
 /**
- * "This gateway's log changed history: ...", once this device refused one of its log
- * checkpoints; null while its log is consistent with what this device witnessed.
+ * Why this gateway's log changed history ("This device witnessed ..."), once this device
+ * refused one of its log checkpoints; null while its log is consistent with what this
+ * device witnessed.
  */
 log_history_changed: string | null, };
