@@ -4,7 +4,6 @@
 //! that checkpoint and says so: a notification in the window, and the gateway marked in
 //! Settings.
 
-use countersign_gateway::store::{AuditRows, WitnessRows};
 use countersign_gateway::tlog;
 use countersign_test_support::rewrite::rewrite_gateway_log;
 
