@@ -8,6 +8,7 @@ from the standard library.
 
     verify_evidence.py evidence BUNDLE.json GATEWAY_FINGERPRINT
     verify_evidence.py export EXPORT.jsonl GATEWAY_FINGERPRINT
+    verify_evidence.py approver-export EXPORT.jsonl DEVICE_FINGERPRINT [GATEWAY_FINGERPRINT]
 
 Exits 0 and prints what it verified, or exits 1 naming the first thing that fails.
 """
@@ -351,7 +352,75 @@ def verify_export(lines, fingerprint, gateway_key):
     return f"{size} entries, chain and tree verify"
 
 
+def verify_approver_export(lines, device_fingerprint, gateway_fingerprint):
+    """`countersign audit export` (protocol.md 9.3): entry lines, the device's checkpoint
+    lines, then one acknowledgement line per gateway; an export cut back below an
+    acknowledged checkpoint fails."""
+    entries = [l for l in lines if "entry" in l]
+    checkpoints = [l for l in lines if "checkpoint" in l]
+    acks = [l for l in lines if "ack" in l]
+    if lines != entries + checkpoints + acks:
+        raise Failed("export", "entries, then checkpoints, then acknowledgements")
+    hashes = []
+    prev = "0" * 64
+    for i, line in enumerate(entries):
+        what = f"entries[{i}]"
+        entry = line["entry"]
+        if entry["seq"] != i + 1 or entry["prev"] != prev:
+            raise Failed(what, "the chain is broken")
+        prev = hashlib.sha256(b"countersign/v1/audit-entry\x00" + rfc8785.dumps(entry)).hexdigest()
+        if line["hash"] != prev:
+            raise Failed(what, "its hash is not the hash of the entry")
+        hashes.append(prev)
+    if not checkpoints:
+        raise Failed("export", "no checkpoint")
+    device = key_of(checkpoints[0]["public_key"], "public_key")
+    if hashlib.sha256(device).hexdigest() != device_fingerprint:
+        raise Failed("public_key", "the device key is not the one expected")
+    for i, line in enumerate(checkpoints):
+        what = f"checkpoints[{i}]"
+        if line["public_key"] != checkpoints[0]["public_key"]:
+            raise Failed(what, "another device key")
+        cp, _ = verify_signed(line["checkpoint"], "countersign/v1/checkpoint", device, what)
+        if cp["signer"] != device_fingerprint:
+            raise Failed(what, "it names another signer")
+        if cp["seq"] > len(hashes) or (cp["seq"] > 0 and hashes[cp["seq"] - 1] != cp["head"]):
+            raise Failed(what, "the chain does not hold the head it signed")
+    last, _ = verify_signed(checkpoints[-1]["checkpoint"], "countersign/v1/checkpoint", device, "checkpoints")
+    if last["seq"] != len(hashes) or (hashes and last["head"] != hashes[-1]):
+        raise Failed("checkpoints", "the last checkpoint does not cover the whole export")
+    acked = []
+    for i, line in enumerate(acks):
+        what = f"acks[{i}]"
+        gw = key_of(line["gateway_key"], what)
+        fp = hashlib.sha256(gw).hexdigest()
+        ack, _ = verify_signed(line["ack"], "countersign/v2/checkpoint-ack", gw, what)
+        if ack["gateway"] != fp or ack["signer"] != device_fingerprint:
+            raise Failed(what, "it is not this gateway's acknowledgement of this device")
+        if ack["seq"] > len(hashes):
+            raise Failed(what, f"gateway {fp} acknowledged entry {ack['seq']}, "
+                               f"the export ends after {len(hashes)}: it was cut back")
+        if ack["seq"] < 1 or hashes[ack["seq"] - 1] != ack["head"]:
+            raise Failed(what, "the acknowledged entry is not the export's")
+        acked.append(fp)
+    if gateway_fingerprint is not None and gateway_fingerprint not in acked:
+        raise Failed("acks", f"no acknowledgement by gateway {gateway_fingerprint}")
+    return f"{len(hashes)} entries, {len(checkpoints)} checkpoint(s), acknowledged by {len(acked)} gateway(s)"
+
+
 def main(argv):
+    if argv[1:2] == ["approver-export"] and len(argv) in (4, 5):
+        try:
+            with open(argv[2], encoding="utf-8") as f:
+                lines = [json.loads(line, object_pairs_hook=no_duplicates) for line in f if line.strip()]
+            print("export verifies:", verify_approver_export(lines, argv[3], argv[4] if len(argv) == 5 else None))
+        except Failed as e:
+            print(f"does NOT verify: {e}")
+            return 1
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            print(f"does NOT verify: malformed: {e!r}")
+            return 1
+        return 0
     if len(argv) != 4 or argv[1] not in ("evidence", "export"):
         print(__doc__, file=sys.stderr)
         return 2

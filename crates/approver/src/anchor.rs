@@ -8,7 +8,7 @@
 //! [`EngineEvent::AuditRolledBack`] and written to the audit log, once per gateway and held
 //! checkpoint per process.
 
-use countersign_protocol::api::{paths, CheckpointState, ErrorCode};
+use countersign_protocol::api::{paths, CheckpointAck, CheckpointState, ErrorCode};
 use countersign_protocol::audit::{ChainBreak, Checkpoint, Damage};
 use countersign_protocol::{DeviceAuth, Signed};
 use rusqlite::Connection;
@@ -157,6 +157,48 @@ impl Engine {
             .await
     }
 
+    /// Keeps the gateway's acknowledgement of the checkpoint it holds when it verifies, names
+    /// this device and its key, and is newer than the one kept: exports carry it.
+    fn keep_ack(&self, gw: &GatewayRecord, state: &CheckpointState) {
+        let Some(ack) = &state.ack else { return };
+        let b = &ack.body;
+        let mine = b.gateway == gw.fingerprint
+            && b.device_id == gw.device_id
+            && b.signer == self.inner.key.public().fingerprint()
+            && ack.verify(&gw.gateway_key).is_ok();
+        if !mine {
+            tracing::warn!(gateway = %gw.name, "a checkpoint acknowledgement that is not this device's was ignored");
+            return;
+        }
+        let kept = (|| -> Result<(), EngineError> {
+            let text =
+                serde_json::to_string(ack).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+            let db = self.db();
+            let held: Option<String> = db.query_row(
+                "SELECT checkpoint_ack FROM gateways WHERE fingerprint = ?1",
+                [&gw.fingerprint],
+                |r| r.get(0),
+            )?;
+            let newer = match held
+                .as_deref()
+                .map(serde_json::from_str::<Signed<CheckpointAck>>)
+            {
+                Some(Ok(h)) => h.body.seq < b.seq,
+                _ => true,
+            };
+            if newer {
+                db.execute(
+                    "UPDATE gateways SET checkpoint_ack = ?1 WHERE fingerprint = ?2",
+                    rusqlite::params![text, gw.fingerprint],
+                )?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = kept {
+            tracing::warn!(gateway = %gw.name, error = %e, "the checkpoint acknowledgement was not kept");
+        }
+    }
+
     /// Tells the host and the audit log, once per gateway and held checkpoint.
     fn report_rollback(&self, gw: &GatewayRecord, held: &Checkpoint, b: &ChainBreak) {
         let first = self
@@ -209,7 +251,10 @@ impl Engine {
             problem: None,
         };
         let held = match self.held_checkpoint(gw).await {
-            Ok(s) => s.checkpoint,
+            Ok(s) => {
+                self.keep_ack(gw, &s);
+                s.checkpoint
+            }
             Err(e) => {
                 report.problem = Some(e.to_string());
                 return report;
@@ -250,7 +295,10 @@ impl Engine {
             return report;
         }
         match self.upload_checkpoint(gw, &local).await {
-            Ok(_) => report.uploaded = Some(local.body.seq),
+            Ok(s) => {
+                self.keep_ack(gw, &s);
+                report.uploaded = Some(local.body.seq)
+            }
             Err(EngineError::GatewayRefused {
                 code: code @ (ErrorCode::CheckpointRollback | ErrorCode::CheckpointFork),
                 message,

@@ -403,6 +403,23 @@ struct CheckpointLine<'a> {
     public_key: String,
 }
 
+/// The newest checkpoint acknowledgement kept for each gateway, with the gateway's key.
+fn acks(conn: &Connection) -> Result<Vec<(serde_json::Value, String)>, EngineError> {
+    let mut st = conn.prepare(
+        "SELECT checkpoint_ack, gateway_key FROM gateways \
+         WHERE checkpoint_ack IS NOT NULL ORDER BY paired_at",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (ack, key) = row?;
+        let ack = serde_json::from_str(&ack)
+            .map_err(|e| EngineError::Corrupt(format!("gateways.checkpoint_ack: {e}")))?;
+        out.push((ack, key));
+    }
+    Ok(out)
+}
+
 /// Writes the verified chain as JSON Lines followed by every checkpoint the device signed over
 /// it, the last one signed now over the head. A broken chain is not exported: signing a
 /// checkpoint over it would vouch for the damage.
@@ -432,6 +449,16 @@ pub(crate) fn export(
         .map_err(|e| EngineError::Io(e.into()))?;
         out.write_all(b"\n")?;
     }
+    // The newest acknowledgement each gateway signed of the checkpoint it holds: an export
+    // cut back below one of them fails (docs/protocol.md 9.3).
+    for (ack, gateway_key) in acks(conn)? {
+        serde_json::to_writer(
+            &mut *out,
+            &serde_json::json!({ "ack": ack, "gateway_key": gateway_key }),
+        )
+        .map_err(|e| EngineError::Io(e.into()))?;
+        out.write_all(b"\n")?;
+    }
     out.flush()?;
     Ok(summary)
 }
@@ -444,7 +471,8 @@ mod tests {
         let c = Connection::open_in_memory().unwrap();
         c.execute_batch(
             "CREATE TABLE audit (seq INTEGER PRIMARY KEY, entry TEXT NOT NULL, hash TEXT NOT NULL);
-             CREATE TABLE checkpoints (seq INTEGER PRIMARY KEY, signed TEXT NOT NULL, at INTEGER NOT NULL);",
+             CREATE TABLE checkpoints (seq INTEGER PRIMARY KEY, signed TEXT NOT NULL, at INTEGER NOT NULL);
+             CREATE TABLE gateways (gateway_key TEXT NOT NULL, paired_at INTEGER NOT NULL, checkpoint_ack TEXT);",
         )
         .unwrap();
         c

@@ -184,7 +184,8 @@ ALTER TABLE gateways ADD COLUMN membership TEXT;
 /// Version 7: this device as a witness of each gateway's log. Every log checkpoint it
 /// witnessed (verified as consistent with the ones before, and cosigned), and, per gateway,
 /// the newest checkpoint it refused because the log changed history (JSON, with when that was
-/// first and last seen).
+/// first and last seen). Each gateway also holds its newest signed acknowledgement of this
+/// device's audit checkpoint (`Signed<CheckpointAck>` JSON), which exports carry.
 const SCHEMA_V7: &str = r#"
 CREATE TABLE log_witnessed (
     gateway TEXT NOT NULL,
@@ -198,6 +199,7 @@ CREATE TABLE log_history_changed (
     gateway TEXT PRIMARY KEY,
     detail TEXT NOT NULL
 );
+ALTER TABLE gateways ADD COLUMN checkpoint_ack TEXT;
 "#;
 
 /// Every migration, in order: version `n` is applied to a database at version `n - 1`.

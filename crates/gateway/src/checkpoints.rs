@@ -8,7 +8,7 @@
 //! `GET /v1/checkpoints/latest` and reports itself rolled back.
 
 use axum::http::StatusCode;
-use countersign_protocol::api::{CheckpointState, ErrorCode};
+use countersign_protocol::api::{CheckpointAck, CheckpointState, ErrorCode};
 use countersign_protocol::audit::Checkpoint;
 use countersign_protocol::types::Decode;
 use countersign_protocol::{Signed, PROTOCOL_VERSION};
@@ -28,13 +28,55 @@ fn held(c: &dyn Tx, device: &str) -> Result<Option<Signed<Checkpoint>>, StoreErr
         .transpose()
 }
 
-/// The checkpoint held for `device`.
-pub fn latest(gw: &Gateway, device: &Device) -> Result<CheckpointState, ApiError> {
-    let checkpoint = gw.store.read(|c| held(c, &device.id))?;
+/// The answer about the checkpoint held for `device_id`: it, and the gateway's signed
+/// acknowledgement that it holds it.
+fn state(
+    gw: &Gateway,
+    device_id: &str,
+    checkpoint: Option<Signed<Checkpoint>>,
+) -> Result<CheckpointState, ApiError> {
+    let ack = match &checkpoint {
+        Some(cp) => Some(Signed::sign(
+            &gw.key,
+            CheckpointAck {
+                v: PROTOCOL_VERSION,
+                gateway: gw.fingerprint.clone(),
+                device_id: device_id.to_owned(),
+                signer: cp.body.signer.clone(),
+                seq: cp.body.seq,
+                head: cp.body.head,
+                acked_at: gw.now(),
+            },
+        )?),
+        None => None,
+    };
     Ok(CheckpointState {
         v: PROTOCOL_VERSION,
         checkpoint,
+        ack,
     })
+}
+
+/// The checkpoint held for `device`.
+pub fn latest(gw: &Gateway, device: &Device) -> Result<CheckpointState, ApiError> {
+    let checkpoint = gw.store.read(|c| held(c, &device.id))?;
+    state(gw, &device.id, checkpoint)
+}
+
+/// `GET /v2/devices/{device_id}/checkpoint` (auditor): the checkpoint held for any device
+/// the gateway paired, revoked ones included, so an auditor can tell an approver's export
+/// that was cut back with its newer acknowledgements removed.
+pub fn of_device(gw: &Gateway, device_id: &str) -> Result<CheckpointState, ApiError> {
+    let checkpoint = gw.store.read(|c| -> Result<_, ApiError> {
+        if c.device(device_id)?.is_none() {
+            return Err(ApiError::not_found(
+                ErrorCode::UnknownDevice,
+                format!("The gateway never paired a device {device_id}."),
+            ));
+        }
+        Ok(held(c, device_id)?)
+    })?;
+    state(gw, device_id, checkpoint)
 }
 
 /// Verifies an uploaded checkpoint against the device's key and keeps it if it moves forward.
@@ -80,10 +122,7 @@ pub fn upload(gw: &Gateway, device: &Device, body: &[u8]) -> Result<CheckpointSt
         Ok(())
     });
     match result {
-        Ok(()) => Ok(CheckpointState {
-            v: PROTOCOL_VERSION,
-            checkpoint: Some(cp),
-        }),
+        Ok(()) => state(gw, &device.id, Some(cp)),
         Err(e) if e.status == StatusCode::CONFLICT => {
             // The refused write rolled back; the refusal itself goes on record in a write of
             // its own.

@@ -57,6 +57,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(paths::LOG_CONSISTENCY, get(log::consistency))
         .route(paths::LOG_COSIGNATURES, post(log::cosignature))
         .route("/v2/requests/{id}/evidence", get(log::evidence))
+        .route("/v2/devices/{id}/checkpoint", get(log::device_checkpoint))
         .route(paths::OPENAPI, get(openapi))
         .route("/v1", axum::routing::any(protocol_upgraded))
         .route("/v1/{*rest}", axum::routing::any(protocol_upgraded))

@@ -44,7 +44,8 @@ fn error_code_schema() -> Value {
 }
 
 pub fn document() -> Value {
-    json!({
+    // Built in parts: one `json!` of every path passes serde_json's macro recursion limit.
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Countersign gateway API",
@@ -103,7 +104,6 @@ pub fn document() -> Value {
             "/v2/log/entries": {"get": {"summary": "The log's entries start <= index < end (at most 1000), as JSON Lines", "security": [{"requesterToken": []}], "responses": with_errors(json!({"200": {"description": "One LogEntry per line", "content": {"application/jsonl": {}}}}), &["400", "401", "403"])}},
             "/v2/log/proof/inclusion": {"get": {"summary": "An inclusion proof of leaf index in the tree of size leaves", "security": [{"requesterToken": []}, {"device": []}], "responses": with_errors(ok("Proof"), &["400", "401", "403"])}},
             "/v2/log/proof/consistency": {"get": {"summary": "A consistency proof from old to size leaves", "security": [{"requesterToken": []}, {"device": []}], "responses": with_errors(ok("Proof"), &["400", "401", "403"])}},
-            "/v2/log/cosignatures": {"post": {"summary": "A witness's tlog-cosignature/v1 of a log checkpoint (protocol.md 9.8), kept and carried in evidence bundles", "security": [{"device": []}], "requestBody": json_body("Cosignature"), "responses": with_errors(ok("CosignatureAck"), &["400", "401", "404"])}},
             "/v2/passkeys/remove": {"post": {"summary": "Remove one of the approver's passkeys (never the last)", "security": [{"device": []}], "requestBody": json_body("Signed<PasskeyRemove>"), "responses": with_errors(ok("Signed<PasskeyList>"), &["400", "401", "403", "404", "409"])}},
             "/v2/challenges": {"post": {"summary": "A WebAuthn challenge issued now for this device's approver: to decide a pending request, or to revoke the approver's live approval; it replaces the approver's unused one", "requestBody": json_body("ChallengeRequest"), "responses": with_errors(ok("IssuedChallenge"), &["400", "401", "403", "404", "409", "410"])}},
             "/v2/acks": {"post": {"summary": "Acknowledge a break-glass or auto-approved request addressed to this approver: the first acknowledgement sets the grant's acknowledged_at and acknowledged_by", "requestBody": json_body("Signed<Acknowledgement>"), "responses": with_errors(ok("Signed<StatusUpdate>"), &["400", "401", "403", "404", "409"])}},
@@ -112,5 +112,8 @@ pub fn document() -> Value {
             "/v1": {"description": "Protocol version 1: every method is answered 410 protocol_upgraded (pair the device again)", "get": {"deprecated": true, "responses": with_errors(json!({}), &["410"])}},
             "/v1/{*rest}": {"description": "Every path of protocol version 1: every method is answered 410 protocol_upgraded (pair the device again)", "get": {"deprecated": true, "parameters": [{"name": "rest", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": with_errors(json!({}), &["410"])}}
         }
-    })
+    });
+    doc["paths"]["/v2/devices/{id}/checkpoint"] = json!({"get": {"summary": "The audit checkpoint the gateway holds for a device, with its signed CheckpointAck (protocol.md 9.4), for an auditor", "security": [{"requesterToken": []}], "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": with_errors(ok("CheckpointState"), &["401", "403", "404"])}});
+    doc["paths"]["/v2/log/cosignatures"] = json!({"post": {"summary": "A witness's tlog-cosignature/v1 of a log checkpoint (protocol.md 9.8), kept and carried in evidence bundles", "security": [{"device": []}], "requestBody": json_body("Cosignature"), "responses": with_errors(ok("CosignatureAck"), &["400", "401", "404"])}});
+    doc
 }

@@ -184,6 +184,40 @@ pub struct RequestView {
 pub struct CheckpointState {
     pub v: u32,
     pub checkpoint: Option<Signed<Checkpoint>>,
+    /// The gateway's signed statement that it holds `checkpoint` (null when it holds none).
+    #[serde(default)]
+    pub ack: Option<Signed<CheckpointAck>>,
+}
+
+/// The gateway's statement that it holds a device's audit checkpoint: the device (and its key's
+/// fingerprint, the checkpoint's `signer`), the entry and the head it covers. An approver's
+/// export carries the newest one, so an export cut back below it fails (docs/protocol.md 9.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointAck {
+    pub v: u32,
+    /// The gateway's fingerprint.
+    pub gateway: String,
+    pub device_id: String,
+    /// The fingerprint of the device key that signed the checkpoint.
+    pub signer: String,
+    pub seq: u64,
+    pub head: Digest,
+    pub acked_at: i64,
+}
+
+impl SignedBody for CheckpointAck {
+    const DOMAIN: &'static str = domain::CHECKPOINT_ACK;
+}
+
+impl crate::types::Decode for CheckpointAck {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        crate::fields::check_version(self.v)?;
+        crate::fields::check_ident("gateway", &self.gateway, crate::fields::limits::ID)?;
+        crate::fields::check_ident("device_id", &self.device_id, crate::fields::limits::ID)?;
+        crate::fields::check_ident("signer", &self.signer, crate::fields::limits::ID)?;
+        crate::fields::check_u53("seq", self.seq, 1)
+    }
 }
 
 impl crate::types::Decode for CheckpointState {
@@ -193,6 +227,9 @@ impl crate::types::Decode for CheckpointState {
                 found: self.v,
                 supported: crate::PROTOCOL_VERSION,
             });
+        }
+        if let Some(a) = &self.ack {
+            a.body.validate()?;
         }
         match &self.checkpoint {
             Some(c) => c.body.validate(),

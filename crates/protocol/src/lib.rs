@@ -10,6 +10,7 @@
 
 pub mod aggregate;
 pub mod api;
+pub mod approver_export;
 pub mod audit;
 pub mod canonical;
 pub mod crypto;

@@ -8,6 +8,7 @@ mod binaries;
 mod break_glass;
 mod crash;
 mod evidence;
+mod exports;
 mod faults;
 mod keystore;
 mod mitm;

@@ -182,3 +182,19 @@ pub(super) async fn cosignature(
     .await
     .map(Json)
 }
+
+/// `GET /v2/devices/{device_id}/checkpoint` (auditor): the audit checkpoint the gateway holds
+/// for a device, with its signed acknowledgement.
+pub(super) async fn device_checkpoint(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<countersign_protocol::api::CheckpointState>, ApiError> {
+    let id = super::extract::path_param(id)?;
+    gw.blocking(move |gw| {
+        auditor(gw, &headers)?;
+        crate::checkpoints::of_device(gw, &id)
+    })
+    .await
+    .map(Json)
+}

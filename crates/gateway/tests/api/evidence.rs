@@ -12,7 +12,7 @@ use countersign_test_support::{answer, PairedGateway, Refusal, TestGateway, Uv};
 use crate::requests::Requests;
 use crate::stages::{approve, org};
 
-async fn get<T: serde::de::DeserializeOwned>(
+pub(crate) async fn get<T: serde::de::DeserializeOwned>(
     h: &TestGateway,
     path: &str,
     token: &str,

@@ -10,7 +10,7 @@ use countersign_protocol::log::{self as tlog, Cosignature, CosignatureAck, Proof
 use countersign_protocol::Verdict;
 use countersign_test_support::{PairedGateway, Refusal, TestGateway};
 
-use crate::evidence::{bundle_of, decided};
+use crate::evidence::{bundle_of, decided, get};
 use crate::requests::Requests;
 
 const NOW: u64 = 1_800_000_000;
@@ -143,4 +143,48 @@ fn held_note(note: &str) -> String {
     }
     out.push_str(lines.next().unwrap());
     out
+}
+
+/// The gateway acknowledges the audit checkpoint it holds for a device with a signed
+/// CheckpointAck, on the device's own endpoints and, for an auditor, on
+/// `GET /v2/devices/{id}/checkpoint`.
+#[tokio::test]
+async fn a_held_device_checkpoint_comes_with_a_signed_acknowledgement_an_auditor_can_read() {
+    use countersign_protocol::api::CheckpointState;
+    let h = TestGateway::start().await;
+    let key = h.gateway_key();
+    let alice = h.pair("alice@example.com").await;
+    let path = format!("/v2/devices/{}/checkpoint", alice.id);
+    let auditor = countersign_gateway::tokens::create_auditor(h.gw(), "audit-team").unwrap();
+    let none: CheckpointState = get(&h, &path, &auditor).await.unwrap();
+    assert_eq!((none.checkpoint, none.ack), (None, None));
+
+    let cp = alice.checkpoint(10, 1);
+    let state = alice.upload_checkpoint(&h, &cp).await.unwrap();
+    let ack = state.ack.unwrap();
+    ack.verify(&key).unwrap();
+    let b = &ack.body;
+    assert_eq!(
+        (b.gateway.as_str(), b.device_id.as_str(), b.seq, b.head),
+        (
+            key.fingerprint().as_str(),
+            alice.id.as_str(),
+            10,
+            cp.body.head
+        )
+    );
+    assert_eq!(b.signer, alice.key.public().fingerprint());
+
+    let read: CheckpointState = get(&h, &path, &auditor).await.unwrap();
+    assert_eq!(read.checkpoint, Some(cp));
+    assert_eq!(read.ack.unwrap().body.seq, 10);
+    // Only auditors read it, and only of a device the gateway paired.
+    let e = get::<CheckpointState>(&h, &path, &h.token)
+        .await
+        .unwrap_err();
+    assert_eq!((e.status, e.code()), (403, Some("auditor_token_required")));
+    let e = get::<CheckpointState>(&h, "/v2/devices/no-such-device/checkpoint", &auditor)
+        .await
+        .unwrap_err();
+    assert_eq!((e.status, e.code()), (404, Some("unknown_device")));
 }

@@ -127,6 +127,20 @@ pub enum Command {
         #[arg(long, value_name = "FINGERPRINT")]
         gateway: Option<String>,
     },
+    /// Check an approver's audit export offline (`countersign audit export`, from this device
+    /// or another): the chain, the device's checkpoints, and the gateways' acknowledgements, so
+    /// that an export cut back below an acknowledged checkpoint fails.
+    VerifyExport {
+        file: PathBuf,
+        /// The device key's fingerprint, learnt out of band (`countersign audit export`'s
+        /// checkpoints name it as `signer`). Without it the export is only checked against the
+        /// key it carries.
+        #[arg(long, value_name = "FINGERPRINT")]
+        device: Option<String>,
+        /// A gateway whose acknowledgement the export must carry.
+        #[arg(long, value_name = "FINGERPRINT")]
+        gateway: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -193,3 +193,59 @@ pub fn verify_evidence(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `verify-export FILE [--device FP] [--gateway FP]`: an approver's audit export, offline.
+pub fn verify_export(
+    file: &std::path::Path,
+    device: Option<&str>,
+    gateway: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    match countersign_protocol::approver_export::verify_export(&text, device, gateway) {
+        Ok(v) => {
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::to_string(&serde_json::json!({"verified": v}))?
+                );
+            } else {
+                outln!(
+                    "export verifies: {} entries (head {}), signed by device key {}",
+                    v.entries,
+                    v.head,
+                    v.device
+                );
+                for (gw, seq) in &v.acked {
+                    outln!("  gateway {gw} acknowledged its checkpoint at entry {seq}");
+                }
+                if v.acked.is_empty() {
+                    outln!("  no gateway acknowledgement: nothing shows the export is complete");
+                }
+                if device.is_none() {
+                    outln!("  (checked against the key the export carries; pass --device to compare it with the fingerprint you trust)");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(b) => {
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::to_string(&serde_json::json!({"failed": {
+                        "position": b.position, "damage": b.damage, "problem": b.problem
+                    }}))?
+                );
+            } else {
+                outln!(
+                    "export does NOT verify: entry {} ({}): {}",
+                    b.position,
+                    b.damage.as_str(),
+                    b.problem
+                );
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -115,6 +115,14 @@ fn quiet(target: &str) -> tracing_subscriber::filter::Directive {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::VerifyExport {
+        file,
+        device,
+        gateway,
+    } = &cli.command
+    {
+        return audit::verify_export(file, device.as_deref(), gateway.as_deref(), cli.json);
+    }
     if let Command::VerifyEvidence { file, gateway } = &cli.command {
         let data_dir = cli
             .data_dir
@@ -181,6 +189,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: AuditCommand::Export { output },
         } => audit::export(&ctx, output),
         Command::Evidence { id, output } => audit::evidence(&ctx, &id, output.as_deref()).await,
-        Command::VerifyEvidence { .. } => unreachable!("handled before the engine opens"),
+        Command::VerifyEvidence { .. } | Command::VerifyExport { .. } => {
+            unreachable!("handled before the engine opens")
+        }
     }
 }
