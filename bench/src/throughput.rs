@@ -171,7 +171,10 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
                 continue;
             }
             let envelope = Signed::<Event>::decode(data.as_bytes())?;
-            let StreamEvent::Request { request, challenge } = envelope.body.payload else {
+            let StreamEvent::Request {
+                request, challenge, ..
+            } = envelope.body.payload
+            else {
                 continue;
             };
             let cred =

@@ -119,6 +119,7 @@ def verify_assertion(assertion, record, what):
         key.verify(auth_data + hashlib.sha256(client_data).digest(), signature)
     except Exception:
         raise Failed(what, "the WebAuthn assertion does not verify: the passkey's signature does not verify")
+    return cd.get("challenge")
 
 
 # ---- the gateway log (protocol.md 9.6)
@@ -291,9 +292,27 @@ def verify_evidence(e, fingerprint):
                            and b64u(r["credential_id"], what) == cred), None)
             if record is None:
                 raise Failed(what, "the passkey of its assertion has no record in the bundle")
-            verify_assertion(assertion, record, what)
+            answered = verify_assertion(assertion, record, what)
         rwhat = what + ".receipt"
         receipt, _ = verify_signed(d["receipt"], "countersign/v2/receipt", gw, rwhat)
+        # The challenge the assertion answered, signed by the gateway for this request and
+        # approver (protocol.md 3.24); receipts from before signed challenges name none.
+        named = receipt.get("challenge_digest")
+        cwhat = what + ".challenge"
+        if assertion is None and (named is not None or d["challenge"] is not None):
+            raise Failed(cwhat, "a decision without an assertion answered no challenge")
+        if (named is None) != (d["challenge"] is None):
+            raise Failed(cwhat, "the receipt and the bundle disagree about the challenge")
+        if named is not None:
+            challenge, challenge_digest = verify_signed(d["challenge"], "countersign/v2/challenge", gw, cwhat)
+            if (challenge["gateway"], challenge["request_id"], challenge["request_digest"],
+                    challenge["approver"]) != (fingerprint, request["id"], request_digest, body["approver"]):
+                raise Failed(cwhat, "it was not issued by this gateway for this request and approver")
+            if challenge_digest != named:
+                raise Failed(cwhat, "the receipt names another challenge")
+            expected = base64.urlsafe_b64encode(bytes.fromhex(challenge_digest)).rstrip(b"=").decode()
+            if answered != expected:
+                raise Failed(cwhat, "the assertion answers another WebAuthn challenge")
         if receipt["decision_id"] != body["decision_id"] or receipt["decision_digest"] != decision_digest:
             raise Failed(rwhat, "it accepts another decision")
         if receipt["request_id"] != request["id"] or receipt["request_digest"] != request_digest:

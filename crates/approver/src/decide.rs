@@ -69,6 +69,15 @@ impl Engine {
                 "the gateway issued a challenge for another request".into(),
             ));
         }
+        countersign_protocol::challenge::check_bound(
+            &issued.signed_challenge,
+            &gw.gateway_key,
+            item.id(),
+            &item.digest,
+            &gw.approver,
+            &issued.challenge,
+        )
+        .map_err(EngineError::BadGatewayResponse)?;
         Ok(issued.challenge)
     }
 

@@ -172,8 +172,19 @@ impl Engine {
         let mut arrived: Option<(String, String)> = None;
         let mut resolved: Option<(String, RequestState)> = None;
         let outcome = match event {
-            StreamEvent::Request { request, challenge } => {
-                let outcome = ingest_request(&tx, &gw, event_id, now, &request, &challenge)?;
+            StreamEvent::Request {
+                request,
+                challenge,
+                signed_challenge,
+            } => {
+                let outcome = ingest_request(
+                    &tx,
+                    &gw,
+                    event_id,
+                    now,
+                    &request,
+                    (&challenge, signed_challenge.as_deref()),
+                )?;
                 match &outcome {
                     IngestOutcome::Accepted => {
                         arrived = Some((gw.fingerprint.clone(), request.body.id.clone()));
@@ -341,7 +352,10 @@ fn ingest_request(
     event_id: Option<u64>,
     now: i64,
     request: &Signed<ApprovalRequest>,
-    challenge: &serde_json::Value,
+    (challenge, signed_challenge): (
+        &serde_json::Value,
+        Option<&Signed<countersign_protocol::challenge::Challenge>>,
+    ),
 ) -> Result<IngestOutcome, EngineError> {
     let digest = request.digest()?;
     let id = request.body.id.as_str();
@@ -375,6 +389,34 @@ fn ingest_request(
         return reject(RejectReason::Malformed {
             error: "the passkey challenge is not a WebAuthn RequestChallengeResponse".into(),
         });
+    }
+    // A challenge is bound to this request and approver by the gateway's signature
+    // (docs/protocol.md 3.24): the passkey will sign its digest.
+    match (challenge.is_null(), signed_challenge) {
+        (true, None) => {}
+        (false, Some(signed)) => {
+            let bound = countersign_protocol::challenge::check_bound(
+                signed,
+                &gw.gateway_key,
+                &request.body.id,
+                &digest,
+                &gw.approver,
+                challenge,
+            );
+            if let Err(error) = bound {
+                return reject(RejectReason::Malformed { error });
+            }
+        }
+        (false, None) => {
+            return reject(RejectReason::Malformed {
+                error: "the passkey challenge is not signed by the gateway".into(),
+            })
+        }
+        (true, Some(_)) => {
+            return reject(RejectReason::Malformed {
+                error: "a signed challenge came without its WebAuthn options".into(),
+            })
+        }
     }
     inbox::insert(db, &gw.fingerprint, request, &digest, challenge, now)?;
     let b = &request.body;

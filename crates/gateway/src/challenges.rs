@@ -11,7 +11,7 @@ use countersign_protocol::{ApprovalRequest, Signed, PROTOCOL_VERSION};
 use serde_json::json;
 
 use crate::devices::Device;
-use crate::error::{json_text, ApiError};
+use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::passkeys::passkeys_of;
 use crate::routing::eligibility;
@@ -74,23 +74,39 @@ pub fn issue(gw: &Gateway, device: &Device, body: &[u8]) -> Result<IssuedChallen
             }
         };
         let passkeys = passkeys_of(tx, approver)?;
-        let (rcr, state) = gw
+        let started = gw
             .webauthn
             .start_passkey_authentication(&passkeys)
             .map_err(|e| ApiError::internal("start passkey authentication", e))?;
-        tx.reissue_challenge(id, approver, &json_text(&state)?)?;
+        let bound = crate::bind::bind(
+            gw,
+            tx,
+            &crate::bind::For {
+                request_id: id,
+                request_digest: asked.request_digest,
+                approver,
+                expires_at: gate.expires_at,
+            },
+            started,
+        )?;
+        tx.reissue_challenge(id, approver, &bound.state)?;
         tx.audit_append(
             now,
             "challenge.issued",
             Some(id),
-            json!({"approver": approver, "device_id": device.id, "purpose": purpose}),
+            json!({
+                "approver": approver,
+                "device_id": device.id,
+                "purpose": purpose,
+                "challenge_digest": bound.digest,
+            }),
         )?;
         Ok(IssuedChallenge {
             v: PROTOCOL_VERSION,
             request_id: id.to_owned(),
             request_digest: asked.request_digest,
-            challenge: serde_json::to_value(&rcr)
-                .map_err(|e| ApiError::internal("challenge", e))?,
+            challenge: bound.options,
+            signed_challenge: bound.signed,
         })
     })
 }

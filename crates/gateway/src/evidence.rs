@@ -57,7 +57,23 @@ pub fn bundle(gw: &Gateway, id: &str) -> Result<Evidence, ApiError> {
                     passkeys.push(passkey_evidence(gw, tx, &decision.body.approver, &cred_id)?);
                 }
             }
-            decisions.push(DecisionEvidence { decision, receipt });
+            let challenge = match &receipt.body.challenge_digest {
+                Some(d) => {
+                    let text = tx.issued_challenge(&d.to_hex())?.ok_or_else(|| {
+                        ApiError::internal("evidence", format!("challenge {d} is not stored"))
+                    })?;
+                    Some(
+                        serde_json::from_str(&text)
+                            .map_err(|e| ApiError::internal("stored challenge", e))?,
+                    )
+                }
+                None => None,
+            };
+            decisions.push(DecisionEvidence {
+                decision,
+                receipt,
+                challenge,
+            });
         }
         let entries = tx.audit_text_of_request(id)?;
         Ok((request, status, decisions, devices, passkeys, entries))

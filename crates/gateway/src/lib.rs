@@ -31,6 +31,7 @@ pub mod acks;
 pub mod admin;
 pub mod approvals;
 pub mod attestation;
+mod bind;
 pub mod ceremony;
 pub mod challenges;
 pub mod checkpoints;

@@ -272,11 +272,22 @@ fn create_in(
         pushed = without_challenge(gw, tx, &signed, &routed.addressees)?;
     }
     for (a, rcr, state) in challenges {
-        tx.insert_challenge(&body.id, &a, &json_text(&state)?)?;
+        let bound = crate::bind::bind(
+            gw,
+            tx,
+            &crate::bind::For {
+                request_id: &body.id,
+                request_digest: digest,
+                approver: &a,
+                expires_at: body.expires_at,
+            },
+            (rcr, state),
+        )?;
+        tx.insert_challenge(&body.id, &a, &bound.state)?;
         let event = StreamEvent::Request {
             request: Box::new(signed.clone()),
-            challenge: serde_json::to_value(&rcr)
-                .map_err(|e| ApiError::internal("challenge", e))?,
+            challenge: bound.options,
+            signed_challenge: Some(Box::new(bound.signed)),
         };
         pushed.extend(crate::envelope::enqueue(
             gw,
@@ -372,6 +383,7 @@ fn without_challenge(
     let event = StreamEvent::Request {
         request: Box::new(signed.clone()),
         challenge: serde_json::Value::Null,
+        signed_challenge: None,
     };
     let mut pushed = Vec::new();
     for a in addressees {

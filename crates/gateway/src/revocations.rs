@@ -125,6 +125,7 @@ pub(crate) fn apply(
                     approvals: s.approvals,
                     min_approvals: s.min_approvals,
                     stages: s.stages.clone(),
+                    challenge_digest: crate::bind::answered(d.assertion.as_ref()),
                 },
             )?;
             tx.insert_revocation(&NewRevocation {

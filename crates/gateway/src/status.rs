@@ -213,6 +213,7 @@ pub(crate) fn outcome(
             approvals: status.approvals,
             min_approvals: status.min_approvals,
             stages: status.stages.clone(),
+            challenge_digest: crate::bind::answered(d.assertion.as_ref()),
         },
     )?;
     Ok(Outcome {

@@ -136,6 +136,8 @@ pub fn receipt(d: &Decision, decision_digest: Digest) -> Receipt {
                 satisfied: false,
             },
         ],
+        // A placeholder assertion answers no signed challenge (protocol.md 3.24).
+        challenge_digest: None,
     }
 }
 

@@ -108,13 +108,15 @@ pub struct IssuedChallenge {
     pub request_id: String,
     pub request_digest: Digest,
     pub challenge: serde_json::Value,
+    /// The gateway-signed Challenge whose digest is `challenge`'s WebAuthn challenge.
+    pub signed_challenge: Signed<crate::challenge::Challenge>,
 }
 
 impl Decode for IssuedChallenge {
     fn validate(&self) -> Result<(), ProtocolError> {
         check_version(self.v)?;
         check_ident("request_id", &self.request_id, limits::ID)?;
-        Ok(())
+        self.signed_challenge.body.validate()
     }
 }
 

@@ -27,6 +27,8 @@ pub mod domain {
     pub const PASSKEYS: &str = "countersign/v2/passkeys";
     /// A passkey's record in an evidence bundle (docs/protocol.md 9.7).
     pub const PASSKEY_RECORD: &str = "countersign/v2/passkey-record";
+    /// A WebAuthn challenge bound to one request and approver (docs/protocol.md 3.24).
+    pub const CHALLENGE: &str = "countersign/v2/challenge";
     /// The gateway's statement that it holds a device's audit checkpoint (docs/protocol.md 9.4).
     pub const CHECKPOINT_ACK: &str = "countersign/v2/checkpoint-ack";
     /// The audit log format keeps its own version ([`crate::AUDIT_VERSION`]).

@@ -22,6 +22,10 @@ pub enum StreamEvent {
         /// WebAuthn `RequestChallengeResponse` JSON for this request and approver; `null` for
         /// a request that takes no decision (break-glass, told after the fact).
         challenge: serde_json::Value,
+        /// The gateway-signed Challenge whose digest is `challenge`'s WebAuthn challenge;
+        /// absent exactly when `challenge` is `null`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signed_challenge: Option<Box<Signed<crate::challenge::Challenge>>>,
     },
     /// A change of state of a request this approver was asked about.
     Status { status: Box<Signed<StatusUpdate>> },
@@ -53,7 +57,16 @@ impl StreamEvent {
 impl Decode for StreamEvent {
     fn validate(&self) -> Result<(), ProtocolError> {
         match self {
-            StreamEvent::Request { request, .. } => request.validate(),
+            StreamEvent::Request {
+                request,
+                signed_challenge,
+                ..
+            } => {
+                if let Some(c) = signed_challenge {
+                    c.body.validate()?;
+                }
+                request.validate()
+            }
             StreamEvent::Status { status } => status.validate(),
             StreamEvent::Membership { membership } => membership.validate(),
             StreamEvent::Checkpoint { checkpoint } => {

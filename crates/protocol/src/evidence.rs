@@ -70,6 +70,10 @@ impl crate::types::Decode for Evidence {
 pub struct DecisionEvidence {
     pub decision: Signed<Decision>,
     pub receipt: Signed<Receipt>,
+    /// The gateway-signed Challenge the decision's assertion answered, whose digest the
+    /// receipt names; null for a decision without an assertion, and for one accepted before
+    /// challenges were signed.
+    pub challenge: Option<Signed<crate::challenge::Challenge>>,
 }
 
 /// The gateway's audit entries of the request, proven in its log.
@@ -123,6 +127,9 @@ pub struct Verified {
     pub entries: usize,
     /// The devices whose cosignature of the checkpoint verified.
     pub witnessed_by: Vec<String>,
+    /// How many assertions answered a gateway-signed Challenge naming the request and the
+    /// approver (the others were accepted before challenges were signed).
+    pub bound_challenges: usize,
 }
 
 /// Checks a bundle offline. `expected_gateway` is the gateway fingerprint learnt out of band;
@@ -201,6 +208,7 @@ pub fn verify(e: &Evidence, expected_gateway: Option<&str>) -> Result<Verified, 
     // The decisions and their receipts.
     let mut decisions = Vec::new();
     let mut decision_digests = Vec::new();
+    let mut bound = 0;
     for (i, d) in e.decisions.iter().enumerate() {
         let what = format!("decisions[{i}]");
         let body = &d.decision.body;
@@ -260,12 +268,62 @@ pub fn verify(e: &Evidence, expected_gateway: Option<&str>) -> Result<Verified, 
                         "the passkey of its assertion has no record in the bundle",
                     )
                 })?;
-            verify_assertion(assertion, record).map_err(|err| {
+            let answered = verify_assertion(assertion, record).map_err(|err| {
                 fail(
                     &what,
                     format!("the WebAuthn assertion does not verify: {err}"),
                 )
             })?;
+            match (&d.challenge, &d.receipt.body.challenge_digest) {
+                (Some(c), Some(named)) => {
+                    let cwhat = format!("{what}.challenge");
+                    let cd = c.verify_and_digest(gw).map_err(|err| {
+                        fail(
+                            &cwhat,
+                            format!("the gateway signature does not verify ({err})"),
+                        )
+                    })?;
+                    let b = &c.body;
+                    if b.gateway != fingerprint
+                        || b.request_id != request.id
+                        || b.request_digest != digest
+                        || b.approver != body.approver
+                    {
+                        return Err(fail(
+                            &cwhat,
+                            "it was not issued by this gateway for this request and approver",
+                        ));
+                    }
+                    if !cd.ct_eq(named) {
+                        return Err(fail(&cwhat, "the receipt names another challenge"));
+                    }
+                    if answered != crate::challenge::webauthn_challenge(&cd) {
+                        return Err(fail(
+                            &cwhat,
+                            "the assertion answers another WebAuthn challenge",
+                        ));
+                    }
+                    bound += 1;
+                }
+                (None, None) => {}
+                (None, Some(_)) => {
+                    return Err(fail(
+                        format!("{what}.challenge"),
+                        "the receipt names a challenge the bundle does not carry",
+                    ))
+                }
+                (Some(_), None) => {
+                    return Err(fail(
+                        format!("{what}.receipt"),
+                        "it names no challenge, but the bundle carries one",
+                    ))
+                }
+            }
+        } else if d.challenge.is_some() || d.receipt.body.challenge_digest.is_some() {
+            return Err(fail(
+                format!("{what}.challenge"),
+                "a decision without an assertion answered no challenge",
+            ));
         }
         let receipt_what = format!("{what}.receipt");
         d.receipt.verify(gw).map_err(|err| {
@@ -370,6 +428,7 @@ pub fn verify(e: &Evidence, expected_gateway: Option<&str>) -> Result<Verified, 
         log_size: cp.size,
         entries: e.log.entries.len(),
         witnessed_by,
+        bound_challenges: bound,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod api;
 pub mod approver_export;
 pub mod audit;
 pub mod canonical;
+pub mod challenge;
 pub mod crypto;
 pub mod deeplink;
 pub mod error;

@@ -287,6 +287,11 @@ pub struct Receipt {
     /// The stage progress at `status_seq`, as in that status. Omitted for the list form.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<StageProgress>,
+    /// The digest of the gateway-signed Challenge the decision's assertion answered (its
+    /// WebAuthn challenge bytes); absent for a decision without an assertion, and in receipts
+    /// signed before challenges were signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge_digest: Option<Digest>,
 }
 
 impl SignedBody for Receipt {
@@ -545,6 +550,7 @@ mod tests {
         let valid = serde_json::to_vec(&StreamEvent::Request {
             request: Box::new(Signed::sign(&k, sample_request()).unwrap()),
             challenge: serde_json::json!({"publicKey": {"challenge": "abc"}}),
+            signed_challenge: None,
         })
         .unwrap();
         for i in 0..20_000 {

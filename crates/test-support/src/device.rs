@@ -156,7 +156,9 @@ impl Device {
             assert!(*id > self.last_event, "event {id} delivered twice");
             self.last_event = *id;
             match e {
-                StreamEvent::Request { request, challenge } => {
+                StreamEvent::Request {
+                    request, challenge, ..
+                } => {
                     request.verify(&gw.gateway_key()).unwrap();
                     self.requests.insert(
                         request.body.id.clone(),

@@ -194,6 +194,7 @@ async fn serve(mut sock: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
                     approvals: 0,
                     min_approvals: 1,
                     stages: vec![],
+                    challenge_digest: None,
                 };
                 let key = st.key.as_ref().unwrap();
                 (

@@ -145,12 +145,40 @@ impl Rig {
             .rp
             .start_passkey_authentication(std::slice::from_ref(&self.passkey))
             .unwrap();
+        // Bound to the request and approver, as the gateway binds it (protocol.md 3.24).
+        let signed = Signed::sign(
+            &self.gw_key,
+            countersign_protocol::challenge::Challenge {
+                v: PROTOCOL_VERSION,
+                gateway: self.fp.clone(),
+                request_id: request.body.id.clone(),
+                request_digest: request.digest().unwrap(),
+                approver: APPROVER.into(),
+                nonce: "A".repeat(43),
+                rp_id: "localhost".into(),
+                origin: ORIGIN.into(),
+                allow_credentials: vec!["AAAA".into()],
+                user_verification: "required".into(),
+                issued_at: T0,
+                expires_at: request.body.expires_at,
+            },
+        )
+        .unwrap();
+        let mut options = serde_json::to_value(rcr).unwrap();
+        let mut state = serde_json::to_value(state).unwrap();
+        countersign_protocol::challenge::bind_json(
+            &mut options,
+            &mut state,
+            &signed.digest().unwrap(),
+        )
+        .unwrap();
         (
             StreamEvent::Request {
                 request: Box::new(request),
-                challenge: serde_json::to_value(rcr).unwrap(),
+                challenge: options,
+                signed_challenge: Some(Box::new(signed)),
             },
-            state,
+            serde_json::from_value(state).unwrap(),
         )
     }
 
@@ -632,6 +660,77 @@ fn assertion_is_bound_to_its_own_request_challenge() {
     assert_eq!(d.body.request_id, "req-b");
     assert_eq!(d.body.gateway, rig.fp);
     assert_eq!(d.body.device_id, "dev-1");
+}
+
+type ChallengeMutation = dyn Fn(
+    &mut serde_json::Value,
+    &mut Option<Box<Signed<countersign_protocol::challenge::Challenge>>>,
+);
+
+/// A request's challenge must be one the gateway signed for this request and this approver,
+/// whose digest is the WebAuthn challenge the passkey will sign; otherwise the request is
+/// refused before it reaches the inbox.
+#[test]
+fn a_request_whose_challenge_is_not_bound_to_it_is_refused() {
+    let rig = Rig::new();
+    let unbound = |mutate: &ChallengeMutation| {
+        let (ev, _) = rig.event(rig.body(&format!("req-{}", rig.next_id.load(Ordering::SeqCst))));
+        let StreamEvent::Request {
+            request,
+            mut challenge,
+            mut signed_challenge,
+        } = ev
+        else {
+            unreachable!()
+        };
+        mutate(&mut challenge, &mut signed_challenge);
+        let out = rig
+            .engine
+            .ingest(
+                &rig.fp,
+                &rig.sealed_next(StreamEvent::Request {
+                    request,
+                    challenge,
+                    signed_challenge,
+                }),
+            )
+            .unwrap();
+        match out {
+            IngestOutcome::Rejected { reason } => reason.message(),
+            other => panic!("accepted: {other:?}"),
+        }
+    };
+    // Unsigned.
+    let why = unbound(&|_, s| *s = None);
+    assert!(why.contains("not signed by the gateway"), "{why}");
+    // Signed for another approver.
+    let why = unbound(&|_, s| {
+        let mut body = s.take().unwrap().body;
+        body.approver = "bob@example.com".into();
+        *s = Some(Box::new(Signed::sign(&rig.gw_key, body).unwrap()));
+    });
+    assert!(
+        why.contains("another gateway, request or approver"),
+        "{why}"
+    );
+    // Signed by another key.
+    let why = unbound(&|_, s| {
+        let body = s.take().unwrap().body;
+        *s = Some(Box::new(Signed::sign(&KeyPair::generate(), body).unwrap()));
+    });
+    assert!(
+        why.contains("not signed by the pinned gateway key"),
+        "{why}"
+    );
+    // A WebAuthn challenge other than the signed one's digest.
+    let why = unbound(&|c, _| c["publicKey"]["challenge"] = "AAAA".into());
+    assert!(why.contains("not the signed challenge's digest"), "{why}");
+    // The bound one is accepted.
+    let (ev, _) = rig.event(rig.body("req-bound"));
+    assert_eq!(
+        rig.engine.ingest(&rig.fp, &rig.sealed_next(ev)).unwrap(),
+        IngestOutcome::Accepted
+    );
 }
 
 #[test]

@@ -63,6 +63,20 @@ pub trait ChallengeRows {
         approver: &str,
         now: i64,
     ) -> Result<bool, StoreError>;
+
+    /// Keeps a gateway-signed Challenge under its digest (hex), for evidence bundles: every
+    /// one issued, used or replaced.
+    fn insert_issued_challenge(
+        &self,
+        digest: &str,
+        request_id: &str,
+        approver: &str,
+        signed: &str,
+        at: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The gateway-signed Challenge with this digest (hex), as stored.
+    fn issued_challenge(&self, digest: &str) -> Result<Option<String>, StoreError>;
 }
 
 impl ChallengeRows for SqliteTx<'_> {
@@ -142,6 +156,30 @@ impl ChallengeRows for SqliteTx<'_> {
                 |r| r.get::<_, i64>(0),
             )?
             .is_some())
+    }
+
+    fn insert_issued_challenge(
+        &self,
+        digest: &str,
+        request_id: &str,
+        approver: &str,
+        signed: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO issued_challenges(digest, request_id, approver, signed, issued_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![digest, request_id, approver, signed, at],
+        )?;
+        Ok(())
+    }
+
+    fn issued_challenge(&self, digest: &str) -> Result<Option<String>, StoreError> {
+        self.row(
+            "SELECT signed FROM issued_challenges WHERE digest = ?1",
+            params![digest],
+            |r| r.get(0),
+        )
     }
 
     fn consume_challenge(

@@ -227,9 +227,33 @@ async fn a_one_byte_change_to_any_signed_field_key_or_proof_fails_naming_the_par
     let id = decided(&h, &mut alice, "alice@example.com", Verdict::Approve).await;
     let b = bundle_of(&h, &id).await;
     let fp = fingerprint(&h);
-    evidence::verify(&b, Some(&fp)).unwrap();
+    let verified = evidence::verify(&b, Some(&fp)).unwrap();
+    // The assertion answered a challenge the gateway signed for this request and approver.
+    assert_eq!(verified.bound_challenges, 1);
+    let challenge = b.decisions[0].challenge.as_ref().unwrap();
+    assert_eq!(challenge.body.approver, "alice@example.com");
+    assert_eq!(challenge.body.request_digest, b.request.digest().unwrap());
+    assert_eq!(
+        b.decisions[0].receipt.body.challenge_digest,
+        Some(challenge.digest().unwrap())
+    );
     let v = serde_json::to_value(&b).unwrap();
-    let cases: [(&str, usize, &str); 18] = [
+    let cases: [(&str, usize, &str); 21] = [
+        (
+            "/decisions/0/challenge/body/approver",
+            0,
+            "decisions[0].challenge",
+        ),
+        (
+            "/decisions/0/challenge/body/nonce",
+            5,
+            "decisions[0].challenge",
+        ),
+        (
+            "/decisions/0/challenge/signature",
+            5,
+            "decisions[0].challenge",
+        ),
         ("/passkeys/0/record/body/public_key", 20, "passkeys[0]"),
         ("/passkeys/0/record/signature", 9, "passkeys[0]"),
         ("/request/body/summary", 0, "request"),
@@ -278,6 +302,21 @@ async fn a_one_byte_change_to_any_signed_field_key_or_proof_fails_naming_the_par
         checked >= 13,
         "{checked} of 16 changes reached the verifier"
     );
+    // Another challenge of the gateway's, validly signed for this request and approver, in
+    // place of the one answered: the receipt names the other.
+    let mut other = b.clone();
+    let mut body = challenge.body.clone();
+    body.nonce = "B".repeat(43);
+    other.decisions[0].challenge =
+        Some(countersign_protocol::Signed::sign(&h.gw().key, body).unwrap());
+    let err = evidence::verify(&other, Some(&fp)).unwrap_err();
+    assert_eq!(err.what, "decisions[0].challenge", "{err}");
+    assert!(err.problem.contains("another challenge"), "{err}");
+    // Dropped from the bundle: named.
+    let mut dropped = b.clone();
+    dropped.decisions[0].challenge = None;
+    let err = evidence::verify(&dropped, Some(&fp)).unwrap_err();
+    assert_eq!(err.what, "decisions[0].challenge", "{err}");
     // A bundle with an entry dropped still verifies what it holds only if the creation and
     // each acceptance are there: dropping the acceptance is caught.
     let mut cut = b.clone();

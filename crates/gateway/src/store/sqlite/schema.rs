@@ -326,8 +326,17 @@ CREATE INDEX audit_request ON audit(json_extract(entry, '$.request_id'));
 "#;
 
 /// Version 13: the devices' cosignatures of the log's checkpoints (one line per checkpoint and
-/// device, as the checkpoint note carries it in evidence bundles).
+/// device, as the checkpoint note carries it in evidence bundles), and every gateway-signed
+/// WebAuthn Challenge issued, under its digest (kept after it is used or replaced, for
+/// evidence bundles).
 const SCHEMA_V13: &str = r#"
+CREATE TABLE issued_challenges(
+    digest TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    approver TEXT NOT NULL,
+    signed TEXT NOT NULL,
+    issued_at INTEGER NOT NULL
+);
 CREATE TABLE log_cosignatures(
     size INTEGER NOT NULL,
     device TEXT NOT NULL,

@@ -76,6 +76,7 @@ fn receipt() -> Signed<Receipt> {
         approvals: 1,
         min_approvals: 1,
         stages: vec![],
+        challenge_digest: None,
     };
     Signed::sign(&key(), body).unwrap()
 }
