@@ -662,10 +662,8 @@ fn assertion_is_bound_to_its_own_request_challenge() {
     assert_eq!(d.body.device_id, "dev-1");
 }
 
-type ChallengeMutation = dyn Fn(
-    &mut serde_json::Value,
-    &mut Option<Box<Signed<countersign_protocol::challenge::Challenge>>>,
-);
+type ChallengeMutation<'a> = dyn Fn(&mut serde_json::Value, &mut Option<Box<Signed<countersign_protocol::challenge::Challenge>>>)
+    + 'a;
 
 /// A request's challenge must be one the gateway signed for this request and this approver,
 /// whose digest is the WebAuthn challenge the passkey will sign; otherwise the request is
@@ -673,7 +671,7 @@ type ChallengeMutation = dyn Fn(
 #[test]
 fn a_request_whose_challenge_is_not_bound_to_it_is_refused() {
     let rig = Rig::new();
-    let unbound = |mutate: &ChallengeMutation| {
+    let unbound = |mutate: &ChallengeMutation<'_>| {
         let (ev, _) = rig.event(rig.body(&format!("req-{}", rig.next_id.load(Ordering::SeqCst))));
         let StreamEvent::Request {
             request,
