@@ -337,7 +337,9 @@ def verify_evidence(e, fingerprint):
         proof = [b64std(h, what) for h in p["proof"]]
         check_inclusion(p["index"], size, leaf_hash(entry), proof, root, what)
         detail = entry.get("detail") or {}
-        if entry["kind"] == "request.created" and detail.get("digest") == request_digest:
+        # `request_digest` (entries written before the name was unified: `digest`)
+        if entry["kind"] == "request.created" and request_digest in (
+                detail.get("request_digest"), detail.get("digest")):
             created = True
         if entry["kind"] in ("decision.accepted", "request.revoked"):
             accepted.add(detail.get("decision_digest"))

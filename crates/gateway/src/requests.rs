@@ -310,7 +310,7 @@ fn create_in(
             "policy_hash": routed.policy.policy_hash,
             "mode": body.mode,
             "challenges": if prechallenged { "pre-issued" } else { "on demand" },
-            "digest": digest,
+            "request_digest": digest,
         }),
     )?;
     if body.mode == Mode::Auto {
@@ -324,7 +324,7 @@ fn create_in(
                 "policy_hash": routed.policy.policy_hash,
                 "risk": body.risk,
                 "ceiling": gw.config.auto_approve_max_risk.as_str(),
-                "digest": digest,
+                "request_digest": digest,
             }),
         )?;
     }

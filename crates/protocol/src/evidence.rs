@@ -396,7 +396,10 @@ pub fn verify(e: &Evidence, expected_gateway: Option<&str>) -> Result<Verified, 
         let names = |field: &str, d: &Digest| {
             detail.get(field).and_then(|v| v.as_str()) == Some(d.to_hex().as_str())
         };
-        if p.entry.kind == "request.created" && names("digest", &digest) {
+        // `request_digest`; entries written before the name was unified say `digest`.
+        if p.entry.kind == "request.created"
+            && (names("request_digest", &digest) || names("digest", &digest))
+        {
             created = true;
         }
         if p.entry.kind == "decision.accepted" || p.entry.kind == "request.revoked" {
