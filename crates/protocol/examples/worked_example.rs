@@ -11,9 +11,12 @@
 use std::error::Error;
 use std::fmt::Write as _;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use countersign_protocol::api::ErrorCode;
 use countersign_protocol::audit::{AuditEntry, GENESIS};
 use countersign_protocol::canonical::{domain, signing_message, to_canonical_bytes};
+use countersign_protocol::challenge::Challenge;
 use countersign_protocol::{
     ApprovalRequest, Audience, Decision, Digest, Event, KeyPair, Mode, PasskeyInfo, PasskeyList,
     PasskeyRemove, PolicyRef, Receipt, Refusal, RequestState, Risk, Signed, Stage, StageProgress,
@@ -105,6 +108,28 @@ pub fn decision(
                 "extensions":{}}"#,
         )?),
     })
+}
+
+/// When the device co-signs the example checkpoint.
+pub const COSIGNED_AT: u64 = 1_767_225_670;
+
+/// The challenge the gateway issues alice for the request (3.24): its nonce is 32 bytes of
+/// `0x03`, and alice has one passkey.
+pub fn challenge(gateway_fingerprint: &str, request_digest: Digest) -> Challenge {
+    Challenge {
+        v: PROTOCOL_VERSION,
+        gateway: gateway_fingerprint.into(),
+        request_id: "7d0f3c2a-5b1e-4c8a-9f3d-2e6b8a1c4d59".into(),
+        request_digest,
+        approver: "alice@example.com".into(),
+        nonce: URL_SAFE_NO_PAD.encode([3u8; 32]),
+        rp_id: "gateway.example.com".into(),
+        origin: "https://gateway.example.com".into(),
+        allow_credentials: vec![PASSKEY_B.into()],
+        user_verification: "required".into(),
+        issued_at: T0,
+        expires_at: T0 + 600,
+    }
 }
 
 /// The gateway's receipt for [`decision`]: one of two approvals, so the request stays pending.
@@ -297,6 +322,20 @@ pub fn render() -> Result<String, Box<dyn Error>> {
     kv(&mut out, "request.wire", serde_json::to_string(&req)?)?;
 
     writeln!(out)?;
+    writeln!(
+        out,
+        "# Challenge for alice on that request, signed by the gateway key (3.24)"
+    )?;
+    let ch = Signed::sign(&gateway, challenge(&gw_fp, request_digest))?;
+    let challenge_digest = message(&mut out, "challenge", domain::CHALLENGE, &ch.body)?;
+    kv(&mut out, "challenge.signature", ch.signature.to_base64())?;
+    kv(
+        &mut out,
+        "challenge.webauthn",
+        countersign_protocol::challenge::webauthn_challenge(&challenge_digest),
+    )?;
+
+    writeln!(out)?;
     writeln!(out, "# Decision, signed by the device key")?;
     let dec = Signed::sign(&device, decision(&gw_fp, request_digest)?)?;
     let decision_digest = message(&mut out, "decision", domain::DECISION, &dec.body)?;
@@ -410,6 +449,25 @@ pub fn render() -> Result<String, Box<dyn Error>> {
     writeln!(out, "# Audit entry 1 (prev = genesis)")?;
     let entry = audit_entry(&gw_fp, request_digest);
     message(&mut out, "audit", domain::AUDIT_ENTRY, &entry)?;
+
+    writeln!(out)?;
+    writeln!(
+        out,
+        "# Log checkpoint of the tree of that one entry, and the device's cosignature (9.6, 9.8)"
+    )?;
+    let leaf = countersign_protocol::log::leaf_hash(&entry)?;
+    kv(&mut out, "log.leaf_hash", hex::encode(leaf.0))?;
+    let note = countersign_protocol::log::sign_checkpoint(&gateway, 1, &leaf);
+    kv(&mut out, "log.checkpoint", note.escape_debug())?;
+    let cp = countersign_protocol::log::verify_checkpoint(&note, &gateway.public())?;
+    let cosig = countersign_protocol::log::cosign(
+        &device,
+        "9b2d4f6a-1c3e-4a5b-8d7f-0e1c2b3a4d5e",
+        &cp,
+        COSIGNED_AT,
+    );
+    let line = cosig.verify(&cp, &device.public())?;
+    kv(&mut out, "log.cosignature_line", line)?;
     Ok(out)
 }
 

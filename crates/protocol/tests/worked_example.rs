@@ -266,3 +266,79 @@ fn passkey_removal_and_the_signed_list() {
     // The removed passkey is no longer listed.
     assert!(list.passkeys.iter().all(|p| p.cred_id != remove.cred_id));
 }
+
+#[test]
+fn challenge_names_the_request_and_its_digest_is_the_webauthn_challenge() {
+    let msg = check_message("challenge", domain::CHALLENGE);
+    check_signature(
+        example::GATEWAY_SEED,
+        &msg,
+        doc_value("challenge.signature"),
+    );
+    let body: serde_json::Value = serde_json::from_str(doc_value("challenge.jcs")).unwrap();
+    assert_eq!(body["request_digest"], doc_value("request.sha256"));
+    assert_eq!(body["approver"], "alice@example.com");
+    assert_eq!(
+        doc_value("challenge.webauthn"),
+        URL_SAFE_NO_PAD.encode(Sha256::digest(&msg))
+    );
+}
+
+#[test]
+fn log_checkpoint_and_cosignature_verify_from_the_raw_primitives() {
+    use base64::engine::general_purpose::STANDARD;
+    let audit = check_message("audit", domain::AUDIT_ENTRY);
+    let mut leaf_input = vec![0u8];
+    leaf_input.extend_from_slice(&audit);
+    let leaf = Sha256::digest(&leaf_input);
+    assert_eq!(doc_value("log.leaf_hash"), hex::encode(leaf));
+
+    let note = doc_value("log.checkpoint").replace("\\n", "\n");
+    let (text, sigs) = note.split_once("\n\n").unwrap();
+    let text = format!("{text}\n");
+    let gw_fp = doc_value("gateway.fingerprint");
+    let name = format!("countersign/log/{gw_fp}");
+    assert_eq!(
+        text,
+        format!("{name}\n1\n{}\n", STANDARD.encode(leaf)),
+        "a one-leaf tree's root is its leaf hash"
+    );
+    let gw = SigningKey::from_bytes(&example::GATEWAY_SEED).verifying_key();
+    let key_id = |name: &str, alg: u8, key: &[u8; 32]| {
+        let mut m = format!("{name}\n").into_bytes();
+        m.push(alg);
+        m.extend_from_slice(key);
+        Sha256::digest(&m)[..4].to_vec()
+    };
+    let sig = STANDARD
+        .decode(
+            sigs.trim_end()
+                .strip_prefix(&format!("\u{2014} {name} "))
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(sig[..4], key_id(&name, 0x01, &gw.to_bytes())[..]);
+    gw.verify_strict(
+        text.as_bytes(),
+        &ed25519_dalek::Signature::from_slice(&sig[4..]).unwrap(),
+    )
+    .unwrap();
+
+    let device = SigningKey::from_bytes(&example::DEVICE_SEED).verifying_key();
+    let dname = format!("countersign/device/{}", doc_value("device.fingerprint"));
+    let line = doc_value("log.cosignature_line");
+    let cosig = STANDARD
+        .decode(line.strip_prefix(&format!("\u{2014} {dname} ")).unwrap())
+        .unwrap();
+    assert_eq!(cosig.len(), 76);
+    assert_eq!(cosig[..4], key_id(&dname, 0x04, &device.to_bytes())[..]);
+    let ts = u64::from_be_bytes(cosig[4..12].try_into().unwrap());
+    assert_eq!(ts, example::COSIGNED_AT);
+    let signed = format!("cosignature/v1\ntime {ts}\n{text}");
+    device
+        .verify_strict(
+            signed.as_bytes(),
+            &ed25519_dalek::Signature::from_slice(&cosig[12..]).unwrap(),
+        )
+        .unwrap();
+}
