@@ -112,8 +112,10 @@ impl Engine {
                 }
                 other => other,
             })?;
-        serde_json::to_value(&credential)
-            .map_err(|e| EngineError::Ceremony(format!("cannot encode the assertion: {e}")))
+        let credential = serde_json::to_value(&credential)
+            .map_err(|e| EngineError::Ceremony(format!("cannot encode the assertion: {e}")))?;
+        // On the wire as WebAuthn Level 3's AuthenticationResponseJSON (protocol.md 3.25).
+        Ok(countersign_protocol::webauthn_json::authentication_response(&credential))
     }
 
     /// Builds and signs a decision on `request_id` with a fresh decision id. Makes no local

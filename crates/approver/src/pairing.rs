@@ -94,6 +94,8 @@ impl Engine {
         let credential = authenticator.register(&origin, creation)?;
         let credential = serde_json::to_value(&credential)
             .map_err(|e| EngineError::Ceremony(format!("cannot encode the credential: {e}")))?;
+        // On the wire as WebAuthn Level 3's RegistrationResponseJSON (protocol.md 3.25).
+        let credential = countersign_protocol::webauthn_json::registration_response(&credential);
         let finish = Signed::sign(
             &self.inner.key,
             PairFinish {

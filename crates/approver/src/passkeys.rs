@@ -74,8 +74,13 @@ impl Engine {
                 v: PROTOCOL_VERSION,
                 enrolment_id: enrolment.enrolment_id.clone(),
                 device_id: gw.device_id.clone(),
-                proof: serde_json::to_value(&proof).map_err(encode)?,
-                credential: serde_json::to_value(&credential).map_err(encode)?,
+                // The W3C shapes (protocol.md 3.25).
+                proof: countersign_protocol::webauthn_json::authentication_response(
+                    &serde_json::to_value(&proof).map_err(encode)?,
+                ),
+                credential: countersign_protocol::webauthn_json::registration_response(
+                    &serde_json::to_value(&credential).map_err(encode)?,
+                ),
             },
         )?;
         let list: Signed<PasskeyList> = self

@@ -32,6 +32,7 @@ pub mod sse;
 pub mod stages;
 pub mod types;
 pub mod webauthn;
+pub mod webauthn_json;
 
 pub use api::Acknowledgement;
 pub use api::Refusal;

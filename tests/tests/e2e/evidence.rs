@@ -123,6 +123,29 @@ fn bundles_from_the_real_binaries_verify_in_rust_and_in_python() {
         let bundle: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         key = bundle["gateway_key"].as_str().unwrap().to_owned();
+        if n == 0 {
+            // The device sent its assertion as WebAuthn Level 3's AuthenticationResponseJSON
+            // (protocol.md 3.25), and the passkey's registration as RegistrationResponseJSON.
+            let a = &bundle["decisions"][0]["decision"]["body"]["assertion"];
+            let mut members: Vec<&str> =
+                a.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+            members.sort_unstable();
+            assert_eq!(
+                members,
+                [
+                    "authenticatorAttachment",
+                    "clientExtensionResults",
+                    "id",
+                    "rawId",
+                    "response",
+                    "type"
+                ],
+                "{a}"
+            );
+            let r = &bundle["passkeys"][0]["registration"]["response"];
+            assert_eq!(r["publicKeyAlgorithm"], -7, "{r}");
+            assert!(r["authenticatorData"].is_string(), "{r}");
+        }
         let out = conformance(&["evidence", file.to_str().unwrap(), &fp], &key);
         assert!(out.status.success(), "{}", said(&out));
         assert!(said(&out).contains(state), "{}", said(&out));
