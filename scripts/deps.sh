@@ -158,10 +158,10 @@ fi
 if ((want_components)); then
     here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
     venv="${CARGO_TARGET_DIR:-$here/target}/conformance-venv"
-    if ! "$venv/bin/python3" -c 'import cryptography, rfc8785, fido2' >/dev/null 2>&1; then
+    if ! "$venv/bin/python3" -c 'import cryptography, rfc8785, fido2, jsonschema' >/dev/null 2>&1; then
         say "installing the conformance test's Python packages into $venv"
         python3 -m venv "$venv"
-        "$venv/bin/pip" install -q --disable-pip-version-check 'cryptography==48.0.0' 'rfc8785==0.1.4' 'fido2==2.2.1'
+        "$venv/bin/pip" install -q --disable-pip-version-check 'cryptography==48.0.0' 'rfc8785==0.1.4' 'fido2==2.2.1' 'jsonschema==4.25.1'
     fi
 fi
 

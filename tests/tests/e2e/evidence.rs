@@ -13,7 +13,7 @@ use countersign_test_support::{bin, countersign, GatewayProcess};
 
 /// The conformance test's Python (scripts/deps.sh --with-lints installs it under the target
 /// directory, beside the binaries' profile directories).
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let target = bin("countersign")
         .parent()
         .unwrap()

@@ -6,6 +6,7 @@
 mod audit;
 mod binaries;
 mod break_glass;
+mod cli_json;
 mod crash;
 mod evidence;
 mod exports;
