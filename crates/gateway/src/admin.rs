@@ -79,7 +79,7 @@ pub fn revoke_device(gw: &Gateway, id: &str) -> Result<Revoked, ApiError> {
             now,
             "device.revoked",
             None,
-            json!({"device_id": id, "approver": device.approver, "by": "administrator"}),
+            json!({"device_id": id, "approver": device.approver, "by": "admin"}),
         )?;
         Ok(Revoked::Device {
             approver: device.approver,
@@ -103,7 +103,7 @@ pub fn revoke_passkey(gw: &Gateway, cred_id: &str) -> Result<Revoked, ApiError> 
             now,
             "passkey.revoked",
             None,
-            json!({"cred_id": cred_id, "approver": approver, "by": "administrator"}),
+            json!({"cred_id": cred_id, "approver": approver, "by": "admin"}),
         )?;
         Ok(Revoked::Passkey { approver })
     })

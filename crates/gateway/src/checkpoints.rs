@@ -133,7 +133,7 @@ pub fn upload(gw: &Gateway, device: &Device, body: &[u8]) -> Result<CheckpointSt
                     "checkpoint.refused",
                     None,
                     json!({
-                        "device": device.id,
+                        "device_id": device.id,
                         "approver": device.approver,
                         "code": e.code.as_str(),
                         "seq": cp.body.seq,

@@ -366,7 +366,7 @@ fn tell_after_the_fact(
             "reason": body.reason,
             "rule": routed.policy.rule,
             "policy_hash": routed.policy.policy_hash,
-            "told": routed.addressees,
+            "approvers": routed.addressees,
         }),
     )?;
     Ok(pushed)

@@ -37,7 +37,7 @@ async fn break_glass_is_approved_at_once_told_after_the_fact_and_acknowledged_on
             .collect();
     assert_eq!(audited.len(), 1);
     assert_eq!(audited[0]["reason"], "settlement stuck, INC-2291");
-    assert_eq!(audited[0]["told"], serde_json::json!([ANN, BOB]));
+    assert_eq!(audited[0]["approvers"], serde_json::json!([ANN, BOB]));
 
     // The DBAs are told: the request without a challenge, then its approved status.
     let events = o.ann.drain(&o.h).await;
