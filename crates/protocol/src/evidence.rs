@@ -52,7 +52,25 @@ pub struct PasskeyEvidence {
     pub registration: Option<serde_json::Value>,
 }
 
+/// The largest bundle read: a request's bundle holds every decision with its assertion, every
+/// passkey's registration and the log entries with their proofs, which for a request of many
+/// approvers is well above the limit of a single protocol message.
+pub const MAX_EVIDENCE_BYTES: usize = 16 * 1024 * 1024;
+
 impl crate::types::Decode for Evidence {
+    fn decode(bytes: &[u8]) -> Result<Self, crate::ProtocolError> {
+        if bytes.len() > MAX_EVIDENCE_BYTES {
+            return Err(crate::ProtocolError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_EVIDENCE_BYTES,
+            });
+        }
+        let value: Self =
+            serde_json::from_slice(bytes).map_err(|e| crate::ProtocolError::Json(e.to_string()))?;
+        crate::types::Decode::validate(&value)?;
+        Ok(value)
+    }
+
     fn validate(&self) -> Result<(), crate::ProtocolError> {
         if self.v != EVIDENCE_VERSION {
             return Err(crate::ProtocolError::UnsupportedVersion {
@@ -459,4 +477,27 @@ fn witnesses(e: &Evidence, gw: &PublicKey) -> Result<Vec<String>, EvidenceError>
         ids.push(w.body.device_id.clone());
     }
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Decode;
+
+    /// A bundle above one protocol message's limit is read (a request of many approvers);
+    /// one above the bundle limit is refused before it is parsed.
+    #[test]
+    fn bundles_have_a_limit_of_their_own() {
+        let mut big = vec![b' '; crate::types::MAX_MESSAGE_BYTES + 1];
+        big.extend_from_slice(b"{}");
+        assert!(matches!(
+            Evidence::decode(&big),
+            Err(crate::ProtocolError::Json(_))
+        ));
+        let huge = vec![b' '; MAX_EVIDENCE_BYTES + 1];
+        assert!(matches!(
+            Evidence::decode(&huge),
+            Err(crate::ProtocolError::TooLarge { .. })
+        ));
+    }
 }

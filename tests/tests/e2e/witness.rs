@@ -190,3 +190,79 @@ fn a_paired_approver_witnesses_the_log_and_catches_a_rewrite() {
     assert!(!out.status.success(), "{}", said(&out));
     assert!(said(&out).contains("changed history"), "{}", said(&out));
 }
+
+/// The other way to hide what happened: the log cut back to fewer entries than a device
+/// witnessed (its newest entries deleted, the rest left as it was). The device refuses the
+/// smaller tree as a rollback.
+#[test]
+fn a_paired_approver_catches_a_log_cut_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gw = GatewayProcess::start(&tmp.path().join("gateway"));
+    let token = gw.admin(&["token", "create", "ci-bot"]);
+    let link = gw.admin(&["invite", "alice@example.com"]);
+    let alice = tmp.path().join("alice");
+    assert!(
+        countersign(&alice, &["--authenticator", "soft", "pair", &link])
+            .status
+            .success()
+    );
+    for summary in ["deploy v1", "deploy v2", "deploy v3"] {
+        let out = Command::new(bin("countersign-gateway"))
+            .args(["request", "--gateway", gw.url.as_str(), "--token", &token])
+            .args([
+                "--action",
+                "deploy",
+                "--resource",
+                "prod",
+                "--summary",
+                summary,
+            ])
+            .args(["--approver", "alice@example.com"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", said(&out));
+    }
+    gw.admin(&[
+        "audit",
+        "export",
+        "-o",
+        tmp.path().join("log.jsonl").to_str().unwrap(),
+    ]);
+    assert!(countersign(&alice, &["sync"]).status.success());
+    let out = countersign(&alice, &["--json", "gateways"]);
+    let witnessed = json_lines(&out)[0]["log"]["newest"]["size"]
+        .as_u64()
+        .unwrap();
+
+    // The newest six entries deleted while the gateway is stopped; the tree rebuilt from the
+    // rest and signed again when it starts.
+    let gw = gw.restart_with(|dir| {
+        let db = rusqlite::Connection::open(dir.join("gateway.db")).unwrap();
+        db.execute("DELETE FROM audit WHERE seq > ?1", [witnessed as i64 - 6])
+            .unwrap();
+        db.execute_batch(
+            "DELETE FROM log_hashes; DELETE FROM log_checkpoints; \
+             DELETE FROM log_cosignatures; DELETE FROM events WHERE approver = '*';",
+        )
+        .unwrap();
+    });
+    gw.admin(&[
+        "audit",
+        "export",
+        "-o",
+        tmp.path().join("log2.jsonl").to_str().unwrap(),
+    ]);
+    let out = countersign(&alice, &["sync"]);
+    assert!(
+        said(&out).contains("its log was rolled back"),
+        "{}",
+        said(&out)
+    );
+    let out = countersign(&alice, &["--json", "gateways"]);
+    let listed = &json_lines(&out)[0];
+    assert_eq!(
+        listed["log"]["history_changed"]["damage"], "rolled_back",
+        "{listed}"
+    );
+    assert_eq!(listed["log"]["newest"]["size"].as_u64(), Some(witnessed));
+}
