@@ -196,22 +196,9 @@ fn passkey_evidence(
 fn cose_key_of(registration: &serde_json::Value) -> Option<String> {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
-    use serde::Deserialize as _;
-    use serde_cbor_2::Value;
     let object = registration
         .pointer("/response/attestationObject")?
         .as_str()?;
-    let object = URL_SAFE_NO_PAD.decode(object.trim_end_matches('=')).ok()?;
-    let Ok(Value::Map(map)) = serde_cbor_2::from_slice::<Value>(&object) else {
-        return None;
-    };
-    let Some(Value::Bytes(auth_data)) = map.get(&Value::Text("authData".into())) else {
-        return None;
-    };
-    let id_len = u16::from_be_bytes(auth_data.get(53..55)?.try_into().ok()?) as usize;
-    let rest = auth_data.get(55 + id_len..)?;
-    // The COSE key is one CBOR item; extensions may follow it.
-    let mut de = serde_cbor_2::Deserializer::from_slice(rest);
-    Value::deserialize(&mut de).ok()?;
-    Some(URL_SAFE_NO_PAD.encode(&rest[..de.byte_offset()]))
+    let credential = countersign_protocol::webauthn_json::attested_credential(object)?;
+    Some(URL_SAFE_NO_PAD.encode(credential.cose_key))
 }

@@ -65,12 +65,15 @@ pub fn registration_response(v: &Value) -> Value {
         .cloned()
         .unwrap_or_default();
     let attestation = member(&response, "attestationObject");
-    let (auth_data, alg) = attestation
-        .as_str()
-        .and_then(attested_data)
-        .map_or((Value::Null, Value::Null), |(d, a)| {
-            (Value::String(URL_SAFE_NO_PAD.encode(d)), json!(a))
-        });
+    let (auth_data, alg) = attestation.as_str().and_then(attested_credential).map_or(
+        (Value::Null, Value::Null),
+        |c| {
+            (
+                Value::String(URL_SAFE_NO_PAD.encode(c.auth_data)),
+                json!(c.alg),
+            )
+        },
+    );
     let transports = match response.get("transports") {
         Some(Value::Array(t)) => Value::Array(t.clone()),
         _ => json!([]),
@@ -91,9 +94,22 @@ pub fn registration_response(v: &Value) -> Value {
     })
 }
 
-/// The authenticator data of an attestation object (unpadded base64url), and the COSE
-/// algorithm of the credential public key in its attested credential data.
-fn attested_data(attestation_object: &str) -> Option<(Vec<u8>, i64)> {
+/// What an attestation object says of the credential it registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestedCredential {
+    /// The authenticator data (`authData`).
+    pub auth_data: Vec<u8>,
+    /// The credential public key, one COSE_Key exactly as the authenticator encoded it.
+    pub cose_key: Vec<u8>,
+    /// The COSE key's `alg` (3), when it is an integer.
+    pub alg: Option<i64>,
+}
+
+/// Reads an attestation object (unpadded base64url): its authenticator data and the credential
+/// public key in its attested credential data, after the relying party hash (32 bytes), flags
+/// (1), counter (4), AAGUID (16), the credential id's length (2) and the credential id. The
+/// COSE key is one CBOR item; extensions may follow it.
+pub fn attested_credential(attestation_object: &str) -> Option<AttestedCredential> {
     use serde::Deserialize as _;
     use serde_cbor_2::Value as Cbor;
     let bytes = URL_SAFE_NO_PAD
@@ -105,18 +121,21 @@ fn attested_data(attestation_object: &str) -> Option<(Vec<u8>, i64)> {
     let Some(Cbor::Bytes(auth_data)) = map.get(&Cbor::Text("authData".into())) else {
         return None;
     };
-    // rpIdHash (32), flags (1), signCount (4), AAGUID (16), credential id length (2), id.
     let id_len = u16::from_be_bytes(auth_data.get(53..55)?.try_into().ok()?) as usize;
-    let key = auth_data.get(55 + id_len..)?;
-    let mut de = serde_cbor_2::Deserializer::from_slice(key);
-    let Ok(Cbor::Map(cose)) = Cbor::deserialize(&mut de) else {
+    let rest = auth_data.get(55 + id_len..)?;
+    let mut de = serde_cbor_2::Deserializer::from_slice(rest);
+    let Cbor::Map(cose) = Cbor::deserialize(&mut de).ok()? else {
         return None;
     };
-    let alg = match cose.get(&Cbor::Integer(3))? {
-        Cbor::Integer(a) => i64::try_from(*a).ok()?,
-        _ => return None,
+    let alg = match cose.get(&Cbor::Integer(3)) {
+        Some(Cbor::Integer(a)) => i64::try_from(*a).ok(),
+        _ => None,
     };
-    Some((auth_data.clone(), alg))
+    Some(AttestedCredential {
+        auth_data: auth_data.clone(),
+        cose_key: rest[..de.byte_offset()].to_vec(),
+        alg,
+    })
 }
 
 #[cfg(test)]

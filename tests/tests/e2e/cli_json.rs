@@ -7,20 +7,14 @@ use std::process::{Command, Output};
 
 use countersign_test_support::{bin, countersign, GatewayProcess};
 
-fn said(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use crate::common::{fingerprint_of, python, said};
 
 /// Checks `out`'s standard output against `docs/cli/<schema>.schema.json`.
 fn matches(out: &Output, schema: &str, dir: &Path) {
     let file = dir.join(format!("{schema}-{}.jsonl", rand::random::<u32>()));
     std::fs::write(&file, &out.stdout).unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let checked = Command::new(crate::evidence::python())
+    let checked = Command::new(python())
         .arg(root.join("tests/conformance/check_cli_json.py"))
         .arg(root.join(format!("docs/cli/{schema}.schema.json")))
         .arg(&file)
@@ -41,11 +35,7 @@ fn every_json_output_matches_its_schema() {
     let gw = GatewayProcess::start(&dir.join("gateway"));
     let token = gw.admin(&["token", "create", "ci-bot"]);
     let link = gw.admin(&["invite", "alice@example.com"]);
-    let fp = link
-        .split(['?', '&'])
-        .find_map(|p| p.strip_prefix("fp="))
-        .unwrap()
-        .to_owned();
+    let fp = fingerprint_of(&link);
     let alice = dir.join("alice");
     let run = |args: &[&str]| {
         let mut all = vec!["--json", "--authenticator", "soft"];

@@ -6,47 +6,11 @@
 //! which also checks `countersign-gateway audit export`. A one-byte
 //! change makes both fail, naming the part.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use countersign_test_support::{bin, countersign, GatewayProcess};
 
-/// The conformance test's Python (scripts/deps.sh --with-lints installs it under the target
-/// directory, beside the binaries' profile directories).
-pub(crate) fn python() -> PathBuf {
-    let target = bin("countersign")
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let py = target.join("conformance-venv/bin/python3");
-    assert!(
-        py.exists(),
-        "{} is missing: run `bash scripts/deps.sh --with-lints` (it installs the Python \
-         verifier's packages)",
-        py.display()
-    );
-    py
-}
-
-pub(crate) fn conformance(args: &[&str], key: &str) -> std::process::Output {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/verify_evidence.py");
-    Command::new(python())
-        .arg(script)
-        .args(args)
-        .env("COUNTERSIGN_GATEWAY_KEY", key)
-        .output()
-        .unwrap()
-}
-
-fn said(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use crate::common::{conformance, fingerprint_of, said};
 
 #[test]
 fn bundles_from_the_real_binaries_verify_in_rust_and_in_python() {
@@ -54,11 +18,7 @@ fn bundles_from_the_real_binaries_verify_in_rust_and_in_python() {
     let gw = GatewayProcess::start(&tmp.path().join("gateway"));
     let token = gw.admin(&["token", "create", "ci-bot"]);
     let link = gw.admin(&["invite", "alice@example.com"]);
-    let fp = link
-        .split(['?', '&'])
-        .find_map(|p| p.strip_prefix("fp="))
-        .unwrap()
-        .to_owned();
+    let fp = fingerprint_of(&link);
     let alice = tmp.path().join("alice");
     let soft = |args: &[&str]| {
         let mut all = vec!["--authenticator", "soft"];

@@ -7,24 +7,14 @@
 
 use countersign_test_support::{countersign, GatewayProcess};
 
-fn said(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use crate::common::{conformance, fingerprint_of, said};
 
 #[test]
 fn an_export_cut_back_below_the_acknowledged_checkpoint_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let gw = GatewayProcess::start(&tmp.path().join("gateway"));
     let link = gw.admin(&["invite", "alice@example.com"]);
-    let gw_fp = link
-        .split(['?', '&'])
-        .find_map(|p| p.strip_prefix("fp="))
-        .unwrap()
-        .to_owned();
+    let gw_fp = fingerprint_of(&link);
     let alice = tmp.path().join("alice");
     let out = countersign(&alice, &["--authenticator", "soft", "pair", &link]);
     assert!(out.status.success(), "{}", said(&out));
@@ -73,7 +63,7 @@ fn an_export_cut_back_below_the_acknowledged_checkpoint_fails() {
         if gateway {
             py.push(&gw_fp);
         }
-        let python = crate::evidence::conformance(&py, "");
+        let python = conformance(&py, "");
         (rust, python)
     };
     let (rust, python) = verify(&file, true);

@@ -7,6 +7,7 @@ mod audit;
 mod binaries;
 mod break_glass;
 mod cli_json;
+mod common;
 mod crash;
 mod evidence;
 mod exports;

@@ -14,20 +14,7 @@ use std::process::Command;
 use countersign_test_support::rewrite::rewrite_gateway_log;
 use countersign_test_support::{bin, countersign, GatewayProcess};
 
-fn said(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use crate::common::{conformance, fingerprint_of, json_lines, said};
 
 #[test]
 fn a_paired_approver_witnesses_the_log_and_catches_a_rewrite() {
@@ -35,11 +22,7 @@ fn a_paired_approver_witnesses_the_log_and_catches_a_rewrite() {
     let gw = GatewayProcess::start(&tmp.path().join("gateway"));
     let token = gw.admin(&["token", "create", "ci-bot"]);
     let link = gw.admin(&["invite", "alice@example.com"]);
-    let fp = link
-        .split(['?', '&'])
-        .find_map(|p| p.strip_prefix("fp="))
-        .unwrap()
-        .to_owned();
+    let fp = fingerprint_of(&link);
     let alice = tmp.path().join("alice");
     let out = countersign(&alice, &["--authenticator", "soft", "pair", &link]);
     assert!(out.status.success(), "{}", said(&out));
@@ -106,7 +89,7 @@ fn a_paired_approver_witnesses_the_log_and_catches_a_rewrite() {
         said(&out)
     );
     let key = bundle["gateway_key"].as_str().unwrap();
-    let out = crate::evidence::conformance(&["evidence", bundle_file.to_str().unwrap(), &fp], key);
+    let out = conformance(&["evidence", bundle_file.to_str().unwrap(), &fp], key);
     assert!(out.status.success(), "{}", said(&out));
     assert!(said(&out).contains("1 witness(es)"), "{}", said(&out));
 
