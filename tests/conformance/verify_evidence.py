@@ -255,6 +255,23 @@ def verify_evidence(e, fingerprint):
     status, _ = verify_signed(e["status"], "countersign/v2/status", gw, "status")
     if status["request_id"] != request["id"] or status["request_digest"] != request_digest:
         raise Failed("status", "it is the status of another request")
+    # Every status pushed, in seq order, never leaving a final state, ending with `status`.
+    by_seq = {}
+    final = None
+    for i, s in enumerate(e["statuses"]):
+        what = f"statuses[{i}]"
+        body, _ = verify_signed(s, "countersign/v2/status", gw, what)
+        if body["request_id"] != request["id"] or body["request_digest"] != request_digest:
+            raise Failed(what, "it is the status of another request")
+        if by_seq and body["seq"] <= max(by_seq):
+            raise Failed(what, "the statuses are not in increasing seq order")
+        if final is not None and body["state"] != final:
+            raise Failed(what, "it leaves a final state")
+        if body["state"] != "pending":
+            final = body["state"]
+        by_seq[body["seq"]] = body
+    if not e["statuses"] or e["statuses"][-1] != e["status"]:
+        raise Failed("statuses", "the last status is not the bundle's status")
 
     devices = {}
     for i, d in enumerate(e["devices"]):
@@ -319,6 +336,9 @@ def verify_evidence(e, fingerprint):
             raise Failed(rwhat, "it names another request")
         if receipt["approver"] != body["approver"] or receipt["verdict"] != body["verdict"]:
             raise Failed(rwhat, "its approver or verdict is not the decision's")
+        at = by_seq.get(receipt["status_seq"])
+        if at is None or at["state"] != receipt["request_state"]:
+            raise Failed(rwhat, "the bundle's status at its status_seq does not bear it out")
         if receipt["status_seq"] > status["seq"]:
             raise Failed(rwhat, "it is at a status after the bundle's")
         decision_digests.append(decision_digest)

@@ -14,7 +14,9 @@ use countersign_protocol::evidence::{
 };
 use countersign_protocol::log::{self as tlog, Proof};
 use countersign_protocol::PROTOCOL_VERSION;
-use countersign_protocol::{ApprovalRequest, Decision, Paired, PublicKey, Receipt, Signed};
+use countersign_protocol::{
+    ApprovalRequest, Decision, Paired, PublicKey, Receipt, Signed, StatusUpdate,
+};
 
 use crate::error::ApiError;
 use crate::gateway::Gateway;
@@ -32,6 +34,14 @@ pub fn bundle(gw: &Gateway, id: &str) -> Result<Evidence, ApiError> {
         let request: Signed<ApprovalRequest> =
             serde_json::from_str(&signed).map_err(|e| ApiError::internal("stored request", e))?;
         let (status, _) = crate::status::status_of(gw, tx, id)?;
+        let mut statuses: Vec<Signed<StatusUpdate>> = tx
+            .statuses_pushed(id)?
+            .iter()
+            .map(|t| serde_json::from_str(t).map_err(|e| ApiError::internal("stored status", e)))
+            .collect::<Result<_, ApiError>>()?;
+        // The current status ends the list, also when it was not pushed (no addressee).
+        statuses.retain(|s| s.body.seq < status.body.seq);
+        statuses.push(status.clone());
         let mut decisions = Vec::new();
         let mut devices: Vec<Signed<Paired>> = Vec::new();
         let mut passkeys: Vec<PasskeyEvidence> = Vec::new();
@@ -76,9 +86,16 @@ pub fn bundle(gw: &Gateway, id: &str) -> Result<Evidence, ApiError> {
             });
         }
         let entries = tx.audit_text_of_request(id)?;
-        Ok((request, status, decisions, devices, passkeys, entries))
+        Ok((
+            request,
+            (status, statuses),
+            decisions,
+            devices,
+            passkeys,
+            entries,
+        ))
     })?;
-    let (request, status, decisions, devices, passkeys, entries) = gathered;
+    let (request, (status, statuses), decisions, devices, passkeys, entries) = gathered;
     let last = entries.last().map_or(0, |(seq, _)| *seq);
     let (size, checkpoint) = crate::tlog::covering(gw, last)?;
     let (entries, checkpoint, witnesses) = gw.store.read(|tx| -> Result<_, ApiError> {
@@ -113,6 +130,7 @@ pub fn bundle(gw: &Gateway, id: &str) -> Result<Evidence, ApiError> {
         gateway_key: gw.key.public(),
         request,
         status,
+        statuses,
         decisions,
         devices,
         passkeys,

@@ -34,6 +34,9 @@ pub struct Evidence {
     pub request: Signed<ApprovalRequest>,
     /// The request's status now.
     pub status: Signed<StatusUpdate>,
+    /// Every status update the gateway pushed for the request, in `seq` order, ending with
+    /// `status`.
+    pub statuses: Vec<Signed<StatusUpdate>>,
     /// Every accepted decision (votes and revocations), in the order accepted.
     pub decisions: Vec<DecisionEvidence>,
     /// The pairing record of every device that made one of `decisions`.
@@ -194,6 +197,38 @@ pub fn verify(e: &Evidence, expected_gateway: Option<&str>) -> Result<Verified, 
     let status = &e.status.body;
     if status.request_id != request.id || status.request_digest != digest {
         return Err(fail("status", "it is the status of another request"));
+    }
+    // Its history: every status pushed, in order, never leaving a final state, ending with it.
+    let mut final_state: Option<RequestState> = None;
+    let mut last_seq = 0;
+    for (i, s) in e.statuses.iter().enumerate() {
+        let what = format!("statuses[{i}]");
+        s.verify(gw).map_err(|err| {
+            fail(
+                &what,
+                format!("the gateway signature does not verify ({err})"),
+            )
+        })?;
+        let b = &s.body;
+        if b.request_id != request.id || b.request_digest != digest {
+            return Err(fail(&what, "it is the status of another request"));
+        }
+        if b.seq <= last_seq {
+            return Err(fail(&what, "the statuses are not in increasing seq order"));
+        }
+        if final_state.is_some_and(|f| f != b.state) {
+            return Err(fail(&what, "it leaves a final state"));
+        }
+        if b.state.is_final() {
+            final_state = Some(b.state);
+        }
+        last_seq = b.seq;
+    }
+    if e.statuses.last() != Some(&e.status) {
+        return Err(fail(
+            "statuses",
+            "the last status is not the bundle's status",
+        ));
     }
 
     // The devices.
@@ -363,6 +398,24 @@ pub fn verify(e: &Evidence, expected_gateway: Option<&str>) -> Result<Verified, 
                 &receipt_what,
                 "its approver or verdict is not the decision's",
             ));
+        }
+        match e.statuses.iter().find(|s| s.body.seq == r.status_seq) {
+            Some(s) if s.body.state == r.request_state => {}
+            Some(_) => {
+                return Err(fail(
+                    &receipt_what,
+                    "its request state is not the status at its status_seq",
+                ))
+            }
+            None => {
+                return Err(fail(
+                    &receipt_what,
+                    format!(
+                        "the bundle has no status at its status_seq {}",
+                        r.status_seq
+                    ),
+                ))
+            }
         }
         if r.status_seq > status.seq {
             return Err(fail(

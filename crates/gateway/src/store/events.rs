@@ -43,6 +43,10 @@ pub trait EventRows {
     /// checkpoint) makes them redundant, so a device's backlog holds only the newest.
     fn drop_older_to_everyone(&self, kind: &str, id: u64) -> Result<(), StoreError>;
 
+    /// The signed status updates pushed for request `id` (the `status` events' payloads, one
+    /// per status `seq`: every approver got the same body), in `seq` order.
+    fn statuses_pushed(&self, id: &str) -> Result<Vec<String>, StoreError>;
+
     /// The events stored for `approver` (and to every device) after sequence number `after`,
     /// in order.
     fn events_after(&self, approver: &str, after: u64) -> Result<Vec<Pushed>, StoreError>;
@@ -71,6 +75,18 @@ impl EventRows for SqliteTx<'_> {
             params![id as i64, approver, kind, data],
         )?;
         Ok(())
+    }
+
+    fn statuses_pushed(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        self.rows(
+            "SELECT json_extract(data, '$.body.payload.status') FROM events \
+             WHERE kind = 'status' \
+             AND json_extract(data, '$.body.payload.status.body.request_id') = ?1 \
+             GROUP BY json_extract(data, '$.body.payload.status.body.seq') \
+             ORDER BY json_extract(data, '$.body.payload.status.body.seq')",
+            params![id],
+            |r| r.get(0),
+        )
     }
 
     fn drop_older_to_everyone(&self, kind: &str, id: u64) -> Result<(), StoreError> {

@@ -238,7 +238,11 @@ async fn a_one_byte_change_to_any_signed_field_key_or_proof_fails_naming_the_par
         Some(challenge.digest().unwrap())
     );
     let v = serde_json::to_value(&b).unwrap();
-    let cases: [(&str, usize, &str); 21] = [
+    // Every status pushed, ending with the current one.
+    assert_eq!(b.statuses.last(), Some(&b.status));
+    let cases: [(&str, usize, &str); 23] = [
+        ("/statuses/0/signature", 4, "statuses[0]"),
+        ("/statuses/0/body/state", 0, "statuses"),
         (
             "/decisions/0/challenge/body/approver",
             0,
