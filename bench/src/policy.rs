@@ -92,6 +92,7 @@ pub fn run(evaluations: usize, rules: usize) -> Result<Vec<Figure>> {
                 person: Some(format!("p{:04}", (i * 13) % PEOPLE)),
                 team: None,
                 environments: Vec::new(),
+                groups: Vec::new(),
             };
             input(&request(i, rules), &who, 1_767_225_600 + i as i64)
         })

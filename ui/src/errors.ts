@@ -134,6 +134,8 @@ export const HINTS: Record<ErrorCode, string | null> = {
   checkpoint_rollback: "The gateway holds a newer audit log for this device; tell your security team.",
   checkpoint_fork: "The gateway holds a different audit log for this device; tell your security team.",
   bad_report_signature: null,
+  invalid_admission_review: null,
+  admission_review_too_large: null,
   invalid_name: null,
 };
 

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use url::Url;
 
+pub mod kubernetes;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("Cannot read the configuration file {path}: {source}")]
@@ -85,6 +87,8 @@ pub struct Config {
     /// one when they decide (`POST /v2/challenges`), so a large group costs no ceremony per
     /// member up front.
     pub prechallenge_max: usize,
+    /// The Kubernetes admission webhook (docs/kubernetes.md); unset: none.
+    pub kubernetes: Option<kubernetes::KubernetesConfig>,
 }
 
 /// The risk ceiling of auto-approval.
@@ -166,6 +170,7 @@ impl Default for Config {
             reload_seconds: 5,
             auto_approve_max_risk: AutoApproveCeiling::Low,
             prechallenge_max: 64,
+            kubernetes: None,
         }
     }
 }

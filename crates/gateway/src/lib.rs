@@ -49,6 +49,7 @@ pub mod evidence;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod kubernetes;
 pub mod lifecycle;
 pub mod memberships;
 pub mod models;

@@ -287,6 +287,9 @@ pub struct Requester {
     pub person: Option<String>,
     pub team: Option<String>,
     pub environments: Vec<String>,
+    /// The groups an integration vouches for the requester being in (a Kubernetes user's
+    /// groups from the API server's `userInfo`); empty for a requester token.
+    pub groups: Vec<String>,
 }
 
 /// The input a policy is evaluated on for `request` from `requester` at `now` (Unix seconds,

@@ -32,7 +32,28 @@ pub fn create_request(
     requester: &str,
     new: NewRequest,
 ) -> Result<CreatedRequest, ApiError> {
-    create(gw, requester, new).map_err(|Refused { error, rule }| {
+    create_request_as(gw, requester, Vouched::default(), new)
+}
+
+/// What an integration that creates a request vouches for and asks beyond a [`NewRequest`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Vouched<'a> {
+    /// The requester's groups (a Kubernetes user's), which the policy reads as
+    /// `input.requester.groups`.
+    pub groups: &'a [String],
+    /// The longest grant window the integration honours: the signed `grant_seconds` is the
+    /// shorter of it and the policy's.
+    pub grant_seconds: Option<u32>,
+}
+
+/// [`create_request`] for a requester that an integration vouches for (a Kubernetes user).
+pub fn create_request_as(
+    gw: &Gateway,
+    requester: &str,
+    vouched: Vouched<'_>,
+    new: NewRequest,
+) -> Result<CreatedRequest, ApiError> {
+    create(gw, requester, vouched, new).map_err(|Refused { error, rule }| {
         audit_policy_refusal(gw, requester, &error, rule.as_deref());
         error
     })
@@ -64,7 +85,12 @@ fn audit_policy_refusal(gw: &Gateway, requester: &str, error: &ApiError, rule: O
     }
 }
 
-fn create(gw: &Gateway, requester: &str, new: NewRequest) -> Result<CreatedRequest, Refused> {
+fn create(
+    gw: &Gateway,
+    requester: &str,
+    vouched: Vouched<'_>,
+    new: NewRequest,
+) -> Result<CreatedRequest, Refused> {
     let now = gw.now();
     let ttl = if new.ttl_seconds == 0 {
         gw.config.default_ttl_seconds
@@ -99,8 +125,8 @@ fn create(gw: &Gateway, requester: &str, new: NewRequest) -> Result<CreatedReque
     let result =
         gw.store
             .write_publish(|tx| -> Result<(CreatedRequest, Vec<Pushed>), Refused> {
-                let routed = route(gw, tx, requester, &new, &named, now)?;
-                let body = signed_body(gw, requester, &new, &routed, ttl, now)?;
+                let routed = route(gw, tx, requester, vouched.groups, &new, &named, now)?;
+                let body = signed_body(gw, requester, &new, &routed, ttl, vouched, now)?;
                 create_in(gw, tx, requester, body, routed, now)
             })?;
     gw.changes.notify_waiters();
@@ -114,6 +140,7 @@ fn signed_body(
     new: &NewRequest,
     routed: &Routed,
     ttl: u32,
+    vouched: Vouched<'_>,
     now: i64,
 ) -> Result<ApprovalRequest, ApiError> {
     let outcome = &routed.outcome;
@@ -144,7 +171,10 @@ fn signed_body(
         distinct_people: outcome.distinct_people,
         requester_person: routed.requester.person.clone(),
         policy: Some(routed.policy.clone()),
-        grant_seconds: outcome.grant_seconds,
+        grant_seconds: match (outcome.grant_seconds, vouched.grant_seconds) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
         windows: outcome.windows.clone(),
     };
     body.validate()

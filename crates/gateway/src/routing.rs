@@ -123,17 +123,20 @@ impl From<crate::error::StoreError> for Refused {
     }
 }
 
-/// Routes `new` from `requester` (its token name) at `now` through the policy in force, with
-/// `named` the approvers the requester named (trimmed, sorted, unique).
+/// Routes `new` from `requester` (its token name, or an integration's requester) in `groups`
+/// at `now` through the policy in force, with `named` the approvers the requester named
+/// (trimmed, sorted, unique).
 pub(crate) fn route(
     gw: &Gateway,
     tx: &dyn Tx,
     requester: &str,
+    groups: &[String],
     new: &NewRequest,
     named: &[String],
     now: i64,
 ) -> Result<Routed, Refused> {
-    let requester = crate::tokens::requester(tx, requester)?;
+    let mut requester = crate::tokens::requester(tx, requester)?;
+    requester.groups = groups.to_vec();
     let policy = gw.policy();
     let input = crate::policy::input(new, &requester, now);
     let outcome = policy.evaluate(&input).map_err(|e| {

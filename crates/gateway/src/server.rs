@@ -13,6 +13,8 @@ use crate::{http, lifecycle, reload};
 pub struct Running {
     pub gateway: Arc<Gateway>,
     pub addr: SocketAddr,
+    /// The Kubernetes admission webhook, when `[kubernetes]` configures it.
+    pub kubernetes: Option<crate::kubernetes::Webhook>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
@@ -39,6 +41,9 @@ impl Running {
         self.watcher.abort();
         self.checkpointer.abort();
         self.gateway.hub.close();
+        if let Some(k) = self.kubernetes.take() {
+            k.shutdown().await;
+        }
         let _ = (&mut self.task).await;
         // Counted refusals of windows still open are written, so none vanishes.
         let gw = self.gateway.clone();
@@ -47,6 +52,9 @@ impl Running {
 
     /// Ends the server task at once, as a crash would (connections are dropped).
     pub fn abort(self) {
+        if let Some(k) = &self.kubernetes {
+            k.abort();
+        }
         self.task.abort();
         self.sweeper.abort();
         self.watcher.abort();
@@ -91,25 +99,15 @@ pub fn serve_on(
             }
         }),
         Some(t) => {
-            let config = axum_server::tls_rustls::RustlsConfig::from_config(t.server.clone());
             let std_listener = listener
                 .into_std()
                 .map_err(|source| GatewayError::Listen { addr, source })?;
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                let _ = rx.await;
-                stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
-            });
-            let server = axum_server::from_tcp_rustls(std_listener, config)
-                .map_err(|source| GatewayError::Listen { addr, source })?
-                .handle(handle);
-            tokio::spawn(async move {
-                if let Err(e) = server.serve(app.into_make_service()).await {
-                    tracing::error!(%e, "the HTTPS server stopped");
-                }
-            })
+            crate::tls::serve(std_listener, app, t.server.clone(), rx)?
         }
+    };
+    let kubernetes = match &gateway.config.kubernetes {
+        Some(k) => Some(crate::kubernetes::serve(gateway.clone(), k.clone())?),
+        None => None,
     };
     // Every approver's membership statement, as the directory is now, before the first stream.
     if let Err(e) = crate::memberships::sync(&gateway) {
@@ -121,6 +119,7 @@ pub fn serve_on(
     Ok(Running {
         gateway,
         addr,
+        kubernetes,
         shutdown: Some(tx),
         task,
         sweeper,

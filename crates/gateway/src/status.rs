@@ -39,6 +39,7 @@ pub(crate) fn status_of(
         let mut g = granted(&request.body, row.closed_at.unwrap_or(row.status_at));
         (g.revoked_at, g.revoked_by) = row.revoked.clone().unzip();
         (g.acknowledged_at, g.acknowledged_by) = row.acked.clone().unzip();
+        g.used_at = row.used_at;
         g
     });
     let status = StatusAt {

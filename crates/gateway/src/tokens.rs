@@ -183,6 +183,7 @@ pub fn requester(tx: &dyn Tx, name: &str) -> Result<crate::policy::Requester, Ap
         person: crate::directory::person_of(tx, crate::directory::IdentityKind::Token, name)?,
         team: attributes.team,
         environments: attributes.environments,
+        groups: Vec::new(),
     })
 }
 

@@ -303,6 +303,10 @@ ipc_codes! {
     CheckpointFork = "checkpoint_fork",
     /// Gateway: The report's signature does not verify with the device key (401).
     BadReportSignature = "bad_report_signature",
+    /// Gateway: The body is not an `admission.k8s.io/v1` AdmissionReview with a request (400).
+    InvalidAdmissionReview = "invalid_admission_review",
+    /// Gateway: The AdmissionReview is larger than the webhook's `max_review_bytes` (413).
+    AdmissionReviewTooLarge = "admission_review_too_large",
     /// Gateway: An approver or requester name is not 1 to 128 printable ASCII characters (400).
     InvalidName = "invalid_name",
 }

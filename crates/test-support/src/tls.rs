@@ -16,3 +16,30 @@ pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf, String) {
     let pin = hex::encode(sha2::Sha256::digest(cert.der().as_ref()));
     (cert_path, key_path, pin)
 }
+
+/// A CA written as PEM into `dir` under `name`, and a client certificate it issued (for
+/// `kube-apiserver`, client authentication) with its key, as one PEM identity: what a server
+/// that requires mutual TLS trusts, and what its one legitimate client presents.
+pub fn ca_and_client(dir: &Path, name: &str) -> (PathBuf, Vec<u8>) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{name} CA"));
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(vec!["kube-apiserver".to_string()]).unwrap();
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
+    let ca_path = dir.join(format!("{name}-ca.crt"));
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let identity = format!("{}{}", client.pem(), client_key.serialize_pem()).into_bytes();
+    (ca_path, identity)
+}

@@ -293,8 +293,8 @@ fn the_gateway_binary_keeps_the_directory_and_checks_policies() {
         examples += 1;
     }
     assert_eq!(
-        examples, 6,
-        "the default and the five examples of docs/policy.md"
+        examples, 7,
+        "the default and the six examples of docs/policy.md"
     );
 
     // `explain`: the input the policy sees (the token's person, from the directory) and what

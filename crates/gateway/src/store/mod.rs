@@ -9,8 +9,8 @@
 //! [`requests`], [`decisions`] (the votes), [`challenges`], [`devices`], [`passkeys`],
 //! [`pairing`] (invites, approvers, pairings), [`tokens`], [`reports`] (reports and blocks),
 //! [`checkpoints`], [`events`] (the stored push events), [`audit`] (the audit chain and its
-//! tree) and [`witnesses`] (the devices' cosignatures of the log). The
-//! SQLite engine itself (connections, group commit, the checkpointer, the schema and its
+//! tree), [`witnesses`] (the devices' cosignatures of the log) and [`admission`] (the
+//! operations the Kubernetes webhook holds). The SQLite engine itself (connections, group commit, the checkpointer, the schema and its
 //! migrations) is `sqlite`.
 //!
 //! A second backend (the scale-out issue's PostgreSQL) adds its engine beside `sqlite` and
@@ -46,6 +46,7 @@ use crate::error::StoreError;
 use crate::hub::{Hub, Pushed};
 
 pub mod acks;
+pub mod admission;
 pub mod audit;
 pub mod challenges;
 pub mod checkpoints;
@@ -63,6 +64,7 @@ pub mod tokens;
 pub mod witnesses;
 
 pub use acks::AckRows;
+pub use admission::AdmissionRows;
 pub use audit::AuditRows;
 pub use challenges::ChallengeRows;
 pub use checkpoints::CheckpointRows;
@@ -120,6 +122,7 @@ pub trait Tx:
     + AckRows
     + MembershipRows
     + WitnessRows
+    + AdmissionRows
 {
 }
 
@@ -139,6 +142,7 @@ impl<T> Tx for T where
         + AckRows
         + MembershipRows
         + WitnessRows
+        + AdmissionRows
         + ?Sized
 {
 }

@@ -62,6 +62,8 @@ pub struct RequestStatusRow {
     /// The revocation of its approval, and the first acknowledgement: (when, by whom).
     pub revoked: Option<(i64, String)>,
     pub acked: Option<(i64, String)>,
+    /// When an integration used the approval's grant to let the action start.
+    pub used_at: Option<i64>,
 }
 
 /// A pending request found under a duplicate key.
@@ -124,6 +126,11 @@ pub trait RequestRows {
     /// Records the revocation of the request's approval by `by` at `now`, one status change, if
     /// it is approved and not revoked; returns whether it was.
     fn revoke_request(&self, id: &str, by: &str, now: i64) -> Result<bool, StoreError>;
+
+    /// Records that an integration used the approved request's grant at `now`, one status
+    /// change, if it is approved, not revoked and not used yet; returns whether it was. (The
+    /// grant's window is the caller's to check.)
+    fn use_grant(&self, id: &str, now: i64) -> Result<bool, StoreError>;
 
     /// Records the first acknowledgement of the approved request by `approver` at `now`, one
     /// status change; returns whether this was the first.
@@ -211,7 +218,7 @@ impl RequestRows for SqliteTx<'_> {
     fn request_status(&self, id: &str) -> Result<RequestStatusRow, StoreError> {
         self.one(
             "SELECT signed, digest, state, min_approvals, status_seq, status_at, closed_at,
-                    revoked_at, revoked_by, acked_at, acked_by FROM requests WHERE id = ?1",
+                    revoked_at, revoked_by, acked_at, acked_by, used_at FROM requests WHERE id = ?1",
             params![id],
             |r| {
                 let pair = |at: usize| -> rusqlite::Result<Option<(i64, String)>> {
@@ -230,6 +237,7 @@ impl RequestRows for SqliteTx<'_> {
                     closed_at: r.get(6)?,
                     revoked: pair(7)?,
                     acked: pair(9)?,
+                    used_at: r.get(11)?,
                 })
             },
         )
@@ -299,6 +307,16 @@ impl RequestRows for SqliteTx<'_> {
             params![id, state.as_str(), now],
         )?;
         Ok(())
+    }
+
+    fn use_grant(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self.exec(
+            "UPDATE requests SET used_at = ?2, status_seq = status_seq + 1, status_at = ?2
+                     WHERE id = ?1 AND state = 'approved' AND revoked_at IS NULL
+                       AND used_at IS NULL",
+            params![id, now],
+        )?;
+        Ok(n > 0)
     }
 
     fn revoke_request(&self, id: &str, by: &str, now: i64) -> Result<bool, StoreError> {

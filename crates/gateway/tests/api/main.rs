@@ -8,6 +8,7 @@ mod devices;
 mod directory;
 mod evidence;
 mod grants;
+mod kubernetes;
 mod passkeys;
 mod policy;
 mod refusals;

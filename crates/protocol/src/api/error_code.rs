@@ -244,6 +244,11 @@ error_codes! {
     // ---- POST /v2/reports
     /// The report's signature does not verify with the device key (401).
     BadReportSignature = "bad_report_signature",
+    // ---- the Kubernetes admission webhook (docs/kubernetes.md)
+    /// The body is not an `admission.k8s.io/v1` AdmissionReview with a request (400).
+    InvalidAdmissionReview = "invalid_admission_review",
+    /// The AdmissionReview is larger than the webhook's `max_review_bytes` (413).
+    AdmissionReviewTooLarge = "admission_review_too_large",
     // ---- the gateway's command line only
     /// An approver or requester name is not 1 to 128 printable ASCII characters (400).
     InvalidName = "invalid_name",

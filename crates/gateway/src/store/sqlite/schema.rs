@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// The schema version this build writes; `PRAGMA user_version` holds a database's.
-const SCHEMA_VERSION: i64 = 13;
+const SCHEMA_VERSION: i64 = 14;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE tokens(
@@ -346,14 +346,28 @@ CREATE TABLE log_cosignatures(
 );
 "#;
 
+/// Version 14: when an integration used an approval's grant to let the action start
+/// (`requests.used_at`), and the operations the Kubernetes admission webhook holds, each under
+/// the key of the exact operation (`admission_holds`: the requests created for it, newest last).
+const SCHEMA_V14: &str = r#"
+ALTER TABLE requests ADD COLUMN used_at INTEGER;
+CREATE TABLE admission_holds(
+    op_key TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY(op_key, request_id)
+);
+CREATE INDEX admission_holds_newest ON admission_holds(op_key, created_at);
+"#;
+
 /// The first schema version of protocol version 2.
 pub(super) const PROTOCOL_2_SCHEMA: i64 = 6;
 
 /// Each schema version's statements, in order: a database at version `n` runs the ones after
 /// it, in one transaction with the new `user_version`.
-const MIGRATIONS: [&str; 13] = [
+const MIGRATIONS: [&str; 14] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12, SCHEMA_V13,
+    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12, SCHEMA_V13, SCHEMA_V14,
 ];
 
 /// Brings the database behind `conn` to `SCHEMA_VERSION`, all missing versions in one
