@@ -138,7 +138,7 @@ function buildDetail(seed: Seed, now: number, index: number): RequestDetail {
     windows: seed.groups === undefined ? [] : [text("weekdays 08:00-18:00 Europe/Berlin")],
     grant:
       seed.state === "approved"
-        ? { expires_at: seed.breakGlass === true ? now - seed.age + 3600 : null, revoked_at: null, revoked_by: null, acknowledged_at: null, acknowledged_by: null }
+        ? { expires_at: seed.breakGlass === true ? now - seed.age + 3600 : null, used_at: null, revoked_at: null, revoked_by: null, acknowledged_at: null, acknowledged_by: null }
         : null,
     not_before: now - seed.age,
     digest: hex(100 + index),
@@ -436,7 +436,7 @@ export function installMockBackend(): void {
     r.summary = { ...s, decision, state: gatewayDown ? s.state : state, approvals: gatewayDown ? s.approvals : approvals };
     if (!gatewayDown) r.votes = [...r.votes, { approver: ME, verdict, at, stages: [] }];
     if (!gatewayDown && state === "approved" && r.summary.stages.length > 0 && r.grant === null) {
-      r.grant = { expires_at: r.grant_seconds === null ? null : at + r.grant_seconds, revoked_at: null, revoked_by: null, acknowledged_at: null, acknowledged_by: null };
+      r.grant = { expires_at: r.grant_seconds === null ? null : at + r.grant_seconds, used_at: null, revoked_at: null, revoked_by: null, acknowledged_at: null, acknowledged_by: null };
     }
     record("decision_signed", s.id, { verdict, decision_id: decision.decision_id });
     send(gatewayDown ? { type: "decision_queued", request_id: s.id } : { type: "decision_delivered", request_id: s.id, request_state: state });

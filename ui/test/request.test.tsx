@@ -328,7 +328,7 @@ describe("the decision screen", () => {
   });
 
   it("shows a broken glass, offers no decision and acknowledges it once", async () => {
-    const grant = { expires_at: NOW + 3600, revoked_at: null, revoked_by: null, acknowledged_at: null, acknowledged_by: null };
+    const grant = { expires_at: NOW + 3600, used_at: null, revoked_at: null, revoked_by: null, acknowledged_at: null, acknowledged_by: null };
     const glass = (acknowledged: boolean) =>
       detail(
         { grant: acknowledged ? { ...grant, acknowledged_at: NOW, acknowledged_by: text("alice@example.com") } : grant },
@@ -351,7 +351,7 @@ describe("the decision screen", () => {
   });
 
   it("revokes your own live approval with the passkey, and then offers nothing more", async () => {
-    const grant = { expires_at: NOW + 600, revoked_at: null, revoked_by: null, acknowledged_at: null, acknowledged_by: null };
+    const grant = { expires_at: NOW + 600, used_at: null, revoked_at: null, revoked_by: null, acknowledged_at: null, acknowledged_by: null };
     const approved = (revoked: boolean) =>
       detail(
         { grant: revoked ? { ...grant, revoked_at: NOW, revoked_by: text("alice@example.com") } : grant },
@@ -372,9 +372,16 @@ describe("the decision screen", () => {
   });
 
   it("offers no revocation once the grant window has passed", async () => {
-    const grant = { expires_at: NOW - 1, revoked_at: null, revoked_by: null, acknowledged_at: null, acknowledged_by: null };
+    const grant = { expires_at: NOW - 1, used_at: null, revoked_at: null, revoked_by: null, acknowledged_at: null, acknowledged_by: null };
     showRequest(detail({ grant }, { state: "approved", decision: decision() }));
     expect(await screen.findByRole("heading", { name: "The approval" })).toBeInTheDocument();
+    expect(screen.queryByRole("button", { name: "Revoke my approval…" })).toBeNull();
+  });
+
+  it("says when an integration used the grant, and offers no revocation after", async () => {
+    const grant = { expires_at: NOW + 600, used_at: NOW - 5, revoked_at: null, revoked_by: null, acknowledged_at: null, acknowledged_by: null };
+    showRequest(detail({ grant }, { state: "approved", decision: decision() }));
+    expect(await screen.findByText(/the approval admits nothing more/)).toBeInTheDocument();
     expect(screen.queryByRole("button", { name: "Revoke my approval…" })).toBeNull();
   });
 });

@@ -114,12 +114,14 @@ pub struct RequestDetail {
     pub own_request: bool,
 }
 
-/// What an approval grants: until when it lets the action start, its revocation, and who
-/// acknowledged a request approved without asking.
+/// What an approval grants: until when it lets the action start, when an integration used it
+/// to start the action, its revocation, and who acknowledged a request approved without asking.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct GrantView {
     #[ts(type = "number | null")]
     pub expires_at: Option<i64>,
+    #[ts(type = "number | null")]
+    pub used_at: Option<i64>,
     #[ts(type = "number | null")]
     pub revoked_at: Option<i64>,
     pub revoked_by: Option<Text>,
@@ -132,6 +134,7 @@ impl From<&countersign_protocol::Grant> for GrantView {
     fn from(g: &countersign_protocol::Grant) -> Self {
         GrantView {
             expires_at: g.expires_at,
+            used_at: g.used_at,
             revoked_at: g.revoked_at,
             revoked_by: g.revoked_by.as_deref().map(Text::new),
             acknowledged_at: g.acknowledged_at,

@@ -2,7 +2,7 @@
 import type { Text } from "./Text";
 
 /**
- * What an approval grants: until when it lets the action start, its revocation, and who
- * acknowledged a request approved without asking.
+ * What an approval grants: until when it lets the action start, when an integration used it
+ * to start the action, its revocation, and who acknowledged a request approved without asking.
  */
-export type GrantView = { expires_at: number | null, revoked_at: number | null, revoked_by: Text | null, acknowledged_at: number | null, acknowledged_by: Text | null, };
+export type GrantView = { expires_at: number | null, used_at: number | null, revoked_at: number | null, revoked_by: Text | null, acknowledged_at: number | null, acknowledged_by: Text | null, };

@@ -7,7 +7,7 @@ import { ipc, toIpcFailure, type IpcFailure } from "../ipc";
 
 /** Whether the approval still lets the action start: not revoked, not used, inside its window. */
 export function grantLive(g: GrantView, at: number): boolean {
-  return g.revoked_at === null && (g.expires_at === null || at < g.expires_at);
+  return g.revoked_at === null && g.used_at === null && (g.expires_at === null || at < g.expires_at);
 }
 
 function GrantLine({ grant }: { grant: GrantView }) {
@@ -18,6 +18,14 @@ function GrantLine({ grant }: { grant: GrantView }) {
       ) : (
         <>
           The approval lets the action start until <span class="nowrap">{formatTime(grant.expires_at)}</span>.
+        </>
+      )}
+      {grant.used_at !== null && (
+        <>
+          {" "}
+          <strong>
+            Used at <span class="nowrap">{formatTime(grant.used_at)}</span>: the action started, and the approval admits nothing more.
+          </strong>
         </>
       )}
       {grant.revoked_at !== null && grant.revoked_by !== null && (
