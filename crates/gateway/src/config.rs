@@ -8,6 +8,7 @@ use serde::Deserialize;
 use url::Url;
 
 pub mod kubernetes;
+pub mod webhooks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -89,6 +90,12 @@ pub struct Config {
     pub prechallenge_max: usize,
     /// The Kubernetes admission webhook (docs/kubernetes.md); unset: none.
     pub kubernetes: Option<kubernetes::KubernetesConfig>,
+    /// Where the gateway tells of requests (docs/notifications.md); none by default.
+    pub webhooks: Vec<webhooks::WebhookConfig>,
+    /// How often due webhook deliveries are looked for, in milliseconds.
+    pub webhook_poll_ms: u64,
+    /// How long a delivery is retried before it is given up (and audited), in seconds.
+    pub webhook_retry_seconds: u64,
 }
 
 /// The risk ceiling of auto-approval.
@@ -171,6 +178,9 @@ impl Default for Config {
             auto_approve_max_risk: AutoApproveCeiling::Low,
             prechallenge_max: 64,
             kubernetes: None,
+            webhooks: Vec::new(),
+            webhook_poll_ms: 1000,
+            webhook_retry_seconds: 24 * 3600,
         }
     }
 }

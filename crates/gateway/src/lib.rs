@@ -71,6 +71,7 @@ pub mod stream;
 pub mod tlog;
 pub mod tls;
 pub mod tokens;
+pub mod webhooks;
 
 pub use config::Config;
 pub use error::{ApiError, GatewayError};

@@ -20,6 +20,7 @@ pub struct Running {
     sweeper: tokio::task::JoinHandle<()>,
     watcher: tokio::task::JoinHandle<()>,
     checkpointer: tokio::task::JoinHandle<()>,
+    dispatcher: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -40,6 +41,7 @@ impl Running {
         self.sweeper.abort();
         self.watcher.abort();
         self.checkpointer.abort();
+        self.dispatcher.abort();
         self.gateway.hub.close();
         if let Some(k) = self.kubernetes.take() {
             k.shutdown().await;
@@ -59,6 +61,7 @@ impl Running {
         self.sweeper.abort();
         self.watcher.abort();
         self.checkpointer.abort();
+        self.dispatcher.abort();
         self.gateway.hub.close();
     }
 }
@@ -116,6 +119,7 @@ pub fn serve_on(
     let sweeper = tokio::spawn(lifecycle::expiry_sweeper(gateway.clone()));
     let watcher = tokio::spawn(reload::watch(gateway.clone()));
     let checkpointer = tokio::spawn(crate::tlog::checkpointer(gateway.clone()));
+    let dispatcher = tokio::spawn(crate::webhooks::dispatcher(gateway.clone()));
     Ok(Running {
         gateway,
         addr,
@@ -125,5 +129,6 @@ pub fn serve_on(
         sweeper,
         watcher,
         checkpointer,
+        dispatcher,
     })
 }

@@ -9,9 +9,10 @@
 //! [`requests`], [`decisions`] (the votes), [`challenges`], [`devices`], [`passkeys`],
 //! [`pairing`] (invites, approvers, pairings), [`tokens`], [`reports`] (reports and blocks),
 //! [`checkpoints`], [`events`] (the stored push events), [`audit`] (the audit chain and its
-//! tree), [`witnesses`] (the devices' cosignatures of the log) and [`admission`] (the
-//! operations the Kubernetes webhook holds). The SQLite engine itself (connections, group commit, the checkpointer, the schema and its
-//! migrations) is `sqlite`.
+//! tree), [`witnesses`] (the devices' cosignatures of the log), [`admission`] (the
+//! operations the Kubernetes webhook holds) and [`deliveries`] (outgoing webhooks). The SQLite
+//! engine itself (connections, group commit, the checkpointer, the schema and its migrations)
+//! is `sqlite`.
 //!
 //! A second backend (the scale-out issue's PostgreSQL) adds its engine beside `sqlite` and
 //! implements each owner trait for its own transaction type, in that owner's module next to
@@ -51,6 +52,7 @@ pub mod audit;
 pub mod challenges;
 pub mod checkpoints;
 pub mod decisions;
+pub mod deliveries;
 pub mod devices;
 pub mod directory;
 pub mod events;
@@ -69,6 +71,7 @@ pub use audit::AuditRows;
 pub use challenges::ChallengeRows;
 pub use checkpoints::CheckpointRows;
 pub use decisions::DecisionRows;
+pub use deliveries::DeliveryRows;
 pub use devices::DeviceRows;
 pub use directory::{DirectoryRows, PersonListing};
 pub use events::EventRows;
@@ -123,6 +126,7 @@ pub trait Tx:
     + MembershipRows
     + WitnessRows
     + AdmissionRows
+    + DeliveryRows
 {
 }
 
@@ -143,6 +147,7 @@ impl<T> Tx for T where
         + MembershipRows
         + WitnessRows
         + AdmissionRows
+        + DeliveryRows
         + ?Sized
 {
 }

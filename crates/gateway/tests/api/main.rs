@@ -14,6 +14,7 @@ mod policy;
 mod refusals;
 mod requests;
 mod stages;
+mod webhooks;
 mod witnesses;
 
 use countersign_protocol::{RequestState, Verdict};
