@@ -136,6 +136,8 @@ export const HINTS: Record<ErrorCode, string | null> = {
   bad_report_signature: null,
   invalid_admission_review: null,
   admission_review_too_large: null,
+  bad_webhook_signature: null,
+  invalid_github_event: null,
   invalid_name: null,
 };
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use url::Url;
 
+pub mod github;
 pub mod kubernetes;
 pub mod webhooks;
 
@@ -92,6 +93,8 @@ pub struct Config {
     pub kubernetes: Option<kubernetes::KubernetesConfig>,
     /// Where the gateway tells of requests (docs/notifications.md); none by default.
     pub webhooks: Vec<webhooks::WebhookConfig>,
+    /// The GitHub App for deployment protection rules (docs/github.md); unset: none.
+    pub github: Option<github::GithubConfig>,
     /// How often due webhook deliveries are looked for, in milliseconds.
     pub webhook_poll_ms: u64,
     /// How long a delivery is retried before it is given up (and audited), in seconds.
@@ -179,6 +182,7 @@ impl Default for Config {
             prechallenge_max: 64,
             kubernetes: None,
             webhooks: Vec::new(),
+            github: None,
             webhook_poll_ms: 1000,
             webhook_retry_seconds: 24 * 3600,
         }

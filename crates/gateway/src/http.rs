@@ -58,6 +58,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(paths::LOG_COSIGNATURES, post(log::cosignature))
         .route("/v2/requests/{id}/evidence", get(log::evidence))
         .route("/v2/devices/{id}/checkpoint", get(log::device_checkpoint))
+        .route("/github/webhook", post(github_webhook))
         .route(paths::OPENAPI, get(openapi))
         .route("/v1", axum::routing::any(protocol_upgraded))
         .route("/v1/{*rest}", axum::routing::any(protocol_upgraded))
@@ -348,4 +349,23 @@ async fn decide(
     gw.blocking(move |gw| decisions::decide(gw, &b))
         .await
         .map(|a| Json(a.receipt()))
+}
+
+/// A GitHub App webhook (docs/github.md); refusals are audited as `github.refused`.
+async fn github_webhook(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    gw.blocking(move |gw| {
+        let answer = body(b).and_then(|b| crate::github::receive(gw, &headers, &b));
+        crate::refusals::refused(
+            gw,
+            crate::refusals::GITHUB_REFUSED,
+            crate::refusals::ANONYMOUS,
+            answer,
+        )
+    })
+    .await
+    .map(|(status, v)| (status, Json(v)))
 }

@@ -47,6 +47,7 @@ pub mod envelope;
 pub mod error;
 pub mod evidence;
 pub mod gateway;
+pub mod github;
 pub mod http;
 pub mod hub;
 pub mod kubernetes;

@@ -15,6 +15,7 @@ pub(crate) const REQUEST_REFUSED: &str = "request.refused";
 pub(crate) const DECISION_REJECTED: &str = "decision.rejected";
 pub(crate) const STREAM_REFUSED: &str = "stream.refused";
 pub(crate) const PASSKEY_REFUSED: &str = "passkey.refused";
+pub(crate) const GITHUB_REFUSED: &str = "github.refused";
 /// The peer of a refused call that did not authenticate.
 pub(crate) const ANONYMOUS: &str = "anonymous";
 

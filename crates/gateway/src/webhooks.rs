@@ -55,7 +55,7 @@ fn event_of(entry: &AuditEntry) -> Option<(&'static str, RequestState)> {
 /// Turns the audit entries after the cursor into deliveries, in one write; returns how many
 /// deliveries were stored. The first look starts at the log's head: history is not sent.
 pub fn scan(gw: &Gateway) -> Result<usize, ApiError> {
-    if gw.config.webhooks.is_empty() {
+    if !active(gw) {
         return Ok(0);
     }
     let now = gw.now();
@@ -86,7 +86,16 @@ pub fn scan(gw: &Gateway) -> Result<usize, ApiError> {
     })
 }
 
-/// Stores the deliveries of `event` on request `id` for every destination that wants it.
+/// Whether anything is sent: a webhook destination, or a GitHub App to call back.
+fn active(gw: &Gateway) -> bool {
+    !gw.config.webhooks.is_empty() || gw.config.github.is_some()
+}
+
+/// The destination name of GitHub callbacks in the delivery rows.
+pub(crate) const GITHUB: &str = "github";
+
+/// Stores the deliveries of `event` on request `id` for every destination that wants it, and
+/// the GitHub callback when the event closes a request that holds a deployment.
 fn enqueue(
     gw: &Gateway,
     tx: &dyn Tx,
@@ -108,7 +117,13 @@ fn enqueue(
         .iter()
         .filter(|w| w.wants(event, &r.action, &r.requester))
         .collect();
-    if wanting.is_empty() {
+    let github = match (&gw.config.github, event) {
+        (Some(_), "request.decided" | "request.expired" | "request.withdrawn") => {
+            tx.github_of(id)?
+        }
+        _ => None,
+    };
+    if wanting.is_empty() && github.is_none() {
         return Ok(0);
     }
     let (status, _) = status_of(gw, tx, id)?;
@@ -147,6 +162,27 @@ fn enqueue(
             event,
             request_id: id,
             body: &body,
+            at: now,
+        })?;
+    }
+    if let Some(d) = github {
+        let retry = i64::try_from(gw.config.webhook_retry_seconds).unwrap_or(i64::MAX);
+        // An approval is worth calling back until its grant ends; a rejection for as long as
+        // any delivery is retried.
+        let deadline = status
+            .body
+            .grant
+            .as_ref()
+            .and_then(|g| g.expires_at)
+            .unwrap_or_else(|| now.saturating_add(retry));
+        let body = crate::github::callback_body(&d, state, &approvers, &deniers, deadline);
+        let delivery_id = uuid::Uuid::now_v7().to_string();
+        tx.delivery_put(&NewDelivery {
+            id: &delivery_id,
+            destination: GITHUB,
+            event,
+            request_id: id,
+            body: &json_text(&body)?,
             at: now,
         })?;
     }
@@ -321,12 +357,22 @@ pub async fn send_due(gw: &Arc<Gateway>, client: &reqwest::Client) -> Result<usi
         .await?;
     let mut accepted = 0;
     for d in due {
-        let w = gw.config.webhooks.iter().find(|w| w.name == d.destination);
-        let outcome = match w {
-            Some(w) => send(client, w, &d, now).await,
-            None => Err("the destination is no longer configured".to_owned()),
+        let mut retry_for = i64::try_from(gw.config.webhook_retry_seconds).unwrap_or(i64::MAX);
+        let outcome = match (&gw.config.github, d.destination.as_str()) {
+            (Some(cfg), GITHUB) => match serde_json::from_str::<Value>(&d.body) {
+                Ok(body) => {
+                    retry_for = body["deadline"]
+                        .as_i64()
+                        .map_or(retry_for, |end| end.saturating_sub(d.created_at));
+                    crate::github::deliver(client, cfg, &body, now).await
+                }
+                Err(e) => Err(format!("the stored callback is unreadable: {e}")),
+            },
+            _ => match gw.config.webhooks.iter().find(|w| w.name == d.destination) {
+                Some(w) => send(client, w, &d, now).await,
+                None => Err("the destination is no longer configured".to_owned()),
+            },
         };
-        let retry_for = i64::try_from(gw.config.webhook_retry_seconds).unwrap_or(i64::MAX);
         let ok = outcome.is_ok();
         gw.blocking(move |gw| record(gw, &d, outcome, now, retry_for))
             .await?;
@@ -345,7 +391,20 @@ fn record(
     gw.store.write(|tx| -> Result<(), ApiError> {
         let attempts = d.attempts.saturating_add(1);
         match outcome {
-            Ok(()) => tx.delivery_done(&d.id, now)?,
+            Ok(()) => {
+                tx.delivery_done(&d.id, now)?;
+                if d.destination == GITHUB {
+                    let state = serde_json::from_str::<Value>(&d.body)
+                        .ok()
+                        .and_then(|b| b["payload"]["state"].as_str().map(str::to_owned));
+                    tx.audit_append(
+                        now,
+                        "github.called_back",
+                        Some(&d.request_id),
+                        json!({"delivery_id": d.id, "state": state, "attempts": attempts}),
+                    )?;
+                }
+            }
             Err(e) if now.saturating_sub(d.created_at) >= retry_for => {
                 tx.delivery_give_up(&d.id, attempts, now, &e)?;
                 tx.audit_append(
@@ -367,7 +426,7 @@ fn record(
 /// The background task: scans the audit log and sends what is due, every `webhook_poll_ms`
 /// and whenever a request changes.
 pub async fn dispatcher(gw: Arc<Gateway>) {
-    if gw.config.webhooks.is_empty() {
+    if !active(&gw) {
         return;
     }
     let client = match reqwest::Client::builder()

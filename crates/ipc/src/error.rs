@@ -307,6 +307,10 @@ ipc_codes! {
     InvalidAdmissionReview = "invalid_admission_review",
     /// Gateway: The AdmissionReview is larger than the webhook's `max_review_bytes` (413).
     AdmissionReviewTooLarge = "admission_review_too_large",
+    /// Gateway: The webhook's `X-Hub-Signature-256` does not verify with the App's webhook secret (401).
+    BadWebhookSignature = "bad_webhook_signature",
+    /// Gateway: The event is not a readable `deployment_protection_rule`, or its callback is not the configured API's (400).
+    InvalidGithubEvent = "invalid_github_event",
     /// Gateway: An approver or requester name is not 1 to 128 printable ASCII characters (400).
     InvalidName = "invalid_name",
 }

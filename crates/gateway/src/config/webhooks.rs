@@ -67,15 +67,8 @@ impl WebhookConfig {
         let Some(p) = &self.secret_file else {
             return Ok(None);
         };
-        let bytes = std::fs::read(p)
-            .map_err(|e| format!("webhook {}: cannot read {}: {e}", self.name, p.display()))?;
-        let end = bytes
-            .iter()
-            .rposition(|b| !b.is_ascii_whitespace())
-            .map_or(0, |i| i + 1);
-        if end == 0 {
-            return Err(format!("webhook {}: {} is empty", self.name, p.display()));
-        }
-        Ok(Some(bytes[..end].to_vec()))
+        super::github::read_secret(p)
+            .map(Some)
+            .map_err(|e| format!("webhook {}: {e}", self.name))
     }
 }

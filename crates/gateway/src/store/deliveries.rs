@@ -24,6 +24,7 @@ pub struct DueDelivery {
     pub id: String,
     pub destination: String,
     pub event: String,
+    pub request_id: String,
     pub body: String,
     pub created_at: i64,
     pub attempts: u32,
@@ -97,7 +98,7 @@ impl DeliveryRows for SqliteTx<'_> {
 
     fn deliveries_due(&self, now: i64, limit: u32) -> Result<Vec<DueDelivery>, StoreError> {
         self.rows(
-            "SELECT id, destination, event, body, created_at, attempts FROM deliveries \
+            "SELECT id, destination, event, body, created_at, attempts, request_id FROM deliveries \
              WHERE delivered_at IS NULL AND failed_at IS NULL AND next_at <= ?1 \
              ORDER BY next_at, rowid LIMIT ?2",
             params![now, limit],
@@ -109,6 +110,7 @@ impl DeliveryRows for SqliteTx<'_> {
                     body: r.get(3)?,
                     created_at: r.get(4)?,
                     attempts: r.get(5)?,
+                    request_id: r.get(6)?,
                 })
             },
         )

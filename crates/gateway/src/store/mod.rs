@@ -10,9 +10,9 @@
 //! [`pairing`] (invites, approvers, pairings), [`tokens`], [`reports`] (reports and blocks),
 //! [`checkpoints`], [`events`] (the stored push events), [`audit`] (the audit chain and its
 //! tree), [`witnesses`] (the devices' cosignatures of the log), [`admission`] (the
-//! operations the Kubernetes webhook holds) and [`deliveries`] (outgoing webhooks). The SQLite
-//! engine itself (connections, group commit, the checkpointer, the schema and its migrations)
-//! is `sqlite`.
+//! operations the Kubernetes webhook holds), [`deliveries`] (outgoing webhooks) and [`github`]
+//! (deployments held for a protection rule). The SQLite engine itself (connections, group
+//! commit, the checkpointer, the schema and its migrations) is `sqlite`.
 //!
 //! A second backend (the scale-out issue's PostgreSQL) adds its engine beside `sqlite` and
 //! implements each owner trait for its own transaction type, in that owner's module next to
@@ -56,6 +56,7 @@ pub mod deliveries;
 pub mod devices;
 pub mod directory;
 pub mod events;
+pub mod github;
 pub mod memberships;
 pub mod pairing;
 pub mod passkeys;
@@ -75,6 +76,7 @@ pub use deliveries::DeliveryRows;
 pub use devices::DeviceRows;
 pub use directory::{DirectoryRows, PersonListing};
 pub use events::EventRows;
+pub use github::GithubRows;
 pub use memberships::MembershipRows;
 pub use pairing::PairingRows;
 pub use passkeys::PasskeyRows;
@@ -127,6 +129,7 @@ pub trait Tx:
     + WitnessRows
     + AdmissionRows
     + DeliveryRows
+    + GithubRows
 {
 }
 
@@ -148,6 +151,7 @@ impl<T> Tx for T where
         + WitnessRows
         + AdmissionRows
         + DeliveryRows
+        + GithubRows
         + ?Sized
 {
 }

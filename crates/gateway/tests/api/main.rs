@@ -7,6 +7,7 @@ mod attestation;
 mod devices;
 mod directory;
 mod evidence;
+mod github;
 mod grants;
 mod kubernetes;
 mod passkeys;

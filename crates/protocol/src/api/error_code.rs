@@ -249,6 +249,12 @@ error_codes! {
     InvalidAdmissionReview = "invalid_admission_review",
     /// The AdmissionReview is larger than the webhook's `max_review_bytes` (413).
     AdmissionReviewTooLarge = "admission_review_too_large",
+    // ---- POST /github/webhook (docs/github.md)
+    /// The webhook's `X-Hub-Signature-256` does not verify with the App's webhook secret (401).
+    BadWebhookSignature = "bad_webhook_signature",
+    /// The event is not a readable `deployment_protection_rule`, or its callback is not the
+    /// configured API's (400).
+    InvalidGithubEvent = "invalid_github_event",
     // ---- the gateway's command line only
     /// An approver or requester name is not 1 to 128 printable ASCII characters (400).
     InvalidName = "invalid_name",

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// The schema version this build writes; `PRAGMA user_version` holds a database's.
-const SCHEMA_VERSION: i64 = 15;
+const SCHEMA_VERSION: i64 = 16;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE tokens(
@@ -384,14 +384,27 @@ CREATE TABLE deliveries(
 CREATE INDEX deliveries_due ON deliveries(next_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
 "#;
 
+/// Version 16: the GitHub deployments held for a protection rule, one per request, with the
+/// webhook's delivery id (GitHub redelivers) and what the callback needs.
+const SCHEMA_V16: &str = r#"
+CREATE TABLE github_deployments(
+    request_id TEXT PRIMARY KEY,
+    delivery TEXT NOT NULL UNIQUE,
+    callback_url TEXT NOT NULL,
+    installation_id INTEGER NOT NULL,
+    environment TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+"#;
+
 /// The first schema version of protocol version 2.
 pub(super) const PROTOCOL_2_SCHEMA: i64 = 6;
 
 /// Each schema version's statements, in order: a database at version `n` runs the ones after
 /// it, in one transaction with the new `user_version`.
-const MIGRATIONS: [&str; 15] = [
+const MIGRATIONS: [&str; 16] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12, SCHEMA_V13, SCHEMA_V14, SCHEMA_V15,
+    SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12, SCHEMA_V13, SCHEMA_V14, SCHEMA_V15, SCHEMA_V16,
 ];
 
 /// Brings the database behind `conn` to `SCHEMA_VERSION`, all missing versions in one
