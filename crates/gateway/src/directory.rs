@@ -192,6 +192,25 @@ pub(crate) fn sorted_unique(names: &[String]) -> Vec<String> {
 }
 
 /// The listed person an identity is, in the transaction's view.
+/// The prefixes of requesters an integration vouches for, and the identity kind of the name
+/// after it: `k8s:<username>` (the admission webhook) and `github:<login>` (deployment
+/// protection rules). Requester tokens may not start with them.
+pub const INTEGRATION_REQUESTERS: [(&str, IdentityKind); 2] = [
+    ("k8s:", IdentityKind::Kubernetes),
+    ("github:", IdentityKind::Github),
+];
+
+/// The person of `requester`: a Kubernetes user or GitHub login by its prefix
+/// ([`INTEGRATION_REQUESTERS`]), otherwise a requester token's name.
+pub fn requester_person(tx: &dyn Tx, requester: &str) -> Result<Option<String>, StoreError> {
+    for (prefix, kind) in INTEGRATION_REQUESTERS {
+        if let Some(name) = requester.strip_prefix(prefix) {
+            return person_of(tx, kind, name);
+        }
+    }
+    person_of(tx, IdentityKind::Token, requester)
+}
+
 pub fn person_of(
     tx: &dyn Tx,
     kind: IdentityKind,

@@ -39,7 +39,7 @@ pub(crate) fn eligibility(
             format!("{approver} is no longer in the gateway's directory."),
         ));
     };
-    let asking = person_of(tx, IdentityKind::Token, &request.requester)?;
+    let asking = crate::directory::requester_person(tx, &request.requester)?;
     if asking.as_deref() == Some(&person) || request.requester_person.as_deref() == Some(&person) {
         return Err(ApiError::forbidden(
             ErrorCode::OwnRequest,

@@ -107,6 +107,15 @@ fn create_token(
             "A requester name is 1 to 128 printable ASCII characters without spaces.",
         ));
     }
+    if let Some((prefix, _)) = crate::directory::INTEGRATION_REQUESTERS
+        .iter()
+        .find(|(p, _)| name.starts_with(p))
+    {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidName,
+            format!("Requester names starting with {prefix} are the integrations' (docs/kubernetes.md, docs/github.md); a token cannot take one."),
+        ));
+    }
     let mut attributes = attributes.clone();
     attributes.environments.sort();
     attributes.environments.dedup();
@@ -180,7 +189,7 @@ pub fn requester(tx: &dyn Tx, name: &str) -> Result<crate::policy::Requester, Ap
     };
     Ok(crate::policy::Requester {
         name: name.to_owned(),
-        person: crate::directory::person_of(tx, crate::directory::IdentityKind::Token, name)?,
+        person: crate::directory::requester_person(tx, name)?,
         team: attributes.team,
         environments: attributes.environments,
         groups: Vec::new(),

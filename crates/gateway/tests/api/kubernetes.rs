@@ -373,3 +373,27 @@ async fn attach_and_port_forward_are_held_too() {
     assert_eq!(f.body.action, "kubectl.portforward");
     assert!(f.body.detail.contains("ports: 5432"), "{}", f.body.detail);
 }
+
+#[tokio::test]
+async fn nobody_approves_their_own_kubectl_exec() {
+    let c = cluster().await;
+    // Sam is alice@example.com in the cluster: the directory says so.
+    countersign_gateway::directory_admin::link(
+        c.h.gw(),
+        SAM,
+        &countersign_gateway::directory::Entry {
+            kubernetes: vec!["alice@example.com".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let r = c.review("exec-connect.json").await;
+    assert_eq!(r["allowed"], false);
+    let m = r["status"]["message"].as_str().unwrap();
+    assert!(!m.starts_with("approval pending"), "{m}");
+    assert_eq!(c.audited("kubernetes.held"), 0);
+    assert_eq!(c.audited("kubernetes.refused"), 1);
+    // And a requester token cannot pose as a Kubernetes user.
+    let e = countersign_gateway::tokens::create(c.h.gw(), "k8s:alice@example.com").unwrap_err();
+    assert_eq!(e.code.as_str(), "invalid_name");
+}
