@@ -46,6 +46,30 @@ pub struct Vouched<'a> {
     pub grant_seconds: Option<u32>,
 }
 
+/// The request an integration asks for: what it describes, with no approvers named (the
+/// policy routes it), no risk claimed and no reason (the requester gave none).
+pub fn integration_request(
+    action: String,
+    resource: String,
+    summary: String,
+    detail: String,
+    ttl_seconds: u32,
+) -> NewRequest {
+    NewRequest {
+        action,
+        resource,
+        risk: None,
+        summary,
+        detail,
+        reason: String::new(),
+        ttl_seconds,
+        approvers: Vec::new(),
+        min_approvals: 0,
+        require_match: false,
+        break_glass: false,
+    }
+}
+
 /// [`create_request`] for a requester that an integration vouches for (a Kubernetes user).
 pub fn create_request_as(
     gw: &Gateway,

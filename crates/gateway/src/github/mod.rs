@@ -14,7 +14,7 @@
 pub mod app;
 
 use axum::http::{HeaderMap, StatusCode};
-use countersign_protocol::api::{ErrorCode, NewRequest};
+use countersign_protocol::api::ErrorCode;
 use countersign_protocol::RequestState;
 use hmac::Mac as _;
 use serde::Deserialize;
@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use crate::config::github::{read_secret, GithubConfig};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
-use crate::requests::{create_request_as, Vouched};
+use crate::requests::{create_request_as, integration_request, Vouched};
 use crate::store::github::GithubDeployment;
 
 /// The parts of a `deployment_protection_rule` event the gateway reads.
@@ -149,22 +149,16 @@ pub fn receive(
             groups: &[],
             grant_seconds: Some(cfg.grant_seconds),
         },
-        NewRequest {
-            action: "github.deploy".into(),
-            resource: format!("{}/{}", event.repository.full_name, event.environment),
-            risk: None,
-            summary: format!(
+        integration_request(
+            "github.deploy".into(),
+            format!("{}/{}", event.repository.full_name, event.environment),
+            format!(
                 "Deploy {} {sha7} to {}",
                 event.repository.full_name, event.environment
             ),
             detail,
-            reason: String::new(),
-            ttl_seconds: cfg.ttl_seconds,
-            approvers: Vec::new(),
-            min_approvals: 0,
-            require_match: false,
-            break_glass: false,
-        },
+            cfg.ttl_seconds,
+        ),
     )?;
     let id = created.request.body.id.clone();
     let now = gw.now();

@@ -25,7 +25,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use countersign_protocol::api::{ErrorCode, NewRequest};
+use countersign_protocol::api::ErrorCode;
 use countersign_protocol::RequestState;
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube_core::DynamicObject;
@@ -35,7 +35,7 @@ use crate::config::kubernetes::KubernetesConfig;
 use crate::error::{ApiError, GatewayError};
 use crate::gateway::Gateway;
 use crate::hub::Pushed;
-use crate::requests::{create_request_as, Vouched};
+use crate::requests::{create_request_as, integration_request, Vouched};
 use crate::status::push_status;
 use operation::{classify, Classified, Held};
 
@@ -275,19 +275,13 @@ fn create(
             groups: &held.groups,
             grant_seconds: Some(cfg.grant_seconds),
         },
-        NewRequest {
-            action: held.action.clone(),
-            resource: held.resource.clone(),
-            risk: None,
-            summary: held.summary.clone(),
-            detail: held.detail.clone(),
-            reason: String::new(),
-            ttl_seconds: cfg.ttl_seconds,
-            approvers: Vec::new(),
-            min_approvals: 0,
-            require_match: false,
-            break_glass: false,
-        },
+        integration_request(
+            held.action.clone(),
+            held.resource.clone(),
+            held.summary.clone(),
+            held.detail.clone(),
+            cfg.ttl_seconds,
+        ),
     )?;
     let id = created.request.body.id.clone();
     let now = gw.now();
