@@ -80,6 +80,7 @@ impl Gateway {
                 reason: e.to_string(),
             })?;
         let attestation_cas = crate::config::attestation_cas(&config)?;
+        crate::config::webhooks::check(&config.webhooks).map_err(GatewayError::Invalid)?;
         let fingerprint = key.public().fingerprint();
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(tls::load(cert, key)?),

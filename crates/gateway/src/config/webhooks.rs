@@ -72,3 +72,69 @@ impl WebhookConfig {
             .map_err(|e| format!("webhook {}: {e}", self.name))
     }
 }
+
+/// Refuses destinations whose names repeat, or that take the name of the GitHub callbacks'
+/// queue (`github`), and filters naming an event that does not exist.
+pub fn check(webhooks: &[WebhookConfig]) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for w in webhooks {
+        if w.name == "github" {
+            return Err("A [[webhooks]] destination cannot be named \"github\": that name is the GitHub callbacks' (docs/github.md).".into());
+        }
+        if !seen.insert(w.name.as_str()) {
+            return Err(format!(
+                "Two [[webhooks]] destinations are named {:?}.",
+                w.name
+            ));
+        }
+        if let Some(e) = w.events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+            return Err(format!(
+                "The [[webhooks]] destination {:?} names the event {e:?}; the events are {}.",
+                w.name,
+                EVENTS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(name: &str, events: &[&str]) -> WebhookConfig {
+        WebhookConfig {
+            name: name.into(),
+            url: "https://hooks.example.com/x".parse().unwrap(),
+            secret_file: None,
+            format: WebhookFormat::Json,
+            events: events.iter().map(|e| e.to_string()).collect(),
+            actions: Vec::new(),
+            requesters: Vec::new(),
+            include_detail: false,
+        }
+    }
+
+    #[test]
+    fn names_are_unique_github_is_taken_and_events_must_exist() {
+        assert!(check(&[dest("ops", &["request.decided"]), dest("sre", &[])]).is_ok());
+        assert!(check(&[dest("ops", &[]), dest("ops", &[])])
+            .unwrap_err()
+            .contains("Two"));
+        assert!(check(&[dest("github", &[])])
+            .unwrap_err()
+            .contains("github"));
+        assert!(check(&[dest("ops", &["request.approved"])])
+            .unwrap_err()
+            .contains("request.approved"));
+    }
+
+    #[test]
+    fn a_filter_takes_exact_names_and_prefixes() {
+        let mut d = dest("ops", &["request.created"]);
+        d.actions = vec!["kubectl.*".into()];
+        assert!(d.wants("request.created", "kubectl.exec", "k8s:alice"));
+        assert!(!d.wants("request.decided", "kubectl.exec", "k8s:alice"));
+        assert!(!d.wants("request.created", "deploy", "k8s:alice"));
+    }
+}
