@@ -153,15 +153,16 @@ if ((want_components)) && ! command -v tauri-driver >/dev/null 2>&1; then
 fi
 
 # ---- Python (the second-language conformance test, tests/conformance) ------------------------
-# A virtual environment of its own under the target directory, with the two PyPI packages the
-# independent verifier uses; the e2e test runs it from there.
+# A virtual environment of its own under the target directory, with the PyPI packages the
+# independent verifier uses (the e2e test runs it from there), and aiosmtpd, the mail server
+# of the gateway's mail tests (crates/test-support/smtp_sink.py).
 if ((want_components)); then
     here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
     venv="${CARGO_TARGET_DIR:-$here/target}/conformance-venv"
-    if ! "$venv/bin/python3" -c 'import cryptography, rfc8785, fido2, jsonschema' >/dev/null 2>&1; then
+    if ! "$venv/bin/python3" -c 'import cryptography, rfc8785, fido2, jsonschema, aiosmtpd' >/dev/null 2>&1; then
         say "installing the conformance test's Python packages into $venv"
         python3 -m venv "$venv"
-        "$venv/bin/pip" install -q --disable-pip-version-check 'cryptography==48.0.0' 'rfc8785==0.1.4' 'fido2==2.2.1' 'jsonschema==4.25.1'
+        "$venv/bin/pip" install -q --disable-pip-version-check 'cryptography==48.0.0' 'rfc8785==0.1.4' 'fido2==2.2.1' 'jsonschema==4.25.1' 'aiosmtpd==1.4.6'
     fi
 fi
 

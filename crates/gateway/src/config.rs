@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use url::Url;
 
+pub mod email;
 pub mod github;
 pub mod kubernetes;
+pub mod secrets;
 pub mod webhooks;
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,9 @@ pub struct Config {
     pub webhooks: Vec<webhooks::WebhookConfig>,
     /// The GitHub App for deployment protection rules (docs/github.md); unset: none.
     pub github: Option<github::GithubConfig>,
+    /// Mail over SMTP to approvers without a device, to requesters, and a digest
+    /// (docs/notifications.md); unset: none.
+    pub email: Option<email::EmailConfig>,
     /// How often due webhook deliveries are looked for, in milliseconds.
     pub webhook_poll_ms: u64,
     /// How long a delivery is retried before it is given up (and audited), in seconds.
@@ -183,6 +188,7 @@ impl Default for Config {
             kubernetes: None,
             webhooks: Vec::new(),
             github: None,
+            email: None,
             webhook_poll_ms: 1000,
             webhook_retry_seconds: 24 * 3600,
         }

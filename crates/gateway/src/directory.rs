@@ -31,15 +31,18 @@ pub enum IdentityKind {
     Github,
     /// A hoop.dev user's email.
     Hoop,
+    /// A mail address the gateway writes to (`[email]`).
+    Email,
 }
 
 impl IdentityKind {
-    pub const ALL: [IdentityKind; 5] = [
+    pub const ALL: [IdentityKind; 6] = [
         IdentityKind::Approver,
         IdentityKind::Token,
         IdentityKind::Kubernetes,
         IdentityKind::Github,
         IdentityKind::Hoop,
+        IdentityKind::Email,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +52,7 @@ impl IdentityKind {
             IdentityKind::Kubernetes => "kubernetes",
             IdentityKind::Github => "github",
             IdentityKind::Hoop => "hoop",
+            IdentityKind::Email => "email",
         }
     }
 }
@@ -109,6 +113,9 @@ pub struct Entry {
     pub github: Vec<String>,
     #[serde(default)]
     pub hoop: Vec<String>,
+    /// Where the gateway's mail to this person goes (`[email]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub email: Vec<String>,
 }
 
 impl Entry {
@@ -119,6 +126,7 @@ impl Entry {
             IdentityKind::Kubernetes => &self.kubernetes,
             IdentityKind::Github => &self.github,
             IdentityKind::Hoop => &self.hoop,
+            IdentityKind::Email => &self.email,
         }
     }
 
@@ -129,6 +137,7 @@ impl Entry {
             IdentityKind::Kubernetes => &mut self.kubernetes,
             IdentityKind::Github => &mut self.github,
             IdentityKind::Hoop => &mut self.hoop,
+            IdentityKind::Email => &mut self.email,
         }
     }
 

@@ -38,6 +38,8 @@ pub struct Gateway {
     pub seen_nonces: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// The certificate, when the gateway serves HTTPS itself.
     pub tls: Option<tls::Tls>,
+    /// The secrets the configuration names by file, read when the gateway opened.
+    pub secrets: crate::config::secrets::Secrets,
     /// Open windows of aggregated refusals (see `refusals`).
     pub refusals: std::sync::Mutex<countersign_protocol::aggregate::Aggregator>,
     /// The policy in force (`policy_file`, or the default), replaced only by one that loads.
@@ -81,6 +83,14 @@ impl Gateway {
             })?;
         let attestation_cas = crate::config::attestation_cas(&config)?;
         crate::config::webhooks::check(&config.webhooks).map_err(GatewayError::Invalid)?;
+        if let Some(email) = &config.email {
+            crate::config::email::check(email).map_err(GatewayError::Invalid)?;
+        }
+        let secrets =
+            crate::config::secrets::Secrets::load(&config).map_err(GatewayError::Invalid)?;
+        if let Some(email) = &config.email {
+            crate::email::mailer(email, &secrets).map_err(GatewayError::Invalid)?;
+        }
         let fingerprint = key.public().fingerprint();
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(tls::load(cert, key)?),
@@ -116,6 +126,7 @@ impl Gateway {
             changes: tokio::sync::Notify::new(),
             seen_nonces: std::sync::Mutex::new(std::collections::HashMap::new()),
             tls,
+            secrets,
             refusals: std::sync::Mutex::new(Default::default()),
         });
         Ok(gw)

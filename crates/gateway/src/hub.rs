@@ -7,7 +7,8 @@
 //! falls behind the hub's buffer, reads the stored events instead (see `stream`). This module
 //! imports no other module of the crate, so the store can publish to it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{broadcast, watch};
 
@@ -28,6 +29,31 @@ pub struct Hub {
     closed: watch::Sender<bool>,
     /// Ids of devices whose pairing was revoked: their streams end.
     revoked: broadcast::Sender<Arc<str>>,
+    /// How many streams each approver has open (see [`Hub::stream_opened`]).
+    connected: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// Counts one open stream of an approver for as long as it lives.
+pub struct OpenStream {
+    connected: Arc<Mutex<HashMap<String, usize>>>,
+    approver: String,
+}
+
+fn counts(m: &Mutex<HashMap<String, usize>>) -> MutexGuard<'_, HashMap<String, usize>> {
+    // A counter map is whole after any panic of a holder: take it back.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let mut c = counts(&self.connected);
+        if let Some(n) = c.get_mut(&self.approver) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.remove(&self.approver);
+            }
+        }
+    }
 }
 
 impl Default for Hub {
@@ -45,6 +71,7 @@ impl Hub {
             tx,
             closed,
             revoked,
+            connected: Arc::default(),
         }
     }
 
@@ -83,8 +110,45 @@ impl Hub {
         self.revoked.subscribe()
     }
 
+    /// Counts a stream of `approver` open until the value is dropped: mail goes only to an
+    /// approver with none (`email`).
+    pub fn stream_opened(&self, approver: &str) -> OpenStream {
+        *counts(&self.connected)
+            .entry(approver.to_owned())
+            .or_insert(0) += 1;
+        OpenStream {
+            connected: self.connected.clone(),
+            approver: approver.to_owned(),
+        }
+    }
+
+    /// How many streams `approver`'s devices have open on this gateway.
+    pub fn streams_of(&self, approver: &str) -> usize {
+        counts(&self.connected).get(approver).copied().unwrap_or(0)
+    }
+
     /// Number of connected streams, for figures.
     pub fn receivers(&self) -> usize {
         self.tx.receiver_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_approver_counts_their_open_streams_until_each_is_dropped() {
+        let hub = Hub::new();
+        assert_eq!(hub.streams_of("alice"), 0);
+        let one = hub.stream_opened("alice");
+        let two = hub.stream_opened("alice");
+        let _bob = hub.stream_opened("bob");
+        assert_eq!(hub.streams_of("alice"), 2);
+        drop(one);
+        assert_eq!(hub.streams_of("alice"), 1);
+        drop(two);
+        assert_eq!(hub.streams_of("alice"), 0);
+        assert_eq!(hub.streams_of("bob"), 1);
     }
 }

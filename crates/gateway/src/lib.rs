@@ -42,6 +42,7 @@ pub mod decisions;
 pub mod devices;
 pub mod directory;
 pub mod directory_admin;
+pub mod email;
 pub mod enrolment;
 pub mod envelope;
 pub mod error;

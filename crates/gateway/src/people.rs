@@ -52,6 +52,9 @@ pub struct Identities {
     /// A hoop.dev email that is this person's; repeatable.
     #[arg(long = "hoop", value_name = "EMAIL")]
     hoop: Vec<String>,
+    /// A mail address the gateway writes to this person at (`[email]`); repeatable.
+    #[arg(long = "email", value_name = "ADDRESS")]
+    email: Vec<String>,
 }
 
 impl Identities {
@@ -62,6 +65,7 @@ impl Identities {
             kubernetes: self.kubernetes.clone(),
             github: self.github.clone(),
             hoop: self.hoop.clone(),
+            email: self.email.clone(),
             ..Entry::default()
         }
     }
@@ -81,7 +85,7 @@ pub enum ApproverCommand {
         #[command(flatten)]
         identities: Identities,
     },
-    /// Link more identities (tokens, Kubernetes, GitHub, hoop) to the person of an approver.
+    /// Link more identities (tokens, Kubernetes, GitHub, hoop, mail) to the person of an approver.
     Link {
         approver: String,
         #[command(flatten)]
@@ -158,6 +162,7 @@ fn describe(e: &Entry) -> String {
         ("kubernetes", &e.kubernetes),
         ("github", &e.github),
         ("hoop", &e.hoop),
+        ("email", &e.email),
     ] {
         if !names.is_empty() {
             line.push_str(&format!("  {label} {}", names.join(",")));

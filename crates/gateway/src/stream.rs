@@ -135,7 +135,10 @@ pub async fn handler(
         .event("hello")
         .data(json_text(&opening.hello)?);
     let gw2 = gw.clone();
+    let open = gw.hub.stream_opened(&device.approver);
     tokio::spawn(async move {
+        // Counted open for as long as this task sends.
+        let _open = open;
         let approver = device.approver;
         let device_id = device.id;
         if tx.send(Ok(hello)).await.is_err() {

@@ -1,7 +1,8 @@
 //! Outgoing webhooks (docs/notifications.md): the gateway tells configured destinations of
 //! requests created, decided, expired and withdrawn. They never decide anything: a body
 //! carries a summary and a `countersign://request/<id>` link, and the full detail only for a
-//! destination configured with `include_detail`.
+//! destination configured with `include_detail`. The same queue carries the GitHub callbacks
+//! (`github`) and mail (`email`).
 //!
 //! The dispatcher reads the gateway's own audit log in order from a persisted cursor and, in
 //! the same write that moves the cursor, stores one delivery per destination that wants the
@@ -19,10 +20,11 @@ use hmac::Mac as _;
 use serde_json::{json, Value};
 
 use crate::config::webhooks::{WebhookConfig, WebhookFormat};
+use crate::email::{Mailer, Sent};
 use crate::error::{json_text, ApiError};
 use crate::gateway::Gateway;
 use crate::status::status_of;
-use crate::store::deliveries::{DueDelivery, NewDelivery};
+use crate::store::deliveries::{AfterFailure, DueDelivery, NewDelivery};
 use crate::store::Tx;
 
 /// Audit entries looked at per write.
@@ -58,6 +60,17 @@ pub fn scan(gw: &Gateway) -> Result<usize, ApiError> {
     if !active(gw) {
         return Ok(0);
     }
+    // Most looks find nothing new: they only read.
+    let idle = gw.store.read(|c| -> Result<bool, ApiError> {
+        Ok(match (c.notify_cursor()?, c.audit_last()?) {
+            (Some(next), Some((last, _))) => last < next,
+            (Some(_), None) => true,
+            (None, _) => false,
+        })
+    })?;
+    if idle {
+        return Ok(0);
+    }
     let now = gw.now();
     gw.store.write(|tx| -> Result<usize, ApiError> {
         let next = match tx.notify_cursor()? {
@@ -86,9 +99,9 @@ pub fn scan(gw: &Gateway) -> Result<usize, ApiError> {
     })
 }
 
-/// Whether anything is sent: a webhook destination, or a GitHub App to call back.
+/// Whether anything is sent: a webhook destination, a GitHub App to call back, or mail.
 fn active(gw: &Gateway) -> bool {
-    !gw.config.webhooks.is_empty() || gw.config.github.is_some()
+    !gw.config.webhooks.is_empty() || gw.config.github.is_some() || gw.config.email.is_some()
 }
 
 /// The destination name of GitHub callbacks in the delivery rows.
@@ -123,7 +136,7 @@ fn enqueue(
         }
         _ => None,
     };
-    if wanting.is_empty() && github.is_none() {
+    if wanting.is_empty() && github.is_none() && gw.config.email.is_none() {
         return Ok(0);
     }
     let (status, _) = status_of(gw, tx, id)?;
@@ -163,8 +176,10 @@ fn enqueue(
             request_id: id,
             body: &body,
             at: now,
+            due_at: now,
         })?;
     }
+    let mailed = crate::email::enqueue(gw, tx, event, state, r, (&approvers, &deniers), now)?;
     if let Some(d) = github {
         let retry = i64::try_from(gw.config.webhook_retry_seconds).unwrap_or(i64::MAX);
         // An approval is worth calling back until its grant ends; a rejection for as long as
@@ -184,9 +199,10 @@ fn enqueue(
             request_id: id,
             body: &json_text(&body)?,
             at: now,
+            due_at: now,
         })?;
     }
-    Ok(wanting.len())
+    Ok(wanting.len() + mailed)
 }
 
 /// What one delivery tells.
@@ -270,30 +286,14 @@ impl Fact<'_> {
     }
 }
 
-/// Text made inert for Slack's message formatting: `&`, `<` and `>` escaped as Slack asks, and
-/// the characters that could hide text (bidirectional controls, invisible characters) shown
-/// as their code points.
+/// Text made inert for Slack's message formatting: the characters that could hide text
+/// (bidirectional controls, invisible characters) shown as their code points, as the app shows
+/// them (`countersign_display`), then `&`, `<` and `>` escaped as Slack asks.
 fn slack_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\n' | '\t' => out.push(c),
-            c if c.is_control()
-                || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}') =>
-            {
-                out.push_str(
-                    &format!("<U+{:04X}>", c as u32)
-                        .replace('<', "&lt;")
-                        .replace('>', "&gt;"),
-                );
-            }
-            c => out.push(c),
-        }
-    }
-    out
+    countersign_display::visible_text(s, true)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// `sha256=<hex>` of HMAC-SHA256 over `<timestamp>.<body>` with `key`.
@@ -318,21 +318,42 @@ fn backoff(attempts: u32) -> i64 {
     base - rand::thread_rng().gen_range(0..=base / 5)
 }
 
+/// What sends deliveries: the HTTP client, and the SMTP client when `[email]` is set.
+pub struct Senders {
+    pub client: reqwest::Client,
+    pub mailer: Option<Mailer>,
+}
+
+impl Senders {
+    pub fn new(gw: &Gateway) -> Result<Senders, String> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("the HTTP client: {e}"))?;
+        let mailer = match &gw.config.email {
+            Some(cfg) => Some(crate::email::mailer(cfg, &gw.secrets)?),
+            None => None,
+        };
+        Ok(Senders { client, mailer })
+    }
+}
+
 /// Sends one delivery: `Ok` when the destination answered 2xx.
 async fn send(
     client: &reqwest::Client,
+    gw: &Gateway,
     w: &WebhookConfig,
     d: &DueDelivery,
     now: i64,
-) -> Result<(), String> {
+) -> Result<Sent, String> {
     let mut req = client
         .post(w.url.clone())
         .header("content-type", "application/json")
         .header("x-countersign-event", &d.event)
         .header("x-countersign-delivery", &d.id)
         .header("x-countersign-timestamp", now.to_string());
-    if let Some(key) = w.secret()? {
-        req = req.header("x-countersign-signature-256", signature(&key, now, &d.body));
+    if let Some(key) = gw.secrets.webhooks.get(&w.name) {
+        req = req.header("x-countersign-signature-256", signature(key, now, &d.body));
     }
     let answer = req
         .body(d.body.clone())
@@ -340,14 +361,15 @@ async fn send(
         .await
         .map_err(|e| format!("{e}"))?;
     if answer.status().is_success() {
-        Ok(())
+        Ok(Sent::Delivered)
     } else {
         Err(format!("answered HTTP {}", answer.status().as_u16()))
     }
 }
 
 /// Sends the deliveries due now, records each outcome; returns how many were accepted.
-pub async fn send_due(gw: &Arc<Gateway>, client: &reqwest::Client) -> Result<usize, ApiError> {
+pub async fn send_due(gw: &Arc<Gateway>, senders: &Senders) -> Result<usize, ApiError> {
+    let client = &senders.client;
     let now = gw.now();
     let due = gw
         .blocking(move |gw| {
@@ -358,18 +380,29 @@ pub async fn send_due(gw: &Arc<Gateway>, client: &reqwest::Client) -> Result<usi
     let mut accepted = 0;
     for d in due {
         let mut retry_for = i64::try_from(gw.config.webhook_retry_seconds).unwrap_or(i64::MAX);
-        let outcome = match (&gw.config.github, d.destination.as_str()) {
-            (Some(cfg), GITHUB) => match serde_json::from_str::<Value>(&d.body) {
-                Ok(body) => {
+        let github = gw.config.github.as_ref().zip(gw.secrets.github.as_ref());
+        let email = gw.config.email.as_ref().zip(senders.mailer.as_ref());
+        let outcome = match d.destination.as_str() {
+            GITHUB => match (github, serde_json::from_str::<Value>(&d.body)) {
+                (Some((cfg, secrets)), Ok(body)) => {
                     retry_for = body["deadline"]
                         .as_i64()
                         .map_or(retry_for, |end| end.saturating_sub(d.created_at));
-                    crate::github::deliver(client, cfg, &body, now).await
+                    crate::github::deliver(client, cfg, secrets, &body, now)
+                        .await
+                        .map(|()| Sent::Delivered)
                 }
-                Err(e) => Err(format!("the stored callback is unreadable: {e}")),
+                (None, _) => Err("no [github] App is configured any more".to_owned()),
+                (_, Err(e)) => Err(format!("the stored callback is unreadable: {e}")),
+            },
+            crate::email::EMAIL => match email {
+                Some((cfg, mailer)) => {
+                    crate::email::deliver(gw, mailer, cfg, &d.id, &d.request_id, &d.body).await
+                }
+                None => Err("no [email] is configured any more".to_owned()),
             },
             _ => match gw.config.webhooks.iter().find(|w| w.name == d.destination) {
-                Some(w) => send(client, w, &d, now).await,
+                Some(w) => send(client, gw, w, &d, now).await,
                 None => Err("the destination is no longer configured".to_owned()),
             },
         };
@@ -384,14 +417,15 @@ pub async fn send_due(gw: &Arc<Gateway>, client: &reqwest::Client) -> Result<usi
 fn record(
     gw: &Gateway,
     d: &DueDelivery,
-    outcome: Result<(), String>,
+    outcome: Result<Sent, String>,
     now: i64,
     retry_for: i64,
 ) -> Result<(), ApiError> {
     gw.store.write(|tx| -> Result<(), ApiError> {
         let attempts = d.attempts.saturating_add(1);
         match outcome {
-            Ok(()) => {
+            Ok(Sent::Skipped(why)) => tx.delivery_skip(&d.id, now, &why)?,
+            Ok(Sent::Delivered) => {
                 tx.delivery_done(&d.id, now)?;
                 if d.destination == GITHUB {
                     let state = serde_json::from_str::<Value>(&d.body)
@@ -406,7 +440,7 @@ fn record(
                 }
             }
             Err(e) if now.saturating_sub(d.created_at) >= retry_for => {
-                tx.delivery_give_up(&d.id, attempts, now, &e)?;
+                tx.delivery_failed(&d.id, attempts, &e, AfterFailure::GiveUp(now))?;
                 tx.audit_append(
                     now,
                     "webhook.given_up",
@@ -416,7 +450,8 @@ fn record(
             }
             Err(e) => {
                 tracing::warn!(destination = %d.destination, delivery = %d.id, error = %e, "a webhook delivery failed; it is retried");
-                tx.delivery_retry(&d.id, attempts, now + backoff(attempts - 1), &e)?;
+                let next = AfterFailure::RetryAt(now + backoff(attempts - 1));
+                tx.delivery_failed(&d.id, attempts, &e, next)?;
             }
         }
         Ok(())
@@ -429,13 +464,10 @@ pub async fn dispatcher(gw: Arc<Gateway>) {
     if !active(&gw) {
         return;
     }
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
-        Ok(c) => c,
+    let senders = match Senders::new(&gw) {
+        Ok(s) => s,
         Err(e) => {
-            tracing::error!(%e, "the webhook client could not be built; no webhook is sent");
+            tracing::error!(%e, "the delivery clients could not be built; nothing is sent");
             return;
         }
     };
@@ -447,7 +479,10 @@ pub async fn dispatcher(gw: Arc<Gateway>) {
         if let Err(e) = gw.blocking(scan).await {
             tracing::warn!(%e, "turning audit entries into webhook deliveries failed");
         }
-        if let Err(e) = send_due(&gw, &client).await {
+        if let Err(e) = gw.blocking(crate::email::digest).await {
+            tracing::warn!(%e, "making the mail digest failed");
+        }
+        if let Err(e) = send_due(&gw, &senders).await {
             tracing::warn!(%e, "sending webhook deliveries failed");
         }
         let _ = tokio::time::timeout(poll, changed).await;
@@ -475,7 +510,8 @@ mod tests {
     #[test]
     fn slack_text_cannot_format_or_hide() {
         assert_eq!(slack_escape("<!channel> & co"), "&lt;!channel&gt; &amp; co");
-        assert_eq!(slack_escape("a\u{202E}b"), "a&lt;U+202E&gt;b");
+        assert_eq!(slack_escape("a\u{202E}b"), "a\\u{202E}b");
+        assert_eq!(slack_escape("one\ntwo"), "one\ntwo");
     }
 
     #[test]

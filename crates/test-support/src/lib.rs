@@ -40,6 +40,7 @@ pub mod keystore;
 pub mod mitm;
 pub mod processes;
 pub mod rewrite;
+pub mod smtp;
 pub mod sse;
 pub mod tls;
 #[cfg(feature = "webdriver")]
@@ -53,7 +54,8 @@ pub use gateway::{reopen_gateway, start_serving, test_config, TestGateway, REQUE
 pub use http::{answer, Refusal};
 pub use keystore::{device_seed, secret_service_account, secret_service_available};
 pub use processes::{
-    bin, countersign, error_code, lines_of, wait_exit, wait_line, ChildGuard, GatewayProcess,
+    bin, conformance_python, countersign, error_code, lines_of, wait_exit, wait_line, ChildGuard,
+    GatewayProcess,
 };
 pub use sse::{request_id, EventStream};
 pub use tls::self_signed;

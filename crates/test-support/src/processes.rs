@@ -25,6 +25,26 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// The conformance tests' Python: `conformance-venv` under the target directory, beside the
+/// profile directories of the running test binary.
+pub fn conformance_python() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test>-<hash> -> target
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .unwrap();
+    let py = target.join("conformance-venv/bin/python3");
+    assert!(
+        py.exists(),
+        "{} is missing: run `bash scripts/deps.sh --with-lints` (it installs the Python \
+         packages of the conformance and mail tests)",
+        py.display()
+    );
+    py
+}
+
 /// A child process killed when dropped.
 pub struct ChildGuard(pub Child);
 

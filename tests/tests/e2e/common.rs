@@ -2,10 +2,9 @@
 //! output of a command as text or JSON lines, the gateway fingerprint of a pairing link, and
 //! the Python of the conformance tests (tests/conformance).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use countersign_test_support::bin;
 
 /// A command's standard output and error, for assertion messages and searches.
 pub(crate) fn said(out: &Output) -> String {
@@ -32,24 +31,7 @@ pub(crate) fn fingerprint_of(link: &str) -> String {
         .to_owned()
 }
 
-/// The conformance tests' Python (scripts/deps.sh --with-lints installs it under the target
-/// directory, beside the binaries' profile directories).
-pub(crate) fn python() -> PathBuf {
-    let target = bin("countersign")
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let py = target.join("conformance-venv/bin/python3");
-    assert!(
-        py.exists(),
-        "{} is missing: run `bash scripts/deps.sh --with-lints` (it installs the Python \
-         verifier's packages)",
-        py.display()
-    );
-    py
-}
+pub(crate) use countersign_test_support::conformance_python as python;
 
 /// Runs the Python verifier of evidence and exports with `args`, the gateway key in its
 /// environment.

@@ -37,16 +37,3 @@ fn default_api_url() -> url::Url {
 fn default_grant_seconds() -> u32 {
     3600
 }
-
-/// The bytes of a secret file, trailing white space dropped; an empty one is refused.
-pub fn read_secret(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let end = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(0, |i| i + 1);
-    if end == 0 {
-        return Err(format!("{} is empty", path.display()));
-    }
-    Ok(bytes[..end].to_vec())
-}

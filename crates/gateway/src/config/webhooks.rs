@@ -61,16 +61,6 @@ impl WebhookConfig {
             && matches_any(&self.actions, action)
             && matches_any(&self.requesters, requester)
     }
-
-    /// The HMAC key, read from `secret_file`.
-    pub fn secret(&self) -> Result<Option<Vec<u8>>, String> {
-        let Some(p) = &self.secret_file else {
-            return Ok(None);
-        };
-        super::github::read_secret(p)
-            .map(Some)
-            .map_err(|e| format!("webhook {}: {e}", self.name))
-    }
 }
 
 /// Refuses destinations whose names repeat, or that take the name of the GitHub callbacks'

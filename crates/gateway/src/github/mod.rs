@@ -20,7 +20,8 @@ use hmac::Mac as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::config::github::{read_secret, GithubConfig};
+use crate::config::github::GithubConfig;
+use crate::config::secrets::GithubSecrets;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::requests::{create_request_as, integration_request, Vouched};
@@ -72,20 +73,18 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 
 /// Checks `X-Hub-Signature-256` (`sha256=` and the hex HMAC-SHA256 of the body), in constant
 /// time (`bad_webhook_signature`).
-fn verify(cfg: &GithubConfig, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+fn verify(secrets: &GithubSecrets, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
     let bad = || {
         ApiError::unauthorized(
             ErrorCode::BadWebhookSignature,
             "The webhook's X-Hub-Signature-256 does not verify with the App's webhook secret.",
         )
     };
-    let secret = read_secret(&cfg.webhook_secret_file)
-        .map_err(|e| ApiError::internal("the GitHub webhook secret", e))?;
     let sig = header(headers, "x-hub-signature-256")
         .strip_prefix("sha256=")
         .and_then(|h| hex::decode(h).ok())
         .ok_or_else(bad)?;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secret)
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secrets.webhook_secret)
         .map_err(|e| ApiError::internal("the GitHub webhook secret", e))?;
     mac.update(body);
     mac.verify_slice(&sig).map_err(|_| bad())
@@ -101,13 +100,13 @@ pub fn receive(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(StatusCode, Value), ApiError> {
-    let Some(cfg) = &gw.config.github else {
+    let (Some(cfg), Some(secrets)) = (&gw.config.github, &gw.secrets.github) else {
         return Err(ApiError::not_found(
             ErrorCode::NoSuchEndpoint,
             "This gateway has no [github] App configured.",
         ));
     };
-    verify(cfg, headers, body)?;
+    verify(secrets, headers, body)?;
     match header(headers, "x-github-event") {
         "ping" => return Ok((StatusCode::OK, json!({"ok": true}))),
         "deployment_protection_rule" => {}
@@ -260,6 +259,7 @@ pub(crate) fn callback_body(
 pub(crate) async fn deliver(
     client: &reqwest::Client,
     cfg: &GithubConfig,
+    secrets: &GithubSecrets,
     body: &Value,
     now: i64,
 ) -> Result<(), String> {
@@ -270,8 +270,7 @@ pub(crate) async fn deliver(
     let installation = body["installation_id"]
         .as_u64()
         .ok_or("the stored callback has no installation")?;
-    let key = app::load_key(cfg).map_err(|e| e.to_string())?;
-    let token = app::installation_token(client, cfg, &key, installation, now)
+    let token = app::installation_token(client, cfg, &secrets.key, installation, now)
         .await
         .map_err(|e| e.to_string())?;
     let answer = app::github_request(client, url, &token)

@@ -1,6 +1,7 @@
-//! Outgoing webhooks (table `deliveries`, one row per destination and event, with its body and
-//! its attempts) and the position in the audit log up to which entries were turned into
-//! deliveries (table `notify_cursor`).
+//! Outgoing notifications (table `deliveries`, one row per destination and event, with its
+//! body and its attempts: webhooks, GitHub callbacks and mail), the position in the audit log
+//! up to which entries were turned into deliveries (table `notify_cursor`), and when the last
+//! mail digest was made (table `email_digest`).
 
 use rusqlite::params;
 
@@ -16,6 +17,17 @@ pub struct NewDelivery<'a> {
     pub request_id: &'a str,
     pub body: &'a str,
     pub at: i64,
+    /// When it is first due (`at`, or later for a mail that waits for a grace period).
+    pub due_at: i64,
+}
+
+/// What follows a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Another attempt at this time.
+    RetryAt(i64),
+    /// None: the delivery is given up at this time.
+    GiveUp(i64),
 }
 
 /// A delivery not yet delivered nor given up.
@@ -47,23 +59,27 @@ pub trait DeliveryRows {
     /// Records that delivery `id` was accepted at `now`.
     fn delivery_done(&self, id: &str, now: i64) -> Result<(), StoreError>;
 
-    /// Records a failed attempt: the attempts made, when the next is due, and why.
-    fn delivery_retry(
+    /// Records that delivery `id` was not sent, and need not be, at `now`, and why.
+    fn delivery_skip(&self, id: &str, now: i64, why: &str) -> Result<(), StoreError>;
+
+    /// Records a failed attempt: the attempts made, why, and what follows.
+    fn delivery_failed(
         &self,
         id: &str,
         attempts: u32,
-        next_at: i64,
         error: &str,
+        then: AfterFailure,
     ) -> Result<(), StoreError>;
 
-    /// Gives delivery `id` up at `now`, after `attempts`.
-    fn delivery_give_up(
-        &self,
-        id: &str,
-        attempts: u32,
-        now: i64,
-        error: &str,
-    ) -> Result<(), StoreError>;
+    /// When the last mail digest was made; `None` before the first.
+    fn digest_last(&self) -> Result<Option<i64>, StoreError>;
+
+    /// Records that a digest was made at `at`.
+    fn digest_last_set(&self, at: i64) -> Result<(), StoreError>;
+
+    /// A digest's requests: those created at or after `since` and those still pending, oldest
+    /// first, at most `limit`: `(signed request, state)`.
+    fn digest_requests(&self, since: i64, limit: u32) -> Result<Vec<(String, String)>, StoreError>;
 
     /// How many deliveries wait (not delivered, not given up).
     fn deliveries_waiting(&self) -> Result<u64, StoreError>;
@@ -90,8 +106,8 @@ impl DeliveryRows for SqliteTx<'_> {
     fn delivery_put(&self, d: &NewDelivery<'_>) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO deliveries(id, destination, event, request_id, body, created_at, next_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            params![d.id, d.destination, d.event, d.request_id, d.body, d.at],
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![d.id, d.destination, d.event, d.request_id, d.body, d.at, d.due_at],
         )?;
         Ok(())
     }
@@ -125,32 +141,58 @@ impl DeliveryRows for SqliteTx<'_> {
         Ok(())
     }
 
-    fn delivery_retry(
-        &self,
-        id: &str,
-        attempts: u32,
-        next_at: i64,
-        error: &str,
-    ) -> Result<(), StoreError> {
+    fn delivery_skip(&self, id: &str, now: i64, why: &str) -> Result<(), StoreError> {
         self.exec(
-            "UPDATE deliveries SET attempts = ?2, next_at = ?3, last_error = ?4 WHERE id = ?1",
-            params![id, attempts, next_at, error],
+            "UPDATE deliveries SET delivered_at = ?2, skipped = ?3 WHERE id = ?1",
+            params![id, now, why],
         )?;
         Ok(())
     }
 
-    fn delivery_give_up(
+    fn delivery_failed(
         &self,
         id: &str,
         attempts: u32,
-        now: i64,
         error: &str,
+        then: AfterFailure,
     ) -> Result<(), StoreError> {
+        let sql = match then {
+            AfterFailure::RetryAt(_) => {
+                "UPDATE deliveries SET attempts = ?2, last_error = ?3, next_at = ?4 WHERE id = ?1"
+            }
+            AfterFailure::GiveUp(_) => {
+                "UPDATE deliveries SET attempts = ?2, last_error = ?3, failed_at = ?4 WHERE id = ?1"
+            }
+        };
+        let (AfterFailure::RetryAt(at) | AfterFailure::GiveUp(at)) = then;
+        self.exec(sql, params![id, attempts, error, at])?;
+        Ok(())
+    }
+
+    fn digest_last(&self) -> Result<Option<i64>, StoreError> {
+        self.row(
+            "SELECT last_at FROM email_digest WHERE id = 1",
+            params![],
+            |r| r.get(0),
+        )
+    }
+
+    fn digest_last_set(&self, at: i64) -> Result<(), StoreError> {
         self.exec(
-            "UPDATE deliveries SET attempts = ?2, failed_at = ?3, last_error = ?4 WHERE id = ?1",
-            params![id, attempts, now, error],
+            "INSERT INTO email_digest(id, last_at) VALUES (1, ?1) \
+             ON CONFLICT(id) DO UPDATE SET last_at = excluded.last_at",
+            params![at],
         )?;
         Ok(())
+    }
+
+    fn digest_requests(&self, since: i64, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
+        self.rows(
+            "SELECT signed, state FROM requests WHERE created_at >= ?1 OR state = 'pending' \
+             ORDER BY created_at, id LIMIT ?2",
+            params![since, limit],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     fn deliveries_waiting(&self) -> Result<u64, StoreError> {

@@ -32,6 +32,9 @@ pub trait DirectoryRows {
     /// The listed (not removed) person whose identity `(kind, name)` is.
     fn person_of(&self, kind: &str, name: &str) -> Result<Option<String>, StoreError>;
 
+    /// The names of the listed `person`'s identities of `kind`, sorted.
+    fn identities_of(&self, person: &str, kind: &str) -> Result<Vec<String>, StoreError>;
+
     /// The person, removed or not, an identity was linked to.
     fn owner_of(&self, kind: &str, name: &str) -> Result<Option<String>, StoreError>;
 
@@ -87,6 +90,15 @@ impl DirectoryRows for SqliteTx<'_> {
             "SELECT p.id FROM person_identities i JOIN people p ON p.id = i.person
                  WHERE i.kind = ?1 AND i.name = ?2 AND p.removed_at IS NULL",
             params![kind, name],
+            |r| r.get(0),
+        )
+    }
+
+    fn identities_of(&self, person: &str, kind: &str) -> Result<Vec<String>, StoreError> {
+        self.rows(
+            "SELECT i.name FROM person_identities i JOIN people p ON p.id = i.person
+                 WHERE i.person = ?1 AND i.kind = ?2 AND p.removed_at IS NULL ORDER BY i.name",
+            params![person, kind],
             |r| r.get(0),
         )
     }

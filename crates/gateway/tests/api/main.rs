@@ -6,6 +6,7 @@
 mod attestation;
 mod devices;
 mod directory;
+mod email;
 mod evidence;
 mod github;
 mod grants;

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// The schema version this build writes; `PRAGMA user_version` holds a database's.
-const SCHEMA_VERSION: i64 = 16;
+const SCHEMA_VERSION: i64 = 17;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE tokens(
@@ -397,14 +397,26 @@ CREATE TABLE github_deployments(
 );
 "#;
 
+/// Version 17: mail. A delivery can be skipped when it is due (a mail to an approver whose
+/// device connected, or who decided, meanwhile): `delivered_at` then says when, and `skipped`
+/// why. And when the last digest was made (`email_digest`, one row).
+const SCHEMA_V17: &str = r#"
+ALTER TABLE deliveries ADD COLUMN skipped TEXT;
+CREATE TABLE email_digest(
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_at INTEGER NOT NULL
+);
+"#;
+
 /// The first schema version of protocol version 2.
 pub(super) const PROTOCOL_2_SCHEMA: i64 = 6;
 
 /// Each schema version's statements, in order: a database at version `n` runs the ones after
 /// it, in one transaction with the new `user_version`.
-const MIGRATIONS: [&str; 16] = [
+const MIGRATIONS: [&str; 17] = [
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
     SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12, SCHEMA_V13, SCHEMA_V14, SCHEMA_V15, SCHEMA_V16,
+    SCHEMA_V17,
 ];
 
 /// Brings the database behind `conn` to `SCHEMA_VERSION`, all missing versions in one
