@@ -419,3 +419,29 @@ pub fn load(store: &Store, path: &Path, now: i64) -> Result<bool, DirectoryError
         Ok(true)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(text: &str) -> String {
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    }
+
+    #[test]
+    fn the_hash_names_email_last_and_only_when_there_is_one() {
+        let mut e = Entry {
+            id: "alice".into(),
+            approvers: vec!["alice@example.com".into()],
+            ..Entry::default()
+        };
+        let before = r#"{"id":"alice","approvers":["alice@example.com"],"groups":[],"tokens":[],"kubernetes":[],"github":[],"hoop":[]}"#;
+        assert_eq!(
+            hash(std::slice::from_ref(&e)).unwrap(),
+            sha(&format!("{before}\n"))
+        );
+        e.email = vec!["alice@example.org".into()];
+        let with = r#"{"id":"alice","approvers":["alice@example.com"],"groups":[],"tokens":[],"kubernetes":[],"github":[],"hoop":[],"email":["alice@example.org"]}"#;
+        assert_eq!(hash(&[e]).unwrap(), sha(&format!("{with}\n")));
+    }
+}

@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-
 /// A command's standard output and error, for assertion messages and searches.
 pub(crate) fn said(out: &Output) -> String {
     format!(
