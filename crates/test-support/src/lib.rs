@@ -43,6 +43,7 @@ pub mod rewrite;
 pub mod smtp;
 pub mod sse;
 pub mod tls;
+pub mod wait;
 #[cfg(feature = "webdriver")]
 pub mod webdriver;
 
@@ -59,3 +60,4 @@ pub use processes::{
 };
 pub use sse::{request_id, EventStream};
 pub use tls::self_signed;
+pub use wait::eventually;

@@ -6,11 +6,11 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::processes::{conformance_python, ChildGuard};
+use crate::wait::eventually;
 
 /// One accepted message.
 #[derive(Debug, Clone)]
@@ -114,19 +114,8 @@ impl SmtpSink {
 
     /// Waits until `n` messages were accepted (up to 10 s), and returns them all.
     pub async fn wait_for(&self, n: usize) -> Vec<ReceivedMail> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let m = self.mails();
-            if m.len() >= n {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!(
-            "{} of {n} mails arrived: {:#?}",
-            self.mails().len(),
-            self.mails()
-        );
+        let what = format!("{n} mails arriving");
+        eventually(&what, || Some(self.mails()).filter(|m| m.len() >= n)).await
     }
 }
 

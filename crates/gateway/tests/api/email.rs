@@ -12,7 +12,7 @@ use countersign_gateway::config::Config;
 use countersign_gateway::directory::Entry;
 use countersign_gateway::directory_admin;
 use countersign_test_support::smtp::{unused_port, SmtpSink};
-use countersign_test_support::{reopen_gateway, TestGateway, REQUESTER};
+use countersign_test_support::{eventually, reopen_gateway, TestGateway, REQUESTER};
 
 use crate::requests::Requests;
 use crate::stages::approve;
@@ -43,17 +43,6 @@ fn configure(c: &mut Config, port: u16) {
 /// How many deliveries wait to be sent or retried.
 fn waiting(h: &TestGateway) -> u64 {
     h.gw().store.read(|c| c.deliveries_waiting()).unwrap()
-}
-
-/// Waits until `f` holds (up to 10 s).
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what} did not happen");
 }
 
 #[tokio::test]
@@ -90,7 +79,10 @@ async fn an_approver_with_no_device_connected_is_mailed_after_the_grace_and_the_
 
     h.gw().clock.shift(GRACE as i64 + 1);
     let mails = sink.wait_for(1).await;
-    eventually("both approver mails handled", || waiting(&h) == 0).await;
+    eventually("both approver mails handled", || {
+        (waiting(&h) == 0).then_some(())
+    })
+    .await;
     let mails_now = sink.mails();
     assert_eq!(mails_now.len(), 1, "Alice is connected: {mails_now:#?}");
     let m = &mails[0];
@@ -133,6 +125,8 @@ async fn a_mail_server_that_was_down_gets_each_mail_once_across_a_gateway_restar
     let h = TestGateway::start_with(|c| configure(c, port)).await;
     h.pair(BOB).await;
     h.create_with(|n| n.approvers = vec![BOB.into()]).await;
+    // Stored due at the end of the grace period, which is then moved past.
+    eventually("the mail stored", || (waiting(&h) == 1).then_some(())).await;
     h.gw().clock.shift(GRACE as i64 + 1);
     // The mail is tried, and fails: nothing listens.
     eventually("a failed attempt", || {
@@ -142,6 +136,7 @@ async fn a_mail_server_that_was_down_gets_each_mail_once_across_a_gateway_restar
             .unwrap()
             .iter()
             .any(|d| d.attempts > 0)
+            .then_some(())
     })
     .await;
 
@@ -170,12 +165,17 @@ async fn a_mail_server_that_was_down_gets_each_mail_once_across_a_gateway_restar
         dir,
     };
     sink.wait_for(1).await;
+    eventually("the mail recorded sent", || {
+        (waiting(&h) == 0).then_some(())
+    })
+    .await;
     // A second request after the restart: mailed once, and the first not again.
     h.create_with(|n| {
         n.approvers = vec![BOB.into()];
         n.summary = "second".into();
     })
     .await;
+    eventually("the mail stored", || (waiting(&h) == 1).then_some(())).await;
     h.gw().clock.shift(GRACE as i64 + 1);
     let mails = sink.wait_for(2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -199,7 +199,7 @@ async fn the_digest_lists_the_requests_of_its_period_once() {
     let mut alice = h.pair(ALICE).await;
     // The first look starts the schedule: history is not sent.
     eventually("the digest schedule started", || {
-        h.gw().store.read(|c| c.digest_last()).unwrap().is_some()
+        h.gw().store.read(|c| c.digest_last()).unwrap()
     })
     .await;
     let first = h

@@ -16,7 +16,7 @@ use countersign_gateway::config::github::GithubConfig;
 use countersign_gateway::config::Config;
 use countersign_gateway::directory_admin as admin;
 use countersign_protocol::Verdict;
-use countersign_test_support::{reopen_gateway, Device, TestGateway, Uv};
+use countersign_test_support::{eventually, reopen_gateway, Device, TestGateway, Uv};
 use hmac::Mac as _;
 use serde_json::{json, Value};
 
@@ -234,17 +234,11 @@ impl Setup {
     }
 
     async fn reviews(&self, n: usize) -> Vec<(String, Value)> {
-        for _ in 0..500 {
-            let r = self.api.reviews.lock().unwrap().clone();
-            if r.len() >= n {
-                return r;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!(
-            "{n} reviews expected: {:?}",
-            self.api.reviews.lock().unwrap()
-        );
+        let what = format!("{n} reviews arriving");
+        eventually(&what, || {
+            Some(self.api.reviews.lock().unwrap().clone()).filter(|r| r.len() >= n)
+        })
+        .await
     }
 
     fn audited(&self, kind: &str) -> usize {
@@ -343,16 +337,10 @@ async fn a_gateway_restart_between_the_decision_and_the_callback_still_calls_bac
     let (_, answer) = s.deliver(&s.event(), "d-restart", SECRET).await;
     let id = answer["request_id"].as_str().unwrap().to_owned();
     approve(&mut s.rel, &s.h, &id).await;
-    for _ in 0..500 {
-        if s.api.fail.load(Ordering::SeqCst) < usize::MAX {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(
-        s.api.fail.load(Ordering::SeqCst) < usize::MAX,
-        "a callback was tried"
-    );
+    eventually("a callback tried", || {
+        (s.api.fail.load(Ordering::SeqCst) < usize::MAX).then_some(())
+    })
+    .await;
 
     let Setup {
         h,

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use countersign_gateway::config::webhooks::{WebhookConfig, WebhookFormat};
 use countersign_gateway::config::Config;
-use countersign_test_support::{reopen_gateway, TestGateway};
+use countersign_test_support::{eventually, reopen_gateway, TestGateway};
 use hmac::Mac as _;
 use serde_json::Value;
 
@@ -90,18 +90,8 @@ impl Receiver {
 
     /// Waits until `n` posts arrived.
     async fn wait_for(&self, n: usize) -> Vec<(String, String, Value)> {
-        for _ in 0..500 {
-            let p = self.posts();
-            if p.len() >= n {
-                return p;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!(
-            "{} of {n} webhooks arrived: {:?}",
-            self.posts().len(),
-            self.posts()
-        );
+        let what = format!("{n} webhooks arriving");
+        eventually(&what, || Some(self.posts()).filter(|p| p.len() >= n)).await
     }
 }
 
@@ -211,13 +201,10 @@ async fn a_receiver_that_was_down_gets_everything_once_across_a_gateway_restart(
             n.summary = "second".into();
         })
         .await;
-    for _ in 0..500 {
-        if r.log.lock().unwrap().refused > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(r.log.lock().unwrap().refused > 0);
+    eventually("a refused attempt", || {
+        (r.log.lock().unwrap().refused > 0).then_some(())
+    })
+    .await;
 
     // The gateway stops and starts again over its data; the receiver comes back.
     let TestGateway {
