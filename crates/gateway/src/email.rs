@@ -24,7 +24,7 @@ use crate::config::secrets::Secrets;
 use crate::directory::IdentityKind;
 use crate::error::{json_text, ApiError};
 use crate::gateway::Gateway;
-use crate::store::deliveries::NewDelivery;
+use crate::store::deliveries::{NewDelivery, Sent};
 use crate::store::Tx;
 
 /// The destination name of mail in the delivery rows.
@@ -46,13 +46,6 @@ pub(crate) struct Mail {
     /// still waits for them and none of their devices holds a stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unless_connected: Option<String>,
-}
-
-/// What became of a due mail.
-pub(crate) enum Sent {
-    Delivered,
-    /// Not sent, and never to be: why.
-    Skipped(String),
 }
 
 /// The SMTP client of `[email]`: from its URL, with the password of `password_file`.

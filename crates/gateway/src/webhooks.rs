@@ -20,11 +20,11 @@ use hmac::Mac as _;
 use serde_json::{json, Value};
 
 use crate::config::webhooks::{WebhookConfig, WebhookFormat};
-use crate::email::{Mailer, Sent};
+use crate::email::Mailer;
 use crate::error::{json_text, ApiError};
 use crate::gateway::Gateway;
 use crate::status::status_of;
-use crate::store::deliveries::{AfterFailure, DueDelivery, NewDelivery};
+use crate::store::deliveries::{AfterFailure, DueDelivery, NewDelivery, Sent};
 use crate::store::Tx;
 
 /// Audit entries looked at per write.
@@ -388,9 +388,13 @@ pub async fn send_due(gw: &Arc<Gateway>, senders: &Senders) -> Result<usize, Api
                     retry_for = body["deadline"]
                         .as_i64()
                         .map_or(retry_for, |end| end.saturating_sub(d.created_at));
-                    crate::github::deliver(client, cfg, secrets, &body, now)
-                        .await
-                        .map(|()| Sent::Delivered)
+                    let call = crate::github::Call {
+                        client,
+                        cfg,
+                        secrets,
+                        attempts: d.attempts,
+                    };
+                    call.deliver(&body, now).await
                 }
                 (None, _) => Err("no [github] App is configured any more".to_owned()),
                 (_, Err(e)) => Err(format!("the stored callback is unreadable: {e}")),
@@ -424,7 +428,17 @@ fn record(
     gw.store.write(|tx| -> Result<(), ApiError> {
         let attempts = d.attempts.saturating_add(1);
         match outcome {
-            Ok(Sent::Skipped(why)) => tx.delivery_skip(&d.id, now, &why)?,
+            Ok(Sent::Skipped(why)) => {
+                tx.delivery_skip(&d.id, now, &why)?;
+                if d.destination == GITHUB {
+                    tx.audit_append(
+                        now,
+                        "github.no_longer_waiting",
+                        Some(&d.request_id),
+                        json!({"delivery_id": d.id, "attempts": d.attempts, "why": why}),
+                    )?;
+                }
+            }
             Ok(Sent::Delivered) => {
                 tx.delivery_done(&d.id, now)?;
                 if d.destination == GITHUB {

@@ -58,11 +58,12 @@ pub fn jwt(key: &RsaKeyPair, app_id: u64, now: i64) -> Result<String, AppError> 
 /// The headers GitHub's REST API asks for.
 pub(crate) fn github_request(
     client: &reqwest::Client,
+    method: reqwest::Method,
     url: url::Url,
     bearer: &str,
 ) -> reqwest::RequestBuilder {
     client
-        .post(url)
+        .request(method, url)
         .bearer_auth(bearer)
         .header("accept", "application/vnd.github+json")
         .header("x-github-api-version", "2022-11-28")
@@ -84,7 +85,7 @@ pub async fn installation_token(
             "app/installations/{installation_id}/access_tokens"
         ))
         .map_err(|e| AppError::Http(e.to_string()))?;
-    let answer = github_request(client, url, &jwt)
+    let answer = github_request(client, reqwest::Method::POST, url, &jwt)
         .send()
         .await
         .map_err(|e| AppError::Http(format!("the installation token: {e}")))?;

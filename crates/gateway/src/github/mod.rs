@@ -25,6 +25,7 @@ use crate::config::secrets::GithubSecrets;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::requests::{create_request_as, integration_request, Vouched};
+use crate::store::deliveries::Sent;
 use crate::store::github::GithubDeployment;
 
 /// The parts of a `deployment_protection_rule` event the gateway reads.
@@ -255,35 +256,83 @@ pub(crate) fn callback_body(
     })
 }
 
-/// Sends one callback delivery: the installation token, then the review.
-pub(crate) async fn deliver(
-    client: &reqwest::Client,
-    cfg: &GithubConfig,
-    secrets: &GithubSecrets,
-    body: &Value,
-    now: i64,
-) -> Result<(), String> {
-    let url: url::Url = body["url"]
-        .as_str()
-        .and_then(|u| u.parse().ok())
-        .ok_or("the stored callback has no URL")?;
-    let installation = body["installation_id"]
-        .as_u64()
-        .ok_or("the stored callback has no installation")?;
-    let token = app::installation_token(client, cfg, &secrets.key, installation, now)
-        .await
-        .map_err(|e| e.to_string())?;
-    let answer = app::github_request(client, url, &token)
-        .json(&body["payload"])
-        .send()
-        .await
-        .map_err(|e| format!("the callback: {e}"))?;
-    if answer.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "the callback answered HTTP {}",
-            answer.status().as_u16()
-        ))
+/// One attempt at a callback delivery.
+pub(crate) struct Call<'a> {
+    pub client: &'a reqwest::Client,
+    pub cfg: &'a GithubConfig,
+    pub secrets: &'a GithubSecrets,
+    /// The attempts made before this one.
+    pub attempts: u32,
+}
+
+impl Call<'_> {
+    /// Sends the review with an installation token. A retry first asks GitHub whether the run
+    /// still waits on the environment (`GET .../pending_deployments`): an earlier attempt
+    /// whose answer was lost may have been applied, and a second review would be refused. If
+    /// it no longer waits, nothing is sent again.
+    pub(crate) async fn deliver(&self, body: &Value, now: i64) -> Result<Sent, String> {
+        let url: url::Url = body["url"]
+            .as_str()
+            .and_then(|u| u.parse().ok())
+            .ok_or("the stored callback has no URL")?;
+        let installation = body["installation_id"]
+            .as_u64()
+            .ok_or("the stored callback has no installation")?;
+        let environment = body["payload"]["environment_name"]
+            .as_str()
+            .ok_or("the stored callback has no environment")?;
+        let token =
+            app::installation_token(self.client, self.cfg, &self.secrets.key, installation, now)
+                .await
+                .map_err(|e| e.to_string())?;
+        if self.attempts > 0 && !self.still_waiting(&url, &token, environment).await? {
+            return Ok(Sent::Skipped(format!(
+                "the run no longer waits on {environment}: an earlier attempt was applied, or \
+                 it was decided or cancelled in GitHub"
+            )));
+        }
+        let answer = app::github_request(self.client, reqwest::Method::POST, url, &token)
+            .json(&body["payload"])
+            .send()
+            .await
+            .map_err(|e| format!("the callback: {e}"))?;
+        if answer.status().is_success() {
+            Ok(Sent::Delivered)
+        } else {
+            Err(format!(
+                "the callback answered HTTP {}",
+                answer.status().as_u16()
+            ))
+        }
+    }
+
+    /// Whether the run of callback `url` still waits on `environment`: GitHub's pending
+    /// deployments of the run (an array of `{environment: {name}, ...}`).
+    async fn still_waiting(
+        &self,
+        url: &url::Url,
+        token: &str,
+        environment: &str,
+    ) -> Result<bool, String> {
+        let pending = url
+            .join("pending_deployments")
+            .map_err(|e| format!("the pending deployments' URL: {e}"))?;
+        let answer = app::github_request(self.client, reqwest::Method::GET, pending, token)
+            .send()
+            .await
+            .map_err(|e| format!("the pending deployments: {e}"))?;
+        if !answer.status().is_success() {
+            return Err(format!(
+                "the pending deployments answered HTTP {}",
+                answer.status().as_u16()
+            ));
+        }
+        let list: Vec<Value> = answer
+            .json()
+            .await
+            .map_err(|e| format!("the pending deployments' answer: {e}"))?;
+        Ok(list
+            .iter()
+            .any(|p| p["environment"]["name"].as_str() == Some(environment)))
     }
 }

@@ -21,6 +21,16 @@ pub struct NewDelivery<'a> {
     pub due_at: i64,
 }
 
+/// What became of an attempt that did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// Accepted by the destination.
+    Delivered,
+    /// Not sent, and never to be: why (a mail no longer wanted, a GitHub run no longer
+    /// waiting).
+    Skipped(String),
+}
+
 /// What follows a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterFailure {

@@ -1,9 +1,11 @@
 //! GitHub deployment protection rules through the running gateway and a fake GitHub API on
 //! loopback, written from GitHub's documented behaviour: it checks the App's RS256 JWT against
 //! the App's public key, issues installation tokens, accepts a review only with one, and can
-//! fail the first attempts. Covered: a bad webhook signature refused; approve and reject each
-//! called back once, naming who decided; a redelivered event is the same request; and a
-//! gateway restart between the decision and the callback still calls back, once.
+//! fail the first attempts or lose their answers, takes one review per run, and lists a run's
+//! pending deployments. Covered: a bad webhook signature refused; approve and reject each
+//! called back once, naming who decided; a redelivered event is the same request; a gateway
+//! restart between the decision and the callback still calls back, once; and a callback
+//! whose answer was lost is not sent again.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,8 +47,12 @@ struct Api {
     tokens: Mutex<Vec<String>>,
     /// Callback attempts to fail (502) before accepting.
     fail: AtomicUsize,
+    /// Reviews to apply and then answer 502, as if the answer were lost on the way back.
+    lose: AtomicUsize,
     /// Accepted reviews: (run id, body).
     reviews: Mutex<Vec<(String, Value)>>,
+    /// `GET .../pending_deployments` calls.
+    pending_asked: AtomicUsize,
     refused_tokens: AtomicUsize,
 }
 
@@ -123,8 +129,46 @@ async fn review(
     {
         return StatusCode::BAD_GATEWAY;
     }
+    if api.reviews.lock().unwrap().iter().any(|(r, _)| *r == run) {
+        // GitHub takes one review per run and environment.
+        return StatusCode::UNPROCESSABLE_ENTITY;
+    }
     api.reviews.lock().unwrap().push((run, body));
+    if api
+        .lose
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return StatusCode::BAD_GATEWAY;
+    }
     StatusCode::NO_CONTENT
+}
+
+/// `GET /repos/{owner}/{repo}/actions/runs/{run}/pending_deployments`: the fixture's
+/// environment while no review of the run was applied, then none.
+async fn pending_deployments(
+    State(api): State<Arc<Api>>,
+    Path((_owner, _repo, run)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> (StatusCode, axum::Json<Value>) {
+    if !api.tokens.lock().unwrap().contains(&bearer(&headers)) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "Bad credentials"})),
+        );
+    }
+    api.pending_asked.fetch_add(1, Ordering::SeqCst);
+    if api.reviews.lock().unwrap().iter().any(|(r, _)| *r == run) {
+        return (StatusCode::OK, axum::Json(json!([])));
+    }
+    let waiting = json!([{
+        "environment": {"id": 161_088_068, "node_id": "MDExOkVudmlyb25tZW50MTYxMDg4MDY4", "name": "production", "url": "https://api.github.com/repos/octo-org/web/environments/production", "html_url": "https://github.com/octo-org/web/deployments/activity_log?environments_filter=production"},
+        "wait_timer": 0,
+        "wait_timer_started_at": null,
+        "current_user_can_approve": false,
+        "reviewers": []
+    }]);
+    (StatusCode::OK, axum::Json(waiting))
 }
 
 fn app_public_key() -> Vec<u8> {
@@ -148,6 +192,10 @@ async fn fake_github() -> (Arc<Api>, SocketAddr) {
         .route(
             "/repos/{owner}/{repo}/actions/runs/{run}/deployment_protection_rule",
             axum::routing::post(review),
+        )
+        .route(
+            "/repos/{owner}/{repo}/actions/runs/{run}/pending_deployments",
+            axum::routing::get(pending_deployments),
         )
         .with_state(api.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -398,4 +446,25 @@ async fn a_gateway_restart_between_the_decision_and_the_callback_still_calls_bac
         0,
         "every JWT verified"
     );
+}
+
+#[tokio::test]
+async fn a_callback_whose_answer_was_lost_is_not_sent_again() {
+    let mut s = setup().await;
+    // GitHub applies the first review, but its answer does not come back.
+    s.api.lose.store(1, Ordering::SeqCst);
+    let (_, answer) = s.deliver(&s.event(), "d-lost", SECRET).await;
+    let id = answer["request_id"].as_str().unwrap().to_owned();
+    approve(&mut s.rel, &s.h, &id).await;
+    s.reviews(1).await;
+    // The gateway saw a failure; past its backoff it asks GitHub first and sends nothing.
+    s.h.gw().clock.shift(5);
+    eventually("the retry seeing the run no longer waiting", || {
+        (s.audited("github.no_longer_waiting") == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(s.api.reviews.lock().unwrap().len(), 1, "one review");
+    assert_eq!(s.api.pending_asked.load(Ordering::SeqCst), 1);
+    assert_eq!(s.audited("github.called_back"), 0);
 }
