@@ -476,6 +476,17 @@ fn record(
 /// and whenever a request changes.
 pub async fn dispatcher(gw: Arc<Gateway>) {
     if !active(&gw) {
+        // Nothing is sent: forget the position, so that destinations configured later start
+        // at the log's head as on a first start, rather than send what happened meanwhile.
+        let forget = gw.blocking(|gw| {
+            if gw.store.read(|c| c.notify_cursor())?.is_some() {
+                gw.store.write(|tx| tx.notify_cursor_forget())?;
+            }
+            Ok::<(), ApiError>(())
+        });
+        if let Err(e) = forget.await {
+            tracing::warn!(%e, "forgetting the webhook position failed");
+        }
         return;
     }
     let senders = match Senders::new(&gw) {

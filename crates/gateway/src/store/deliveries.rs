@@ -60,6 +60,9 @@ pub trait DeliveryRows {
     /// Moves the cursor to `next_seq`.
     fn notify_cursor_set(&self, next_seq: u64) -> Result<(), StoreError>;
 
+    /// Forgets the cursor: the next look starts at the log's head again.
+    fn notify_cursor_forget(&self) -> Result<(), StoreError>;
+
     /// Stores a delivery, due at once.
     fn delivery_put(&self, d: &NewDelivery<'_>) -> Result<(), StoreError>;
 
@@ -110,6 +113,11 @@ impl DeliveryRows for SqliteTx<'_> {
              ON CONFLICT(id) DO UPDATE SET next_seq = excluded.next_seq",
             params![next_seq as i64],
         )?;
+        Ok(())
+    }
+
+    fn notify_cursor_forget(&self) -> Result<(), StoreError> {
+        self.exec("DELETE FROM notify_cursor", params![])?;
         Ok(())
     }
 

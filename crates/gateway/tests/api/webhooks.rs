@@ -249,3 +249,56 @@ async fn a_receiver_that_was_down_gets_everything_once_across_a_gateway_restart(
     }
     assert!(per_id.values().all(|n| *n == 1), "{per_id:?}");
 }
+
+#[tokio::test]
+async fn destinations_configured_again_start_at_the_head_not_with_what_happened_meanwhile() {
+    let r = receiver().await;
+    let keys = tempfile::tempdir().unwrap();
+    let secret = secret_file(keys.path());
+    let h = TestGateway::start_with(|c| configure(c, &r, &secret)).await;
+    let _alice = h.pair(ALICE).await;
+    h.create(&[ALICE], 1, false).await;
+    r.wait_for(1).await;
+    let TestGateway {
+        running,
+        url,
+        token,
+        dir,
+    } = h;
+    let data = dir.path().join("gateway");
+    let addr = running.addr;
+    running.shutdown().await;
+
+    // A while without destinations: a request is made, and nobody is told.
+    let running = reopen_gateway(&data, addr, |_| {}, |_| {}).await;
+    let h = TestGateway {
+        running,
+        url,
+        token,
+        dir,
+    };
+    h.create_with(|n| n.summary = "while nobody listened".into())
+        .await;
+    let TestGateway {
+        running,
+        url,
+        token,
+        dir,
+    } = h;
+    running.shutdown().await;
+
+    // Configured again: only what happens from now on is sent.
+    let (r2, secret2) = (r.clone(), secret.clone());
+    let running = reopen_gateway(&data, addr, move |c| configure(c, &r2, &secret2), |_| {}).await;
+    let h = TestGateway {
+        running,
+        url,
+        token,
+        dir,
+    };
+    h.create_with(|n| n.summary = "after".into()).await;
+    let posts = r.wait_for(2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(r.posts().len(), 2, "{:?}", r.posts());
+    assert_eq!(posts[1].2["request"]["summary"], "after");
+}
