@@ -5,8 +5,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use sha2::Digest as _;
 
 use crate::error::GatewayError;
@@ -34,12 +37,22 @@ pub fn load(cert: &Path, key: &Path) -> Result<Tls, GatewayError> {
 }
 
 /// Like [`load`], and requires every client to present a certificate that chains to a CA in
-/// the PEM file `client_ca` (mutual TLS): a client without one fails the handshake.
-pub fn load_mutual(cert: &Path, key: &Path, client_ca: &Path) -> Result<Tls, GatewayError> {
-    load_with(cert, key, Some(client_ca))
+/// the PEM file `client_ca` (mutual TLS), and carries one of `client_names` as a DNS name when
+/// there are any: a client without one fails the handshake.
+pub fn load_mutual(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+    client_names: &[String],
+) -> Result<Tls, GatewayError> {
+    load_with(cert, key, Some((client_ca, client_names)))
 }
 
-fn load_with(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Tls, GatewayError> {
+fn load_with(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<(&Path, &[String])>,
+) -> Result<Tls, GatewayError> {
     let certs = CertificateDer::pem_file_iter(cert)
         .map_err(|e| invalid(cert, e))?
         .collect::<Result<Vec<_>, _>>()
@@ -55,7 +68,7 @@ fn load_with(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Tls, G
         .map_err(|e| invalid(cert, e))?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
-        Some(ca) => {
+        Some((ca, names)) => {
             let mut roots = rustls::RootCertStore::empty();
             for c in CertificateDer::pem_file_iter(ca).map_err(|e| invalid(ca, e))? {
                 roots
@@ -71,7 +84,21 @@ fn load_with(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Tls, G
             )
             .build()
             .map_err(|e| invalid(ca, e))?;
-            builder.with_client_cert_verifier(verifier)
+            if names.is_empty() {
+                builder.with_client_cert_verifier(verifier)
+            } else {
+                let names = names
+                    .iter()
+                    .map(|n| {
+                        ServerName::try_from(n.clone())
+                            .map_err(|e| invalid(ca, format!("the client name {n:?}: {e}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                builder.with_client_cert_verifier(Arc::new(NamedClients {
+                    inner: verifier,
+                    names,
+                }))
+            }
         }
     };
     let mut server = builder
@@ -82,6 +109,67 @@ fn load_with(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Tls, G
         server: Arc::new(server),
         pin,
     })
+}
+
+/// A client verifier that also wants one of `names` among the certificate's DNS names: the
+/// CA's chain check first, then the name, so that a CA which issues more than the API
+/// server's certificate does not let every holder in.
+#[derive(Debug)]
+struct NamedClients {
+    inner: Arc<dyn ClientCertVerifier>,
+    names: Vec<ServerName<'static>>,
+}
+
+impl ClientCertVerifier for NamedClients {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if self
+            .names
+            .iter()
+            .any(|n| cert.verify_is_valid_for_subject_name(n).is_ok())
+        {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Serves `app` over HTTPS with `config` on `listener` until `stop` fires (then connections get

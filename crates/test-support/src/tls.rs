@@ -21,6 +21,13 @@ pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf, String) {
 /// `kube-apiserver`, client authentication) with its key, as one PEM identity: what a server
 /// that requires mutual TLS trusts, and what its one legitimate client presents.
 pub fn ca_and_client(dir: &Path, name: &str) -> (PathBuf, Vec<u8>) {
+    let (ca, mut identities) = ca_and_clients(dir, name, &["kube-apiserver"]);
+    (ca, identities.remove(0))
+}
+
+/// Like [`ca_and_client`], with one client certificate per name in `clients` (each its DNS
+/// name and common name), in that order.
+pub fn ca_and_clients(dir: &Path, name: &str, clients: &[&str]) -> (PathBuf, Vec<Vec<u8>>) {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     };
@@ -31,15 +38,20 @@ pub fn ca_and_client(dir: &Path, name: &str) -> (PathBuf, Vec<u8>) {
         .distinguished_name
         .push(DnType::CommonName, format!("{name} CA"));
     let ca = ca_params.self_signed(&ca_key).unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let mut client_params = CertificateParams::new(vec!["kube-apiserver".to_string()]).unwrap();
-    client_params
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
-    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
     let ca_path = dir.join(format!("{name}-ca.crt"));
     std::fs::write(&ca_path, ca.pem()).unwrap();
-    let identity = format!("{}{}", client.pem(), client_key.serialize_pem()).into_bytes();
-    (ca_path, identity)
+    let identities = clients
+        .iter()
+        .map(|client_name| {
+            let client_key = KeyPair::generate().unwrap();
+            let mut client_params = CertificateParams::new(vec![client_name.to_string()]).unwrap();
+            client_params
+                .distinguished_name
+                .push(DnType::CommonName, *client_name);
+            client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
+            format!("{}{}", client.pem(), client_key.serialize_pem()).into_bytes()
+        })
+        .collect();
+    (ca_path, identities)
 }

@@ -21,6 +21,10 @@ pub struct KubernetesConfig {
     /// The CA (PEM) that issued the API server's client certificate. Only a client presenting
     /// a certificate chaining to it may call the webhook; use a CA that issues nothing else.
     pub client_ca: PathBuf,
+    /// The names (DNS subject alternative names) of which the client certificate must carry
+    /// one, e.g. `kube-apiserver`; empty: any certificate `client_ca` issued.
+    #[serde(default)]
+    pub client_names: Vec<String>,
     /// How long the first attempt waits for an approval before it is denied as pending, in
     /// milliseconds; keep it well under the webhook's `timeoutSeconds`.
     #[serde(default = "default_hold_ms")]

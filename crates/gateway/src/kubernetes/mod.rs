@@ -69,7 +69,12 @@ struct Hook {
 
 /// Binds `cfg.listen` and serves the webhook over mutual TLS.
 pub fn serve(gw: Arc<Gateway>, cfg: KubernetesConfig) -> Result<Webhook, GatewayError> {
-    let tls = crate::tls::load_mutual(&cfg.tls_cert, &cfg.tls_key, &cfg.client_ca)?;
+    let tls = crate::tls::load_mutual(
+        &cfg.tls_cert,
+        &cfg.tls_key,
+        &cfg.client_ca,
+        &cfg.client_names,
+    )?;
     let listen = cfg.listen;
     let listener = std::net::TcpListener::bind(listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))

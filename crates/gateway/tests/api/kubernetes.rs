@@ -53,12 +53,20 @@ async fn cluster() -> Cluster {
     let policy = dir.path().join("kubernetes.rego");
     std::fs::write(&policy, POLICY).unwrap();
     let (cert, key, _) = countersign_test_support::tls::self_signed(dir.path(), "webhook");
-    let (ca, identity) = countersign_test_support::tls::ca_and_client(dir.path(), "apiserver");
+    // The CA issues the API server's certificate, and another's.
+    let (ca, mut identities) = countersign_test_support::tls::ca_and_clients(
+        dir.path(),
+        "apiserver",
+        &["kube-apiserver", "intruder"],
+    );
+    let identity = identities.remove(0);
+    std::fs::write(dir.path().join("intruder.pem"), &identities[0]).unwrap();
     let k = KubernetesConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         tls_cert: cert.clone(),
         tls_key: key,
         client_ca: ca,
+        client_names: vec!["kube-apiserver".into()],
         hold_ms: 200,
         grant_seconds: 300,
         ttl_seconds: 0,
@@ -327,6 +335,10 @@ async fn only_the_api_servers_certificate_is_served() {
     let (_, stranger) = countersign_test_support::tls::ca_and_client(c.dir.path(), "stranger");
     let forged = client_with(&c.server_cert, Some(&stranger));
     assert!(forged.post(&c.url).json(&review).send().await.is_err());
+    // A certificate from the right CA for another name: refused too.
+    let other = std::fs::read(c.dir.path().join("intruder.pem")).unwrap();
+    let intruder = client_with(&c.server_cert, Some(&other));
+    assert!(intruder.post(&c.url).json(&review).send().await.is_err());
     assert_eq!(c.audited("kubernetes.held"), 0);
     let mut sam = c.sam;
     assert!(
