@@ -10,17 +10,13 @@
 //! stream. Each mail's `Message-ID` is its delivery id, so a mail server or reader drops a
 //! copy.
 
-use std::time::Duration;
-
 use countersign_display::visible;
 use countersign_protocol::{ApprovalRequest, RequestState, Signed};
 use lettre::message::{header::ContentType, Mailbox};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use lettre::{AsyncTransport as _, Message};
 use serde::{Deserialize, Serialize};
 
 use crate::config::email::EmailConfig;
-use crate::config::secrets::Secrets;
 use crate::directory::IdentityKind;
 use crate::error::{json_text, ApiError};
 use crate::gateway::Gateway;
@@ -33,8 +29,7 @@ pub(crate) const EMAIL: &str = "email";
 /// The most requests one digest lists.
 const DIGEST_MAX: u32 = 200;
 
-/// The SMTP client.
-pub type Mailer = AsyncSmtpTransport<Tokio1Executor>;
+pub use crate::config::email::Mailer;
 
 /// One stored mail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,24 +41,6 @@ pub(crate) struct Mail {
     /// still waits for them and none of their devices holds a stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unless_connected: Option<String>,
-}
-
-/// The SMTP client of `[email]`: from its URL, with the password of `password_file`.
-pub fn mailer(cfg: &EmailConfig, secrets: &Secrets) -> Result<Mailer, String> {
-    let mut builder = Mailer::from_url(cfg.smtp_url.as_str())
-        .map_err(|e| format!("[email] smtp_url {}: {e}", cfg.smtp_url))?
-        .timeout(Some(Duration::from_secs(10)));
-    if let Some(password) = &secrets.smtp_password {
-        let user = cfg.smtp_url.username();
-        if user.is_empty() {
-            return Err(
-                "[email] password_file needs a user name in smtp_url (smtp://user@host:port)."
-                    .into(),
-            );
-        }
-        builder = builder.credentials(Credentials::new(user.to_owned(), password.clone()));
-    }
-    Ok(builder.build())
 }
 
 /// Where mail to `approver` goes: the `email` identities of their person in the directory,

@@ -89,7 +89,9 @@ impl Gateway {
         let secrets =
             crate::config::secrets::Secrets::load(&config).map_err(GatewayError::Invalid)?;
         if let Some(email) = &config.email {
-            crate::email::mailer(email, &secrets).map_err(GatewayError::Invalid)?;
+            email
+                .mailer(secrets.smtp_password.as_deref())
+                .map_err(GatewayError::Invalid)?;
         }
         let fingerprint = key.public().fingerprint();
         let tls = match (&config.tls_cert, &config.tls_key) {

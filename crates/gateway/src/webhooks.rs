@@ -331,7 +331,7 @@ impl Senders {
             .build()
             .map_err(|e| format!("the HTTP client: {e}"))?;
         let mailer = match &gw.config.email {
-            Some(cfg) => Some(crate::email::mailer(cfg, &gw.secrets)?),
+            Some(cfg) => Some(cfg.mailer(gw.secrets.smtp_password.as_deref())?),
             None => None,
         };
         Ok(Senders { client, mailer })

@@ -3,8 +3,14 @@
 //! A mail carries a summary and a `countersign://request/<id>` link, never the detail.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use serde::Deserialize;
+
+/// The SMTP client.
+pub type Mailer = AsyncSmtpTransport<Tokio1Executor>;
 
 /// How the gateway sends mail.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +42,26 @@ pub struct EmailConfig {
     /// previous one, with their state, and every request still pending.
     #[serde(default = "default_digest_seconds")]
     pub digest_seconds: u64,
+}
+
+impl EmailConfig {
+    /// The SMTP client: from the URL, with `password` (read from `password_file`).
+    pub fn mailer(&self, password: Option<&str>) -> Result<Mailer, String> {
+        let mut builder = Mailer::from_url(self.smtp_url.as_str())
+            .map_err(|e| format!("[email] smtp_url {}: {e}", self.smtp_url))?
+            .timeout(Some(Duration::from_secs(10)));
+        if let Some(password) = password {
+            let user = self.smtp_url.username();
+            if user.is_empty() {
+                return Err(
+                    "[email] password_file needs a user name in smtp_url (smtp://user@host:port)."
+                        .into(),
+                );
+            }
+            builder = builder.credentials(Credentials::new(user.to_owned(), password.to_owned()));
+        }
+        Ok(builder.build())
+    }
 }
 
 fn yes() -> bool {

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use ring::signature::RsaKeyPair;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::PrivateKeyDer;
 
 use super::Config;
 
@@ -20,6 +22,18 @@ pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
         return Err(format!("{} is empty", path.display()));
     }
     Ok(bytes[..end].to_vec())
+}
+
+/// An RSA private key (PEM, PKCS#1 as GitHub issues an App's key, or PKCS#8).
+pub fn load_rsa_key(path: &Path) -> Result<RsaKeyPair, String> {
+    let err = |why: String| format!("{}: {why}", path.display());
+    let der = PrivateKeyDer::from_pem_file(path).map_err(|e| err(e.to_string()))?;
+    match &der {
+        PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
+        PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
+        _ => return Err(err("not an RSA key".into())),
+    }
+    .map_err(|e| err(e.to_string()))
 }
 
 /// The GitHub App's secrets.
@@ -51,7 +65,8 @@ impl Secrets {
         }
         if let Some(g) = &config.github {
             s.github = Some(GithubSecrets {
-                key: crate::github::app::load_key(g).map_err(|e| format!("[github]: {e}"))?,
+                key: load_rsa_key(&g.private_key_file)
+                    .map_err(|e| format!("[github] private_key_file: {e}"))?,
                 webhook_secret: read_secret(&g.webhook_secret_file)
                     .map_err(|e| format!("[github] webhook_secret_file: {e}"))?,
             });

@@ -4,8 +4,6 @@
 
 use base64::Engine as _;
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::PrivateKeyDer;
 use serde_json::json;
 
 use crate::config::github::GithubConfig;
@@ -13,30 +11,12 @@ use crate::config::github::GithubConfig;
 /// Why the App could not authenticate or call back.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("the GitHub App's private key {path}: {why}")]
-    Key { path: String, why: String },
     #[error("GitHub: {0}")]
     Http(String),
 }
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Loads the App's RSA private key (PKCS#1, as GitHub issues it, or PKCS#8).
-pub fn load_key(cfg: &GithubConfig) -> Result<RsaKeyPair, AppError> {
-    let err = |why: String| AppError::Key {
-        path: cfg.private_key_file.display().to_string(),
-        why,
-    };
-    let der =
-        PrivateKeyDer::from_pem_file(&cfg.private_key_file).map_err(|e| err(e.to_string()))?;
-    match &der {
-        PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
-        PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
-        _ => return Err(err("not an RSA key".into())),
-    }
-    .map_err(|e| err(e.to_string()))
 }
 
 /// The App's JWT at `now`: issued a minute back (clock drift), valid nine minutes.
