@@ -121,6 +121,31 @@ impl TestGateway {
         }
     }
 
+    /// Stops the gateway and opens it again over its data on the same address: a restart.
+    /// `tweak` adjusts the new configuration (from the defaults, as [`reopen_gateway`]),
+    /// `before_serve` runs after the old one stopped and before the new one serves.
+    pub async fn restart(
+        self,
+        tweak: impl FnOnce(&mut Config),
+        before_serve: impl FnOnce(&Gateway),
+    ) -> TestGateway {
+        let TestGateway {
+            running,
+            url,
+            token,
+            dir,
+        } = self;
+        let addr = running.addr;
+        running.shutdown().await;
+        let running = reopen_gateway(&dir.path().join("gateway"), addr, tweak, before_serve).await;
+        TestGateway {
+            running,
+            url,
+            token,
+            dir,
+        }
+    }
+
     /// The gateway's audit log, each entry with its hash.
     pub fn audit(&self) -> Vec<(AuditEntry, Digest)> {
         self.gw()

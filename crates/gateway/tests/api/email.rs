@@ -12,7 +12,7 @@ use countersign_gateway::config::Config;
 use countersign_gateway::directory::Entry;
 use countersign_gateway::directory_admin;
 use countersign_test_support::smtp::{unused_port, SmtpSink};
-use countersign_test_support::{eventually, reopen_gateway, TestGateway, REQUESTER};
+use countersign_test_support::{eventually, TestGateway, REQUESTER};
 
 use crate::requests::Requests;
 use crate::stages::approve;
@@ -141,29 +141,18 @@ async fn a_mail_server_that_was_down_gets_each_mail_once_across_a_gateway_restar
     .await;
 
     // The gateway stops; the mail server comes up; the gateway starts again over its data.
-    let TestGateway {
-        running,
-        url,
-        token,
-        dir,
-    } = h;
-    let addr = running.addr;
-    running.shutdown().await;
-    let sink = SmtpSink::start(Some(port));
-    let running = reopen_gateway(
-        &dir.path().join("gateway"),
-        addr,
-        |c| configure(c, port),
-        // Past the grace and the retry's backoff.
-        |gw| gw.clock.shift(GRACE as i64 + 10),
-    )
-    .await;
-    let h = TestGateway {
-        running,
-        url,
-        token,
-        dir,
-    };
+    let mut sink = None;
+    let h = h
+        .restart(
+            |c| configure(c, port),
+            |gw| {
+                sink = Some(SmtpSink::start(Some(port)));
+                // Past the grace and the retry's backoff.
+                gw.clock.shift(GRACE as i64 + 10)
+            },
+        )
+        .await;
+    let sink = sink.unwrap();
     sink.wait_for(1).await;
     eventually("the mail recorded sent", || {
         (waiting(&h) == 0).then_some(())

@@ -18,7 +18,7 @@ use countersign_gateway::config::github::GithubConfig;
 use countersign_gateway::config::Config;
 use countersign_gateway::directory_admin as admin;
 use countersign_protocol::Verdict;
-use countersign_test_support::{eventually, reopen_gateway, Device, TestGateway, Uv};
+use countersign_test_support::{eventually, Device, TestGateway, Uv};
 use hmac::Mac as _;
 use serde_json::{json, Value};
 
@@ -399,31 +399,16 @@ async fn a_gateway_restart_between_the_decision_and_the_callback_still_calls_bac
         secret,
         policy,
     } = s;
-    let TestGateway {
-        running,
-        url,
-        token,
-        dir,
-    } = h;
-    let addr = running.addr;
-    running.shutdown().await;
-    // GitHub recovers after two more failures.
-    api.fail.store(2, Ordering::SeqCst);
     let (sec, pol) = (secret.clone(), policy.clone());
-    let running = reopen_gateway(
-        &dir.path().join("gateway"),
-        addr,
-        move |c| configure(c, api_addr, &sec, &pol),
-        |_| {},
-    )
-    .await;
+    let h = h
+        .restart(
+            move |c| configure(c, api_addr, &sec, &pol),
+            // GitHub recovers after two more failures.
+            |_| api.fail.store(2, Ordering::SeqCst),
+        )
+        .await;
     let s = Setup {
-        h: TestGateway {
-            running,
-            url,
-            token,
-            dir,
-        },
+        h,
         rel,
         api,
         api_addr,

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use countersign_gateway::config::webhooks::{WebhookConfig, WebhookFormat};
 use countersign_gateway::config::Config;
-use countersign_test_support::{eventually, reopen_gateway, TestGateway};
+use countersign_test_support::{eventually, TestGateway};
 use hmac::Mac as _;
 use serde_json::Value;
 
@@ -121,6 +121,15 @@ fn configure(c: &mut Config, r: &Receiver, secret: &std::path::Path) {
     ];
 }
 
+/// A receiver, and a gateway sending to it with the ops secret (in the directory returned).
+async fn started() -> (Receiver, TestGateway, tempfile::TempDir, std::path::PathBuf) {
+    let r = receiver().await;
+    let keys = tempfile::tempdir().unwrap();
+    let secret = secret_file(keys.path());
+    let h = TestGateway::start_with(|c| configure(c, &r, &secret)).await;
+    (r, h, keys, secret)
+}
+
 fn secret_file(dir: &std::path::Path) -> std::path::PathBuf {
     let p = dir.join("ops.secret");
     std::fs::write(&p, [SECRET, b"\n"].concat()).unwrap();
@@ -129,10 +138,7 @@ fn secret_file(dir: &std::path::Path) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn created_and_decided_requests_are_told_signed_with_a_link_and_no_detail() {
-    let r = receiver().await;
-    let keys = tempfile::tempdir().unwrap();
-    let secret = secret_file(keys.path());
-    let h = TestGateway::start_with(|c| configure(c, &r, &secret)).await;
+    let (r, h, _keys, _) = started().await;
     let mut alice = h.pair(ALICE).await;
     let created = h.create(&[ALICE], 1, false).await;
     let id = created.request.body.id.clone();
@@ -184,10 +190,7 @@ async fn created_and_decided_requests_are_told_signed_with_a_link_and_no_detail(
 
 #[tokio::test]
 async fn a_receiver_that_was_down_gets_everything_once_across_a_gateway_restart() {
-    let r = receiver().await;
-    let keys = tempfile::tempdir().unwrap();
-    let secret = secret_file(keys.path());
-    let h = TestGateway::start_with(|c| configure(c, &r, &secret)).await;
+    let (r, h, _keys, secret) = started().await;
     let _alice = h.pair(ALICE).await;
     // One delivered before anything goes wrong.
     h.create(&[ALICE], 1, false).await;
@@ -207,30 +210,17 @@ async fn a_receiver_that_was_down_gets_everything_once_across_a_gateway_restart(
     .await;
 
     // The gateway stops and starts again over its data; the receiver comes back.
-    let TestGateway {
-        running,
-        url,
-        token,
-        dir,
-    } = h;
-    let addr = running.addr;
-    running.shutdown().await;
-    r.down.store(false, Ordering::SeqCst);
     let (r2, secret2) = (r.clone(), secret.clone());
-    let running = reopen_gateway(
-        &dir.path().join("gateway"),
-        addr,
-        move |c| configure(c, &r2, &secret2),
-        // Past the retry's backoff.
-        |gw| gw.clock.shift(5),
-    )
-    .await;
-    let h = TestGateway {
-        running,
-        url,
-        token,
-        dir,
-    };
+    let h = h
+        .restart(
+            move |c| configure(c, &r2, &secret2),
+            |gw| {
+                r.down.store(false, Ordering::SeqCst);
+                // Past the retry's backoff.
+                gw.clock.shift(5)
+            },
+        )
+        .await;
     let posts = r.wait_for(2).await;
     assert_eq!(posts[1].2["request"]["id"], second.request.body.id.as_str());
     // A third request after the restart: told once, and nothing before it again.
@@ -252,50 +242,20 @@ async fn a_receiver_that_was_down_gets_everything_once_across_a_gateway_restart(
 
 #[tokio::test]
 async fn destinations_configured_again_start_at_the_head_not_with_what_happened_meanwhile() {
-    let r = receiver().await;
-    let keys = tempfile::tempdir().unwrap();
-    let secret = secret_file(keys.path());
-    let h = TestGateway::start_with(|c| configure(c, &r, &secret)).await;
+    let (r, h, _keys, secret) = started().await;
     let _alice = h.pair(ALICE).await;
     h.create(&[ALICE], 1, false).await;
     r.wait_for(1).await;
-    let TestGateway {
-        running,
-        url,
-        token,
-        dir,
-    } = h;
-    let data = dir.path().join("gateway");
-    let addr = running.addr;
-    running.shutdown().await;
-
     // A while without destinations: a request is made, and nobody is told.
-    let running = reopen_gateway(&data, addr, |_| {}, |_| {}).await;
-    let h = TestGateway {
-        running,
-        url,
-        token,
-        dir,
-    };
+    let h = h.restart(|_| {}, |_| {}).await;
     h.create_with(|n| n.summary = "while nobody listened".into())
         .await;
-    let TestGateway {
-        running,
-        url,
-        token,
-        dir,
-    } = h;
-    running.shutdown().await;
 
     // Configured again: only what happens from now on is sent.
     let (r2, secret2) = (r.clone(), secret.clone());
-    let running = reopen_gateway(&data, addr, move |c| configure(c, &r2, &secret2), |_| {}).await;
-    let h = TestGateway {
-        running,
-        url,
-        token,
-        dir,
-    };
+    let h = h
+        .restart(move |c| configure(c, &r2, &secret2), |_| {})
+        .await;
     h.create_with(|n| n.summary = "after".into()).await;
     let posts = r.wait_for(2).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
