@@ -137,7 +137,7 @@ fn seed_to_key(raw: &[u8], whence: &str) -> Result<KeyPair, EngineError> {
 
 /// Writes `bytes` to a new file with mode 0600; never overwrites (another process may have
 /// created it in the meantime).
-fn create_private(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
+pub(crate) fn create_private(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -183,7 +183,7 @@ const SECRET_SERVICE_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 
 /// Runs one Secret Service operation on its own thread, giving up after
 /// [`SECRET_SERVICE_TIMEOUT`] (the thread is left to finish or block on its own).
-fn secret_service<T: Send + 'static>(
+pub(crate) fn secret_service<T: Send + 'static>(
     account: &str,
     op: impl FnOnce(&keyring::Entry) -> keyring::Result<T> + Send + 'static,
 ) -> Result<keyring::Result<T>, EngineError> {
@@ -204,7 +204,7 @@ fn secret_service<T: Send + 'static>(
     })
 }
 
-fn key_store_error(e: keyring::Error) -> EngineError {
+pub(crate) fn key_store_error(e: keyring::Error) -> EngineError {
     EngineError::KeyStore(e.to_string())
 }
 

@@ -83,6 +83,8 @@ pub enum EngineError {
     AuditBroken(#[from] ChainBreak),
     #[error("The input is not valid: {0}")]
     InvalidInput(String),
+    #[error(transparent)]
+    Hoop(#[from] crate::hoop_error::HoopError),
 }
 
 impl From<std::io::Error> for EngineError {
@@ -161,13 +163,18 @@ impl EngineError {
             EngineError::BadGatewayResponse(_) => "bad_gateway_response",
             EngineError::AuditBroken(_) => "audit_chain_broken",
             EngineError::InvalidInput(_) => "invalid_input",
+            EngineError::Hoop(e) => e.code(),
         }
     }
 
     /// True when trying again later may succeed (the gateway was not reached or failed on its
     /// side); false when the answer is final.
     pub fn is_transient(&self) -> bool {
-        matches!(self, EngineError::GatewayUnreachable { .. })
+        match self {
+            EngineError::GatewayUnreachable { .. } => true,
+            EngineError::Hoop(e) => e.is_transient(),
+            _ => false,
+        }
     }
 }
 

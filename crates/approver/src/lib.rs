@@ -28,6 +28,8 @@ pub mod error;
 pub mod events;
 mod evidence;
 pub mod gateway;
+pub mod hoop;
+mod hoop_error;
 pub mod inbox;
 mod ingest;
 pub mod key_error;

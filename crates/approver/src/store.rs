@@ -10,7 +10,7 @@ use crate::error::EngineError;
 
 /// The schema version this build writes, kept in `PRAGMA user_version` and recorded, with the
 /// time each migration ran, in the table `schema_version`.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE gateways (
@@ -202,6 +202,18 @@ CREATE TABLE log_history_changed (
 ALTER TABLE gateways ADD COLUMN checkpoint_ack TEXT;
 "#;
 
+/// Version 8: hoop.dev connections (`hoop`): each hoop gateway's URL, who its token is, and
+/// where the token is kept (never the token).
+const SCHEMA_V8: &str = r#"
+CREATE TABLE hoop_connections (
+    id           TEXT PRIMARY KEY,
+    url          TEXT NOT NULL UNIQUE,
+    user         TEXT NOT NULL,
+    token        TEXT NOT NULL,
+    connected_at INTEGER NOT NULL
+);
+"#;
+
 /// Every migration, in order: version `n` is applied to a database at version `n - 1`.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA_V1),
@@ -211,6 +223,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, SCHEMA_V5),
     (6, SCHEMA_V6),
     (7, SCHEMA_V7),
+    (8, SCHEMA_V8),
 ];
 
 fn migrate(conn: &Connection, now: i64) -> Result<(), EngineError> {
@@ -340,7 +353,7 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
         c.execute(
             "INSERT INTO checkpoints (seq, signed, at) VALUES (1, 's', 0)",
             [],

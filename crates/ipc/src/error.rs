@@ -129,6 +129,23 @@ ipc_codes! {
     AuditChainBroken = "audit_chain_broken",
     /// A value the UI sent is not valid.
     InvalidInput = "invalid_input",
+    // ---- a hoop.dev gateway's (HoopError::code)
+    /// hoop refused the connection's token.
+    HoopUnauthorized = "hoop_unauthorized",
+    /// hoop refused: the approver asked for the review.
+    HoopSelfApproval = "hoop_self_approval",
+    /// hoop refused: the approver is in none of the review's groups.
+    HoopNotEligible = "hoop_not_eligible",
+    /// hoop refused: the review was already decided.
+    HoopAlreadyDecided = "hoop_already_decided",
+    /// hoop has no such review (its 500 for an unknown id).
+    HoopUnknownReview = "hoop_unknown_review",
+    /// hoop refused for another reason; the sentence is hoop's.
+    HoopRefused = "hoop_refused",
+    /// hoop could not be reached.
+    HoopUnreachable = "hoop_unreachable",
+    /// hoop's answer could not be read.
+    HoopBadAnswer = "hoop_bad_answer",
     // ---- the shell's and the page's own
     /// An internal failure of the shell (or the gateway's 500).
     Internal = "internal",
@@ -373,6 +390,7 @@ impl From<&EngineError> for ErrorCode {
             E::BadGatewayResponse(_) => ErrorCode::BadGatewayResponse,
             E::AuditBroken(_) => ErrorCode::AuditChainBroken,
             E::InvalidInput(_) => ErrorCode::InvalidInput,
+            E::Hoop(h) => ErrorCode::parse(h.code()),
         }
     }
 }
@@ -422,6 +440,7 @@ impl IpcError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use countersign_approver::hoop::api::HoopError;
     use countersign_protocol::audit::ChainBreak;
 
     /// One of each engine error (but `Database`, whose rusqlite error this crate cannot
@@ -506,6 +525,26 @@ mod tests {
                 problem: "x".into(),
             }),
             EngineError::InvalidInput("x".into()),
+            EngineError::Hoop(HoopError::Unauthorized {
+                url: "u".into(),
+                status: 401,
+                message: "access denied".into(),
+            }),
+            EngineError::Hoop(HoopError::SelfApproval),
+            EngineError::Hoop(HoopError::NotEligible),
+            EngineError::Hoop(HoopError::AlreadyDecided {
+                status: "REJECTED".into(),
+            }),
+            EngineError::Hoop(HoopError::UnknownReview("r".into())),
+            EngineError::Hoop(HoopError::Refused {
+                status: 400,
+                message: "m".into(),
+            }),
+            EngineError::Hoop(HoopError::Unreachable {
+                url: "u".into(),
+                detail: "d".into(),
+            }),
+            EngineError::Hoop(HoopError::BadAnswer("x".into())),
         ];
         for e in &samples {
             assert_eq!(ErrorCode::from(e).as_str(), e.code(), "{e}");

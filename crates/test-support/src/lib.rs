@@ -21,6 +21,9 @@
 //! - `tls`: self-signed certificates for a gateway that serves HTTPS.
 //! - `keystore`: a device key read back from where the engine keeps it.
 //! - `fido`: a fake CTAP2 security key behind the `Token` transport interface.
+//! - `hoop`: a fake hoop.dev gateway, written from hoop's source.
+//! - `smtp`: a real SMTP server (aiosmtpd) that records the mail it accepts.
+//! - `wait`: waiting for what another task does.
 //! - `webdriver` (feature `webdriver`): the desktop app through tauri-driver.
 //!
 //! Everything here panics when something the test relies on fails: a failed unwrap is a failed
@@ -35,6 +38,7 @@ pub mod disks;
 pub mod faults;
 pub mod fido;
 pub mod gateway;
+pub mod hoop;
 pub mod http;
 pub mod keystore;
 pub mod mitm;

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use countersign_test_support::hoop::{FakeHoop, HoopUser};
 use countersign_test_support::{bin, countersign, GatewayProcess};
 
 use crate::common::{fingerprint_of, python, said};
@@ -89,6 +90,31 @@ fn every_json_output_matches_its_schema() {
     ok(&["report", &reported], "report");
     ok(&["list", "--all"], "request");
     ok(&["gateways"], "gateways");
+    // A hoop gateway beside it: both kinds of line.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hoop = rt.block_on(FakeHoop::start());
+    hoop.add_user(
+        "hpk_alice",
+        &HoopUser::new("auth0|alice", "alice@example.com", &["sre"]),
+    );
+    let token = dir.join("hoop.token");
+    std::fs::write(&token, "hpk_alice\n").unwrap();
+    let hoop_url = hoop.url().to_string();
+    let connect = [
+        "connect",
+        "hoop",
+        "--url",
+        &hoop_url,
+        "--token-file",
+        token.to_str().unwrap(),
+    ];
+    ok(&connect, "gateways");
+    let both = ok(&["gateways"], "gateways");
+    let kinds: Vec<String> = String::from_utf8_lossy(&both.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].to_string())
+        .collect();
+    assert_eq!(kinds, [r#""countersign""#, r#""hoop""#]);
     ok(&["audit", "verify"], "audit-verify");
     ok(&["passkey", "list"], "passkey-list");
 

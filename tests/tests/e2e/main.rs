@@ -12,6 +12,7 @@ mod crash;
 mod evidence;
 mod exports;
 mod faults;
+mod hoop;
 mod keystore;
 mod mitm;
 mod offline;

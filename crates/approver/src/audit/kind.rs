@@ -41,3 +41,7 @@ pub const PASSKEY_REMOVED: &str = "passkey.removed";
 pub const LOG_WITNESSED: &str = "log.witnessed";
 /// A gateway log checkpoint refused: the log was rolled back or forked (once per checkpoint).
 pub const LOG_HISTORY_CHANGED: &str = "log.history_changed";
+/// A hoop.dev gateway connected (its URL, who the token is, where the token is kept).
+pub const HOOP_CONNECTED: &str = "hoop.connected";
+/// A hoop.dev connection removed, with its token.
+pub const HOOP_DISCONNECTED: &str = "hoop.disconnected";

@@ -49,8 +49,15 @@ pub enum Command {
         #[arg(long)]
         device_name: Option<String>,
     },
-    /// List paired gateways.
+    /// List paired gateways and connected hoop gateways, each with its kind.
     Gateways,
+    /// Connect another kind of gateway (hoop.dev).
+    Connect {
+        #[command(subcommand)]
+        command: ConnectCommand,
+    },
+    /// Remove a hoop connection (its id, id prefix, URL or host) and its token.
+    Disconnect { connection: String },
     /// Stay connected to every gateway and print requests as they arrive (Ctrl-C to stop).
     Watch,
     /// Fetch every gateway's backlog and send queued decisions, then exit.
@@ -140,6 +147,28 @@ pub enum Command {
         /// A gateway whose acknowledgement the export must carry.
         #[arg(long, value_name = "FINGERPRINT")]
         gateway: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConnectCommand {
+    /// A hoop.dev gateway: checks the token with hoop (who it is, and that it may list the
+    /// reviews pending for you) and keeps it where the device key is. The token is an API key
+    /// or an access token of yours.
+    Hoop {
+        /// hoop's address, as `https://hoop.example.com`.
+        #[arg(long)]
+        url: url::Url,
+        /// Read the token from standard input (its first line).
+        #[arg(
+            long,
+            conflicts_with = "token_file",
+            required_unless_present = "token_file"
+        )]
+        token_stdin: bool,
+        /// Read the token from this file (its first line).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
 }
 

@@ -1,6 +1,6 @@
 //! `pair`, `gateways` and `key set-pin`: pairing this device with a gateway from its link
-//! (offering a PIN to a security key that has none), listing the gateways it is paired with,
-//! and setting a first PIN on a security key.
+//! (offering a PIN to a security key that has none), listing the gateways it is paired with
+//! and the hoop gateways it is connected to, and setting a first PIN on a security key.
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -82,6 +82,18 @@ pub fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 (None, Some(w)) => outln!("  log: witnessed {} entries (root {})", w.size, w.root),
                 (None, None) => outln!("  log: no checkpoint witnessed yet"),
             }
+        }
+    }
+    for c in ctx.engine.hoop_connections()? {
+        if ctx.json {
+            json::print(&json::HoopGateway::from(&c))?;
+        } else {
+            outln!(
+                "hoop  {}  as {}  {}  (unsigned: fetched over TLS)",
+                visible(&c.name()),
+                visible(&c.user.email),
+                c.url
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -73,6 +73,8 @@ impl Line for Paired<'_> {
 /// `gateways`: one paired gateway, everything pinned at pairing.
 #[derive(Debug, Serialize)]
 pub struct Gateway<'a> {
+    /// `countersign` (a hoop gateway's line is a [`HoopGateway`]).
+    kind: &'static str,
     fingerprint: &'a str,
     url: &'a str,
     gateway_key: &'a PublicKey,
@@ -99,6 +101,7 @@ impl<'a> Gateway<'a> {
 impl<'a> From<&'a engine::GatewayRecord> for Gateway<'a> {
     fn from(g: &'a engine::GatewayRecord) -> Self {
         Gateway {
+            kind: "countersign",
             fingerprint: &g.fingerprint,
             url: g.url.as_str(),
             gateway_key: &g.gateway_key,
@@ -115,6 +118,52 @@ impl<'a> From<&'a engine::GatewayRecord> for Gateway<'a> {
 }
 
 impl Line for Gateway<'_> {
+    const SORTED_KEYS: bool = false;
+}
+
+/// `gateways` and `connect hoop`: one connected hoop gateway (`kind` `hoop`). hoop signs
+/// nothing, so there is no key: only who the token is, as hoop said.
+#[derive(Debug, Serialize)]
+pub struct HoopGateway<'a> {
+    kind: &'static str,
+    id: &'a str,
+    url: &'a str,
+    name: String,
+    user: HoopUser<'a>,
+    token_kept_in: String,
+    connected_at: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct HoopUser<'a> {
+    id: &'a str,
+    email: &'a str,
+    name: &'a str,
+    groups: &'a [String],
+    role: &'a str,
+}
+
+impl<'a> From<&'a engine::hoop::HoopConnection> for HoopGateway<'a> {
+    fn from(c: &'a engine::hoop::HoopConnection) -> Self {
+        HoopGateway {
+            kind: "hoop",
+            id: &c.id,
+            url: c.url.as_str(),
+            name: c.name(),
+            user: HoopUser {
+                id: &c.user.id,
+                email: &c.user.email,
+                name: &c.user.name,
+                groups: &c.user.groups,
+                role: &c.user.role,
+            },
+            token_kept_in: c.token.describe(),
+            connected_at: c.connected_at,
+        }
+    }
+}
+
+impl Line for HoopGateway<'_> {
     const SORTED_KEYS: bool = false;
 }
 

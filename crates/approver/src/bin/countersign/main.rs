@@ -10,6 +10,7 @@
 //! - `json`: the wire shapes (DTOs) of `--json`, built from engine values;
 //! - `ctx`: the open engine and output mode every subcommand works with;
 //! - `gateways`: `pair` and `gateways`;
+//! - `connect`: `connect hoop` and `disconnect`;
 //! - `inbox`: `list` and `show`, and the one-line form of a request;
 //! - `decide`: `approve`, `deny` and `report`;
 //! - `sync`: `sync`;
@@ -19,6 +20,7 @@
 
 mod args;
 mod audit;
+mod connect;
 mod ctx;
 mod decide;
 mod gateways;
@@ -36,7 +38,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use countersign_approver::{AuthenticatorChoice, Engine, EngineError};
 
-use args::{AuditCommand, Cli, Command, KeyCommand, PasskeyCommand};
+use args::{AuditCommand, Cli, Command, ConnectCommand, KeyCommand, PasskeyCommand};
 use ctx::Ctx;
 use json::Line as _;
 
@@ -156,6 +158,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Pair { link, device_name } => gateways::pair(&ctx, &link, device_name).await,
         Command::Gateways => gateways::list(&ctx),
+        Command::Connect {
+            command:
+                ConnectCommand::Hoop {
+                    url,
+                    token_stdin,
+                    token_file,
+                },
+        } => connect::hoop(&ctx, &url, token_stdin, token_file.as_deref()).await,
+        Command::Disconnect { connection } => connect::disconnect(&ctx, &connection),
         Command::Watch => watch::run(&ctx).await,
         Command::Sync => sync::run(&ctx).await,
         Command::List { all } => inbox::list(&ctx, all, offline).await,

@@ -150,6 +150,7 @@ fn gateway_in_field_order() {
     assert_eq!(
         value(&line),
         json!({
+            "kind": "countersign",
             "fingerprint": "f00d", "url": "http://127.0.0.1:8080/", "gateway_key": key,
             "name": "Gateway", "approver": "alice@example.com", "device_id": "dev-1",
             "webauthn_origin": "https://localhost/", "tls_pin": null,
@@ -159,7 +160,7 @@ fn gateway_in_field_order() {
     assert_eq!(
         line.line().unwrap(),
         format!(
-            r#"{{"fingerprint":"f00d","url":"http://127.0.0.1:8080/","gateway_key":"{key}","name":"Gateway","approver":"alice@example.com","device_id":"dev-1","webauthn_origin":"https://localhost/","tls_pin":null,"paired_at":1700000000,"last_event_id":12}}"#
+            r#"{{"kind":"countersign","fingerprint":"f00d","url":"http://127.0.0.1:8080/","gateway_key":"{key}","name":"Gateway","approver":"alice@example.com","device_id":"dev-1","webauthn_origin":"https://localhost/","tls_pin":null,"paired_at":1700000000,"last_event_id":12}}"#
         )
     );
 }
