@@ -352,6 +352,11 @@ impl Engine {
         self.gateways()?;
         let mut tasks = JoinSet::new();
         tasks.spawn(follow_paired(self.clone(), shutdown.clone()));
+        tasks.spawn(crate::hoop::poll::follow_all(
+            self.clone(),
+            self.inner.options.hoop_poll,
+            shutdown.clone(),
+        ));
         let engine = self.clone();
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
@@ -522,6 +527,35 @@ impl Engine {
                 error,
                 error_code,
                 log_history_changed,
+            });
+        }
+        // Each hoop connection polled once; one that cannot be reached is reported.
+        for c in self.hoop_connections()? {
+            let polled = tokio::time::timeout(SYNC_TIMEOUT, self.poll_hoop(&c))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(EngineError::from(
+                        crate::hoop::api::HoopError::Unreachable {
+                            url: c.url.to_string(),
+                            detail: "no answer within 20 seconds".into(),
+                        },
+                    ))
+                });
+            let (events, error, error_code) = match polled {
+                Ok(r) => (
+                    u32::try_from(r.arrived + r.changed).unwrap_or(u32::MAX),
+                    None,
+                    None,
+                ),
+                Err(e) => (0, Some(e.to_string()), Some(e.code().to_owned())),
+            };
+            reports.push(SyncReport {
+                gateway: c.id.clone(),
+                name: c.name(),
+                events,
+                error,
+                error_code,
+                log_history_changed: None,
             });
         }
         let flushed = self.flush_due(true).await?;

@@ -37,7 +37,14 @@ pub struct EngineOptions {
     pub backoff_cap: std::time::Duration,
     /// Where a new device key is created (an existing one stays where it is).
     pub key_store: crate::device::KeyStore,
+    /// How often a running engine polls each hoop.dev connection.
+    pub hoop_poll: std::time::Duration,
 }
+
+/// How often a running engine asks each hoop gateway for its pending reviews, by default. Each
+/// poll is one `GET /api/sessions` per 100 pending reviews: 20 requests a minute per approver
+/// while fewer than 100 wait, plus one per review that arrives or leaves.
+pub const HOOP_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -46,6 +53,7 @@ impl Default for EngineOptions {
             backoff_base: std::time::Duration::from_secs(1),
             backoff_cap: std::time::Duration::from_secs(30),
             key_store: crate::device::KeyStore::File,
+            hoop_poll: HOOP_POLL_INTERVAL,
         }
     }
 }
@@ -76,6 +84,10 @@ pub(crate) struct Inner {
     pub(crate) aggregated: Mutex<countersign_protocol::aggregate::Aggregator>,
     /// Bumped by every pairing; a running [`Engine::run`] watches it to connect new gateways.
     pub(crate) paired: watch::Sender<u64>,
+    /// Bumped by every hoop connection made or removed; a running [`Engine::run`] follows it.
+    pub(crate) hoop_connected: watch::Sender<u64>,
+    /// Wakes the hoop pollers now (after an action), rather than at their next interval.
+    pub(crate) hoop_wake: tokio::sync::Notify,
     /// The data directory's single-writer lock, held until the engine is dropped.
     _lock: std::fs::File,
 }
@@ -196,6 +208,8 @@ impl Engine {
                 rollback_alarms: Mutex::new(HashSet::new()),
                 aggregated: Mutex::new(Default::default()),
                 paired: watch::channel(0).0,
+                hoop_connected: watch::channel(0).0,
+                hoop_wake: tokio::sync::Notify::new(),
                 _lock: lock,
             }),
         })

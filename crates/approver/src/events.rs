@@ -73,6 +73,26 @@ pub enum EngineEvent {
         damage: String,
         problem: String,
     },
+    /// A hoop review arrived through hoop connection `connection`.
+    HoopReviewReceived {
+        connection: String,
+        review_id: String,
+    },
+    /// A hoop review left the pending state (decided here, in hoop's UI, or gone).
+    HoopReviewChanged {
+        connection: String,
+        review_id: String,
+        status: String,
+    },
+}
+
+/// What a notification about an item says, its text already made visible.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    /// The item's id (a hoop review id), which a click opens.
+    pub id: String,
+    pub title: String,
+    pub body: String,
 }
 
 /// Called by the engine when a person should be told something. Implementations must not block
@@ -82,6 +102,8 @@ pub trait Notifier: Send + Sync {
     fn request_arrived(&self, _item: &InboxItem) {}
     /// A request reached a final state (or was decided here).
     fn request_resolved(&self, _request_id: &str, _state: RequestState) {}
+    /// A hoop review arrived (unsigned: hoop signs nothing).
+    fn hoop_review_arrived(&self, _notice: &Notice) {}
 }
 
 /// The default notifier: tells nobody.

@@ -65,9 +65,10 @@ pub use decide::DecisionOutcome;
 pub use device::{KeyLocation, KeyStore, DEVICE_KEY_REF_FILE, SECRET_SERVICE_NAME};
 pub use engine::{
     default_data_dir, device_name, Engine, EngineOptions, Host, DATABASE_FILE, DEVICE_KEY_FILE,
+    HOOP_POLL_INTERVAL,
 };
 pub use error::EngineError;
-pub use events::{EngineEvent, Notifier, SilentNotifier};
+pub use events::{EngineEvent, Notice, Notifier, SilentNotifier};
 pub use gateway::GatewayRecord;
 pub use inbox::{DeliveryState, InboxItem, ListFilter, LocalDecision, RejectReason};
 pub use ingest::{FrameRefusal, IngestOutcome};

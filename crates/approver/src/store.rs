@@ -203,7 +203,8 @@ ALTER TABLE gateways ADD COLUMN checkpoint_ack TEXT;
 "#;
 
 /// Version 8: hoop.dev connections (`hoop`): each hoop gateway's URL, who its token is, and
-/// where the token is kept (never the token).
+/// where the token is kept (never the token); and the reviews they fetched, each with its
+/// session as read when it arrived and the review as hoop last reported it.
 const SCHEMA_V8: &str = r#"
 CREATE TABLE hoop_connections (
     id           TEXT PRIMARY KEY,
@@ -211,6 +212,17 @@ CREATE TABLE hoop_connections (
     user         TEXT NOT NULL,
     token        TEXT NOT NULL,
     connected_at INTEGER NOT NULL
+);
+CREATE TABLE hoop_reviews (
+    connection  TEXT NOT NULL,
+    review_id   TEXT NOT NULL,
+    session_id  TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    review      TEXT NOT NULL,
+    session     TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (connection, review_id)
 );
 "#;
 

@@ -80,6 +80,12 @@ impl From<&EngineEvent> for UiEvent {
                 damage: damage.clone(),
                 problem: display::visible(problem),
             },
+            // The inbox the page shows is read again; hoop items reach it from there.
+            EngineEvent::HoopReviewReceived { review_id, .. }
+            | EngineEvent::HoopReviewChanged { review_id, .. } => UiEvent::RequestReceived {
+                request_id: review_id.clone(),
+                summary: None,
+            },
             EngineEvent::LogHistoryChanged {
                 gateway,
                 damage,

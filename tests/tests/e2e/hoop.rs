@@ -242,3 +242,181 @@ async fn hoops_refusals_are_typed_and_its_group_rules_hold() {
     assert_eq!(r.status, "REJECTED");
     assert_eq!(r.rejection_reason.as_deref(), Some("not in production"));
 }
+
+/// Records what the engine asks to be notified of.
+#[derive(Default)]
+struct Notices(std::sync::Mutex<Vec<countersign_approver::Notice>>);
+
+impl countersign_approver::Notifier for Notices {
+    fn hoop_review_arrived(&self, notice: &countersign_approver::Notice) {
+        self.0.lock().unwrap().push(notice.clone());
+    }
+}
+
+fn polling_engine(dir: &std::path::Path) -> Engine {
+    Engine::open_with(
+        dir,
+        countersign_approver::EngineOptions {
+            hoop_poll: std::time::Duration::from_millis(100),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_new_review_arrives_within_a_poll_and_follows_what_hoops_ui_decides() {
+    let hoop = FakeHoop::start().await;
+    hoop.add_user(ALICE_TOKEN, &alice());
+    let carol = HoopUser::new("auth0|carol", "carol@example.com", &["sre"]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = polling_engine(dir.path());
+    let notices = std::sync::Arc::new(Notices::default());
+    engine.set_notifier(notices.clone());
+    engine
+        .connect_hoop(hoop.url(), Zeroizing::new(ALICE_TOKEN.into()))
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.run(stopped).await }
+    });
+
+    // A hostile script: an override that reverses what follows, and a zero-width space.
+    let mut new = NewReview::exec(
+        &bob(),
+        "UPDATE accounts SET balance = 0; -- \u{202E}1=1\u{200B}",
+    );
+    new.ai = Some((
+        "high".into(),
+        "Destructive write".into(),
+        "Sets every balance to zero.".into(),
+    ));
+    let (_, review) = hoop.create(new);
+    let notice = countersign_test_support::eventually("the review notified", || {
+        notices.0.lock().unwrap().first().cloned()
+    })
+    .await;
+    assert_eq!(notice.id, review);
+    assert!(
+        notice.title.contains("hoop.exec on pgprod (postgres)"),
+        "{notice:?}"
+    );
+    assert!(
+        notice.body.contains("unsigned: fetched over TLS from"),
+        "{notice:?}"
+    );
+    let items = engine.hoop_items(false).unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].requester(), "bob@example.com");
+    assert!(
+        items[0].detail().contains('\u{202E}'),
+        "stored exactly as hoop sent it"
+    );
+    assert_eq!(
+        items[0].session.ai_analysis.as_ref().unwrap().risk_level,
+        "high"
+    );
+
+    // Decided in hoop's UI by someone else: the inbox follows at the next poll.
+    hoop.decide_as(&carol, &review, "APPROVED").unwrap();
+    countersign_test_support::eventually("the approval seen", || {
+        engine.hoop_items(false).unwrap().is_empty().then_some(())
+    })
+    .await;
+    let all = engine.hoop_items(true).unwrap();
+    assert_eq!(all[0].review.status, "APPROVED");
+    let _ = stop.send(true);
+    running.await.unwrap().unwrap();
+    let audit = engine.audit_entries().unwrap();
+    let status = audit
+        .iter()
+        .find(|(e, _)| e.kind == "hoop.review_status")
+        .unwrap();
+    assert_eq!(status.0.detail["status"], "APPROVED");
+    assert_eq!(status.0.detail["groups"][0]["by"], "carol@example.com");
+    let received = audit
+        .iter()
+        .find(|(e, _)| e.kind == "hoop.review_received")
+        .unwrap();
+    assert_eq!(received.0.detail["signed"], false);
+    assert_eq!(notices.0.lock().unwrap().len(), 1, "notified once");
+    drop(engine);
+
+    // The CLI shows it escaped, and says where it came from.
+    let data = dir.path();
+    let out = countersign_test_support::countersign(data, &["--offline", "show", &review[..8]]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("\\u{202E}1=1\\u{200B}"), "{shown}");
+    assert!(!shown.contains('\u{202E}'), "{shown}");
+    assert!(shown.contains("unsigned: fetched over TLS"), "{shown}");
+    assert!(shown.contains("WARNING"), "{shown}");
+    assert!(
+        shown.contains("hoop's risk  high: Destructive write"),
+        "{shown}"
+    );
+    let listed = countersign_test_support::countersign(data, &["--offline", "list", "--all"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("approved  hoop.exec on pgprod (postgres) by bob@example.com"),
+        "{listed}"
+    );
+}
+
+#[tokio::test]
+async fn a_hoop_that_cannot_be_reached_holds_up_no_other() {
+    let mut down = FakeHoop::start().await;
+    down.add_user(ALICE_TOKEN, &alice());
+    let up = FakeHoop::start().await;
+    up.add_user(ALICE_TOKEN, &alice());
+    let dir = tempfile::tempdir().unwrap();
+    let engine = polling_engine(dir.path());
+    let mut events = engine.subscribe();
+    let gone = engine
+        .connect_hoop(down.url(), Zeroizing::new(ALICE_TOKEN.into()))
+        .await
+        .unwrap();
+    engine
+        .connect_hoop(up.url(), Zeroizing::new(ALICE_TOKEN.into()))
+        .await
+        .unwrap();
+    down.stop().await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.run(stopped).await }
+    });
+    let (_, review) = up.create(NewReview::exec(&bob(), "SELECT 1;"));
+    countersign_test_support::eventually("the reachable hoop's review", || {
+        (engine.hoop_items(false).unwrap().len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(engine.hoop_items(false).unwrap()[0].id(), review);
+    // The other connection said it is down.
+    let mut down_seen = false;
+    while let Ok(e) = events.try_recv() {
+        if let countersign_approver::EngineEvent::ConnectionDown { gateway, error } = e {
+            down_seen |= gateway == gone.id && error.contains("could not be reached");
+        }
+    }
+    assert!(down_seen);
+    // `sync` reports it, and still polls the other.
+    let _ = stop.send(true);
+    running.await.unwrap().unwrap();
+    let (reports, _) = engine.sync().await.unwrap();
+    let bad = reports.iter().find(|r| r.gateway == gone.id).unwrap();
+    assert_eq!(bad.error_code.as_deref(), Some("hoop_unreachable"));
+    assert!(reports
+        .iter()
+        .any(|r| r.gateway != gone.id && r.error.is_none()));
+
+    // Back again: its token is refused now (the key was revoked in hoop).
+    down.start_again().await;
+    down.add_user("hpk_someone_else", &bob());
+    down.remove_token(ALICE_TOKEN);
+    let (reports, _) = engine.sync().await.unwrap();
+    let bad = reports.iter().find(|r| r.gateway == gone.id).unwrap();
+    assert_eq!(bad.error_code.as_deref(), Some("hoop_unauthorized"));
+}

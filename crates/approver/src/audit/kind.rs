@@ -45,3 +45,8 @@ pub const LOG_HISTORY_CHANGED: &str = "log.history_changed";
 pub const HOOP_CONNECTED: &str = "hoop.connected";
 /// A hoop.dev connection removed, with its token.
 pub const HOOP_DISCONNECTED: &str = "hoop.disconnected";
+/// A hoop review arrived (unsigned): its connection, session, requester, action, resource and
+/// the SHA-256 of its script.
+pub const HOOP_REVIEW_RECEIVED: &str = "hoop.review_received";
+/// A hoop review left the pending state: its status and who decided each group.
+pub const HOOP_REVIEW_STATUS: &str = "hoop.review_status";

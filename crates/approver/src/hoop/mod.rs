@@ -11,6 +11,8 @@
 //! person gave. Its items are labelled so, never as a Countersign gateway's signed requests.
 
 pub mod api;
+pub mod inbox;
+pub(crate) mod poll;
 pub mod secret;
 
 use rusqlite::{params, OptionalExtension as _};
@@ -155,6 +157,9 @@ impl Engine {
             tx.commit()?;
             old
         };
+        self.inner
+            .hoop_connected
+            .send_modify(|n| *n = n.wrapping_add(1));
         if let Some((_, old_place)) = replaced {
             if let Err(e) =
                 TokenPlace::parse(&old_place).and_then(|p| secret::forget(&self.inner.data_dir, &p))
@@ -221,6 +226,10 @@ impl Engine {
         {
             let mut db = self.db();
             let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
+                "DELETE FROM hoop_reviews WHERE connection = ?1",
+                params![c.id],
+            )?;
             tx.execute("DELETE FROM hoop_connections WHERE id = ?1", params![c.id])?;
             audit::append(
                 &tx,
@@ -231,6 +240,9 @@ impl Engine {
             )?;
             tx.commit()?;
         }
+        self.inner
+            .hoop_connected
+            .send_modify(|n| *n = n.wrapping_add(1));
         secret::forget(&self.inner.data_dir, &c.token)?;
         Ok(c)
     }

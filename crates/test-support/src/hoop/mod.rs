@@ -48,6 +48,13 @@ pub struct HoopState {
     pub puts: AtomicUsize,
 }
 
+impl HoopState {
+    /// Revokes `token`.
+    pub fn world_remove_token(&self, token: &str) {
+        self.world.lock().unwrap().tokens.remove(token);
+    }
+}
+
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"message": message}))).into_response()
 }
@@ -329,6 +336,11 @@ impl FakeHoop {
             }
         };
         self.task = Some(serve(listener, self.state.clone()));
+    }
+
+    /// Revokes `token` (hoop answers 401 to it from now on).
+    pub fn remove_token(&self, token: &str) {
+        self.state.world_remove_token(token);
     }
 
     /// Gives `user` the token `token` (an `hpk_...` API key or an access token).

@@ -86,15 +86,22 @@ pub async fn list(ctx: &Ctx, all: bool, offline: bool) -> anyhow::Result<ExitCod
         ListFilter::Pending
     };
     let items = ctx.engine.list(filter)?;
+    let hoop = ctx.engine.hoop_items(all)?;
     if ctx.json {
         for i in &items {
             json::print(&json::Request::new(i, now))?;
         }
-    } else if items.is_empty() {
+        for i in &hoop {
+            json::print(&json::HoopRequest::from(i))?;
+        }
+    } else if items.is_empty() && hoop.is_empty() {
         outln!("no {}requests", if all { "" } else { "pending " });
     } else {
         for i in &items {
             outln!("{}", one_line(i, now));
+        }
+        for i in &hoop {
+            outln!("{}", crate::hoop_items::one_line(i));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -103,7 +110,21 @@ pub async fn list(ctx: &Ctx, all: bool, offline: bool) -> anyhow::Result<ExitCod
 pub async fn show(ctx: &Ctx, id: &str, offline: bool) -> anyhow::Result<ExitCode> {
     ctx.maybe_sync(offline).await?;
     let now = ctx.engine.now();
-    let item = ctx.engine.show(id)?;
+    let item = match ctx.engine.show(id) {
+        Ok(item) => item,
+        Err(countersign_approver::EngineError::UnknownRequest(_)) => {
+            if let Some(h) = ctx.engine.hoop_item(id)? {
+                if ctx.json {
+                    json::print(&json::HoopRequest::from(&h))?;
+                } else {
+                    out!("{}", crate::hoop_items::every_field(&h));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            return Err(countersign_approver::EngineError::UnknownRequest(id.to_owned()).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     if ctx.json {
         json::print(&json::Request::new(&item, now))?;
         return Ok(ExitCode::SUCCESS);

@@ -19,6 +19,9 @@ use countersign_protocol::{
 };
 use serde::Serialize;
 
+mod hoop;
+pub use hoop::{HoopGateway, HoopRequest};
+
 /// A value printed as one line of `--json` output.
 pub trait Line: Serialize {
     /// True: keys sorted at every level (printed through `serde_json::Value`). False: in field
@@ -121,49 +124,10 @@ impl Line for Gateway<'_> {
     const SORTED_KEYS: bool = false;
 }
 
-/// `gateways` and `connect hoop`: one connected hoop gateway (`kind` `hoop`). hoop signs
-/// nothing, so there is no key: only who the token is, as hoop said.
-#[derive(Debug, Serialize)]
-pub struct HoopGateway<'a> {
-    kind: &'static str,
-    id: &'a str,
-    url: &'a str,
-    name: String,
-    user: HoopUser<'a>,
-    token_kept_in: String,
-    connected_at: i64,
-}
-
-#[derive(Debug, Serialize)]
-struct HoopUser<'a> {
-    id: &'a str,
-    email: &'a str,
-    name: &'a str,
-    groups: &'a [String],
-    role: &'a str,
-}
-
-impl<'a> From<&'a engine::hoop::HoopConnection> for HoopGateway<'a> {
-    fn from(c: &'a engine::hoop::HoopConnection) -> Self {
-        HoopGateway {
-            kind: "hoop",
-            id: &c.id,
-            url: c.url.as_str(),
-            name: c.name(),
-            user: HoopUser {
-                id: &c.user.id,
-                email: &c.user.email,
-                name: &c.user.name,
-                groups: &c.user.groups,
-                role: &c.user.role,
-            },
-            token_kept_in: c.token.describe(),
-            connected_at: c.connected_at,
-        }
-    }
-}
-
 impl Line for HoopGateway<'_> {
+    const SORTED_KEYS: bool = false;
+}
+impl Line for HoopRequest<'_> {
     const SORTED_KEYS: bool = false;
 }
 

@@ -12,6 +12,7 @@
 //! - `gateways`: `pair` and `gateways`;
 //! - `connect`: `connect hoop` and `disconnect`;
 //! - `inbox`: `list` and `show`, and the one-line form of a request;
+//! - `hoop_items`: hoop reviews in `list` and `show`;
 //! - `decide`: `approve`, `deny` and `report`;
 //! - `sync`: `sync`;
 //! - `audit`: `audit verify` and `audit export`;
@@ -24,6 +25,7 @@ mod connect;
 mod ctx;
 mod decide;
 mod gateways;
+mod hoop_items;
 mod inbox;
 mod json;
 mod out;
