@@ -529,7 +529,11 @@ impl Engine {
                 log_history_changed,
             });
         }
-        // Each hoop connection polled once; one that cannot be reached is reported.
+        // Each hoop connection's queued decisions sent, then polled once; one that cannot be
+        // reached is reported.
+        if let Err(e) = self.flush_hoop(true).await {
+            tracing::warn!(error = %e, "queued hoop decisions could not be sent");
+        }
         for c in self.hoop_connections()? {
             let polled = tokio::time::timeout(SYNC_TIMEOUT, self.poll_hoop(&c))
                 .await

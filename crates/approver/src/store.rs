@@ -203,14 +203,16 @@ ALTER TABLE gateways ADD COLUMN checkpoint_ack TEXT;
 "#;
 
 /// Version 8: hoop.dev connections (`hoop`): each hoop gateway's URL, who its token is, and
-/// where the token is kept (never the token); and the reviews they fetched, each with its
-/// session as read when it arrived and the review as hoop last reported it.
+/// where the token is kept (never the token), and the passkey registered for it; the reviews
+/// they fetched, each with its session as read when it arrived and the review as hoop last
+/// reported it; and the decisions made on them, signed, until hoop took them (`hoop_outbox`).
 const SCHEMA_V8: &str = r#"
 CREATE TABLE hoop_connections (
     id           TEXT PRIMARY KEY,
     url          TEXT NOT NULL UNIQUE,
     user         TEXT NOT NULL,
     token        TEXT NOT NULL,
+    passkey      TEXT NOT NULL,
     connected_at INTEGER NOT NULL
 );
 CREATE TABLE hoop_reviews (
@@ -223,6 +225,20 @@ CREATE TABLE hoop_reviews (
     received_at INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL,
     PRIMARY KEY (connection, review_id)
+);
+CREATE TABLE hoop_outbox (
+    decision_id TEXT PRIMARY KEY,
+    connection  TEXT NOT NULL,
+    review_id   TEXT NOT NULL,
+    verdict     TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('queued', 'delivered', 'refused', 'superseded')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_at     INTEGER NOT NULL,
+    last_error  TEXT,
+    outcome     TEXT,
+    created_at  INTEGER NOT NULL,
+    UNIQUE (connection, review_id)
 );
 "#;
 

@@ -25,6 +25,14 @@ fn bob() -> HoopUser {
     HoopUser::new("auth0|bob", "bob@example.com", &["dev"])
 }
 
+/// The development software authenticator of `engine`'s data directory.
+fn soft(engine: &Engine) -> countersign_approver::SoftAuthenticator {
+    countersign_approver::SoftAuthenticator::open(
+        &engine.data_dir().join("soft-authenticator.cbor"),
+    )
+    .unwrap()
+}
+
 fn client(hoop: &FakeHoop, token: &str) -> HoopClient {
     HoopClient::new(
         reqwest::Client::new(),
@@ -42,7 +50,11 @@ async fn connecting_checks_the_token_with_hoop_and_keeps_it_owner_only() {
 
     // A token hoop does not know: refused, and nothing kept.
     let bad = engine
-        .connect_hoop(hoop.url(), Zeroizing::new("hpk_wrong".into()))
+        .connect_hoop(
+            hoop.url(),
+            Zeroizing::new("hpk_wrong".into()),
+            &mut soft(&engine),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -56,7 +68,11 @@ async fn connecting_checks_the_token_with_hoop_and_keeps_it_owner_only() {
     assert!(engine.hoop_connections().unwrap().is_empty());
 
     let c = engine
-        .connect_hoop(hoop.url(), Zeroizing::new(format!("{ALICE_TOKEN}\n")))
+        .connect_hoop(
+            hoop.url(),
+            Zeroizing::new(format!("{ALICE_TOKEN}\n")),
+            &mut soft(&engine),
+        )
         .await
         .unwrap();
     assert_eq!(c.user.email, "alice@example.com");
@@ -113,6 +129,7 @@ async fn the_cli_connects_with_the_token_on_standard_input_and_lists_its_kind() 
     let url = hoop.url().to_string();
     let mut child = Command::new(bin("countersign"))
         .args(["--data-dir", data.to_str().unwrap(), "--key-store", "file"])
+        .args(["--authenticator", "soft"])
         .args(["connect", "hoop", "--url", &url, "--token-stdin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -274,7 +291,11 @@ async fn a_new_review_arrives_within_a_poll_and_follows_what_hoops_ui_decides() 
     let notices = std::sync::Arc::new(Notices::default());
     engine.set_notifier(notices.clone());
     engine
-        .connect_hoop(hoop.url(), Zeroizing::new(ALICE_TOKEN.into()))
+        .connect_hoop(
+            hoop.url(),
+            Zeroizing::new(ALICE_TOKEN.into()),
+            &mut soft(&engine),
+        )
         .await
         .unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -375,11 +396,19 @@ async fn a_hoop_that_cannot_be_reached_holds_up_no_other() {
     let engine = polling_engine(dir.path());
     let mut events = engine.subscribe();
     let gone = engine
-        .connect_hoop(down.url(), Zeroizing::new(ALICE_TOKEN.into()))
+        .connect_hoop(
+            down.url(),
+            Zeroizing::new(ALICE_TOKEN.into()),
+            &mut soft(&engine),
+        )
         .await
         .unwrap();
     engine
-        .connect_hoop(up.url(), Zeroizing::new(ALICE_TOKEN.into()))
+        .connect_hoop(
+            up.url(),
+            Zeroizing::new(ALICE_TOKEN.into()),
+            &mut soft(&engine),
+        )
         .await
         .unwrap();
     down.stop().await;
@@ -419,4 +448,186 @@ async fn a_hoop_that_cannot_be_reached_holds_up_no_other() {
     let (reports, _) = engine.sync().await.unwrap();
     let bad = reports.iter().find(|r| r.gateway == gone.id).unwrap();
     assert_eq!(bad.error_code.as_deref(), Some("hoop_unauthorized"));
+}
+
+/// An engine connected to `hoop` as Alice, with the review `new` waiting for her in its inbox.
+async fn with_review(hoop: &FakeHoop, dir: &std::path::Path, new: NewReview) -> (Engine, String) {
+    hoop.add_user(ALICE_TOKEN, &alice());
+    let engine = Engine::open(dir).unwrap();
+    engine
+        .connect_hoop(
+            hoop.url(),
+            Zeroizing::new(ALICE_TOKEN.into()),
+            &mut soft(&engine),
+        )
+        .await
+        .unwrap();
+    let (_, review) = hoop.create(new);
+    engine.sync().await.unwrap();
+    assert_eq!(engine.hoop_items(false).unwrap().len(), 1);
+    (engine, review)
+}
+
+fn puts(hoop: &FakeHoop) -> usize {
+    hoop.state.puts.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn audited(engine: &Engine, kind: &str) -> Vec<serde_json::Value> {
+    engine
+        .audit_entries()
+        .unwrap()
+        .into_iter()
+        .filter(|(e, _)| e.kind == kind)
+        .map(|(e, _)| e.detail)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_approval_is_confirmed_with_the_passkey_signed_and_delivered_once() {
+    use countersign_approver::hoop::decide::{HoopDelivery, DOMAIN};
+    let hoop = FakeHoop::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, review) = with_review(
+        &hoop,
+        dir.path(),
+        NewReview::exec(&bob(), "DELETE FROM carts;"),
+    )
+    .await;
+    let out = engine
+        .decide_hoop(&review[..8], HoopVerdict::Approve, "", &mut soft(&engine))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.delivery,
+        HoopDelivery::Delivered {
+            status: "APPROVED".into()
+        }
+    );
+    assert_eq!(hoop.status(&review), "APPROVED");
+    assert_eq!(puts(&hoop), 1);
+    // Signed by the device key, over the script shown.
+    engine
+        .device_public_key()
+        .verify(DOMAIN, &out.decision.body, &out.decision.signature)
+        .unwrap();
+    assert_eq!(
+        out.decision.body.script_sha256,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            b"DELETE FROM carts;"
+        ))
+    );
+    assert_eq!(audited(&engine, "hoop.decision_made").len(), 1);
+    assert_eq!(
+        audited(&engine, "hoop.decision_sent")[0]["status"],
+        "APPROVED"
+    );
+    // Nothing is sent again, and a second decision is refused here.
+    engine.sync().await.unwrap();
+    assert_eq!(puts(&hoop), 1);
+    assert!(engine.hoop_items(false).unwrap().is_empty());
+    let again = engine
+        .decide_hoop(&review, HoopVerdict::Reject, "no", &mut soft(&engine))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, EngineError::RequestNotPending { .. }),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_read_back_and_not_sent_again() {
+    use countersign_approver::hoop::decide::HoopDelivery;
+    let hoop = FakeHoop::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, review) =
+        with_review(&hoop, dir.path(), NewReview::exec(&bob(), "VACUUM FULL;")).await;
+    hoop.state
+        .lose_answers
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let out = engine
+        .decide_hoop(&review, HoopVerdict::Approve, "", &mut soft(&engine))
+        .await
+        .unwrap();
+    assert!(
+        matches!(out.delivery, HoopDelivery::Queued { .. }),
+        "{out:?}"
+    );
+    assert_eq!(hoop.status(&review), "APPROVED", "hoop applied it");
+    engine.sync().await.unwrap();
+    assert_eq!(puts(&hoop), 1, "read back, not sent again");
+    let sent = audited(&engine, "hoop.decision_sent");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["found_applied"], true);
+}
+
+#[tokio::test]
+async fn a_hoop_restart_delays_a_decision_and_one_decided_in_hoops_ui_meanwhile_is_not_sent() {
+    use countersign_approver::hoop::decide::HoopDelivery;
+    let mut hoop = FakeHoop::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut two = NewReview::exec(&bob(), "TRUNCATE sessions;");
+    two.groups = vec!["sre".into()];
+    let (engine, first) = with_review(&hoop, dir.path(), two).await;
+    let (_, second) = hoop.create(NewReview::exec(&bob(), "TRUNCATE carts;"));
+    engine.sync().await.unwrap();
+
+    // hoop goes down: both decisions are kept.
+    hoop.stop().await;
+    for (id, verdict) in [
+        (&first, HoopVerdict::Approve),
+        (&second, HoopVerdict::Reject),
+    ] {
+        let out = engine
+            .decide_hoop(id, verdict, "not now", &mut soft(&engine))
+            .await
+            .unwrap();
+        assert!(
+            matches!(out.delivery, HoopDelivery::Queued { .. }),
+            "{out:?}"
+        );
+    }
+    // Meanwhile Carol approves the second one in hoop's web UI.
+    let carol = HoopUser::new("auth0|carol", "carol@example.com", &["sre"]);
+    hoop.decide_as(&carol, &second, "APPROVED").unwrap();
+    hoop.start_again().await;
+    engine.flush_hoop(true).await.unwrap();
+    assert_eq!(hoop.status(&first), "APPROVED");
+    assert_eq!(
+        hoop.status(&second),
+        "APPROVED",
+        "not rejected after Carol approved"
+    );
+    assert_eq!(puts(&hoop), 1, "the first sent once, the second never");
+    let superseded = audited(&engine, "hoop.decision_superseded");
+    assert_eq!(superseded.len(), 1);
+    assert_eq!(superseded[0]["by"][0], "carol@example.com");
+    let (_, state, _) = engine.hoop_decision(&second).unwrap().unwrap();
+    assert_eq!(state, "superseded");
+}
+
+#[tokio::test]
+async fn hoops_refusal_is_a_sentence_and_its_code_is_audited() {
+    use countersign_approver::hoop::decide::HoopDelivery;
+    let hoop = FakeHoop::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Alice's own review, in her group: hoop does not let her approve it.
+    let (engine, review) =
+        with_review(&hoop, dir.path(), NewReview::exec(&alice(), "SELECT 1;")).await;
+    let out = engine
+        .decide_hoop(&review, HoopVerdict::Approve, "", &mut soft(&engine))
+        .await
+        .unwrap();
+    match &out.delivery {
+        HoopDelivery::Refused { code, message } => {
+            assert_eq!(code, "hoop_self_approval");
+            assert!(message.contains("your own review"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        audited(&engine, "hoop.decision_refused")[0]["code"],
+        "hoop_self_approval"
+    );
+    assert_eq!(hoop.status(&review), "PENDING");
 }

@@ -50,3 +50,11 @@ pub const HOOP_DISCONNECTED: &str = "hoop.disconnected";
 pub const HOOP_REVIEW_RECEIVED: &str = "hoop.review_received";
 /// A hoop review left the pending state: its status and who decided each group.
 pub const HOOP_REVIEW_STATUS: &str = "hoop.review_status";
+/// A hoop review decided here: the signed decision, confirmed with the connection's passkey.
+pub const HOOP_DECISION_MADE: &str = "hoop.decision_made";
+/// hoop took a decision (or a retry found an earlier attempt applied): the review's status.
+pub const HOOP_DECISION_SENT: &str = "hoop.decision_sent";
+/// hoop refused a decision for good: its code and sentence.
+pub const HOOP_DECISION_REFUSED: &str = "hoop.decision_refused";
+/// A queued decision found its review decided elsewhere: never sent.
+pub const HOOP_DECISION_SUPERSEDED: &str = "hoop.decision_superseded";

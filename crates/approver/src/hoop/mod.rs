@@ -11,7 +11,9 @@
 //! person gave. Its items are labelled so, never as a Countersign gateway's signed requests.
 
 pub mod api;
+pub mod decide;
 pub mod inbox;
+pub mod passkey;
 pub(crate) mod poll;
 pub mod secret;
 
@@ -21,6 +23,7 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use crate::audit::{self, kind};
+use crate::authenticator::Authenticator;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use api::{HoopClient, UserInfo};
@@ -103,6 +106,7 @@ impl Engine {
         &self,
         url: Url,
         token: Zeroizing<String>,
+        authenticator: &mut dyn Authenticator,
     ) -> Result<HoopConnection, EngineError> {
         check_url(&url)?;
         let token = Zeroizing::new(token.trim().to_owned());
@@ -115,6 +119,13 @@ impl Engine {
         let user = client.userinfo().await?;
         // The listing the connector polls must be allowed too.
         client.pending(&user.email).await?;
+        // The passkey that confirms every decision on this connection's reviews.
+        let passkey = passkey::register(
+            authenticator,
+            &format!("{}@{}", user.email, url.host_str().unwrap_or("hoop")),
+        )?;
+        let passkey_json =
+            serde_json::to_string(&passkey).map_err(|e| EngineError::Corrupt(e.to_string()))?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let place = secret::store(&self.inner.data_dir, self.key_location(), &id, &token)?;
         let now = self.now();
@@ -137,9 +148,16 @@ impl Engine {
                 )?;
             }
             tx.execute(
-                "INSERT INTO hoop_connections (id, url, user, token, connected_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, url.as_str(), user_json, place.as_stored(), now],
+                "INSERT INTO hoop_connections (id, url, user, token, passkey, connected_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id,
+                    url.as_str(),
+                    user_json,
+                    place.as_stored(),
+                    passkey_json,
+                    now
+                ],
             )?;
             audit::append(
                 &tx,
@@ -151,6 +169,7 @@ impl Engine {
                     "url": url.as_str(),
                     "user": {"id": user.id, "email": user.email, "groups": user.groups},
                     "token_kept_in": place.describe(),
+                    "authenticator": authenticator.kind(),
                     "replaces": old.as_ref().map(|(old_id, _)| old_id),
                 }),
             )?;

@@ -250,6 +250,9 @@ async fn follow(
                 return;
             }
         };
+        if let Err(e) = engine.flush_hoop(false).await {
+            tracing::warn!(connection = %c.id, error = %e, "queued hoop decisions could not be sent");
+        }
         let wait = match engine.poll_hoop(&c).await {
             Ok(_) => {
                 if failures > 0 {

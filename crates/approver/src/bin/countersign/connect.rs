@@ -43,7 +43,12 @@ pub async fn hoop(
     token_file: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let token = read_token(token_stdin, token_file)?;
-    let c = ctx.engine.connect_hoop(url.clone(), token).await?;
+    // The passkey that will confirm every decision on this connection's reviews.
+    let mut auth = ctx.authenticator()?;
+    let c = ctx
+        .engine
+        .connect_hoop(url.clone(), token, auth.as_mut())
+        .await?;
     if ctx.json {
         json::print(&json::HoopGateway::from(&c))?;
     } else {
@@ -55,6 +60,10 @@ pub async fn hoop(
         );
         outln!("groups:      {}", visible(&c.user.groups.join(", ")));
         outln!("token kept:  {}", c.token.describe());
+        outln!(
+            "passkey:     registered with {} for this connection",
+            auth.kind().describe()
+        );
         outln!("connection:  {}", c.id);
         outln!(
             "hoop signs nothing: its reviews are vouched for only by TLS to {}.",

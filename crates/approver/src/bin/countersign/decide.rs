@@ -19,8 +19,12 @@ pub async fn approve(
     yes: bool,
     offline: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut auth = ctx.authenticator()?;
     ctx.maybe_sync(offline).await?;
+    if let Some(item) = crate::hoop_items::target(ctx, id)? {
+        let verdict = countersign_approver::hoop::api::HoopVerdict::Approve;
+        return crate::hoop_items::decide(ctx, &item, verdict, "", yes).await;
+    }
+    let mut auth = ctx.authenticator()?;
     confirm_flagged(ctx, id, yes)?;
     let out = ctx.engine.approve(id, match_code, auth.as_mut()).await?;
     decision_result(ctx, &out, Some(auth.kind().describe()))
@@ -28,6 +32,11 @@ pub async fn approve(
 
 pub async fn deny(ctx: &Ctx, id: &str, reason: &str, offline: bool) -> anyhow::Result<ExitCode> {
     ctx.maybe_sync(offline).await?;
+    if let Some(item) = crate::hoop_items::target(ctx, id)? {
+        // hoop asks for no passkey; this device confirms a rejection like an approval.
+        let verdict = countersign_approver::hoop::api::HoopVerdict::Reject;
+        return crate::hoop_items::decide(ctx, &item, verdict, reason, true).await;
+    }
     // Denying is safe whatever the text says; the flags are still shown.
     warn_flagged(ctx, id)?;
     if ctx.engine.deny_needs_passkey(id)? {
