@@ -120,7 +120,8 @@ async fn connecting_checks_the_token_with_hoop_and_keeps_it_owner_only() {
     assert!(!token_file.exists());
 }
 
-#[tokio::test]
+// The CLI runs as a child that the test waits for: the fake hoop is served by other threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_connects_with_the_token_on_standard_input_and_lists_its_kind() {
     let hoop = FakeHoop::start().await;
     hoop.add_user(ALICE_TOKEN, &alice());
@@ -163,6 +164,38 @@ async fn the_cli_connects_with_the_token_on_standard_input_and_lists_its_kind() 
     assert_eq!(line["kind"], "hoop");
     assert_eq!(line["user"]["email"], "alice@example.com");
     assert_eq!(line["url"], url.as_str());
+
+    // A review arrives; the CLI lists it, approves one and rejects another, with the passkey.
+    let (_, first) = hoop.create(NewReview::exec(&bob(), "DELETE FROM carts;"));
+    let (_, second) = hoop.create(NewReview::exec(&bob(), "DROP TABLE carts;"));
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--authenticator", "soft", "--key-store", "file"];
+        all.extend_from_slice(args);
+        countersign_test_support::countersign(&data, &all)
+    };
+    let listed = cli(&["list"]);
+    let listed_text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed_text.contains(&format!("{first}  hoop     pending")),
+        "{listed_text}"
+    );
+    let approved = cli(&["approve", &first]);
+    let said_approved = String::from_utf8_lossy(&approved.stdout);
+    assert!(approved.status.success(), "{said_approved}");
+    assert!(
+        said_approved.contains("approved in hoop (with software (development mode"),
+        "{said_approved}"
+    );
+    let rejected = cli(&["deny", &second, "--reason", "not during the freeze"]);
+    assert!(
+        rejected.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rejected.stderr)
+    );
+    assert_eq!(hoop.status(&first), "APPROVED");
+    assert_eq!(hoop.status(&second), "REJECTED");
+    let again = cli(&["approve", &first]);
+    assert!(!again.status.success());
 
     // No token given: a usage error, before anything is asked of hoop.
     let calls = hoop.state.calls.load(std::sync::atomic::Ordering::SeqCst);
