@@ -19,6 +19,7 @@ mod create;
 mod desktop;
 mod engine;
 mod fanout;
+mod hoop;
 mod log;
 mod policy;
 mod throughput;
@@ -131,6 +132,18 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         requests: usize,
     },
+    /// A hoop review's creation until a running engine notifies it, and what polling costs
+    /// hoop while nothing waits.
+    HoopNotify {
+        #[arg(long, default_value_t = 40)]
+        reviews: usize,
+        /// The poll interval, in milliseconds (the engine's default is 3000).
+        #[arg(long, default_value_t = 3000)]
+        interval_ms: u64,
+        /// How long the idle cost is counted, in seconds.
+        #[arg(long, default_value_t = 30)]
+        idle_seconds: u64,
+    },
     /// Every benchmark with its defaults, then a summary.
     All,
     /// Internal: the gateway child process used by `throughput` and `fanout`.
@@ -205,6 +218,18 @@ async fn run(command: Command) -> Result<Vec<Figure>> {
         Command::GatewayLog { entries } => log::run(entries.max(1000))?,
         Command::PolicyEval { evaluations, rules } => policy::run(evaluations, rules.max(1))?,
         Command::RequestCreate { requests } => create::run(requests.max(50)).await?,
+        Command::HoopNotify {
+            reviews,
+            interval_ms,
+            idle_seconds,
+        } => {
+            hoop::run(
+                reviews.max(1),
+                std::time::Duration::from_millis(interval_ms.max(10)),
+                std::time::Duration::from_secs(idle_seconds.max(1)),
+            )
+            .await?
+        }
         Command::Desktop {
             app,
             starts,
@@ -251,6 +276,14 @@ async fn run(command: Command) -> Result<Vec<Figure>> {
             all.extend(audit::verify(1_000_000, None)?);
             all.extend(policy::run(5000, 100)?);
             all.extend(create::run(2000).await?);
+            all.extend(
+                hoop::run(
+                    40,
+                    countersign_approver::HOOP_POLL_INTERVAL,
+                    std::time::Duration::from_secs(30),
+                )
+                .await?,
+            );
             all
         }
         Command::GatewayChild { .. } => Vec::new(),

@@ -51,6 +51,22 @@ impl Notifier for PrintNotifier {
         }
     }
 
+    fn hoop_review_arrived(&self, notice: &countersign_approver::Notice) {
+        let Ok(Some(item)) = self.engine.hoop_item(&notice.id) else {
+            return;
+        };
+        if self.json {
+            if let Ok(line) = json::HoopRequest::from(&item).line() {
+                self.stop.say(format_args!("{line}"));
+            }
+        } else {
+            self.stop.say(format_args!(
+                "new hoop review {}",
+                crate::hoop_items::one_line(&item)
+            ));
+        }
+    }
+
     fn request_resolved(&self, request_id: &str, state: RequestState) {
         if self.json {
             if let Ok(line) = (json::Notice::Resolved { request_id, state }).line() {
