@@ -70,8 +70,15 @@ pub(crate) fn unreachable(url: &Url, e: impl std::fmt::Display) -> EngineError {
 }
 
 pub(crate) fn send_failed(url: &Url, e: reqwest::Error) -> EngineError {
+    unreachable(url, error_chain(&e))
+}
+
+/// An error's sentence followed by each of its sources that it does not already say, so the
+/// reason behind "error sending request" (refused, reset, a certificate that does not match
+/// the pin) shows.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut detail = e.to_string();
-    let mut source = std::error::Error::source(&e);
+    let mut source = e.source();
     while let Some(s) = source {
         let text = s.to_string();
         if !detail.contains(&text) {
@@ -80,7 +87,7 @@ pub(crate) fn send_failed(url: &Url, e: reqwest::Error) -> EngineError {
         }
         source = s.source();
     }
-    unreachable(url, detail)
+    detail
 }
 
 /// Reads a response: 2xx is decoded strictly as `T`; 4xx is a final refusal with the gateway's

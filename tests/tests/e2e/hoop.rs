@@ -25,6 +25,30 @@ fn bob() -> HoopUser {
     HoopUser::new("auth0|bob", "bob@example.com", &["dev"])
 }
 
+/// Connects `engine` to `hoop` as Alice, with the software authenticator.
+async fn connect(engine: &Engine, hoop: &FakeHoop) -> countersign_approver::hoop::HoopConnection {
+    engine
+        .connect_hoop(
+            hoop.url(),
+            Zeroizing::new(ALICE_TOKEN.into()),
+            &mut soft(engine),
+        )
+        .await
+        .unwrap()
+}
+
+/// Runs `engine` in the background until the sender is told to stop.
+fn run_engine(
+    engine: &Engine,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<(), EngineError>>,
+) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let engine = engine.clone();
+    (stop, tokio::spawn(async move { engine.run(stopped).await }))
+}
+
 /// The development software authenticator of `engine`'s data directory.
 fn soft(engine: &Engine) -> countersign_approver::SoftAuthenticator {
     countersign_approver::SoftAuthenticator::open(
@@ -323,19 +347,8 @@ async fn a_new_review_arrives_within_a_poll_and_follows_what_hoops_ui_decides() 
     let engine = polling_engine(dir.path());
     let notices = std::sync::Arc::new(Notices::default());
     engine.set_notifier(notices.clone());
-    engine
-        .connect_hoop(
-            hoop.url(),
-            Zeroizing::new(ALICE_TOKEN.into()),
-            &mut soft(&engine),
-        )
-        .await
-        .unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn({
-        let engine = engine.clone();
-        async move { engine.run(stopped).await }
-    });
+    connect(&engine, &hoop).await;
+    let (stop, running) = run_engine(&engine);
 
     // A hostile script: an override that reverses what follows, and a zero-width space.
     let mut new = NewReview::exec(
@@ -445,11 +458,7 @@ async fn a_hoop_that_cannot_be_reached_holds_up_no_other() {
         .await
         .unwrap();
     down.stop().await;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn({
-        let engine = engine.clone();
-        async move { engine.run(stopped).await }
-    });
+    let (stop, running) = run_engine(&engine);
     let (_, review) = up.create(NewReview::exec(&bob(), "SELECT 1;"));
     countersign_test_support::eventually("the reachable hoop's review", || {
         (engine.hoop_items(false).unwrap().len() == 1).then_some(())
@@ -487,14 +496,7 @@ async fn a_hoop_that_cannot_be_reached_holds_up_no_other() {
 async fn with_review(hoop: &FakeHoop, dir: &std::path::Path, new: NewReview) -> (Engine, String) {
     hoop.add_user(ALICE_TOKEN, &alice());
     let engine = Engine::open(dir).unwrap();
-    engine
-        .connect_hoop(
-            hoop.url(),
-            Zeroizing::new(ALICE_TOKEN.into()),
-            &mut soft(&engine),
-        )
-        .await
-        .unwrap();
+    connect(&engine, hoop).await;
     let (_, review) = hoop.create(new);
     engine.sync().await.unwrap();
     assert_eq!(engine.hoop_items(false).unwrap().len(), 1);

@@ -242,7 +242,7 @@ impl HoopClient {
             .timeout(CALL_TIMEOUT)
             .send()
             .await
-            .map_err(|e| self.unreachable(describe(&e)))?;
+            .map_err(|e| self.unreachable(crate::gateway::error_chain(&e)))?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| self.unreachable(e))?;
         Ok((status, body.to_vec()))
@@ -328,21 +328,6 @@ impl HoopClient {
 /// An id as one path segment (hoop's ids are UUIDs; anything else is escaped, never a path).
 fn segment(id: &str) -> String {
     url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
-}
-
-/// The reason behind a transport error, walking its sources.
-fn describe(e: &reqwest::Error) -> String {
-    let mut detail = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !detail.contains(&text) {
-            detail.push_str(": ");
-            detail.push_str(&text);
-        }
-        source = s.source();
-    }
-    detail
 }
 
 /// hoop's refusals, by status and message (`gateway/api/review/review.go`,
