@@ -545,6 +545,10 @@ impl Engine {
                         },
                     ))
                 });
+            self.hoop_record_health(
+                &c.id,
+                polled.as_ref().err().map(|e| e.to_string()).as_deref(),
+            )?;
             let (events, error, error_code) = match polled {
                 Ok(r) => (
                     u32::try_from(r.arrived + r.changed).unwrap_or(u32::MAX),

@@ -213,7 +213,9 @@ CREATE TABLE hoop_connections (
     user         TEXT NOT NULL,
     token        TEXT NOT NULL,
     passkey      TEXT NOT NULL,
-    connected_at INTEGER NOT NULL
+    connected_at INTEGER NOT NULL,
+    unreachable_since INTEGER,
+    unreachable_error TEXT
 );
 CREATE TABLE hoop_reviews (
     connection  TEXT NOT NULL,

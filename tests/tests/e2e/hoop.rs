@@ -482,6 +482,20 @@ async fn a_hoop_that_cannot_be_reached_holds_up_no_other() {
     assert!(reports
         .iter()
         .any(|r| r.gateway != gone.id && r.error.is_none()));
+    // Its health is kept, for `countersign gateways`; the other's is good.
+    let (since, error) = engine.hoop_health(&gone.id).unwrap().unreachable.unwrap();
+    assert!(error.contains("could not be reached"), "{error}");
+    let others: Vec<_> = engine
+        .hoop_connections()
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.id != gone.id)
+        .collect();
+    assert!(engine
+        .hoop_health(&others[0].id)
+        .unwrap()
+        .unreachable
+        .is_none());
 
     // Back again: its token is refused now (the key was revoked in hoop).
     down.start_again().await;
@@ -490,6 +504,17 @@ async fn a_hoop_that_cannot_be_reached_holds_up_no_other() {
     let (reports, _) = engine.sync().await.unwrap();
     let bad = reports.iter().find(|r| r.gateway == gone.id).unwrap();
     assert_eq!(bad.error_code.as_deref(), Some("hoop_unauthorized"));
+    let (still_since, error) = engine.hoop_health(&gone.id).unwrap().unreachable.unwrap();
+    assert_eq!(still_since, since, "failing since the first failure");
+    assert!(error.contains("refused the token"), "{error}");
+    drop(engine);
+    let listed = countersign_test_support::countersign(dir.path(), &["gateways"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("health: ok"), "{listed}");
+    assert!(
+        listed.contains("health: cannot be polled since"),
+        "{listed}"
+    );
 }
 
 /// An engine connected to `hoop` as Alice, with the review `new` waiting for her in its inbox.

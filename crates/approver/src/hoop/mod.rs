@@ -44,6 +44,13 @@ pub struct HoopConnection {
     pub connected_at: i64,
 }
 
+/// Whether a connection's last poll reached hoop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HoopHealth {
+    /// Since when polls have failed, and why the newest failed; `None` while they succeed.
+    pub unreachable: Option<(i64, String)>,
+}
+
 impl HoopConnection {
     /// The name shown for it: its host.
     pub fn name(&self) -> String {
@@ -226,6 +233,51 @@ impl Engine {
                 .ok_or_else(|| EngineError::UnknownGateway(selector.to_owned()))?),
             _ => Err(EngineError::AmbiguousGateway(selector.to_owned())),
         }
+    }
+
+    /// Whether connection `id`'s polls reach hoop.
+    pub fn hoop_health(&self, id: &str) -> Result<HoopHealth, EngineError> {
+        let row: (Option<i64>, Option<String>) = self.db().query_row(
+            "SELECT unreachable_since, unreachable_error FROM hoop_connections WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(HoopHealth {
+            unreachable: match row {
+                (Some(since), Some(error)) => Some((since, error)),
+                _ => None,
+            },
+        })
+    }
+
+    /// Records a poll's outcome; writes only when it changes what is recorded.
+    pub(crate) fn hoop_record_health(
+        &self,
+        id: &str,
+        failure: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let now = self.now();
+        let held = self.hoop_health(id)?.unreachable;
+        match (failure, held) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                self.db().execute(
+                    "UPDATE hoop_connections SET unreachable_since = NULL, unreachable_error = NULL \
+                     WHERE id = ?1",
+                    params![id],
+                )?;
+            }
+            (Some(e), Some((_, held))) if held == e => {}
+            (Some(e), held) => {
+                let since = held.map_or(now, |(since, _)| since);
+                self.db().execute(
+                    "UPDATE hoop_connections SET unreachable_since = ?2, unreachable_error = ?3 \
+                     WHERE id = ?1",
+                    params![id, since, e],
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// A client of connection `c`, with its token read from where it is kept.

@@ -253,7 +253,12 @@ async fn follow(
         if let Err(e) = engine.flush_hoop(false).await {
             tracing::warn!(connection = %c.id, error = %e, "queued hoop decisions could not be sent");
         }
-        let wait = match engine.poll_hoop(&c).await {
+        let polled = engine.poll_hoop(&c).await;
+        let failure = polled.as_ref().err().map(|e| e.to_string());
+        if let Err(e) = engine.hoop_record_health(&c.id, failure.as_deref()) {
+            tracing::warn!(connection = %c.id, error = %e, "the hoop connection's health could not be recorded");
+        }
+        let wait = match polled {
             Ok(_) => {
                 if failures > 0 {
                     engine.emit(EngineEvent::ConnectionUp {

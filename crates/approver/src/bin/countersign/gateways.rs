@@ -85,8 +85,9 @@ pub fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         }
     }
     for c in ctx.engine.hoop_connections()? {
+        let health = ctx.engine.hoop_health(&c.id)?;
         if ctx.json {
-            json::print(&json::HoopGateway::from(&c))?;
+            json::print(&json::HoopGateway::from(&c).with_health(&health))?;
         } else {
             outln!(
                 "hoop  {}  as {}  {}  (unsigned: fetched over TLS)",
@@ -94,6 +95,14 @@ pub fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 visible(&c.user.email),
                 c.url
             );
+            match &health.unreachable {
+                None => outln!("  health: ok"),
+                Some((since, error)) => outln!(
+                    "  health: cannot be polled since {}: {}",
+                    countersign_approver::clock::format_time(*since),
+                    visible(error)
+                ),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

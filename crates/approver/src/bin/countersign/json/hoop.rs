@@ -15,6 +15,28 @@ pub struct HoopGateway<'a> {
     user: HoopUser<'a>,
     token_kept_in: String,
     connected_at: i64,
+    /// `gateways` only: whether its polls reach hoop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<Health<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Health<'a> {
+    ok: bool,
+    unreachable_since: Option<i64>,
+    error: Option<&'a str>,
+}
+
+impl<'a> HoopGateway<'a> {
+    /// With the connection's health.
+    pub fn with_health(mut self, h: &'a engine::hoop::HoopHealth) -> Self {
+        self.health = Some(Health {
+            ok: h.unreachable.is_none(),
+            unreachable_since: h.unreachable.as_ref().map(|(since, _)| *since),
+            error: h.unreachable.as_ref().map(|(_, e)| e.as_str()),
+        });
+        self
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -42,6 +64,7 @@ impl<'a> From<&'a engine::hoop::HoopConnection> for HoopGateway<'a> {
             },
             token_kept_in: c.token.describe(),
             connected_at: c.connected_at,
+            health: None,
         }
     }
 }
