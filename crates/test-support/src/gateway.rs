@@ -146,6 +146,11 @@ impl TestGateway {
         }
     }
 
+    /// How many entries of `kind` the gateway's audit log holds.
+    pub fn audited(&self, kind: &str) -> usize {
+        self.audit().iter().filter(|(e, _)| e.kind == kind).count()
+    }
+
     /// The gateway's audit log, each entry with its hash.
     pub fn audit(&self) -> Vec<(AuditEntry, Digest)> {
         self.gw()

@@ -290,11 +290,7 @@ impl Setup {
     }
 
     fn audited(&self, kind: &str) -> usize {
-        self.h
-            .audit()
-            .iter()
-            .filter(|(e, _)| e.kind == kind)
-            .count()
+        self.h.audited(kind)
     }
 }
 
@@ -390,32 +386,20 @@ async fn a_gateway_restart_between_the_decision_and_the_callback_still_calls_bac
     })
     .await;
 
-    let Setup {
-        h,
-        rel,
-        api,
-        api_addr,
-        _keys,
-        secret,
-        policy,
-    } = s;
-    let (sec, pol) = (secret.clone(), policy.clone());
-    let h = h
-        .restart(
+    let (sec, pol, api_addr, api) = (
+        s.secret.clone(),
+        s.policy.clone(),
+        s.api_addr,
+        s.api.clone(),
+    );
+    let h =
+        s.h.restart(
             move |c| configure(c, api_addr, &sec, &pol),
             // GitHub recovers after two more failures.
             |_| api.fail.store(2, Ordering::SeqCst),
         )
         .await;
-    let s = Setup {
-        h,
-        rel,
-        api,
-        api_addr,
-        _keys,
-        secret,
-        policy,
-    };
+    let s = Setup { h, ..s };
     // Each retry waits its backoff on the gateway's clock.
     for _ in 0..6 {
         s.h.gw().clock.shift(20);

@@ -146,11 +146,7 @@ impl Cluster {
     }
 
     fn audited(&self, kind: &str) -> usize {
-        self.h
-            .audit()
-            .iter()
-            .filter(|(e, _)| e.kind == kind)
-            .count()
+        self.h.audited(kind)
     }
 }
 
