@@ -26,6 +26,9 @@ const COMMANDS: &[&str] = &[
     "passkey_list",
     "passkey_add",
     "passkey_remove",
+    "hoop_list",
+    "hoop_connect",
+    "hoop_disconnect",
 ];
 
 fn main() {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use countersign_approver::{Engine, EngineOptions, Notice, Notifier, SoftAuthenticator};
+use countersign_approver::{Engine, EngineOptions, Notifier, SoftAuthenticator};
 use countersign_test_support::hoop::{FakeHoop, HoopUser, NewReview};
 use rand::Rng as _;
 use zeroize::Zeroizing;
@@ -19,9 +19,9 @@ use crate::common::{ms, Figure, Stats};
 struct Arrivals(Mutex<Vec<(String, Instant)>>);
 
 impl Notifier for Arrivals {
-    fn hoop_review_arrived(&self, notice: &Notice) {
+    fn hoop_review_arrived(&self, review_id: &str) {
         if let Ok(mut a) = self.0.lock() {
-            a.push((notice.id.clone(), Instant::now()));
+            a.push((review_id.to_owned(), Instant::now()));
         }
     }
 }

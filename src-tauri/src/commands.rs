@@ -3,7 +3,7 @@
 //! only `pending_navigation` is the window's own. Nothing here decides anything.
 
 use countersign_ipc::agent::Command;
-use countersign_ipc::{IpcError, KeyAnswer, ListKind, Settings};
+use countersign_ipc::{IpcError, KeyAnswer, ListKind, Secret, Settings};
 use tauri::ipc::Response;
 use tauri::{AppHandle, State};
 
@@ -124,6 +124,24 @@ pub async fn passkey_add(app: AppHandle, gateway: String) -> Res {
 #[tauri::command]
 pub async fn passkey_remove(app: AppHandle, gateway: String, cred_id: String) -> Res {
     call(&app, Command::PasskeyRemove { gateway, cred_id }).await
+}
+
+/// The connected hoop.dev gateways, with their health.
+#[tauri::command]
+pub async fn hoop_list(app: AppHandle) -> Res {
+    call(&app, Command::HoopList).await
+}
+
+/// Connects a hoop gateway: hoop checks the token, then a passkey is registered for it. The
+/// token is a `Secret`: never logged, wiped when dropped.
+#[tauri::command]
+pub async fn hoop_connect(app: AppHandle, url: String, token: Secret) -> Res {
+    call(&app, Command::HoopConnect { url, token }).await
+}
+
+#[tauri::command]
+pub async fn hoop_disconnect(app: AppHandle, id: String) -> Res {
+    call(&app, Command::HoopDisconnect { id }).await
 }
 
 /// The request a notification or deep link asked to show before the page was listening; taken

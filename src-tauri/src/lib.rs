@@ -79,6 +79,9 @@ pub fn run() -> anyhow::Result<()> {
             commands::passkey_list,
             commands::passkey_add,
             commands::passkey_remove,
+            commands::hoop_list,
+            commands::hoop_connect,
+            commands::hoop_disconnect,
         ])
         .on_page_load(|webview, payload| {
             if webview.label() == MAIN_WINDOW && payload.event() == PageLoadEvent::Finished {

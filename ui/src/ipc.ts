@@ -11,6 +11,7 @@ import type { AuthenticatorView } from "./bindings/AuthenticatorView";
 import type { DecisionView } from "./bindings/DecisionView";
 import type { ErrorCode } from "./bindings/ErrorCode";
 import type { GatewayView } from "./bindings/GatewayView";
+import type { HoopConnectionView } from "./bindings/HoopConnectionView";
 import type { IpcError } from "./bindings/IpcError";
 import type { KeyAnswer } from "./bindings/KeyAnswer";
 import type { ListKind } from "./bindings/ListKind";
@@ -97,6 +98,12 @@ export const ipc = {
   passkeyAdd: (gateway: string) => call<PasskeyView[]>("passkey_add", { gateway }),
   passkeyRemove: (gateway: string, credId: string) =>
     call<PasskeyView[]>("passkey_remove", { gateway, credId }),
+  /** The connected hoop.dev gateways, with whether their polls reach hoop. */
+  hoopList: () => call<HoopConnectionView[]>("hoop_list"),
+  /** Checks the token with hoop, then registers a passkey for the connection (a ceremony). */
+  hoopConnect: (url: string, token: string) => call<HoopConnectionView>("hoop_connect", { url, token }),
+  /** Forgets a hoop connection; resolves to the connections left. */
+  hoopDisconnect: (id: string) => call<HoopConnectionView[]>("hoop_disconnect", { id }),
 } as const;
 
 export type Ipc = typeof ipc;

@@ -12,6 +12,7 @@ import { emit } from "@tauri-apps/api/event";
 import type { AuditEntryView } from "./bindings/AuditEntryView";
 import type { AuthenticatorView } from "./bindings/AuthenticatorView";
 import type { DecisionView } from "./bindings/DecisionView";
+import type { HoopConnectionView } from "./bindings/HoopConnectionView";
 import type { ErrorCode } from "./bindings/ErrorCode";
 import type { GatewayView } from "./bindings/GatewayView";
 import type { IpcError } from "./bindings/IpcError";
@@ -108,6 +109,8 @@ function buildDetail(seed: Seed, now: number, index: number): RequestDetail {
   return {
     summary: {
       id: seed.id,
+      kind: "countersign",
+      unsigned_from: null,
       gateway: seed.gateway.fingerprint,
       gateway_name: seed.gateway.name,
       action: text(seed.action),
@@ -143,6 +146,7 @@ function buildDetail(seed: Seed, now: number, index: number): RequestDetail {
     not_before: now - seed.age,
     digest: hex(100 + index),
     own_request: seed.requester === ME,
+    hoop: null,
   };
 }
 
@@ -393,6 +397,7 @@ export function installMockBackend(): void {
         log_history_changed: i === 0 && params.has("forked") ? forked : null,
       }));
   let audit = auditLog([...requests.values()].slice(0, 8), now);
+  let hoopConnections: HoopConnectionView[] = [];
   let settings: Settings = { notifications_paused_until: null, notifications_enabled: true, autostart: true, theme: params.get("theme") ?? "system" };
   const authenticator: AuthenticatorView = params.has("securitykey")
     ? { kind: "security-key", label: "YubiKey 5C NFC (USB)", development_mode: false }
@@ -563,6 +568,31 @@ export function installMockBackend(): void {
           passkeys.set(String(args.gateway), list.filter((p) => p.cred_id !== args.credId));
           return passkeys.get(String(args.gateway));
         }
+        case "hoop_list":
+          return hoopConnections;
+        case "hoop_connect": {
+          await touched();
+          const url = typeof args.url === "string" ? args.url.trim() : "";
+          if (!url.startsWith("https://")) fail("invalid_input", `${url} is not an https:// address (plain http is only for this machine)`);
+          if (args.token !== "hpk_demo") fail("hoop_unauthorized", "hoop refused the token (401): invalid token. Check it, or make a new one in hoop.");
+          const c: HoopConnectionView = {
+            id: `hoop-${hoopConnections.length + 1}`,
+            name: new URL(url).host,
+            url,
+            user_email: ME,
+            user_name: "Alice",
+            role: "standard",
+            token_kept_in: "the Secret Service",
+            connected_at: Math.floor(Date.now() / 1000),
+            unreachable_since: null,
+            error: null,
+          };
+          hoopConnections = [...hoopConnections.filter((h) => h.url !== url), c];
+          return c;
+        }
+        case "hoop_disconnect":
+          hoopConnections = hoopConnections.filter((h) => h.id !== args.id);
+          return hoopConnections;
         default:
           return fail("ipc", `The mock backend has no command ${cmd}.`);
       }

@@ -31,6 +31,7 @@ function shell(overrides: Record<string, (args: Record<string, unknown>) => unkn
     get_settings: () => SETTINGS,
     set_settings: (args) => args.settings,
     list_gateways: () => [GATEWAY],
+    hoop_list: () => [],
     passkey_list: () => [],
     pending_navigation: () => null,
     get_request: () => null,

@@ -12,6 +12,8 @@ export function text(visible: string, warnings: string[] = []): Text {
 export function summary(overrides: Partial<RequestSummary> = {}): RequestSummary {
   return {
     id: "req-1",
+    kind: "countersign",
+    unsigned_from: null,
     gateway: "fp-1",
     gateway_name: "prod-gateway",
     action: text("sql.exec"),
@@ -50,6 +52,7 @@ export function detail(overrides: Partial<RequestDetail> = {}, summaryOverrides:
     not_before: NOW - 60,
     digest: "ca6eff9ef57081b7c4482928c1394529f452d62e125be8a89c70b2b196151a1b",
     own_request: false,
+    hoop: null,
     ...overrides,
   };
 }

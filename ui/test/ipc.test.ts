@@ -44,6 +44,9 @@ async function invokedCommands(): Promise<string[]> {
     passkeyList: () => ipc.passkeyList("gw"),
     passkeyAdd: () => ipc.passkeyAdd("gw"),
     passkeyRemove: () => ipc.passkeyRemove("gw", "cred"),
+    hoopList: () => ipc.hoopList(),
+    hoopConnect: () => ipc.hoopConnect("https://hoop.example.com", "hpk"),
+    hoopDisconnect: () => ipc.hoopDisconnect("h1"),
   };
   for (const call of Object.values(calls)) await call();
   return seen;

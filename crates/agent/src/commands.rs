@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 
+use countersign_approver::hoop::api::HoopVerdict;
 use countersign_approver::{Delivery, EngineError, ListFilter};
 use countersign_ipc::agent::{AgentMessage, Command, Hello, AGENT_PROTOCOL};
 use countersign_ipc::{
@@ -58,6 +59,11 @@ pub async fn dispatch(agent: &Agent, id: u64, command: Command) -> AgentMessage 
             id,
             crate::passkeys::passkey_remove(agent, &gateway, &cred_id).await,
         ),
+        Command::HoopList => M::reply(id, crate::hoop::list(agent)),
+        Command::HoopConnect { url, token } => {
+            M::reply(id, crate::hoop::connect(agent, &url, token).await)
+        }
+        Command::HoopDisconnect { id: c } => M::reply(id, crate::hoop::disconnect(agent, &c)),
     }
 }
 
@@ -70,6 +76,7 @@ fn hello(agent: &Agent) -> Hello {
     }
 }
 
+/// One inbox: every paired gateway's requests, then every hoop connection's reviews.
 fn list_requests(agent: &Agent, kind: ListKind) -> Res<Vec<RequestSummary>> {
     let state = &agent.state;
     let filter = match kind {
@@ -78,14 +85,19 @@ fn list_requests(agent: &Agent, kind: ListKind) -> Res<Vec<RequestSummary>> {
     };
     let now = state.engine.now();
     let items = state.engine.list(filter)?;
-    Ok(items
+    let mut rows: Vec<RequestSummary> = items
         .iter()
         .map(|i| RequestSummary::from_item(i, now))
-        .collect())
+        .collect();
+    rows.extend(crate::hoop::rows(&state.engine, kind == ListKind::All)?);
+    Ok(rows)
 }
 
 fn get_request(agent: &Agent, id: &str) -> Res<RequestDetail> {
     let state = &agent.state;
+    if let Some(h) = crate::hoop::target(&state.engine, id)? {
+        return crate::hoop::detail(&state.engine, &h);
+    }
     let item = state.engine.show(id)?;
     let me = state.engine.gateway(&item.gateway).ok().map(|g| g.approver);
     Ok(RequestDetail::from_item(
@@ -96,6 +108,9 @@ fn get_request(agent: &Agent, id: &str) -> Res<RequestDetail> {
 }
 
 async fn approve(agent: &Agent, id: String, match_code: Option<String>) -> Res<DecisionView> {
+    if let Some(h) = crate::hoop::target(&agent.state.engine, &id)? {
+        return crate::hoop::decide(agent, &h, HoopVerdict::Approve, "").await;
+    }
     let engine = agent.state.engine.clone();
     let slot = agent.state.authenticator_slot();
     let run = id.clone();
@@ -111,6 +126,9 @@ async fn approve(agent: &Agent, id: String, match_code: Option<String>) -> Res<D
 }
 
 async fn deny(agent: &Agent, id: &str, reason: &str) -> Res<DecisionView> {
+    if let Some(h) = crate::hoop::target(&agent.state.engine, id)? {
+        return crate::hoop::decide(agent, &h, HoopVerdict::Reject, reason).await;
+    }
     let engine = agent.state.engine.clone();
     if !engine.deny_needs_passkey(id)? {
         let outcome = engine.deny(id, reason).await?;

@@ -8,7 +8,8 @@
 //! - `service`: the agent's life (open the engine, start everything, end on Quit or a signal);
 //! - `server`, `lines`: the socket (same-user windows only, bounded JSON lines);
 //! - `commands`: one function per window call, over the engine; `passkeys` those of the
-//!   security key and the approver's passkeys;
+//!   security key and the approver's passkeys; `hoop` those of hoop.dev gateways (their
+//!   reviews in the same inbox, and connecting one);
 //! - `key_prompt`: the security key's questions (PIN, touch, next key), asked in the window;
 //! - `clients`: the connected windows and what is pushed to them;
 //! - `window`: showing the window, starting it when none is open;
@@ -28,6 +29,7 @@ pub mod client;
 mod clients;
 mod commands;
 mod context;
+mod hoop;
 mod key_prompt;
 mod lines;
 mod locks;

@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Weak};
 
+use countersign_approver::hoop::inbox::HoopItem;
 use countersign_approver::{Clock, InboxItem, Notifier};
 use countersign_ipc::agent::AgentMessage;
 use countersign_ipc::{RequestSummary, Settings, UiEvent};
@@ -40,6 +41,32 @@ impl AppNotifier {
     }
 }
 
+impl AppNotifier {
+    fn hoop_arrived(&self, agent: &Agent, item: &HoopItem) {
+        agent
+            .clients
+            .push(&AgentMessage::Event(UiEvent::RequestReceived {
+                request_id: item.id().to_owned(),
+                summary: Some(Box::new(RequestSummary::from_hoop(item, None))),
+            }));
+        agent.tray_changed();
+        if let Some(d) = &self.desktop {
+            d.request_arrived(RequestFacts {
+                id: item.id().to_owned(),
+                gateway: item.connection.clone(),
+                requester: item.requester().to_owned(),
+                action: item.action().to_owned(),
+                resource: item.resource(),
+                risk: item.risk(),
+                summary: item.summary().to_owned(),
+                expires_at: None,
+                broke_glass: false,
+                unsigned_from: Some(format!("hoop at {}", item.gateway_name())),
+            });
+        }
+    }
+}
+
 impl Notifier for AppNotifier {
     fn request_arrived(&self, item: &InboxItem) {
         if let Some(agent) = self.agent.upgrade() {
@@ -68,6 +95,35 @@ impl Notifier for AppNotifier {
     fn request_resolved(&self, request_id: &str, state: RequestState) {
         if let Some(d) = &self.desktop {
             d.request_resolved(request_id, state);
+        }
+    }
+
+    /// A hoop review: its row pushed as for a request, and a notification that names it
+    /// unsigned, from its hoop gateway. The engine calls this only for a review new to the
+    /// inbox, which is pending and undecided here.
+    fn hoop_review_arrived(&self, review_id: &str) {
+        let Some(agent) = self.agent.upgrade() else {
+            return;
+        };
+        let item = match agent.state.engine.hoop_item(review_id) {
+            Ok(Some(item)) => item,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(review = %review_id, error = %e, "a hoop review that arrived cannot be read");
+                return;
+            }
+        };
+        self.hoop_arrived(&agent, &item);
+    }
+
+    fn hoop_review_resolved(&self, review_id: &str, status: &str) {
+        let state = match status {
+            "APPROVED" | "PROCESSING" | "EXECUTED" => RequestState::Approved,
+            "REJECTED" => RequestState::Denied,
+            _ => RequestState::Withdrawn,
+        };
+        if let Some(d) = &self.desktop {
+            d.request_resolved(review_id, state);
         }
     }
 }

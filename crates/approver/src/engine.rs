@@ -293,11 +293,18 @@ impl Engine {
         inbox::list(&self.db(), filter, now)
     }
 
-    /// How many requests `list(ListFilter::Pending)` would return, without reading them (for
-    /// a badge or a tray count).
+    /// How many items the pending lists hold, without reading them (for a badge or a tray
+    /// count): the requests `list(ListFilter::Pending)` would return and the pending hoop
+    /// reviews (`hoop_items(false)`).
     pub fn pending_count(&self) -> Result<usize, EngineError> {
         let now = self.now();
-        inbox::count_pending(&self.db(), now)
+        let db = self.db();
+        let hoop: i64 = db.query_row(
+            "SELECT COUNT(*) FROM hoop_reviews WHERE status = 'PENDING'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(inbox::count_pending(&db, now)? + usize::try_from(hoop).unwrap_or(0))
     }
 
     /// The request whose id is `id`, or starts with it if that is unique.

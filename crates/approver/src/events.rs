@@ -86,15 +86,6 @@ pub enum EngineEvent {
     },
 }
 
-/// What a notification about an item says, its text already made visible.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Notice {
-    /// The item's id (a hoop review id), which a click opens.
-    pub id: String,
-    pub title: String,
-    pub body: String,
-}
-
 /// Called by the engine when a person should be told something. Implementations must not block
 /// for long (they run on the engine's tasks) and must never decide anything themselves.
 pub trait Notifier: Send + Sync {
@@ -102,8 +93,11 @@ pub trait Notifier: Send + Sync {
     fn request_arrived(&self, _item: &InboxItem) {}
     /// A request reached a final state (or was decided here).
     fn request_resolved(&self, _request_id: &str, _state: RequestState) {}
-    /// A hoop review arrived (unsigned: hoop signs nothing).
-    fn hoop_review_arrived(&self, _notice: &Notice) {}
+    /// A hoop review arrived (unsigned: hoop signs nothing); it is in the inbox already, for
+    /// `Engine::hoop_item(review_id)`.
+    fn hoop_review_arrived(&self, _review_id: &str) {}
+    /// A hoop review left the pending state; `status` is hoop's (`APPROVED`, `REJECTED`, ...).
+    fn hoop_review_resolved(&self, _review_id: &str, _status: &str) {}
 }
 
 /// The default notifier: tells nobody.

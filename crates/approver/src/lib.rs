@@ -68,7 +68,7 @@ pub use engine::{
     HOOP_POLL_INTERVAL,
 };
 pub use error::EngineError;
-pub use events::{EngineEvent, Notice, Notifier, SilentNotifier};
+pub use events::{EngineEvent, Notifier, SilentNotifier};
 pub use gateway::GatewayRecord;
 pub use inbox::{DeliveryState, InboxItem, ListFilter, LocalDecision, RejectReason};
 pub use ingest::{FrameRefusal, IngestOutcome};

@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::{IpcError, KeyAnswer, ListKind, Settings, UiEvent};
+use crate::{IpcError, KeyAnswer, ListKind, Secret, Settings, UiEvent};
 
 /// The socket's file name in the data directory.
 pub const SOCKET_FILE: &str = "agent.sock";
@@ -105,6 +105,18 @@ pub enum Command {
     PasskeyRemove {
         gateway: String,
         cred_id: String,
+    },
+    /// The connected hoop gateways, with their health.
+    HoopList,
+    /// Connects a hoop gateway with an API key or access token: checked against hoop, then a
+    /// passkey registered for the connection (a ceremony). The token is a `Secret`.
+    HoopConnect {
+        url: String,
+        token: Secret,
+    },
+    /// Forgets a hoop connection (its token and its reviews stay out of every list).
+    HoopDisconnect {
+        id: String,
     },
 }
 

@@ -16,13 +16,15 @@ pub use countersign_protocol::deeplink;
 pub mod agent;
 mod error;
 mod event;
+mod hoop;
 mod key;
 mod request;
 pub use error::{ErrorCode, IpcError};
+pub use hoop::HoopConnectionView;
 pub use key::{KeyAnswer, KeyAsk, PasskeyView, Secret};
 pub use request::{
-    DecisionView, ReceiptView, RequestDetail, RequestSummary, StageProgressView, StageView,
-    VoteView,
+    DecisionView, HoopAnalysisView, HoopFacts, HoopGroupView, ReceiptView, RequestDetail,
+    RequestSummary, StageProgressView, StageView, VoteView,
 };
 
 use countersign_approver::display;
@@ -290,6 +292,9 @@ pub const COMMANDS: &[&str] = &[
     "passkey_list",
     "passkey_add",
     "passkey_remove",
+    "hoop_list",
+    "hoop_connect",
+    "hoop_disconnect",
 ];
 
 #[cfg(test)]
@@ -317,6 +322,7 @@ mod tests {
         UiEvent::export_all(&cfg).unwrap();
         KeyAnswer::export_all(&cfg).unwrap();
         PasskeyView::export_all(&cfg).unwrap();
+        HoopConnectionView::export_all(&cfg).unwrap();
     }
 
     /// The committed bindings equal what the Rust types generate. Run with

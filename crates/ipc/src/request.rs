@@ -23,11 +23,19 @@ fn delivery_str(d: DeliveryState) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct RequestSummary {
     pub id: String,
+    /// `countersign`: a request a paired gateway signed; `hoop`: a review fetched from a hoop
+    /// gateway, which signs nothing.
+    #[ts(type = "\"countersign\" | \"hoop\"")]
+    pub kind: String,
+    /// For an unsigned item (a hoop review): the address it was fetched from over TLS.
+    pub unsigned_from: Option<String>,
+    /// The paired gateway's fingerprint, or the hoop connection's id.
     pub gateway: String,
     pub gateway_name: String,
     pub action: Text,
     pub resource: Text,
-    /// low | medium | high | critical
+    /// low | medium | high | critical (hoop's own level for a hoop review; `unrated` when
+    /// hoop made no analysis)
     pub risk: String,
     pub summary: Text,
     pub requester: Text,
@@ -35,8 +43,9 @@ pub struct RequestSummary {
     pub state: String,
     #[ts(type = "number")]
     pub created_at: i64,
-    #[ts(type = "number")]
-    pub expires_at: i64,
+    /// Null when it does not expire (a hoop review).
+    #[ts(type = "number | null")]
+    pub expires_at: Option<i64>,
     #[ts(type = "number")]
     pub received_at: i64,
     pub approvals: u32,
@@ -112,6 +121,46 @@ pub struct RequestDetail {
     pub digest: String,
     /// True when the requester is this approver (flag "this is your own request").
     pub own_request: bool,
+    /// A hoop review's own facts; null for a Countersign request.
+    pub hoop: Option<HoopFacts>,
+}
+
+/// What only a hoop review has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct HoopFacts {
+    /// The hoop gateway's address.
+    pub url: String,
+    /// "unsigned: fetched over TLS from <url>": all that vouches for the review.
+    pub provenance: String,
+    /// hoop's status, as it reported it: `PENDING`, `APPROVED`, `REJECTED`, `REVOKED`, ...
+    pub status: String,
+    /// `onetime` or `jit`.
+    pub review_type: String,
+    /// A jit review's access once approved, in seconds.
+    #[ts(type = "number | null")]
+    pub access_seconds: Option<u64>,
+    /// Each group that reviews it, and who decided it.
+    pub groups: Vec<HoopGroupView>,
+    /// hoop's own risk analysis of the session, where it made one.
+    pub analysis: Option<HoopAnalysisView>,
+    /// hoop's access request rule that asked for the review.
+    pub rule: Option<Text>,
+    pub rejection_reason: Option<Text>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct HoopGroupView {
+    pub group: Text,
+    /// `PENDING`, `APPROVED` or `REJECTED`.
+    pub status: String,
+    pub reviewed_by: Option<Text>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct HoopAnalysisView {
+    pub risk_level: Text,
+    pub title: Text,
+    pub explanation: Text,
 }
 
 /// What an approval grants: until when it lets the action start, when an integration used it
@@ -162,7 +211,8 @@ pub struct DecisionView {
     pub verdict: String,
     #[ts(type = "number")]
     pub decided_at: i64,
-    /// queued | delivered | refused
+    /// queued | delivered | refused, and for a hoop review also superseded (decided elsewhere
+    /// before it reached hoop: never sent)
     pub delivery: String,
     pub last_error: Option<String>,
     pub receipt: Option<ReceiptView>,
@@ -212,6 +262,8 @@ impl RequestSummary {
         let b = &item.request.body;
         RequestSummary {
             id: b.id.clone(),
+            kind: "countersign".to_owned(),
+            unsigned_from: None,
             gateway: item.gateway.clone(),
             gateway_name: item.gateway_name.clone(),
             action: Text::new(&b.action),
@@ -221,7 +273,7 @@ impl RequestSummary {
             requester: Text::new(&b.requester),
             state: state_str(item.effective_state(now)),
             created_at: b.created_at,
-            expires_at: b.expires_at,
+            expires_at: Some(b.expires_at),
             received_at: item.received_at,
             approvals: item.approvals,
             min_approvals: item.min_approvals,
@@ -279,6 +331,7 @@ impl RequestDetail {
             not_before: b.not_before,
             digest: item.digest.to_hex(),
             own_request: me.is_some_and(|m| m == b.requester),
+            hoop: None,
         }
     }
 }

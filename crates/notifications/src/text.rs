@@ -6,8 +6,8 @@
 //! (`&`, `<`, `>` become entities) because servers may interpret markup in the body (the spec's
 //! `body-markup` capability) and some render the summary through the same markup parser.
 //!
-//! Only the requester, action, resource, risk, the request's one-line summary and its expiry are
-//! ever shown. Never the detail (it may hold credentials typed into a command), the reason, the
+//! Only the requester, action, resource, risk, the request's one-line summary and its expiry (or,
+//! for an item fetched unsigned, where it came from) are ever shown. Never the detail (it may hold credentials typed into a command), the reason, the
 //! WebAuthn challenge, digests, keys or match codes.
 
 use countersign_display as display;
@@ -33,12 +33,16 @@ pub struct RequestFacts {
     pub requester: String,
     pub action: String,
     pub resource: String,
-    pub risk: Risk,
+    /// `None`: nobody rated it (a hoop review without hoop's own analysis).
+    pub risk: Option<Risk>,
     pub summary: String,
-    /// Unix seconds.
-    pub expires_at: i64,
+    /// Unix seconds; `None` when it does not expire (a hoop review).
+    pub expires_at: Option<i64>,
     /// Approved at once by breaking glass: the approver is told, and acknowledges it.
     pub broke_glass: bool,
+    /// For an item no gateway signed (a hoop review): the gateway it was fetched from, which
+    /// the notification names in place of a signed request's expiry.
+    pub unsigned_from: Option<String>,
 }
 
 impl RequestFacts {
@@ -51,10 +55,11 @@ impl RequestFacts {
             requester: b.requester.clone(),
             action: b.action.clone(),
             resource: b.resource.clone(),
-            risk: b.risk,
+            risk: Some(b.risk),
             summary: b.summary.clone(),
-            expires_at: b.expires_at,
+            expires_at: Some(b.expires_at),
             broke_glass: b.mode == countersign_protocol::Mode::BreakGlass,
+            unsigned_from: None,
         }
     }
 }
@@ -69,21 +74,38 @@ pub struct Text {
     pub resolved: bool,
 }
 
-/// Urgency follows risk: low is Low, medium Normal, high and critical Critical.
-pub fn urgency(risk: Risk) -> Urgency {
+/// Urgency follows risk: low is Low, medium (and unrated) Normal, high and critical Critical.
+pub fn urgency(risk: Option<Risk>) -> Urgency {
     match risk {
-        Risk::Low => Urgency::Low,
-        Risk::Medium => Urgency::Normal,
-        Risk::High | Risk::Critical => Urgency::Critical,
+        Some(Risk::Low) => Urgency::Low,
+        Some(Risk::Medium) | None => Urgency::Normal,
+        Some(Risk::High | Risk::Critical) => Urgency::Critical,
     }
 }
 
-fn risk_rank(risk: Risk) -> u8 {
+fn risk_rank(risk: Option<Risk>) -> u8 {
     match risk {
-        Risk::Low => 0,
-        Risk::Medium => 1,
-        Risk::High => 2,
-        Risk::Critical => 3,
+        Some(Risk::Low) => 0,
+        None | Some(Risk::Medium) => 1,
+        Some(Risk::High) => 2,
+        Some(Risk::Critical) => 3,
+    }
+}
+
+/// "high risk", or "risk not rated".
+fn risk_words(risk: Option<Risk>) -> String {
+    risk.map_or_else(
+        || "risk not rated".to_owned(),
+        |r| format!("{} risk", r.as_str()),
+    )
+}
+
+/// The last line of a waiting item: its expiry, or where an unsigned one came from.
+fn last_line(r: &RequestFacts, now: i64) -> String {
+    match (&r.unsigned_from, r.expires_at) {
+        (Some(from), _) => format!("Unsigned, from {}", field(from, MAX_RESOURCE)),
+        (None, Some(at)) => expires_in(at, now),
+        (None, None) => "Does not expire".to_owned(),
     }
 }
 
@@ -152,17 +174,17 @@ pub fn single(r: &RequestFacts, now: i64) -> Text {
         "{} asks: {}\n{}",
         field(&r.requester, MAX_REQUESTER),
         field(&r.summary, MAX_SUMMARY),
-        expires_in(r.expires_at, now)
+        last_line(r, now)
     );
     if looks_deceptive(r) {
         body.push_str(LOOK_ALIKE);
     }
     Text {
         summary: format!(
-            "Approve {} on {}? ({} risk)",
+            "Approve {} on {}? ({})",
             field(&r.action, MAX_ACTION),
             field(&r.resource, MAX_RESOURCE),
-            r.risk.as_str()
+            risk_words(r.risk)
         ),
         body,
         urgency: urgency(r.risk),
@@ -188,10 +210,10 @@ fn broke_glass(r: &RequestFacts) -> Text {
     }
     Text {
         summary: format!(
-            "Glass broken: {} on {} ({} risk)",
+            "Glass broken: {} on {} ({})",
             field(&r.action, MAX_ACTION),
             field(&r.resource, MAX_RESOURCE),
-            r.risk.as_str()
+            risk_words(r.risk)
         ),
         body,
         urgency: urgency(r.risk),
@@ -232,12 +254,12 @@ pub fn collapsed(waiting: &[&RequestFacts], now: i64) -> Option<Text> {
         .max_by_key(|r| risk_rank(*r))
         .unwrap_or(newest.risk);
     let mut body = format!(
-        "Newest: {} on {} ({} risk): {}\n{}",
+        "Newest: {} on {} ({}): {}\n{}",
         field(&newest.action, MAX_ACTION),
         field(&newest.resource, MAX_RESOURCE),
-        newest.risk.as_str(),
+        risk_words(newest.risk),
         field(&newest.summary, MAX_SUMMARY),
-        expires_in(newest.expires_at, now)
+        last_line(newest, now)
     );
     if waiting.iter().any(|r| looks_deceptive(r)) {
         body.push_str(LOOK_ALIKE);
@@ -299,10 +321,11 @@ mod tests {
             requester: "ci-bot".into(),
             action: "sql.exec".into(),
             resource: "prod-db".into(),
-            risk,
+            risk: Some(risk),
             summary: "Drop the sessions table".into(),
-            expires_at: 1_000 + 300,
+            expires_at: Some(1_000 + 300),
             broke_glass: false,
+            unsigned_from: None,
         }
     }
 
@@ -371,9 +394,30 @@ mod tests {
             (Risk::Critical, Urgency::Critical),
         ];
         for (risk, want) in cases {
-            assert_eq!(urgency(risk), want, "{risk:?}");
+            assert_eq!(urgency(Some(risk)), want, "{risk:?}");
             assert_eq!(single(&facts(risk), 1_000).urgency, want);
         }
+        assert_eq!(urgency(None), Urgency::Normal);
+    }
+
+    /// A hoop review: unrated by hoop, no expiry, and named as unsigned with where it came from.
+    #[test]
+    fn an_unsigned_item_says_so_in_place_of_an_expiry() {
+        let t = single(
+            &RequestFacts {
+                risk: None,
+                expires_at: None,
+                unsigned_from: Some("hoop at hoop.example.com".into()),
+                ..facts(Risk::High)
+            },
+            1_000,
+        );
+        assert_eq!(t.summary, "Approve sql.exec on prod-db? (risk not rated)");
+        assert_eq!(
+            t.body,
+            "ci-bot asks: Drop the sessions table\nUnsigned, from hoop at hoop.example.com"
+        );
+        assert_eq!(t.urgency, Urgency::Normal);
     }
 
     #[test]

@@ -319,11 +319,11 @@ async fn hoops_refusals_are_typed_and_its_group_rules_hold() {
 
 /// Records what the engine asks to be notified of.
 #[derive(Default)]
-struct Notices(std::sync::Mutex<Vec<countersign_approver::Notice>>);
+struct Notices(std::sync::Mutex<Vec<String>>);
 
 impl countersign_approver::Notifier for Notices {
-    fn hoop_review_arrived(&self, notice: &countersign_approver::Notice) {
-        self.0.lock().unwrap().push(notice.clone());
+    fn hoop_review_arrived(&self, review_id: &str) {
+        self.0.lock().unwrap().push(review_id.to_owned());
     }
 }
 
@@ -365,14 +365,18 @@ async fn a_new_review_arrives_within_a_poll_and_follows_what_hoops_ui_decides() 
         notices.0.lock().unwrap().first().cloned()
     })
     .await;
-    assert_eq!(notice.id, review);
+    assert_eq!(notice, review);
+    let notice = engine.hoop_item(&review).unwrap().unwrap();
+    assert_eq!(notice.action(), "hoop.exec");
+    assert_eq!(notice.resource(), "pgprod (postgres)");
+    assert_eq!(notice.risk(), Some(countersign_protocol::Risk::High));
+    assert_eq!(notice.summary(), "Destructive write");
     assert!(
-        notice.title.contains("hoop.exec on pgprod (postgres)"),
-        "{notice:?}"
-    );
-    assert!(
-        notice.body.contains("unsigned: fetched over TLS from"),
-        "{notice:?}"
+        notice
+            .provenance()
+            .starts_with("unsigned: fetched over TLS from http://127.0.0.1:"),
+        "{}",
+        notice.provenance()
     );
     let items = engine.hoop_items(false).unwrap();
     assert_eq!(items.len(), 1);

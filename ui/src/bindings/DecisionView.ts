@@ -10,6 +10,7 @@ export type DecisionView = { decision_id: string,
  */
 verdict: string, decided_at: number, 
 /**
- * queued | delivered | refused
+ * queued | delivered | refused, and for a hoop review also superseded (decided elsewhere
+ * before it reached hoop: never sent)
  */
 delivery: string, last_error: string | null, receipt: ReceiptView | null, };

@@ -6,15 +6,33 @@ import type { Text } from "./Text";
 /**
  * A row of the inbox.
  */
-export type RequestSummary = { id: string, gateway: string, gateway_name: string, action: Text, resource: Text, 
+export type RequestSummary = { id: string, 
 /**
- * low | medium | high | critical
+ * `countersign`: a request a paired gateway signed; `hoop`: a review fetched from a hoop
+ * gateway, which signs nothing.
+ */
+kind: "countersign" | "hoop", 
+/**
+ * For an unsigned item (a hoop review): the address it was fetched from over TLS.
+ */
+unsigned_from: string | null, 
+/**
+ * The paired gateway's fingerprint, or the hoop connection's id.
+ */
+gateway: string, gateway_name: string, action: Text, resource: Text, 
+/**
+ * low | medium | high | critical (hoop's own level for a hoop review; `unrated` when
+ * hoop made no analysis)
  */
 risk: string, summary: Text, requester: Text, 
 /**
  * The gateway's last reported state, or `expired` once past expiry by the local clock.
  */
-state: string, created_at: number, expires_at: number, received_at: number, approvals: number, min_approvals: number, 
+state: string, created_at: number, 
+/**
+ * Null when it does not expire (a hoop review).
+ */
+expires_at: number | null, received_at: number, approvals: number, min_approvals: number, 
 /**
  * Each stage of approval with its progress, in the request's order (one stage, named
  * `approvers`, for a request in the list form).

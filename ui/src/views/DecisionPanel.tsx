@@ -53,9 +53,11 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
   const resultRef = useRef<HTMLDivElement>(null);
   const returnFocus = useRef<"approve" | "deny" | "report">("approve");
 
-  const expired = now.value >= summary.expires_at;
-  // A decision the gateway refused for good (say, a mistyped match code) may be made again.
-  const refused = summary.decision !== null && summary.decision.delivery === "refused";
+  const expired = summary.expires_at !== null && now.value >= summary.expires_at;
+  const hoop = summary.kind === "hoop";
+  // A decision the gateway refused for good (say, a mistyped match code) may be made again;
+  // one hoop refused may not (hoop's refusals are final: self-approval, not eligible).
+  const refused = !hoop && summary.decision !== null && summary.decision.delivery === "refused";
   const decidable = summary.state === "pending" && (summary.decision === null || refused) && !expired;
   // Once a call is in flight its outcome is shown, whatever a reload says meanwhile.
   const inFlight = phase.step === "passkey" || phase.step === "sending";
@@ -174,7 +176,7 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
     const shown = fresh !== null && fresh.decision_id === phase.decision.decision_id ? fresh : phase.decision;
     return (
       <section class="decision-panel" aria-label="Decision" ref={resultRef}>
-        <DecisionResult decision={shown} />
+        <DecisionResult decision={shown} hoop={hoop} />
       </section>
     );
   }
@@ -210,7 +212,7 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
     return (
       <section class="decision-panel" aria-label="Decision">
         {summary.decision !== null ? (
-          <DecisionResult decision={summary.decision} />
+          <DecisionResult decision={summary.decision} hoop={hoop} />
         ) : (
           <p class="closed">
             This request is <span class={`state state-${expired ? "expired" : summary.state}`}>{expired ? "expired" : summary.state}</span>;
@@ -252,16 +254,21 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
               Deny… <kbd>D</kbd>
             </button>
           </div>
-          <button ref={reportButton} type="button" class="button button-link unexpected" onClick={() => open("report")}>
-            I did not expect this
-          </button>
+          {/* Reporting blocks the requester at a Countersign gateway; hoop has no such thing. */}
+          {!hoop && (
+            <button ref={reportButton} type="button" class="button button-link unexpected" onClick={() => open("report")}>
+              I did not expect this
+            </button>
+          )}
         </>
       )}
 
       {phase.step === "approve" && (
         <form class="decision-form" onSubmit={submitApprove} aria-label="Approve" noValidate>
           <p>
-            Approving binds your passkey to this exact request (digest below). Read it all first.
+            {hoop
+              ? "Approving confirms with your passkey, signs your decision on this device, bound to this exact script (digest below), and sends hoop APPROVED. Read it all first."
+              : "Approving binds your passkey to this exact request (digest below). Read it all first."}
           </p>
           {summary.match_required && (
             <div class="field">
@@ -308,7 +315,7 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
       {phase.step === "deny" && (
         <form class="decision-form" onSubmit={submitDeny} aria-label="Deny" noValidate>
           <div class="field">
-            <label for="deny-reason">Reason for denying (sent to the requester)</label>
+            <label for="deny-reason">{hoop ? "Reason for rejecting (hoop shows it to the requester)" : "Reason for denying (sent to the requester)"}</label>
             <input
               ref={reasonInput}
               id="deny-reason"
@@ -331,7 +338,7 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
           )}
           <div class="decision-buttons">
             <button type="submit" class="button button-danger">
-              Deny request
+              {hoop ? "Reject with your passkey" : "Deny request"}
             </button>
             <button type="button" class="button" onClick={cancel}>
               Cancel <kbd>Esc</kbd>
@@ -401,7 +408,9 @@ function PasskeyPrompt({ request }: { request: RequestDetail }) {
         ) : (
           <PasskeyInstruction info={authenticator.value} />
         )}
-        <p class="muted small mono digest">request {request.digest}</p>
+        <p class="muted small mono digest">
+          {request.hoop !== null ? "script" : "request"} {request.digest}
+        </p>
       </div>
     </div>,
     document.body,

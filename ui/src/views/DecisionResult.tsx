@@ -11,12 +11,15 @@ export function deliveryText(decision: DecisionView): string {
       return "delivered";
     case "refused":
       return `refused: ${decision.last_error ?? "no reason given"}`;
+    case "superseded":
+      return "not sent: the review was decided elsewhere meanwhile";
     default:
       return decision.delivery;
   }
 }
 
-export function DecisionResult({ decision }: { decision: DecisionView }) {
+/** `hoop`: a decision on a hoop review, which hoop answers without a receipt. */
+export function DecisionResult({ decision, hoop = false }: { decision: DecisionView; hoop?: boolean }) {
   const approved = decision.verdict === "approve";
   const receipt = decision.receipt;
   return (
@@ -66,6 +69,8 @@ export function DecisionResult({ decision }: { decision: DecisionView }) {
             <dd class="mono digest">{receipt.digest}</dd>
           </dl>
         </div>
+      ) : hoop ? (
+        <p class="muted small">hoop gives no receipt: it signs nothing. Your signed decision is kept in the audit log.</p>
       ) : (
         <p class="muted small">No receipt yet: the gateway signs one when it accepts the decision.</p>
       )}

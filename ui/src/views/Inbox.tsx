@@ -54,7 +54,14 @@ function RequestRow({ request, tab }: { request: RequestSummary; tab: Tab }) {
       </div>
       <div class="row-who">
         <VisibleText text={request.requester} class="requester" />
-        <span class="muted small">{visible(request.gateway_name)}</span>
+        <span class="muted small">
+          {request.kind === "hoop" && (
+            <span class="chip chip-unsigned" title={`Unsigned: fetched over TLS from ${visible(request.unsigned_from ?? "")}`}>
+              hoop · unsigned
+            </span>
+          )}{" "}
+          {visible(request.gateway_name)}
+        </span>
       </div>
       <div class="row-when">
         {tab === "pending" && request.needs_acknowledgement ? (
@@ -63,7 +70,11 @@ function RequestRow({ request, tab }: { request: RequestSummary; tab: Tab }) {
           </span>
         ) : tab === "pending" ? (
           <>
-            <Countdown expiresAt={request.expires_at} />
+            {request.expires_at === null ? (
+              <span class="muted small" title="hoop reviews do not expire">no expiry</span>
+            ) : (
+              <Countdown expiresAt={request.expires_at} />
+            )}
             <Quorum request={request} />
           </>
         ) : (
@@ -77,9 +88,42 @@ function RequestRow({ request, tab }: { request: RequestSummary; tab: Tab }) {
   );
 }
 
-/** The most urgent first: the one that expires soonest. */
+/** The most urgent first: the one that expires soonest; those that never expire (hoop
+ * reviews) after them, the oldest first. */
 function soonestFirst(rows: readonly RequestSummary[]): RequestSummary[] {
-  return [...rows].sort((a, b) => a.expires_at - b.expires_at);
+  const key = (r: RequestSummary) => r.expires_at ?? Number.MAX_SAFE_INTEGER;
+  return [...rows].sort((a, b) => key(a) - key(b) || a.created_at - b.created_at);
+}
+
+/** The gateways the rows come from, by id, with their names: the filter's choices. */
+function gatewaysOf(rows: readonly RequestSummary[]): [string, string][] {
+  const names = new Map<string, string>();
+  for (const r of rows) if (!names.has(r.gateway)) names.set(r.gateway, r.kind === "hoop" ? `${r.gateway_name} (hoop)` : r.gateway_name);
+  return [...names].sort((a, b) => a[1].localeCompare(b[1]));
+}
+
+/** "All gateways", or the one chosen; kept across tabs and visits while the app runs. */
+const ALL = "";
+let chosenGateway = ALL;
+
+function GatewayFilter({ rows, value, onChange }: { rows: readonly RequestSummary[]; value: string; onChange: (v: string) => void }) {
+  const choices = gatewaysOf(rows);
+  // A filter is only worth showing when there is something to choose between.
+  if (choices.length < 2 && value === ALL) return null;
+  return (
+    <label class="gateway-filter">
+      <span class="muted small">Gateway</span>
+      <select class="input select" value={value} onChange={(e) => onChange(e.currentTarget.value)} aria-label="Filter by gateway">
+        <option value={ALL}>All gateways</option>
+        {choices.map(([id, name]) => (
+          <option key={id} value={id}>
+            {visible(name)}
+          </option>
+        ))}
+        {value !== ALL && !choices.some(([id]) => id === value) && <option value={value}>(no longer listed)</option>}
+      </select>
+    </label>
+  );
 }
 
 function useHistory(active: boolean) {
@@ -110,7 +154,13 @@ function useHistory(active: boolean) {
 export function Inbox({ tab }: { tab: Tab }) {
   const history = useHistory(tab === "history");
   const pendingRows = useMemo(() => soonestFirst(pending.value), [pending.value]);
-  const rows = tab === "pending" ? (pendingLoaded.value ? pendingRows : null) : history.rows;
+  const [gateway, setGatewayState] = useState(chosenGateway);
+  const setGateway = (v: string) => {
+    chosenGateway = v;
+    setGatewayState(v);
+  };
+  const allRows = tab === "pending" ? (pendingLoaded.value ? pendingRows : null) : history.rows;
+  const rows = allRows === null || gateway === ALL ? allRows : allRows.filter((r) => r.gateway === gateway);
   const error = tab === "pending" ? pendingError.value : history.error;
 
   return (
@@ -133,6 +183,7 @@ export function Inbox({ tab }: { tab: Tab }) {
             History
           </a>
         </nav>
+        {allRows !== null && <GatewayFilter rows={allRows} value={gateway} onChange={setGateway} />}
       </div>
       {error !== null && (
         <div class="notice notice-error" role="alert">
@@ -143,7 +194,13 @@ export function Inbox({ tab }: { tab: Tab }) {
         <p class="muted pad">Loading…</p>
       ) : rows.length === 0 ? (
         <div class="empty">
-          <p class="empty-title">{tab === "pending" ? "Nothing waiting for you" : "No decided or expired requests yet"}</p>
+          <p class="empty-title">
+            {gateway !== ALL && allRows !== null && allRows.length > 0
+              ? "Nothing from this gateway"
+              : tab === "pending"
+                ? "Nothing waiting for you"
+                : "No decided or expired requests yet"}
+          </p>
           <p class="muted">
             {tab === "pending"
               ? "New requests appear here the moment a gateway sends them."

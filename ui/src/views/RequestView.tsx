@@ -13,6 +13,7 @@ import { changes, scheduleReload } from "../store";
 import { visible } from "../text";
 import { DecisionPanel } from "./DecisionPanel";
 import { AfterTheFact, GrantPanel } from "./GrantPanel";
+import { HoopReview, Origin } from "./HoopReview";
 
 function Who({ request }: { request: RequestDetail }) {
   const s = request.summary;
@@ -23,7 +24,16 @@ function Who({ request }: { request: RequestDetail }) {
         <VisibleText text={s.requester} class="requester strong" /> <WarningMark warnings={s.requester.warnings} />
       </p>
       <p class="muted small">
-        Identity as authenticated by the gateway <strong>{visible(s.gateway_name)}</strong>, not a name the requester typed.
+        {s.kind === "hoop" ? (
+          <>
+            The session's user as hoop at <strong>{visible(s.gateway_name)}</strong> reports it: hoop authenticated them, and
+            nobody signed it.
+          </>
+        ) : (
+          <>
+            Identity as authenticated by the gateway <strong>{visible(s.gateway_name)}</strong>, not a name the requester typed.
+          </>
+        )}
       </p>
       {request.own_request && (
         <p class="own-request" role="alert">
@@ -92,7 +102,13 @@ function When({ request }: { request: RequestDetail }) {
         )}
         <dt>Expires</dt>
         <dd>
-          {formatTime(s.expires_at)} · <Countdown expiresAt={s.expires_at} />
+          {s.expires_at === null ? (
+            "never: a hoop review waits until it is decided"
+          ) : (
+            <>
+              {formatTime(s.expires_at)} · <Countdown expiresAt={s.expires_at} />
+            </>
+          )}
         </dd>
       </dl>
     </section>
@@ -294,6 +310,7 @@ export function RequestView({ id }: { id: string }) {
           {request.grant?.revoked_at != null && <span class="state state-denied">revoked</span>}
         </div>
       </header>
+      <Origin request={request} />
       <TextWarnings
         fields={[
           { name: "Requester", text: s.requester },
@@ -318,11 +335,12 @@ export function RequestView({ id }: { id: string }) {
           )}
           {s.mode === "ask" && request.grant !== null && <GrantPanel key={`grant-${s.id}`} request={request} onDone={onDecided} />}
           <When request={request} />
-          <HowMany request={request} />
+          {request.hoop !== null ? <HoopReview request={request} hoop={request.hoop} /> : <HowMany request={request} />}
           <WhyYou request={request} />
           <section class="fact-block" aria-labelledby="digest-title">
-            <h2 id="digest-title" class="section-title">Request digest</h2>
+            <h2 id="digest-title" class="section-title">{request.hoop !== null ? "Script SHA-256" : "Request digest"}</h2>
             <p class="mono digest">{request.digest}</p>
+            {request.hoop !== null && <p class="muted small">Your signed decision names this digest of the script shown above.</p>}
           </section>
         </aside>
       </div>

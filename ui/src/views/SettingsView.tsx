@@ -8,6 +8,7 @@ import { ipc, toIpcFailure, type IpcFailure } from "../ipc";
 import { hrefFor } from "../route";
 import { applyTheme, authenticator, connections, settings } from "../store";
 import { visible } from "../text";
+import { HoopGateways } from "./HoopSettings";
 
 const THEMES = [
   { value: "system", label: "System" },
@@ -152,7 +153,10 @@ export function SettingsView() {
         </div>
       )}
       <div class="settings-grid">
-        <Gateways />
+        <div class="settings-col">
+          <Gateways />
+          <HoopGateways />
+        </div>
         <div class="settings-col">
           <section class="card" aria-labelledby="passkey-title-settings">
             <h2 id="passkey-title-settings">{authenticator.value?.kind === "security-key" ? "Security key" : "Passkey"}</h2>

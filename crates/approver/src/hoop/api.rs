@@ -51,6 +51,20 @@ pub struct ReviewGroup {
     pub review_date: Option<String>,
 }
 
+impl ReviewGroup {
+    /// When the group was decided (unix seconds), if hoop said so in a time that parses.
+    pub fn decided_at(&self) -> Option<i64> {
+        unix_time(self.review_date.as_deref())
+    }
+}
+
+/// An RFC 3339 time, as hoop writes them, in unix seconds.
+pub fn unix_time(rfc3339: Option<&str>) -> Option<i64> {
+    time::OffsetDateTime::parse(rfc3339?, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reviewer {
     #[serde(default)]

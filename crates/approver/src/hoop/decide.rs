@@ -147,7 +147,7 @@ impl Engine {
                 HoopVerdict::Reject => "reject".into(),
             },
             reason: reason.to_owned(),
-            script_sha256: hex::encode(sha2::Sha256::digest(item.detail().as_bytes())),
+            script_sha256: item.script_sha256(),
             decided_at: now,
             credential_id: base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .encode(AsRef::<[u8]>::as_ref(result.cred_id())),

@@ -82,18 +82,50 @@ impl HoopItem {
         format!("unsigned: fetched over TLS from {}", self.url)
     }
 
-    /// What a notification of it says, every field made visible.
-    pub fn notice(&self) -> crate::events::Notice {
-        use crate::display::visible;
-        crate::events::Notice {
-            id: self.review.id.clone(),
-            title: format!(
-                "hoop review: {} on {}",
-                self.action(),
-                visible(&self.resource())
-            ),
-            body: format!("{} asks; {}", visible(self.requester()), self.provenance()),
+    /// The hoop gateway's name as shown: its host.
+    pub fn gateway_name(&self) -> &str {
+        self.url.host_str().unwrap_or("hoop")
+    }
+
+    /// A one-line summary: hoop's analysis title when it made one, else the script's first
+    /// non-blank line.
+    pub fn summary(&self) -> &str {
+        match &self.session.ai_analysis {
+            Some(ai) if !ai.title.trim().is_empty() => &ai.title,
+            _ => self
+                .detail()
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or(""),
         }
+    }
+
+    /// hoop's own risk level of the session; `None` when hoop made no analysis or named a level
+    /// other than low, medium, high or critical.
+    pub fn risk(&self) -> Option<countersign_protocol::Risk> {
+        use countersign_protocol::Risk;
+        let level = self
+            .session
+            .ai_analysis
+            .as_ref()?
+            .risk_level
+            .to_ascii_lowercase();
+        [Risk::Low, Risk::Medium, Risk::High, Risk::Critical]
+            .into_iter()
+            .find(|r| r.as_str() == level)
+    }
+
+    /// When hoop created the review (unix seconds), or when it arrived here if hoop's time
+    /// does not parse.
+    pub fn created_at(&self) -> i64 {
+        super::api::unix_time(self.review.created_at.as_deref()).unwrap_or(self.received_at)
+    }
+
+    /// SHA-256 (hex) of the script: what a decision on it is bound to.
+    pub fn script_sha256(&self) -> String {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(self.detail().as_bytes()))
     }
 }
 

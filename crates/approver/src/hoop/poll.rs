@@ -79,7 +79,7 @@ impl Engine {
                     connection: c.id.clone(),
                     review_id: item.review.id.clone(),
                 });
-                self.notifier().hoop_review_arrived(&item.notice());
+                self.notifier().hoop_review_arrived(item.id());
             }
         }
         for (id, status) in &known {
@@ -90,11 +90,6 @@ impl Engine {
                 Ok(r) if r.status != "PENDING" => {
                     self.hoop_store_status(c, &r)?;
                     report.changed += 1;
-                    self.emit(EngineEvent::HoopReviewChanged {
-                        connection: c.id.clone(),
-                        review_id: r.id.clone(),
-                        status: r.status.clone(),
-                    });
                 }
                 // Still pending, but no longer listed for this user (moved out of their
                 // groups): kept as it is.
@@ -182,7 +177,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Stores a review's new status, audited `hoop.review_status` with who decided each group.
+    /// Stores a review's new status, audited `hoop.review_status` with who decided each group;
+    /// once committed, a status that is no longer pending is announced
+    /// (`EngineEvent::HoopReviewChanged`, `Notifier::hoop_review_resolved`).
     pub(crate) fn hoop_store_status(
         &self,
         c: &HoopConnection,
@@ -216,6 +213,15 @@ impl Engine {
             serde_json::json!({"connection": c.id, "status": r.status, "groups": decided_by}),
         )?;
         tx.commit()?;
+        drop(db);
+        if r.status != "PENDING" {
+            self.emit(EngineEvent::HoopReviewChanged {
+                connection: c.id.clone(),
+                review_id: r.id.clone(),
+                status: r.status.clone(),
+            });
+            self.notifier().hoop_review_resolved(&r.id, &r.status);
+        }
         Ok(())
     }
 }
