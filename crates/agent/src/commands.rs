@@ -150,6 +150,11 @@ async fn deny(agent: &Agent, id: &str, reason: &str) -> Res<DecisionView> {
 /// which blocks the requester from this approver (see `Engine::report_unexpected`). Both are
 /// device-signed and audited here and at the gateway.
 async fn report_unexpected(agent: &Agent, id: &str) -> Res<DecisionView> {
+    crate::hoop::refuse_for_hoop(
+        agent,
+        id,
+        "reported as unexpected (reject it with a reason)",
+    )?;
     let engine = agent.state.engine.clone();
     if !engine.deny_needs_passkey(id)? {
         engine.report_unexpected(id).await?;
@@ -170,6 +175,7 @@ async fn report_unexpected(agent: &Agent, id: &str) -> Res<DecisionView> {
 /// Acknowledges a request approved without asking this approver (break-glass); answers the
 /// request as it is after the gateway's answer.
 async fn acknowledge(agent: &Agent, id: &str) -> Res<RequestDetail> {
+    crate::hoop::refuse_for_hoop(agent, id, "acknowledged (hoop has no break-glass)")?;
     agent.state.engine.acknowledge(id).await?;
     get_request(agent, id)
 }
@@ -177,6 +183,7 @@ async fn acknowledge(agent: &Agent, id: &str) -> Res<RequestDetail> {
 /// Revokes this approver's live approval of a request, confirmed with the passkey; answers the
 /// request as this device holds it (the revoked grant follows on the stream).
 async fn revoke(agent: &Agent, id: &str, reason: &str) -> Res<RequestDetail> {
+    crate::hoop::refuse_for_hoop(agent, id, "revoked from Countersign (revoke it in hoop)")?;
     let engine = agent.state.engine.clone();
     let slot = agent.state.authenticator_slot();
     let (run, why) = (id.to_owned(), reason.to_owned());

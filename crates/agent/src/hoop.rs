@@ -39,6 +39,17 @@ pub fn target(engine: &Engine, id: &str) -> Res<Option<HoopItem>> {
     }
 }
 
+/// `Err` when `id` names a hoop review, which cannot be `what`.
+pub fn refuse_for_hoop(agent: &Agent, id: &str, what: &str) -> Res<()> {
+    match target(&agent.state.engine, id)? {
+        Some(h) => Err(IpcError::new(
+            ErrorCode::InvalidInput,
+            format!("{} is a hoop review, which cannot be {what}.", h.id()),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The decision screen of a hoop review.
 pub fn detail(engine: &Engine, item: &HoopItem) -> Res<RequestDetail> {
     let me = engine

@@ -27,6 +27,7 @@ use fantoccini::{Client, Locator};
 
 mod agent;
 mod grants;
+mod hoop;
 mod keys;
 mod refusals;
 mod stages;
@@ -193,6 +194,24 @@ impl Desktop {
         let png = self.client.screenshot().await.unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a screenshot is a PNG");
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Saves the whole virtual screen, as X has it (`import -window root`), after a moment for
+    /// the last change to paint. WebKitWebDriver's own screenshot waits for the page's next
+    /// rendering update, which a page with nothing animated or counting down never has (its
+    /// session then hangs); pages like that are photographed this way.
+    async fn screenshot_x(&self, name: &str) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let path = self.shots.join(format!("{name}.png"));
+        let status = tokio::process::Command::new("import")
+            .args(["-window", "root"])
+            .arg(&path)
+            .status()
+            .await
+            .expect("ImageMagick's import (scripts/deps.sh installs it)");
+        assert!(status.success(), "import -window root {}", path.display());
+        let png = std::fs::read(&path).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a screenshot is a PNG");
     }
 
     /// A second launch of the app with `link`: the running instance takes it over.

@@ -25,7 +25,7 @@ export function DecisionResult({ decision, hoop = false }: { decision: DecisionV
   return (
     <div class={`result result-${decision.verdict}`} role="status" aria-live="polite">
       <h3 class="result-title" tabIndex={-1} id="decision-result">
-        {approved ? "✓ You approved this request" : "✕ You denied this request"}
+        {hoop ? (approved ? "✓ You approved this review" : "✕ You rejected this review") : approved ? "✓ You approved this request" : "✕ You denied this request"}
       </h3>
       <dl class="facts-list">
         <dt>Decided at</dt>

@@ -10,11 +10,8 @@ export function Origin({ request }: { request: RequestDetail }) {
   if (request.hoop !== null) {
     return (
       <p class="origin origin-unsigned" role="note">
-        <strong>⚠ Unsigned</strong>
-        <span class="origin-what">
-          {visible(request.hoop.provenance)}. hoop signs nothing: this is what hoop sent, and Countersign vouches only
-          for your own decision.
-        </span>
+        <strong>⚠ {visible(request.hoop.provenance)}</strong>
+        <span class="origin-what">hoop signs nothing: this is what hoop sent, and Countersign vouches only for your own decision.</span>
       </p>
     );
   }

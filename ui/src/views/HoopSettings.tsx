@@ -24,7 +24,9 @@ function Connection({ c, onGone }: { c: HoopConnectionView; onGone: (left: HoopC
   return (
     <li class="gateway">
       <div class="gateway-line">
-        <strong>{c.name}</strong> <span class="chip chip-unsigned">hoop · unsigned</span>
+        <span>
+          <strong>{c.name}</strong> <span class="chip chip-unsigned">hoop · unsigned</span>
+        </span>
         <Health c={c} />
       </div>
       {c.unreachable_since !== null && c.error !== null && <p class="muted small">{c.error}</p>}
@@ -71,7 +73,7 @@ function Connection({ c, onGone }: { c: HoopConnectionView; onGone: (left: HoopC
           </div>
         </div>
       ) : (
-        <button type="button" class="button button-link" onClick={() => setConfirming(true)}>
+        <button type="button" class="button button-link hoop-disconnect" onClick={() => setConfirming(true)}>
           Disconnect…
         </button>
       )}

@@ -102,27 +102,36 @@ function gatewaysOf(rows: readonly RequestSummary[]): [string, string][] {
   return [...names].sort((a, b) => a[1].localeCompare(b[1]));
 }
 
-/** "All gateways", or the one chosen; kept across tabs and visits while the app runs. */
+/** "All gateways", or the one chosen (with its name, for when it has nothing listed); kept
+ * across tabs and visits while the app runs. */
 const ALL = "";
 let chosenGateway = ALL;
+let chosenName = "";
 
 function GatewayFilter({ rows, value, onChange }: { rows: readonly RequestSummary[]; value: string; onChange: (v: string) => void }) {
   const choices = gatewaysOf(rows);
   // A filter is only worth showing when there is something to choose between.
   if (choices.length < 2 && value === ALL) return null;
+  const all: [string, string][] = [[ALL, "All gateways"], ...choices];
+  if (value !== ALL && !choices.some(([id]) => id === value)) all.push([value, chosenName]);
   return (
-    <label class="gateway-filter">
-      <span class="muted small">Gateway</span>
-      <select class="input select" value={value} onChange={(e) => onChange(e.currentTarget.value)} aria-label="Filter by gateway">
-        <option value={ALL}>All gateways</option>
-        {choices.map(([id, name]) => (
-          <option key={id} value={id}>
-            {visible(name)}
-          </option>
-        ))}
-        {value !== ALL && !choices.some(([id]) => id === value) && <option value={value}>(no longer listed)</option>}
-      </select>
-    </label>
+    <div class="segmented gateway-filter" role="radiogroup" aria-label="Filter by gateway">
+      {all.map(([id, name]) => (
+        <label key={id} class={value === id ? "segment segment-on" : "segment"}>
+          <input
+            type="radio"
+            name="gateway-filter"
+            value={id}
+            checked={value === id}
+            onChange={() => {
+              if (id !== ALL) chosenName = name;
+              onChange(id);
+            }}
+          />
+          {visible(name)}
+        </label>
+      ))}
+    </div>
   );
 }
 
@@ -160,7 +169,11 @@ export function Inbox({ tab }: { tab: Tab }) {
     setGatewayState(v);
   };
   const allRows = tab === "pending" ? (pendingLoaded.value ? pendingRows : null) : history.rows;
-  const rows = allRows === null || gateway === ALL ? allRows : allRows.filter((r) => r.gateway === gateway);
+  // Memoised: the list keeps its scroll and focus only while its rows stay the same array.
+  const rows = useMemo(
+    () => (allRows === null || gateway === ALL ? allRows : allRows.filter((r) => r.gateway === gateway)),
+    [allRows, gateway],
+  );
   const error = tab === "pending" ? pendingError.value : history.error;
 
   return (
