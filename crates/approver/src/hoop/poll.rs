@@ -245,6 +245,8 @@ async fn follow(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut failures = 0u32;
+    // The first answer is announced either way, so hosts count the connection from the start.
+    let mut first = true;
     loop {
         let c = match engine.hoop_connections() {
             Ok(all) => match all.into_iter().find(|c| c.id == id) {
@@ -266,7 +268,7 @@ async fn follow(
         }
         let wait = match polled {
             Ok(_) => {
-                if failures > 0 {
+                if failures > 0 || first {
                     engine.emit(EngineEvent::ConnectionUp {
                         gateway: c.id.clone(),
                     });
@@ -286,6 +288,7 @@ async fn follow(
                 backoff(interval, failures)
             }
         };
+        first = false;
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = engine.inner.hoop_wake.notified() => {}
