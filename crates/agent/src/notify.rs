@@ -41,15 +41,20 @@ impl AppNotifier {
     }
 }
 
+/// Pushes a new inbox row to the windows and asks the tray to count again.
+fn push_row(agent: &Agent, row: RequestSummary) {
+    agent
+        .clients
+        .push(&AgentMessage::Event(UiEvent::RequestReceived {
+            request_id: row.id.clone(),
+            summary: Some(Box::new(row)),
+        }));
+    agent.tray_changed();
+}
+
 impl AppNotifier {
     fn hoop_arrived(&self, agent: &Agent, item: &HoopItem) {
-        agent
-            .clients
-            .push(&AgentMessage::Event(UiEvent::RequestReceived {
-                request_id: item.id().to_owned(),
-                summary: Some(Box::new(RequestSummary::from_hoop(item, None))),
-            }));
-        agent.tray_changed();
+        push_row(agent, RequestSummary::from_hoop(item, None));
         if let Some(d) = &self.desktop {
             d.request_arrived(RequestFacts {
                 id: item.id().to_owned(),
@@ -70,14 +75,7 @@ impl AppNotifier {
 impl Notifier for AppNotifier {
     fn request_arrived(&self, item: &InboxItem) {
         if let Some(agent) = self.agent.upgrade() {
-            let now = self.clock.now();
-            agent
-                .clients
-                .push(&AgentMessage::Event(UiEvent::RequestReceived {
-                    request_id: item.id().to_owned(),
-                    summary: Some(Box::new(RequestSummary::from_item(item, now))),
-                }));
-            agent.tray_changed();
+            push_row(&agent, RequestSummary::from_item(item, self.clock.now()));
         }
         // Only a request there is something to decide on raises a notification.
         if item.state != RequestState::Pending || item.decision.is_some() {

@@ -32,10 +32,7 @@ async fn a_hoop_review_and_a_countersign_request_share_one_inbox_and_the_hoop_on
     app.pair(&gw.invite(ALICE).to_string(), None).await;
 
     // ---- Settings: connect the hoop gateway with a token; a passkey is registered for it ----
-    app.client
-        .execute("window.location.hash = '#/settings';", vec![])
-        .await
-        .unwrap();
+    app.go("#/settings").await;
     app.click_button("Connect a hoop gateway").await;
     app.find("#hoop-url")
         .await
@@ -91,10 +88,7 @@ async fn a_hoop_review_and_a_countersign_request_share_one_inbox_and_the_hoop_on
     );
 
     // ---- one inbox: both, the hoop one labelled unsigned ----
-    app.client
-        .execute("window.location.hash = '#/inbox';", vec![])
-        .await
-        .unwrap();
+    app.go("#/inbox").await;
     app.wait_text("hoop · unsigned").await;
     app.wait_text("Rotate the reporting role's password").await;
     let inbox = app.body_text().await;
@@ -124,13 +118,7 @@ async fn a_hoop_review_and_a_countersign_request_share_one_inbox_and_the_hoop_on
     app.screenshot_x("hoop-04-filtered").await;
 
     // ---- the review: unsigned, its script's hidden characters made visible ----
-    app.client
-        .execute(
-            &format!("window.location.hash = '#/request/{review}';"),
-            vec![],
-        )
-        .await
-        .unwrap();
+    app.go(&format!("#/request/{review}")).await;
     app.wait_text("unsigned: fetched over TLS from http://127.0.0.1:")
         .await;
     app.wait_text("\\u{202E}").await;
@@ -162,10 +150,7 @@ async fn a_hoop_review_and_a_countersign_request_share_one_inbox_and_the_hoop_on
     );
     app.screenshot_x("hoop-07-approved").await;
 
-    app.client
-        .execute("window.location.hash = '#/audit';", vec![])
-        .await
-        .unwrap();
+    app.go("#/audit").await;
     app.wait_text("hoop.decision_sent").await;
     app.wait_text("hoop.connected").await;
 
@@ -175,10 +160,7 @@ async fn a_hoop_review_and_a_countersign_request_share_one_inbox_and_the_hoop_on
         RequestState::Pending
     );
     // The filter is still on the hoop gateway, which has nothing left; all gateways again.
-    app.client
-        .execute("window.location.hash = '#/inbox';", vec![])
-        .await
-        .unwrap();
+    app.go("#/inbox").await;
     app.wait_text("Nothing from this gateway").await;
     app.click_xpath("//div[@aria-label='Filter by gateway']//label[contains(., 'All gateways')]")
         .await;

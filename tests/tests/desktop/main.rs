@@ -196,6 +196,14 @@ impl Desktop {
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
     }
 
+    /// Navigates the page to `hash` (`#/inbox`, `#/request/<id>`, ...).
+    async fn go(&self, hash: &str) {
+        self.client
+            .execute(&format!("window.location.hash = '{hash}';"), vec![])
+            .await
+            .unwrap();
+    }
+
     /// Saves the whole virtual screen, as X has it (`import -window root`), after a moment for
     /// the last change to paint. WebKitWebDriver's own screenshot waits for the page's next
     /// rendering update, which a page with nothing animated or counting down never has (its
