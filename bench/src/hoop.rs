@@ -19,7 +19,7 @@ use crate::common::{ms, Figure, Stats};
 struct Arrivals(Mutex<Vec<(String, Instant)>>);
 
 impl Notifier for Arrivals {
-    fn hoop_review_arrived(&self, review_id: &str) {
+    fn hoop_review_arrived(&self, _connection: &str, review_id: &str) {
         if let Ok(mut a) = self.0.lock() {
             a.push((review_id.to_owned(), Instant::now()));
         }

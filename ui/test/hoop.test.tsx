@@ -95,7 +95,7 @@ describe("hoop reviews in the one inbox", () => {
     expect(rows).toHaveLength(2);
     expect(rows[0]).toHaveTextContent("prod-gateway");
     const hoop = within(rows[1] as HTMLElement);
-    expect(hoop.getByText("hoop · unsigned")).toHaveAttribute("title", `Unsigned: fetched over TLS from ${URL}`);
+    expect(hoop.getByText("hoop · unsigned")).toHaveAttribute("title", `Unsigned: fetched from ${URL}; hoop signs nothing`);
     expect(hoop.getByText("no expiry")).toBeInTheDocument();
     expect(hoop.getByText("unrated")).toBeInTheDocument();
   });

@@ -5,7 +5,7 @@
 use countersign_approver::hoop::api::HoopVerdict;
 use countersign_approver::hoop::decide::HoopDelivery;
 use countersign_approver::hoop::inbox::HoopItem;
-use countersign_approver::{Engine, EngineError};
+use countersign_approver::{display, Engine, EngineError};
 use countersign_ipc::{
     DecisionView, ErrorCode, HoopConnectionView, IpcError, RequestDetail, RequestSummary, Secret,
 };
@@ -30,13 +30,31 @@ pub fn rows(engine: &Engine, all: bool) -> Res<Vec<RequestSummary>> {
         .collect()
 }
 
-/// The hoop review `id` names when it names no Countersign request.
+/// The hoop review whose id is exactly `id`, when it is not also a Countersign request's.
+/// The window names items by the full ids it listed, and hoop chooses its own: exact matching
+/// keeps a hoop id that is a request id's prefix (or the reverse) from reaching the other
+/// item, and an id that two gateways both use is refused rather than guessed.
 pub fn target(engine: &Engine, id: &str) -> Res<Option<HoopItem>> {
-    match engine.show(id) {
-        Ok(_) => Ok(None),
-        Err(EngineError::UnknownRequest(_)) => Ok(engine.hoop_item(id)?),
-        Err(e) => Err(e.into()),
+    let mut hoop = engine.hoop_items_with_id(id)?;
+    if hoop.is_empty() {
+        return Ok(None);
     }
+    let signed = match engine.show(id) {
+        Ok(item) => item.id() == id,
+        // No request has it, or it is a prefix of several requests' ids: not theirs exactly.
+        Err(EngineError::UnknownRequest(_) | EngineError::AmbiguousRequest(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if hoop.len() + usize::from(signed) > 1 {
+        return Err(IpcError::new(
+            ErrorCode::AmbiguousRequest,
+            format!(
+                "{} names items of more than one gateway; decide it with the command line, which names the gateway.",
+                display::visible(id)
+            ),
+        ));
+    }
+    Ok(hoop.pop())
 }
 
 /// `Err` when `id` names a hoop review, which cannot be `what`.
@@ -44,7 +62,10 @@ pub fn refuse_for_hoop(agent: &Agent, id: &str, what: &str) -> Res<()> {
     match target(&agent.state.engine, id)? {
         Some(h) => Err(IpcError::new(
             ErrorCode::InvalidInput,
-            format!("{} is a hoop review, which cannot be {what}.", h.id()),
+            format!(
+                "{} is a hoop review, which cannot be {what}.",
+                display::visible(h.id())
+            ),
         )),
         None => Ok(()),
     }
@@ -52,10 +73,7 @@ pub fn refuse_for_hoop(agent: &Agent, id: &str, what: &str) -> Res<()> {
 
 /// The decision screen of a hoop review.
 pub fn detail(engine: &Engine, item: &HoopItem) -> Res<RequestDetail> {
-    let me = engine
-        .hoop_connection(&item.connection)
-        .map(|c| c.user.email)
-        .unwrap_or_default();
+    let me = engine.hoop_connection(&item.connection)?.user;
     Ok(RequestDetail::from_hoop(
         item,
         decision(engine, item.id())?,
@@ -85,13 +103,13 @@ pub async fn decide(
     match &outcome.delivery {
         HoopDelivery::Refused { code, message } => Err(IpcError::new(
             ErrorCode::parse(code),
-            countersign_approver::display::visible(message),
+            display::visible(message),
         )),
         HoopDelivery::Superseded { status } => Err(IpcError::new(
             ErrorCode::HoopAlreadyDecided,
             format!(
                 "The review was decided in hoop meanwhile (it is {}); your decision was kept here and not sent.",
-                status.to_lowercase()
+                display::visible(&status.to_lowercase())
             ),
         )),
         HoopDelivery::Delivered { .. } | HoopDelivery::Queued { .. } => {
@@ -118,10 +136,7 @@ pub async fn connect(agent: &Agent, url: &str, token: Secret) -> Res<HoopConnect
     let url: url::Url = url.trim().parse().map_err(|e| {
         IpcError::new(
             ErrorCode::InvalidInput,
-            format!(
-                "{} is not an address: {e}.",
-                countersign_approver::display::visible(url.trim())
-            ),
+            format!("{} is not an address: {e}.", display::visible(url.trim())),
         )
     })?;
     let token = zeroize::Zeroizing::new(token.take());

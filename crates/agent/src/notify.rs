@@ -99,11 +99,11 @@ impl Notifier for AppNotifier {
     /// A hoop review: its row pushed as for a request, and a notification that names it
     /// unsigned, from its hoop gateway. The engine calls this only for a review new to the
     /// inbox, which is pending and undecided here.
-    fn hoop_review_arrived(&self, review_id: &str) {
+    fn hoop_review_arrived(&self, connection: &str, review_id: &str) {
         let Some(agent) = self.agent.upgrade() else {
             return;
         };
-        let item = match agent.state.engine.hoop_item(review_id) {
+        let item = match agent.state.engine.hoop_item_in(connection, review_id) {
             Ok(Some(item)) => item,
             Ok(None) => return,
             Err(e) => {
@@ -114,6 +114,8 @@ impl Notifier for AppNotifier {
         self.hoop_arrived(&agent, &item);
     }
 
+    /// A notification follows its review: hoop's revoked (a jit access ended) and a review
+    /// gone from hoop both read as withdrawn, as nothing is left to decide.
     fn hoop_review_resolved(&self, review_id: &str, status: &str) {
         let state = match status {
             "APPROVED" | "PROCESSING" | "EXECUTED" => RequestState::Approved,

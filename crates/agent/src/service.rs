@@ -90,7 +90,7 @@ pub async fn run() -> anyhow::Result<()> {
 /// events are also remembered, for a window that opens later). A timer refreshes the tray too,
 /// as requests also stop being pending by expiring. Arrivals are the exception: the engine's
 /// notifier hook ([`crate::notify::AppNotifier`]) pushes them with their inbox row, so the
-/// broadcast's `RequestReceived` is not passed on. Nothing here reads the inbox, so this loop
+/// broadcast's `RequestReceived` and `HoopReviewReceived` are not passed on. Nothing here reads the inbox, so this loop
 /// keeps up with a backlog of thousands; if it still falls behind, the windows re-read.
 fn forward_engine_events(agent: Arc<Agent>, engine: &Engine) {
     let mut rx = engine.subscribe();
@@ -98,7 +98,9 @@ fn forward_engine_events(agent: Arc<Agent>, engine: &Engine) {
     tokio::spawn(async move {
         loop {
             match rx.recv().await {
-                Ok(EngineEvent::RequestReceived { .. }) => {}
+                Ok(
+                    EngineEvent::RequestReceived { .. } | EngineEvent::HoopReviewReceived { .. },
+                ) => {}
                 Ok(event) => {
                     let event = UiEvent::from(&event);
                     events.state.note_connection(&event);

@@ -93,9 +93,9 @@ pub trait Notifier: Send + Sync {
     fn request_arrived(&self, _item: &InboxItem) {}
     /// A request reached a final state (or was decided here).
     fn request_resolved(&self, _request_id: &str, _state: RequestState) {}
-    /// A hoop review arrived (unsigned: hoop signs nothing); it is in the inbox already, for
-    /// `Engine::hoop_item(review_id)`.
-    fn hoop_review_arrived(&self, _review_id: &str) {}
+    /// A hoop review arrived through hoop connection `connection` (unsigned: hoop signs
+    /// nothing); it is in the inbox already, for `Engine::hoop_item_in(connection, review_id)`.
+    fn hoop_review_arrived(&self, _connection: &str, _review_id: &str) {}
     /// A hoop review left the pending state; `status` is hoop's (`APPROVED`, `REJECTED`, ...).
     fn hoop_review_resolved(&self, _review_id: &str, _status: &str) {}
 }

@@ -7,7 +7,7 @@
 //! row's `unsigned_from` names where the review was fetched, and there is no receipt.
 
 use countersign_approver::display;
-use countersign_approver::hoop::api::Review;
+use countersign_approver::hoop::api::{Review, UserInfo};
 use countersign_approver::hoop::decide::SignedHoopDecision;
 use countersign_approver::hoop::inbox::HoopItem;
 use countersign_approver::hoop::{HoopConnection, HoopHealth};
@@ -16,7 +16,6 @@ use ts_rs::TS;
 
 use crate::request::{
     DecisionView, HoopAnalysisView, HoopFacts, HoopGroupView, RequestDetail, RequestSummary,
-    VoteView,
 };
 use crate::Text;
 
@@ -63,38 +62,36 @@ impl HoopConnectionView {
     }
 }
 
-/// hoop's status in the inbox's words: `pending`, `approved`, `denied` (hoop's rejected), and
-/// the others (`revoked`, `processing`, `executed`, `unknown`) lowercase.
-fn state_of(status: &str) -> String {
+/// hoop's status in the inbox's words, a closed set: `pending`, `approved`, `denied` (hoop's
+/// rejected), `revoked`, `processing`, `executed`, and `unknown` for anything else.
+fn state_of(status: &str) -> &'static str {
     match status {
-        "REJECTED" => "denied".to_owned(),
-        other => other.to_ascii_lowercase(),
+        "PENDING" => "pending",
+        "APPROVED" => "approved",
+        "REJECTED" => "denied",
+        "REVOKED" => "revoked",
+        "PROCESSING" => "processing",
+        "EXECUTED" => "executed",
+        _ => "unknown",
     }
 }
 
-/// Each group's decision, as votes.
-fn votes(r: &Review) -> Vec<VoteView> {
-    r.review_groups_data
+/// Why hoop lists the review for `me`: the review's groups that are theirs, as hoop said when
+/// the connection was made; none of them (an admin, or groups changed since) is said too.
+fn why_asked(r: &Review, me: &UserInfo) -> Vec<Text> {
+    let mine: Vec<&str> = r
+        .review_groups_data
         .iter()
-        .filter_map(|g| {
-            let by = g.reviewed_by.as_ref()?;
-            let verdict = match g.status.as_str() {
-                "APPROVED" => "approve",
-                "REJECTED" => "deny",
-                _ => return None,
-            };
-            let who = if by.email.is_empty() {
-                &by.id
-            } else {
-                &by.email
-            };
-            Some(VoteView {
-                approver: display::visible(who),
-                verdict: verdict.to_owned(),
-                at: g.decided_at().unwrap_or(0),
-                stages: vec![display::visible(&g.group)],
-            })
-        })
+        .map(|g| g.group.as_str())
+        .filter(|g| me.groups.iter().any(|m| m == g))
+        .collect();
+    if mine.is_empty() {
+        return vec![Text::new(
+            "hoop lists it as pending for you, though none of its groups was yours when you connected",
+        )];
+    }
+    mine.iter()
+        .map(|g| Text::new(&format!("you are in group {g}, one of the review's groups")))
         .collect()
 }
 
@@ -139,7 +136,7 @@ impl RequestSummary {
             risk: item.risk().map_or("unrated", |r| r.as_str()).to_owned(),
             summary: Text::new(item.summary()),
             requester: Text::new(item.requester()),
-            state: state_of(&r.status),
+            state: state_of(&r.status).to_owned(),
             created_at: item.created_at(),
             expires_at: None,
             received_at: item.received_at,
@@ -157,9 +154,13 @@ impl RequestSummary {
 }
 
 impl RequestDetail {
-    /// A hoop review's decision screen. `me`: the connection's user (hoop's email of the
-    /// token), to flag the approver's own session.
-    pub fn from_hoop(item: &HoopItem, decision: Option<DecisionView>, me: &str) -> RequestDetail {
+    /// A hoop review's decision screen. `me`: who the connection's token is, to flag the
+    /// approver's own session and say which of the review's groups are theirs.
+    pub fn from_hoop(
+        item: &HoopItem,
+        decision: Option<DecisionView>,
+        me: &UserInfo,
+    ) -> RequestDetail {
         let r = &item.review;
         let s = &item.session;
         RequestDetail {
@@ -167,12 +168,9 @@ impl RequestDetail {
             detail: Text::new(item.detail()),
             reason: Text::new(&item.reason()),
             approvers: Vec::new(),
-            votes: votes(r),
-            why_asked: r
-                .review_groups_data
-                .iter()
-                .map(|g| Text::new(&format!("you can review for group {}", g.group)))
-                .collect(),
+            // Who decided each group is in `hoop.groups`.
+            votes: Vec::new(),
+            why_asked: why_asked(r, me),
             policy_rule: None,
             distinct_people: true,
             grant_seconds: None,
@@ -180,7 +178,7 @@ impl RequestDetail {
             grant: None,
             not_before: item.created_at(),
             digest: item.script_sha256(),
-            own_request: !me.is_empty() && me.eq_ignore_ascii_case(item.requester()),
+            own_request: !me.email.is_empty() && me.email.eq_ignore_ascii_case(item.requester()),
             hoop: Some(HoopFacts {
                 url: item.url.to_string(),
                 provenance: item.provenance(),
@@ -247,6 +245,16 @@ mod tests {
         }
     }
 
+    fn user(email: &str, groups: &[&str]) -> UserInfo {
+        UserInfo {
+            id: "auth0|x".into(),
+            name: String::new(),
+            email: email.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            role: "standard".into(),
+        }
+    }
+
     #[test]
     fn a_hoop_row_is_unsigned_does_not_expire_and_counts_groups() {
         let row = RequestSummary::from_hoop(&item("PENDING"), None);
@@ -273,28 +281,42 @@ mod tests {
             RequestSummary::from_hoop(&item("REVOKED"), None).state,
             "revoked"
         );
+        assert_eq!(
+            RequestSummary::from_hoop(&item("<b>odd</b>"), None).state,
+            "unknown"
+        );
     }
 
     #[test]
     fn a_hoop_detail_has_its_groups_access_votes_and_script_digest() {
         let it = item("PENDING");
-        let d = RequestDetail::from_hoop(&it, None, "BOB@example.com");
+        let d = RequestDetail::from_hoop(&it, None, &user("BOB@example.com", &["sre"]));
         assert!(d.own_request, "the session's user is the approver");
+        assert_eq!(d.why_asked.len(), 1);
+        assert_eq!(
+            d.why_asked[0].raw,
+            "you are in group sre, one of the review's groups"
+        );
         let h = d.hoop.as_ref().unwrap();
         assert_eq!(h.access_seconds, Some(1800));
         assert_eq!(
             h.provenance,
             "unsigned: fetched over TLS from https://hoop.example.com/"
         );
+        let mut local = it.clone();
+        local.url = "http://127.0.0.1:8009".parse().unwrap();
+        assert_eq!(
+            local.provenance(),
+            "unsigned: fetched over plain HTTP from http://127.0.0.1:8009/ (this machine)"
+        );
         assert_eq!(h.groups.len(), 2);
         assert_eq!(
             h.groups[1].reviewed_by.as_ref().map(|t| t.raw.as_str()),
             Some("carol@example.com")
         );
-        assert_eq!(d.votes.len(), 1);
-        assert_eq!(d.votes[0].verdict, "approve");
-        assert_eq!(d.votes[0].stages, vec!["dba".to_owned()]);
         assert_eq!(d.digest, it.script_sha256());
-        assert!(!RequestDetail::from_hoop(&it, None, "alice@example.com").own_request);
+        let other = RequestDetail::from_hoop(&it, None, &user("alice@example.com", &["dev"]));
+        assert!(!other.own_request);
+        assert!(other.why_asked[0].raw.contains("none of its groups"));
     }
 }

@@ -26,8 +26,8 @@ pub enum KeyAsk {
     NextKey,
 }
 
-/// Text that must not be logged or kept: a PIN. `Debug` shows `Secret(..)`; the memory is
-/// wiped when it is dropped.
+/// Text that must not be logged or kept here: a PIN, or a hoop token on its way to the key
+/// store. `Debug` shows `Secret(..)`; the memory is wiped when it is dropped.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(Zeroizing<String>);

@@ -6,8 +6,8 @@
 //! (`&`, `<`, `>` become entities) because servers may interpret markup in the body (the spec's
 //! `body-markup` capability) and some render the summary through the same markup parser.
 //!
-//! Only the requester, action, resource, risk, the request's one-line summary and its expiry (or,
-//! for an item fetched unsigned, where it came from) are ever shown. Never the detail (it may hold credentials typed into a command), the reason, the
+//! Only the requester, action, resource, risk, the request's one-line summary and its expiry
+//! (or, for an item fetched unsigned, where it came from) are ever shown. Never the detail (it may hold credentials typed into a command), the reason, the
 //! WebAuthn challenge, digests, keys or match codes.
 
 use countersign_display as display;

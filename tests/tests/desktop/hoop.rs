@@ -33,6 +33,8 @@ async fn a_hoop_review_and_a_countersign_request_share_one_inbox_and_the_hoop_on
 
     // ---- Settings: connect the hoop gateway with a token; a passkey is registered for it ----
     app.go("#/settings").await;
+    // The gateway's passkeys load after the page: once they are in, nothing moves the button.
+    app.wait_text("this device").await;
     app.click_button("Connect a hoop gateway").await;
     app.find("#hoop-url")
         .await
@@ -119,7 +121,7 @@ async fn a_hoop_review_and_a_countersign_request_share_one_inbox_and_the_hoop_on
 
     // ---- the review: unsigned, its script's hidden characters made visible ----
     app.go(&format!("#/request/{review}")).await;
-    app.wait_text("unsigned: fetched over TLS from http://127.0.0.1:")
+    app.wait_text("unsigned: fetched over plain HTTP from http://127.0.0.1:")
         .await;
     app.wait_text("\\u{202E}").await;
     app.wait_text("hoop's risk analysis").await;

@@ -322,7 +322,7 @@ async fn hoops_refusals_are_typed_and_its_group_rules_hold() {
 struct Notices(std::sync::Mutex<Vec<String>>);
 
 impl countersign_approver::Notifier for Notices {
-    fn hoop_review_arrived(&self, review_id: &str) {
+    fn hoop_review_arrived(&self, _connection: &str, review_id: &str) {
         self.0.lock().unwrap().push(review_id.to_owned());
     }
 }
@@ -374,7 +374,7 @@ async fn a_new_review_arrives_within_a_poll_and_follows_what_hoops_ui_decides() 
     assert!(
         notice
             .provenance()
-            .starts_with("unsigned: fetched over TLS from http://127.0.0.1:"),
+            .starts_with("unsigned: fetched over plain HTTP from http://127.0.0.1:"),
         "{}",
         notice.provenance()
     );
@@ -422,7 +422,10 @@ async fn a_new_review_arrives_within_a_poll_and_follows_what_hoops_ui_decides() 
     assert!(out.status.success(), "{shown}");
     assert!(shown.contains("\\u{202E}1=1\\u{200B}"), "{shown}");
     assert!(!shown.contains('\u{202E}'), "{shown}");
-    assert!(shown.contains("unsigned: fetched over TLS"), "{shown}");
+    assert!(
+        shown.contains("unsigned: fetched over plain HTTP"),
+        "{shown}"
+    );
     assert!(shown.contains("WARNING"), "{shown}");
     assert!(
         shown.contains("hoop's risk  high: Destructive write"),

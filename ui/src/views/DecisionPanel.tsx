@@ -153,7 +153,7 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
       return;
     }
     keyAsk.value = null;
-    setPhase({ step: "sending", what: "Denying…" });
+    setPhase({ step: "sending", what: hoop ? "Rejecting: confirm with your passkey…" : "Denying…" });
     void run("deny", () => ipc.deny(summary.id, why).finally(() => (keyAsk.value = null)));
   }
 
@@ -182,7 +182,7 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
   }
 
   if (phase.step === "failed") {
-    const verb = { approve: "Approval", deny: "Denial", report: "Report" }[phase.attempted];
+    const verb = { approve: "Approval", deny: hoop ? "Rejection" : "Denial", report: "Report" }[phase.attempted];
     return (
       <section class="decision-panel" aria-label="Decision" ref={resultRef}>
         <div class="notice notice-error" role="alert">
@@ -373,6 +373,8 @@ export function DecisionPanel({ request, onDecided }: DecisionPanelProps) {
           </p>
           {/* A gateway that wants a passkey to deny: the key's questions, as for approving. */}
           {keyAsk.value !== null && <KeyDialog ask={keyAsk.value} />}
+          {/* A hoop rejection always runs the connection's passkey. */}
+          {hoop && keyAsk.value === null && <PasskeyInstruction info={authenticator.value} />}
         </>
       )}
 

@@ -7,10 +7,12 @@ import { visible } from "../text";
  * nothing but the TLS connection it was fetched over. */
 export function Origin({ request }: { request: RequestDetail }) {
   const s = request.summary;
-  if (request.hoop !== null) {
+  if (s.kind !== "countersign" || request.hoop !== null) {
+    // Anything not a Countersign gateway's request is unsigned, whatever else it carries.
+    const provenance = request.hoop?.provenance ?? `unsigned: fetched from ${s.unsigned_from ?? "an unsigned source"}`;
     return (
       <p class="origin origin-unsigned" role="note">
-        <strong>⚠ {visible(request.hoop.provenance)}</strong>
+        <strong>⚠ {visible(provenance)}</strong>
         <span class="origin-what">hoop signs nothing: this is what hoop sent, and Countersign vouches only for your own decision.</span>
       </p>
     );
@@ -53,14 +55,16 @@ export function HoopReview({ request, hoop }: { request: RequestDetail; hoop: Ho
         {hoop.rule !== null && (
           <>
             <dt>hoop rule</dt>
-            <dd>{hoop.rule.visible}</dd>
+            <dd>
+              {hoop.rule.visible} <WarningMark warnings={hoop.rule.warnings} />
+            </dd>
           </>
         )}
         {hoop.rejection_reason !== null && (
           <>
             <dt>Rejected because</dt>
             <dd>
-              <Escaped value={hoop.rejection_reason.visible} />
+              <Escaped value={hoop.rejection_reason.visible} /> <WarningMark warnings={hoop.rejection_reason.warnings} />
             </dd>
           </>
         )}
@@ -69,7 +73,7 @@ export function HoopReview({ request, hoop }: { request: RequestDetail; hoop: Ho
         <strong>
           {s.approvals} of {s.min_approvals}
         </strong>{" "}
-        {s.min_approvals === 1 ? "group" : "groups"} must approve; one rejection rejects it.
+        required group {s.min_approvals === 1 ? "approval" : "approvals"} so far; one rejection rejects it.
       </p>
       <ul class="hoop-groups">
         {hoop.groups.map((g) => (
@@ -78,7 +82,12 @@ export function HoopReview({ request, hoop }: { request: RequestDetail; hoop: Ho
               {statusWord(g.status)}
             </span>{" "}
             {g.group.visible} <WarningMark warnings={g.group.warnings} />
-            {g.reviewed_by !== null && <span class="muted small"> · by {g.reviewed_by.visible}</span>}
+            {g.reviewed_by !== null && (
+              <span class="muted small">
+                {" "}
+                · by {g.reviewed_by.visible} <WarningMark warnings={g.reviewed_by.warnings} />
+              </span>
+            )}
           </li>
         ))}
       </ul>
@@ -86,10 +95,11 @@ export function HoopReview({ request, hoop }: { request: RequestDetail; hoop: Ho
         <div class="hoop-analysis">
           <h3 class="label">hoop's risk analysis</h3>
           <p>
-            <strong>{hoop.analysis.risk_level.visible}</strong>: {hoop.analysis.title.visible}
+            <strong>{hoop.analysis.risk_level.visible}</strong>: {hoop.analysis.title.visible}{" "}
+            <WarningMark warnings={[...hoop.analysis.risk_level.warnings, ...hoop.analysis.title.warnings]} />
           </p>
           <p class="muted small">
-            <Escaped value={hoop.analysis.explanation.visible} />
+            <Escaped value={hoop.analysis.explanation.visible} /> <WarningMark warnings={hoop.analysis.explanation.warnings} />
           </p>
         </div>
       )}

@@ -36,6 +36,7 @@ function Connection({ c, onGone }: { c: HoopConnectionView; onGone: (left: HoopC
         <dt>You are</dt>
         <dd>
           {c.user_email}
+          {c.user_name !== "" && <> ({c.user_name})</>}
           {c.role !== "" && <span class="muted small"> · {c.role} in hoop</span>}
         </dd>
         <dt>Token</dt>
@@ -167,7 +168,7 @@ function ConnectForm({ onConnected }: { onConnected: (c: HoopConnectionView) => 
             setInvalid(null);
           }}
         />
-        <span class="muted small">Kept in the Secret Service, never shown or logged.</span>
+        <span class="muted small">Kept beside this device's key (the Secret Service, or an owner-only file); never shown or logged.</span>
       </div>
       {invalid !== null && (
         <p class="field-error" role="alert">
@@ -209,7 +210,8 @@ export function HoopGateways() {
       </div>
       <p class="muted small">
         hoop's reviews join this inbox and are decided with a passkey registered here. hoop signs nothing, so they are shown as
-        unsigned; the passkey protects your device and audit log, not hoop.
+        unsigned. The passkey protects this device and its audit log, not hoop: anyone with your hoop token or web session can
+        still decide in hoop without it.
       </p>
       {error !== null && (
         <div class="notice notice-error" role="alert">

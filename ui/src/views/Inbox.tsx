@@ -56,7 +56,7 @@ function RequestRow({ request, tab }: { request: RequestSummary; tab: Tab }) {
         <VisibleText text={request.requester} class="requester" />
         <span class="muted small">
           {request.kind === "hoop" && (
-            <span class="chip chip-unsigned" title={`Unsigned: fetched over TLS from ${visible(request.unsigned_from ?? "")}`}>
+            <span class="chip chip-unsigned" title={`Unsigned: fetched from ${visible(request.unsigned_from ?? "")}; hoop signs nothing`}>
               hoop · unsigned
             </span>
           )}{" "}

@@ -319,6 +319,12 @@ export function RequestView({ id }: { id: string }) {
           { name: "Summary", text: s.summary },
           { name: "Detail", text: request.detail },
           { name: "Reason", text: request.reason },
+          ...(request.hoop?.analysis != null
+            ? [
+                { name: "hoop's analysis", text: request.hoop.analysis.title },
+                { name: "hoop's explanation", text: request.hoop.analysis.explanation },
+              ]
+            : []),
         ]}
       />
       <div class="decision-grid">

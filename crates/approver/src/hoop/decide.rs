@@ -284,10 +284,11 @@ impl Engine {
                     error: e.to_string(),
                 });
             }
+            // hoop's words are kept for the hosts to show; the code is in the audit entry.
             self.hoop_settle(
                 &row,
                 "refused",
-                e.code(),
+                &e.to_string(),
                 kind::HOOP_DECISION_REFUSED,
                 serde_json::json!({"decision_id": d.decision_id, "code": e.code(), "message": e.to_string()}),
             )?;

@@ -77,9 +77,17 @@ impl HoopItem {
         self.review.status == "PENDING"
     }
 
-    /// What the item's origin vouches for: hoop signs nothing.
+    /// What the item's origin vouches for: hoop signs nothing, so only the connection it was
+    /// fetched over (TLS, or plain HTTP to this machine).
     pub fn provenance(&self) -> String {
-        format!("unsigned: fetched over TLS from {}", self.url)
+        if self.url.scheme() == "https" {
+            format!("unsigned: fetched over TLS from {}", self.url)
+        } else {
+            format!(
+                "unsigned: fetched over plain HTTP from {} (this machine)",
+                self.url
+            )
+        }
     }
 
     /// The hoop gateway's name as shown: its host.
@@ -201,8 +209,45 @@ impl Engine {
         rows.into_iter().map(decode).collect()
     }
 
-    /// The hoop review whose id (or unique id prefix) is `id`, if there is one.
+    /// The review `review_id` exactly, as connection `connection` fetched it.
+    pub fn hoop_item_in(
+        &self,
+        connection: &str,
+        review_id: &str,
+    ) -> Result<Option<HoopItem>, EngineError> {
+        let db = self.db();
+        let row = db
+            .query_row(
+                &format!("{SELECT} WHERE r.connection = ?1 AND r.review_id = ?2"),
+                params![connection, review_id],
+                item_of,
+            )
+            .optional()?;
+        drop(db);
+        row.map(decode).transpose()
+    }
+
+    /// The hoop reviews whose id is exactly `review_id` (one per connection that has it).
+    pub fn hoop_items_with_id(&self, review_id: &str) -> Result<Vec<HoopItem>, EngineError> {
+        let db = self.db();
+        let mut stmt = db.prepare_cached(&format!("{SELECT} WHERE r.review_id = ?1"))?;
+        let rows = stmt
+            .query_map(params![review_id], item_of)?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        drop(db);
+        rows.into_iter().map(decode).collect()
+    }
+
+    /// The hoop review whose id (or unique id prefix) is `id`, if there is one: an exact id
+    /// first, so a review whose id is another's prefix is still found.
     pub fn hoop_item(&self, id: &str) -> Result<Option<HoopItem>, EngineError> {
+        let mut exact = self.hoop_items_with_id(id)?;
+        match exact.len() {
+            0 => {}
+            1 => return Ok(exact.pop()),
+            _ => return Err(EngineError::AmbiguousRequest(id.to_owned())),
+        }
         let matching: Vec<HoopItem> = self
             .hoop_items(true)?
             .into_iter()

@@ -79,7 +79,7 @@ impl Engine {
                     connection: c.id.clone(),
                     review_id: item.review.id.clone(),
                 });
-                self.notifier().hoop_review_arrived(item.id());
+                self.notifier().hoop_review_arrived(&c.id, item.id());
             }
         }
         for (id, status) in &known {

@@ -90,7 +90,7 @@ pub fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             json::print(&json::HoopGateway::from(&c).with_health(&health))?;
         } else {
             outln!(
-                "hoop  {}  as {}  {}  (unsigned: fetched over TLS)",
+                "hoop  {}  as {}  {}  (unsigned: hoop signs nothing)",
                 visible(&c.name()),
                 visible(&c.user.email),
                 c.url

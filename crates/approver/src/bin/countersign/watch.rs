@@ -51,8 +51,8 @@ impl Notifier for PrintNotifier {
         }
     }
 
-    fn hoop_review_arrived(&self, review_id: &str) {
-        let Ok(Some(item)) = self.engine.hoop_item(review_id) else {
+    fn hoop_review_arrived(&self, connection: &str, review_id: &str) {
+        let Ok(Some(item)) = self.engine.hoop_item_in(connection, review_id) else {
             return;
         };
         if self.json {

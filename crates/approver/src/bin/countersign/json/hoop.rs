@@ -76,7 +76,8 @@ pub struct HoopRequest<'a> {
     id: &'a str,
     connection: &'a str,
     url: &'a str,
-    /// What vouches for it: `unsigned: fetched over TLS from <url>`.
+    /// What vouches for it: `unsigned: fetched over TLS from <url>` (plain HTTP only to this
+    /// machine).
     provenance: String,
     status: &'a str,
     action: &'static str,
