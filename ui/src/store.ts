@@ -310,6 +310,12 @@ export function handleUiEvent(event: UiEvent): void {
       connections.value = next;
       break;
     }
+    case "connection_removed": {
+      const next = new Map(connections.value);
+      next.delete(event.gateway);
+      connections.value = next;
+      break;
+    }
     case "navigate":
       navigate({ view: "request", id: event.request_id });
       break;

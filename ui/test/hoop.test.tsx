@@ -5,7 +5,7 @@ import type { HoopConnectionView } from "../src/bindings/HoopConnectionView";
 import type { RequestDetail } from "../src/bindings/RequestDetail";
 import type { RequestSummary } from "../src/bindings/RequestSummary";
 import { now } from "../src/clock";
-import { authenticator, pending, pendingLoaded } from "../src/store";
+import { authenticator, connections, handleUiEvent, pending, pendingLoaded } from "../src/store";
 import { HoopGateways } from "../src/views/HoopSettings";
 import { Inbox } from "../src/views/Inbox";
 import { RequestView } from "../src/views/RequestView";
@@ -209,5 +209,16 @@ describe("connecting a hoop gateway in Settings", () => {
     await user.click(screen.getByRole("button", { name: "Disconnect" }));
     await waitFor(() => expect(api.calls("hoop_disconnect")).toEqual([{ id: "hoop-1" }]));
     await waitFor(() => expect(screen.queryByText(/alice@example\.com/)).toBeNull());
+  });
+});
+
+describe("a disconnected hoop gateway", () => {
+  it("leaves the connection count", () => {
+    connections.value = new Map([
+      ["fp-1", { up: true, error: null }],
+      ["hoop-1", { up: false, error: "connection refused" }],
+    ]);
+    handleUiEvent({ type: "connection_removed", gateway: "hoop-1" });
+    expect([...connections.value.keys()]).toEqual(["fp-1"]);
   });
 });

@@ -6,8 +6,10 @@ use countersign_approver::hoop::api::HoopVerdict;
 use countersign_approver::hoop::decide::HoopDelivery;
 use countersign_approver::hoop::inbox::HoopItem;
 use countersign_approver::{display, Engine, EngineError};
+use countersign_ipc::agent::AgentMessage;
 use countersign_ipc::{
     DecisionView, ErrorCode, HoopConnectionView, IpcError, RequestDetail, RequestSummary, Secret,
+    UiEvent,
 };
 
 use crate::context::Agent;
@@ -151,9 +153,30 @@ pub async fn connect(agent: &Agent, url: &str, token: Secret) -> Res<HoopConnect
     Ok(HoopConnectionView::new(&c, &engine.hoop_health(&c.id)?))
 }
 
-/// Forgets a hoop connection; answers the connections left.
+/// Forgets a hoop connection; answers the connections left. Its reviews leave the inbox, so
+/// their notifications are closed, and it leaves the windows' connection count.
 pub fn disconnect(agent: &Agent, id: &str) -> Res<Vec<HoopConnectionView>> {
-    agent.state.engine.disconnect_hoop(id)?;
+    let engine = &agent.state.engine;
+    let c = engine.hoop_connection(id)?;
+    let pending: Vec<String> = engine
+        .hoop_items(false)?
+        .into_iter()
+        .filter(|i| i.connection == c.id)
+        .map(|i| i.review.id)
+        .collect();
+    let gone = engine.disconnect_hoop(&c.id)?;
+    for review in &pending {
+        agent
+            .state
+            .notification_resolved(review, countersign_protocol::RequestState::Withdrawn);
+    }
+    agent.state.forget_connection(&gone.id);
+    agent
+        .clients
+        .push(&AgentMessage::Event(UiEvent::ConnectionRemoved {
+            gateway: gone.id,
+        }));
+    agent.clients.push(&AgentMessage::Event(UiEvent::Resync));
     agent.tray_changed();
     list(agent)
 }

@@ -159,6 +159,22 @@ impl AppState {
         }
     }
 
+    /// Forgets a removed connection's last event.
+    pub fn forget_connection(&self, gateway: &str) {
+        lock(&self.connections).remove(gateway);
+    }
+
+    /// Tells the desktop notifier that `request_id` is over (its source was removed).
+    pub fn notification_resolved(
+        &self,
+        request_id: &str,
+        state: countersign_protocol::RequestState,
+    ) {
+        if let Some(n) = lock(&self.notifier).as_ref() {
+            n.request_resolved(request_id, state);
+        }
+    }
+
     pub fn connections(&self) -> Vec<UiEvent> {
         lock(&self.connections).values().cloned().collect()
     }

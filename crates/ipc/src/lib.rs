@@ -229,6 +229,11 @@ pub enum UiEvent {
         up: bool,
         error: Option<String>,
     },
+    /// A connection was removed (a hoop gateway disconnected): it no longer counts as up or
+    /// down.
+    ConnectionRemoved {
+        gateway: String,
+    },
     /// The local audit log disagrees with the checkpoint a gateway holds for this device.
     AuditRolledBack {
         gateway: String,

@@ -168,5 +168,52 @@ async fn a_hoop_review_and_a_countersign_request_share_one_inbox_and_the_hoop_on
         .await;
     app.wait_text("Rotate the reporting role's password").await;
     app.screenshot("hoop-08-inbox-after").await;
+
+    // ---- disconnect: the connection, its token and its count in the header go ----
+    app.go("#/settings").await;
+    app.wait_text("this device").await;
+    app.click_button("Disconnect…").await;
+    app.click_xpath("//div[@role='group']//button[normalize-space(.)='Disconnect']")
+        .await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let text = app.body_text().await;
+        if !text.contains("kept in") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the connection never left:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The header counts the paired gateway alone again.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let header = app
+            .client
+            .execute(
+                "return document.querySelector('.connection')?.getAttribute('title') ?? '';",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if header.as_str() == Some("1 gateway connected") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the header still counts the hoop connection: {header:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        std::fs::read_dir(app_dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("hoop-")),
+        "the token file is deleted"
+    );
     app.quit().await;
 }
