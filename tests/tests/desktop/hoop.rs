@@ -33,8 +33,7 @@ async fn a_hoop_review_and_a_countersign_request_share_one_inbox_and_the_hoop_on
 
     // ---- Settings: connect the hoop gateway with a token; a passkey is registered for it ----
     app.go("#/settings").await;
-    // The gateway's passkeys load after the page: once they are in, nothing moves the button.
-    app.wait_text("this device").await;
+    app.settings_settled().await;
     app.click_button("Connect a hoop gateway").await;
     app.find("#hoop-url")
         .await
@@ -104,19 +103,12 @@ async fn a_hoop_review_and_a_countersign_request_share_one_inbox_and_the_hoop_on
     // ---- filter by gateway: the hoop gateway alone ----
     app.click_xpath("//div[@aria-label='Filter by gateway']//label[contains(., '(hoop)')]")
         .await;
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let text = app.body_text().await;
-        if !text.contains("Rotate the reporting role's password") {
-            assert!(text.contains("Destructive write"), "{text}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the filter never applied:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let text = app
+        .wait_until("the gateway filter to apply", |t| {
+            !t.contains("Rotate the reporting role's password")
+        })
+        .await;
+    assert!(text.contains("Destructive write"), "{text}");
     app.screenshot_x("hoop-04-filtered").await;
 
     // ---- the review: unsigned, its script's hidden characters made visible ----
@@ -171,22 +163,11 @@ async fn a_hoop_review_and_a_countersign_request_share_one_inbox_and_the_hoop_on
 
     // ---- disconnect: the connection, its token and its count in the header go ----
     app.go("#/settings").await;
-    app.wait_text("this device").await;
+    app.settings_settled().await;
     app.click_button("Disconnect…").await;
     app.click_xpath("//div[@role='group']//button[normalize-space(.)='Disconnect']")
         .await;
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let text = app.body_text().await;
-        if !text.contains("kept in") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the connection never left:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.wait_gone("kept in").await;
     // The header counts the paired gateway alone again.
     let deadline = Instant::now() + PATIENCE;
     loop {

@@ -137,18 +137,43 @@ impl Desktop {
 
     /// Waits until the page's text contains `needle`.
     async fn wait_text(&self, needle: &str) {
+        self.wait_until(&format!("the window to show {needle:?}"), |t| {
+            t.contains(needle)
+        })
+        .await;
+    }
+
+    /// Waits until the page's text no longer contains `needle`.
+    async fn wait_gone(&self, needle: &str) {
+        self.wait_until(&format!("{needle:?} to leave the window"), |t| {
+            !t.contains(needle)
+        })
+        .await;
+    }
+
+    /// Waits until the page's text satisfies `done`, and returns that text; fails with `what`
+    /// and what the window shows after [`PATIENCE`].
+    async fn wait_until(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let text = self.body_text().await;
-            if text.contains(needle) {
-                return;
+            if done(&text) {
+                return text;
             }
             assert!(
                 Instant::now() < deadline,
-                "the window never showed {needle:?}; it shows:\n{text}"
+                "waited in vain for {what}; the window shows:\n{text}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until Settings has loaded the paired gateways' passkeys, which push the cards
+    /// below them down: after it, nothing moves a button there. (This device's passkey row,
+    /// not its text, which other cards' paragraphs also have.)
+    async fn settings_settled(&self) {
+        self.find(".passkey-row .tag").await;
+        self.wait_gone("Asking the gateway").await;
     }
 
     /// What the page renders as text (`innerText`: laid-out text only, nothing hidden). The
