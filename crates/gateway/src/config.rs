@@ -48,6 +48,16 @@ pub struct Config {
     pub webauthn_origin: Url,
     /// Seconds between SSE keep-alive comments.
     pub keepalive_seconds: u64,
+    /// Where the operations endpoints listen (`/metrics`, and `/healthz` and `/readyz`, which
+    /// the API's listener serves too); unset: no metrics. Keep it off the public network.
+    pub operations_listen: Option<SocketAddr>,
+    /// How log lines are written to standard error: `text` for people, `json` (one object per
+    /// line) for a log collector. Read by the binary before anything else.
+    pub log_format: LogFormat,
+    /// At shutdown (SIGTERM), how long `/readyz` answers 503 before the streams are closed and
+    /// the listener stops, so a load balancer takes this replica out first and the devices
+    /// reconnect to another one. 0 (the default) for a single node.
+    pub shutdown_drain_seconds: u64,
     /// How long a pairing link works.
     pub invite_ttl_seconds: i64,
     pub default_ttl_seconds: u32,
@@ -104,6 +114,28 @@ pub struct Config {
     pub webhook_poll_ms: u64,
     /// How long a delivery is retried before it is given up (and audited), in seconds.
     pub webhook_retry_seconds: u64,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields`, `span`s.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("{s:?} is neither \"text\" nor \"json\"")),
+        }
+    }
 }
 
 /// The risk ceiling of auto-approval.
@@ -167,6 +199,9 @@ impl Default for Config {
             webauthn_rp_id: "localhost".into(),
             webauthn_origin: localhost_origin(),
             keepalive_seconds: 15,
+            operations_listen: None,
+            log_format: LogFormat::Text,
+            shutdown_drain_seconds: 0,
             invite_ttl_seconds: 24 * 3600,
             default_ttl_seconds: 600,
             max_ttl_seconds: 7 * 24 * 3600,
@@ -283,6 +318,15 @@ impl Config {
         }
         if let Some(v) = get("COUNTERSIGN_KEEPALIVE_SECONDS") {
             self.keepalive_seconds = parse("COUNTERSIGN_KEEPALIVE_SECONDS", v)?;
+        }
+        if let Some(v) = get("COUNTERSIGN_OPERATIONS_LISTEN") {
+            self.operations_listen = Some(parse("COUNTERSIGN_OPERATIONS_LISTEN", v)?);
+        }
+        if let Some(v) = get("COUNTERSIGN_LOG_FORMAT") {
+            self.log_format = parse("COUNTERSIGN_LOG_FORMAT", v)?;
+        }
+        if let Some(v) = get("COUNTERSIGN_SHUTDOWN_DRAIN_SECONDS") {
+            self.shutdown_drain_seconds = parse("COUNTERSIGN_SHUTDOWN_DRAIN_SECONDS", v)?;
         }
         if let Some(v) = get("COUNTERSIGN_RATE_LIMIT_PER_MINUTE") {
             self.rate_limit_per_minute = parse("COUNTERSIGN_RATE_LIMIT_PER_MINUTE", v)?;
@@ -419,5 +463,26 @@ mod tests {
         assert!(c
             .apply_env(|k| (k == "COUNTERSIGN_LISTEN").then(|| "nope".to_string()))
             .is_err());
+        let e = c
+            .apply_env(|k| (k == "COUNTERSIGN_LOG_FORMAT").then(|| "yaml".to_string()))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "The environment variable COUNTERSIGN_LOG_FORMAT is invalid: \"yaml\" is neither \"text\" nor \"json\""
+        );
+    }
+
+    /// docs/gateway.example.toml is a configuration the gateway accepts, with the defaults.
+    #[test]
+    fn the_example_configuration_loads_with_the_defaults() {
+        let example: Config = toml::from_str(include_str!("../../../docs/gateway.example.toml"))
+            .unwrap_or_else(|e| panic!("docs/gateway.example.toml: {e}"));
+        let d = Config::default();
+        assert_eq!(example.listen, d.listen);
+        assert_eq!(example.keepalive_seconds, d.keepalive_seconds);
+        assert_eq!(example.operations_listen, d.operations_listen);
+        assert_eq!(example.log_format, d.log_format);
+        assert_eq!(example.shutdown_drain_seconds, d.shutdown_drain_seconds);
+        assert_eq!(example.rate_limit_per_minute, d.rate_limit_per_minute);
     }
 }

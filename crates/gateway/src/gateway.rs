@@ -50,6 +50,10 @@ pub struct Gateway {
     pub(crate) policy_reload: std::sync::Mutex<()>,
     /// The directory version the last reload read, loaded or refused: not tried again for it.
     pub(crate) policy_tried_version: std::sync::atomic::AtomicI64,
+    /// The Prometheus figures (`metrics`).
+    pub metrics: crate::metrics::Metrics,
+    /// Set when shutdown began: `/readyz` answers 503 and long polls answer at once.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Gateway {
@@ -130,6 +134,8 @@ impl Gateway {
             tls,
             secrets,
             refusals: std::sync::Mutex::new(Default::default()),
+            metrics: crate::metrics::Metrics::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         });
         Ok(gw)
     }
@@ -143,6 +149,20 @@ impl Gateway {
 
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// Begins shutdown: `/readyz` answers 503 from now on, so a load balancer sends no new
+    /// connections here, and long-polling requesters are answered at once (they poll again,
+    /// through the load balancer, elsewhere).
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.changes.notify_waiters();
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// What the policy in force was made from.

@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::gateway::Gateway;
+use crate::metrics::Outcome;
 use crate::refusals::{refused, ANONYMOUS, DECISION_REJECTED, PASSKEY_REFUSED, REQUEST_REFUSED};
 use crate::{
     checkpoints, decisions, devices, lifecycle, pairing, reports, requests, stream, tokens,
@@ -30,6 +31,7 @@ use crate::{
 
 mod extract;
 mod log;
+pub mod ops;
 
 use extract::{body, path_param};
 
@@ -60,6 +62,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v2/devices/{id}/checkpoint", get(log::device_checkpoint))
         .route("/github/webhook", post(github_webhook))
         .route(paths::OPENAPI, get(openapi))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
         .route("/v1", axum::routing::any(protocol_upgraded))
         .route("/v1/{*rest}", axum::routing::any(protocol_upgraded))
         .fallback(not_found)
@@ -346,9 +350,14 @@ async fn decide(
             return Err(e);
         }
     };
-    gw.blocking(move |gw| decisions::decide(gw, &b))
-        .await
-        .map(|a| Json(a.receipt()))
+    let started = std::time::Instant::now();
+    let answer = gw.blocking(move |gw| decisions::decide(gw, &b)).await;
+    let outcome = match &answer {
+        Ok(_) => Outcome::Receipt,
+        Err(_) => Outcome::Refused,
+    };
+    gw.metrics.decision(outcome, started.elapsed());
+    answer.map(|a| Json(a.receipt()))
 }
 
 /// A GitHub App webhook (docs/github.md); refusals are audited as `github.refused`.

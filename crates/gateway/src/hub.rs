@@ -127,6 +127,11 @@ impl Hub {
         counts(&self.connected).get(approver).copied().unwrap_or(0)
     }
 
+    /// How many device streams are open on this gateway (every approver's), for `/metrics`.
+    pub fn streams_open(&self) -> usize {
+        counts(&self.connected).values().sum()
+    }
+
     /// Number of connected streams, for figures.
     pub fn receivers(&self) -> usize {
         self.tx.receiver_count()

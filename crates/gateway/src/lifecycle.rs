@@ -48,7 +48,8 @@ pub async fn view_wait(
         changed.as_mut().enable();
         let (requester, id) = (requester.to_owned(), id.to_owned());
         let v = gw.blocking(move |gw| view(gw, &requester, &id)).await?;
-        if v.status.body.state.is_final() || tokio::time::Instant::now() >= deadline {
+        let done = v.status.body.state.is_final() || gw.is_draining();
+        if done || tokio::time::Instant::now() >= deadline {
             return Ok(v);
         }
         let _ = tokio::time::timeout_at(deadline, changed).await;

@@ -209,14 +209,10 @@ fn load_config(cli: &Cli) -> Result<Config> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // A configuration that does not load is reported by the command; its logs are text.
+    let format = load_config(&cli).map(|c| c.log_format).unwrap_or_default();
+    countersign_gateway::logging::init(format);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -260,6 +256,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             tracing::info!(
                 url = %running.url(),
                 fingerprint = %running.gateway.fingerprint,
+                operations = running.operations_addr.map(|a| a.to_string()),
                 "countersign gateway listening"
             );
             // `invite`, run separately, reads this to put the live URL into pairing links.

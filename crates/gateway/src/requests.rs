@@ -149,7 +149,10 @@ fn create(
     let result =
         gw.store
             .write_publish(|tx| -> Result<(CreatedRequest, Vec<Pushed>), Refused> {
-                let routed = route(gw, tx, requester, vouched.groups, &new, &named, now)?;
+                let routing = std::time::Instant::now();
+                let routed = route(gw, tx, requester, vouched.groups, &new, &named, now);
+                gw.metrics.policy_evaluated(routing.elapsed());
+                let routed = routed?;
                 let body = signed_body(gw, requester, &new, &routed, ttl, vouched, now)?;
                 create_in(gw, tx, requester, body, routed, now)
             })?;

@@ -1,6 +1,7 @@
 //! Serving a [`Gateway`]: [`serve`] and [`serve_on`] start the HTTP or HTTPS server, the
-//! expiry sweeper, the policy's watcher (`reload`) and the log's checkpointer (`tlog`), and
-//! [`Running`] stops them.
+//! operations listener (`http::ops`), the expiry sweeper, the policy's watcher (`reload`) and
+//! the log's checkpointer (`tlog`), and [`Running`] stops them: [`Running::shutdown`] drains
+//! first, so that a load balancer moves the devices' streams to another replica.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,10 +14,13 @@ use crate::{http, lifecycle, reload};
 pub struct Running {
     pub gateway: Arc<Gateway>,
     pub addr: SocketAddr,
+    /// Where the operations endpoints listen (`operations_listen`), when configured.
+    pub operations_addr: Option<SocketAddr>,
     /// The Kubernetes admission webhook, when `[kubernetes]` configures it.
     pub kubernetes: Option<crate::kubernetes::Webhook>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    operations: Option<tokio::task::JoinHandle<()>>,
     sweeper: tokio::task::JoinHandle<()>,
     watcher: tokio::task::JoinHandle<()>,
     checkpointer: tokio::task::JoinHandle<()>,
@@ -33,8 +37,20 @@ impl Running {
         u
     }
 
-    /// Stops accepting connections and waits for the server to end.
+    /// Shuts down gracefully. `/readyz` answers 503 at once and long polls are answered, then,
+    /// after `shutdown_drain_seconds` (time for a load balancer to notice), the streams are
+    /// closed (their devices reconnect, through the load balancer, to another replica), the
+    /// listener stops accepting, and the requests in flight are finished.
     pub async fn shutdown(mut self) {
+        self.gateway.start_draining();
+        let drain = self.gateway.config.shutdown_drain_seconds;
+        if drain > 0 {
+            tracing::info!(
+                seconds = drain,
+                "draining: /readyz answers 503, the streams close after"
+            );
+            tokio::time::sleep(std::time::Duration::from_secs(drain)).await;
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -47,6 +63,9 @@ impl Running {
             k.shutdown().await;
         }
         let _ = (&mut self.task).await;
+        if let Some(ops) = self.operations.take() {
+            ops.abort();
+        }
         // Counted refusals of windows still open are written, so none vanishes.
         let gw = self.gateway.clone();
         let _ = tokio::task::spawn_blocking(move || gw.flush_refusals(true)).await;
@@ -57,6 +76,9 @@ impl Running {
         if let Some(k) = &self.kubernetes {
             k.abort();
         }
+        if let Some(ops) = &self.operations {
+            ops.abort();
+        }
         self.task.abort();
         self.sweeper.abort();
         self.watcher.abort();
@@ -66,15 +88,31 @@ impl Running {
     }
 }
 
-/// Binds `config.listen` (port 0 picks a free port) and serves until shut down.
+/// Binds `config.listen` (port 0 picks a free port), and `operations_listen` when set, and
+/// serves until shut down.
 pub async fn serve(gateway: Arc<Gateway>) -> Result<Running, GatewayError> {
-    let listener = tokio::net::TcpListener::bind(gateway.config.listen)
+    let listener = bind(gateway.config.listen).await?;
+    let mut running = serve_on(gateway, listener)?;
+    if let Some(addr) = running.gateway.config.operations_listen {
+        let ops = bind(addr).await?;
+        running.operations_addr = Some(
+            ops.local_addr()
+                .map_err(|source| GatewayError::Listen { addr, source })?,
+        );
+        let app = http::ops::router(running.gateway.clone());
+        running.operations = Some(tokio::spawn(async move {
+            if let Err(e) = axum::serve(ops, app).await {
+                tracing::error!(%e, "the operations listener stopped");
+            }
+        }));
+    }
+    Ok(running)
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
+    tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| GatewayError::Listen {
-            addr: gateway.config.listen,
-            source,
-        })?;
-    serve_on(gateway, listener)
+        .map_err(|source| GatewayError::Listen { addr, source })
 }
 
 /// Serves on an already bound listener.
@@ -123,9 +161,11 @@ pub fn serve_on(
     Ok(Running {
         gateway,
         addr,
+        operations_addr: None,
         kubernetes,
         shutdown: Some(tx),
         task,
+        operations: None,
         sweeper,
         watcher,
         checkpointer,

@@ -152,6 +152,10 @@ pub async fn handler(
         // Every event for this approver up to the head was in the backlog.
         let mut last = opening.head;
         drop(opening.backlog);
+        // A stream that opened as the gateway closed would never see the change.
+        if *closed.borrow_and_update() {
+            return;
+        }
         let ready = Event::default()
             .event("ready")
             .data(format!("{{\"through\":{last}}}"));
@@ -169,6 +173,7 @@ pub async fn handler(
                             }
                             last = p.seq;
                             if let Some(at) = p.published {
+                                gw2.metrics.event_pushed(at.elapsed());
                                 tracing::trace!(
                                     seq = p.seq,
                                     %approver,

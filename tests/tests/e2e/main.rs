@@ -16,6 +16,7 @@ mod hoop;
 mod keystore;
 mod mitm;
 mod offline;
+mod operations;
 mod pairing;
 mod quorum;
 mod reports;

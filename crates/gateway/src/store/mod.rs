@@ -220,6 +220,17 @@ impl Store {
         self.engine.upgraded_from_protocol_1()
     }
 
+    /// The schema version the database has now, read from it (so an error means it does not
+    /// answer); for readiness (`/readyz`).
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.engine.schema_version()
+    }
+
+    /// The schema version this build writes.
+    pub fn schema_wanted(&self) -> i64 {
+        self.engine.schema_wanted()
+    }
+
     /// Counts of the writer's work since the store opened (for benchmarks and diagnostics).
     pub fn stats(&self) -> StoreStats {
         self.engine.stats()

@@ -106,6 +106,9 @@ pub trait RequestRows {
     /// How many requests `requester` created after `since`.
     fn requests_since(&self, requester: &str, since: i64) -> Result<i64, StoreError>;
 
+    /// How many requests are stored in each state (states without one are left out).
+    fn requests_by_state(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
     /// The pending requests from `requester` addressed to `approver`, oldest first. The
     /// addressees are the approvers with a ceremony row, so this reads `challenges` too.
     fn pending_requests_to(
@@ -267,6 +270,14 @@ impl RequestRows for SqliteTx<'_> {
             "SELECT count(*) FROM requests WHERE requester = ?1 AND created_at > ?2",
             params![requester, since],
             |r| r.get(0),
+        )
+    }
+
+    fn requests_by_state(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.rows(
+            "SELECT state, count(*) FROM requests GROUP BY state",
+            [],
+            |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.try_into().unwrap_or(0))),
         )
     }
 

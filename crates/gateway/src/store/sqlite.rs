@@ -53,6 +53,8 @@ pub struct StoreStats {
     pub lock_held_ns: u64,
     /// Nanoseconds spent in `COMMIT` (writing the WAL and its fsync), under the lock.
     pub commit_ns: u64,
+    /// Statements and commits the database refused (a constraint, a full disk, a lost file).
+    pub errors: u64,
 }
 
 #[derive(Default)]
@@ -64,6 +66,7 @@ struct Counters {
     commit_ns: AtomicU64,
     /// The WAL's size in pages after the last commit, to count what each commit added.
     wal_pages: AtomicU64,
+    errors: AtomicU64,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -221,7 +224,10 @@ impl Sqlite {
         let mut w = locked.map_err(|_| StoreError::Poisoned)?;
 
         if w.batch.is_none() {
-            execute(&w.conn, "BEGIN IMMEDIATE", []).map_err(StoreError::from)?;
+            execute(&w.conn, "BEGIN IMMEDIATE", []).map_err(|e| {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                StoreError::from(e)
+            })?;
             w.batch = Some(Batch {
                 writes: 0,
                 pushed: Vec::new(),
@@ -270,7 +276,7 @@ impl Sqlite {
         if let Err(e) = execute(&w.conn, "SAVEPOINT write", []) {
             return Err(StoreError::from(e).into());
         }
-        match f(&SqliteTx(&w.conn)) {
+        match f(&SqliteTx::new(&w.conn, &self.counters)) {
             Ok((value, pushed)) => match execute(&w.conn, "RELEASE write", []) {
                 Ok(_) => {
                     if let Some(b) = w.batch.as_mut() {
@@ -314,6 +320,7 @@ impl Sqlite {
             // A failed COMMIT can leave the transaction open; end it so the next batch starts
             // clean. Nothing of this batch was made durable.
             let _ = w.conn.execute_batch("ROLLBACK");
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
             (
                 e.to_string(),
                 e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
@@ -339,7 +346,19 @@ impl Sqlite {
             wal_frames: c.wal_frames.load(Ordering::Relaxed),
             lock_held_ns: c.lock_held_ns.load(Ordering::Relaxed),
             commit_ns: c.commit_ns.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
         }
+    }
+
+    /// The schema version of the database now (`PRAGMA user_version`, read on a reader, so
+    /// this also shows that the database answers).
+    pub(super) fn schema_version(&self) -> Result<i64, StoreError> {
+        self.read(|tx| tx.one("PRAGMA user_version", [], |r| r.get(0)))
+    }
+
+    /// The schema version this build writes.
+    pub(super) fn schema_wanted(&self) -> i64 {
+        schema::SCHEMA_VERSION
     }
 
     /// Runs a read-only `f` on a reader connection: it sees the last commit.
@@ -351,7 +370,7 @@ impl Sqlite {
         for i in 0..self.readers.len() {
             if let Some(r) = self.readers.get((start + i) % self.readers.len()) {
                 if let Ok(conn) = r.try_lock() {
-                    return f(&SqliteTx(&conn));
+                    return f(&SqliteTx::new(&conn, &self.counters));
                 }
             }
         }
@@ -360,7 +379,7 @@ impl Sqlite {
             .get(start % self.readers.len().max(1))
             .ok_or(StoreError::Poisoned)?;
         let conn = r.lock().map_err(|_| StoreError::Poisoned)?;
-        f(&SqliteTx(&conn))
+        f(&SqliteTx::new(&conn, &self.counters))
     }
 }
 
@@ -412,12 +431,32 @@ fn checkpoint_loop(conn: &Connection, wakeups: &Receiver<()>) {
 /// row traits (see the owner modules). A write's connection is inside its savepoint; a read's
 /// is a reader (`query_only`), so a statement that writes fails there. rusqlite runs
 /// statements through `&Connection`, so the handle needs no `RefCell`.
-pub(super) struct SqliteTx<'c>(&'c Connection);
+pub(super) struct SqliteTx<'c> {
+    conn: &'c Connection,
+    /// The store's count of failed statements (`StoreStats::errors`).
+    errors: &'c AtomicU64,
+}
 
-impl SqliteTx<'_> {
+impl<'c> SqliteTx<'c> {
+    fn new(conn: &'c Connection, counters: &'c Counters) -> Self {
+        SqliteTx {
+            conn,
+            errors: &counters.errors,
+        }
+    }
+
+    /// Counts a failed statement and makes it the store's error.
+    fn failed(&self, e: rusqlite::Error) -> StoreError {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        e.into()
+    }
+
     /// Runs a statement that changes rows and returns how many it changed.
     pub(super) fn exec<P: Params>(&self, sql: &str, params: P) -> Result<usize, StoreError> {
-        Ok(self.0.prepare_cached(sql)?.execute(params)?)
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut s| s.execute(params))
+            .map_err(|e| self.failed(e))
     }
 
     /// The one row `sql` selects, or `None`.
@@ -427,11 +466,10 @@ impl SqliteTx<'_> {
         params: P,
         f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Option<T>, StoreError> {
-        Ok(self
-            .0
-            .prepare_cached(sql)?
-            .query_row(params, f)
-            .optional()?)
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut s| s.query_row(params, f).optional())
+            .map_err(|e| self.failed(e))
     }
 
     /// The one row `sql` selects; none is an error.
@@ -441,7 +479,10 @@ impl SqliteTx<'_> {
         params: P,
         f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        Ok(self.0.prepare_cached(sql)?.query_row(params, f)?)
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut s| s.query_row(params, f))
+            .map_err(|e| self.failed(e))
     }
 
     /// Every row `sql` selects, in its order.
@@ -451,9 +492,10 @@ impl SqliteTx<'_> {
         params: P,
         f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<T>, StoreError> {
-        let mut stmt = self.0.prepare_cached(sql)?;
-        let rows = stmt.query_map(params, f)?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.query_map(params, f)?.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.failed(e))
     }
 }
 

@@ -11,6 +11,7 @@ mod evidence;
 mod github;
 mod grants;
 mod kubernetes;
+mod operations;
 mod passkeys;
 mod policy;
 mod refusals;
