@@ -65,6 +65,8 @@ packages+=(xvfb xauth fonts-dejavu-core imagemagick)
 # its initramfs, and cpio to pack it. Debian's kernel is downloaded (not installed) by the test.
 ((want_components)) && packages+=(qemu-system-x86 busybox-static cpio)
 ((want_components)) && packages+=(python3 python3-venv)
+# systemd-analyze checks the gateway's systemd unit (deploy/systemd) without running systemd.
+((want_components)) && packages+=(systemd)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
     for p in "${packages[@]}"; do
