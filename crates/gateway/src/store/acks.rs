@@ -3,9 +3,9 @@
 //! revocations approvers signed (table `revocations`, with their receipts, once per
 //! `decision_id`).
 
-use rusqlite::params;
+use crate::args;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 
 /// An acknowledgement as stored.
@@ -48,14 +48,14 @@ pub trait AckRows {
     fn insert_ack(&self, a: &NewAck<'_>) -> Result<(), StoreError>;
 }
 
-impl AckRows for SqliteTx<'_> {
+impl AckRows for Db<'_> {
     fn revocation_receipt(
         &self,
         decision_id: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
         self.row(
             "SELECT digest, receipt FROM revocations WHERE decision_id = ?1",
-            params![decision_id],
+            args![decision_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
     }
@@ -64,7 +64,7 @@ impl AckRows for SqliteTx<'_> {
         self.exec(
             "INSERT INTO revocations(decision_id, request_id, approver, digest, signed, receipt, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![r.decision_id, r.request_id, r.approver, r.digest, r.signed, r.receipt, r.at],
+            args![r.decision_id, r.request_id, r.approver, r.digest, r.signed, r.receipt, r.at],
         )?;
         Ok(())
     }
@@ -72,7 +72,7 @@ impl AckRows for SqliteTx<'_> {
     fn ack_request(&self, ack_id: &str) -> Result<Option<String>, StoreError> {
         self.row(
             "SELECT request_id FROM acks WHERE ack_id = ?1",
-            params![ack_id],
+            args![ack_id],
             |r| r.get(0),
         )
     }
@@ -81,7 +81,7 @@ impl AckRows for SqliteTx<'_> {
         self.exec(
             "INSERT INTO acks(ack_id, request_id, approver, device_id, signed, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+            args![
                 a.ack_id,
                 a.request_id,
                 a.approver,

@@ -2,9 +2,9 @@
 //! request created for an operation, under the key of that exact operation, so that its retry
 //! finds the request and, once it is approved, uses its grant.
 
-use rusqlite::params;
+use crate::args;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 
 /// The rows of held admission operations.
@@ -17,7 +17,7 @@ pub trait AdmissionRows {
     fn admission_hold_newest(&self, op_key: &str) -> Result<Option<String>, StoreError>;
 }
 
-impl AdmissionRows for SqliteTx<'_> {
+impl AdmissionRows for Db<'_> {
     fn admission_hold_put(
         &self,
         op_key: &str,
@@ -25,9 +25,9 @@ impl AdmissionRows for SqliteTx<'_> {
         at: i64,
     ) -> Result<(), StoreError> {
         self.exec(
-            "INSERT OR IGNORE INTO admission_holds(op_key, request_id, created_at) \
-             VALUES (?1, ?2, ?3)",
-            params![op_key, request_id, at],
+            "INSERT INTO admission_holds(op_key, request_id, created_at) \
+             VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            args![op_key, request_id, at],
         )?;
         Ok(())
     }
@@ -36,7 +36,7 @@ impl AdmissionRows for SqliteTx<'_> {
         self.row(
             "SELECT request_id FROM admission_holds WHERE op_key = ?1 \
              ORDER BY created_at DESC, rowid DESC LIMIT 1",
-            params![op_key],
+            args![op_key],
             |r| r.get(0),
         )
     }

@@ -8,13 +8,13 @@
 //! Building and hashing an entry is the same for every backend, so [`AuditRows`] does it in
 //! provided methods over a few statements a backend implements.
 
+use crate::args;
 use countersign_protocol::audit::{hash_canonical, AuditEntry, GENESIS};
 use countersign_protocol::canonical::to_canonical_bytes;
 use countersign_protocol::log::{self as tlog, Hash};
 use countersign_protocol::{Digest, AUDIT_VERSION};
-use rusqlite::params;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 
 /// The rows of the audit chain.
@@ -165,25 +165,25 @@ fn parse_hash(hex: &str) -> Result<Digest, StoreError> {
     Digest::parse("audit.hash", hex).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-impl AuditRows for SqliteTx<'_> {
+impl AuditRows for Db<'_> {
     fn audit_last(&self) -> Result<Option<(u64, String)>, StoreError> {
         self.row(
             "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            args![],
+            |r| Ok((r.get::<i64>(0)? as u64, r.get(1)?)),
         )
     }
 
     fn audit_insert(&self, seq: u64, text: &str, hash: &str) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO audit(seq, entry, hash) VALUES (?1, ?2, ?3)",
-            params![seq as i64, text, hash],
+            args![seq as i64, text, hash],
         )?;
         Ok(())
     }
 
     fn audit_rows(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.rows("SELECT entry, hash FROM audit ORDER BY seq", [], |r| {
+        self.rows("SELECT entry, hash FROM audit ORDER BY seq", args![], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
     }
@@ -191,16 +191,16 @@ impl AuditRows for SqliteTx<'_> {
     fn audit_text_range(&self, start: u64, end: u64) -> Result<Vec<(u64, String)>, StoreError> {
         self.rows(
             "SELECT seq, entry FROM audit WHERE seq >= ?1 AND seq < ?2 ORDER BY seq",
-            params![start as i64, end as i64],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            args![start as i64, end as i64],
+            |r| Ok((r.get::<i64>(0)? as u64, r.get(1)?)),
         )
     }
 
     fn audit_text_of_request(&self, request_id: &str) -> Result<Vec<(u64, String)>, StoreError> {
         self.rows(
             "SELECT seq, entry FROM audit WHERE json_extract(entry, '$.request_id') = ?1 ORDER BY seq",
-            params![request_id],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            args![request_id],
+            |r| Ok((r.get::<i64>(0)? as u64, r.get(1)?)),
         )
     }
 
@@ -209,7 +209,7 @@ impl AuditRows for SqliteTx<'_> {
         for &i in indexes {
             let raw: Option<Vec<u8>> = self.row(
                 "SELECT hash FROM log_hashes WHERE idx = ?1",
-                params![i as i64],
+                args![i as i64],
                 |r| r.get(0),
             )?;
             let raw =
@@ -224,7 +224,7 @@ impl AuditRows for SqliteTx<'_> {
 
     fn log_hash_count(&self) -> Result<u64, StoreError> {
         let n: Option<i64> = self
-            .row("SELECT max(idx) + 1 FROM log_hashes", [], |r| r.get(0))?
+            .row("SELECT max(idx) + 1 FROM log_hashes", args![], |r| r.get(0))?
             .flatten();
         Ok(n.unwrap_or(0) as u64)
     }
@@ -233,7 +233,7 @@ impl AuditRows for SqliteTx<'_> {
         for (i, h) in hashes.iter().enumerate() {
             self.exec(
                 "INSERT INTO log_hashes(idx, hash) VALUES (?1, ?2)",
-                params![(first + i as u64) as i64, h.0.as_slice()],
+                args![(first + i as u64) as i64, h.0.as_slice()],
             )?;
         }
         Ok(())
@@ -242,16 +242,16 @@ impl AuditRows for SqliteTx<'_> {
     fn log_checkpoint_latest(&self) -> Result<Option<(u64, String)>, StoreError> {
         self.row(
             "SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1",
-            [],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            args![],
+            |r| Ok((r.get::<i64>(0)? as u64, r.get(1)?)),
         )
     }
 
     fn log_checkpoint_covering(&self, size: u64) -> Result<Option<(u64, String)>, StoreError> {
         self.row(
             "SELECT size, note FROM log_checkpoints WHERE size >= ?1 ORDER BY size LIMIT 1",
-            params![size as i64],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            args![size as i64],
+            |r| Ok((r.get::<i64>(0)? as u64, r.get(1)?)),
         )
     }
 
@@ -263,8 +263,9 @@ impl AuditRows for SqliteTx<'_> {
         at: i64,
     ) -> Result<(), StoreError> {
         self.exec(
-            "INSERT OR IGNORE INTO log_checkpoints(size, root, note, signed_at) VALUES (?1, ?2, ?3, ?4)",
-            params![size as i64, root, note, at],
+            "INSERT INTO log_checkpoints(size, root, note, signed_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT DO NOTHING",
+            args![size as i64, root, note, at],
         )?;
         Ok(())
     }

@@ -1,9 +1,9 @@
 //! The WebAuthn ceremony states (table `challenges`, one per request and approver): storing
 //! one when a request is created, reading it, and consuming it once.
 
-use rusqlite::params;
+use crate::args;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 
 /// A stored WebAuthn ceremony state and when it was used.
@@ -79,11 +79,11 @@ pub trait ChallengeRows {
     fn issued_challenge(&self, digest: &str) -> Result<Option<String>, StoreError>;
 }
 
-impl ChallengeRows for SqliteTx<'_> {
+impl ChallengeRows for Db<'_> {
     fn addressees(&self, request_id: &str) -> Result<Vec<String>, StoreError> {
         self.rows(
             "SELECT approver FROM challenges WHERE request_id = ?1 ORDER BY approver",
-            params![request_id],
+            args![request_id],
             |r| r.get(0),
         )
     }
@@ -96,7 +96,7 @@ impl ChallengeRows for SqliteTx<'_> {
     ) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO challenges(request_id, approver, state) VALUES (?1, ?2, ?3)",
-            params![request_id, approver, state],
+            args![request_id, approver, state],
         )?;
         Ok(())
     }
@@ -109,7 +109,7 @@ impl ChallengeRows for SqliteTx<'_> {
     ) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO challenges(request_id, approver, state, used_at) VALUES (?1, ?2, 'null', ?3)",
-            params![request_id, approver, now],
+            args![request_id, approver, now],
         )?;
         Ok(())
     }
@@ -122,7 +122,7 @@ impl ChallengeRows for SqliteTx<'_> {
     ) -> Result<bool, StoreError> {
         let n = self.exec(
             "UPDATE challenges SET state = ?3, used_at = NULL WHERE request_id = ?1 AND approver = ?2",
-            params![request_id, approver, state],
+            args![request_id, approver, state],
         )?;
         Ok(n > 0)
     }
@@ -130,7 +130,7 @@ impl ChallengeRows for SqliteTx<'_> {
     fn insert_on_demand(&self, request_id: &str, approver: &str) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO challenges(request_id, approver, state) VALUES (?1, ?2, 'null')",
-            params![request_id, approver],
+            args![request_id, approver],
         )?;
         Ok(())
     }
@@ -138,7 +138,7 @@ impl ChallengeRows for SqliteTx<'_> {
     fn challenge(&self, request_id: &str, approver: &str) -> Result<Option<Challenge>, StoreError> {
         self.row(
             "SELECT state, used_at FROM challenges WHERE request_id = ?1 AND approver = ?2",
-            params![request_id, approver],
+            args![request_id, approver],
             |r| {
                 Ok(Challenge {
                     state: r.get(0)?,
@@ -152,8 +152,8 @@ impl ChallengeRows for SqliteTx<'_> {
         Ok(self
             .row(
                 "SELECT 1 FROM challenges WHERE request_id = ?1 AND approver = ?2",
-                params![request_id, approver],
-                |r| r.get::<_, i64>(0),
+                args![request_id, approver],
+                |r| r.get::<i64>(0),
             )?
             .is_some())
     }
@@ -169,7 +169,7 @@ impl ChallengeRows for SqliteTx<'_> {
         self.exec(
             "INSERT INTO issued_challenges(digest, request_id, approver, signed, issued_at) \
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![digest, request_id, approver, signed, at],
+            args![digest, request_id, approver, signed, at],
         )?;
         Ok(())
     }
@@ -177,7 +177,7 @@ impl ChallengeRows for SqliteTx<'_> {
     fn issued_challenge(&self, digest: &str) -> Result<Option<String>, StoreError> {
         self.row(
             "SELECT signed FROM issued_challenges WHERE digest = ?1",
-            params![digest],
+            args![digest],
             |r| r.get(0),
         )
     }
@@ -191,7 +191,7 @@ impl ChallengeRows for SqliteTx<'_> {
         let n = self.exec(
             "UPDATE challenges SET used_at = ?3
                          WHERE request_id = ?1 AND approver = ?2 AND used_at IS NULL",
-            params![request_id, approver, now],
+            args![request_id, approver, now],
         )?;
         Ok(n == 1)
     }

@@ -1,8 +1,8 @@
 //! The devices' audit checkpoints (table `device_checkpoints`, the highest one per device).
 
-use rusqlite::params;
+use crate::args;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 
 /// The rows of the devices' checkpoints.
@@ -22,11 +22,11 @@ pub trait CheckpointRows {
     ) -> Result<(), StoreError>;
 }
 
-impl CheckpointRows for SqliteTx<'_> {
+impl CheckpointRows for Db<'_> {
     fn device_checkpoint(&self, device: &str) -> Result<Option<String>, StoreError> {
         self.row(
             "SELECT signed FROM device_checkpoints WHERE device = ?1",
-            params![device],
+            args![device],
             |r| r.get(0),
         )
     }
@@ -43,7 +43,7 @@ impl CheckpointRows for SqliteTx<'_> {
             "INSERT INTO device_checkpoints (device, seq, head, signed, received_at)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(device) DO UPDATE SET seq = ?2, head = ?3, signed = ?4, received_at = ?5",
-            params![device, seq as i64, head, signed, received_at],
+            args![device, seq as i64, head, signed, received_at],
         )?;
         Ok(())
     }

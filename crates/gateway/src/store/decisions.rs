@@ -2,10 +2,10 @@
 //! already accepted under an id (for idempotency), whether an approver has decided a request,
 //! and storing an accepted decision with its receipt.
 
+use crate::args;
 use countersign_protocol::Verdict;
-use rusqlite::params;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 
 /// The votes on a request (`?1`), ordered by time, then approver.
@@ -65,14 +65,14 @@ pub trait DecisionRows {
     fn insert_decision(&self, d: &NewDecision<'_>) -> Result<(), StoreError>;
 }
 
-impl DecisionRows for SqliteTx<'_> {
+impl DecisionRows for Db<'_> {
     fn votes(&self, request_id: &str) -> Result<Vec<VoteRow>, StoreError> {
         let rows: Vec<(VoteRow, Option<String>)> =
-            self.rows(VOTES_SQL, params![request_id], |r| {
+            self.rows(VOTES_SQL, args![request_id], |r| {
                 Ok((
                     VoteRow {
                         approver: r.get(0)?,
-                        verdict: if r.get::<_, String>(1)? == "approve" {
+                        verdict: if r.get::<String>(1)? == "approve" {
                             Verdict::Approve
                         } else {
                             Verdict::Deny
@@ -101,12 +101,12 @@ impl DecisionRows for SqliteTx<'_> {
     ) -> Result<Vec<(String, String)>, StoreError> {
         let mut out = self.rows(
             "SELECT signed, receipt FROM decisions WHERE request_id = ?1 ORDER BY at, rowid",
-            params![request_id],
+            args![request_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         out.extend(self.rows(
             "SELECT signed, receipt FROM revocations WHERE request_id = ?1 ORDER BY at, rowid",
-            params![request_id],
+            args![request_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?);
         Ok(out)
@@ -115,7 +115,7 @@ impl DecisionRows for SqliteTx<'_> {
     fn decision_receipt(&self, decision_id: &str) -> Result<Option<(String, String)>, StoreError> {
         self.row(
             "SELECT digest, receipt FROM decisions WHERE decision_id = ?1",
-            params![decision_id],
+            args![decision_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
     }
@@ -124,7 +124,7 @@ impl DecisionRows for SqliteTx<'_> {
         Ok(self
             .row(
                 "SELECT 1 FROM decisions WHERE request_id = ?1 AND approver = ?2",
-                params![request_id, approver],
+                args![request_id, approver],
                 |_| Ok(()),
             )?
             .is_some())
@@ -135,7 +135,7 @@ impl DecisionRows for SqliteTx<'_> {
             "INSERT INTO decisions(decision_id, request_id, approver, verdict, digest, signed,
                      receipt, at, person, eligible)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
+            args![
                 d.decision_id,
                 d.request_id,
                 d.approver,

@@ -3,9 +3,9 @@
 //! up to which entries were turned into deliveries (table `notify_cursor`), and when the last
 //! mail digest was made (table `email_digest`).
 
-use rusqlite::params;
+use crate::args;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 
 /// A delivery to store.
@@ -98,12 +98,12 @@ pub trait DeliveryRows {
     fn deliveries_waiting(&self) -> Result<u64, StoreError>;
 }
 
-impl DeliveryRows for SqliteTx<'_> {
+impl DeliveryRows for Db<'_> {
     fn notify_cursor(&self) -> Result<Option<u64>, StoreError> {
         self.row(
             "SELECT next_seq FROM notify_cursor WHERE id = 1",
-            params![],
-            |r| Ok(r.get::<_, i64>(0)? as u64),
+            args![],
+            |r| Ok(r.get::<i64>(0)? as u64),
         )
     }
 
@@ -111,13 +111,13 @@ impl DeliveryRows for SqliteTx<'_> {
         self.exec(
             "INSERT INTO notify_cursor(id, next_seq) VALUES (1, ?1) \
              ON CONFLICT(id) DO UPDATE SET next_seq = excluded.next_seq",
-            params![next_seq as i64],
+            args![next_seq as i64],
         )?;
         Ok(())
     }
 
     fn notify_cursor_forget(&self) -> Result<(), StoreError> {
-        self.exec("DELETE FROM notify_cursor", params![])?;
+        self.exec("DELETE FROM notify_cursor", args![])?;
         Ok(())
     }
 
@@ -125,7 +125,7 @@ impl DeliveryRows for SqliteTx<'_> {
         self.exec(
             "INSERT INTO deliveries(id, destination, event, request_id, body, created_at, next_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![d.id, d.destination, d.event, d.request_id, d.body, d.at, d.due_at],
+            args![d.id, d.destination, d.event, d.request_id, d.body, d.at, d.due_at],
         )?;
         Ok(())
     }
@@ -135,7 +135,7 @@ impl DeliveryRows for SqliteTx<'_> {
             "SELECT id, destination, event, body, created_at, attempts, request_id FROM deliveries \
              WHERE delivered_at IS NULL AND failed_at IS NULL AND next_at <= ?1 \
              ORDER BY next_at, rowid LIMIT ?2",
-            params![now, limit],
+            args![now, limit],
             |r| {
                 Ok(DueDelivery {
                     id: r.get(0)?,
@@ -154,7 +154,7 @@ impl DeliveryRows for SqliteTx<'_> {
         self.exec(
             "UPDATE deliveries SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL \
              WHERE id = ?1",
-            params![id, now],
+            args![id, now],
         )?;
         Ok(())
     }
@@ -162,7 +162,7 @@ impl DeliveryRows for SqliteTx<'_> {
     fn delivery_skip(&self, id: &str, now: i64, why: &str) -> Result<(), StoreError> {
         self.exec(
             "UPDATE deliveries SET delivered_at = ?2, skipped = ?3 WHERE id = ?1",
-            params![id, now, why],
+            args![id, now, why],
         )?;
         Ok(())
     }
@@ -183,14 +183,14 @@ impl DeliveryRows for SqliteTx<'_> {
             }
         };
         let (AfterFailure::RetryAt(at) | AfterFailure::GiveUp(at)) = then;
-        self.exec(sql, params![id, attempts, error, at])?;
+        self.exec(sql, args![id, attempts, error, at])?;
         Ok(())
     }
 
     fn digest_last(&self) -> Result<Option<i64>, StoreError> {
         self.row(
             "SELECT last_at FROM email_digest WHERE id = 1",
-            params![],
+            args![],
             |r| r.get(0),
         )
     }
@@ -199,7 +199,7 @@ impl DeliveryRows for SqliteTx<'_> {
         self.exec(
             "INSERT INTO email_digest(id, last_at) VALUES (1, ?1) \
              ON CONFLICT(id) DO UPDATE SET last_at = excluded.last_at",
-            params![at],
+            args![at],
         )?;
         Ok(())
     }
@@ -208,7 +208,7 @@ impl DeliveryRows for SqliteTx<'_> {
         self.rows(
             "SELECT signed, state FROM requests WHERE created_at >= ?1 OR state = 'pending' \
              ORDER BY created_at, id LIMIT ?2",
-            params![since, limit],
+            args![since, limit],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
     }
@@ -216,8 +216,8 @@ impl DeliveryRows for SqliteTx<'_> {
     fn deliveries_waiting(&self) -> Result<u64, StoreError> {
         self.one(
             "SELECT count(*) FROM deliveries WHERE delivered_at IS NULL AND failed_at IS NULL",
-            params![],
-            |r| Ok(r.get::<_, i64>(0)? as u64),
+            args![],
+            |r| Ok(r.get::<i64>(0)? as u64),
         )
     }
 }

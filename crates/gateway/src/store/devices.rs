@@ -1,9 +1,9 @@
 //! The paired devices (table `devices`): a device's row, its public key alone (read before a
 //! decision's write lock), and storing a newly paired device.
 
-use rusqlite::params;
+use crate::args;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 
 /// A paired device as stored.
@@ -56,11 +56,11 @@ pub trait DeviceRows {
     fn revoked_since(&self, since: i64) -> Result<Vec<String>, StoreError>;
 }
 
-impl DeviceRows for SqliteTx<'_> {
+impl DeviceRows for Db<'_> {
     fn device(&self, id: &str) -> Result<Option<DeviceRow>, StoreError> {
         self.row(
             "SELECT approver, public_key, revoked_at, paired_at FROM devices WHERE id = ?1",
-            params![id],
+            args![id],
             |r| {
                 Ok(DeviceRow {
                     approver: r.get(0)?,
@@ -75,7 +75,7 @@ impl DeviceRows for SqliteTx<'_> {
     fn device_key(&self, id: &str) -> Result<Option<String>, StoreError> {
         self.row(
             "SELECT public_key FROM devices WHERE id = ?1",
-            params![id],
+            args![id],
             |r| r.get(0),
         )
     }
@@ -90,7 +90,7 @@ impl DeviceRows for SqliteTx<'_> {
     ) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO devices(id, approver, public_key, name, paired_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, approver, public_key, name, paired_at],
+            args![id, approver, public_key, name, paired_at],
         )?;
         Ok(())
     }
@@ -104,7 +104,7 @@ impl DeviceRows for SqliteTx<'_> {
                         coalesce((SELECT received_at FROM device_checkpoints
                                   WHERE device = d.id), 0))
              FROM devices d WHERE ?1 IS NULL OR d.approver = ?1 ORDER BY d.paired_at, d.id",
-            params![approver],
+            args![approver],
             |r| {
                 let seen: i64 = r.get(5)?;
                 Ok(DeviceListing {
@@ -122,7 +122,7 @@ impl DeviceRows for SqliteTx<'_> {
     fn revoke_device(&self, id: &str, at: i64) -> Result<bool, StoreError> {
         let n = self.exec(
             "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-            params![id, at],
+            args![id, at],
         )?;
         Ok(n == 1)
     }
@@ -130,7 +130,7 @@ impl DeviceRows for SqliteTx<'_> {
     fn revoked_since(&self, since: i64) -> Result<Vec<String>, StoreError> {
         self.rows(
             "SELECT id FROM devices WHERE revoked_at >= ?1",
-            params![since],
+            args![since],
             |r| r.get(0),
         )
     }

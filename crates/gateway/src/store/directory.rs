@@ -4,9 +4,9 @@
 //! belongs to at most one person. A removed person keeps their rows, marked removed, so that
 //! old decisions still name whose they were; nothing of theirs is eligible any more.
 
-use rusqlite::params;
+use crate::args;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 
 /// One person as the directory lists them.
@@ -66,13 +66,13 @@ pub trait DirectoryRows {
     fn group_approvers(&self, group: &str) -> Result<Vec<(String, String)>, StoreError>;
 }
 
-impl DirectoryRows for SqliteTx<'_> {
+impl DirectoryRows for Db<'_> {
     fn put_person(&self, person: &str, now: i64) -> Result<bool, StoreError> {
         let n = self.exec(
             "INSERT INTO people(id, created_at) VALUES (?1, ?2)
                  ON CONFLICT(id) DO UPDATE SET removed_at = NULL
                  WHERE people.removed_at IS NOT NULL",
-            params![person, now],
+            args![person, now],
         )?;
         Ok(n == 1)
     }
@@ -80,7 +80,7 @@ impl DirectoryRows for SqliteTx<'_> {
     fn remove_person(&self, person: &str, now: i64) -> Result<bool, StoreError> {
         let n = self.exec(
             "UPDATE people SET removed_at = ?2 WHERE id = ?1 AND removed_at IS NULL",
-            params![person, now],
+            args![person, now],
         )?;
         Ok(n == 1)
     }
@@ -89,7 +89,7 @@ impl DirectoryRows for SqliteTx<'_> {
         self.row(
             "SELECT p.id FROM person_identities i JOIN people p ON p.id = i.person
                  WHERE i.kind = ?1 AND i.name = ?2 AND p.removed_at IS NULL",
-            params![kind, name],
+            args![kind, name],
             |r| r.get(0),
         )
     }
@@ -98,7 +98,7 @@ impl DirectoryRows for SqliteTx<'_> {
         self.rows(
             "SELECT i.name FROM person_identities i JOIN people p ON p.id = i.person
                  WHERE i.person = ?1 AND i.kind = ?2 AND p.removed_at IS NULL ORDER BY i.name",
-            params![person, kind],
+            args![person, kind],
             |r| r.get(0),
         )
     }
@@ -106,7 +106,7 @@ impl DirectoryRows for SqliteTx<'_> {
     fn owner_of(&self, kind: &str, name: &str) -> Result<Option<String>, StoreError> {
         self.row(
             "SELECT person FROM person_identities WHERE kind = ?1 AND name = ?2",
-            params![kind, name],
+            args![kind, name],
             |r| r.get(0),
         )
     }
@@ -120,7 +120,7 @@ impl DirectoryRows for SqliteTx<'_> {
         self.exec(
             "INSERT INTO person_identities(kind, name, person) VALUES (?1, ?2, ?3)
                  ON CONFLICT(kind, name) DO NOTHING",
-            params![kind, name, person],
+            args![kind, name, person],
         )?;
         Ok(self
             .owner_of(kind, name)?
@@ -128,15 +128,12 @@ impl DirectoryRows for SqliteTx<'_> {
     }
 
     fn set_groups(&self, person: &str, groups: &[String]) -> Result<(), StoreError> {
-        self.exec(
-            "DELETE FROM person_groups WHERE person = ?1",
-            params![person],
-        )?;
+        self.exec("DELETE FROM person_groups WHERE person = ?1", args![person])?;
         for g in groups {
             self.exec(
                 "INSERT INTO person_groups(person, grp) VALUES (?1, ?2)
                      ON CONFLICT(person, grp) DO NOTHING",
-                params![person, g],
+                args![person, g],
             )?;
         }
         Ok(())
@@ -145,7 +142,7 @@ impl DirectoryRows for SqliteTx<'_> {
     fn directory(&self) -> Result<Vec<PersonListing>, StoreError> {
         let mut people: Vec<PersonListing> = self.rows(
             "SELECT id, created_at, removed_at FROM people ORDER BY id",
-            [],
+            args![],
             |r| {
                 Ok(PersonListing {
                     person: r.get(0)?,
@@ -158,12 +155,12 @@ impl DirectoryRows for SqliteTx<'_> {
         )?;
         let identities: Vec<(String, String, String)> = self.rows(
             "SELECT person, kind, name FROM person_identities ORDER BY person, kind, name",
-            [],
+            args![],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         let groups: Vec<(String, String)> = self.rows(
             "SELECT person, grp FROM person_groups ORDER BY person, grp",
-            [],
+            args![],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         for p in &mut people {
@@ -184,7 +181,7 @@ impl DirectoryRows for SqliteTx<'_> {
     fn unlink_identities(&self, person: &str) -> Result<(), StoreError> {
         self.exec(
             "DELETE FROM person_identities WHERE person = ?1",
-            params![person],
+            args![person],
         )?;
         Ok(())
     }
@@ -192,7 +189,7 @@ impl DirectoryRows for SqliteTx<'_> {
     fn directory_version(&self) -> Result<i64, StoreError> {
         self.one(
             "SELECT version FROM directory_version WHERE id = 1",
-            [],
+            args![],
             |r| r.get(0),
         )
     }
@@ -201,7 +198,7 @@ impl DirectoryRows for SqliteTx<'_> {
         self.rows(
             "SELECT g.grp FROM person_groups g JOIN people p ON p.id = g.person
                  WHERE g.person = ?1 AND p.removed_at IS NULL ORDER BY g.grp",
-            params![person],
+            args![person],
             |r| r.get(0),
         )
     }
@@ -215,7 +212,7 @@ impl DirectoryRows for SqliteTx<'_> {
                  CROSS JOIN people p ON p.id = g.person
                  CROSS JOIN person_identities i ON i.person = p.id AND i.kind = 'approver'
                  WHERE g.grp = ?1 AND p.removed_at IS NULL ORDER BY i.name",
-            params![group],
+            args![group],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
     }

@@ -3,9 +3,9 @@
 //! or lagging stream reads (see `stream`). The committer publishes what a write stored once its
 //! batch committed (see `hub`).
 
-use rusqlite::params;
+use crate::args;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 use crate::hub::Pushed;
 
@@ -52,12 +52,12 @@ pub trait EventRows {
     fn events_after(&self, approver: &str, after: u64) -> Result<Vec<Pushed>, StoreError>;
 }
 
-impl EventRows for SqliteTx<'_> {
+impl EventRows for Db<'_> {
     fn next_event_id(&self) -> Result<u64, StoreError> {
         // `events.seq` is AUTOINCREMENT: sqlite_sequence keeps the highest id ever used.
         let last: i64 = self.one(
             "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
-            [],
+            args![],
             |r| r.get(0),
         )?;
         Ok(u64::try_from(last).unwrap_or(0) + 1)
@@ -72,7 +72,7 @@ impl EventRows for SqliteTx<'_> {
     ) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO events(seq, approver, kind, data) VALUES (?1, ?2, ?3, ?4)",
-            params![id as i64, approver, kind, data],
+            args![id as i64, approver, kind, data],
         )?;
         Ok(())
     }
@@ -84,7 +84,7 @@ impl EventRows for SqliteTx<'_> {
              AND json_extract(data, '$.body.payload.status.body.request_id') = ?1 \
              GROUP BY json_extract(data, '$.body.payload.status.body.seq') \
              ORDER BY json_extract(data, '$.body.payload.status.body.seq')",
-            params![id],
+            args![id],
             |r| r.get(0),
         )
     }
@@ -92,19 +92,19 @@ impl EventRows for SqliteTx<'_> {
     fn drop_older_to_everyone(&self, kind: &str, id: u64) -> Result<(), StoreError> {
         self.exec(
             "DELETE FROM events WHERE approver = ?1 AND kind = ?2 AND seq < ?3",
-            params![EVERYONE, kind, id as i64],
+            args![EVERYONE, kind, id as i64],
         )?;
         Ok(())
     }
 
     fn events_after(&self, approver: &str, after: u64) -> Result<Vec<Pushed>, StoreError> {
-        self.rows(BACKLOG_SQL, params![approver, after as i64], |r| {
+        self.rows(BACKLOG_SQL, args![approver, after as i64], |r| {
             Ok(Pushed {
-                seq: r.get::<_, i64>(0)? as u64,
+                seq: r.get::<i64>(0)? as u64,
                 // Read back as the stream's approver: the stream sends what it reads.
                 approver: approver.to_string(),
                 kind: r.get(1)?,
-                data: r.get::<_, String>(2)?.into(),
+                data: r.get::<String>(2)?.into(),
                 published: None,
             })
         })

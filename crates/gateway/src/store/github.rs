@@ -2,9 +2,9 @@
 //! request, under the webhook's delivery id, with the callback's URL, installation and
 //! environment.
 
-use rusqlite::params;
+use crate::args;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 
 /// A held deployment.
@@ -28,12 +28,12 @@ pub trait GithubRows {
     fn github_of(&self, request_id: &str) -> Result<Option<GithubDeployment>, StoreError>;
 }
 
-impl GithubRows for SqliteTx<'_> {
+impl GithubRows for Db<'_> {
     fn github_put(&self, d: &GithubDeployment, delivery: &str, at: i64) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO github_deployments(request_id, delivery, callback_url, installation_id, \
              environment, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+            args![
                 d.request_id,
                 delivery,
                 d.callback_url,
@@ -48,7 +48,7 @@ impl GithubRows for SqliteTx<'_> {
     fn github_by_delivery(&self, delivery: &str) -> Result<Option<String>, StoreError> {
         self.row(
             "SELECT request_id FROM github_deployments WHERE delivery = ?1",
-            params![delivery],
+            args![delivery],
             |r| r.get(0),
         )
     }
@@ -57,12 +57,12 @@ impl GithubRows for SqliteTx<'_> {
         self.row(
             "SELECT request_id, callback_url, installation_id, environment \
              FROM github_deployments WHERE request_id = ?1",
-            params![request_id],
+            args![request_id],
             |r| {
                 Ok(GithubDeployment {
                     request_id: r.get(0)?,
                     callback_url: r.get(1)?,
-                    installation_id: r.get::<_, i64>(2)? as u64,
+                    installation_id: r.get::<i64>(2)? as u64,
                     environment: r.get(3)?,
                 })
             },

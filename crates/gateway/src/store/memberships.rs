@@ -1,9 +1,9 @@
 //! The membership statement last sent to each approver (table `memberships`): its `seq`, and
 //! the person and groups it named.
 
-use rusqlite::params;
+use crate::args;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 
 /// The membership last sent to an approver.
@@ -25,11 +25,11 @@ pub trait MembershipRows {
     fn put_membership(&self, row: &MembershipRow, now: i64) -> Result<(), StoreError>;
 }
 
-impl MembershipRows for SqliteTx<'_> {
+impl MembershipRows for Db<'_> {
     fn memberships(&self) -> Result<Vec<MembershipRow>, StoreError> {
         let rows: Vec<(String, i64, Option<String>, String)> = self.rows(
             "SELECT approver, seq, person, groups FROM memberships ORDER BY approver",
-            [],
+            args![],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
         rows.into_iter()
@@ -52,7 +52,7 @@ impl MembershipRows for SqliteTx<'_> {
             "INSERT INTO memberships(approver, seq, person, groups, issued_at)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(approver) DO UPDATE SET seq = ?2, person = ?3, groups = ?4, issued_at = ?5",
-            params![row.approver, row.seq as i64, row.person, groups, now],
+            args![row.approver, row.seq as i64, row.person, groups, now],
         )?;
         Ok(())
     }

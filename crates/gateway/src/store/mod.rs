@@ -5,19 +5,21 @@
 //! The domain modules never see SQL or a database type. Inside a write or read they get a
 //! `&dyn Tx` and call its typed methods (`tx.request_signed(id)`, `tx.insert_decision(..)`,
 //! `tx.consume_challenge(..)`, `tx.audit_append(..)`). [`Tx`] is the sum of one trait per owner
-//! of rows, each defined with its row types and its SQLite statements in one module here:
+//! of rows, each defined with its row types and its statements in one module here:
 //! [`requests`], [`decisions`] (the votes), [`challenges`], [`devices`], [`passkeys`],
 //! [`pairing`] (invites, approvers, pairings), [`tokens`], [`reports`] (reports and blocks),
 //! [`checkpoints`], [`events`] (the stored push events), [`audit`] (the audit chain and its
 //! tree), [`witnesses`] (the devices' cosignatures of the log), [`admission`] (the
 //! operations the Kubernetes webhook holds), [`deliveries`] (outgoing webhooks) and [`github`]
-//! (deployments held for a protection rule). The SQLite engine itself (connections, group
-//! commit, the checkpointer, the schema and its migrations) is `sqlite`.
+//! (deployments held for a protection rule). Each owner implements its trait once, for
+//! [`sql::Db`], the statement handle: parameters and rows there name no database crate, so
+//! the owners' code is the same whatever engine runs it. The SQLite engine itself
+//! (connections, group commit, the checkpointer, the schema and its migrations) is `sqlite`.
 //!
-//! A second backend (the scale-out issue's PostgreSQL) adds its engine beside `sqlite` and
-//! implements each owner trait for its own transaction type, in that owner's module next to
-//! the SQLite implementation, so every statement on a table, for either backend, stays with
-//! its owner. `Store` dispatches to the engine it opened; the domain modules do not change.
+//! A second backend (the scale-out issue's PostgreSQL) adds its engine beside `sqlite`, with
+//! its own migrations, and gives [`sql::Db`] a connection of its kind; a statement the two
+//! dialects write differently keeps both variants in its owner's module. `Store` dispatches to
+//! the engine it opened; the domain modules do not change.
 //! What a backend must guarantee about ordering is stated on [`Tx`].
 //!
 //! The transactions are synchronous, and the async edge is the HTTP layer. A transaction
@@ -62,6 +64,7 @@ pub mod pairing;
 pub mod passkeys;
 pub mod reports;
 pub mod requests;
+pub mod sql;
 mod sqlite;
 pub mod tokens;
 pub mod witnesses;

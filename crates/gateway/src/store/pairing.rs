@@ -2,9 +2,9 @@
 //! (stored as their hash), each approver's WebAuthn user id, and the pairings in progress
 //! between their two steps.
 
-use rusqlite::params;
+use crate::args;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 
 /// An invite as stored.
@@ -61,7 +61,7 @@ pub trait PairingRows {
     fn use_pairing(&self, id: &str, now: i64) -> Result<(), StoreError>;
 }
 
-impl PairingRows for SqliteTx<'_> {
+impl PairingRows for Db<'_> {
     fn insert_invite(
         &self,
         code_hash: &str,
@@ -71,15 +71,15 @@ impl PairingRows for SqliteTx<'_> {
     ) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO invites(code_hash, approver, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-            params![code_hash, approver, created_at, expires_at],
+            args![code_hash, approver, created_at, expires_at],
         )?;
         Ok(())
     }
 
     fn ensure_approver(&self, name: &str, user_id: &str) -> Result<(), StoreError> {
         self.exec(
-            "INSERT OR IGNORE INTO approvers(name, user_id) VALUES (?1, ?2)",
-            params![name, user_id],
+            "INSERT INTO approvers(name, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            args![name, user_id],
         )?;
         Ok(())
     }
@@ -87,7 +87,7 @@ impl PairingRows for SqliteTx<'_> {
     fn invite(&self, code_hash: &str) -> Result<Option<InviteRow>, StoreError> {
         self.row(
             "SELECT approver, expires_at, used_at FROM invites WHERE code_hash = ?1",
-            params![code_hash],
+            args![code_hash],
             |r| {
                 Ok(InviteRow {
                     approver: r.get(0)?,
@@ -101,7 +101,7 @@ impl PairingRows for SqliteTx<'_> {
     fn use_invite(&self, code_hash: &str, now: i64) -> Result<(), StoreError> {
         self.exec(
             "UPDATE invites SET used_at = ?2 WHERE code_hash = ?1",
-            params![code_hash, now],
+            args![code_hash, now],
         )?;
         Ok(())
     }
@@ -109,7 +109,7 @@ impl PairingRows for SqliteTx<'_> {
     fn approver_user_id(&self, name: &str) -> Result<String, StoreError> {
         self.one(
             "SELECT user_id FROM approvers WHERE name = ?1",
-            params![name],
+            args![name],
             |r| r.get(0),
         )
     }
@@ -118,7 +118,7 @@ impl PairingRows for SqliteTx<'_> {
         self.exec(
             "INSERT INTO pairings(id, approver, device_key, device_name, state, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+            args![
                 id,
                 row.approver,
                 row.device_key,
@@ -133,7 +133,7 @@ impl PairingRows for SqliteTx<'_> {
     fn pairing(&self, id: &str) -> Result<Option<PairingRow>, StoreError> {
         self.row(
             "SELECT approver, device_key, device_name, state, expires_at, used_at FROM pairings WHERE id = ?1",
-            params![id],
+            args![id],
             |r| {
                 Ok(PairingRow {
                     approver: r.get(0)?,
@@ -150,7 +150,7 @@ impl PairingRows for SqliteTx<'_> {
     fn use_pairing(&self, id: &str, now: i64) -> Result<(), StoreError> {
         self.exec(
             "UPDATE pairings SET used_at = ?2 WHERE id = ?1",
-            params![id, now],
+            args![id, now],
         )?;
         Ok(())
     }

@@ -2,9 +2,9 @@
 //! backup columns, storing a new one, and moving those columns after an accepted assertion.
 //! What the columns mean is the domain's `passkeys` module's.
 
-use rusqlite::params;
+use crate::args;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 
 /// A registered passkey as stored: the credential as registered (JSON) and the signature
@@ -113,12 +113,12 @@ pub trait PasskeyRows {
     fn use_enrolment(&self, id: &str, now: i64) -> Result<(), StoreError>;
 }
 
-impl PasskeyRows for SqliteTx<'_> {
+impl PasskeyRows for Db<'_> {
     fn passkey_rows(&self, approver: &str) -> Result<Vec<PasskeyRow>, StoreError> {
         self.rows(
             "SELECT passkey, counter, backup_eligible, backup_state FROM passkeys
              WHERE approver = ?1 AND retired_at IS NULL ORDER BY created_at",
-            params![approver],
+            args![approver],
             |r| {
                 Ok(PasskeyRow {
                     passkey: r.get(0)?,
@@ -152,7 +152,7 @@ impl PasskeyRows for SqliteTx<'_> {
                  aaguid = excluded.aaguid, registration = excluded.registration,
                  attested = excluded.attested, last_used_at = NULL, retired_at = NULL
              WHERE passkeys.retired_at IS NOT NULL",
-            params![
+            args![
                 cred_id,
                 approver,
                 row.passkey,
@@ -185,7 +185,7 @@ impl PasskeyRows for SqliteTx<'_> {
                              backup_state = CASE WHEN ?3 >= counter THEN ?5 ELSE backup_state END,
                              last_used_at = max(coalesce(last_used_at, 0), ?6)
                          WHERE cred_id = ?1 AND approver = ?2 AND retired_at IS NULL",
-            params![
+            args![
                 cred_id,
                 approver,
                 counter,
@@ -202,7 +202,7 @@ impl PasskeyRows for SqliteTx<'_> {
             "SELECT cred_id, approver, device_id, aaguid, created_at, last_used_at, counter,
                     backup_eligible, backup_state, retired_at, attested
              FROM passkeys WHERE ?1 IS NULL OR approver = ?1 ORDER BY created_at, cred_id",
-            params![approver],
+            args![approver],
             |r| {
                 let aaguid: Option<String> = r.get(3)?;
                 Ok(PasskeyListing {
@@ -229,7 +229,7 @@ impl PasskeyRows for SqliteTx<'_> {
     fn passkey_registration(&self, cred_id: &str) -> Result<Option<Option<String>>, StoreError> {
         self.row(
             "SELECT registration FROM passkeys WHERE cred_id = ?1",
-            params![cred_id],
+            args![cred_id],
             |r| r.get(0),
         )
     }
@@ -239,7 +239,7 @@ impl PasskeyRows for SqliteTx<'_> {
             "INSERT INTO passkey_enrolments(id, approver, device_id, proof_state,
                                             registration_state, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+            args![
                 id,
                 row.approver,
                 row.device_id,
@@ -255,7 +255,7 @@ impl PasskeyRows for SqliteTx<'_> {
         self.row(
             "SELECT approver, device_id, proof_state, registration_state, expires_at, used_at
              FROM passkey_enrolments WHERE id = ?1",
-            params![id],
+            args![id],
             |r| {
                 Ok(EnrolmentRow {
                     approver: r.get(0)?,
@@ -272,7 +272,7 @@ impl PasskeyRows for SqliteTx<'_> {
     fn use_enrolment(&self, id: &str, now: i64) -> Result<(), StoreError> {
         self.exec(
             "UPDATE passkey_enrolments SET used_at = ?2 WHERE id = ?1",
-            params![id, now],
+            args![id, now],
         )?;
         Ok(())
     }
@@ -280,13 +280,13 @@ impl PasskeyRows for SqliteTx<'_> {
     fn retire_passkey(&self, cred_id: &str, at: i64) -> Result<Option<String>, StoreError> {
         let approver: Option<String> = self.row(
             "SELECT approver FROM passkeys WHERE cred_id = ?1 AND retired_at IS NULL",
-            params![cred_id],
+            args![cred_id],
             |r| r.get(0),
         )?;
         if approver.is_some() {
             self.exec(
                 "UPDATE passkeys SET retired_at = ?2 WHERE cred_id = ?1",
-                params![cred_id, at],
+                args![cred_id, at],
             )?;
         }
         Ok(approver)

@@ -1,9 +1,9 @@
 //! The rows of push-bombing containment (tables `reports` and `blocks`): a report with the
 //! acknowledgement answered for it, and the blocks of a requester for an approver.
 
-use rusqlite::params;
+use crate::args;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 
 /// A report as stored.
@@ -44,11 +44,11 @@ pub trait ReportRows {
     fn delete_block(&self, requester: &str, approver: &str) -> Result<bool, StoreError>;
 }
 
-impl ReportRows for SqliteTx<'_> {
+impl ReportRows for Db<'_> {
     fn report_ack(&self, report_id: &str) -> Result<Option<String>, StoreError> {
         self.row(
             "SELECT ack FROM reports WHERE report_id = ?1",
-            params![report_id],
+            args![report_id],
             |row| row.get(0),
         )
     }
@@ -57,7 +57,7 @@ impl ReportRows for SqliteTx<'_> {
         self.exec(
             "INSERT INTO reports(report_id, request_id, approver, device_id, requester, signed, ack, at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
+            args![
                 r.report_id,
                 r.request_id,
                 r.approver,
@@ -79,9 +79,9 @@ impl ReportRows for SqliteTx<'_> {
         created_at: i64,
     ) -> Result<(), StoreError> {
         self.exec(
-            "INSERT OR IGNORE INTO blocks(requester, approver, report_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-            params![requester, approver, report_id, created_at],
+            "INSERT INTO blocks(requester, approver, report_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            args![requester, approver, report_id, created_at],
         )?;
         Ok(())
     }
@@ -90,8 +90,8 @@ impl ReportRows for SqliteTx<'_> {
         Ok(self
             .row(
                 "SELECT 1 FROM blocks WHERE requester = ?1 AND approver = ?2",
-                params![requester, approver],
-                |row| row.get::<_, i64>(0),
+                args![requester, approver],
+                |row| row.get::<i64>(0),
             )?
             .is_some())
     }
@@ -99,7 +99,7 @@ impl ReportRows for SqliteTx<'_> {
     fn delete_block(&self, requester: &str, approver: &str) -> Result<bool, StoreError> {
         let n = self.exec(
             "DELETE FROM blocks WHERE requester = ?1 AND approver = ?2",
-            params![requester, approver],
+            args![requester, approver],
         )?;
         Ok(n > 0)
     }

@@ -7,10 +7,10 @@
 //! joins `challenges` (see `challenges`), where a request's approvers are recorded, one row
 //! each; it is the store's only statement on two tables.
 
+use crate::args;
 use countersign_protocol::RequestState;
-use rusqlite::params;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 
 /// A new request as stored: `pending`, or `approved` at once by the policy.
@@ -151,14 +151,14 @@ pub trait RequestRows {
         -> Result<bool, StoreError>;
 }
 
-impl RequestRows for SqliteTx<'_> {
+impl RequestRows for Db<'_> {
     fn insert_request(&self, r: &NewRequest<'_>) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO requests(id, signed, digest, requester, state, created_at, expires_at,
                     min_approvals, match_code, dup_key, status_seq, status_at, closed_at)
                  VALUES (?1, ?2, ?3, ?4, ?10, ?5, ?6, ?7, ?8, ?9, 1, ?5,
                     CASE WHEN ?10 = 'pending' THEN NULL ELSE ?5 END)",
-            params![
+            args![
                 r.id,
                 r.signed,
                 r.digest,
@@ -181,7 +181,7 @@ impl RequestRows for SqliteTx<'_> {
     fn request_signed(&self, id: &str) -> Result<Option<String>, StoreError> {
         self.row(
             "SELECT signed FROM requests WHERE id = ?1",
-            params![id],
+            args![id],
             |r| r.get(0),
         )
     }
@@ -189,7 +189,7 @@ impl RequestRows for SqliteTx<'_> {
     fn request_and_requester(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
         self.row(
             "SELECT signed, requester FROM requests WHERE id = ?1",
-            params![id],
+            args![id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
     }
@@ -197,7 +197,7 @@ impl RequestRows for SqliteTx<'_> {
     fn request_requester_digest(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
         self.row(
             "SELECT requester, digest FROM requests WHERE id = ?1",
-            params![id],
+            args![id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
     }
@@ -205,14 +205,14 @@ impl RequestRows for SqliteTx<'_> {
     fn request_gate(&self, id: &str) -> Result<Option<RequestGate>, StoreError> {
         self.row(
             "SELECT digest, state, expires_at, match_code, status_seq FROM requests WHERE id = ?1",
-            params![id],
+            args![id],
             |r| {
                 Ok(RequestGate {
                     digest: r.get(0)?,
                     state: r.get(1)?,
                     expires_at: r.get(2)?,
                     match_code: r.get(3)?,
-                    status_seq: r.get::<_, i64>(4)? as u64,
+                    status_seq: r.get::<i64>(4)? as u64,
                 })
             },
         )
@@ -222,9 +222,9 @@ impl RequestRows for SqliteTx<'_> {
         self.one(
             "SELECT signed, digest, state, min_approvals, status_seq, status_at, closed_at,
                     revoked_at, revoked_by, acked_at, acked_by, used_at FROM requests WHERE id = ?1",
-            params![id],
+            args![id],
             |r| {
-                let pair = |at: usize| -> rusqlite::Result<Option<(i64, String)>> {
+                let pair = |at: usize| -> Result<Option<(i64, String)>, StoreError> {
                     Ok(match (r.get(at)?, r.get(at + 1)?) {
                         (Some(t), Some(by)) => Some((t, by)),
                         _ => None,
@@ -235,7 +235,7 @@ impl RequestRows for SqliteTx<'_> {
                     digest: r.get(1)?,
                     state: r.get(2)?,
                     min_approvals: r.get(3)?,
-                    status_seq: r.get::<_, i64>(4)? as u64,
+                    status_seq: r.get::<i64>(4)? as u64,
                     status_at: r.get(5)?,
                     closed_at: r.get(6)?,
                     revoked: pair(7)?,
@@ -254,7 +254,7 @@ impl RequestRows for SqliteTx<'_> {
         self.row(
             "SELECT signed, digest, match_code FROM requests
                      WHERE dup_key = ?1 AND state = 'pending' AND expires_at > ?2",
-            params![dup_key, now],
+            args![dup_key, now],
             |r| {
                 Ok(PendingDuplicate {
                     signed: r.get(0)?,
@@ -268,7 +268,7 @@ impl RequestRows for SqliteTx<'_> {
     fn requests_since(&self, requester: &str, since: i64) -> Result<i64, StoreError> {
         self.one(
             "SELECT count(*) FROM requests WHERE requester = ?1 AND created_at > ?2",
-            params![requester, since],
+            args![requester, since],
             |r| r.get(0),
         )
     }
@@ -276,8 +276,8 @@ impl RequestRows for SqliteTx<'_> {
     fn requests_by_state(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.rows(
             "SELECT state, count(*) FROM requests GROUP BY state",
-            [],
-            |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.try_into().unwrap_or(0))),
+            args![],
+            |r| Ok((r.get(0)?, r.get::<i64>(1)?.try_into().unwrap_or(0))),
         )
     }
 
@@ -290,7 +290,7 @@ impl RequestRows for SqliteTx<'_> {
             "SELECT r.id FROM requests r JOIN challenges c ON c.request_id = r.id
                          WHERE r.requester = ?1 AND c.approver = ?2 AND r.state = 'pending'
                          ORDER BY r.created_at, r.id",
-            params![requester, approver],
+            args![requester, approver],
             |row| row.get(0),
         )
     }
@@ -298,7 +298,7 @@ impl RequestRows for SqliteTx<'_> {
     fn due_requests(&self, now: i64) -> Result<Vec<String>, StoreError> {
         self.rows(
             "SELECT id FROM requests WHERE state = 'pending' AND expires_at <= ?1 LIMIT 500",
-            params![now],
+            args![now],
             |r| r.get(0),
         )
     }
@@ -306,7 +306,7 @@ impl RequestRows for SqliteTx<'_> {
     fn set_status_seq(&self, id: &str, seq: u64, at: i64) -> Result<(), StoreError> {
         self.exec(
             "UPDATE requests SET status_seq = ?2, status_at = ?3 WHERE id = ?1",
-            params![id, seq as i64, at],
+            args![id, seq as i64, at],
         )?;
         Ok(())
     }
@@ -315,7 +315,7 @@ impl RequestRows for SqliteTx<'_> {
         self.exec(
             "UPDATE requests SET state = ?2, closed_at = ?3, status_seq = status_seq + 1,
                     status_at = ?3 WHERE id = ?1",
-            params![id, state.as_str(), now],
+            args![id, state.as_str(), now],
         )?;
         Ok(())
     }
@@ -325,7 +325,7 @@ impl RequestRows for SqliteTx<'_> {
             "UPDATE requests SET used_at = ?2, status_seq = status_seq + 1, status_at = ?2
                      WHERE id = ?1 AND state = 'approved' AND revoked_at IS NULL
                        AND used_at IS NULL",
-            params![id, now],
+            args![id, now],
         )?;
         Ok(n > 0)
     }
@@ -335,7 +335,7 @@ impl RequestRows for SqliteTx<'_> {
             "UPDATE requests SET revoked_at = ?3, revoked_by = ?2,
                     status_seq = status_seq + 1, status_at = ?3
                      WHERE id = ?1 AND state = 'approved' AND revoked_at IS NULL",
-            params![id, by, now],
+            args![id, by, now],
         )?;
         Ok(n > 0)
     }
@@ -345,7 +345,7 @@ impl RequestRows for SqliteTx<'_> {
             "UPDATE requests SET acked_at = ?3, acked_by = ?2,
                     status_seq = status_seq + 1, status_at = ?3
                      WHERE id = ?1 AND state = 'approved' AND acked_at IS NULL",
-            params![id, approver, now],
+            args![id, approver, now],
         )?;
         Ok(n > 0)
     }
@@ -355,7 +355,7 @@ impl RequestRows for SqliteTx<'_> {
             "UPDATE requests SET state = 'withdrawn', closed_at = ?3,
                     status_seq = status_seq + 1, status_at = ?3
                      WHERE id = ?1 AND requester = ?2 AND state = 'pending'",
-            params![id, requester, now],
+            args![id, requester, now],
         )?;
         Ok(n > 0)
     }
@@ -363,7 +363,7 @@ impl RequestRows for SqliteTx<'_> {
     fn count_match_failure(&self, id: &str) -> Result<(), StoreError> {
         self.exec(
             "UPDATE requests SET match_failures = match_failures + 1 WHERE id = ?1",
-            params![id],
+            args![id],
         )?;
         Ok(())
     }
@@ -378,7 +378,7 @@ impl RequestRows for SqliteTx<'_> {
             "UPDATE requests SET state = 'denied', closed_at = ?3,
                     status_seq = status_seq + 1, status_at = ?3
                      WHERE id = ?1 AND state = 'pending' AND match_failures >= ?2",
-            params![id, limit, now],
+            args![id, limit, now],
         )?;
         Ok(n > 0)
     }

@@ -3,10 +3,10 @@
 //! statements), one writer with group commit, a few readers, the background checkpoint thread,
 //! the writer's counts ([`StoreStats`]) and the schema with its migrations (`schema`).
 //!
-//! A write or read is handed a [`SqliteTx`], the SQLite implementation of the store's row
-//! traits; the owner modules beside this one (`requests`, `decisions`, …) implement them with
-//! their statements, through [`SqliteTx`]'s helpers, every statement prepared once per
-//! connection (`prepare_cached`). Nothing outside `store` sees a `rusqlite` type.
+//! A write or read is handed a [`Db`] on its connection (see `sql`), through which the owner
+//! modules beside this one (`requests`, `decisions`, …) run their statements, every statement
+//! prepared once per connection (`prepare_cached`). Nothing outside `store` sees a `rusqlite`
+//! type.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,8 +15,9 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension, Params, Row};
+use rusqlite::{Connection, Params};
 
+use super::sql::Db;
 use crate::error::StoreError;
 use crate::hub::{Hub, Pushed};
 
@@ -212,7 +213,7 @@ impl Sqlite {
     /// commit order.
     pub(super) fn write_publish<T, E>(
         &self,
-        f: impl FnOnce(&SqliteTx<'_>) -> Result<(T, Vec<Pushed>), E>,
+        f: impl FnOnce(&Db<'_>) -> Result<(T, Vec<Pushed>), E>,
     ) -> Result<T, E>
     where
         E: From<StoreError>,
@@ -268,7 +269,7 @@ impl Sqlite {
     fn run_in_savepoint<T, E>(
         &self,
         w: &mut Writer,
-        f: impl FnOnce(&SqliteTx<'_>) -> Result<(T, Vec<Pushed>), E>,
+        f: impl FnOnce(&Db<'_>) -> Result<(T, Vec<Pushed>), E>,
     ) -> Result<T, E>
     where
         E: From<StoreError>,
@@ -276,7 +277,7 @@ impl Sqlite {
         if let Err(e) = execute(&w.conn, "SAVEPOINT write", []) {
             return Err(StoreError::from(e).into());
         }
-        match f(&SqliteTx::new(&w.conn, &self.counters)) {
+        match f(&Db::sqlite(&w.conn, &self.counters.errors)) {
             Ok((value, pushed)) => match execute(&w.conn, "RELEASE write", []) {
                 Ok(_) => {
                     if let Some(b) = w.batch.as_mut() {
@@ -353,7 +354,7 @@ impl Sqlite {
     /// The schema version of the database now (`PRAGMA user_version`, read on a reader, so
     /// this also shows that the database answers).
     pub(super) fn schema_version(&self) -> Result<i64, StoreError> {
-        self.read(|tx| tx.one("PRAGMA user_version", [], |r| r.get(0)))
+        self.read(|tx| tx.one("PRAGMA user_version", crate::args![], |r| r.get(0)))
     }
 
     /// The schema version this build writes.
@@ -362,7 +363,7 @@ impl Sqlite {
     }
 
     /// Runs a read-only `f` on a reader connection: it sees the last commit.
-    pub(super) fn read<T, E>(&self, f: impl FnOnce(&SqliteTx<'_>) -> Result<T, E>) -> Result<T, E>
+    pub(super) fn read<T, E>(&self, f: impl FnOnce(&Db<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
     {
@@ -370,7 +371,7 @@ impl Sqlite {
         for i in 0..self.readers.len() {
             if let Some(r) = self.readers.get((start + i) % self.readers.len()) {
                 if let Ok(conn) = r.try_lock() {
-                    return f(&SqliteTx::new(&conn, &self.counters));
+                    return f(&Db::sqlite(&conn, &self.counters.errors));
                 }
             }
         }
@@ -379,7 +380,7 @@ impl Sqlite {
             .get(start % self.readers.len().max(1))
             .ok_or(StoreError::Poisoned)?;
         let conn = r.lock().map_err(|_| StoreError::Poisoned)?;
-        f(&SqliteTx::new(&conn, &self.counters))
+        f(&Db::sqlite(&conn, &self.counters.errors))
     }
 }
 
@@ -424,78 +425,6 @@ fn checkpoint_loop(conn: &Connection, wakeups: &Receiver<()>) {
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(%e, "a background WAL checkpoint failed; the next commit retries");
         }
-    }
-}
-
-/// One write's or read's handle on its connection: the SQLite implementation of the store's
-/// row traits (see the owner modules). A write's connection is inside its savepoint; a read's
-/// is a reader (`query_only`), so a statement that writes fails there. rusqlite runs
-/// statements through `&Connection`, so the handle needs no `RefCell`.
-pub(super) struct SqliteTx<'c> {
-    conn: &'c Connection,
-    /// The store's count of failed statements (`StoreStats::errors`).
-    errors: &'c AtomicU64,
-}
-
-impl<'c> SqliteTx<'c> {
-    fn new(conn: &'c Connection, counters: &'c Counters) -> Self {
-        SqliteTx {
-            conn,
-            errors: &counters.errors,
-        }
-    }
-
-    /// Counts a failed statement and makes it the store's error.
-    fn failed(&self, e: rusqlite::Error) -> StoreError {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        e.into()
-    }
-
-    /// Runs a statement that changes rows and returns how many it changed.
-    pub(super) fn exec<P: Params>(&self, sql: &str, params: P) -> Result<usize, StoreError> {
-        self.conn
-            .prepare_cached(sql)
-            .and_then(|mut s| s.execute(params))
-            .map_err(|e| self.failed(e))
-    }
-
-    /// The one row `sql` selects, or `None`.
-    pub(super) fn row<T, P: Params>(
-        &self,
-        sql: &str,
-        params: P,
-        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<Option<T>, StoreError> {
-        self.conn
-            .prepare_cached(sql)
-            .and_then(|mut s| s.query_row(params, f).optional())
-            .map_err(|e| self.failed(e))
-    }
-
-    /// The one row `sql` selects; none is an error.
-    pub(super) fn one<T, P: Params>(
-        &self,
-        sql: &str,
-        params: P,
-        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
-        self.conn
-            .prepare_cached(sql)
-            .and_then(|mut s| s.query_row(params, f))
-            .map_err(|e| self.failed(e))
-    }
-
-    /// Every row `sql` selects, in its order.
-    pub(super) fn rows<T, P: Params>(
-        &self,
-        sql: &str,
-        params: P,
-        f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<Vec<T>, StoreError> {
-        self.conn
-            .prepare_cached(sql)
-            .and_then(|mut stmt| stmt.query_map(params, f)?.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| self.failed(e))
     }
 }
 

@@ -1,9 +1,9 @@
 //! The requester tokens (table `tokens`, each stored as its SHA-256): issuing or reissuing one
 //! under a name, revoking it, listing them and looking one up by its hash.
 
-use rusqlite::params;
+use crate::args;
 
-use super::sqlite::SqliteTx;
+use super::sql::{Db, Row};
 use crate::error::StoreError;
 
 /// A requester token as listed (never its hash).
@@ -51,7 +51,7 @@ pub trait TokenRows {
 }
 
 /// A `TokenRow` from `name, created_at, revoked, team, environments, role`.
-fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
+fn token_row(r: &Row<'_>) -> Result<TokenRow, StoreError> {
     Ok(TokenRow {
         name: r.get(0)?,
         created_at: r.get(1)?,
@@ -62,7 +62,7 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
     })
 }
 
-impl TokenRows for SqliteTx<'_> {
+impl TokenRows for Db<'_> {
     fn put_token(
         &self,
         name: &str,
@@ -79,7 +79,7 @@ impl TokenRows for SqliteTx<'_> {
                     created_at = excluded.created_at, revoked_at = NULL,
                     team = excluded.team, environments = excluded.environments,
                     role = excluded.role",
-            params![name, hash, created_at, team, environments, role],
+            args![name, hash, created_at, team, environments, role],
         )?;
         debug_assert_eq!(n, 1);
         Ok(())
@@ -88,7 +88,7 @@ impl TokenRows for SqliteTx<'_> {
     fn revoke_token(&self, name: &str, now: i64) -> Result<bool, StoreError> {
         let n = self.exec(
             "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
-            params![name, now],
+            args![name, now],
         )?;
         Ok(n > 0)
     }
@@ -97,7 +97,7 @@ impl TokenRows for SqliteTx<'_> {
         self.rows(
             "SELECT name, created_at, revoked_at IS NOT NULL, team, environments, role
                  FROM tokens ORDER BY name",
-            [],
+            args![],
             token_row,
         )
     }
@@ -106,7 +106,7 @@ impl TokenRows for SqliteTx<'_> {
         self.row(
             "SELECT name, created_at, revoked_at IS NOT NULL, team, environments, role
                  FROM tokens WHERE name = ?1",
-            params![name],
+            args![name],
             token_row,
         )
     }
@@ -117,7 +117,7 @@ impl TokenRows for SqliteTx<'_> {
     ) -> Result<Option<(String, Option<i64>, String)>, StoreError> {
         self.row(
             "SELECT name, revoked_at, role FROM tokens WHERE hash = ?1",
-            params![hash],
+            args![hash],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
     }

@@ -1,9 +1,9 @@
 //! The devices' cosignatures of the log's checkpoints (table `log_cosignatures`, one per
 //! checkpoint and device), and the lookups of stored checkpoints that witnessing needs.
 
-use rusqlite::params;
+use crate::args;
 
-use super::sqlite::SqliteTx;
+use super::sql::Db;
 use crate::error::StoreError;
 
 /// The rows of the log's witnesses.
@@ -29,11 +29,11 @@ pub trait WitnessRows {
     fn log_checkpoint_witnessed(&self, size: u64) -> Result<Option<(u64, String)>, StoreError>;
 }
 
-impl WitnessRows for SqliteTx<'_> {
+impl WitnessRows for Db<'_> {
     fn log_checkpoint_of(&self, size: u64) -> Result<Option<String>, StoreError> {
         self.row(
             "SELECT note FROM log_checkpoints WHERE size = ?1",
-            params![size as i64],
+            args![size as i64],
             |r| r.get(0),
         )
     }
@@ -46,9 +46,9 @@ impl WitnessRows for SqliteTx<'_> {
         at: i64,
     ) -> Result<(), StoreError> {
         self.exec(
-            "INSERT OR IGNORE INTO log_cosignatures(size, device, line, received_at) \
-             VALUES (?1, ?2, ?3, ?4)",
-            params![size as i64, device, line, at],
+            "INSERT INTO log_cosignatures(size, device, line, received_at) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            args![size as i64, device, line, at],
         )?;
         Ok(())
     }
@@ -56,7 +56,7 @@ impl WitnessRows for SqliteTx<'_> {
     fn cosignatures_of(&self, size: u64) -> Result<Vec<(String, String)>, StoreError> {
         self.rows(
             "SELECT device, line FROM log_cosignatures WHERE size = ?1 ORDER BY device",
-            params![size as i64],
+            args![size as i64],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
     }
@@ -66,8 +66,8 @@ impl WitnessRows for SqliteTx<'_> {
             "SELECT c.size, c.note FROM log_checkpoints c WHERE c.size >= ?1 \
              AND EXISTS (SELECT 1 FROM log_cosignatures w WHERE w.size = c.size) \
              ORDER BY c.size LIMIT 1",
-            params![size as i64],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            args![size as i64],
+            |r| Ok((r.get::<i64>(0)? as u64, r.get(1)?)),
         )
     }
 }
