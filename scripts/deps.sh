@@ -67,6 +67,9 @@ packages+=(xvfb xauth fonts-dejavu-core imagemagick)
 ((want_components)) && packages+=(python3 python3-venv)
 # systemd-analyze checks the gateway's systemd unit (deploy/systemd) without running systemd.
 ((want_components)) && packages+=(systemd)
+# The gateway's PostgreSQL backend is tested against a real server, started by the tests as an
+# unprivileged user in a temporary directory (crates/test-support/src/postgres.rs).
+((want_components)) && packages+=(postgresql)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
     for p in "${packages[@]}"; do

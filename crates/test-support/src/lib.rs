@@ -23,6 +23,7 @@
 //! - `fido`: a fake CTAP2 security key behind the `Token` transport interface.
 //! - `hoop`: a fake hoop.dev gateway, written from hoop's source.
 //! - `smtp`: a real SMTP server (aiosmtpd) that records the mail it accepts.
+//! - `postgres`: a real PostgreSQL server from Debian's packages, as an unprivileged user.
 //! - `wait`: waiting for what another task does.
 //! - `webdriver` (feature `webdriver`): the desktop app through tauri-driver.
 //!
@@ -42,6 +43,7 @@ pub mod hoop;
 pub mod http;
 pub mod keystore;
 pub mod mitm;
+pub mod postgres;
 pub mod processes;
 pub mod rewrite;
 pub mod smtp;
