@@ -54,11 +54,20 @@ test: deps-lints ui-dist
 	# A private session bus for the desktop-notification tests (crates/notifications), with a
 	# throwaway Secret Service on it for the device-key store test.
 	dbus-run-session -- bash scripts/with-secret-service.sh $(CARGO) test --workspace
+	@$(MAKE) --no-print-directory postgres-test
 	@$(MAKE) --no-print-directory guest-test
 	@$(MAKE) --no-print-directory desktop-e2e
 	@$(MAKE) --no-print-directory ui-test
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory deb-check
+
+# The gateway's API suite again, on PostgreSQL: a real server the tests start as an
+# unprivileged user (crates/test-support/src/postgres.rs), a database per test gateway. The
+# test binary is the one `cargo test` built; only the store differs.
+.PHONY: postgres-test
+postgres-test:
+	@echo "== $$(date +%T) the gateway's API suite on PostgreSQL"
+	COUNTERSIGN_TEST_STORE=postgres $(CARGO) test -p countersign-gateway --test api
 
 # The real security key path (CTAP2 over USB HID) in a QEMU guest with a virtual FIDO2 key on
 # /dev/uhid, on the binaries the build above made (tests/guest/run.sh says how).

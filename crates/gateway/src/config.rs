@@ -39,6 +39,10 @@ pub struct Config {
     pub public_url: Option<Url>,
     /// Where the database and the signing key live.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database shared by several gateway replicas (`postgres://user@host/db`);
+    /// unset: the SQLite file `gateway.db` in `data_dir` (docs/operations.md). The signing key
+    /// stays in `data_dir`: every replica needs the same one.
+    pub database_url: Option<String>,
     /// A PEM certificate chain and its PEM private key: when both are set the gateway serves
     /// HTTPS itself, its URL is `https://`, and pairing links pin the certificate.
     pub tls_cert: Option<PathBuf>,
@@ -194,6 +198,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8740)),
             public_url: None,
             data_dir: default_data_dir(),
+            database_url: None,
             tls_cert: None,
             tls_key: None,
             webauthn_rp_id: "localhost".into(),
@@ -303,6 +308,9 @@ impl Config {
         }
         if let Some(v) = get("COUNTERSIGN_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("COUNTERSIGN_DATABASE_URL") {
+            self.database_url = Some(v);
         }
         if let Some(v) = get("COUNTERSIGN_TLS_CERT") {
             self.tls_cert = Some(PathBuf::from(v));

@@ -63,7 +63,10 @@ impl Gateway {
         create_private_dir(dir)?;
         let key = load_or_create_key(&dir.join("gateway.key"))?;
         let hub = Arc::new(Hub::new());
-        let store = Store::open(&dir.join("gateway.db"), hub.clone())?;
+        let store = match &config.database_url {
+            Some(url) => Store::open_postgres(url, hub.clone())?,
+            None => Store::open(&dir.join("gateway.db"), hub.clone())?,
+        };
         if let Some(schema) = store.upgraded_from_protocol_1() {
             let now = Clock::default().now();
             store.write(|tx| {

@@ -24,6 +24,7 @@ pub const REQUESTER: &str = "ci-bot";
 /// limit no test reaches unless it sets its own.
 pub fn test_config(data_dir: PathBuf) -> Config {
     Config {
+        database_url: test_database(&data_dir),
         data_dir,
         listen: "127.0.0.1:0".parse().unwrap(),
         keepalive_seconds: 1,
@@ -31,6 +32,27 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         rate_limit_per_minute: 10_000,
         ..Config::default()
     }
+}
+
+/// The database of a test gateway over `data_dir`: the SQLite file in it, or, when the tests
+/// run with `COUNTERSIGN_TEST_STORE=postgres`, a database of its own on the test binary's
+/// PostgreSQL server (`postgres::shared`), the same one each time the directory is opened, so
+/// that a restart finds its data.
+pub fn test_database(data_dir: &Path) -> Option<String> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static DATABASES: Mutex<Option<HashMap<PathBuf, String>>> = Mutex::new(None);
+    match std::env::var("COUNTERSIGN_TEST_STORE").as_deref() {
+        Ok("postgres") => {}
+        Ok("sqlite") | Err(_) => return None,
+        Ok(other) => panic!("COUNTERSIGN_TEST_STORE={other}: it is sqlite or postgres"),
+    }
+    let mut dbs = DATABASES.lock().unwrap_or_else(|p| p.into_inner());
+    let url = dbs
+        .get_or_insert_with(HashMap::new)
+        .entry(data_dir.to_path_buf())
+        .or_insert_with(|| crate::postgres::shared().database().unwrap());
+    Some(url.clone())
 }
 
 /// Opens the gateway `config` describes, gives [`REQUESTER`] a token, and serves it: what every
@@ -189,6 +211,7 @@ pub async fn reopen_gateway(
 ) -> Running {
     let mut config = Config {
         data_dir: data_dir.to_path_buf(),
+        database_url: test_database(data_dir),
         listen: addr,
         keepalive_seconds: 1,
         ..Config::default()

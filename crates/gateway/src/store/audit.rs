@@ -14,7 +14,7 @@ use countersign_protocol::canonical::to_canonical_bytes;
 use countersign_protocol::log::{self as tlog, Hash};
 use countersign_protocol::{Digest, AUDIT_VERSION};
 
-use super::sql::Db;
+use super::sql::{Db, Dialect};
 use crate::error::StoreError;
 
 /// The rows of the audit chain.
@@ -198,7 +198,16 @@ impl AuditRows for Db<'_> {
 
     fn audit_text_of_request(&self, request_id: &str) -> Result<Vec<(u64, String)>, StoreError> {
         self.rows(
-            "SELECT seq, entry FROM audit WHERE json_extract(entry, '$.request_id') = ?1 ORDER BY seq",
+            match self.dialect() {
+                Dialect::Sqlite => {
+                    "SELECT seq, entry FROM audit WHERE json_extract(entry, '$.request_id') = ?1 \
+                     ORDER BY seq"
+                }
+                Dialect::Postgres => {
+                    "SELECT seq, entry FROM audit WHERE entry::json ->> 'request_id' = ?1 \
+                     ORDER BY seq"
+                }
+            },
             args![request_id],
             |r| Ok((r.get::<i64>(0)? as u64, r.get(1)?)),
         )

@@ -3,7 +3,7 @@
 
 use crate::args;
 
-use super::sql::Db;
+use super::sql::{Db, Dialect};
 use crate::error::StoreError;
 
 /// A paired device as stored.
@@ -56,6 +56,22 @@ pub trait DeviceRows {
     fn revoked_since(&self, since: i64) -> Result<Vec<String>, StoreError>;
 }
 
+/// The devices (of one approver, `?1`, or all), each with when it was last seen: its last
+/// decision, report or checkpoint. SQLite's scalar `max` is PostgreSQL's `greatest`, and the
+/// JSON paths differ.
+const DEVICE_LISTING_SQLITE: &str = "SELECT d.id, d.approver, d.name, d.paired_at, d.revoked_at,
+        max(coalesce((SELECT max(at) FROM decisions
+                      WHERE json_extract(signed, '$.body.device_id') = d.id), 0),
+            coalesce((SELECT max(at) FROM reports WHERE device_id = d.id), 0),
+            coalesce((SELECT received_at FROM device_checkpoints WHERE device = d.id), 0))
+     FROM devices d WHERE CAST(?1 AS TEXT) IS NULL OR d.approver = ?1 ORDER BY d.paired_at, d.id";
+const DEVICE_LISTING_POSTGRES: &str = "SELECT d.id, d.approver, d.name, d.paired_at, d.revoked_at,
+        greatest(coalesce((SELECT max(at) FROM decisions
+                           WHERE signed::json #>> '{body,device_id}' = d.id), 0),
+            coalesce((SELECT max(at) FROM reports WHERE device_id = d.id), 0),
+            coalesce((SELECT received_at FROM device_checkpoints WHERE device = d.id), 0))
+     FROM devices d WHERE CAST(?1 AS TEXT) IS NULL OR d.approver = ?1 ORDER BY d.paired_at, d.id";
+
 impl DeviceRows for Db<'_> {
     fn device(&self, id: &str) -> Result<Option<DeviceRow>, StoreError> {
         self.row(
@@ -96,27 +112,21 @@ impl DeviceRows for Db<'_> {
     }
 
     fn device_listing(&self, approver: Option<&str>) -> Result<Vec<DeviceListing>, StoreError> {
-        self.rows(
-            "SELECT d.id, d.approver, d.name, d.paired_at, d.revoked_at,
-                    max(coalesce((SELECT max(at) FROM decisions
-                                  WHERE json_extract(signed, '$.body.device_id') = d.id), 0),
-                        coalesce((SELECT max(at) FROM reports WHERE device_id = d.id), 0),
-                        coalesce((SELECT received_at FROM device_checkpoints
-                                  WHERE device = d.id), 0))
-             FROM devices d WHERE ?1 IS NULL OR d.approver = ?1 ORDER BY d.paired_at, d.id",
-            args![approver],
-            |r| {
-                let seen: i64 = r.get(5)?;
-                Ok(DeviceListing {
-                    id: r.get(0)?,
-                    approver: r.get(1)?,
-                    name: r.get(2)?,
-                    paired_at: r.get(3)?,
-                    revoked_at: r.get(4)?,
-                    last_seen_at: (seen > 0).then_some(seen),
-                })
-            },
-        )
+        let sql = match self.dialect() {
+            Dialect::Sqlite => DEVICE_LISTING_SQLITE,
+            Dialect::Postgres => DEVICE_LISTING_POSTGRES,
+        };
+        self.rows(sql, args![approver], |r| {
+            let seen: i64 = r.get(5)?;
+            Ok(DeviceListing {
+                id: r.get(0)?,
+                approver: r.get(1)?,
+                name: r.get(2)?,
+                paired_at: r.get(3)?,
+                revoked_at: r.get(4)?,
+                last_seen_at: (seen > 0).then_some(seen),
+            })
+        })
     }
 
     fn revoke_device(&self, id: &str, at: i64) -> Result<bool, StoreError> {

@@ -6,7 +6,7 @@
 
 use crate::args;
 
-use super::sql::Db;
+use super::sql::{Db, Dialect};
 use crate::error::StoreError;
 
 /// One person as the directory lists them.
@@ -207,13 +207,21 @@ impl DirectoryRows for Db<'_> {
         // CROSS JOIN fixes the order: from the group's index, then each person, then their
         // approver names. Left to itself the planner walks every approver identity of the
         // directory instead (about 5 times slower for a group of 150 among 1,000 people).
-        self.rows(
-            "SELECT i.name, p.id FROM person_groups g
+        // (PostgreSQL's planner needs no such hint, and has no CROSS JOIN with ON.)
+        let sql = match self.dialect() {
+            Dialect::Sqlite => {
+                "SELECT i.name, p.id FROM person_groups g
                  CROSS JOIN people p ON p.id = g.person
                  CROSS JOIN person_identities i ON i.person = p.id AND i.kind = 'approver'
-                 WHERE g.grp = ?1 AND p.removed_at IS NULL ORDER BY i.name",
-            args![group],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+                 WHERE g.grp = ?1 AND p.removed_at IS NULL ORDER BY i.name"
+            }
+            Dialect::Postgres => {
+                "SELECT i.name, p.id FROM person_groups g
+                 JOIN people p ON p.id = g.person
+                 JOIN person_identities i ON i.person = p.id AND i.kind = 'approver'
+                 WHERE g.grp = ?1 AND p.removed_at IS NULL ORDER BY i.name"
+            }
+        };
+        self.rows(sql, args![group], |r| Ok((r.get(0)?, r.get(1)?)))
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::args;
 
-use super::sql::Db;
+use super::sql::{Db, Dialect};
 use crate::error::StoreError;
 use crate::hub::Pushed;
 
@@ -54,12 +54,15 @@ pub trait EventRows {
 
 impl EventRows for Db<'_> {
     fn next_event_id(&self) -> Result<u64, StoreError> {
-        // `events.seq` is AUTOINCREMENT: sqlite_sequence keeps the highest id ever used.
-        let last: i64 = self.one(
-            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
-            args![],
-            |r| r.get(0),
-        )?;
+        // The highest id ever used: SQLite keeps it for `events.seq`, an AUTOINCREMENT, in
+        // sqlite_sequence; PostgreSQL in the `events` row of `counters`.
+        let sql = match self.dialect() {
+            Dialect::Sqlite => {
+                "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
+            }
+            Dialect::Postgres => "SELECT value FROM counters WHERE name = 'events'",
+        };
+        let last: i64 = self.one(sql, args![], |r| r.get(0))?;
         Ok(u64::try_from(last).unwrap_or(0) + 1)
     }
 
@@ -74,19 +77,35 @@ impl EventRows for Db<'_> {
             "INSERT INTO events(seq, approver, kind, data) VALUES (?1, ?2, ?3, ?4)",
             args![id as i64, approver, kind, data],
         )?;
+        if self.dialect() == Dialect::Postgres {
+            self.exec(
+                "UPDATE counters SET value = greatest(value, ?1) WHERE name = 'events'",
+                args![id as i64],
+            )?;
+        }
         Ok(())
     }
 
     fn statuses_pushed(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        self.rows(
-            "SELECT json_extract(data, '$.body.payload.status') FROM events \
-             WHERE kind = 'status' \
-             AND json_extract(data, '$.body.payload.status.body.request_id') = ?1 \
-             GROUP BY json_extract(data, '$.body.payload.status.body.seq') \
-             ORDER BY json_extract(data, '$.body.payload.status.body.seq')",
-            args![id],
-            |r| r.get(0),
-        )
+        let sql = match self.dialect() {
+            Dialect::Sqlite => {
+                "SELECT json_extract(data, '$.body.payload.status') FROM events \
+                 WHERE kind = 'status' \
+                 AND json_extract(data, '$.body.payload.status.body.request_id') = ?1 \
+                 GROUP BY json_extract(data, '$.body.payload.status.body.seq') \
+                 ORDER BY json_extract(data, '$.body.payload.status.body.seq')"
+            }
+            // One per status `seq` (every approver got the same body); `json` keeps the text.
+            Dialect::Postgres => {
+                "SELECT DISTINCT ON (s) j FROM (SELECT \
+                     (data::json #>> '{body,payload,status,body,seq}')::bigint AS s, \
+                     (data::json #> '{body,payload,status}')::text AS j FROM events \
+                     WHERE kind = 'status' \
+                     AND data::json #>> '{body,payload,status,body,request_id}' = ?1) x \
+                 ORDER BY s"
+            }
+        };
+        self.rows(sql, args![id], |r| r.get(0))
     }
 
     fn drop_older_to_everyone(&self, kind: &str, id: u64) -> Result<(), StoreError> {

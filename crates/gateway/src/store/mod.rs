@@ -62,6 +62,7 @@ pub mod github;
 pub mod memberships;
 pub mod pairing;
 pub mod passkeys;
+mod postgres;
 pub mod reports;
 pub mod requests;
 pub mod sql;
@@ -166,7 +167,13 @@ impl<T> Tx for T where
 /// is answered only after the commit that holds it returned. A read sees the last commit. The
 /// closures are synchronous and run on tokio's blocking pool (see the module documentation).
 pub struct Store {
-    engine: sqlite::Sqlite,
+    engine: Engine,
+}
+
+/// The database a [`Store`] opened.
+enum Engine {
+    Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
 }
 
 impl Store {
@@ -174,9 +181,18 @@ impl Store {
     /// events are published to `hub`. Fills in the transparency log's tree for audit entries
     /// that have none yet (those written before schema version 12).
     pub fn open(path: &Path, hub: Arc<Hub>) -> Result<Store, StoreError> {
-        let store = Store {
-            engine: sqlite::Sqlite::open(path, hub)?,
-        };
+        Store::opened(Engine::Sqlite(sqlite::Sqlite::open(path, hub)?))
+    }
+
+    /// Connects to the PostgreSQL database at `url` (`postgres://user@host/db`), shared with
+    /// the other replicas, and migrates it; every replica's committed events are published to
+    /// `hub` (see `postgres`).
+    pub fn open_postgres(url: &str, hub: Arc<Hub>) -> Result<Store, StoreError> {
+        Store::opened(Engine::Postgres(postgres::Postgres::open(url, hub)?))
+    }
+
+    fn opened(engine: Engine) -> Result<Store, StoreError> {
+        let store = Store { engine };
         if store.read(|tx| tx.log_behind())? {
             let added = store.write(|tx| tx.log_backfill())?;
             tracing::info!(
@@ -193,8 +209,7 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        self.engine
-            .write_publish(|tx| f(tx).map(|t| (t, Vec::new())))
+        self.write_publish(|tx| f(tx).map(|t| (t, Vec::new())))
     }
 
     /// Like [`Store::write`]; the events `f` returns are published to the hub once the write is
@@ -206,7 +221,10 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        self.engine.write_publish(|tx| f(tx))
+        match &self.engine {
+            Engine::Sqlite(e) => e.write_publish(|tx| f(tx)),
+            Engine::Postgres(e) => e.write_publish(|tx| f(tx)),
+        }
     }
 
     /// Runs a read-only `f` in a transaction that sees the last commit.
@@ -214,29 +232,53 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        self.engine.read(|tx| f(tx))
+        match &self.engine {
+            Engine::Sqlite(e) => e.read(|tx| f(tx)),
+            Engine::Postgres(e) => e.read(|tx| f(tx)),
+        }
     }
 
     /// The schema version the database had if opening it upgraded it from protocol version 1:
     /// the version 1 pairings have ended, which the gateway audits (`protocol.upgraded`).
     pub fn upgraded_from_protocol_1(&self) -> Option<i64> {
-        self.engine.upgraded_from_protocol_1()
+        match &self.engine {
+            Engine::Sqlite(e) => e.upgraded_from_protocol_1(),
+            // PostgreSQL came after protocol version 1.
+            Engine::Postgres(_) => None,
+        }
     }
 
     /// The schema version the database has now, read from it (so an error means it does not
     /// answer); for readiness (`/readyz`).
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        self.engine.schema_version()
+        match &self.engine {
+            Engine::Sqlite(e) => e.schema_version(),
+            Engine::Postgres(e) => e.schema_version(),
+        }
     }
 
     /// The schema version this build writes.
     pub fn schema_wanted(&self) -> i64 {
-        self.engine.schema_wanted()
+        match &self.engine {
+            Engine::Sqlite(e) => e.schema_wanted(),
+            Engine::Postgres(e) => e.schema_wanted(),
+        }
+    }
+
+    /// Which database this store is: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match &self.engine {
+            Engine::Sqlite(_) => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        }
     }
 
     /// Counts of the writer's work since the store opened (for benchmarks and diagnostics).
     pub fn stats(&self) -> StoreStats {
-        self.engine.stats()
+        match &self.engine {
+            Engine::Sqlite(e) => e.stats(),
+            Engine::Postgres(e) => e.stats(),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::args;
 
-use super::sql::Db;
+use super::sql::{Db, Dialect};
 use crate::error::StoreError;
 
 /// A registered passkey as stored: the credential as registered (JSON) and the signature
@@ -113,6 +113,19 @@ pub trait PasskeyRows {
     fn use_enrolment(&self, id: &str, now: i64) -> Result<(), StoreError>;
 }
 
+/// A passkey was used: its counter and backup flags only move forward (`?3`..`?6`). SQLite's
+/// scalar `max` is PostgreSQL's `greatest`.
+const PASSKEY_USED_SQLITE: &str = "UPDATE passkeys SET counter = max(counter, ?3),
+        backup_eligible = max(backup_eligible, ?4),
+        backup_state = CASE WHEN ?3 >= counter THEN ?5 ELSE backup_state END,
+        last_used_at = max(coalesce(last_used_at, 0), ?6)
+    WHERE cred_id = ?1 AND approver = ?2 AND retired_at IS NULL";
+const PASSKEY_USED_POSTGRES: &str = "UPDATE passkeys SET counter = greatest(counter, ?3),
+        backup_eligible = greatest(backup_eligible, ?4),
+        backup_state = CASE WHEN ?3 >= counter THEN ?5 ELSE backup_state END,
+        last_used_at = greatest(coalesce(last_used_at, 0), ?6)
+    WHERE cred_id = ?1 AND approver = ?2 AND retired_at IS NULL";
+
 impl PasskeyRows for Db<'_> {
     fn passkey_rows(&self, approver: &str) -> Result<Vec<PasskeyRow>, StoreError> {
         self.rows(
@@ -179,12 +192,12 @@ impl PasskeyRows for Db<'_> {
         at: i64,
     ) -> Result<bool, StoreError> {
         // The right-hand sides read the old values.
+        let sql = match self.dialect() {
+            Dialect::Sqlite => PASSKEY_USED_SQLITE,
+            Dialect::Postgres => PASSKEY_USED_POSTGRES,
+        };
         let n = self.exec(
-            "UPDATE passkeys SET counter = max(counter, ?3),
-                             backup_eligible = max(backup_eligible, ?4),
-                             backup_state = CASE WHEN ?3 >= counter THEN ?5 ELSE backup_state END,
-                             last_used_at = max(coalesce(last_used_at, 0), ?6)
-                         WHERE cred_id = ?1 AND approver = ?2 AND retired_at IS NULL",
+            sql,
             args![
                 cred_id,
                 approver,
@@ -201,7 +214,7 @@ impl PasskeyRows for Db<'_> {
         self.rows(
             "SELECT cred_id, approver, device_id, aaguid, created_at, last_used_at, counter,
                     backup_eligible, backup_state, retired_at, attested
-             FROM passkeys WHERE ?1 IS NULL OR approver = ?1 ORDER BY created_at, cred_id",
+             FROM passkeys WHERE CAST(?1 AS TEXT) IS NULL OR approver = ?1 ORDER BY created_at, cred_id",
             args![approver],
             |r| {
                 let aaguid: Option<String> = r.get(3)?;

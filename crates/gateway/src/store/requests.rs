@@ -157,7 +157,7 @@ impl RequestRows for Db<'_> {
             "INSERT INTO requests(id, signed, digest, requester, state, created_at, expires_at,
                     min_approvals, match_code, dup_key, status_seq, status_at, closed_at)
                  VALUES (?1, ?2, ?3, ?4, ?10, ?5, ?6, ?7, ?8, ?9, 1, ?5,
-                    CASE WHEN ?10 = 'pending' THEN NULL ELSE ?5 END)",
+                    CASE WHEN ?10 = 'pending' THEN NULL ELSE CAST(?5 AS BIGINT) END)",
             args![
                 r.id,
                 r.signed,

@@ -427,17 +427,6 @@ async fn the_log_serves_checkpoints_entries_and_proofs_that_verify() {
     assert_eq!(resp.status(), 400);
 }
 
-/// The audit rows as stored: (seq, canonical text).
-fn rows(db: &rusqlite::Connection) -> Vec<(i64, String)> {
-    let mut st = db
-        .prepare("SELECT seq, entry FROM audit ORDER BY seq")
-        .unwrap();
-    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-}
-
 #[tokio::test]
 async fn a_rewritten_log_is_caught_by_a_checkpoint_held_from_before() {
     let h = TestGateway::start().await;
@@ -452,29 +441,23 @@ async fn a_rewritten_log_is_caught_by_a_checkpoint_held_from_before() {
         Some(held.size)
     );
 
-    let db = rusqlite::Connection::open(h.gw().config.data_dir.join("gateway.db")).unwrap();
+    let db = countersign_test_support::rewrite::RawDb::of(&h.gw().config);
     // An edit that leaves the hashes alone: `audit verify`'s tree check fails.
-    let (seq, text) = rows(&db)
+    let (seq, text) = db
+        .audit_rows()
         .into_iter()
         .find(|(_, t)| t.contains("\"decision.accepted\""))
         .unwrap();
     let edited = text.replace("\"deny\"", "\"approve\"");
     assert_ne!(edited, text);
-    db.execute(
-        "UPDATE audit SET entry = ?1 WHERE seq = ?2",
-        rusqlite::params![edited, seq],
-    )
-    .unwrap();
+    db.set_audit(seq, &edited, None);
     assert!(countersign_gateway::tlog::verify_tree(h.gw()).is_err());
 
     // A consistent rewrite by whoever runs the gateway: every hash after the edit recomputed,
     // the tree rebuilt and a new checkpoint signed with the gateway key. It is consistent in
     // itself, and the chain and the tree verify...
     drop(db);
-    countersign_test_support::rewrite::rewrite_gateway_log(
-        &h.gw().config.data_dir.join("gateway.db"),
-        |_| None,
-    );
+    countersign_test_support::rewrite::rewrite_gateway_log_of(&h.gw().config, |_| None);
     h.gw().store.write(|tx| tx.log_backfill()).unwrap();
     let (_, rewritten) = countersign_gateway::tlog::checkpoint(h.gw()).unwrap();
     let rewritten = tlog::verify_checkpoint(&rewritten, &key).unwrap();
