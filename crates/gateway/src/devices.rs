@@ -78,24 +78,17 @@ pub fn authenticate_device(
             ),
         ));
     }
+    // Each authorization once, on every replica: a nonce is kept for twice the clock window,
+    // past which its timestamp is refused anyway.
+    let once = format!("{}:{}", auth.device, auth.nonce);
+    if !gw
+        .store
+        .claim_once(&once, auth.ts, gw.now() - 2 * AUTH_WINDOW_SECONDS)?
     {
-        let mut seen = gw
-            .seen_nonces
-            .lock()
-            .map_err(|_| ApiError::internal("nonce cache", "poisoned"))?;
-        if seen.len() > 4096 {
-            let horizon = gw.now() - 2 * AUTH_WINDOW_SECONDS;
-            seen.retain(|_, ts| *ts >= horizon);
-        }
-        if seen
-            .insert(format!("{}:{}", auth.device, auth.nonce), auth.ts)
-            .is_some()
-        {
-            return Err(ApiError::unauthorized(
-                ErrorCode::ReplayedDeviceAuth,
-                "This device authorization was already used; each one is single-use.",
-            ));
-        }
+        return Err(ApiError::unauthorized(
+            ErrorCode::ReplayedDeviceAuth,
+            "This device authorization was already used; each one is single-use.",
+        ));
     }
     Ok(Device {
         id: auth.device,

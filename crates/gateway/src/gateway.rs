@@ -1,5 +1,5 @@
 //! [`Gateway`]: what every handler shares (settings, store, signing key, clock, push hub,
-//! WebAuthn relying party, the long-poll notifier and the device-auth nonce cache), opening it
+//! WebAuthn relying party and the long-poll notifier), opening it
 //! from a data directory (the database and the gateway's key file), and
 //! [`Gateway::blocking`], through which async code reaches the store.
 //!
@@ -34,8 +34,6 @@ pub struct Gateway {
     pub attestation_cas: Option<AttestationCaList>,
     /// Woken whenever any request changes state, for long-polling requesters.
     pub changes: tokio::sync::Notify,
-    /// Device-auth nonces seen inside the clock window, so a captured header is used once.
-    pub seen_nonces: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// The certificate, when the gateway serves HTTPS itself.
     pub tls: Option<tls::Tls>,
     /// The secrets the configuration names by file, read when the gateway opened.
@@ -133,7 +131,6 @@ impl Gateway {
             webauthn,
             attestation_cas,
             changes: tokio::sync::Notify::new(),
-            seen_nonces: std::sync::Mutex::new(std::collections::HashMap::new()),
             tls,
             secrets,
             refusals: std::sync::Mutex::new(Default::default()),

@@ -120,6 +120,25 @@ impl TestGateway {
         Device::pair(&reqwest::Client::new(), link, "test device").await
     }
 
+    /// Another replica of this gateway: the same PostgreSQL database and key (its data
+    /// directory), configured as `tweak` says, serving on a port of its own.
+    pub async fn replica(&self, tweak: impl FnOnce(&mut Config)) -> Replica {
+        let mut config = test_config(self.gw().config.data_dir.clone());
+        config.database_url = self.gw().config.database_url.clone();
+        assert!(
+            config.database_url.is_some(),
+            "replicas share a PostgreSQL database (database_url)"
+        );
+        tweak(&mut config);
+        let gw = Gateway::open(config).unwrap();
+        let running = countersign_gateway::serve(gw).await.unwrap();
+        Replica {
+            url: running.url(),
+            running,
+            token: self.token.clone(),
+        }
+    }
+
     /// The gateway's own requester client, with [`REQUESTER`]'s token.
     pub fn requester(&self) -> RequesterClient {
         RequesterClient::new(self.url.clone(), self.token.clone()).unwrap()
@@ -183,6 +202,44 @@ impl TestGateway {
 }
 
 impl PairedGateway for TestGateway {
+    fn url(&self) -> &Url {
+        &self.url
+    }
+
+    fn gateway_key(&self) -> PublicKey {
+        self.gw().key.public()
+    }
+
+    fn fingerprint(&self) -> String {
+        self.gw().fingerprint.clone()
+    }
+
+    fn now(&self) -> i64 {
+        self.gw().now()
+    }
+}
+
+/// A second (third, ...) gateway process over the same PostgreSQL database as a
+/// [`TestGateway`] ([`TestGateway::replica`]), in this process.
+pub struct Replica {
+    pub running: Running,
+    pub url: Url,
+    /// The bearer token of [`REQUESTER`] (the database's, so every replica's).
+    pub token: String,
+}
+
+impl Replica {
+    pub fn gw(&self) -> &Arc<Gateway> {
+        &self.running.gateway
+    }
+
+    /// A requester client of this replica, with [`REQUESTER`]'s token.
+    pub fn requester(&self) -> RequesterClient {
+        RequesterClient::new(self.url.clone(), self.token.clone()).unwrap()
+    }
+}
+
+impl PairedGateway for Replica {
     fn url(&self) -> &Url {
         &self.url
     }

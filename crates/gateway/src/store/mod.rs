@@ -170,9 +170,16 @@ pub struct Store {
     engine: Engine,
 }
 
+/// How many single-use keys a SQLite store keeps before it forgets those past their horizon.
+const ONCE_PRUNE_AT: usize = 4096;
+
 /// The database a [`Store`] opened.
 enum Engine {
-    Sqlite(sqlite::Sqlite),
+    /// With the single-use keys in memory: one process serves the database.
+    Sqlite(
+        sqlite::Sqlite,
+        std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    ),
     Postgres(postgres::Postgres),
 }
 
@@ -181,7 +188,10 @@ impl Store {
     /// events are published to `hub`. Fills in the transparency log's tree for audit entries
     /// that have none yet (those written before schema version 12).
     pub fn open(path: &Path, hub: Arc<Hub>) -> Result<Store, StoreError> {
-        Store::opened(Engine::Sqlite(sqlite::Sqlite::open(path, hub)?))
+        Store::opened(Engine::Sqlite(
+            sqlite::Sqlite::open(path, hub)?,
+            std::sync::Mutex::default(),
+        ))
     }
 
     /// Connects to the PostgreSQL database at `url` (`postgres://user@host/db`), shared with
@@ -222,7 +232,7 @@ impl Store {
         E: From<StoreError>,
     {
         match &self.engine {
-            Engine::Sqlite(e) => e.write_publish(|tx| f(tx)),
+            Engine::Sqlite(e, _) => e.write_publish(|tx| f(tx)),
             Engine::Postgres(e) => e.write_publish(|tx| f(tx)),
         }
     }
@@ -233,7 +243,7 @@ impl Store {
         E: From<StoreError>,
     {
         match &self.engine {
-            Engine::Sqlite(e) => e.read(|tx| f(tx)),
+            Engine::Sqlite(e, _) => e.read(|tx| f(tx)),
             Engine::Postgres(e) => e.read(|tx| f(tx)),
         }
     }
@@ -242,7 +252,7 @@ impl Store {
     /// the version 1 pairings have ended, which the gateway audits (`protocol.upgraded`).
     pub fn upgraded_from_protocol_1(&self) -> Option<i64> {
         match &self.engine {
-            Engine::Sqlite(e) => e.upgraded_from_protocol_1(),
+            Engine::Sqlite(e, _) => e.upgraded_from_protocol_1(),
             // PostgreSQL came after protocol version 1.
             Engine::Postgres(_) => None,
         }
@@ -252,7 +262,7 @@ impl Store {
     /// answer); for readiness (`/readyz`).
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         match &self.engine {
-            Engine::Sqlite(e) => e.schema_version(),
+            Engine::Sqlite(e, _) => e.schema_version(),
             Engine::Postgres(e) => e.schema_version(),
         }
     }
@@ -260,15 +270,33 @@ impl Store {
     /// The schema version this build writes.
     pub fn schema_wanted(&self) -> i64 {
         match &self.engine {
-            Engine::Sqlite(e) => e.schema_wanted(),
+            Engine::Sqlite(e, _) => e.schema_wanted(),
             Engine::Postgres(e) => e.schema_wanted(),
+        }
+    }
+
+    /// Records `key` (a device authorization's device and nonce) as used at `at`, and says
+    /// whether it was new: false means it was used before, on this replica or another. Keys
+    /// older than `horizon` may be forgotten (their timestamps are refused by then). Outside
+    /// the serialised writes: on PostgreSQL one insert of its own, on SQLite (one process) a
+    /// map in memory.
+    pub fn claim_once(&self, key: &str, at: i64, horizon: i64) -> Result<bool, StoreError> {
+        match &self.engine {
+            Engine::Sqlite(_, seen) => {
+                let mut seen = seen.lock().map_err(|_| StoreError::Poisoned)?;
+                if seen.len() > ONCE_PRUNE_AT {
+                    seen.retain(|_, ts| *ts >= horizon);
+                }
+                Ok(seen.insert(key.to_owned(), at).is_none())
+            }
+            Engine::Postgres(e) => e.claim_once(key, at, horizon),
         }
     }
 
     /// Which database this store is: `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         match &self.engine {
-            Engine::Sqlite(_) => "sqlite",
+            Engine::Sqlite(..) => "sqlite",
             Engine::Postgres(_) => "postgres",
         }
     }
@@ -276,7 +304,7 @@ impl Store {
     /// Counts of the writer's work since the store opened (for benchmarks and diagnostics).
     pub fn stats(&self) -> StoreStats {
         match &self.engine {
-            Engine::Sqlite(e) => e.stats(),
+            Engine::Sqlite(e, _) => e.stats(),
             Engine::Postgres(e) => e.stats(),
         }
     }

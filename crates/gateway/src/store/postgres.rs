@@ -51,6 +51,9 @@ pub const POLL: Duration = Duration::from_millis(500);
 /// Connections in this replica's pool.
 const POOL_SIZE: usize = 16;
 
+/// Claims of single-use keys between two prunings of the old ones.
+const ONCE_PRUNE_EVERY: u64 = 1024;
+
 /// Events the publisher reads at once.
 const PUBLISH_BATCH: i64 = 1000;
 
@@ -70,6 +73,8 @@ pub(super) struct Postgres {
     counters: Arc<Counters>,
     /// Wakes the publisher when this replica committed events.
     wake: Arc<tokio::sync::Notify>,
+    /// Single-use keys claimed, to prune the old ones now and then.
+    claims: AtomicU64,
 }
 
 /// A PostgreSQL error, with the server's message and detail when the server sent one (the
@@ -142,6 +147,7 @@ impl Postgres {
             rt: Some(rt),
             counters: Arc::default(),
             wake: Arc::default(),
+            claims: AtomicU64::new(0),
         };
         let found = pg.migrate()?;
         tracing::debug!(found, "PostgreSQL schema");
@@ -322,6 +328,22 @@ impl Postgres {
             tracing::warn!(%e, "ending a read transaction failed");
         }
         result
+    }
+
+    /// Inserts `key` unless it is there; true if it was new. Every [`ONCE_PRUNE_EVERY`]
+    /// claims, keys older than `horizon` are removed. Autocommit, outside the write lock: the
+    /// primary key alone decides, on every replica.
+    pub(super) fn claim_once(&self, key: &str, at: i64, horizon: i64) -> Result<bool, StoreError> {
+        let client = self.client()?;
+        let db = Db::postgres(&client, &self.counters.errors);
+        let n = db.exec(
+            "INSERT INTO used_once(key, at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            crate::args![key, at],
+        )?;
+        if self.claims.fetch_add(1, Ordering::Relaxed) % ONCE_PRUNE_EVERY == 0 {
+            db.exec("DELETE FROM used_once WHERE at < ?1", crate::args![horizon])?;
+        }
+        Ok(n == 1)
     }
 
     pub(super) fn stats(&self) -> StoreStats {

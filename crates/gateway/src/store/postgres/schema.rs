@@ -272,6 +272,12 @@ CREATE TABLE email_digest(
     id BIGINT PRIMARY KEY CHECK (id = 1),
     last_at BIGINT NOT NULL
 );
+-- Device authorizations used, each once on every replica (see `Store::claim_once`).
+CREATE TABLE used_once(
+    key TEXT PRIMARY KEY,
+    at BIGINT NOT NULL
+);
+CREATE INDEX used_once_at ON used_once(at);
 -- The highest event id ever used (ids are never reused, even after events are deleted).
 CREATE TABLE counters(
     name TEXT PRIMARY KEY,
