@@ -340,7 +340,11 @@ impl Postgres {
             "INSERT INTO used_once(key, at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
             crate::args![key, at],
         )?;
-        if self.claims.fetch_add(1, Ordering::Relaxed) % ONCE_PRUNE_EVERY == 0 {
+        if self
+            .claims
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(ONCE_PRUNE_EVERY)
+        {
             db.exec("DELETE FROM used_once WHERE at < ?1", crate::args![horizon])?;
         }
         Ok(n == 1)
