@@ -130,8 +130,9 @@ pub fn expire_due(gw: &Gateway) -> Result<usize, ApiError> {
     Ok(n)
 }
 
-/// Background task: expires requests on the gateway's clock, and closes the streams of devices
-/// revoked meanwhile (see `admin`). Each sweep is a write, so it runs
+/// Background task: expires requests on the gateway's clock (on the leader, see
+/// `Store::is_leader`), and closes this gateway's streams of devices revoked meanwhile, by any
+/// replica (see `admin`). Each sweep is a write, so it runs
 /// on the blocking pool ([`Gateway::blocking`]), like the handlers' writes.
 pub async fn expiry_sweeper(gw: Arc<Gateway>) {
     let mut tick = tokio::time::interval(Duration::from_millis(gw.config.expiry_sweep_ms.max(10)));
@@ -146,8 +147,11 @@ pub async fn expiry_sweeper(gw: Arc<Gateway>) {
             Ok(next) => revoked_since = next,
             Err(e) => tracing::warn!(%e, "looking for revoked devices failed"),
         }
-        if let Err(e) = gw.blocking(expire_due).await {
-            tracing::warn!(%e, "expiry sweep failed");
+        // Every replica closes its own streams; one (the leader) expires.
+        if gw.store.is_leader() {
+            if let Err(e) = gw.blocking(expire_due).await {
+                tracing::warn!(%e, "expiry sweep failed");
+            }
         }
         let _ = gw
             .blocking(|gw| {

@@ -67,6 +67,7 @@ pub struct Metrics {
     requests: Family<StateLabel, Gauge>,
     webhook_backlog: Gauge,
     database_errors: Counter,
+    leader: Gauge,
     /// One scrape at a time brings the read-at-scrape figures up to date and encodes them.
     scrape: Mutex<()>,
 }
@@ -136,8 +137,15 @@ impl Metrics {
             "Statements and commits the database refused",
             database_errors.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 on the replica that runs the work that must run once (expiry, deliveries, checkpoints)",
+            leader.clone(),
+        );
         Metrics {
             registry,
+            leader,
             push_lag,
             decisions,
             policy,
@@ -193,6 +201,7 @@ impl Metrics {
         self.webhook_backlog
             .set(i64::try_from(backlog).unwrap_or(i64::MAX));
         // The store counts its errors from the moment it opened; the counter follows it.
+        self.leader.set(i64::from(store.is_leader()));
         let errors = store.stats().errors;
         let seen = self.database_errors.get();
         if errors > seen {

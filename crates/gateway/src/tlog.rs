@@ -249,6 +249,10 @@ pub async fn checkpointer(gw: Arc<Gateway>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // One replica signs the log's checkpoints (`Store::is_leader`).
+        if !gw.store.is_leader() {
+            continue;
+        }
         if let Err(e) = gw.blocking(checkpoint).await {
             tracing::error!(%e, "the log checkpoint could not be signed");
         }

@@ -501,14 +501,17 @@ pub async fn dispatcher(gw: Arc<Gateway>) {
         let changed = gw.changes.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        if let Err(e) = gw.blocking(scan).await {
-            tracing::warn!(%e, "turning audit entries into webhook deliveries failed");
-        }
-        if let Err(e) = gw.blocking(crate::email::digest).await {
-            tracing::warn!(%e, "making the mail digest failed");
-        }
-        if let Err(e) = send_due(&gw, &senders).await {
-            tracing::warn!(%e, "sending webhook deliveries failed");
+        // The queues are shared: one replica (the leader, `Store::is_leader`) works them.
+        if gw.store.is_leader() {
+            if let Err(e) = gw.blocking(scan).await {
+                tracing::warn!(%e, "turning audit entries into webhook deliveries failed");
+            }
+            if let Err(e) = gw.blocking(crate::email::digest).await {
+                tracing::warn!(%e, "making the mail digest failed");
+            }
+            if let Err(e) = send_due(&gw, &senders).await {
+                tracing::warn!(%e, "sending webhook deliveries failed");
+            }
         }
         let _ = tokio::time::timeout(poll, changed).await;
     }

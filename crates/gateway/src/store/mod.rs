@@ -293,6 +293,16 @@ impl Store {
         }
     }
 
+    /// Whether this gateway runs the work that must run once (the expiry sweep, the webhook and
+    /// mail queues, the log's checkpoints): always on SQLite (one process), on PostgreSQL the
+    /// one replica that holds the leader's lock (see `postgres`).
+    pub fn is_leader(&self) -> bool {
+        match &self.engine {
+            Engine::Sqlite(..) => true,
+            Engine::Postgres(e) => e.is_leader(),
+        }
+    }
+
     /// Which database this store is: `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         match &self.engine {

@@ -45,6 +45,12 @@ pub const CHANNEL: &str = "countersign_events";
 /// The key of the advisory lock every write transaction holds until its commit.
 const WRITE_LOCK: i64 = 0x0063_6f75_6e74_6572;
 
+/// The key of the session-level advisory lock the leader holds (see [`lead`]).
+const LEADER_LOCK: i64 = 0x0063_6f75_6e74_6571;
+
+/// How often a replica that does not lead tries to, and the leader checks its connection.
+pub const LEADER_POLL: Duration = Duration::from_millis(500);
+
 /// How often the publisher looks for events when no notification came.
 pub const POLL: Duration = Duration::from_millis(500);
 
@@ -75,6 +81,8 @@ pub(super) struct Postgres {
     wake: Arc<tokio::sync::Notify>,
     /// Single-use keys claimed, to prune the old ones now and then.
     claims: AtomicU64,
+    /// Whether this replica holds the leader's lock (see [`lead`]).
+    leader: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A PostgreSQL error, with the server's message and detail when the server sent one (the
@@ -148,12 +156,14 @@ impl Postgres {
             counters: Arc::default(),
             wake: Arc::default(),
             claims: AtomicU64::new(0),
+            leader: Arc::default(),
         };
         let found = pg.migrate()?;
         tracing::debug!(found, "PostgreSQL schema");
         let head = pg.read(|tx| tx.head_event_id())?;
         let publisher = publish(pg.pool.clone(), url.to_owned(), hub, head, pg.wake.clone());
         pg.runtime()?.spawn(publisher);
+        pg.runtime()?.spawn(lead(url.to_owned(), pg.leader.clone()));
         Ok(pg)
     }
 
@@ -350,6 +360,12 @@ impl Postgres {
         Ok(n == 1)
     }
 
+    /// Whether this replica leads: it holds the leader's lock, on a connection that answered
+    /// within the last [`LEADER_POLL`] or so.
+    pub(super) fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::SeqCst)
+    }
+
     pub(super) fn stats(&self) -> StoreStats {
         let c = &self.counters;
         StoreStats {
@@ -463,5 +479,53 @@ async fn publish(
                 listening = None;
             }
         }
+    }
+}
+
+/// Leadership: the work that must run once (the expiry sweep, the webhook and mail queues, the
+/// log's checkpoints) runs on the replica that holds a session-level advisory lock on a
+/// connection of its own. When that replica dies its connection closes and PostgreSQL releases
+/// the lock; another replica's next try, within [`LEADER_POLL`], takes it. A leader whose
+/// connection fails stops leading at once. (Each of those tasks is also a transaction under
+/// the write lock, so the moment two replicas might both believe they lead is harmless.)
+async fn lead(url: String, leader: Arc<std::sync::atomic::AtomicBool>) {
+    loop {
+        let connected = tokio_postgres::connect(&url, NoTls).await;
+        let (client, connection) = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(%e, "the leader election cannot connect; retrying");
+                tokio::time::sleep(LEADER_POLL).await;
+                continue;
+            }
+        };
+        let driver = tokio::spawn(connection);
+        loop {
+            let held = if leader.load(Ordering::SeqCst) {
+                client.simple_query("SELECT 1").await.map(|_| true)
+            } else {
+                client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
+                    .await
+                    .and_then(|r| r.try_get::<_, bool>(0))
+            };
+            match held {
+                Ok(true) => {
+                    if !leader.swap(true, Ordering::SeqCst) {
+                        tracing::info!("this replica now leads (expiry, deliveries, checkpoints)");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    if leader.swap(false, Ordering::SeqCst) {
+                        tracing::warn!(%e, "this replica lost its leader's connection");
+                    }
+                    break;
+                }
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
+        driver.abort();
+        tokio::time::sleep(LEADER_POLL).await;
     }
 }

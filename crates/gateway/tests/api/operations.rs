@@ -76,6 +76,11 @@ async fn the_figures_follow_what_the_gateway_did() {
         0.0
     );
     assert_eq!(sample(&before, "countersign_database_errors_total"), 0.0);
+    assert_eq!(
+        sample(&before, "countersign_leader"),
+        1.0,
+        "one gateway leads"
+    );
     assert!(before.ends_with("# EOF\n"), "{before}");
 
     let mut alice = h.pair("alice@example.com").await;
