@@ -177,3 +177,48 @@ async fn a_write_that_would_finish_first_is_numbered_and_published_after_the_one
         assert_eq!(seen, vec![slow_id, quick_id]);
     }
 }
+
+/// PostgreSQL restarted: the writes refused meanwhile are errors, and the gateway works again
+/// once it is back (its pool, its publisher and its leader's connection reconnect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gateway_works_again_after_postgresql_restarts() {
+    let mut pg = postgres::Postgres::start().unwrap();
+    let url = pg.database().unwrap();
+    let h = TestGateway::start_with(|c| c.database_url = Some(url)).await;
+    let alice = h.pair(ALICE).await;
+    let requester = h.requester();
+    requester
+        .create(&h.new_request(&[ALICE], "before"))
+        .await
+        .unwrap();
+    pg.stop().unwrap();
+    assert!(requester
+        .create(&h.new_request(&[ALICE], "while down"))
+        .await
+        .is_err());
+    pg.run().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            requester.create(&h.new_request(&[ALICE], "after")),
+        )
+        .await
+        {
+            Ok(Ok(c)) => break c,
+            Ok(Err(e)) => assert!(Instant::now() < deadline, "still refused: {e}"),
+            Err(_) => panic!("a write hung after the restart"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stream = alice.open_stream(&h, 0).await;
+    let backlog = stream.until_ready().await;
+    assert!(backlog
+        .iter()
+        .any(|(_, e)| request_id(e).as_deref() == Some(&*after.request.body.id)));
+    let leader = Instant::now() + Duration::from_secs(10);
+    while !h.gw().store.is_leader() {
+        assert!(Instant::now() < leader, "no leader after the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

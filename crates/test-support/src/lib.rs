@@ -21,6 +21,7 @@
 //! - `tls`: self-signed certificates for a gateway that serves HTTPS.
 //! - `keystore`: a device key read back from where the engine keeps it.
 //! - `fido`: a fake CTAP2 security key behind the `Token` transport interface.
+//! - `haproxy`: a real HAProxy in front of gateway replicas.
 //! - `hoop`: a fake hoop.dev gateway, written from hoop's source.
 //! - `smtp`: a real SMTP server (aiosmtpd) that records the mail it accepts.
 //! - `postgres`: a real PostgreSQL server from Debian's packages, as an unprivileged user.
@@ -39,6 +40,7 @@ pub mod disks;
 pub mod faults;
 pub mod fido;
 pub mod gateway;
+pub mod haproxy;
 pub mod hoop;
 pub mod http;
 pub mod keystore;

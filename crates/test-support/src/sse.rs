@@ -122,6 +122,20 @@ impl EventStream {
         }
     }
 
+    /// The next event within `timeout` (comments and the hello skipped, the hello kept), with
+    /// its id; an error when the stream ends or goes quiet, for a caller that reconnects.
+    pub async fn try_next_event(&mut self, timeout: Duration) -> Result<(u64, StreamEvent)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.item(deadline).await? {
+                SseItem::Event { event, data, .. } if event == "hello" => self.keep_hello(&data),
+                SseItem::Event { event, .. } if event == "ready" => {}
+                SseItem::Event { id, data, .. } => return Ok(decoded(id, &data)),
+                SseItem::Comment => {}
+            }
+        }
+    }
+
     fn keep_hello(&mut self, data: &str) {
         self.hello = Some(Signed::<StreamHello>::decode(data.as_bytes()).unwrap());
     }

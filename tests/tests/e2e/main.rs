@@ -19,6 +19,7 @@ mod offline;
 mod operations;
 mod pairing;
 mod quorum;
+mod replicas;
 mod reports;
 mod restarts;
 mod secrets;
