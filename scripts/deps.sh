@@ -70,6 +70,8 @@ packages+=(xvfb xauth fonts-dejavu-core imagemagick)
 # The gateway's PostgreSQL backend is tested against a real server, started by the tests as an
 # unprivileged user in a temporary directory (crates/test-support/src/postgres.rs).
 ((want_components)) && packages+=(postgresql)
+# The failover tests put the gateway replicas behind a real HAProxy (tests/tests/e2e/replicas.rs).
+((want_components)) && packages+=(haproxy)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
     for p in "${packages[@]}"; do

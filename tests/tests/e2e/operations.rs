@@ -131,3 +131,40 @@ fn the_systemd_unit_verifies_and_is_locked_down() {
     assert!(security.status.success(), "exposure above 2.0:\n{report}");
     assert!(report.contains("Overall exposure level"), "{report}");
 }
+
+/// deploy/haproxy/haproxy.cfg, the sample of docs/operations.md, is a configuration HAProxy
+/// accepts (with a certificate of the test's own in place of the operator's), and checks the
+/// replicas' `/readyz`.
+#[test]
+fn the_sample_haproxy_configuration_is_valid() {
+    let sample = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/haproxy/haproxy.cfg"),
+    )
+    .unwrap();
+    assert!(sample.contains("option httpchk GET /readyz"));
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = countersign_test_support::tls::self_signed(dir.path(), "countersign");
+    let pem = dir.path().join("countersign.pem");
+    let both = format!(
+        "{}{}",
+        std::fs::read_to_string(cert).unwrap(),
+        std::fs::read_to_string(key).unwrap()
+    );
+    std::fs::write(&pem, both).unwrap();
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        sample.replace("/etc/haproxy/countersign.pem", pem.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = Command::new("haproxy")
+        .args(["-c", "-q", "-f"])
+        .arg(&cfg)
+        .output()
+        .expect("haproxy (Debian's haproxy package; scripts/deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
