@@ -63,11 +63,12 @@ test: deps-lints ui-dist
 
 # The gateway's API suite again, on PostgreSQL: a real server the tests start as an
 # unprivileged user (crates/test-support/src/postgres.rs), a database per test gateway. The
-# test binary is the one `cargo test` built; only the store differs.
+# test binary is the one `cargo test --workspace` built (`--workspace` keeps its features, so
+# nothing is built again); only the store differs.
 .PHONY: postgres-test
 postgres-test:
 	@echo "== $$(date +%T) the gateway's API suite on PostgreSQL"
-	COUNTERSIGN_TEST_STORE=postgres $(CARGO) test -p countersign-gateway --test api
+	COUNTERSIGN_TEST_STORE=postgres $(CARGO) test --workspace --test api
 
 # The real security key path (CTAP2 over USB HID) in a QEMU guest with a virtual FIDO2 key on
 # /dev/uhid, on the binaries the build above made (tests/guest/run.sh says how).

@@ -22,6 +22,7 @@ mod fanout;
 mod hoop;
 mod log;
 mod policy;
+mod replicas;
 mod throughput;
 
 use common::Figure;
@@ -49,6 +50,12 @@ enum Command {
         /// (diagnostic, e.g. /dev/shm; the reported figure uses a real disk).
         #[arg(long)]
         data_parent: Option<PathBuf>,
+    },
+    /// POST /v2/requests until the engine stored it: one SQLite node, one PostgreSQL replica,
+    /// and across two PostgreSQL replicas, in one run (a PostgreSQL server is started).
+    PushReplicas {
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
     },
     /// Engine approve with the software authenticator until the receipt is verified and stored.
     DecisionRtt {
@@ -179,6 +186,7 @@ async fn run(command: Command) -> Result<Vec<Figure>> {
             requests,
             data_parent,
         } => engine::push_latency(requests, 50, data_parent.as_deref()).await?,
+        Command::PushReplicas { requests } => replicas::run(requests.max(10)).await?,
         Command::DecisionRtt {
             decisions,
             data_parent,

@@ -58,6 +58,7 @@ impl Running {
         self.watcher.abort();
         self.checkpointer.abort();
         self.dispatcher.abort();
+        self.gateway.store.step_down();
         self.gateway.hub.close();
         if let Some(k) = self.kubernetes.take() {
             k.shutdown().await;
@@ -84,6 +85,8 @@ impl Running {
         self.watcher.abort();
         self.checkpointer.abort();
         self.dispatcher.abort();
+        // A crash closes the leader's connection with the process.
+        self.gateway.store.step_down();
         self.gateway.hub.close();
     }
 }

@@ -56,6 +56,17 @@ fn event_of(entry: &AuditEntry) -> Option<(&'static str, RequestState)> {
 
 /// Turns the audit entries after the cursor into deliveries, in one write; returns how many
 /// deliveries were stored. The first look starts at the log's head: history is not sent.
+/// Sets the position from which audit entries become deliveries to the log's head, unless one
+/// is set: the destinations configured now are told what happens from now on.
+fn start_at_head(gw: &Gateway) -> Result<(), ApiError> {
+    gw.store.write(|tx| -> Result<(), ApiError> {
+        if tx.notify_cursor()?.is_none() {
+            tx.notify_cursor_set(tx.audit_last()?.map_or(0, |(seq, _)| seq + 1))?;
+        }
+        Ok(())
+    })
+}
+
 pub fn scan(gw: &Gateway) -> Result<usize, ApiError> {
     if !active(gw) {
         return Ok(0);
@@ -496,6 +507,11 @@ pub async fn dispatcher(gw: Arc<Gateway>) {
             return;
         }
     };
+    // Where sending starts is fixed when the destinations start, on whichever replica, not
+    // when a leader first gets to it: what happens from now on is sent.
+    if let Err(e) = gw.blocking(start_at_head).await {
+        tracing::warn!(%e, "setting where the webhook deliveries start failed");
+    }
     let poll = Duration::from_millis(gw.config.webhook_poll_ms.max(10));
     loop {
         let changed = gw.changes.notified();

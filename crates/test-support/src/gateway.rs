@@ -34,6 +34,23 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     }
 }
 
+/// A deploy to `approvers` (one approval, five minutes), its detail naming `summary`.
+pub fn sample_request(approvers: &[&str], summary: &str) -> NewRequest {
+    NewRequest {
+        action: "deploy".into(),
+        resource: "prod/api".into(),
+        risk: None,
+        summary: summary.into(),
+        detail: format!("kubectl rollout restart deploy/api # {summary}"),
+        reason: "release".into(),
+        ttl_seconds: 300,
+        approvers: approvers.iter().map(|s| s.to_string()).collect(),
+        min_approvals: 1,
+        require_match: false,
+        break_glass: false,
+    }
+}
+
 /// The database of a test gateway over `data_dir`: the SQLite file in it, or, when the tests
 /// run with `COUNTERSIGN_TEST_STORE=postgres`, a database of its own on the test binary's
 /// PostgreSQL server (`postgres::shared`), the same one each time the directory is opened, so
@@ -147,19 +164,7 @@ impl TestGateway {
     /// A request to `approvers` (one approval needed, five minutes to live) summarised as
     /// `summary`; identical requests from one requester collapse, so tests vary the summary.
     pub fn new_request(&self, approvers: &[&str], summary: &str) -> NewRequest {
-        NewRequest {
-            action: "deploy".into(),
-            resource: "prod/api".into(),
-            risk: None,
-            summary: summary.into(),
-            detail: format!("kubectl rollout restart deploy/api # {summary}"),
-            reason: "release".into(),
-            ttl_seconds: 300,
-            approvers: approvers.iter().map(|s| s.to_string()).collect(),
-            min_approvals: 1,
-            require_match: false,
-            break_glass: false,
-        }
+        sample_request(approvers, summary)
     }
 
     /// Stops the gateway and opens it again over its data on the same address: a restart.
@@ -201,23 +206,30 @@ impl TestGateway {
     }
 }
 
-impl PairedGateway for TestGateway {
-    fn url(&self) -> &Url {
-        &self.url
-    }
+/// A gateway in this process, reached at its `url`, is one a device pairs with.
+macro_rules! paired_gateway {
+    ($t:ty) => {
+        impl PairedGateway for $t {
+            fn url(&self) -> &Url {
+                &self.url
+            }
 
-    fn gateway_key(&self) -> PublicKey {
-        self.gw().key.public()
-    }
+            fn gateway_key(&self) -> PublicKey {
+                self.gw().key.public()
+            }
 
-    fn fingerprint(&self) -> String {
-        self.gw().fingerprint.clone()
-    }
+            fn fingerprint(&self) -> String {
+                self.gw().fingerprint.clone()
+            }
 
-    fn now(&self) -> i64 {
-        self.gw().now()
-    }
+            fn now(&self) -> i64 {
+                self.gw().now()
+            }
+        }
+    };
 }
+
+paired_gateway!(TestGateway);
 
 /// A second (third, ...) gateway process over the same PostgreSQL database as a
 /// [`TestGateway`] ([`TestGateway::replica`]), in this process.
@@ -239,23 +251,7 @@ impl Replica {
     }
 }
 
-impl PairedGateway for Replica {
-    fn url(&self) -> &Url {
-        &self.url
-    }
-
-    fn gateway_key(&self) -> PublicKey {
-        self.gw().key.public()
-    }
-
-    fn fingerprint(&self) -> String {
-        self.gw().fingerprint.clone()
-    }
-
-    fn now(&self) -> i64 {
-        self.gw().now()
-    }
-}
+paired_gateway!(Replica);
 
 /// A gateway opened again over `data_dir` on `addr` (a restart), with the test keep-alive;
 /// `tweak` adjusts the config, `before_serve` the gateway (e.g. to move its clock) before it

@@ -60,7 +60,8 @@ pub use device::{Device, PairedGateway, Uv};
 pub use disks::{files_of, running_as_root, ReadOnly, SmallDisk};
 pub use faults::{Fault, FaultProxy};
 pub use gateway::{
-    reopen_gateway, start_serving, test_config, test_database, Replica, TestGateway, REQUESTER,
+    reopen_gateway, sample_request, start_serving, test_config, test_database, Replica,
+    TestGateway, REQUESTER,
 };
 pub use http::{answer, Refusal};
 pub use keystore::{device_seed, secret_service_account, secret_service_available};

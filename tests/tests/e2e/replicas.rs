@@ -152,17 +152,8 @@ impl Cluster {
 
 fn new_request(summary: &str, ttl: u32) -> NewRequest {
     NewRequest {
-        action: "deploy".into(),
-        resource: "prod/api".into(),
-        risk: None,
-        summary: summary.into(),
-        detail: format!("kubectl rollout restart deploy/api # {summary}"),
-        reason: "release".into(),
         ttl_seconds: ttl,
-        approvers: vec![ALICE.into()],
-        min_approvals: 1,
-        require_match: false,
-        break_glass: false,
+        ..countersign_test_support::sample_request(&[ALICE], summary)
     }
 }
 

@@ -303,6 +303,14 @@ impl Store {
         }
     }
 
+    /// At shutdown: stops leading at once, so another replica takes the work that must run
+    /// once without waiting for this process to end (nothing to do on SQLite).
+    pub fn step_down(&self) {
+        if let Engine::Postgres(e) = &self.engine {
+            e.step_down();
+        }
+    }
+
     /// Which database this store is: `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         match &self.engine {

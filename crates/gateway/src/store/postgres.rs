@@ -83,6 +83,8 @@ pub(super) struct Postgres {
     claims: AtomicU64,
     /// Whether this replica holds the leader's lock (see [`lead`]).
     leader: Arc<std::sync::atomic::AtomicBool>,
+    /// Set at shutdown: the leader's connection is closed, so another replica leads at once.
+    step_down: tokio::sync::watch::Sender<bool>,
 }
 
 /// A PostgreSQL error, with the server's message and detail when the server sent one (the
@@ -157,13 +159,18 @@ impl Postgres {
             wake: Arc::default(),
             claims: AtomicU64::new(0),
             leader: Arc::default(),
+            step_down: tokio::sync::watch::channel(false).0,
         };
         let found = pg.migrate()?;
         tracing::debug!(found, "PostgreSQL schema");
         let head = pg.read(|tx| tx.head_event_id())?;
         let publisher = publish(pg.pool.clone(), url.to_owned(), hub, head, pg.wake.clone());
         pg.runtime()?.spawn(publisher);
-        pg.runtime()?.spawn(lead(url.to_owned(), pg.leader.clone()));
+        pg.runtime()?.spawn(lead(
+            url.to_owned(),
+            pg.leader.clone(),
+            pg.step_down.subscribe(),
+        ));
         Ok(pg)
     }
 
@@ -366,6 +373,13 @@ impl Postgres {
         self.leader.load(Ordering::SeqCst)
     }
 
+    /// Gives up leadership for good (at shutdown): the leader's connection closes and
+    /// PostgreSQL releases its lock for another replica.
+    pub(super) fn step_down(&self) {
+        self.step_down.send_replace(true);
+        self.leader.store(false, Ordering::SeqCst);
+    }
+
     pub(super) fn stats(&self) -> StoreStats {
         let c = &self.counters;
         StoreStats {
@@ -488,8 +502,15 @@ async fn publish(
 /// the lock; another replica's next try, within [`LEADER_POLL`], takes it. A leader whose
 /// connection fails stops leading at once. (Each of those tasks is also a transaction under
 /// the write lock, so the moment two replicas might both believe they lead is harmless.)
-async fn lead(url: String, leader: Arc<std::sync::atomic::AtomicBool>) {
+async fn lead(
+    url: String,
+    leader: Arc<std::sync::atomic::AtomicBool>,
+    mut step_down: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
+        if *step_down.borrow_and_update() {
+            return;
+        }
         let connected = tokio_postgres::connect(&url, NoTls).await;
         let (client, connection) = match connected {
             Ok(c) => c,
@@ -523,7 +544,16 @@ async fn lead(url: String, leader: Arc<std::sync::atomic::AtomicBool>) {
                     break;
                 }
             }
-            tokio::time::sleep(LEADER_POLL).await;
+            tokio::select! {
+                _ = tokio::time::sleep(LEADER_POLL) => {}
+                _ = step_down.changed() => {
+                    leader.store(false, Ordering::SeqCst);
+                    // Closing the connection releases the lock.
+                    drop(client);
+                    driver.abort();
+                    return;
+                }
+            }
         }
         driver.abort();
         tokio::time::sleep(LEADER_POLL).await;
