@@ -89,7 +89,7 @@ impl Metrics {
         let push_lag = latency();
         registry.register_with_unit(
             "push_lag",
-            "Time from the commit that stored an event to its hand-over to a device's stream",
+            "Time from the hub's publication of an event (after its commit) to its hand-over to a device's stream",
             Unit::Seconds,
             push_lag.clone(),
         );
