@@ -3,10 +3,10 @@
 //! that directory, as an unprivileged user (PostgreSQL refuses to run as root, so a root test
 //! run starts it as `nobody`). Each test takes a database of its own ([`Postgres::database`]).
 //!
-//! [`shared`] is one server for the whole test binary, started on first use and stopped when
-//! the process exits (its directory is removed by the operating system's temporary cleanup if
-//! the process is killed); [`Postgres::start`] is a server of the test's own, for tests that
-//! restart or kill it.
+//! [`shared`] is one server for the whole test binary, started on first use and stopped, with
+//! its directory removed, by a watchdog once the test process has ended (however it ended);
+//! [`Postgres::start`] is a server of the test's own, for tests that restart or kill it,
+//! stopped when it is dropped.
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -232,7 +232,39 @@ impl Drop for Postgres {
 /// One server for the whole test binary, started on first use.
 pub fn shared() -> &'static Postgres {
     static SHARED: OnceLock<Postgres> = OnceLock::new();
-    SHARED.get_or_init(|| Postgres::start().unwrap_or_else(|e| panic!("PostgreSQL: {e:#}")))
+    SHARED.get_or_init(|| {
+        let pg = Postgres::start().unwrap_or_else(|e| panic!("PostgreSQL: {e:#}"));
+        pg.stop_when_this_process_ends();
+        pg
+    })
+}
+
+impl Postgres {
+    /// A static is never dropped, and the test harness exits without destructors: a watchdog
+    /// process stops the server (a fast shutdown) and removes its directory once this process
+    /// is gone, so that no test run leaves a server behind.
+    fn stop_when_this_process_ends(&self) {
+        let Some(server) = self.child.as_ref().map(Child::id) else {
+            return;
+        };
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(
+                "while kill -0 \"$0\" 2>/dev/null; do sleep 1; done; \
+                 kill -INT \"$1\"; while kill -0 \"$1\" 2>/dev/null; do sleep 0.2; done; \
+                 rm -rf \"$2\"",
+            )
+            .arg(std::process::id().to_string())
+            .arg(server.to_string())
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        if let Err(e) = watchdog {
+            eprintln!("warning: no watchdog for the shared PostgreSQL server: {e}");
+        }
+    }
 }
 
 #[cfg(test)]

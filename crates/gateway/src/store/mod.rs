@@ -30,14 +30,14 @@
 //! async worker thread: async code reaches the store only through `Gateway::blocking` (the
 //! HTTP handlers, authentication included, the stream's backlog, the long poll and the
 //! expiry sweeper), and the binary opens the store and runs its administrative commands on
-//! the blocking pool too. A PostgreSQL backend can therefore hold a synchronous client for
-//! the whole transaction (the `postgres` crate, the blocking wrapper of `tokio-postgres`,
-//! which drives a runtime of its own and panics if called on an async worker) rather than
-//! awaiting inside it. (Tests call the domain's functions on whatever thread they run on,
-//! which SQLite allows.)
+//! the blocking pool too. The PostgreSQL engine awaits each statement of a transaction on the
+//! calling thread (`futures::executor::block_on`), its connections driven by a runtime of its
+//! own, so it never stalls a worker of the gateway's runtime, and a test may call the store
+//! from any thread on either backend.
 //!
-//! Events a write stores for devices are published to the hub (see `hub`) by the committer,
-//! after the commit that made them durable, in commit order.
+//! Events a write stores for devices are published to the hub (see `hub`) after the commit that
+//! made them durable, in commit order: on SQLite by the committer, on PostgreSQL by each
+//! replica's publisher, which reads them back from the events table (see `postgres`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -113,8 +113,8 @@ pub use witnesses::WitnessRows;
 /// commit order are the same.
 ///
 /// The traits take `&self`, and a transaction is used from one thread only (its closure's, on
-/// the blocking pool). A backend whose transaction handle needs `&mut` for a statement (such
-/// as `postgres::Transaction`) keeps the handle in a `RefCell` inside its transaction type.
+/// the blocking pool). Both backends run every statement through [`sql::Db`], which needs only
+/// `&self`.
 pub trait Tx:
     RequestRows
     + DecisionRows
