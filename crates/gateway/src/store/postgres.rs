@@ -166,11 +166,16 @@ impl Postgres {
         let head = pg.read(|tx| tx.head_event_id())?;
         let publisher = publish(pg.pool.clone(), url.to_owned(), hub, head, pg.wake.clone());
         pg.runtime()?.spawn(publisher);
+        // The first try at leading is made before the store is handed out, so a gateway that
+        // can lead (a single node, the first replica) does from its first request on.
+        let (tried, first_try) = std::sync::mpsc::channel::<()>();
         pg.runtime()?.spawn(lead(
             url.to_owned(),
             pg.leader.clone(),
             pg.step_down.subscribe(),
+            tried,
         ));
+        let _ = first_try.recv_timeout(Duration::from_secs(5));
         Ok(pg)
     }
 
@@ -506,7 +511,9 @@ async fn lead(
     url: String,
     leader: Arc<std::sync::atomic::AtomicBool>,
     mut step_down: tokio::sync::watch::Receiver<bool>,
+    tried: std::sync::mpsc::Sender<()>,
 ) {
+    let mut tried = Some(tried);
     loop {
         if *step_down.borrow_and_update() {
             return;
@@ -515,6 +522,9 @@ async fn lead(
         let (client, connection) = match connected {
             Ok(c) => c,
             Err(e) => {
+                if let Some(t) = tried.take() {
+                    let _ = t.send(());
+                }
                 tracing::warn!(%e, "the leader election cannot connect; retrying");
                 tokio::time::sleep(LEADER_POLL).await;
                 continue;
@@ -530,6 +540,8 @@ async fn lead(
                     .await
                     .and_then(|r| r.try_get::<_, bool>(0))
             };
+            // Said after the outcome is recorded below.
+            let first = tried.take();
             match held {
                 Ok(true) => {
                     if !leader.swap(true, Ordering::SeqCst) {
@@ -541,8 +553,14 @@ async fn lead(
                     if leader.swap(false, Ordering::SeqCst) {
                         tracing::warn!(%e, "this replica lost its leader's connection");
                     }
+                    if let Some(t) = first {
+                        let _ = t.send(());
+                    }
                     break;
                 }
+            }
+            if let Some(t) = first {
+                let _ = t.send(());
             }
             tokio::select! {
                 _ = tokio::time::sleep(LEADER_POLL) => {}
