@@ -307,6 +307,23 @@ pub(crate) fn see_head(db: &Connection, fingerprint: &str, head: u64) -> Result<
     Ok(())
 }
 
+/// The groups of the membership statement held for `gateway` (none before the first): the
+/// groups through which a group audience addresses this device (protocol.md 3.12).
+pub(crate) fn membership_groups(
+    db: &Connection,
+    gateway: &str,
+) -> Result<Vec<String>, EngineError> {
+    let held: Option<String> = db.query_row(
+        "SELECT membership FROM gateways WHERE fingerprint = ?1",
+        params![gateway],
+        |r| r.get(0),
+    )?;
+    Ok(held
+        .and_then(|m| serde_json::from_str::<Signed<Membership>>(&m).ok())
+        .map(|m| m.body.groups)
+        .unwrap_or_default())
+}
+
 /// Stores `membership` for `gateway` if its `seq` is above the one held; returns the `seq` held
 /// before (0 for none) and whether it was stored.
 pub(crate) fn store_membership(

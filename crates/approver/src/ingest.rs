@@ -110,7 +110,12 @@ impl Engine {
         if e.gateway != gw.fingerprint {
             return self.refuse_frame(&gw, FrameRefusal::WrongGateway, e.id);
         }
-        if !e.audience.includes(&gw.approver) {
+        let groups = if e.audience.groups.is_empty() {
+            Vec::new()
+        } else {
+            crate::gateway::membership_groups(&self.db(), &gw.fingerprint)?
+        };
+        if !e.audience.includes(&gw.approver, &groups) {
             return self.refuse_frame(&gw, FrameRefusal::NotAddressed, e.id);
         }
         let event_id = Some(e.id);

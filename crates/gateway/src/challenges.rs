@@ -16,6 +16,25 @@ use crate::gateway::Gateway;
 use crate::passkeys::passkeys_of;
 use crate::routing::eligibility;
 
+/// Whether a request sent to a wide audience (more addressees than `prechallenge_max`) now
+/// includes `approver`, who was not among the addressees at its creation.
+fn joined_since(
+    gw: &Gateway,
+    tx: &dyn crate::store::Tx,
+    approver: &str,
+    body: &ApprovalRequest,
+) -> Result<bool, ApiError> {
+    let wide = crate::envelope::wide_audience(body);
+    if wide.groups.is_empty() || tx.addressees(&body.id)?.len() <= gw.config.prechallenge_max {
+        return Ok(false);
+    }
+    let member = tx
+        .membership_of(approver)?
+        .map(Into::into)
+        .unwrap_or_default();
+    Ok(wide.includes(approver, &member))
+}
+
 /// Checks the device's request for a challenge and issues one: the WebAuthn
 /// `RequestChallengeResponse` over the approver's passkeys.
 pub fn issue(gw: &Gateway, device: &Device, body: &[u8]) -> Result<IssuedChallenge, ApiError> {
@@ -34,11 +53,16 @@ pub fn issue(gw: &Gateway, device: &Device, body: &[u8]) -> Result<IssuedChallen
         let (Some(text), Some(gate)) = (tx.request_signed(id)?, tx.request_gate(id)?) else {
             return Err(unknown());
         };
-        if !tx.has_challenge(id, approver)? {
-            return Err(unknown());
-        }
         let request: Signed<ApprovalRequest> =
             serde_json::from_str(&text).map_err(|e| ApiError::internal("stored request", e))?;
+        if !tx.has_challenge(id, approver)? {
+            // A request sent once to its groups is addressed to whoever is in them now, as its
+            // events are (protocol.md 3.12): one who joined a group since is asked from here on.
+            if !joined_since(gw, tx, approver, &request.body)? {
+                return Err(unknown());
+            }
+            tx.insert_on_demand(id, approver)?;
+        }
         if asked.request_digest.to_hex() != gate.digest {
             return Err(ApiError::conflict(
                 ErrorCode::RequestDigestMismatch,

@@ -492,9 +492,10 @@ fn record(
             "eligible_stages": outcome.eligibility.stages,
         }),
     )?;
-    crate::envelope::enqueue(
+    crate::envelope::enqueue_about(
         gw,
         tx,
+        &d.request_id,
         &tx.addressees(&d.request_id)?,
         &StreamEvent::Status {
             status: Box::new(outcome.status.clone()),

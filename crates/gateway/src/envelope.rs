@@ -4,13 +4,80 @@
 
 use std::sync::Arc;
 
-use countersign_protocol::{Audience, Event, Signed, StreamEvent, PROTOCOL_VERSION};
+use countersign_protocol::{
+    ApprovalRequest, Audience, Event, Signed, StreamEvent, PROTOCOL_VERSION,
+};
 
 use crate::error::{json_text, ApiError};
 use crate::gateway::Gateway;
-use crate::hub::Pushed;
-use crate::store::events::EVERYONE;
+use crate::hub::{Pushed, Wide};
+use crate::store::events::{EVERYONE, WIDE};
 use crate::store::Tx;
+
+/// The audience of a request sent once to many: the approvers of its list stages and the groups
+/// of its group stages, except the requester's own person.
+pub(crate) fn wide_audience(body: &ApprovalRequest) -> Wide {
+    let groups: Vec<String> = body
+        .effective_stages()
+        .iter()
+        .filter_map(|s| s.group.clone())
+        .collect();
+    let audience = Audience::wide(&body.named_approvers(), &groups);
+    Wide {
+        approvers: audience.approvers,
+        groups: audience.groups,
+        except: body.requester_person.clone(),
+    }
+}
+
+/// Stores `payload`, a `request` or `status` event about request `request_id`, for its
+/// `addressees`: one event to each when they are at most `prechallenge_max`, as their
+/// challenges are then pre-issued; otherwise one event to the request's audience, the
+/// approvers of its list stages and the groups of its group stages, however many people those
+/// groups hold (docs/protocol.md 3.12).
+pub(crate) fn enqueue_about(
+    gw: &Gateway,
+    tx: &dyn Tx,
+    request_id: &str,
+    addressees: &[String],
+    payload: &StreamEvent,
+) -> Result<Vec<Pushed>, ApiError> {
+    if addressees.len() <= gw.config.prechallenge_max {
+        return enqueue(gw, tx, addressees, payload);
+    }
+    let signed: Signed<ApprovalRequest> =
+        serde_json::from_str(&tx.request_status(request_id)?.signed)
+            .map_err(|e| ApiError::internal("stored request", e))?;
+    let wide = wide_audience(&signed.body);
+    let audience = Audience {
+        approvers: wide.approvers.clone(),
+        groups: wide.groups.clone(),
+        all: false,
+    };
+    let kind = payload.kind();
+    let id = tx.next_event_id()?;
+    let envelope = Signed::sign(
+        &gw.key,
+        Event {
+            v: PROTOCOL_VERSION,
+            gateway: gw.fingerprint.clone(),
+            id,
+            at: gw.now(),
+            audience,
+            payload: payload.clone(),
+        },
+    )?;
+    let data = json_text(&envelope)?;
+    tx.insert_event(id, WIDE, kind, &data, Some(&wide))?;
+    Ok(vec![Pushed {
+        seq: id,
+        approver: WIDE.to_string(),
+        wide: Some(Arc::new(wide)),
+        kind: kind.to_string(),
+        data: Arc::from(data),
+        published: None,
+    }])
+}
 
 /// Stores `payload` as one signed event for each of `approvers`, each with its own id and an
 /// audience of that approver alone, and returns what to publish after commit.
@@ -37,10 +104,11 @@ pub(crate) fn enqueue(
             },
         )?;
         let data = json_text(&envelope)?;
-        tx.insert_event(id, approver, kind, &data)?;
+        tx.insert_event(id, approver, kind, &data, None)?;
         out.push(Pushed {
             seq: id,
             approver: approver.clone(),
+            wide: None,
             kind: kind.to_string(),
             data: Arc::from(data),
             published: None,
@@ -70,11 +138,12 @@ pub(crate) fn enqueue_everyone(
         },
     )?;
     let data = json_text(&envelope)?;
-    tx.insert_event(id, EVERYONE, kind, &data)?;
+    tx.insert_event(id, EVERYONE, kind, &data, None)?;
     tx.drop_older_to_everyone(kind, id)?;
     Ok(Pushed {
         seq: id,
         approver: EVERYONE.to_string(),
+        wide: None,
         kind: kind.to_string(),
         data: Arc::from(data),
         published: None,

@@ -12,16 +12,45 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{broadcast, watch};
 
-/// One stored event on its way to the devices of `approver`.
+/// One stored event on its way to the devices of `approver`, or to a wider audience.
 #[derive(Debug, Clone)]
 pub struct Pushed {
     pub seq: u64,
+    /// The approver it is for; `*` (every device) or `+` (the audience in `wide`) otherwise.
     pub approver: String,
+    /// A request's audience of named approvers and groups, when it is not one approver.
+    pub wide: Option<Arc<Wide>>,
     pub kind: String,
     pub data: Arc<str>,
     /// When the hub published it, right after the commit that stored it (None for events read
     /// back from the store). Streams use it to report how far behind they run.
     pub published: Option<std::time::Instant>,
+}
+
+/// A request's audience when it is sent once to many (docs/protocol.md 3.12): the approvers of
+/// its list stages and the members of the groups of its group stages, except the devices of the
+/// requester's own person.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Wide {
+    pub approvers: Vec<String>,
+    pub groups: Vec<String>,
+    pub except: Option<String>,
+}
+
+/// Who a stream's approver is in the directory, as its last membership statement said.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Member {
+    pub person: Option<String>,
+    pub groups: Vec<String>,
+}
+
+impl Wide {
+    /// Whether `approver`, who is `member`, is in this audience.
+    pub fn includes(&self, approver: &str, member: &Member) -> bool {
+        let own = self.except.is_some() && member.person == self.except;
+        !own && (self.approvers.iter().any(|a| a == approver)
+            || self.groups.iter().any(|g| member.groups.contains(g)))
+    }
 }
 
 pub struct Hub {

@@ -429,8 +429,8 @@ fn tell_after_the_fact(
     Ok(pushed)
 }
 
-/// One `request` event for each of `addressees`, without a challenge: they are told after the
-/// fact, or ask for theirs when they decide.
+/// The `request` event for `addressees`, without a challenge: they are told after the fact, or
+/// ask for theirs when they decide. Sent once to the request's audience when they are many.
 fn without_challenge(
     gw: &Gateway,
     tx: &dyn crate::store::Tx,
@@ -442,14 +442,5 @@ fn without_challenge(
         challenge: serde_json::Value::Null,
         signed_challenge: None,
     };
-    let mut pushed = Vec::new();
-    for a in addressees {
-        pushed.extend(crate::envelope::enqueue(
-            gw,
-            tx,
-            std::slice::from_ref(a),
-            &event,
-        )?);
-    }
-    Ok(pushed)
+    crate::envelope::enqueue_about(gw, tx, &signed.body.id, addressees, &event)
 }

@@ -149,9 +149,10 @@ pub(crate) fn apply(
                     "decision_digest": decision_digest,
                 }),
             )?;
-            let pushed = crate::envelope::enqueue(
+            let pushed = crate::envelope::enqueue_about(
                 gw,
                 tx,
+                &d.request_id,
                 &addressees,
                 &StreamEvent::Status {
                     status: Box::new(status),

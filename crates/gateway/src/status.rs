@@ -236,9 +236,10 @@ pub(crate) fn push_status(
     request_id: &str,
 ) -> Result<Vec<Pushed>, ApiError> {
     let (status, approvers) = status_of(gw, tx, request_id)?;
-    crate::envelope::enqueue(
+    crate::envelope::enqueue_about(
         gw,
         tx,
+        request_id,
         &approvers,
         &StreamEvent::Status {
             status: Box::new(status),

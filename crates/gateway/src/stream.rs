@@ -24,12 +24,49 @@ use countersign_protocol::{ResyncReason, Signed, StreamHello, StreamMode, PROTOC
 use crate::devices::{authenticate_device, Device};
 use crate::error::{json_text, ApiError};
 use crate::gateway::Gateway;
-use crate::hub::Pushed;
+use crate::hub::{Member, Pushed};
 use crate::refusals::{refused, ANONYMOUS, STREAM_REFUSED};
 use crate::store::events::EVERYONE;
+use crate::store::Tx;
 
-fn backlog(gw: &Gateway, approver: &str, after: u64) -> Result<Vec<Pushed>, ApiError> {
-    gw.store.read(|c| Ok(c.events_after(approver, after)?))
+fn backlog(
+    gw: &Gateway,
+    approver: &str,
+    member: &Member,
+    after: u64,
+) -> Result<Vec<Pushed>, ApiError> {
+    gw.store
+        .read(|c| Ok(c.events_after(approver, member, after)?))
+}
+
+/// Who `approver` is, as the last membership statement sent to it says: the groups through
+/// which a wide audience reaches its devices.
+fn member_of(tx: &dyn Tx, approver: &str) -> Result<Member, ApiError> {
+    Ok(tx
+        .membership_of(approver)?
+        .map(Member::from)
+        .unwrap_or_default())
+}
+
+/// Whether the live event `p` is for the stream of `approver`, who is `member`.
+fn addressed(p: &Pushed, approver: &str, member: &Member) -> bool {
+    match &p.wide {
+        Some(w) => w.includes(approver, member),
+        None => p.approver == approver || p.approver == EVERYONE,
+    }
+}
+
+/// The person and groups of a `membership` event's statement, which the stream applies to
+/// the wide events after it, as the device does.
+fn membership_in(p: &Pushed) -> Option<Member> {
+    let e: Signed<countersign_protocol::Event> = serde_json::from_str(&p.data).ok()?;
+    match e.body.payload {
+        countersign_protocol::StreamEvent::Membership { membership } => Some(Member {
+            person: membership.body.person,
+            groups: membership.body.groups,
+        }),
+        _ => None,
+    }
 }
 
 fn to_event(p: &Pushed) -> Event {
@@ -71,20 +108,23 @@ struct Opening {
     hello: Signed<StreamHello>,
     head: u64,
     backlog: Vec<Pushed>,
+    member: Member,
 }
 
 /// Reads the head and the backlog in one read transaction, and signs the hello that says which
 /// backlog it is: every event for the approver after `Last-Event-ID` (resume), or all of them
 /// when there is none or it is ahead of every committed event (resync).
 fn opening(gw: &Gateway, device: &Device, resumed_from: Option<u64>) -> Result<Opening, ApiError> {
-    let (head, backlog, mode, reason) = gw.store.read(|c| -> Result<_, ApiError> {
+    let (head, backlog, mode, reason, member) = gw.store.read(|c| -> Result<_, ApiError> {
         let head = c.head_event_id()?;
+        let member = member_of(c, &device.approver)?;
         let (mode, reason, after) = match resumed_from {
             None => (StreamMode::Resync, Some(ResyncReason::Requested), 0),
             Some(r) if r > head => (StreamMode::Resync, Some(ResyncReason::Ahead), 0),
             Some(r) => (StreamMode::Resume, None, r),
         };
-        Ok((head, c.events_after(&device.approver, after)?, mode, reason))
+        let backlog = c.events_after(&device.approver, &member, after)?;
+        Ok((head, backlog, mode, reason, member))
     })?;
     let hello = Signed::sign(
         &gw.key,
@@ -106,6 +146,7 @@ fn opening(gw: &Gateway, device: &Device, resumed_from: Option<u64>) -> Result<O
         hello,
         head,
         backlog,
+        member,
     })
 }
 
@@ -141,6 +182,7 @@ pub async fn handler(
         let _open = open;
         let approver = device.approver;
         let device_id = device.id;
+        let mut member = opening.member;
         if tx.send(Ok(hello)).await.is_err() {
             return;
         }
@@ -166,8 +208,12 @@ pub async fn handler(
             tokio::select! {
                 r = live.recv() => match r {
                     Ok(p) => {
-                        let addressed = p.approver == approver || p.approver == EVERYONE;
-                        if addressed && p.seq > last {
+                        if addressed(&p, &approver, &member) && p.seq > last {
+                            if p.kind == "membership" && p.approver == approver {
+                                if let Some(m) = membership_in(&p) {
+                                    member = m;
+                                }
+                            }
                             if tx.send(Ok(to_event(&p))).await.is_err() {
                                 return;
                             }
@@ -185,9 +231,14 @@ pub async fn handler(
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         // This client fell behind the hub's buffer: catch up from the store.
-                        let who = approver.clone();
-                        let read = gw2.blocking(move |gw| backlog(gw, &who, last));
-                        let Ok(missed) = read.await else { return };
+                        let (who, was) = (approver.clone(), member.clone());
+                        let read = gw2.blocking(move |gw| {
+                            let missed = backlog(gw, &who, &was, last)?;
+                            let now = gw.store.read(|c| member_of(c, &who))?;
+                            Ok::<_, ApiError>((missed, now))
+                        });
+                        let Ok((missed, now)) = read.await else { return };
+                        member = now;
                         for p in &missed {
                             if tx.send(Ok(to_event(p))).await.is_err() {
                                 return;

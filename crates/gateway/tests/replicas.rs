@@ -145,7 +145,7 @@ async fn a_write_that_would_finish_first_is_numbered_and_published_after_the_one
             gw.store
                 .write(|tx| -> Result<_, countersign_gateway::error::StoreError> {
                     let id = tx.next_event_id()?;
-                    tx.insert_event(id, "nobody@example.com", "status", "{}")?;
+                    tx.insert_event(id, "nobody@example.com", "status", "{}", None)?;
                     std::thread::sleep(hold);
                     Ok((id, Instant::now()))
                 })

@@ -203,6 +203,16 @@ pub fn event(gateway_fingerprint: &str, status: Signed<StatusUpdate>) -> Event {
     }
 }
 
+/// The same status as event 18, sent once to the request's groups: how the gateway sends a
+/// request's events when it has more addressees than `prechallenge_max` (protocol.md 3.12).
+pub fn group_event(gateway_fingerprint: &str, status: Signed<StatusUpdate>) -> Event {
+    Event {
+        id: 18,
+        audience: Audience::wide(&[], &["dba".into(), "managers".into()]),
+        ..event(gateway_fingerprint, status)
+    }
+}
+
 /// The gateway's refusal of the same decision sent again under a new decision id, once the
 /// approver has decided (`already_decided`, at status `seq` 2).
 pub fn refusal(gateway_fingerprint: &str, d: &Decision, decision_digest: Digest) -> Refusal {
@@ -358,10 +368,19 @@ pub fn render() -> Result<String, Box<dyn Error>> {
         out,
         "# Event 17 carrying that status, signed by the gateway key"
     )?;
-    let ev = Signed::sign(&gateway, event(&gw_fp, st))?;
+    let ev = Signed::sign(&gateway, event(&gw_fp, st.clone()))?;
     message(&mut out, "event", domain::EVENT, &ev.body)?;
     kv(&mut out, "event.signature", ev.signature.to_base64())?;
     kv(&mut out, "event.wire", serde_json::to_string(&ev)?)?;
+
+    writeln!(out)?;
+    writeln!(
+        out,
+        "# Event 18: the same status sent once to the groups dba and managers, signed by the gateway key"
+    )?;
+    let gev = Signed::sign(&gateway, group_event(&gw_fp, st))?;
+    message(&mut out, "group_event", domain::EVENT, &gev.body)?;
+    kv(&mut out, "group_event.signature", gev.signature.to_base64())?;
 
     writeln!(out)?;
     writeln!(

@@ -82,9 +82,9 @@ impl Decode for StreamEvent {
     }
 }
 
-/// Whom a stream event is addressed to. A device acts on an event only if it is addressed to
-/// its approver; `groups` and `all` are reserved for group stages and gateway-wide events and
-/// are always written (empty and false until they are used).
+/// Whom a stream event is addressed to: approvers by name, the members of directory groups,
+/// or every device (`all`). A device acts on an event only if it is addressed to its approver,
+/// by name or through a group of its current membership statement (docs/protocol.md 3.12).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Audience {
@@ -92,6 +92,9 @@ pub struct Audience {
     pub groups: Vec<String>,
     pub all: bool,
 }
+
+/// Groups named in one event's audience: the group stages of one request, at most.
+pub const AUDIENCE_GROUPS: usize = crate::stages::MAX_STAGES;
 
 impl Audience {
     /// The audience of one approver.
@@ -112,32 +115,54 @@ impl Audience {
         }
     }
 
-    /// Whether an event with this audience is addressed to `approver`.
-    pub fn includes(&self, approver: &str) -> bool {
-        self.all || self.approvers.iter().any(|a| a == approver)
+    /// The audience of named approvers and the members of groups (a request's list and group
+    /// stages), each list sorted by byte value and without duplicates.
+    pub fn wide(approvers: &[String], groups: &[String]) -> Audience {
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v.dedup();
+            v
+        };
+        Audience {
+            approvers: sorted(approvers),
+            groups: sorted(groups),
+            all: false,
+        }
+    }
+
+    /// Whether an event with this audience is addressed to `approver`, whose current
+    /// membership statement lists `groups`.
+    pub fn includes(&self, approver: &str, groups: &[String]) -> bool {
+        self.all
+            || self.approvers.iter().any(|a| a == approver)
+            || self.groups.iter().any(|g| groups.contains(g))
     }
 
     fn validate(&self) -> Result<(), ProtocolError> {
-        if self.approvers.len() > limits::AUDIENCE {
-            return Err(ProtocolError::InvalidField {
+        let bad = |reason: String| {
+            Err(ProtocolError::InvalidField {
                 field: "audience",
-                reason: format!("names more than {} approvers", limits::AUDIENCE),
-            });
+                reason,
+            })
+        };
+        if self.approvers.len() > limits::AUDIENCE {
+            return bad(format!("names more than {} approvers", limits::AUDIENCE));
         }
-        for a in &self.approvers {
+        if self.groups.len() > AUDIENCE_GROUPS {
+            return bad(format!("names more than {AUDIENCE_GROUPS} groups"));
+        }
+        for a in self.approvers.iter().chain(&self.groups) {
             check_ident("audience", a, limits::NAME)?;
         }
-        if !self.groups.is_empty() {
-            return Err(ProtocolError::InvalidField {
-                field: "audience",
-                reason: "groups are not used in this version".into(),
-            });
+        if self.approvers.windows(2).any(|w| w[0] >= w[1])
+            || self.groups.windows(2).any(|w| w[0] >= w[1])
+        {
+            return bad("approvers and groups must be sorted by byte value, each once".into());
         }
-        if self.all != self.approvers.is_empty() {
-            return Err(ProtocolError::InvalidField {
-                field: "audience",
-                reason: "must name approvers, or be `all` with none".into(),
-            });
+        let named = !self.approvers.is_empty() || !self.groups.is_empty();
+        if self.all == named {
+            return bad("must name approvers or groups, or be `all` with neither".into());
         }
         Ok(())
     }
@@ -247,5 +272,59 @@ impl Decode for StreamHello {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn an_audience_names_approvers_or_groups_or_is_all() {
+        let ok = [
+            Audience::approver("alice"),
+            Audience::everyone(),
+            Audience::wide(&[], &names(&["managers", "dba"])),
+            Audience::wide(&names(&["bob", "alice", "bob"]), &names(&["dba"])),
+        ];
+        for a in ok {
+            a.validate().unwrap();
+        }
+        let wide = Audience::wide(&names(&["bob", "alice", "bob"]), &names(&["ops", "dba"]));
+        assert_eq!(wide.approvers, names(&["alice", "bob"]));
+        assert_eq!(wide.groups, names(&["dba", "ops"]));
+
+        let bad = |approvers: &[&str], groups: &[&str], all: bool| Audience {
+            approvers: names(approvers),
+            groups: names(groups),
+            all,
+        };
+        let nine: Vec<String> = (0..9).map(|i| format!("g{i}")).collect();
+        let nine: Vec<&str> = nine.iter().map(String::as_str).collect();
+        for (a, why) in [
+            (bad(&[], &[], false), "nobody"),
+            (bad(&[], &["dba"], true), "all with a group"),
+            (bad(&["alice"], &[], true), "all with an approver"),
+            (bad(&[], &["ops", "dba"], false), "groups unsorted"),
+            (bad(&[], &["dba", "dba"], false), "a group twice"),
+            (bad(&["bob", "alice"], &[], false), "approvers unsorted"),
+            (bad(&[], &nine, false), "more groups than stages"),
+            (bad(&[], &["not an ident"], false), "a bad group name"),
+        ] {
+            assert!(a.validate().is_err(), "{why}: {a:?}");
+        }
+    }
+
+    #[test]
+    fn a_group_audience_includes_the_members_of_its_groups() {
+        let a = Audience::wide(&names(&["carl"]), &names(&["dba"]));
+        assert!(a.includes("carl", &[]));
+        assert!(a.includes("ann", &names(&["dba", "ops"])));
+        assert!(!a.includes("ann", &names(&["ops"])));
+        assert!(Audience::everyone().includes("anyone", &[]));
     }
 }

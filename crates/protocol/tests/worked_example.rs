@@ -198,7 +198,7 @@ fn status_event_envelope_nests_the_signed_status() {
         countersign_protocol::PublicKey::parse("k", doc_value("gateway.public_key")).unwrap();
     ev.verify(&gateway_key).unwrap();
     assert_eq!(ev.body.id, 17);
-    assert!(ev.body.audience.includes("alice@example.com"));
+    assert!(ev.body.audience.includes("alice@example.com", &[]));
     let StreamEvent::Status { status } = &ev.body.payload else {
         panic!("not a status event");
     };
@@ -208,6 +208,22 @@ fn status_event_envelope_nests_the_signed_status() {
         status.digest().unwrap().to_hex(),
         doc_value("status.sha256")
     );
+}
+
+/// The same status sent once to the request's groups: a device is addressed through the groups
+/// of its newest membership statement.
+#[test]
+fn a_group_event_is_addressed_through_membership() {
+    let msg = check_message("group_event", domain::EVENT);
+    check_signature(
+        example::GATEWAY_SEED,
+        &msg,
+        doc_value("group_event.signature"),
+    );
+    let ev = Event::decode(doc_value("group_event.jcs").as_bytes()).unwrap();
+    assert_eq!(ev.id, 18);
+    assert!(ev.audience.includes("alice@example.com", &["dba".into()]));
+    assert!(!ev.audience.includes("alice@example.com", &["ops".into()]));
 }
 
 #[test]

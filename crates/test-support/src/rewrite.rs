@@ -56,6 +56,18 @@ impl RawDb {
         RawDb::Sqlite(rusqlite::Connection::open(path).unwrap())
     }
 
+    /// The one integer a query such as `SELECT count(*) ...` answers.
+    pub fn count(&self, sql: &str) -> i64 {
+        match self {
+            RawDb::Sqlite(db) => db.query_row(sql, [], |r| r.get(0)).unwrap(),
+            RawDb::Postgres { client, .. } => {
+                futures::executor::block_on(client.query_one(sql, &[]))
+                    .unwrap()
+                    .get(0)
+            }
+        }
+    }
+
     /// The audit rows as stored: (seq, canonical text), in order.
     pub fn audit_rows(&self) -> Vec<(i64, String)> {
         const SQL: &str = "SELECT seq, entry FROM audit ORDER BY seq";

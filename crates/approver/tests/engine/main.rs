@@ -21,6 +21,7 @@ use countersign_protocol::{
 use url::Url;
 use webauthn_rs::prelude::{Passkey, PasskeyAuthentication, Webauthn, WebauthnBuilder};
 
+mod audience;
 mod http;
 
 const APPROVER: &str = "alice@example.com";

@@ -1,4 +1,5 @@
-//! The stored push events (table `events`, one row per approver): storing an event inside the
+//! The stored push events (table `events`, one row per approver, or one row for a wide
+//! audience): storing an event inside the
 //! write that causes it, and an approver's backlog after a sequence number, which a connecting
 //! or lagging stream reads (see `stream`). The committer publishes what a write stored once its
 //! batch committed (see `hub`).
@@ -7,16 +8,30 @@ use crate::args;
 
 use super::sql::{Db, Dialect};
 use crate::error::StoreError;
-use crate::hub::Pushed;
+use crate::hub::{Member, Pushed, Wide};
 
 /// The `approver` of an event addressed to every device (audience `all`): not an approver
 /// name, which is an identifier.
 pub const EVERYONE: &str = "*";
 
-/// An approver's (`?1`) stored events, and those to every device, after a sequence number
-/// (`?2`), in order.
-pub(super) const BACKLOG_SQL: &str = "SELECT seq, kind, data FROM events \
-     WHERE (approver = ?1 OR approver = '*') AND seq > ?2 ORDER BY seq";
+/// The `approver` of an event sent once to a wide audience (column `audience`: a [`Wide`]).
+pub const WIDE: &str = "+";
+
+/// An approver's (`?1`) stored events, those to every device and those to a wide audience,
+/// after a sequence number (`?2`), in order. The wide ones are then kept only if they include
+/// the approver.
+pub(super) const BACKLOG_SQL: &str = "SELECT seq, kind, data, audience FROM events \
+     WHERE (approver = ?1 OR approver = '*' OR approver = '+') AND seq > ?2 ORDER BY seq";
+
+/// The `audience` column of a wide event.
+pub(crate) fn wide_of(text: Option<String>) -> Result<Option<std::sync::Arc<Wide>>, StoreError> {
+    text.map(|t| {
+        serde_json::from_str::<Wide>(&t)
+            .map(std::sync::Arc::new)
+            .map_err(|e| StoreError::Corrupt(format!("events.audience: {e}")))
+    })
+    .transpose()
+}
 
 /// The rows of the push events.
 pub trait EventRows {
@@ -30,13 +45,15 @@ pub trait EventRows {
     }
 
     /// Stores one event for `approver` under `id`, which [`EventRows::next_event_id`] gave in
-    /// this same transaction (the `data` is a signed envelope that names the id).
+    /// this same transaction (the `data` is a signed envelope that names the id); `wide` is
+    /// the audience of an event whose `approver` is [`WIDE`].
     fn insert_event(
         &self,
         id: u64,
         approver: &str,
         kind: &str,
         data: &str,
+        wide: Option<&Wide>,
     ) -> Result<(), StoreError>;
 
     /// Removes the stored events of `kind` to every device below `id`: a newer one (a log
@@ -47,9 +64,14 @@ pub trait EventRows {
     /// per status `seq`: every approver got the same body), in `seq` order.
     fn statuses_pushed(&self, id: &str) -> Result<Vec<String>, StoreError>;
 
-    /// The events stored for `approver` (and to every device) after sequence number `after`,
-    /// in order.
-    fn events_after(&self, approver: &str, after: u64) -> Result<Vec<Pushed>, StoreError>;
+    /// The events stored for `approver` (to it, to every device, and to a wide audience that
+    /// includes it as `member`) after sequence number `after`, in order.
+    fn events_after(
+        &self,
+        approver: &str,
+        member: &Member,
+        after: u64,
+    ) -> Result<Vec<Pushed>, StoreError>;
 }
 
 impl EventRows for Db<'_> {
@@ -72,10 +94,15 @@ impl EventRows for Db<'_> {
         approver: &str,
         kind: &str,
         data: &str,
+        wide: Option<&Wide>,
     ) -> Result<(), StoreError> {
+        let audience = wide
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("events.audience: {e}")))?;
         self.exec(
-            "INSERT INTO events(seq, approver, kind, data) VALUES (?1, ?2, ?3, ?4)",
-            args![id as i64, approver, kind, data],
+            "INSERT INTO events(seq, approver, kind, data, audience) VALUES (?1, ?2, ?3, ?4, ?5)",
+            args![id as i64, approver, kind, data, audience],
         )?;
         if self.dialect() == Dialect::Postgres {
             self.exec(
@@ -116,16 +143,32 @@ impl EventRows for Db<'_> {
         Ok(())
     }
 
-    fn events_after(&self, approver: &str, after: u64) -> Result<Vec<Pushed>, StoreError> {
-        self.rows(BACKLOG_SQL, args![approver, after as i64], |r| {
-            Ok(Pushed {
-                seq: r.get::<i64>(0)? as u64,
+    fn events_after(
+        &self,
+        approver: &str,
+        member: &Member,
+        after: u64,
+    ) -> Result<Vec<Pushed>, StoreError> {
+        let rows: Vec<(i64, String, String, Option<String>)> =
+            self.rows(BACKLOG_SQL, args![approver, after as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (seq, kind, data, audience) in rows {
+            let wide = wide_of(audience)?;
+            if wide.as_ref().is_some_and(|w| !w.includes(approver, member)) {
+                continue;
+            }
+            out.push(Pushed {
+                seq: seq as u64,
                 // Read back as the stream's approver: the stream sends what it reads.
                 approver: approver.to_string(),
-                kind: r.get(1)?,
-                data: r.get::<String>(2)?.into(),
+                wide,
+                kind,
+                data: data.into(),
                 published: None,
-            })
-        })
+            });
+        }
+        Ok(out)
     }
 }

@@ -16,10 +16,22 @@ pub struct MembershipRow {
     pub groups: Vec<String>,
 }
 
+impl From<MembershipRow> for crate::hub::Member {
+    fn from(m: MembershipRow) -> Self {
+        crate::hub::Member {
+            person: m.person,
+            groups: m.groups,
+        }
+    }
+}
+
 /// The rows of memberships.
 pub trait MembershipRows {
     /// Every approver's last membership.
     fn memberships(&self) -> Result<Vec<MembershipRow>, StoreError>;
+
+    /// The last membership sent to `approver`, if any.
+    fn membership_of(&self, approver: &str) -> Result<Option<MembershipRow>, StoreError>;
 
     /// Records the membership sent to `row.approver` at `now`.
     fn put_membership(&self, row: &MembershipRow, now: i64) -> Result<(), StoreError>;
@@ -27,22 +39,21 @@ pub trait MembershipRows {
 
 impl MembershipRows for Db<'_> {
     fn memberships(&self) -> Result<Vec<MembershipRow>, StoreError> {
-        let rows: Vec<(String, i64, Option<String>, String)> = self.rows(
+        let rows: Vec<Raw> = self.rows(
             "SELECT approver, seq, person, groups FROM memberships ORDER BY approver",
             args![],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
-        rows.into_iter()
-            .map(|(approver, seq, person, groups)| {
-                Ok(MembershipRow {
-                    approver,
-                    seq: u64::try_from(seq).unwrap_or(0),
-                    person,
-                    groups: serde_json::from_str(&groups)
-                        .map_err(|e| StoreError::Corrupt(format!("memberships.groups: {e}")))?,
-                })
-            })
-            .collect()
+        decode(rows)
+    }
+
+    fn membership_of(&self, approver: &str) -> Result<Option<MembershipRow>, StoreError> {
+        let rows: Vec<Raw> = self.rows(
+            "SELECT approver, seq, person, groups FROM memberships WHERE approver = ?1",
+            args![approver],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        Ok(decode(rows)?.pop())
     }
 
     fn put_membership(&self, row: &MembershipRow, now: i64) -> Result<(), StoreError> {
@@ -56,4 +67,20 @@ impl MembershipRows for Db<'_> {
         )?;
         Ok(())
     }
+}
+
+type Raw = (String, i64, Option<String>, String);
+
+fn decode(rows: Vec<Raw>) -> Result<Vec<MembershipRow>, StoreError> {
+    rows.into_iter()
+        .map(|(approver, seq, person, groups)| {
+            Ok(MembershipRow {
+                approver,
+                seq: u64::try_from(seq).unwrap_or(0),
+                person,
+                groups: serde_json::from_str(&groups)
+                    .map_err(|e| StoreError::Corrupt(format!("memberships.groups: {e}")))?,
+            })
+        })
+        .collect()
 }

@@ -413,7 +413,8 @@ async fn events_after(pool: &Pool, after: u64) -> Result<Vec<Pushed>, StoreError
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
-            "SELECT seq, approver, kind, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+            "SELECT seq, approver, kind, data, audience FROM events \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .await?;
     let after = i64::try_from(after).unwrap_or(i64::MAX);
@@ -423,6 +424,7 @@ async fn events_after(pool: &Pool, after: u64) -> Result<Vec<Pushed>, StoreError
             Ok(Pushed {
                 seq: u64::try_from(r.try_get::<_, i64>(0)?).unwrap_or(0),
                 approver: r.try_get(1)?,
+                wide: super::events::wide_of(r.try_get(4)?)?,
                 kind: r.try_get(2)?,
                 data: r.try_get::<_, String>(3)?.into(),
                 published: None,

@@ -548,10 +548,11 @@ mod tests {
                             store.write_publish(|tx| -> Result<((), Vec<Pushed>), StoreError> {
                                 tx.audit_append(i, "x", None, serde_json::json!({"t": t, "i": i}))?;
                                 let id = tx.next_event_id()?;
-                                tx.insert_event(id, "a", "k", "{}")?;
+                                tx.insert_event(id, "a", "k", "{}", None)?;
                                 let pushed = vec![Pushed {
                                     seq: id,
                                     approver: "a".into(),
+                                    wide: None,
                                     kind: "k".into(),
                                     data: "{}".into(),
                                     published: None,

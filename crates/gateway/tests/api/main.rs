@@ -4,6 +4,7 @@
 //! speak the protocol directly (no approver engine), so each gateway rule is checked on its own.
 
 mod attestation;
+mod audience;
 mod devices;
 mod directory;
 mod email;

@@ -159,7 +159,7 @@ async fn the_figures_follow_what_the_gateway_did() {
     let failed = h
         .gw()
         .store
-        .read(|tx| tx.insert_event(1 << 40, "alice@example.com", "status", "{}"));
+        .read(|tx| tx.insert_event(1 << 40, "alice@example.com", "status", "{}", None));
     assert!(failed.is_err());
     let errors = metrics(&h).await;
     assert_eq!(sample(&errors, "countersign_database_errors_total"), 1.0);

@@ -66,7 +66,7 @@ pub(crate) async fn org() -> Org {
     org_with(|_| {}).await
 }
 
-async fn org_with(tweak: impl FnOnce(&mut countersign_gateway::config::Config)) -> Org {
+pub(crate) async fn org_with(tweak: impl FnOnce(&mut countersign_gateway::config::Config)) -> Org {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("two-stages.rego");
     std::fs::write(&policy, format!("{HEAD}{TWO_STAGES}")).unwrap();

@@ -12,7 +12,7 @@
 //! refused.
 
 /// The schema version this build writes.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// Version 1: every table of the gateway.
 const SCHEMA_V1: &str = r#"
@@ -301,5 +301,9 @@ CREATE TRIGGER person_groups_version AFTER INSERT OR UPDATE OR DELETE ON person_
     FOR EACH ROW EXECUTE FUNCTION directory_changed();
 "#;
 
+/// Version 2: an event sent once to a wide audience (a request's groups, docs/protocol.md
+/// 3.12) is one row whose `approver` is `+`, with its audience here.
+const SCHEMA_V2: &str = "ALTER TABLE events ADD COLUMN audience TEXT;";
+
 /// Each schema version's statements, in order.
-pub(super) const MIGRATIONS: [&str; 1] = [SCHEMA_V1];
+pub(super) const MIGRATIONS: [&str; 2] = [SCHEMA_V1, SCHEMA_V2];
