@@ -3,8 +3,10 @@
 //! load generator's.
 //!
 //! Protocol: the child prints one JSON line `{"url", "token"}` once it serves, then answers each
-//! stdin line `invite <approver> <count>` with `count` pairing links and a line `end`. It shuts
-//! down when stdin closes.
+//! stdin line `invite <approver> <count>` with `count` pairing links and a line `end`, and
+//! `group <group> <approver>...` by putting those approvers' people in the group (and stating
+//! their memberships, and loading the policy with the new directory) with a line `end`. It
+//! shuts down when stdin closes.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,8 +22,10 @@ use countersign_test_support::start_serving;
 use crate::common::bench_config;
 
 /// Runs in the child: serve until stdin closes.
-pub async fn run(data_dir: PathBuf) -> Result<()> {
-    let (running, token) = start_serving(bench_config(data_dir)).await?;
+pub async fn run(data_dir: PathBuf, policy: Option<PathBuf>) -> Result<()> {
+    let mut config = bench_config(data_dir);
+    config.policy_file = policy;
+    let (running, token) = start_serving(config).await?;
     let url = running.url();
     println!(
         "{}",
@@ -41,6 +45,15 @@ pub async fn run(data_dir: PathBuf) -> Result<()> {
                     )?;
                     println!("{link}");
                 }
+                println!("end");
+            }
+            ["group", group, approvers @ ..] => {
+                let groups = [group.to_string()];
+                for a in approvers {
+                    countersign_gateway::directory_admin::set_groups(&running.gateway, a, &groups)?;
+                }
+                // What the next request would otherwise do first: not part of its figure.
+                countersign_gateway::reload::ensure_current(&running.gateway)?;
                 println!("end");
             }
             ["stats"] => {
@@ -68,15 +81,25 @@ impl ChildGateway {
     /// Starts a child gateway whose data directory is a new directory under `parent`
     /// (the system temporary directory if `None`).
     pub async fn start(parent: Option<&Path>) -> Result<ChildGateway> {
+        Self::start_with(parent, None).await
+    }
+
+    /// [`ChildGateway::start`], routing by the policy file `policy` if one is given.
+    pub async fn start_with(parent: Option<&Path>, policy: Option<&Path>) -> Result<ChildGateway> {
         let dir = match parent {
             Some(p) => tempfile::tempdir_in(p)?,
             None => tempfile::tempdir()?,
         };
         let exe = std::env::current_exe()?;
-        let mut child = tokio::process::Command::new(exe)
+        let mut command = tokio::process::Command::new(exe);
+        command
             .arg("gateway-child")
             .arg("--data-dir")
-            .arg(dir.path().join("gateway"))
+            .arg(dir.path().join("gateway"));
+        if let Some(p) = policy {
+            command.arg("--policy").arg(p);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -146,6 +169,17 @@ impl ChildGateway {
             out.push(PairingLink::parse(&line)?);
         }
         Ok(out)
+    }
+
+    /// Puts the people of `approvers` in `group`.
+    pub async fn group(&mut self, group: &str, approvers: &[String]) -> Result<()> {
+        self.send(&format!("group {group} {}", approvers.join(" ")))
+            .await?;
+        let line = self.reply().await?;
+        if line != "end" {
+            bail!("child gateway: unexpected answer {line:?}");
+        }
+        Ok(())
     }
 
     /// The gateway store's writer counters (see `countersign_gateway::store::StoreStats`).

@@ -205,10 +205,22 @@ pub fn rss_kib(pid: &str) -> Result<u64> {
 }
 
 /// The soft limit on open files, from /proc/self/limits.
-pub fn open_files_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
+/// Raises this process's soft open-files limit to at least `wanted` (its children inherit it),
+/// within the hard limit; an error says what to run when the hard limit is too low.
+pub fn raise_open_files(wanted: u64) -> Result<()> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft >= wanted {
+        return Ok(());
+    }
+    if hard < wanted {
+        bail!(
+            "the hard open-files limit is {hard}; {wanted} are needed: raise it (for example \
+             `ulimit -Hn {wanted}` as root, or LimitNOFILE) and run again"
+        );
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, wanted, hard)?;
+    Ok(())
 }
 
 /// The Cargo target directory this binary was built into (`<target>/<profile>/countersign-bench`).

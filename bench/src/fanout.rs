@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use countersign_protocol::api::{paths, CreatedRequest};
 use countersign_protocol::KeyPair;
 use futures::StreamExt;
@@ -13,28 +13,42 @@ use tokio::sync::mpsc;
 use crate::child::ChildGateway;
 use countersign_test_support::{answer, Device, EventStream};
 
-use crate::common::{ms, new_request, open_files_limit, rss_kib, unix_now, Figure, Stats};
+use crate::common::{ms, new_request, raise_open_files, rss_kib, unix_now, Figure, Stats};
+
+/// The directory group of every approver, with `--group`.
+const GROUP: &str = "everyone";
+
+/// A policy that asks one approval of the group [`GROUP`] for every request.
+const GROUP_POLICY: &str = r#"package countersign
+
+import rego.v1
+
+result := {"allow": true, "rule": "everyone", "mode": "ask", "stages": [{"name": "everyone", "group": "everyone", "min": 1}]}
+"#;
 
 pub struct Options {
-    /// Approvers named in the one request (the protocol allows at most 64).
+    /// Approvers named in the one request (the protocol allows at most 64), or in the group.
     pub approvers: usize,
     /// Paired devices per approver; streams = approvers x devices.
     pub devices: usize,
+    /// Address the request to a policy group of every approver rather than naming them: one
+    /// event to the group's audience instead of one per approver.
+    pub group: bool,
     pub data_parent: Option<PathBuf>,
 }
 
 pub async fn run(o: Options) -> Result<Vec<Figure>> {
     let streams = o.approvers * o.devices;
-    if let Some(limit) = open_files_limit() {
-        // Each stream is one socket here; the child has its own limit.
-        if limit < streams as u64 + 256 {
-            bail!(
-                "the open-files limit is {limit}; {streams} streams need more: run `ulimit -n {}` first",
-                streams * 2 + 256
-            );
-        }
-    }
-    let mut gw = ChildGateway::start(o.data_parent.as_deref()).await?;
+    // Each stream is one socket here and one in the child, which inherits the limit.
+    raise_open_files(streams as u64 + 256)?;
+    let policy_dir = tempfile::tempdir()?;
+    let policy = policy_dir.path().join("group.rego");
+    std::fs::write(&policy, GROUP_POLICY)?;
+    let mut gw = ChildGateway::start_with(
+        o.data_parent.as_deref(),
+        o.group.then_some(policy.as_path()),
+    )
+    .await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()?;
@@ -68,6 +82,15 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
         o.devices,
         t0.elapsed().as_secs_f64()
     );
+    if o.group {
+        let t0 = Instant::now();
+        gw.group(GROUP, &names).await?;
+        println!(
+            "fanout: {} approvers put in group {GROUP}, memberships stated and the policy loaded in {:.1} s",
+            names.len(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
 
     let rss_before = rss_kib(&gw.pid)?;
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<()>>();
@@ -134,9 +157,9 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
         open_time.as_secs_f64()
     );
 
-    // One request naming every approver: one stored event per approver, pushed to each of
-    // that approver's devices.
-    let body = new_request(names, 0);
+    // One request naming every approver (one stored event per approver, pushed to each of
+    // that approver's devices), or one to the group (one event to the group's audience).
+    let body = new_request(if o.group { Vec::new() } else { names }, 0);
     let t0 = Instant::now();
     let resp = http
         .post(gw.url.join(paths::REQUESTS)?)

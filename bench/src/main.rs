@@ -87,6 +87,10 @@ enum Command {
         approvers: usize,
         #[arg(long, default_value_t = 20)]
         devices: usize,
+        /// Address the request to a policy group of every approver (one event to the group)
+        /// rather than naming each.
+        #[arg(long)]
+        group: bool,
     },
     /// Audit appends (one transaction each) against a plain insert of the same row.
     AuditAppend {
@@ -158,14 +162,16 @@ enum Command {
     GatewayChild {
         #[arg(long)]
         data_dir: PathBuf,
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new()?;
-    if let Command::GatewayChild { data_dir } = cli.command {
-        return rt.block_on(child::run(data_dir));
+    if let Command::GatewayChild { data_dir, policy } = cli.command {
+        return rt.block_on(child::run(data_dir, policy));
     }
     println!("machine: {}", common::machine());
     let figures = rt.block_on(run(cli.command))?;
@@ -207,10 +213,15 @@ async fn run(command: Command) -> Result<Vec<Figure>> {
             })
             .await?
         }
-        Command::Fanout { approvers, devices } => {
+        Command::Fanout {
+            approvers,
+            devices,
+            group,
+        } => {
             fanout::run(fanout::Options {
                 approvers,
                 devices,
+                group,
                 data_parent: None,
             })
             .await?
@@ -276,6 +287,7 @@ async fn run(command: Command) -> Result<Vec<Figure>> {
                 fanout::run(fanout::Options {
                     approvers: 50,
                     devices: 20,
+                    group: false,
                     data_parent: None,
                 })
                 .await?,

@@ -15,8 +15,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use countersign_protocol::api::{paths, ErrorCode};
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use std::collections::VecDeque;
+use tokio::sync::broadcast;
 
 use countersign_protocol::types::MAX_SAFE_INTEGER;
 use countersign_protocol::{ResyncReason, Signed, StreamHello, StreamMode, PROTOCOL_VERSION};
@@ -157,8 +157,8 @@ pub async fn handler(
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     // Subscribed before the device is authenticated: a revocation committed after that check
     // reaches this stream.
-    let mut revocations = gw.hub.revocations();
-    let (device, opening, mut live, mut closed) = gw
+    let revocations = gw.hub.revocations();
+    let (device, opening, live, mut closed) = gw
         .blocking(move |gw| {
             let device = authenticate_device(gw, &headers, "GET", paths::STREAM);
             let device = refused(gw, STREAM_REFUSED, &claimed_device(&headers), device)?;
@@ -170,106 +170,140 @@ pub async fn handler(
             Ok((device, opening, live, closed))
         })
         .await?;
-    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(256);
     let keepalive = gw.config.keepalive_seconds.max(1);
-    let hello = Event::default()
-        .event("hello")
-        .data(json_text(&opening.hello)?);
-    let gw2 = gw.clone();
-    let open = gw.hub.stream_opened(&device.approver);
-    tokio::spawn(async move {
-        // Counted open for as long as this task sends.
-        let _open = open;
-        let approver = device.approver;
-        let device_id = device.id;
-        let mut member = opening.member;
-        if tx.send(Ok(hello)).await.is_err() {
-            return;
-        }
-        for p in &opening.backlog {
-            if tx.send(Ok(to_event(p))).await.is_err() {
-                return;
-            }
-        }
+    let mut pending = VecDeque::with_capacity(opening.backlog.len() + 2);
+    pending.push_back(
+        Event::default()
+            .event("hello")
+            .data(json_text(&opening.hello)?),
+    );
+    pending.extend(opening.backlog.iter().map(to_event));
+    // A stream that opened as the gateway closed would never see the change.
+    let closing = *closed.borrow_and_update();
+    if !closing {
+        pending.push_back(
+            Event::default()
+                .event("ready")
+                .data(format!("{{\"through\":{}}}", opening.head)),
+        );
+    }
+    let open = Live {
+        _open: gw.hub.stream_opened(&device.approver),
+        gw,
+        approver: device.approver,
+        device_id: device.id,
+        member: opening.member,
         // Every event for this approver up to the head was in the backlog.
-        let mut last = opening.head;
-        drop(opening.backlog);
-        // A stream that opened as the gateway closed would never see the change.
-        if *closed.borrow_and_update() {
-            return;
-        }
-        let ready = Event::default()
-            .event("ready")
-            .data(format!("{{\"through\":{last}}}"));
-        if tx.send(Ok(ready)).await.is_err() {
-            return;
-        }
-        loop {
-            tokio::select! {
-                r = live.recv() => match r {
-                    Ok(p) => {
-                        if addressed(&p, &approver, &member) && p.seq > last {
-                            if p.kind == "membership" && p.approver == approver {
-                                if let Some(m) = membership_in(&p) {
-                                    member = m;
-                                }
-                            }
-                            if tx.send(Ok(to_event(&p))).await.is_err() {
-                                return;
-                            }
-                            last = p.seq;
-                            if let Some(at) = p.published {
-                                gw2.metrics.event_pushed(at.elapsed());
-                                tracing::trace!(
-                                    seq = p.seq,
-                                    %approver,
-                                    behind_us = at.elapsed().as_micros() as u64,
-                                    "event handed to the stream"
-                                );
-                            }
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        // This client fell behind the hub's buffer: catch up from the store.
-                        let (who, was) = (approver.clone(), member.clone());
-                        let read = gw2.blocking(move |gw| {
-                            let missed = backlog(gw, &who, &was, last)?;
-                            let now = gw.store.read(|c| member_of(c, &who))?;
-                            Ok::<_, ApiError>((missed, now))
-                        });
-                        let Ok((missed, now)) = read.await else { return };
-                        member = now;
-                        for p in &missed {
-                            if tx.send(Ok(to_event(p))).await.is_err() {
-                                return;
-                            }
-                            last = p.seq;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                r = revocations.recv() => match r {
-                    // The device's pairing was revoked: its stream ends now.
-                    Ok(id) if *id == *device_id => return,
-                    Ok(_) => {}
-                    // Missed some: the device may be among them.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let id = device_id.clone();
-                        let check = gw2.blocking(move |gw| crate::devices::paired_device(gw, &id));
-                        if check.await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                _ = closed.changed() => return,
-                _ = tx.closed() => return,
-            }
-        }
+        last: opening.head,
+        pending,
+        live,
+        revocations,
+        closed,
+        ended: closing,
+    };
+    // The body is this one stream, polled by the connection as it writes: no task or channel
+    // per stream, so an idle stream holds only its connection and these receivers.
+    let body = futures::stream::unfold(open, |mut s| async move {
+        let e = s.next().await?;
+        Some((Ok::<_, Infallible>(e), s))
     });
-    Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(
+    Ok(Sse::new(body).keep_alive(
         KeepAlive::new()
             .interval(Duration::from_secs(keepalive))
             .text("keep-alive"),
     ))
+}
+
+/// One open stream after its opening: what is left to send, and where the rest comes from.
+struct Live {
+    /// Counted open for as long as the connection holds the stream.
+    _open: crate::hub::OpenStream,
+    gw: Arc<Gateway>,
+    approver: String,
+    device_id: String,
+    member: Member,
+    last: u64,
+    pending: VecDeque<Event>,
+    live: broadcast::Receiver<Arc<Pushed>>,
+    revocations: broadcast::Receiver<Arc<str>>,
+    closed: tokio::sync::watch::Receiver<bool>,
+    ended: bool,
+}
+
+impl Live {
+    /// The next event to send, or `None` when the stream ends: at shutdown, on the device's
+    /// revocation, or when the hub or the store fails it.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                if self.pending.is_empty() && self.pending.capacity() > 16 {
+                    // The backlog is sent: do not keep its room for the life of the stream.
+                    self.pending = VecDeque::new();
+                }
+                return Some(e);
+            }
+            if self.ended {
+                return None;
+            }
+            tokio::select! {
+                r = self.live.recv() => match r {
+                    Ok(p) => self.offer(&p),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // This client fell behind the hub's buffer: catch up from the store.
+                        let (who, was, last) = (self.approver.clone(), self.member.clone(), self.last);
+                        let read = self.gw.blocking(move |gw| {
+                            let missed = backlog(gw, &who, &was, last)?;
+                            let now = gw.store.read(|c| member_of(c, &who))?;
+                            Ok::<_, ApiError>((missed, now))
+                        });
+                        let Ok((missed, now)) = read.await else { return None };
+                        self.member = now;
+                        for p in &missed {
+                            self.pending.push_back(to_event(p));
+                            self.last = p.seq;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                r = self.revocations.recv() => match r {
+                    // The device's pairing was revoked: its stream ends now.
+                    Ok(id) if *id == *self.device_id => return None,
+                    Ok(_) => {}
+                    // Missed some: the device may be among them.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let id = self.device_id.clone();
+                        let check = self.gw.blocking(move |gw| crate::devices::paired_device(gw, &id));
+                        if check.await.is_err() {
+                            return None;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = self.closed.changed() => return None,
+            }
+        }
+    }
+
+    /// Queues the live event `p` if it is for this stream and newer than what it sent.
+    fn offer(&mut self, p: &Pushed) {
+        if !addressed(p, &self.approver, &self.member) || p.seq <= self.last {
+            return;
+        }
+        if p.kind == "membership" && p.approver == self.approver {
+            if let Some(m) = membership_in(p) {
+                self.member = m;
+            }
+        }
+        self.pending.push_back(to_event(p));
+        self.last = p.seq;
+        if let Some(at) = p.published {
+            self.gw.metrics.event_pushed(at.elapsed());
+            tracing::trace!(
+                seq = p.seq,
+                approver = %self.approver,
+                behind_us = at.elapsed().as_micros() as u64,
+                "event handed to the stream"
+            );
+        }
+    }
 }
