@@ -20,12 +20,11 @@ use crate::store::memberships::MembershipRow;
 /// how many were sent.
 pub fn sync(gw: &Gateway) -> Result<usize, ApiError> {
     let now = gw.now();
-    let sent = gw
-        .store
+    gw.store
         .write_publish(|tx| -> Result<(usize, Vec<Pushed>), ApiError> {
             // Who every approver is now: listed people's approver names. One removed from the
             // directory, or never in it, is nobody, in no group.
-            let mut now_is: BTreeMap<String, (Option<String>, Vec<String>)> = BTreeMap::new();
+            let mut now_is: BTreeMap<String, Who> = BTreeMap::new();
             for p in tx.directory()? {
                 if p.removed_at.is_some() {
                     continue;
@@ -45,42 +44,71 @@ pub fn sync(gw: &Gateway) -> Result<usize, ApiError> {
                 now_is.entry(approver.clone()).or_insert((None, Vec::new()));
             }
             let mut pushed = Vec::new();
-            let mut sent = 0;
-            for (approver, (person, groups)) in now_is {
-                let before = last.get(&approver);
-                if before.is_some_and(|b| b.person == person && b.groups == groups) {
-                    continue;
-                }
-                let row = MembershipRow {
-                    approver: approver.clone(),
-                    seq: before.map_or(1, |b| b.seq + 1),
-                    person,
-                    groups,
-                };
-                tx.put_membership(&row, now)?;
-                let membership = Signed::sign(
-                    &gw.key,
-                    Membership {
-                        v: PROTOCOL_VERSION,
-                        gateway: gw.fingerprint.clone(),
-                        approver: row.approver,
-                        person: row.person,
-                        groups: row.groups,
-                        seq: row.seq,
-                        issued_at: now,
-                    },
-                )?;
-                pushed.extend(crate::envelope::enqueue(
-                    gw,
-                    tx,
-                    std::slice::from_ref(&approver),
-                    &StreamEvent::Membership {
-                        membership: Box::new(membership),
-                    },
-                )?);
-                sent += 1;
+            for (approver, who) in now_is {
+                pushed.extend(state(gw, tx, &approver, last.get(&approver), who, now)?);
             }
-            Ok((sent, pushed))
-        })?;
-    Ok(sent)
+            Ok((pushed.len(), pushed))
+        })
+}
+
+/// [`sync`] for the one approver `approver` (just paired): what it costs does not grow with
+/// the directory.
+pub fn sync_one(gw: &Gateway, approver: &str) -> Result<usize, ApiError> {
+    let now = gw.now();
+    gw.store
+        .write_publish(|tx| -> Result<(usize, Vec<Pushed>), ApiError> {
+            let person = crate::directory::person_of(tx, IdentityKind::Approver, approver)?;
+            let groups = match &person {
+                Some(p) => tx.groups_of(p)?,
+                None => Vec::new(),
+            };
+            let before = tx.membership_of(approver)?;
+            let pushed = state(gw, tx, approver, before.as_ref(), (person, groups), now)?;
+            Ok((pushed.len(), pushed))
+        })
+}
+
+/// An approver's person and groups.
+type Who = (Option<String>, Vec<String>);
+
+/// Records and signs the statement that `approver` is `who`, as the next `seq`, unless the
+/// last one sent (`before`) said the same; returns its event, if any.
+fn state(
+    gw: &Gateway,
+    tx: &dyn crate::store::Tx,
+    approver: &str,
+    before: Option<&MembershipRow>,
+    (person, groups): Who,
+    now: i64,
+) -> Result<Vec<Pushed>, ApiError> {
+    if before.is_some_and(|b| b.person == person && b.groups == groups) {
+        return Ok(Vec::new());
+    }
+    let row = MembershipRow {
+        approver: approver.to_string(),
+        seq: before.map_or(1, |b| b.seq + 1),
+        person,
+        groups,
+    };
+    tx.put_membership(&row, now)?;
+    let membership = Signed::sign(
+        &gw.key,
+        Membership {
+            v: PROTOCOL_VERSION,
+            gateway: gw.fingerprint.clone(),
+            approver: row.approver,
+            person: row.person,
+            groups: row.groups,
+            seq: row.seq,
+            issued_at: now,
+        },
+    )?;
+    crate::envelope::enqueue(
+        gw,
+        tx,
+        &[approver.to_string()],
+        &StreamEvent::Membership {
+            membership: Box::new(membership),
+        },
+    )
 }

@@ -164,8 +164,8 @@ pub fn finish(gw: &Gateway, body: &[u8]) -> Result<Signed<Paired>, ApiError> {
     match &r {
         Err(e) => audit_pairing_rejection(gw, e),
         // The invite may have put the approver in the directory: their first statement.
-        Ok(_) => {
-            if let Err(e) = crate::memberships::sync(gw) {
+        Ok(paired) => {
+            if let Err(e) = crate::memberships::sync_one(gw, &paired.body.approver) {
                 tracing::error!(%e, "the membership statements could not be brought up to date");
             }
         }

@@ -69,9 +69,12 @@ pub(crate) fn eligibility(
     })
 }
 
-/// The most approvers one request is addressed to, each with its own signed `request` event.
-/// Above the gateway's `prechallenge_max` they ask for their challenges on demand.
-pub(crate) const MAX_ADDRESSEES: usize = 1024;
+/// The most approvers one request is addressed to: each costs one row in the request's write
+/// (its ceremony state, or the mark that it asks on demand). Up to the gateway's
+/// `prechallenge_max` each gets its own signed `request` event and challenge; above it they ask
+/// for their challenges on demand and the request's events go once to its audience
+/// (protocol.md 3.12), so a group of thousands costs one event.
+pub(crate) const MAX_ADDRESSEES: usize = 16_384;
 
 /// The request's risk as signed: the higher of the requester's claim (default medium) and the
 /// policy's judgement.
@@ -246,7 +249,9 @@ pub(crate) fn route(
     for (i, (stage, people)) in stages.iter().zip(&members).enumerate() {
         let mut here = BTreeSet::new();
         for (approver, person) in people {
-            if !passkeys_of(tx, approver)?.is_empty() {
+            // A group stage's members all have a passkey (`group_approvers`); a list stage's
+            // approvers are checked here, one by one.
+            if stage.group.is_some() || !passkeys_of(tx, approver)?.is_empty() {
                 here.insert(person.as_str());
                 addressees.insert(approver.clone());
                 able.entry(person.clone()).or_default().push(i as u32);

@@ -62,7 +62,8 @@ pub trait DirectoryRows {
     /// The groups of the listed `person`, sorted; none for a removed one.
     fn groups_of(&self, person: &str) -> Result<Vec<String>, StoreError>;
 
-    /// The approver names of the listed people in `group`, with their person, by name.
+    /// The approver names of the listed people in `group` that have a registered passkey (not
+    /// retired), with their person, by name: those a group stage can ask.
     fn group_approvers(&self, group: &str) -> Result<Vec<(String, String)>, StoreError>;
 }
 
@@ -213,13 +214,15 @@ impl DirectoryRows for Db<'_> {
                 "SELECT i.name, p.id FROM person_groups g
                  CROSS JOIN people p ON p.id = g.person
                  CROSS JOIN person_identities i ON i.person = p.id AND i.kind = 'approver'
-                 WHERE g.grp = ?1 AND p.removed_at IS NULL ORDER BY i.name"
+                 WHERE g.grp = ?1 AND p.removed_at IS NULL AND EXISTS (SELECT 1 FROM passkeys k
+                     WHERE k.approver = i.name AND k.retired_at IS NULL) ORDER BY i.name"
             }
             Dialect::Postgres => {
                 "SELECT i.name, p.id FROM person_groups g
                  JOIN people p ON p.id = g.person
                  JOIN person_identities i ON i.person = p.id AND i.kind = 'approver'
-                 WHERE g.grp = ?1 AND p.removed_at IS NULL ORDER BY i.name"
+                 WHERE g.grp = ?1 AND p.removed_at IS NULL AND EXISTS (SELECT 1 FROM passkeys k
+                     WHERE k.approver = i.name AND k.retired_at IS NULL) ORDER BY i.name"
             }
         };
         self.rows(sql, args![group], |r| Ok((r.get(0)?, r.get(1)?)))
