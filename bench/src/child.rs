@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use countersign_protocol::PairingLink;
@@ -22,9 +23,14 @@ use countersign_test_support::start_serving;
 use crate::common::bench_config;
 
 /// Runs in the child: serve until stdin closes.
-pub async fn run(data_dir: PathBuf, policy: Option<PathBuf>) -> Result<()> {
+pub async fn run(
+    data_dir: PathBuf,
+    policy: Option<PathBuf>,
+    database_url: Option<String>,
+) -> Result<()> {
     let mut config = bench_config(data_dir);
     config.policy_file = policy;
+    config.database_url = database_url;
     let (running, token) = start_serving(config).await?;
     let url = running.url();
     println!(
@@ -74,22 +80,41 @@ pub struct ChildGateway {
     pub url: Url,
     pub token: String,
     pub pid: String,
-    _dir: tempfile::TempDir,
+    dir: Arc<tempfile::TempDir>,
 }
 
 impl ChildGateway {
     /// Starts a child gateway whose data directory is a new directory under `parent`
     /// (the system temporary directory if `None`).
     pub async fn start(parent: Option<&Path>) -> Result<ChildGateway> {
-        Self::start_with(parent, None).await
+        Self::start_with(parent, None, None).await
     }
 
-    /// [`ChildGateway::start`], routing by the policy file `policy` if one is given.
-    pub async fn start_with(parent: Option<&Path>, policy: Option<&Path>) -> Result<ChildGateway> {
-        let dir = match parent {
+    /// [`ChildGateway::start`], routing by the policy file `policy` if one is given, and keeping
+    /// its data in the PostgreSQL database `database_url` if one is given.
+    pub async fn start_with(
+        parent: Option<&Path>,
+        policy: Option<&Path>,
+        database_url: Option<&str>,
+    ) -> Result<ChildGateway> {
+        let dir = Arc::new(match parent {
             Some(p) => tempfile::tempdir_in(p)?,
             None => tempfile::tempdir()?,
-        };
+        });
+        Self::spawn(dir, policy, database_url).await
+    }
+
+    /// Another replica of this gateway: a child with the same data directory (its key) and
+    /// database, which must be PostgreSQL.
+    pub async fn replica(&self, policy: Option<&Path>, database_url: &str) -> Result<ChildGateway> {
+        Self::spawn(self.dir.clone(), policy, Some(database_url)).await
+    }
+
+    async fn spawn(
+        dir: Arc<tempfile::TempDir>,
+        policy: Option<&Path>,
+        database_url: Option<&str>,
+    ) -> Result<ChildGateway> {
         let exe = std::env::current_exe()?;
         let mut command = tokio::process::Command::new(exe);
         command
@@ -98,6 +123,9 @@ impl ChildGateway {
             .arg(dir.path().join("gateway"));
         if let Some(p) = policy {
             command.arg("--policy").arg(p);
+        }
+        if let Some(url) = database_url {
+            command.arg("--database-url").arg(url);
         }
         let mut child = command
             .stdin(Stdio::piped())
@@ -130,7 +158,7 @@ impl ChildGateway {
             url,
             token,
             pid,
-            _dir: dir,
+            dir,
         })
     }
 

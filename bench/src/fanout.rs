@@ -11,6 +11,8 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::child::ChildGateway;
+use anyhow::Context as _;
+use countersign_test_support::postgres::Postgres;
 use countersign_test_support::{answer, Device, EventStream};
 
 use crate::common::{ms, new_request, raise_open_files, rss_kib, unix_now, Figure, Stats};
@@ -34,6 +36,10 @@ pub struct Options {
     /// Address the request to a policy group of every approver rather than naming them: one
     /// event to the group's audience instead of one per approver.
     pub group: bool,
+    /// Two gateway replicas on one PostgreSQL database rather than one SQLite gateway: the
+    /// request is created through the first, and every other device's stream is held by the
+    /// second.
+    pub replicas: bool,
     pub data_parent: Option<PathBuf>,
 }
 
@@ -44,11 +50,19 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
     let policy_dir = tempfile::tempdir()?;
     let policy = policy_dir.path().join("group.rego");
     std::fs::write(&policy, GROUP_POLICY)?;
-    let mut gw = ChildGateway::start_with(
-        o.data_parent.as_deref(),
-        o.group.then_some(policy.as_path()),
-    )
-    .await?;
+    let policy = o.group.then_some(policy.as_path());
+    let pg = if o.replicas {
+        Some(Postgres::start().context("starting PostgreSQL")?)
+    } else {
+        None
+    };
+    let database = pg.as_ref().map(Postgres::database).transpose()?;
+    let mut gw =
+        ChildGateway::start_with(o.data_parent.as_deref(), policy, database.as_deref()).await?;
+    let second = match &database {
+        Some(url) => Some(gw.replica(policy, url).await?),
+        None => None,
+    };
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()?;
@@ -93,16 +107,21 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
     }
 
     let rss_before = rss_kib(&gw.pid)?;
+    let rss_before_2 = second.as_ref().map(|g| rss_kib(&g.pid)).transpose()?;
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<()>>();
     let (got_tx, mut got_rx) = mpsc::unbounded_channel::<Result<Instant>>();
-    let base = gw.url.clone();
+    // With two replicas every other device's stream is on the second.
+    let bases = [
+        gw.url.clone(),
+        second.as_ref().map_or(gw.url.clone(), |g| g.url.clone()),
+    ];
     let opener = {
         let http = http.clone();
         tokio::spawn(async move {
-            futures::stream::iter(devices)
-                .for_each_concurrent(64, |(key, id)| {
+            futures::stream::iter(devices.into_iter().enumerate())
+                .for_each_concurrent(64, |(n, (key, id))| {
                     let http = http.clone();
-                    let base = base.clone();
+                    let base = bases[n % 2].clone();
                     let ready_tx = ready_tx.clone();
                     let got_tx = got_tx.clone();
                     async move {
@@ -150,10 +169,21 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
     // Let the allocator settle, then read the gateway's memory with every stream idle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after = rss_kib(&gw.pid)?;
-    let per_stream_kib = (rss_after as f64 - rss_before as f64) / streams as f64;
+    let (grown, on_first) = match (&second, rss_before_2) {
+        (Some(g), Some(before)) => {
+            let after = rss_kib(&g.pid)?;
+            println!("fanout: replica 2 VmRSS {before} KiB -> {after} KiB");
+            (
+                (rss_after + after) as f64 - (rss_before + before) as f64,
+                streams,
+            )
+        }
+        _ => (rss_after as f64 - rss_before as f64, streams),
+    };
+    let per_stream_kib = grown / on_first as f64;
     println!(
         "fanout: {streams} streams open and ready in {:.2} s; gateway VmRSS {rss_before} KiB -> \
-         {rss_after} KiB = {per_stream_kib:.1} KiB per idle stream",
+         {rss_after} KiB; {per_stream_kib:.1} KiB per idle stream",
         open_time.as_secs_f64()
     );
 
@@ -184,6 +214,9 @@ pub async fn run(o: Options) -> Result<Vec<Figure>> {
         ms(posted),
         st.line()
     );
+    if let Some(g) = second {
+        g.stop().await?;
+    }
     gw.stop().await?;
     Ok(vec![
         Figure {

@@ -91,6 +91,9 @@ enum Command {
         /// rather than naming each.
         #[arg(long)]
         group: bool,
+        /// Two gateway replicas on PostgreSQL; half the streams on each.
+        #[arg(long)]
+        replicas: bool,
     },
     /// Audit appends (one transaction each) against a plain insert of the same row.
     AuditAppend {
@@ -164,14 +167,21 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long)]
         policy: Option<PathBuf>,
+        #[arg(long)]
+        database_url: Option<String>,
     },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new()?;
-    if let Command::GatewayChild { data_dir, policy } = cli.command {
-        return rt.block_on(child::run(data_dir, policy));
+    if let Command::GatewayChild {
+        data_dir,
+        policy,
+        database_url,
+    } = cli.command
+    {
+        return rt.block_on(child::run(data_dir, policy, database_url));
     }
     println!("machine: {}", common::machine());
     let figures = rt.block_on(run(cli.command))?;
@@ -217,11 +227,13 @@ async fn run(command: Command) -> Result<Vec<Figure>> {
             approvers,
             devices,
             group,
+            replicas,
         } => {
             fanout::run(fanout::Options {
                 approvers,
                 devices,
                 group,
+                replicas,
                 data_parent: None,
             })
             .await?
@@ -288,6 +300,7 @@ async fn run(command: Command) -> Result<Vec<Figure>> {
                     approvers: 50,
                     devices: 20,
                     group: false,
+                    replicas: false,
                     data_parent: None,
                 })
                 .await?,

@@ -264,9 +264,9 @@ pub fn listed(tx: &dyn Tx) -> Result<Vec<Entry>, StoreError> {
 }
 
 pub(crate) fn listing_of(tx: &dyn Tx, person: &str) -> Result<Entry, DirectoryError> {
-    listed(tx)?
-        .into_iter()
-        .find(|e| e.id == person)
+    tx.person_listing(person)?
+        .filter(|p| p.removed_at.is_none())
+        .map(|p| Entry::from_listing(&p))
         .ok_or_else(|| DirectoryError::UnknownApprover(person.to_owned()))
 }
 
