@@ -39,37 +39,43 @@ pub async fn run(
     );
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        match parts.as_slice() {
-            ["invite", approver, count] => {
-                let count: usize = count.parse()?;
-                for _ in 0..count {
-                    let link = countersign_gateway::pairing::invite(
-                        &running.gateway,
-                        approver,
-                        url.clone(),
-                    )?;
-                    println!("{link}");
-                }
-                println!("end");
-            }
-            ["group", group, approvers @ ..] => {
-                let groups = [group.to_string()];
-                for a in approvers {
-                    countersign_gateway::directory_admin::set_groups(&running.gateway, a, &groups)?;
-                }
-                // What the next request would otherwise do first: not part of its figure.
-                countersign_gateway::reload::ensure_current(&running.gateway)?;
-                println!("end");
-            }
-            ["stats"] => {
-                println!("{}", serde_json::to_string(&running.gateway.store.stats())?);
-            }
-            _ => println!("error unknown command"),
-        }
+        // The store is used from blocking threads, as the gateway's own handlers do: the
+        // PostgreSQL engine awaits its statements on the calling thread.
+        let gw = running.gateway.clone();
+        let url = url.clone();
+        let answer = tokio::task::spawn_blocking(move || command(&gw, &url, &line)).await??;
+        println!("{answer}");
     }
     running.shutdown().await;
     Ok(())
+}
+
+/// One command line's answer lines.
+fn command(gw: &countersign_gateway::Gateway, url: &Url, line: &str) -> Result<String> {
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    let mut out = Vec::new();
+    match parts.as_slice() {
+        ["invite", approver, count] => {
+            let count: usize = count.parse()?;
+            for _ in 0..count {
+                let link = countersign_gateway::pairing::invite(gw, approver, url.clone())?;
+                out.push(link.to_string());
+            }
+            out.push("end".into());
+        }
+        ["group", group, approvers @ ..] => {
+            let groups = [group.to_string()];
+            for a in approvers {
+                countersign_gateway::directory_admin::set_groups(gw, a, &groups)?;
+            }
+            // What the next request would otherwise do first: not part of its figure.
+            countersign_gateway::reload::ensure_current(gw)?;
+            out.push("end".into());
+        }
+        ["stats"] => out.push(serde_json::to_string(&gw.store.stats())?),
+        _ => out.push("error unknown command".into()),
+    }
+    Ok(out.join("\n"))
 }
 
 /// The parent's handle on a child gateway.

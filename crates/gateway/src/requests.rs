@@ -323,9 +323,7 @@ fn create_in(
     if body.mode == Mode::BreakGlass {
         pushed = tell_after_the_fact(gw, tx, &signed, &routed, now)?;
     } else if body.mode.is_ask() && !prechallenged {
-        for a in &routed.addressees {
-            tx.insert_on_demand(&body.id, a)?;
-        }
+        tx.insert_on_demand_all(&body.id, &routed.addressees)?;
         pushed = without_challenge(gw, tx, &signed, &routed.addressees)?;
     }
     for (a, rcr, state) in challenges {

@@ -3,7 +3,11 @@
 
 use crate::args;
 
-use super::sql::Db;
+use super::sql::{Db, ToParam as _};
+
+/// Rows per statement of [`ChallengeRows::insert_on_demand_all`] (SQLite takes at most 32,766
+/// parameters in one statement).
+const ON_DEMAND_ROWS: usize = 500;
 use crate::error::StoreError;
 
 /// A stored WebAuthn ceremony state and when it was used.
@@ -37,6 +41,14 @@ pub trait ChallengeRows {
     /// Records that a request was addressed to an approver who asks for a challenge when they
     /// decide (`POST /v2/challenges`): no ceremony yet (`state` the JSON `null`), unused.
     fn insert_on_demand(&self, request_id: &str, approver: &str) -> Result<(), StoreError>;
+
+    /// [`ChallengeRows::insert_on_demand`] for each of `approvers`, a few hundred rows per
+    /// statement (a group of thousands would otherwise be as many round trips to PostgreSQL).
+    fn insert_on_demand_all(
+        &self,
+        request_id: &str,
+        approvers: &[String],
+    ) -> Result<(), StoreError>;
 
     /// Replaces the ceremony state of a request for an approver it was addressed to with a new,
     /// unused one (a challenge issued on demand); returns whether there was a row to replace.
@@ -132,6 +144,27 @@ impl ChallengeRows for Db<'_> {
             "INSERT INTO challenges(request_id, approver, state) VALUES (?1, ?2, 'null')",
             args![request_id, approver],
         )?;
+        Ok(())
+    }
+
+    fn insert_on_demand_all(
+        &self,
+        request_id: &str,
+        approvers: &[String],
+    ) -> Result<(), StoreError> {
+        for chunk in approvers.chunks(ON_DEMAND_ROWS) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(?1, ?{}, 'null')", i + 2))
+                .collect();
+            let sql = format!(
+                "INSERT INTO challenges(request_id, approver, state) VALUES {}",
+                values.join(", ")
+            );
+            let mut params = Vec::with_capacity(chunk.len() + 1);
+            params.push(request_id.param());
+            params.extend(chunk.iter().map(|a| a.param()));
+            self.exec(&sql, &params)?;
+        }
         Ok(())
     }
 

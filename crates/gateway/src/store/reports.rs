@@ -40,6 +40,9 @@ pub trait ReportRows {
     /// Whether `approver` blocked `requester`.
     fn is_blocked(&self, requester: &str, approver: &str) -> Result<bool, StoreError>;
 
+    /// The approvers who blocked `requester`, by name.
+    fn blocked_for(&self, requester: &str) -> Result<Vec<String>, StoreError>;
+
     /// Lifts the block of `requester` for `approver`; returns whether there was one.
     fn delete_block(&self, requester: &str, approver: &str) -> Result<bool, StoreError>;
 }
@@ -94,6 +97,14 @@ impl ReportRows for Db<'_> {
                 |row| row.get::<i64>(0),
             )?
             .is_some())
+    }
+
+    fn blocked_for(&self, requester: &str) -> Result<Vec<String>, StoreError> {
+        self.rows(
+            "SELECT approver FROM blocks WHERE requester = ?1 ORDER BY approver",
+            args![requester],
+            |row| row.get(0),
+        )
     }
 
     fn delete_block(&self, requester: &str, approver: &str) -> Result<bool, StoreError> {
