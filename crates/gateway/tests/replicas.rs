@@ -222,3 +222,57 @@ async fn a_gateway_works_again_after_postgresql_restarts() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A request sent once to a group (more addressees than `prechallenge_max`) reaches the group's
+/// members on every replica as the same single event.
+#[tokio::test]
+async fn a_request_to_a_group_reaches_its_members_on_every_replica_as_one_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("dba.rego");
+    std::fs::write(
+        &policy,
+        "package countersign\n\nimport rego.v1\n\nresult := {\"allow\": true, \"rule\": \"dba\", \
+         \"mode\": \"ask\", \"stages\": [{\"name\": \"dba\", \"group\": \"dba\", \"min\": 1}]}\n",
+    )
+    .unwrap();
+    let url = postgres::shared().database().unwrap();
+    let p = policy.clone();
+    let r1 = TestGateway::start_with(move |c| {
+        c.database_url = Some(url);
+        c.policy_file = Some(p);
+        c.prechallenge_max = 1;
+    })
+    .await;
+    let r2 = r1.replica(|c| c.policy_file = Some(policy)).await;
+    let alice = r1.pair(ALICE).await;
+    let bob = r1.pair(BOB).await;
+    for who in [ALICE, BOB] {
+        countersign_gateway::directory_admin::set_groups(r1.gw(), who, &["dba".into()]).unwrap();
+    }
+    // The memberships are stated before the next request is routed: a first request states
+    // them, so that the streams below already hold them.
+    r1.requester()
+        .create(&r1.new_request(&[], "states the memberships"))
+        .await
+        .unwrap();
+    let mut on_r2 = alice.open_stream(&r2, 0).await;
+    on_r2.until_ready().await;
+    let mut on_r1 = bob.open_stream(&r1, 0).await;
+    on_r1.until_ready().await;
+
+    let created = r1
+        .requester()
+        .create(&r1.new_request(&[], "to the dba group"))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for stream in [&mut on_r1, &mut on_r2] {
+        let (id, e) = stream.next_event().await;
+        assert_eq!(request_id(&e).as_deref(), Some(&*created.request.body.id));
+        ids.push(id);
+    }
+    assert_eq!(
+        ids[0], ids[1],
+        "one event for both members, on both replicas"
+    );
+}
