@@ -248,7 +248,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(u) = public_url {
                 cfg.public_url = Some(u.clone());
             }
-            raise_open_files();
+            countersign_gateway::server::raise_open_files();
             // Opening connects to the store, synchronously: on the blocking pool too.
             let gw = tokio::task::spawn_blocking(move || Gateway::open(cfg))
                 .await
@@ -570,21 +570,6 @@ fn shell_words(words: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Raises the soft open-files limit to the hard one: each device stream is a socket, and the
-/// soft limit a shell or a container starts with (often 1,024) would refuse connections long
-/// before 10,000 streams. The systemd unit sets both (`LimitNOFILE`).
-fn raise_open_files() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => tracing::info!(from = soft, to = hard, "open-files limit raised"),
-            Err(e) => tracing::warn!(%e, soft, hard, "cannot raise the open-files limit"),
-        },
-        Ok((soft, _)) => tracing::debug!(limit = soft, "open-files limit"),
-        Err(e) => tracing::warn!(%e, "cannot read the open-files limit"),
-    }
 }
 
 async fn shutdown_signal() {

@@ -179,3 +179,18 @@ pub fn serve_on(
         dispatcher,
     })
 }
+
+/// Raises the soft open-files limit to the hard one: each device stream is a socket, and the
+/// soft limit a shell or a container starts with (often 1,024) would refuse connections long
+/// before 10,000 streams. The systemd unit sets both (`LimitNOFILE`).
+pub fn raise_open_files() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "open-files limit raised"),
+            Err(e) => tracing::warn!(%e, soft, hard, "cannot raise the open-files limit"),
+        },
+        Ok((soft, _)) => tracing::debug!(limit = soft, "open-files limit"),
+        Err(e) => tracing::warn!(%e, "cannot read the open-files limit"),
+    }
+}
