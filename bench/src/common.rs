@@ -205,21 +205,17 @@ pub fn rss_kib(pid: &str) -> Result<u64> {
 }
 
 /// The soft limit on open files, from /proc/self/limits.
-/// Raises this process's soft open-files limit to at least `wanted` (its children inherit it),
-/// within the hard limit; an error says what to run when the hard limit is too low.
+/// Raises this process's soft open-files limit as the gateway does at start (its children
+/// inherit it), and fails with what to do when that is below `wanted`.
 pub fn raise_open_files(wanted: u64) -> Result<()> {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    if soft >= wanted {
-        return Ok(());
-    }
-    if hard < wanted {
+    countersign_gateway::server::raise_open_files();
+    let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
+    if soft < wanted {
         bail!(
-            "the hard open-files limit is {hard}; {wanted} are needed: raise it (for example \
-             `ulimit -Hn {wanted}` as root, or LimitNOFILE) and run again"
+            "the open-files limit is {soft}; {wanted} are needed: raise the hard limit (for \
+             example `ulimit -Hn {wanted}` as root, or LimitNOFILE) and run again"
         );
     }
-    setrlimit(Resource::RLIMIT_NOFILE, wanted, hard)?;
     Ok(())
 }
 

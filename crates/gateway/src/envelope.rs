@@ -54,29 +54,8 @@ pub(crate) fn enqueue_about(
         groups: wide.groups.clone(),
         all: false,
     };
-    let kind = payload.kind();
-    let id = tx.next_event_id()?;
-    let envelope = Signed::sign(
-        &gw.key,
-        Event {
-            v: PROTOCOL_VERSION,
-            gateway: gw.fingerprint.clone(),
-            id,
-            at: gw.now(),
-            audience,
-            payload: payload.clone(),
-        },
-    )?;
-    let data = json_text(&envelope)?;
-    tx.insert_event(id, WIDE, kind, &data, Some(&wide))?;
-    Ok(vec![Pushed {
-        seq: id,
-        approver: WIDE.to_string(),
-        wide: Some(Arc::new(wide)),
-        kind: kind.to_string(),
-        data: Arc::from(data),
-        published: None,
-    }])
+    let pushed = store(gw, tx, gw.now(), WIDE, audience, Some(wide), payload)?;
+    Ok(vec![pushed])
 }
 
 /// Stores `payload` as one signed event for each of `approvers`, each with its own id and an
@@ -87,34 +66,11 @@ pub(crate) fn enqueue(
     approvers: &[String],
     payload: &StreamEvent,
 ) -> Result<Vec<Pushed>, ApiError> {
-    let kind = payload.kind();
     let at = gw.now();
-    let mut out = Vec::with_capacity(approvers.len());
-    for approver in approvers {
-        let id = tx.next_event_id()?;
-        let envelope = Signed::sign(
-            &gw.key,
-            Event {
-                v: PROTOCOL_VERSION,
-                gateway: gw.fingerprint.clone(),
-                id,
-                at,
-                audience: Audience::approver(approver),
-                payload: payload.clone(),
-            },
-        )?;
-        let data = json_text(&envelope)?;
-        tx.insert_event(id, approver, kind, &data, None)?;
-        out.push(Pushed {
-            seq: id,
-            approver: approver.clone(),
-            wide: None,
-            kind: kind.to_string(),
-            data: Arc::from(data),
-            published: None,
-        });
-    }
-    Ok(out)
+    approvers
+        .iter()
+        .map(|a| store(gw, tx, at, a, Audience::approver(a), None, payload))
+        .collect()
 }
 
 /// Stores `payload` as one signed event to every device (audience `all`), replacing the older
@@ -122,6 +78,31 @@ pub(crate) fn enqueue(
 pub(crate) fn enqueue_everyone(
     gw: &Gateway,
     tx: &dyn Tx,
+    payload: &StreamEvent,
+) -> Result<Pushed, ApiError> {
+    let pushed = store(
+        gw,
+        tx,
+        gw.now(),
+        EVERYONE,
+        Audience::everyone(),
+        None,
+        payload,
+    )?;
+    tx.drop_older_to_everyone(payload.kind(), pushed.seq)?;
+    Ok(pushed)
+}
+
+/// Signs `payload` into the envelope of the next event id for `audience`, stores it under the
+/// row key `to` (an approver, [`EVERYONE`] or [`WIDE`] with `wide`), and returns what to
+/// publish after commit.
+fn store(
+    gw: &Gateway,
+    tx: &dyn Tx,
+    at: i64,
+    to: &str,
+    audience: Audience,
+    wide: Option<Wide>,
     payload: &StreamEvent,
 ) -> Result<Pushed, ApiError> {
     let kind = payload.kind();
@@ -132,18 +113,17 @@ pub(crate) fn enqueue_everyone(
             v: PROTOCOL_VERSION,
             gateway: gw.fingerprint.clone(),
             id,
-            at: gw.now(),
-            audience: Audience::everyone(),
+            at,
+            audience,
             payload: payload.clone(),
         },
     )?;
     let data = json_text(&envelope)?;
-    tx.insert_event(id, EVERYONE, kind, &data, None)?;
-    tx.drop_older_to_everyone(kind, id)?;
+    tx.insert_event(id, to, kind, &data, wide.as_ref())?;
     Ok(Pushed {
         seq: id,
-        approver: EVERYONE.to_string(),
-        wide: None,
+        approver: to.to_string(),
+        wide: wide.map(Arc::new),
         kind: kind.to_string(),
         data: Arc::from(data),
         published: None,

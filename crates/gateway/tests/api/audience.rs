@@ -61,12 +61,7 @@ async fn a_request_to_many_is_one_event_to_its_groups() {
     let mut live = o.ann.open_stream(&o.h, o.ann.last_event).await;
     live.until_ready().await;
 
-    let id =
-        o.h.create_with(|n| n.approvers.clear())
-            .await
-            .request
-            .body
-            .id;
+    let id = o.routed_by_policy().await;
     let (seq, event) = next_live(&mut live).await;
     assert_eq!(request_id(&event).as_deref(), Some(id.as_str()));
 
@@ -146,12 +141,7 @@ async fn a_request_to_many_is_one_event_to_its_groups() {
 #[tokio::test]
 async fn a_request_to_many_is_stored_once() {
     let o = org_with(|c| c.prechallenge_max = 2).await;
-    let id =
-        o.h.create_with(|n| n.approvers.clear())
-            .await
-            .request
-            .body
-            .id;
+    let id = o.routed_by_policy().await;
     let db = countersign_test_support::rewrite::RawDb::of(&o.h.gw().config);
     let rows = db.count(&format!(
         "SELECT count(*) FROM events WHERE kind = 'request' AND data LIKE '%{id}%'"

@@ -60,6 +60,18 @@ const CARL: &str = "carl@example.com";
 const DAVE: &str = "dave@example.com";
 const RITA: &str = "rita@example.com";
 
+impl Org {
+    /// A request naming nobody, so the policy's stages say who approves it; its id.
+    pub(crate) async fn routed_by_policy(&self) -> String {
+        self.h
+            .create_with(|n| n.approvers.clear())
+            .await
+            .request
+            .body
+            .id
+    }
+}
+
 /// Ann is a DBA and a manager, Bob a DBA, Carl a manager, Dave in no group; Rita is a DBA and
 /// the requester token is hers.
 pub(crate) async fn org() -> Org {
@@ -177,12 +189,7 @@ async fn peer_and_manager_one_approval_leaves_it_pending_and_the_second_approves
 #[tokio::test]
 async fn a_person_in_both_groups_does_not_satisfy_both_stages_alone() {
     let mut o = org().await;
-    let id =
-        o.h.create_with(|n| n.approvers.clear())
-            .await
-            .request
-            .body
-            .id;
+    let id = o.routed_by_policy().await;
     let r = approve(&mut o.ann, &o.h, &id).await;
     assert_eq!(r.request_state, RequestState::Pending, "Ann counts once");
     assert_eq!(
@@ -217,12 +224,7 @@ async fn a_person_in_both_groups_does_not_satisfy_both_stages_alone() {
 #[tokio::test]
 async fn a_vote_from_outside_the_stages_is_refused() {
     let mut o = org().await;
-    let id =
-        o.h.create_with(|n| n.approvers.clear())
-            .await
-            .request
-            .body
-            .id;
+    let id = o.routed_by_policy().await;
     let (req, _) = o.bob.request_event(&o.h, &id).await;
     // Dave is in no group and was never asked; he decides on what he learnt elsewhere.
     let err = o
@@ -413,12 +415,7 @@ async fn auto_approval_is_recorded_and_refused_above_the_ceiling() {
 #[tokio::test]
 async fn a_request_to_more_approvers_than_prechallenge_max_issues_challenges_on_demand() {
     let mut o = org_with(|c| c.prechallenge_max = 2).await;
-    let id =
-        o.h.create_with(|n| n.approvers.clear())
-            .await
-            .request
-            .body
-            .id;
+    let id = o.routed_by_policy().await;
     let (req, challenge) = o.bob.request_event(&o.h, &id).await;
     assert!(
         challenge.is_null(),
@@ -489,12 +486,7 @@ async fn a_request_to_more_approvers_than_prechallenge_max_issues_challenges_on_
 async fn an_approval_that_cannot_count_is_refused_and_not_recorded() {
     let mut o = org().await;
     admin::set_groups(o.h.gw(), DAVE, &["dba".into()]).unwrap();
-    let id =
-        o.h.create_with(|n| n.approvers.clear())
-            .await
-            .request
-            .body
-            .id;
+    let id = o.routed_by_policy().await;
     approve(&mut o.bob, &o.h, &id).await;
     let (req, ch) = o.dave.request_event(&o.h, &id).await;
     let err = o
